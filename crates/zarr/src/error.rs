@@ -1,0 +1,109 @@
+//! The crate's one error type. Every variant carries the numbers a person needs to find
+//! the problem; none is a free-form catch-all.
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while parsing or decoding zarr data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- metadata (zarr.json) ----
+    /// The bytes are not valid JSON.
+    #[error("zarr.json is not valid JSON (line {line}, column {column}): {message}")]
+    Json { line: usize, column: usize, message: String },
+    /// A zarr v2 array (or another format version) where v3 was expected.
+    #[error("unsupported zarr format {zarr_format}: only zarr v3 (`zarr.json`) is supported; convert the array to v3")]
+    UnsupportedFormat { zarr_format: u64 },
+    /// `node_type` is not `"array"` (for example a group).
+    #[error("zarr.json describes a `{node_type}`, not an array")]
+    NotAnArray { node_type: String },
+    /// A required metadata field is absent.
+    #[error("zarr.json has no `{field}` field")]
+    MissingField { field: &'static str },
+    /// A metadata field has the wrong type or an invalid value.
+    #[error("zarr.json field `{field}` is invalid: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    /// The array's rank is outside 1..=32.
+    #[error("array rank {rank} is outside the supported range 1..=32")]
+    Rank { rank: usize },
+    /// A data type this crate does not know.
+    #[error("unsupported data type `{name}`")]
+    UnsupportedDataType { name: String },
+    /// A fill value that does not fit its data type.
+    #[error("fill_value is invalid for data type {data_type}: {reason}")]
+    FillValue { data_type: &'static str, reason: &'static str },
+    /// A chunk grid or chunk key encoding other than the supported ones.
+    #[error("unsupported {what} `{name}`")]
+    UnsupportedGrid { what: &'static str, name: String },
+
+    // ---- codecs ----
+    /// A codec this crate does not implement (named as in the metadata).
+    #[error("unsupported codec `{codec}`")]
+    Unsupported { codec: String },
+    /// A codec's configuration is invalid or unsupported.
+    #[error("codec `{codec}`: configuration field `{field}` is invalid: {reason}")]
+    CodecConfig { codec: &'static str, field: &'static str, reason: String },
+    /// The codec list is not of the form array→array*, array→bytes, bytes→bytes*.
+    #[error("invalid codec chain: {reason}")]
+    CodecChain { reason: &'static str },
+
+    // ---- shard index ----
+    /// The shard is too short to hold its index.
+    #[error("shard of {shard_len} bytes is too short for its {index_len}-byte index")]
+    ShardTooShort { shard_len: u64, index_len: u64 },
+    /// The index's CRC32C does not match its contents.
+    #[error("shard index checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    IndexChecksum { stored: u32, computed: u32 },
+    /// Exactly one of an index entry's two fields is `u64::MAX`.
+    #[error("shard index entry {entry} is half empty (offset {offset:#x}, nbytes {nbytes:#x})")]
+    IndexEntryHalfEmpty { entry: u64, offset: u64, nbytes: u64 },
+    /// An index entry's `offset + nbytes` overflows or leaves the shard.
+    #[error("shard index entry {entry} (offset {offset}, nbytes {nbytes}) lies outside the {shard_len}-byte shard")]
+    IndexEntryOutOfRange { entry: u64, offset: u64, nbytes: u64, shard_len: u64 },
+    /// The index buffer has the wrong length for the shard's chunk count.
+    #[error("shard index has {got} bytes, expected {expected}")]
+    IndexLength { expected: u64, got: u64 },
+
+    // ---- blosc ----
+    /// A blosc frame is malformed; `reason` says which check failed.
+    #[error("corrupt blosc frame: {reason}")]
+    BloscFrame { reason: &'static str },
+    /// A blosc frame field has a value out of range.
+    #[error("corrupt blosc frame: {field} is {value}, {reason}")]
+    BloscField { field: &'static str, value: u64, reason: &'static str },
+    /// A blosc2-style frame (version ≥ 3) or another unsupported version.
+    #[error("unsupported blosc frame version {version} (blosc2 frames are not supported; write with blosc1)")]
+    BloscVersion { version: u8 },
+    /// A blosc compressor this crate cannot decode.
+    #[error("unsupported blosc compressor `{cname}`")]
+    BloscCompressor { cname: String },
+
+    // ---- decoding ----
+    /// A compressed stream failed to decode.
+    #[error("{codec} decode failed: {message}")]
+    Decompress { codec: &'static str, message: String },
+    /// A decoded size differs from the one the metadata implies.
+    #[error("{stage}: decoded {got} bytes, expected {expected}")]
+    DecodedSize { stage: &'static str, expected: u64, got: u64 },
+    /// A `crc32c` codec's checksum does not match.
+    #[error("crc32c checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Checksum { stored: u32, computed: u32 },
+    /// The caller's output buffer has the wrong size.
+    #[error("output buffer has {got} bytes, the chunk needs {expected}")]
+    OutputSize { expected: u64, got: u64 },
+
+    // ---- geometry ----
+    /// A box's rank differs from the array's.
+    #[error("box has rank {got}, the array has rank {expected}")]
+    RankMismatch { expected: usize, got: usize },
+    /// A box is empty or inverted on an axis.
+    #[error("box is empty on axis {axis}: {lo}..{hi}")]
+    EmptyBox { axis: usize, lo: u64, hi: u64 },
+    /// A box leaves the array on an axis.
+    #[error("box {lo}..{hi} on axis {axis} is outside the array's extent {extent}")]
+    OutOfBounds { axis: usize, lo: u64, hi: u64, extent: u64 },
+    /// Size or offset arithmetic overflowed.
+    #[error("arithmetic overflow computing {what}")]
+    Overflow { what: &'static str },
+}

@@ -1,0 +1,33 @@
+//! The zarr v3 format: array metadata, codec chains, shard indexes, blosc frames, chunk
+//! decoding and box geometry.
+//!
+//! This crate is pure: it does no I/O, starts no threads and contains no `unsafe`. Every
+//! parser returns a `Result` for any input bytes and never panics; arithmetic on sizes and
+//! offsets is checked.
+//!
+//! Map of the crate (spec: <https://zarr-specs.readthedocs.io/en/latest/v3/core/v3.0.html>):
+//! - [`dtype`]: [`DataType`] and [`FillValue`] (core spec §"Data types", §"fill_value").
+//! - [`metadata`]: [`ArrayMetadata::parse`] for `zarr.json` (core spec §"Array metadata").
+//! - [`codec`]: the codec chain model ([`CodecChain`]) and its validation.
+//! - [`shard_index`]: [`ShardIndex`] decode and encode (sharding codec spec §"Binary shard format").
+//! - [`blosc`]: blosc1 frame parsing into a [`blosc::BloscLayout`], CPU decode and a small encoder.
+//! - [`decode`]: [`decode_chunk`], the whole codec chain for one chunk into a caller buffer.
+//! - [`geometry`]: [`Aabb`], [`ArrayGeometry`]: box ∩ array → shards → inner chunks.
+#![forbid(unsafe_code)]
+
+pub mod blosc;
+pub mod codec;
+pub mod decode;
+pub mod dtype;
+pub mod error;
+pub mod geometry;
+pub mod metadata;
+pub mod shard_index;
+
+pub use codec::{ArrayToArray, ArrayToBytes, BytesToBytes, CodecChain, Endian, IndexLocation, ShardingCodec};
+pub use decode::ChunkRepr;
+pub use dtype::{DataType, FillValue};
+pub use error::{Error, Result};
+pub use geometry::{Aabb, ArrayGeometry, ChunkHit, ShardHit};
+pub use metadata::{ArrayMetadata, ChunkKeyEncoding, Separator};
+pub use shard_index::{ChunkLocation, ShardIndex};

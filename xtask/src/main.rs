@@ -1,0 +1,82 @@
+//! Project automation, run as `cargo xtask <task>` (the cargo-xtask pattern).
+//!
+//! Tasks:
+//! - `test`: the whole CPU test suite: workspace tests, loom models, and a build of the
+//!   `cuda` features (which must compile on a machine without CUDA). This is the README's
+//!   test command and what `.ci/run` runs.
+//! - `loom`: only the loom models (`--cfg damacy_loom`, release, preemption bound 2).
+//! - `fixtures`: regenerates `tests/data` with the pinned zarr-python script.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Crates that carry loom models under `cfg(damacy_loom)`.
+const LOOM_CRATES: &[&str] = &["prefetch-cache", "gpu-schedule"];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    match task {
+        "test" => test(),
+        "loom" => loom(),
+        "fixtures" => fixtures(),
+        "help" | "--help" | "-h" => {
+            println!("usage: cargo xtask <test|loom|fixtures>");
+            Ok(())
+        }
+        other => bail!("unknown task `{other}`; run `cargo xtask help`"),
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(mut cmd: Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    let mut t = cargo();
+    t.args(["test", "--workspace", "--locked"]);
+    run(t)?;
+    loom()?;
+    // The CUDA code paths must build on a machine with no CUDA toolkit and no GPU.
+    let mut b = cargo();
+    b.args(["check", "--locked", "-p", "gpu-schedule", "-p", "kernels", "--features", "cuda"]);
+    run(b)
+}
+
+fn loom() -> Result<()> {
+    let mut c = cargo();
+    c.args(["test", "--locked", "--release", "--lib"]);
+    for k in LOOM_CRATES {
+        c.args(["-p", k]);
+    }
+    c.arg("loom");
+    // A separate target dir keeps the loom build from invalidating the normal one.
+    c.env("CARGO_TARGET_DIR", root().join("target/loom"));
+    c.env("RUSTFLAGS", "--cfg damacy_loom");
+    c.env("LOOM_MAX_PREEMPTIONS", "2");
+    run(c)
+}
+
+fn fixtures() -> Result<()> {
+    let script = root().join("tests/data/make_fixtures.sh");
+    let mut c = Command::new("bash");
+    c.arg(script).current_dir(root());
+    run(c)
+}
