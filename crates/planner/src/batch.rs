@@ -1,0 +1,459 @@
+//! Planning one batch: walk the samples' chunk hits, plan each distinct chunk once,
+//! coalesce each file's ranges into reads, interleave the files and pack waves.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
+use zarr::{ChunkLocation, DataType, FillValue};
+
+use crate::cast::OutDtype;
+use crate::error::{Error, Result};
+use crate::input::{ArrayEntry, ArrayId, PlanLimits, SampleInput, ShardState};
+use crate::plan::{BatchPlan, ChunkPlan, ChunkSource, FileRef, Placement, PlanStats, ReadOp, Wave};
+
+/// A touched object while the batch is walked.
+struct FileBuild {
+    array: ArrayId,
+    coords: Vec<u64>,
+    key: Arc<str>,
+    state: ShardState,
+    /// Stored chunks of this file (indices into the chunk builds).
+    copies: Vec<usize>,
+}
+
+#[derive(Clone, Copy)]
+enum Stored {
+    Range { offset: u64, nbytes: u64, decompressed: u64 },
+    Fill(FillValue),
+}
+
+struct ChunkBuild {
+    array: ArrayId,
+    chunk: Vec<u64>,
+    stored: Stored,
+    placements: Vec<Placement>,
+}
+
+/// A read op under construction.
+struct OpBuild {
+    file: usize,
+    offset: u64,
+    end: u64,
+    decompressed: u64,
+    gap: u64,
+    chunks: Vec<usize>,
+}
+
+/// Plans one batch.
+///
+/// Deterministic: the same input gives the same plan, and permuting `samples` changes only
+/// the `sample` fields of placements (and their order within a chunk).
+///
+/// # Errors
+/// - `UnknownArray`, `Geometry`, `ShardCount`, `ShardStateKind`, `IndexEntries`,
+///   `InconsistentShard`, `ZeroLengthChunk` for inputs that do not describe the batch;
+/// - `NoCastPath` when `out` is `Native` and the samples' data types differ;
+/// - `Budget` naming `max_chunk_decompressed_bytes` for a chunk too large to decode, or
+///   the wave knob (`max_staging_bytes_per_wave`, `max_chunks_per_wave`,
+///   `max_decompressed_bytes_per_wave`) that one read group alone exceeds;
+/// - `Overflow` for sizes that do not fit in `u64`.
+pub fn plan<L>(
+    arrays: &[ArrayEntry<L>],
+    samples: &[SampleInput],
+    limits: &PlanLimits,
+    out: OutDtype,
+) -> Result<BatchPlan> {
+    let mut walk = Walk::default();
+    let mut element: Option<DataType> = None;
+    for (s, sample) in samples.iter().enumerate() {
+        let entry = arrays.get(sample.array.index()).ok_or(Error::UnknownArray {
+            sample: s,
+            array: sample.array.0,
+            arrays: arrays.len(),
+        })?;
+        let source = entry.meta.data_type;
+        let want = out.element(source);
+        match element {
+            None => element = Some(want),
+            Some(e) if e != want => {
+                return Err(Error::NoCastPath { sample: s, from: source, to: e });
+            }
+            Some(_) => {}
+        }
+        walk.sample(s, sample, entry, limits)?;
+    }
+    let order = walk.file_order();
+    let ops = coalesce(&mut walk, &order, limits)?;
+    assemble(walk, order, ops, limits, element)
+}
+
+#[derive(Default)]
+struct Walk {
+    files: Vec<FileBuild>,
+    file_map: HashMap<(ArrayId, Vec<u64>), usize>,
+    chunks: Vec<ChunkBuild>,
+    chunk_map: HashMap<(usize, u64), usize>,
+    voxels: u64,
+    bytes_delivered: u64,
+}
+
+fn add(a: u64, b: u64, what: &'static str) -> Result<u64> {
+    a.checked_add(b).ok_or(Error::Overflow { what })
+}
+
+impl Walk {
+    fn sample<L>(
+        &mut self,
+        s: usize,
+        sample: &SampleInput,
+        entry: &ArrayEntry<L>,
+        limits: &PlanLimits,
+    ) -> Result<()> {
+        let geometry = &entry.geometry;
+        let geo_err = |source| Error::Geometry { sample: s, uri: entry.uri.clone(), source };
+        let hits = geometry.intersect(&sample.aabb).map_err(geo_err)?;
+        if hits.len() != sample.shards.len() {
+            return Err(Error::ShardCount {
+                sample: s,
+                uri: entry.uri.clone(),
+                expected: hits.len(),
+                got: sample.shards.len(),
+            });
+        }
+        let dtype = entry.meta.data_type;
+        let voxels = sample.aabb.num_elements().map_err(geo_err)?;
+        self.voxels = add(self.voxels, voxels, "voxels delivered")?;
+        let bytes = voxels.checked_mul(dtype.size() as u64);
+        self.bytes_delivered = add(
+            self.bytes_delivered,
+            bytes.ok_or(Error::Overflow { what: "bytes delivered" })?,
+            "bytes delivered",
+        )?;
+        let decompressed = geometry
+            .chunk_num_elements()
+            .ok()
+            .and_then(|n| n.checked_mul(dtype.size() as u64))
+            .ok_or(Error::Overflow { what: "decompressed chunk size" })?;
+        let per_shard = geometry.num_chunks_per_shard().map_err(geo_err)?;
+
+        for (hit, state) in hits.into_iter().zip(&sample.shards) {
+            let kind_ok = match state {
+                ShardState::Present(_) => geometry.sharded,
+                ShardState::Whole { .. } => !geometry.sharded,
+                ShardState::Absent => true,
+            };
+            let f = match self.file_map.entry((sample.array, hit.shard)) {
+                Entry::Occupied(e) => {
+                    let f = *e.get();
+                    if !self.files[f].state.same_as(state) {
+                        return Err(Error::InconsistentShard {
+                            sample: s,
+                            key: self.files[f].key.clone(),
+                        });
+                    }
+                    f
+                }
+                Entry::Vacant(e) => {
+                    let coords = e.key().1.clone();
+                    let key = entry.file_key(&coords);
+                    if !kind_ok {
+                        return Err(Error::ShardStateKind {
+                            sample: s,
+                            key,
+                            state: state.name(),
+                            sharded: geometry.sharded,
+                        });
+                    }
+                    if let ShardState::Present(index) = state {
+                        if index.len() as u64 != per_shard {
+                            return Err(Error::IndexEntries {
+                                sample: s,
+                                key,
+                                expected: per_shard,
+                                got: index.len() as u64,
+                            });
+                        }
+                    }
+                    let f = self.files.len();
+                    self.files.push(FileBuild {
+                        array: sample.array,
+                        coords,
+                        key,
+                        state: state.clone(),
+                        copies: Vec::new(),
+                    });
+                    e.insert(f);
+                    f
+                }
+            };
+            for ch in hit.chunks {
+                let c = match self.chunk_map.entry((f, ch.index_in_shard)) {
+                    Entry::Occupied(e) => *e.get(),
+                    Entry::Vacant(e) => {
+                        let file = &mut self.files[f];
+                        let location = match &file.state {
+                            ShardState::Absent => ChunkLocation::Empty,
+                            ShardState::Whole { len } => {
+                                ChunkLocation::Range { offset: 0, nbytes: *len }
+                            }
+                            // In range: the entry count was checked against the shard.
+                            ShardState::Present(index) => {
+                                index.get(ch.index_in_shard).unwrap_or(ChunkLocation::Empty)
+                            }
+                        };
+                        let stored = match location {
+                            ChunkLocation::Empty => Stored::Fill(entry.meta.fill_value),
+                            ChunkLocation::Range { nbytes: 0, .. } => {
+                                return Err(Error::ZeroLengthChunk {
+                                    sample: s,
+                                    key: file.key.clone(),
+                                    chunk: ch.chunk,
+                                });
+                            }
+                            ChunkLocation::Range { offset, nbytes } => {
+                                if offset.checked_add(nbytes).is_none() {
+                                    return Err(Error::Overflow { what: "chunk end offset" });
+                                }
+                                if decompressed > limits.max_chunk_decompressed_bytes {
+                                    return Err(Error::Budget {
+                                        knob: "max_chunk_decompressed_bytes",
+                                        needed: decompressed,
+                                        limit: limits.max_chunk_decompressed_bytes,
+                                    });
+                                }
+                                Stored::Range { offset, nbytes, decompressed }
+                            }
+                        };
+                        let c = self.chunks.len();
+                        if matches!(stored, Stored::Range { .. }) {
+                            file.copies.push(c);
+                        }
+                        self.chunks.push(ChunkBuild {
+                            array: sample.array,
+                            chunk: ch.chunk,
+                            stored,
+                            placements: Vec::new(),
+                        });
+                        e.insert(c);
+                        c
+                    }
+                };
+                self.chunks[c].placements.push(Placement {
+                    sample: s,
+                    in_chunk: ch.in_chunk,
+                    in_sample: ch.in_sample,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Files in a canonical order (array, then grid coordinates), independent of the
+    /// order samples arrived in.
+    fn file_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.files.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (fa, fb) = (&self.files[a], &self.files[b]);
+            (fa.array, &fa.coords).cmp(&(fb.array, &fb.coords))
+        });
+        order
+    }
+
+    fn range(&self, c: usize) -> (u64, u64, u64) {
+        match self.chunks[c].stored {
+            Stored::Range { offset, nbytes, decompressed } => (offset, nbytes, decompressed),
+            Stored::Fill(_) => (0, 0, 0),
+        }
+    }
+}
+
+/// Merges each file's chunk ranges into read ops, returned per file in `order`.
+///
+/// Ranges merge when the next one starts within `merge_gap_bytes` of the current read's
+/// end and the merged read stays within the read-size cap and every per-wave cap (so that
+/// merging never makes a group too big for a wave). A range that overlaps the read so far
+/// always merges: reads of one file must stay disjoint.
+fn coalesce(walk: &mut Walk, order: &[usize], limits: &PlanLimits) -> Result<Vec<Vec<OpBuild>>> {
+    let byte_cap = limits.max_read_op_bytes.min(limits.max_staging_bytes_per_wave);
+    let mut per_file = Vec::with_capacity(order.len());
+    for &f in order {
+        let mut copies = std::mem::take(&mut walk.files[f].copies);
+        copies.sort_by_key(|&c| {
+            let (o, n, _) = walk.range(c);
+            (o, n, walk.chunks[c].chunk.clone())
+        });
+        let mut ops: Vec<OpBuild> = Vec::new();
+        for c in copies {
+            let (o, n, d) = walk.range(c);
+            // Checked when the chunk was planned.
+            let e = o.saturating_add(n);
+            if let Some(op) = ops.last_mut() {
+                let new_end = op.end.max(e);
+                let overlaps = o < op.end;
+                let fits = o <= op.end.saturating_add(limits.merge_gap_bytes)
+                    && new_end - op.offset <= byte_cap
+                    && (op.chunks.len() as u64) < limits.max_chunks_per_wave
+                    && op.decompressed.saturating_add(d) <= limits.max_decompressed_bytes_per_wave;
+                if overlaps || fits {
+                    op.gap += o.saturating_sub(op.end);
+                    op.end = new_end;
+                    op.decompressed = add(op.decompressed, d, "read op decompressed bytes")?;
+                    op.chunks.push(c);
+                    continue;
+                }
+            }
+            ops.push(OpBuild {
+                file: f,
+                offset: o,
+                end: e,
+                decompressed: d,
+                gap: 0,
+                chunks: vec![c],
+            });
+        }
+        per_file.push(ops);
+    }
+    Ok(per_file)
+}
+
+/// Interleaves the files' reads round-robin, orders the chunks by read, packs waves and
+/// counts.
+fn assemble(
+    mut walk: Walk,
+    order: Vec<usize>,
+    per_file: Vec<Vec<OpBuild>>,
+    limits: &PlanLimits,
+    element: Option<DataType>,
+) -> Result<BatchPlan> {
+    // Output file numbering: files with reads, in canonical order.
+    let mut file_out = vec![usize::MAX; walk.files.len()];
+    let mut files = Vec::new();
+    for (&f, ops) in order.iter().zip(&per_file) {
+        if !ops.is_empty() {
+            file_out[f] = files.len();
+            let fb = &mut walk.files[f];
+            files.push(FileRef {
+                array: fb.array,
+                coords: std::mem::take(&mut fb.coords),
+                key: fb.key.clone(),
+            });
+        }
+    }
+
+    let mut queues: Vec<std::vec::IntoIter<OpBuild>> =
+        per_file.into_iter().filter(|ops| !ops.is_empty()).map(Vec::into_iter).collect();
+    let mut reads = Vec::new();
+    let mut chunks = Vec::with_capacity(walk.chunks.len());
+    let mut stats = PlanStats {
+        voxels_delivered: walk.voxels,
+        bytes_delivered: walk.bytes_delivered,
+        ..PlanStats::default()
+    };
+    let mut waves: Vec<Wave> = Vec::new();
+    let mut current: Option<Wave> = None;
+    while !queues.is_empty() {
+        queues.retain_mut(|q| {
+            let Some(op) = q.next() else { return false };
+            reads.push(op);
+            true
+        });
+    }
+    let mut read_ops = Vec::with_capacity(reads.len());
+    for (r, op) in reads.into_iter().enumerate() {
+        let len = op.end - op.offset;
+        let first = chunks.len();
+        for &c in &op.chunks {
+            let (o, n, d) = walk.range(c);
+            let build = &mut walk.chunks[c];
+            chunks.push(ChunkPlan {
+                array: build.array,
+                chunk: std::mem::take(&mut build.chunk),
+                source: ChunkSource::Copy {
+                    read: r,
+                    offset_in_read: o - op.offset,
+                    compressed_len: n,
+                    decompressed_len: d,
+                },
+                placements: std::mem::take(&mut build.placements),
+            });
+            stats.compressed_bytes_used = add(stats.compressed_bytes_used, n, "compressed bytes")?;
+        }
+        let group = first..chunks.len();
+        stats.bytes_read = add(stats.bytes_read, len, "bytes read")?;
+        stats.gap_bytes = add(stats.gap_bytes, op.gap, "gap bytes")?;
+        stats.decompressed_bytes =
+            add(stats.decompressed_bytes, op.decompressed, "decompressed bytes")?;
+
+        // Waves: a group is never split (lesson 8: split groups re-fired their read).
+        let n_chunks = group.len() as u64;
+        for (knob, needed, limit) in [
+            ("max_staging_bytes_per_wave", len, limits.max_staging_bytes_per_wave),
+            ("max_chunks_per_wave", n_chunks, limits.max_chunks_per_wave),
+            (
+                "max_decompressed_bytes_per_wave",
+                op.decompressed,
+                limits.max_decompressed_bytes_per_wave,
+            ),
+        ] {
+            if needed > limit {
+                return Err(Error::Budget { knob, needed, limit });
+            }
+        }
+        if let Some(w) = &current {
+            let fits = w.staging_bytes.saturating_add(len) <= limits.max_staging_bytes_per_wave
+                && (w.chunks.len() as u64).saturating_add(n_chunks) <= limits.max_chunks_per_wave
+                && w.decompressed_bytes.saturating_add(op.decompressed)
+                    <= limits.max_decompressed_bytes_per_wave;
+            if !fits {
+                waves.extend(current.take());
+            }
+        }
+        let w = current.get_or_insert(Wave {
+            reads: r..r,
+            chunks: first..first,
+            staging_bytes: 0,
+            decompressed_bytes: 0,
+        });
+        w.reads.end = r + 1;
+        w.chunks.end = group.end;
+        w.staging_bytes += len;
+        w.decompressed_bytes += op.decompressed;
+
+        read_ops.push(ReadOp { file: file_out[op.file], offset: op.offset, len, chunks: group });
+    }
+    waves.extend(current);
+    stats.copy_chunks = chunks.len() as u64;
+
+    // Fills: after the copies, in canonical (array, chunk) order.
+    let mut fill_ids: Vec<usize> = (0..walk.chunks.len())
+        .filter(|&c| matches!(walk.chunks[c].stored, Stored::Fill(_)))
+        .collect();
+    fill_ids.sort_by(|&a, &b| {
+        let (ca, cb) = (&walk.chunks[a], &walk.chunks[b]);
+        (ca.array, &ca.chunk).cmp(&(cb.array, &cb.chunk))
+    });
+    let fills_start = chunks.len();
+    for c in fill_ids {
+        let build = &mut walk.chunks[c];
+        let Stored::Fill(value) = build.stored else { continue };
+        chunks.push(ChunkPlan {
+            array: build.array,
+            chunk: std::mem::take(&mut build.chunk),
+            source: ChunkSource::Fill { value },
+            placements: std::mem::take(&mut build.placements),
+        });
+    }
+    stats.fill_chunks = (chunks.len() - fills_start) as u64;
+    stats.placements = chunks.iter().map(|c| c.placements.len() as u64).sum();
+
+    Ok(BatchPlan {
+        element,
+        files,
+        reads: read_ops,
+        fills: fills_start..chunks.len(),
+        chunks,
+        waves,
+        stats,
+    })
+}
