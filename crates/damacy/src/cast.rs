@@ -1,0 +1,339 @@
+//! Element casts and the host scatter that places a decoded chunk's intersection into a
+//! batch tensor.
+//!
+//! The casts are defined here, bit for bit, and the CUDA kernels implement the same
+//! arithmetic: every source value goes to `f32` first (integers and `f64` round to
+//! nearest even, `f16`/`bf16` widen exactly, `bool` is 0 or 1); `bf16` and `f16` outputs
+//! then round the `f32` to nearest even, overflow to infinity, and every NaN becomes the
+//! canonical quiet NaN (`0x7fc0` for bf16, `0x7e00` for f16) so that the two engines
+//! cannot disagree on payloads. `Native` copies bytes unchanged.
+
+use zarr::{Aabb, DataType, FillValue};
+
+use crate::config::OutDtype;
+
+/// Bytes per output element for a pipeline of source type `src`.
+pub fn out_size(out: OutDtype, src: DataType) -> usize {
+    match out {
+        OutDtype::F32 => 4,
+        OutDtype::Bf16 | OutDtype::F16 => 2,
+        OutDtype::Native => src.size(),
+    }
+}
+
+/// `f32` → bfloat16 bits, round to nearest even, NaN canonicalized.
+pub fn f32_to_bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return 0x7fc0 | ((bits >> 16) as u16 & 0x8000);
+    }
+    let lsb = (bits >> 16) & 1;
+    // Cannot overflow past 0xffff_ffff: the largest finite/inf pattern plus the bias
+    // stays below 2^32 (0x7f80_0000 + 0x8000 for +inf, likewise for -inf).
+    (bits.wrapping_add(0x7fff + lsb) >> 16) as u16
+}
+
+/// `f32` → IEEE half bits, round to nearest even, overflow to infinity, NaN canonicalized.
+pub fn f32_to_f16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    if x.is_nan() {
+        return sign | 0x7e00;
+    }
+    let exp = ((bits >> 23) & 0xff) as i32;
+    let man = bits & 0x007f_ffff;
+    // Unbiased exponent rebased to half's bias of 15.
+    let e = exp - 127 + 15;
+    if exp == 0xff || e >= 0x1f {
+        return sign | 0x7c00; // inf, or overflow to inf
+    }
+    if e <= 0 {
+        // Subnormal half (or zero): shift the 24-bit significand into place and round.
+        if e < -10 {
+            return sign; // rounds to zero (below half the smallest subnormal)
+        }
+        let m = man | 0x0080_0000;
+        let shift = (14 - e) as u32; // 14..=24
+        let half = 1u32 << (shift - 1);
+        let rem = m & ((1u32 << shift) - 1);
+        let mut h = m >> shift;
+        if rem > half || (rem == half && (h & 1) == 1) {
+            h += 1;
+        }
+        return sign | h as u16;
+    }
+    let mut h = ((e as u32) << 10) | (man >> 13);
+    let rem = man & 0x1fff;
+    if rem > 0x1000 || (rem == 0x1000 && (h & 1) == 1) {
+        // A carry out of the mantissa correctly bumps the exponent (and to inf at the top).
+        h += 1;
+    }
+    sign | h as u16
+}
+
+/// bfloat16 bits → f32 (exact).
+pub fn bf16_bits_to_f32(b: u16) -> f32 {
+    f32::from_bits(u32::from(b) << 16)
+}
+
+/// IEEE half bits → f32 (exact).
+pub fn f16_bits_to_f32(h: u16) -> f32 {
+    half::f16::from_bits(h).to_f32()
+}
+
+/// Reads element `i` of a native-endian buffer of type `src` as f32.
+#[inline]
+fn load_f32(src: DataType, bytes: &[u8]) -> f32 {
+    macro_rules! ne {
+        ($t:ty) => {{
+            let mut a = [0u8; std::mem::size_of::<$t>()];
+            a.copy_from_slice(bytes);
+            <$t>::from_ne_bytes(a)
+        }};
+    }
+    match src {
+        DataType::Bool => f32::from(u8::from(bytes[0] != 0)),
+        DataType::Int8 => f32::from(ne!(i8)),
+        DataType::UInt8 => f32::from(ne!(u8)),
+        DataType::Int16 => f32::from(ne!(i16)),
+        DataType::UInt16 => f32::from(ne!(u16)),
+        DataType::Int32 => ne!(i32) as f32,
+        DataType::UInt32 => ne!(u32) as f32,
+        DataType::Int64 => ne!(i64) as f32,
+        DataType::UInt64 => ne!(u64) as f32,
+        DataType::Float16 => f16_bits_to_f32(ne!(u16)),
+        DataType::BFloat16 => bf16_bits_to_f32(ne!(u16)),
+        DataType::Float32 => ne!(f32),
+        DataType::Float64 => ne!(f64) as f32,
+    }
+}
+
+/// Casts a contiguous run of `src` elements into `dst` (`out` elements).
+fn cast_run(src_t: DataType, out: OutDtype, src: &[u8], dst: &mut [u8]) {
+    let s = src_t.size();
+    match out {
+        OutDtype::Native => dst.copy_from_slice(src),
+        OutDtype::F32 => {
+            // The hot case (u16 → f32) gets a loop the compiler can vectorize.
+            if src_t == DataType::UInt16 {
+                for (d, v) in dst.chunks_exact_mut(4).zip(src.chunks_exact(2)) {
+                    d.copy_from_slice(&f32::from(u16::from_ne_bytes([v[0], v[1]])).to_ne_bytes());
+                }
+                return;
+            }
+            for (d, v) in dst.chunks_exact_mut(4).zip(src.chunks_exact(s)) {
+                d.copy_from_slice(&load_f32(src_t, v).to_ne_bytes());
+            }
+        }
+        OutDtype::Bf16 => {
+            for (d, v) in dst.chunks_exact_mut(2).zip(src.chunks_exact(s)) {
+                d.copy_from_slice(&f32_to_bf16_bits(load_f32(src_t, v)).to_ne_bytes());
+            }
+        }
+        OutDtype::F16 => {
+            for (d, v) in dst.chunks_exact_mut(2).zip(src.chunks_exact(s)) {
+                d.copy_from_slice(&f32_to_f16_bits(load_f32(src_t, v)).to_ne_bytes());
+            }
+        }
+    }
+}
+
+/// One element of the fill value, cast to the output type.
+pub fn cast_fill(fill: &FillValue, src_t: DataType, out: OutDtype) -> Vec<u8> {
+    let mut v = vec![0u8; out_size(out, src_t)];
+    cast_run(src_t, out, fill.as_ne_bytes(), &mut v);
+    v
+}
+
+/// Where a chunk's intersection goes: the chunk's decoded bytes and shape, the box inside
+/// the chunk, and the box inside the sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Scatter<'a> {
+    pub src_dtype: DataType,
+    pub out: OutDtype,
+    pub chunk_shape: &'a [u64],
+    pub in_chunk: &'a Aabb,
+    pub sample_shape: &'a [u64],
+    pub in_sample: &'a Aabb,
+}
+
+/// Row-major strides (in elements) of `shape`.
+fn strides(shape: &[u64]) -> Vec<u64> {
+    let mut s = vec![1u64; shape.len()];
+    for a in (0..shape.len().saturating_sub(1)).rev() {
+        s[a] = s[a + 1] * shape[a + 1];
+    }
+    s
+}
+
+/// Calls `f(src_row_start, dst_row_start, row_len)` (in elements) for every row of the
+/// intersection, iterating all axes but the last in C order.
+fn for_each_row(sc: &Scatter<'_>, mut f: impl FnMut(u64, u64, u64)) {
+    let rank = sc.chunk_shape.len();
+    let cs = strides(sc.chunk_shape);
+    let ss = strides(sc.sample_shape);
+    let ext = sc.in_sample.shape();
+    let row = ext[rank - 1];
+    let mut idx = vec![0u64; rank.saturating_sub(1)];
+    loop {
+        let mut so = sc.in_chunk.lo[rank - 1];
+        let mut d = sc.in_sample.lo[rank - 1];
+        for a in 0..rank - 1 {
+            so += (sc.in_chunk.lo[a] + idx[a]) * cs[a];
+            d += (sc.in_sample.lo[a] + idx[a]) * ss[a];
+        }
+        f(so, d, row);
+        // Odometer over the outer axes.
+        let mut a = rank - 1;
+        loop {
+            if a == 0 {
+                return;
+            }
+            a -= 1;
+            idx[a] += 1;
+            if idx[a] < ext[a] {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
+}
+
+/// Writes the intersection of one decoded chunk into one sample's output region
+/// (`dst` is that sample's whole `[sample_shape]` tensor in the output dtype).
+///
+/// # Panics
+/// Never for boxes produced by the planner; boxes outside `chunk`/`dst` (a bug in the
+/// caller) are caught by slice bounds checks rather than writing out of bounds.
+pub fn scatter(sc: &Scatter<'_>, chunk: &[u8], dst: &mut [u8]) {
+    let s = sc.src_dtype.size() as u64;
+    let o = out_size(sc.out, sc.src_dtype) as u64;
+    for_each_row(sc, |src, d, n| {
+        let src = &chunk[(src * s) as usize..((src + n) * s) as usize];
+        let dst = &mut dst[(d * o) as usize..((d + n) * o) as usize];
+        cast_run(sc.src_dtype, sc.out, src, dst);
+    });
+}
+
+/// Fills the box `in_sample` of one sample's output region with one element `value`
+/// (already in the output dtype).
+pub fn fill_box(sample_shape: &[u64], in_sample: &Aabb, value: &[u8], dst: &mut [u8]) {
+    let o = value.len() as u64;
+    let sc = Scatter {
+        src_dtype: DataType::UInt8,
+        out: OutDtype::Native,
+        chunk_shape: sample_shape,
+        in_chunk: in_sample,
+        sample_shape,
+        in_sample,
+    };
+    for_each_row(&sc, |_, d, n| {
+        let dst = &mut dst[(d * o) as usize..((d + n) * o) as usize];
+        if value.iter().all(|&b| b == 0) {
+            dst.fill(0);
+        } else {
+            for e in dst.chunks_exact_mut(value.len()) {
+                e.copy_from_slice(value);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn bf16_rounds_to_nearest_even_and_canonicalizes_nan() {
+        assert_eq!(f32_to_bf16_bits(1.0), 0x3f80);
+        // 1 + 2^-8 is exactly halfway between two bf16 values: ties to even (down).
+        assert_eq!(f32_to_bf16_bits(f32::from_bits(0x3f80_8000)), 0x3f80);
+        // 1 + 3*2^-8 is halfway with an odd lower neighbour: ties to even (up).
+        assert_eq!(f32_to_bf16_bits(f32::from_bits(0x3f81_8000)), 0x3f82);
+        assert_eq!(f32_to_bf16_bits(f32::from_bits(0x3f80_8001)), 0x3f81);
+        assert_eq!(f32_to_bf16_bits(f32::INFINITY), 0x7f80);
+        assert_eq!(f32_to_bf16_bits(f32::MAX), 0x7f80);
+        assert_eq!(f32_to_bf16_bits(f32::from_bits(0x7f80_0001)), 0x7fc0);
+        assert_eq!(f32_to_bf16_bits(-f32::NAN), 0xffc0);
+    }
+
+    proptest! {
+        /// Our f16 rounding equals the `half` crate's (round to nearest even) for every
+        /// non-NaN f32.
+        #[test]
+        fn f16_matches_half_crate(bits in any::<u32>()) {
+            let x = f32::from_bits(bits);
+            prop_assume!(!x.is_nan());
+            prop_assert_eq!(f32_to_f16_bits(x), half::f16::from_f32(x).to_bits());
+        }
+
+        #[test]
+        fn bf16_matches_half_crate(bits in any::<u32>()) {
+            let x = f32::from_bits(bits);
+            prop_assume!(!x.is_nan());
+            prop_assert_eq!(f32_to_bf16_bits(x), half::bf16::from_f32(x).to_bits());
+        }
+    }
+
+    #[test]
+    fn f16_edge_cases() {
+        for x in [0.0f32, -0.0, 65504.0, 65520.0, 6.0e-8, 2.9e-8, 3.0e-8, 1.0e-5, -1.5] {
+            assert_eq!(f32_to_f16_bits(x), half::f16::from_f32(x).to_bits(), "{x}");
+        }
+        assert_eq!(f32_to_f16_bits(f32::NAN), 0x7e00);
+    }
+
+    #[test]
+    fn scatter_places_a_2d_intersection_with_cast() {
+        // A 4x4 u16 chunk with values 0..16; take rows 1..3, cols 2..4 into a 3x3 sample
+        // at (0, 1).
+        let chunk: Vec<u8> = (0u16..16).flat_map(|v| v.to_ne_bytes()).collect();
+        let in_chunk = Aabb::new(vec![1, 2], vec![3, 4]).unwrap();
+        let in_sample = Aabb::new(vec![0, 1], vec![2, 3]).unwrap();
+        let mut out = vec![0xabu8; 9 * 4];
+        scatter(
+            &Scatter {
+                src_dtype: DataType::UInt16,
+                out: OutDtype::F32,
+                chunk_shape: &[4, 4],
+                in_chunk: &in_chunk,
+                sample_shape: &[3, 3],
+                in_sample: &in_sample,
+            },
+            &chunk,
+            &mut out,
+        );
+        let got: Vec<u32> =
+            out.chunks_exact(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let p = 0xabab_abab;
+        let f = |v: f32| v.to_bits();
+        assert_eq!(got, vec![p, f(6.0), f(7.0), p, f(10.0), f(11.0), p, p, p]);
+    }
+
+    #[test]
+    fn fill_box_writes_only_the_box() {
+        let mut out = vec![0u8; 2 * 3];
+        fill_box(&[2, 3], &Aabb::new(vec![1, 0], vec![2, 2]).unwrap(), &[7], &mut out);
+        assert_eq!(out, vec![0, 0, 0, 7, 7, 0]);
+    }
+
+    #[test]
+    fn every_source_dtype_casts_to_f32_as_documented() {
+        let cases: [(DataType, Vec<u8>, f32); 8] = [
+            (DataType::Bool, vec![3], 1.0),
+            (DataType::Int8, (-5i8).to_ne_bytes().to_vec(), -5.0),
+            (DataType::Int32, 16_777_217i32.to_ne_bytes().to_vec(), 16_777_216.0),
+            (DataType::UInt64, u64::MAX.to_ne_bytes().to_vec(), 18_446_744_073_709_551_616.0),
+            (DataType::Float16, 0x3c00u16.to_ne_bytes().to_vec(), 1.0),
+            (DataType::BFloat16, 0xbf80u16.to_ne_bytes().to_vec(), -1.0),
+            (DataType::Float64, 0.1f64.to_ne_bytes().to_vec(), 0.1f32),
+            (DataType::Int64, (-3i64).to_ne_bytes().to_vec(), -3.0),
+        ];
+        for (t, bytes, want) in cases {
+            let mut d = [0u8; 4];
+            cast_run(t, OutDtype::F32, &bytes, &mut d);
+            assert_eq!(f32::from_ne_bytes(d), want, "{t}");
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! Pipeline configuration: a builder and serde (JSON/TOML) front, validated in one place
+//! so that every error names the knob and its bound.
+//!
+//! Defaults are chosen so that `Config::builder().sample_shape(..).build()` passes its
+//! own validation for every `samples_per_batch` (lesson 12 of the C predecessor): the
+//! cache capacities that depend on the batch size are derived, not fixed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Element type of the batch tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OutDtype {
+    /// 32-bit float.
+    #[default]
+    F32,
+    /// bfloat16 (rounded to nearest even from the f32 value).
+    Bf16,
+    /// IEEE half (rounded to nearest even from the f32 value).
+    F16,
+    /// The arrays' own data type, bit for bit; every array of the pipeline must share it.
+    Native,
+}
+
+/// Which engine builds the batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Backend {
+    /// The CUDA engine when a device and the `cuda` feature are present, else the host.
+    #[default]
+    Auto,
+    /// CPU threads; batches in host memory.
+    Host,
+    /// The CUDA engine on the given device.
+    Cuda { device: usize },
+}
+
+/// What to do with a sample whose data cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// `pop` returns an error for that batch; the pipeline continues with the next one.
+    #[default]
+    Fail,
+    /// The sample is filled with its array's fill value and listed in `Batch::errors`.
+    Fill,
+}
+
+/// Everything a [`crate::Pipeline`] needs; build it with [`Config::builder`] or load it
+/// from JSON/TOML, then [`Config::validate`] (the builder does that for you).
+///
+/// ```
+/// use damacy::{Config, OutDtype};
+/// let cfg = Config::builder()
+///     .sample_shape([64, 64, 64])
+///     .samples_per_batch(8)
+///     .dtype(OutDtype::Bf16)
+///     .build()?;
+/// assert_eq!(cfg.batch_elements()?, 8 * 64 * 64 * 64);
+/// # Ok::<(), damacy::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Extent of every sample, in the arrays' own axis order.
+    pub sample_shape: Vec<u64>,
+    /// Samples per batch (`N` of the `[N, ...sample_shape]` tensor).
+    pub samples_per_batch: usize,
+    pub dtype: OutDtype,
+    pub backend: Backend,
+    pub on_error: OnError,
+    /// Hard cap on GPU memory (CUDA engine only).
+    pub max_gpu_memory_bytes: u64,
+    /// Cap on page-locked host memory for staging (CUDA engine only).
+    pub max_pinned_host_bytes: u64,
+    /// Samples whose metadata is resolved ahead of the batch being built.
+    /// `0` means `4 * samples_per_batch`.
+    pub lookahead: usize,
+    /// Batch buffers: those held by the caller plus those being filled.
+    pub batches_in_flight: usize,
+    /// I/O threads of the file store (not capped by the core count: I/O waits).
+    pub io_threads: usize,
+    /// CPU decode threads; `0` means the number of available cores.
+    pub decode_threads: usize,
+    /// A sample touching more shards than this is rejected.
+    pub max_shards_per_sample: usize,
+    /// Array metadata (zarr.json) cache slots.
+    pub metadata_cache_capacity: usize,
+    /// Shard index cache slots; `0` means the minimum that cannot saturate.
+    pub shard_index_cache_capacity: usize,
+    /// A coalesced read never exceeds this (unless it is a single chunk).
+    pub max_read_op_bytes: u64,
+    /// Ranges separated by at most this many unneeded bytes are read as one.
+    pub merge_gap_bytes: u64,
+    /// Largest decompressed chunk accepted.
+    pub max_chunk_decompressed_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            sample_shape: Vec::new(),
+            samples_per_batch: 1,
+            dtype: OutDtype::F32,
+            backend: Backend::Auto,
+            on_error: OnError::Fail,
+            max_gpu_memory_bytes: 4 << 30,
+            max_pinned_host_bytes: 1 << 30,
+            lookahead: 0,
+            batches_in_flight: 3,
+            io_threads: 8,
+            decode_threads: 0,
+            max_shards_per_sample: 64,
+            metadata_cache_capacity: 1024,
+            shard_index_cache_capacity: 0,
+            max_read_op_bytes: 8 << 20,
+            merge_gap_bytes: 0,
+            max_chunk_decompressed_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Upper bound on a few knobs, to catch typos (a lookahead of 10^9 samples) early.
+const MAX_SAMPLES_PER_BATCH: usize = 1 << 16;
+const MAX_THREADS: usize = 1024;
+
+impl Config {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder { cfg: Config::default() }
+    }
+
+    /// Parses JSON and validates.
+    ///
+    /// # Errors
+    /// `ConfigParse` naming the format and position, or any [`Config::validate`] error.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let cfg: Config = serde_json::from_str(text)
+            .map_err(|e| Error::ConfigParse { format: "JSON", message: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML and validates.
+    ///
+    /// # Errors
+    /// As [`Config::from_json`].
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| Error::ConfigParse { format: "TOML", message: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The lookahead actually used (resolving the `0 = auto` default).
+    pub fn effective_lookahead(&self) -> usize {
+        if self.lookahead == 0 { 4 * self.samples_per_batch } else { self.lookahead }
+    }
+
+    /// The decode thread count actually used.
+    pub fn effective_decode_threads(&self) -> usize {
+        if self.decode_threads == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            self.decode_threads
+        }
+    }
+
+    /// Shard index cache slots that guarantee the cache cannot saturate in steady state:
+    /// every sample in the lookahead plus two batches being built may pin
+    /// `max_shards_per_sample` entries.
+    ///
+    /// # Errors
+    /// `ConfigOverflow` when the product does not fit.
+    pub fn min_shard_index_cache_capacity(&self) -> Result<usize> {
+        self.effective_lookahead()
+            .checked_add(self.samples_per_batch.checked_mul(2).ok_or(Error::ConfigOverflow {
+                knob: "samples_per_batch",
+            })?)
+            .and_then(|n| n.checked_mul(self.max_shards_per_sample))
+            .ok_or(Error::ConfigOverflow { knob: "shard_index_cache_capacity" })
+    }
+
+    /// The shard index cache capacity actually used.
+    ///
+    /// # Errors
+    /// As [`Config::min_shard_index_cache_capacity`].
+    pub fn effective_shard_index_cache_capacity(&self) -> Result<usize> {
+        if self.shard_index_cache_capacity == 0 {
+            self.min_shard_index_cache_capacity()
+        } else {
+            Ok(self.shard_index_cache_capacity)
+        }
+    }
+
+    /// Elements in one sample.
+    ///
+    /// # Errors
+    /// `ConfigOverflow` when the product does not fit.
+    pub fn sample_elements(&self) -> Result<u64> {
+        self.sample_shape
+            .iter()
+            .try_fold(1u64, |a, &e| a.checked_mul(e))
+            .ok_or(Error::ConfigOverflow { knob: "sample_shape" })
+    }
+
+    /// Elements in one batch.
+    ///
+    /// # Errors
+    /// `ConfigOverflow` when the product does not fit.
+    pub fn batch_elements(&self) -> Result<u64> {
+        self.sample_elements()?
+            .checked_mul(self.samples_per_batch as u64)
+            .ok_or(Error::ConfigOverflow { knob: "samples_per_batch" })
+    }
+
+    /// Checks every knob; the error names the knob, its value and the bound.
+    ///
+    /// # Errors
+    /// `ConfigValue` for a knob out of range, `ConfigOverflow` for sizes that overflow.
+    pub fn validate(&self) -> Result<()> {
+        let rank = self.sample_shape.len();
+        if rank == 0 || rank > zarr::geometry::MAX_RANK {
+            return Err(Error::ConfigValue {
+                knob: "sample_shape",
+                value: rank as u64,
+                expected: "a rank between 1 and 32 (set it with .sample_shape([z, y, x]))",
+            });
+        }
+        if let Some(axis) = self.sample_shape.iter().position(|&e| e == 0) {
+            return Err(Error::ConfigValue {
+                knob: "sample_shape",
+                value: axis as u64,
+                expected: "a non-zero extent on every axis (the value is the axis)",
+            });
+        }
+        range("samples_per_batch", self.samples_per_batch, 1, MAX_SAMPLES_PER_BATCH)?;
+        range("batches_in_flight", self.batches_in_flight, 1, 64)?;
+        range("io_threads", self.io_threads, 1, MAX_THREADS)?;
+        range("decode_threads", self.decode_threads, 0, MAX_THREADS)?;
+        range("max_shards_per_sample", self.max_shards_per_sample, 1, 1 << 20)?;
+        range("metadata_cache_capacity", self.metadata_cache_capacity, 1, 1 << 24)?;
+        if self.lookahead != 0 && self.lookahead < self.samples_per_batch {
+            return Err(Error::ConfigValue {
+                knob: "lookahead",
+                value: self.lookahead as u64,
+                expected: "0 (auto) or at least samples_per_batch",
+            });
+        }
+        range("lookahead", self.lookahead, 0, 1 << 24)?;
+        let min_cache = self.min_shard_index_cache_capacity()?;
+        if self.shard_index_cache_capacity != 0 && self.shard_index_cache_capacity < min_cache {
+            return Err(Error::Budget {
+                knob: "shard_index_cache_capacity",
+                needed: min_cache as u64,
+                limit: self.shard_index_cache_capacity as u64,
+            });
+        }
+        if self.max_read_op_bytes == 0 {
+            return Err(Error::ConfigValue {
+                knob: "max_read_op_bytes",
+                value: 0,
+                expected: "at least 1 byte",
+            });
+        }
+        if self.max_chunk_decompressed_bytes == 0 {
+            return Err(Error::ConfigValue {
+                knob: "max_chunk_decompressed_bytes",
+                value: 0,
+                expected: "at least 1 byte",
+            });
+        }
+        // The batch must be addressable on this machine at the widest element (8 bytes).
+        self.batch_elements()?
+            .checked_mul(8)
+            .filter(|&b| usize::try_from(b).is_ok())
+            .ok_or(Error::ConfigOverflow { knob: "sample_shape" })?;
+        Ok(())
+    }
+}
+
+fn range(knob: &'static str, value: usize, lo: usize, hi: usize) -> Result<()> {
+    if value < lo || value > hi {
+        return Err(Error::ConfigRange { knob, value: value as u64, min: lo as u64, max: hi as u64 });
+    }
+    Ok(())
+}
+
+/// Builder for [`Config`]; [`ConfigBuilder::build`] validates.
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder {
+    cfg: Config,
+}
+
+macro_rules! setters {
+    ($($(#[$m:meta])* $name:ident : $ty:ty),* $(,)?) => {
+        $(
+            $(#[$m])*
+            pub fn $name(mut self, v: $ty) -> Self {
+                self.cfg.$name = v;
+                self
+            }
+        )*
+    };
+}
+
+impl ConfigBuilder {
+    /// Extent of every sample, in the arrays' axis order.
+    pub fn sample_shape(mut self, shape: impl AsRef<[u64]>) -> Self {
+        self.cfg.sample_shape = shape.as_ref().to_vec();
+        self
+    }
+
+    setters! {
+        /// Samples per batch.
+        samples_per_batch: usize,
+        /// Output element type.
+        dtype: OutDtype,
+        /// Engine selection.
+        backend: Backend,
+        /// Error policy for samples whose data fails.
+        on_error: OnError,
+        /// Hard cap on GPU memory.
+        max_gpu_memory_bytes: u64,
+        /// Cap on page-locked host memory.
+        max_pinned_host_bytes: u64,
+        /// Samples resolved ahead (0 = auto).
+        lookahead: usize,
+        /// Batch buffers held plus being filled.
+        batches_in_flight: usize,
+        /// File store I/O threads.
+        io_threads: usize,
+        /// CPU decode threads (0 = cores).
+        decode_threads: usize,
+        /// Shards one sample may touch.
+        max_shards_per_sample: usize,
+        /// zarr.json cache slots.
+        metadata_cache_capacity: usize,
+        /// Shard index cache slots (0 = derived minimum).
+        shard_index_cache_capacity: usize,
+        /// Coalesced read cap.
+        max_read_op_bytes: u64,
+        /// Gap merged between ranges.
+        merge_gap_bytes: u64,
+        /// Largest decompressed chunk.
+        max_chunk_decompressed_bytes: u64,
+    }
+
+    /// Validates and returns the configuration.
+    ///
+    /// # Errors
+    /// Any [`Config::validate`] error.
+    pub fn build(self) -> Result<Config> {
+        self.cfg.validate()?;
+        Ok(self.cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_for_every_batch_size() {
+        for n in [1usize, 2, 3, 7, 32, 128, 1000, MAX_SAMPLES_PER_BATCH] {
+            let cfg = Config::builder().sample_shape([8, 8]).samples_per_batch(n).build();
+            assert!(cfg.is_ok(), "samples_per_batch {n}: {cfg:?}");
+            let cfg = cfg.unwrap_or_default();
+            assert_eq!(
+                cfg.effective_shard_index_cache_capacity().ok(),
+                Some((4 * n + 2 * n) * 64)
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_knob_and_bound() {
+        let e = Config::builder().samples_per_batch(4).build().unwrap_err();
+        assert!(matches!(e, Error::ConfigValue { knob: "sample_shape", value: 0, .. }));
+        let e = Config::builder().sample_shape([4, 0]).build().unwrap_err();
+        assert!(matches!(e, Error::ConfigValue { knob: "sample_shape", value: 1, .. }));
+        let e = Config::builder().sample_shape([4]).samples_per_batch(0).build().unwrap_err();
+        assert!(matches!(
+            e,
+            Error::ConfigRange { knob: "samples_per_batch", value: 0, min: 1, max }
+                if max == MAX_SAMPLES_PER_BATCH as u64
+        ));
+        assert!(e.to_string().contains("samples_per_batch"));
+        let e = Config::builder()
+            .sample_shape([4])
+            .samples_per_batch(2)
+            .shard_index_cache_capacity(10)
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Budget { knob: "shard_index_cache_capacity", needed: 768, limit: 10 }
+        ));
+        let e =
+            Config::builder().sample_shape([4]).samples_per_batch(8).lookahead(3).build().unwrap_err();
+        assert!(matches!(e, Error::ConfigValue { knob: "lookahead", value: 3, .. }));
+    }
+
+    #[test]
+    fn json_and_toml_round_trip_and_reject_unknown_knobs() {
+        let cfg = Config::builder()
+            .sample_shape([16, 32])
+            .samples_per_batch(4)
+            .dtype(OutDtype::F16)
+            .backend(Backend::Cuda { device: 1 })
+            .on_error(OnError::Fill)
+            .build()
+            .unwrap();
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert_eq!(Config::from_json(&json).unwrap(), cfg);
+        let toml_text = toml::to_string(&cfg).unwrap();
+        assert_eq!(Config::from_toml(&toml_text).unwrap(), cfg);
+        let e = Config::from_json(r#"{"sample_shape":[4],"sampels_per_batch":3}"#).unwrap_err();
+        assert!(matches!(e, Error::ConfigParse { format: "JSON", .. }));
+        assert!(e.to_string().contains("sampels_per_batch"));
+        let partial = Config::from_toml("sample_shape = [2, 2]\nsamples_per_batch = 5\n").unwrap();
+        assert_eq!(partial.samples_per_batch, 5);
+        assert_eq!(partial.dtype, OutDtype::F32);
+    }
+}
