@@ -1,2 +1,130 @@
-//! Byte sources: the `Store` trait, `FsStore` (I/O thread pool, fd cache) and `LatencyStore`.
-//! Being written; see DESIGN.md §2 "store".
+//! Byte sources: the [`Store`] trait, [`FsStore`] (I/O thread pool, fd cache, range
+//! splitting) and [`LatencyStore`] (seeded latency injection around any store).
+//!
+//! This crate knows nothing about zarr: it moves bytes between keys and buffers.
+//!
+//! ```
+//! use store::{FsStore, FsStoreConfig, ReadRequest, Store};
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(dir.path().join("a.bin"), b"hello world")?;
+//! let s = FsStore::new(dir.path(), FsStoreConfig { io_threads: 2, ..Default::default() })?;
+//! assert_eq!(s.stat("a.bin")?, Some(11));
+//! assert_eq!(s.stat("missing")?, None);
+//! let results = s.submit(vec![ReadRequest::to_vec("a.bin", 6, 5)])?.wait();
+//! assert_eq!(results[0].bytes(), Ok(5));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+mod fs;
+mod key;
+mod latency;
+mod request;
+mod stats;
+mod sync;
+mod ticket;
+
+pub use error::{Error, IoOp, Result};
+pub use fs::{FsStore, FsStoreConfig};
+pub use latency::{DelayModel, LatencyConfig, LatencyStore};
+pub use request::{IoBuf, ReadRequest, ReadResult, TrySubmitError, downcast_buf};
+pub use stats::{HISTOGRAM_BUCKETS, LatencyHistogram, OpKind, StoreStats};
+pub use ticket::{Completer, Ticket};
+
+/// A source of bytes addressed by key. Object safe: use it as `Arc<dyn Store>`.
+///
+/// Keys are `/`-separated paths relative to the store's root, or absolute paths; a `..`
+/// component is refused with [`Error::KeyEscapesRoot`].
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// The length of `key`'s object, or `None` when it does not exist (absence is not an
+    /// error).
+    ///
+    /// # Errors
+    /// Any other failure: a directory ([`Error::IsDirectory`]), permission denied or a
+    /// path through a non-directory ([`Error::Io`]), a bad key.
+    fn stat(&self, key: &str) -> Result<Option<u64>>;
+
+    /// Reads up to `buf.len()` bytes of `key` from `offset` into `buf`; returns how many
+    /// were read, fewer only where the object ends (0 at or past its end).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when `key` is absent; other failures typed, with the path.
+    fn read(&self, key: &str, offset: u64, buf: &mut [u8]) -> Result<usize>;
+
+    /// Like [`read`](Self::read) but requires all `buf.len()` bytes.
+    ///
+    /// # Errors
+    /// As `read`, plus [`Error::ShortRead`] when the object ends early (truncated).
+    fn read_exact(&self, key: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let n = self.read(key, offset, buf)?;
+        if n < buf.len() {
+            return Err(Error::ShortRead {
+                path: key.into(),
+                offset,
+                expected: buf.len(),
+                got: n,
+            });
+        }
+        Ok(())
+    }
+
+    /// The whole object.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when absent; [`Error::ShortRead`] when it shrank while being
+    /// read; other failures typed, with the path.
+    fn read_all(&self, key: &str) -> Result<Vec<u8>>;
+
+    /// Starts a batch of ranged reads and returns at once (blocking only while the
+    /// store's queue is full: back-pressure). Per-read failures, including bad keys and
+    /// buffers too small for their range, are in the per-read results, not here.
+    ///
+    /// # Errors
+    /// Only when the store itself cannot take work (never for a busy store).
+    fn submit(&self, reads: Vec<ReadRequest>) -> Result<Ticket>;
+
+    /// Like [`submit`](Self::submit) but never blocks: a full queue answers
+    /// [`TrySubmitError::Again`] with the requests given back. The default implementation
+    /// has no queue to be full and calls `submit`.
+    ///
+    /// # Errors
+    /// `Again` (back-pressure, retry later) or `Failed`.
+    fn try_submit(&self, reads: Vec<ReadRequest>) -> Result<Ticket, TrySubmitError> {
+        self.submit(reads).map_err(TrySubmitError::Failed)
+    }
+
+    /// A snapshot of the store's counters.
+    fn stats(&self) -> StoreStats;
+}
+
+// The user's handle types, not synchronization primitives of this crate: these are
+// std's `Arc`/`Box` whatever `crate::sync` says.
+macro_rules! forward_store {
+    ($ptr:ty) => {
+        impl<S: Store + ?Sized> Store for $ptr {
+            fn stat(&self, key: &str) -> Result<Option<u64>> {
+                (**self).stat(key)
+            }
+            fn read(&self, key: &str, offset: u64, buf: &mut [u8]) -> Result<usize> {
+                (**self).read(key, offset, buf)
+            }
+            fn read_exact(&self, key: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+                (**self).read_exact(key, offset, buf)
+            }
+            fn read_all(&self, key: &str) -> Result<Vec<u8>> {
+                (**self).read_all(key)
+            }
+            fn submit(&self, reads: Vec<ReadRequest>) -> Result<Ticket> {
+                (**self).submit(reads)
+            }
+            fn try_submit(&self, reads: Vec<ReadRequest>) -> Result<Ticket, TrySubmitError> {
+                (**self).try_submit(reads)
+            }
+            fn stats(&self) -> StoreStats {
+                (**self).stats()
+            }
+        }
+    };
+}
+forward_store!(std::sync::Arc<S>);
+forward_store!(Box<S>);
