@@ -33,6 +33,12 @@ pub enum Error {
     /// A fill value that does not fit its data type.
     #[error("fill_value is invalid for data type {data_type}: {reason}")]
     FillValue { data_type: &'static str, reason: &'static str },
+    /// A top-level key the spec does not define, without `"must_understand": false`.
+    #[error("zarr.json has unknown key `{field}`, which is not marked `\"must_understand\": false`")]
+    UnknownField { field: String },
+    /// A storage transformer (none are supported).
+    #[error("unsupported storage transformer `{name}`")]
+    UnsupportedStorageTransformer { name: String },
     /// A chunk grid or chunk key encoding other than the supported ones.
     #[error("unsupported {what} `{name}`")]
     UnsupportedGrid { what: &'static str, name: String },
