@@ -25,6 +25,12 @@ pub unsafe trait IoBuf: Any + Send {
     fn as_mut_slice(&mut self) -> &mut [u8];
 }
 
+impl fmt::Debug for dyn IoBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("dyn IoBuf")
+    }
+}
+
 // SAFETY: a Vec's heap allocation is owned by the Vec and only changes through `&mut self`.
 unsafe impl IoBuf for Vec<u8> {
     fn as_mut_slice(&mut self) -> &mut [u8] {
