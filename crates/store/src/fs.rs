@@ -532,6 +532,13 @@ fn run_part(shared: &Shared, req: &RequestState, offset: u64, len: usize, buf_at
 
 /// Reads until `dst` is full or end of file, retrying `EINTR`.
 fn pread_full(file: &fs::File, dst: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    // `pread` takes a signed offset: bytes at or beyond i64::MAX cannot exist, so they read
+    // as end of file instead of failing with EINVAL.
+    let room = (i64::MAX as u64).saturating_sub(offset);
+    let dst = match usize::try_from(room) {
+        Ok(room) if room < dst.len() => &mut dst[..room],
+        _ => dst,
+    };
     let mut filled = 0;
     while filled < dst.len() {
         match file.read_at(&mut dst[filled..], offset + filled as u64) {

@@ -1,0 +1,30 @@
+//! Integration tests of the `store` crate (one binary; the modules below).
+
+mod batch;
+mod errors;
+mod latency;
+mod stress;
+
+use std::path::{Path, PathBuf};
+
+use store::{FsStore, FsStoreConfig};
+
+/// The byte at `pos` of test file `file`: position-dependent so a misplaced byte fails.
+pub fn byte(file: u64, pos: u64) -> u8 {
+    let mut z = file.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ pos.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z ^= z >> 29;
+    z = z.wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z >> 32) as u8
+}
+
+/// Writes `name` with `len` bytes of `byte(file, _)` and returns its path.
+pub fn write_file(dir: &Path, name: &str, file: u64, len: u64) -> PathBuf {
+    let p = dir.join(name);
+    let data: Vec<u8> = (0..len).map(|i| byte(file, i)).collect();
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+pub fn small_store(dir: &Path) -> FsStore {
+    FsStore::new(dir, FsStoreConfig { io_threads: 2, ..Default::default() }).unwrap()
+}
