@@ -2,4 +2,6 @@
 //! one test per error.
 
 mod common;
+mod corners;
+mod errors;
 mod props;
