@@ -43,12 +43,7 @@ pub enum Error {
     IsDirectory { path: PathBuf },
     /// Any other operating-system failure (permission denied, not a directory, EIO, ...).
     #[error("{op} {}: {kind} (os error {})", path.display(), fmt_errno(*raw_os_error))]
-    Io {
-        op: IoOp,
-        path: PathBuf,
-        kind: io::ErrorKind,
-        raw_os_error: Option<i32>,
-    },
+    Io { op: IoOp, path: PathBuf, kind: io::ErrorKind, raw_os_error: Option<i32> },
     /// A key with a `..` component, which could name a file outside the store root.
     #[error("key {key:?} has a `..` component; keys must stay inside the store root")]
     KeyEscapesRoot { key: String },

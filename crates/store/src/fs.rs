@@ -16,13 +16,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::Store;
 use crate::error::{Error, IoOp, Result};
 use crate::key;
 use crate::request::{IoBuf, ReadRequest, ReadResult, TrySubmitError, downcast_buf};
 use crate::stats::{OpKind, Recorder, StoreStats};
 use crate::sync::{self, Arc, AtomicPtr, AtomicUsize, Mutex, Oneshot, Ordering, thread};
 use crate::ticket::{Completer, Ticket};
-use crate::Store;
 
 use fd_cache::{FdCache, Opener, StdOpener};
 use queue::JobQueue;
@@ -390,8 +390,12 @@ impl FsStore {
             // The file shrank between the stat and the read.
             return Err(Error::ShortRead { path, offset: 0, expected: len, got: n });
         }
-        let v = downcast_buf::<Vec<u8>>(res.buf)
-            .map_err(|_| Error::ShortRead { path, offset: 0, expected: len, got: 0 })?;
+        let v = downcast_buf::<Vec<u8>>(res.buf).map_err(|_| Error::ShortRead {
+            path,
+            offset: 0,
+            expected: len,
+            got: 0,
+        })?;
         Ok(*v)
     }
 }
@@ -488,7 +492,13 @@ fn unprepare(ticket: Ticket, jobs: Vec<Job>, stats: &Recorder) -> Vec<ReadReques
     ticket
         .wait()
         .into_iter()
-        .map(|r| ReadRequest { key: r.key, offset: r.offset, len: r.len, buf_offset: r.buf_offset, buf: r.buf })
+        .map(|r| ReadRequest {
+            key: r.key,
+            offset: r.offset,
+            len: r.len,
+            buf_offset: r.buf_offset,
+            buf: r.buf,
+        })
         .collect()
 }
 
@@ -502,7 +512,9 @@ fn worker(shared: &Shared) {
                 shared.stats.op(OpKind::Part, t0.elapsed(), bytes);
                 req.finish_part(part, outcome);
             }
-            Job::Stat { path, reply } => reply.fill(stat_file(&path).inspect_err(|_| shared.stats.error())),
+            Job::Stat { path, reply } => {
+                reply.fill(stat_file(&path).inspect_err(|_| shared.stats.error()))
+            }
         }
     }
 }
@@ -516,7 +528,13 @@ fn stat_file(path: &Path) -> Result<Option<u64>> {
     }
 }
 
-fn run_part(shared: &Shared, req: &RequestState, offset: u64, len: usize, buf_at: usize) -> Result<usize> {
+fn run_part(
+    shared: &Shared,
+    req: &RequestState,
+    offset: u64,
+    len: usize,
+    buf_at: usize,
+) -> Result<usize> {
     let fd = shared.cache.acquire(&req.path)?;
     let base = req.base.load(Ordering::Acquire);
     if base.is_null() {

@@ -36,7 +36,11 @@ mod tests {
     fn dot_dot_and_empty_keys_are_refused() {
         let root = Path::new("/r");
         for key in ["..", "../x", "a/../../x", "a/..", "/abs/../etc/passwd"] {
-            assert_eq!(resolve(root, key), Err(Error::KeyEscapesRoot { key: key.to_owned() }), "{key}");
+            assert_eq!(
+                resolve(root, key),
+                Err(Error::KeyEscapesRoot { key: key.to_owned() }),
+                "{key}"
+            );
         }
         assert_eq!(resolve(root, ""), Err(Error::EmptyKey));
         // A name that merely contains dots is fine.

@@ -12,12 +12,12 @@ use std::collections::BinaryHeap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::Store;
 use crate::error::{Error, Result};
 use crate::request::{ReadRequest, ReadResult, TrySubmitError};
 use crate::stats::{OpKind, Recorder, StoreStats};
 use crate::sync::{self, Arc, AtomicU64, Condvar, Mutex, Ordering, thread};
 use crate::ticket::Ticket;
-use crate::Store;
 
 /// Parameters of the injected delay `baseline + min(cap, exp(mu + sigma * z))`, `z`
 /// standard normal; `mu` and `sigma` are of the natural log of the delay in seconds.
@@ -43,7 +43,13 @@ impl LatencyConfig {
 
     /// `baseline` plus a lognormal part with the given median and log-standard-deviation,
     /// capped at `cap`.
-    pub fn lognormal(baseline: Duration, median: Duration, sigma: f64, cap: Duration, seed: u64) -> Self {
+    pub fn lognormal(
+        baseline: Duration,
+        median: Duration,
+        sigma: f64,
+        cap: Duration,
+        seed: u64,
+    ) -> Self {
         Self { baseline, mu: median.as_secs_f64().ln(), sigma, cap, seed }
     }
 
@@ -51,7 +57,11 @@ impl LatencyConfig {
     /// [`Error::InvalidConfig`] for a NaN `mu` or a negative or non-finite `sigma`.
     pub fn validate(&self) -> Result<()> {
         if self.mu.is_nan() {
-            return Err(Error::InvalidConfig { field: "mu", value: "NaN".into(), reason: "must be a number" });
+            return Err(Error::InvalidConfig {
+                field: "mu",
+                value: "NaN".into(),
+                reason: "must be a number",
+            });
         }
         if !(self.sigma.is_finite() && self.sigma >= 0.0) {
             return Err(Error::InvalidConfig {
@@ -198,7 +208,10 @@ pub struct LatencyStore<S: Store> {
 
 impl<S: Store> fmt::Debug for LatencyStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LatencyStore").field("inner", &self.inner).field("model", &self.model).finish()
+        f.debug_struct("LatencyStore")
+            .field("inner", &self.inner)
+            .field("model", &self.model)
+            .finish()
     }
 }
 
@@ -211,10 +224,10 @@ impl<S: Store> LatencyStore<S> {
         let model = DelayModel::new(config)?;
         let timer = Arc::new(Timer::default());
         let t = timer.clone();
-        let handle = thread::Builder::new()
-            .name("store-latency".into())
-            .spawn(move || t.run())
-            .map_err(|e| Error::SpawnThread { index: 0, kind: e.kind(), raw_os_error: e.raw_os_error() })?;
+        let handle =
+            thread::Builder::new().name("store-latency".into()).spawn(move || t.run()).map_err(
+                |e| Error::SpawnThread { index: 0, kind: e.kind(), raw_os_error: e.raw_os_error() },
+            )?;
         Ok(Self {
             inner,
             model,
@@ -235,7 +248,12 @@ impl<S: Store> LatencyStore<S> {
     }
 
     /// Runs a synchronous operation after its delay, on the caller's thread.
-    fn delayed<T>(&self, kind: OpKind, bytes: impl Fn(&T) -> usize, op: impl FnOnce() -> Result<T>) -> Result<T> {
+    fn delayed<T>(
+        &self,
+        kind: OpKind,
+        bytes: impl Fn(&T) -> usize,
+        op: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
         let t0 = Instant::now();
         self.stats.enter(1);
         sync::sleep(self.next_delay());
@@ -366,12 +384,17 @@ mod tests {
         let dc: Vec<_> = (0..10_000).map(|i| c.delay(i)).collect();
         assert_eq!(da, db, "same seed, same delays");
         assert_ne!(da, dc, "another seed, other delays");
-        assert!(da.iter().all(|d| *d >= Duration::from_millis(2) && *d <= Duration::from_millis(42)));
+        assert!(
+            da.iter().all(|d| *d >= Duration::from_millis(2) && *d <= Duration::from_millis(42))
+        );
         let mut sorted = da.clone();
         sorted.sort();
         // Median of baseline + lognormal(median 5 ms) is 7 ms; allow sampling noise.
         let median = sorted[sorted.len() / 2];
-        assert!(median > Duration::from_micros(6_500) && median < Duration::from_micros(7_500), "{median:?}");
+        assert!(
+            median > Duration::from_micros(6_500) && median < Duration::from_micros(7_500),
+            "{median:?}"
+        );
         // sigma = 1 puts ~1.3% above the 40 ms cap (ln 8 = 2.08 sigma): the cap bites.
         assert!(sorted.iter().filter(|d| **d == Duration::from_millis(42)).count() > 50);
     }

@@ -58,12 +58,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn read_exact(&self, key: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
         let n = self.read(key, offset, buf)?;
         if n < buf.len() {
-            return Err(Error::ShortRead {
-                path: key.into(),
-                offset,
-                expected: buf.len(),
-                got: n,
-            });
+            return Err(Error::ShortRead { path: key.into(), offset, expected: buf.len(), got: n });
         }
         Ok(())
     }

@@ -50,7 +50,8 @@ fn large_reads_split_into_parts_and_zero_length_reads_do_no_io() {
     write_file(d.path(), "big", 6, 1 << 20);
     let cfg = FsStoreConfig { io_threads: 4, max_part: 4096, min_part: 1024, ..Default::default() };
     let s = FsStore::new(d.path(), cfg).unwrap();
-    let r = s.submit(vec![ReadRequest::to_vec("big", 0, 1 << 20), ReadRequest::to_vec("big", 7, 0)]);
+    let r =
+        s.submit(vec![ReadRequest::to_vec("big", 0, 1 << 20), ReadRequest::to_vec("big", 7, 0)]);
     let r = r.unwrap().wait();
     assert_eq!(r[0].bytes(), Ok(1 << 20));
     assert_eq!(r[1].bytes(), Ok(0));
@@ -90,9 +91,11 @@ fn full_queue_is_again_with_the_requests_back_not_an_error() {
     while s.stats().fd_misses == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let queued = s.try_submit(vec![ReadRequest::to_vec("f", 0, 10), ReadRequest::to_vec("f", 10, 10)]);
+    let queued =
+        s.try_submit(vec![ReadRequest::to_vec("f", 0, 10), ReadRequest::to_vec("f", 10, 10)]);
     let queued = queued.unwrap();
-    let refused = s.try_submit(vec![ReadRequest::to_vec("f", 20, 10), ReadRequest::to_vec("f", 30, 10)]);
+    let refused =
+        s.try_submit(vec![ReadRequest::to_vec("f", 20, 10), ReadRequest::to_vec("f", 30, 10)]);
     let back = match refused {
         Err(TrySubmitError::Again(back)) => back,
         other => panic!("expected Again, got {other:?}"),
@@ -111,10 +114,17 @@ fn full_queue_is_again_with_the_requests_back_not_an_error() {
         unblock(d.path());
         let r = h.join().unwrap();
         assert_eq!(r[1].bytes(), Ok(10));
-        assert_eq!(*downcast_buf::<Vec<u8>>(r.into_iter().nth(1).unwrap().buf).unwrap(), (30..40).map(|i| byte(7, i)).collect::<Vec<_>>());
+        assert_eq!(
+            *downcast_buf::<Vec<u8>>(r.into_iter().nth(1).unwrap().buf).unwrap(),
+            (30..40).map(|i| byte(7, i)).collect::<Vec<_>>()
+        );
     });
     // The FIFO cannot be pread: a typed error with errno ESPIPE, not a hang.
     let r = stuck.wait();
-    assert!(matches!(&r[0].outcome, Err(store::Error::Io { raw_os_error: Some(29), .. })), "{:?}", r[0]);
+    assert!(
+        matches!(&r[0].outcome, Err(store::Error::Io { raw_os_error: Some(29), .. })),
+        "{:?}",
+        r[0]
+    );
     assert!(queued.wait().iter().all(|r| r.bytes() == Ok(10)));
 }

@@ -41,7 +41,12 @@ fn a_path_through_a_file_is_not_a_directory_with_errno() {
     write_file(d.path(), "f", 0, 10);
     let s = small_store(d.path());
     let path = d.path().join("f/child");
-    let want = |op| Error::Io { op, path: path.clone(), kind: ErrorKind::NotADirectory, raw_os_error: Some(20) };
+    let want = |op| Error::Io {
+        op,
+        path: path.clone(),
+        kind: ErrorKind::NotADirectory,
+        raw_os_error: Some(20),
+    };
     assert_eq!(s.stat("f/child"), Err(want(IoOp::Stat)));
     let mut buf = [0u8; 4];
     assert_eq!(s.read("f/child", 0, &mut buf), Err(want(IoOp::Open)));
@@ -140,5 +145,8 @@ fn bad_keys_and_bad_ranges_are_typed_per_read() {
     );
     assert_eq!(r[4].bytes(), Ok(4));
     // The refused buffers come back intact.
-    assert_eq!(*store::downcast_buf::<Vec<u8>>(r.into_iter().nth(1).unwrap().buf).unwrap(), vec![0u8; 8]);
+    assert_eq!(
+        *store::downcast_buf::<Vec<u8>>(r.into_iter().nth(1).unwrap().buf).unwrap(),
+        vec![0u8; 8]
+    );
 }

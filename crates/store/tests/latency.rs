@@ -13,8 +13,10 @@ fn setup(delay: Duration) -> (tempfile::TempDir, Arc<dyn Store>) {
     for f in 0..4 {
         write_file(d.path(), &format!("f{f}"), f, 10_000);
     }
-    let inner = FsStore::new(d.path(), FsStoreConfig { io_threads: 4, ..Default::default() }).unwrap();
-    let s: Arc<dyn Store> = Arc::new(LatencyStore::new(inner, LatencyConfig::fixed(delay)).unwrap());
+    let inner =
+        FsStore::new(d.path(), FsStoreConfig { io_threads: 4, ..Default::default() }).unwrap();
+    let s: Arc<dyn Store> =
+        Arc::new(LatencyStore::new(inner, LatencyConfig::fixed(delay)).unwrap());
     (d, s)
 }
 

@@ -29,7 +29,13 @@ fn many_threads_many_ranged_reads_every_byte_checked() {
     }
     // A cache smaller than the file count (evictions, all-pinned opens), a short queue
     // (back-pressure) and small parts (splitting) all at once.
-    let cfg = FsStoreConfig { io_threads: 6, queue_depth: 8, fd_cache_capacity: 4, max_part: 8192, min_part: 2048 };
+    let cfg = FsStoreConfig {
+        io_threads: 6,
+        queue_depth: 8,
+        fd_cache_capacity: 4,
+        max_part: 8192,
+        min_part: 2048,
+    };
     let s = FsStore::new(d.path(), cfg).unwrap();
     let check = |f: u64, off: u64, len: u64, got: usize, data: &[u8]| {
         let want = sizes[f as usize].saturating_sub(off).min(len);
@@ -107,11 +113,18 @@ fn big_files(dir: &std::path::Path, n: u64, len: u64) {
 fn dropping_the_store_with_work_in_flight_completes_every_ticket() {
     let d = tempfile::tempdir().unwrap();
     big_files(d.path(), 4, 1 << 20);
-    let cfg = FsStoreConfig { io_threads: 3, queue_depth: 4096, max_part: 16 << 10, min_part: 4 << 10, ..Default::default() };
+    let cfg = FsStoreConfig {
+        io_threads: 3,
+        queue_depth: 4096,
+        max_part: 16 << 10,
+        min_part: 4 << 10,
+        ..Default::default()
+    };
     let s = FsStore::new(d.path(), cfg).unwrap();
     let tickets: Vec<_> = (0..8)
         .map(|i| {
-            let reads = (0..4).map(|f| ReadRequest::to_vec(format!("f{f}"), i * 1000, 512 << 10)).collect();
+            let reads =
+                (0..4).map(|f| ReadRequest::to_vec(format!("f{f}"), i * 1000, 512 << 10)).collect();
             s.submit(reads).unwrap()
         })
         .collect();
@@ -125,7 +138,11 @@ fn dropping_the_store_with_work_in_flight_completes_every_ticket() {
                     ok += 1;
                     assert_eq!(*n, 512 << 10);
                     let v = downcast_buf::<Vec<u8>>(r.buf).unwrap();
-                    assert!(v.iter().enumerate().all(|(k, &b)| b == byte(f as u64, i as u64 * 1000 + k as u64)));
+                    assert!(
+                        v.iter()
+                            .enumerate()
+                            .all(|(k, &b)| b == byte(f as u64, i as u64 * 1000 + k as u64))
+                    );
                 }
                 Err(Error::ShutDown { path }) => {
                     cancelled += 1;
@@ -142,9 +159,12 @@ fn dropping_the_store_with_work_in_flight_completes_every_ticket() {
 fn dropping_a_latency_store_with_work_in_flight_completes_every_ticket() {
     let d = tempfile::tempdir().unwrap();
     big_files(d.path(), 2, 64 << 10);
-    let inner = FsStore::new(d.path(), FsStoreConfig { io_threads: 2, ..Default::default() }).unwrap();
+    let inner =
+        FsStore::new(d.path(), FsStoreConfig { io_threads: 2, ..Default::default() }).unwrap();
     let s = LatencyStore::new(inner, LatencyConfig::fixed(Duration::from_secs(3600))).unwrap();
-    let t = s.submit((0..16).map(|i| ReadRequest::to_vec(format!("f{}", i % 2), i * 100, 1000)).collect());
+    let t = s.submit(
+        (0..16).map(|i| ReadRequest::to_vec(format!("f{}", i % 2), i * 100, 1000)).collect(),
+    );
     let t = t.unwrap();
     drop(s);
     let r = t.wait_timeout(Duration::from_secs(30)).expect("completes despite the 1 h delay");

@@ -26,7 +26,11 @@ impl Opener for SpyRef {
         *s.opens.lock().unwrap().entry(path.to_owned()).or_default() += 1;
         std::thread::sleep(s.delay);
         if let Some(errno) = s.errno {
-            return Err(Error::from_io(IoOp::Open, path, &std::io::Error::from_raw_os_error(errno)));
+            return Err(Error::from_io(
+                IoOp::Open,
+                path,
+                &std::io::Error::from_raw_os_error(errno),
+            ));
         }
         StdOpener.open(path)
     }
@@ -39,17 +43,20 @@ fn store_with(spy: Spy, cfg: FsStoreConfig) -> (tempfile::TempDir, FsStore, std:
         std::fs::write(dir.path().join(format!("f{i}")), data).unwrap();
     }
     let spy = std::sync::Arc::new(spy);
-    let s = FsStore::with_opener(dir.path().to_owned(), cfg, Box::new(SpyRef(spy.clone()))).unwrap();
+    let s =
+        FsStore::with_opener(dir.path().to_owned(), cfg, Box::new(SpyRef(spy.clone()))).unwrap();
     (dir, s, spy)
 }
 
 #[test]
 fn opens_happen_on_io_threads_never_the_caller() {
-    let (_d, s, spy) = store_with(Spy::default(), FsStoreConfig { io_threads: 3, ..Default::default() });
+    let (_d, s, spy) =
+        store_with(Spy::default(), FsStoreConfig { io_threads: 3, ..Default::default() });
     let mut buf = [0u8; 10];
     assert_eq!(s.read("f0", 0, &mut buf).unwrap(), 10);
     assert_eq!(s.read_all("f1").unwrap().len(), 100_000);
-    let t = s.submit(vec![ReadRequest::to_vec("f2", 5, 5), ReadRequest::to_vec("f3", 0, 1)]).unwrap();
+    let t =
+        s.submit(vec![ReadRequest::to_vec("f2", 5, 5), ReadRequest::to_vec("f3", 0, 1)]).unwrap();
     assert!(t.wait().iter().all(|r| r.outcome.is_ok()));
     let threads = spy.threads.lock().unwrap().clone();
     assert_eq!(threads.len(), 4);
@@ -84,7 +91,8 @@ fn many_threads_reading_one_file_cause_one_open() {
         for t in 0..16u64 {
             let s = &s;
             sc.spawn(move || {
-                let reads = (0..4).map(|k| ReadRequest::to_vec("f0", t * 1000 + k * 7, 5000)).collect();
+                let reads =
+                    (0..4).map(|k| ReadRequest::to_vec("f0", t * 1000 + k * 7, 5000)).collect();
                 for r in s.submit(reads).unwrap().wait() {
                     assert_eq!(r.bytes(), Ok(5000));
                 }
