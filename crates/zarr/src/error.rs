@@ -13,7 +13,9 @@ pub enum Error {
     #[error("zarr.json is not valid JSON (line {line}, column {column}): {message}")]
     Json { line: usize, column: usize, message: String },
     /// A zarr v2 array (or another format version) where v3 was expected.
-    #[error("unsupported zarr format {zarr_format}: only zarr v3 (`zarr.json`) is supported; convert the array to v3")]
+    #[error(
+        "unsupported zarr format {zarr_format}: only zarr v3 (`zarr.json`) is supported; convert the array to v3"
+    )]
     UnsupportedFormat { zarr_format: u64 },
     /// `node_type` is not `"array"` (for example a group).
     #[error("zarr.json describes a `{node_type}`, not an array")]
@@ -34,7 +36,9 @@ pub enum Error {
     #[error("fill_value is invalid for data type {data_type}: {reason}")]
     FillValue { data_type: &'static str, reason: &'static str },
     /// A top-level key the spec does not define, without `"must_understand": false`.
-    #[error("zarr.json has unknown key `{field}`, which is not marked `\"must_understand\": false`")]
+    #[error(
+        "zarr.json has unknown key `{field}`, which is not marked `\"must_understand\": false`"
+    )]
     UnknownField { field: String },
     /// A storage transformer (none are supported).
     #[error("unsupported storage transformer `{name}`")]
@@ -65,7 +69,9 @@ pub enum Error {
     #[error("shard index entry {entry} is half empty (offset {offset:#x}, nbytes {nbytes:#x})")]
     IndexEntryHalfEmpty { entry: u64, offset: u64, nbytes: u64 },
     /// An index entry's `offset + nbytes` overflows or leaves the shard.
-    #[error("shard index entry {entry} (offset {offset}, nbytes {nbytes}) lies outside the {shard_len}-byte shard")]
+    #[error(
+        "shard index entry {entry} (offset {offset}, nbytes {nbytes}) lies outside the {shard_len}-byte shard"
+    )]
     IndexEntryOutOfRange { entry: u64, offset: u64, nbytes: u64, shard_len: u64 },
     /// The index buffer has the wrong length for the shard's chunk count.
     #[error("shard index has {got} bytes, expected {expected}")]
@@ -79,13 +85,23 @@ pub enum Error {
     #[error("corrupt blosc frame: {field} is {value}, {reason}")]
     BloscField { field: &'static str, value: u64, reason: &'static str },
     /// A blosc2-style frame (version ≥ 3) or another unsupported version.
-    #[error("unsupported blosc frame version {version} (blosc2 frames are not supported; write with blosc1)")]
+    #[error(
+        "unsupported blosc frame version {version} (blosc2 frames are not supported; write with blosc1)"
+    )]
     BloscVersion { version: u8 },
+    /// A blosc frame's `cbytes` header field differs from the buffer's length.
+    #[error(
+        "blosc frame header says the frame is {cbytes} bytes but the buffer holds {len}; the chunk is truncated or has trailing bytes"
+    )]
+    BloscLength { cbytes: u64, len: u64 },
     /// A blosc compressor this crate cannot decode.
     #[error("unsupported blosc compressor `{cname}`")]
     BloscCompressor { cname: String },
 
     // ---- decoding ----
+    /// A codec library failed while compressing (encoders only).
+    #[error("{codec} compression failed: {message}")]
+    Compress { codec: &'static str, message: String },
     /// A compressed stream failed to decode.
     #[error("{codec} decode failed: {message}")]
     Decompress { codec: &'static str, message: String },
@@ -95,6 +111,9 @@ pub enum Error {
     /// A `crc32c` codec's checksum does not match.
     #[error("crc32c checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     Checksum { stored: u32, computed: u32 },
+    /// The data handed to an encoder has the wrong size for the chunk.
+    #[error("input has {got} bytes, the chunk needs {expected}")]
+    InputSize { expected: u64, got: u64 },
     /// The caller's output buffer has the wrong size.
     #[error("output buffer has {got} bytes, the chunk needs {expected}")]
     OutputSize { expected: u64, got: u64 },
