@@ -24,8 +24,10 @@ pub mod geometry;
 pub mod metadata;
 pub mod shard_index;
 
-pub use codec::{ArrayToArray, ArrayToBytes, BytesToBytes, CodecChain, Endian, IndexLocation, ShardingCodec};
-pub use decode::ChunkRepr;
+pub use codec::{
+    ArrayToArray, ArrayToBytes, BytesToBytes, CodecChain, Endian, IndexLocation, ShardingCodec,
+};
+pub use decode::{ChunkRepr, decode_chunk, encode_chunk};
 pub use dtype::{DataType, FillValue};
 pub use error::{Error, Result};
 pub use geometry::{Aabb, ArrayGeometry, ChunkHit, ShardHit};

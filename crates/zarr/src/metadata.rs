@@ -637,21 +637,20 @@ fn fill_value_to_json(fill: &FillValue, dt: DataType) -> Value {
     };
     // serde_json's default float parser may be one ulp off for some decimal texts; where
     // the number would not read back exactly, write the exact bit pattern instead.
-    if let Value::Number(n) = &v {
-        if dt.is_float() {
-            let back = serde_json::from_str::<Value>(&n.to_string())
-                .ok()
-                .and_then(|x| parse_float_fill(&x, dt).ok());
-            if back.as_deref() != Some(b) {
-                let width = dt.size() * 2;
-                let bits = u64::from_le_bytes(a) & (u64::MAX >> (64 - 8 * dt.size()));
-                let bits = if cfg!(target_endian = "big") {
-                    u64::from_be_bytes(a) >> (64 - 8 * dt.size())
-                } else {
-                    bits
-                };
-                return format!("0x{bits:0width$x}").into();
-            }
+    if let Value::Number(n) = &v
+        && dt.is_float()
+    {
+        let back = serde_json::from_str::<Value>(&n.to_string())
+            .ok()
+            .and_then(|x| parse_float_fill(&x, dt).ok());
+        if back.as_deref() != Some(b) {
+            let width = dt.size() * 2;
+            let bits = if cfg!(target_endian = "big") {
+                u64::from_be_bytes(a) >> (64 - 8 * dt.size())
+            } else {
+                u64::from_le_bytes(a)
+            };
+            return format!("0x{bits:0width$x}").into();
         }
     }
     v
