@@ -1,0 +1,3 @@
+//! The `tests` crate's one integration test binary.
+
+mod conformance;
