@@ -230,3 +230,51 @@ pub fn copy_box(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_box_places_a_2d_block_at_the_destination_corner() {
+        // src is 3x4 of u8 0..12; copy rows 1..3, cols 1..3 to dst 4x4 at (2, 1).
+        let src: Vec<u8> = (0..12).collect();
+        let b = Aabb::new(vec![1, 1], vec![3, 3]).unwrap();
+        let mut dst = vec![POISON; 16];
+        copy_box(&src, &[3, 4], &b, &mut dst, &[4, 4], &[2, 1], 1);
+        let p = POISON;
+        #[rustfmt::skip]
+        let want = vec![
+            p, p, p, p,
+            p, p, p, p,
+            p, 5, 6, p,
+            p, 9, 10, p,
+        ];
+        assert_eq!(dst, want);
+    }
+
+    #[test]
+    fn copy_box_handles_rank_1_and_multi_byte_elements() {
+        let src: Vec<u8> = (0..10).collect();
+        let b = Aabb::new(vec![1], vec![3]).unwrap();
+        let mut dst = vec![0; 6];
+        copy_box(&src, &[5], &b, &mut dst, &[3], &[1], 2);
+        assert_eq!(dst, vec![0, 0, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn out_of_bounds_and_wrong_rank_crops_are_crate_errors() {
+        let dir = crate::manifest::data_dir().join("zarr/zstd_u16");
+        let a = ReferenceArray::open(&dir).unwrap();
+        let e = a.read(&[0, 0, 0], &[21, 1, 1]).unwrap_err();
+        assert_eq!(
+            e.downcast_ref::<zarr::Error>(),
+            Some(&zarr::Error::OutOfBounds { axis: 0, lo: 0, hi: 21, extent: 20 })
+        );
+        let e = a.read(&[0, 0], &[1, 1]).unwrap_err();
+        assert_eq!(
+            e.downcast_ref::<zarr::Error>(),
+            Some(&zarr::Error::RankMismatch { expected: 3, got: 2 })
+        );
+    }
+}
