@@ -7,6 +7,8 @@ tests can compare value for value. The data are ramps plus seeded noise so a mis
 element or a byte-order slip shows up as a wrong value rather than a lucky match.
 
 Run through make_fixtures.sh (which pins the environment); argv[1] is tests/data.
+Reruns reproduce every file byte for byte except gzip streams, whose header records the
+time of writing (the decoded values are identical).
 """
 
 import json
