@@ -1,2 +1,28 @@
-//! Metadata prefetching: `SlotCache` with stable handles, gates, fetchers and the prefetcher.
-//! Being written; see DESIGN.md §2 "prefetch-cache".
+//! Metadata prefetching: [`SlotCache`] with stable handles, [`Gate`]s, fetchers and the
+//! prefetcher (DESIGN.md §2 "prefetch-cache").
+//!
+//! The core ([`slot_cache`], [`gate`]) is generic and does no I/O; its concurrency is
+//! checked with loom (`RUSTFLAGS="--cfg damacy_loom" cargo test --release --lib -p
+//! prefetch-cache loom`).
+
+mod error;
+pub mod fetch;
+pub mod gate;
+mod prefetcher;
+pub mod slot_cache;
+mod sync;
+
+pub use error::Error;
+pub use fetch::{ArrayInfo, ShardState};
+pub use prefetcher::{
+    CapacityFloors, PrefetchConfig, PrefetchStats, Prefetcher, ReadySample, ResolvedSample,
+    ResolvedShard, SampleRequest,
+};
+
+pub use gate::{Gate, GatePool, GateStatus, Ticket};
+pub use slot_cache::{
+    Again, CacheStats, Completion, Evict, Guard, Handle, Requested, SlotCache, State, WaitOn,
+};
+
+#[cfg(all(test, damacy_loom))]
+mod tests;

@@ -1,0 +1,68 @@
+//! The crate's one error type: what can go wrong fetching a sample's metadata.
+
+use crate::sync::StdArc as Arc;
+
+/// Everything that can stop a sample from resolving. Cloneable, since one cached failure
+/// reaches every sample that shares the entry.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The array has no `zarr.json`.
+    #[error("array {uri:?}: no zarr.json at {key:?}; check the array path")]
+    MetadataNotFound { uri: Arc<str>, key: String },
+    /// The store failed reading `key`.
+    #[error("reading {key:?}: {source}")]
+    Store { key: String, source: store::Error },
+    /// `zarr.json` does not parse, or its grid is invalid.
+    #[error("array {uri:?}: invalid zarr.json: {source}")]
+    Metadata { uri: Arc<str>, source: zarr::Error },
+    /// A shard object exists but holds no bytes (an absent shard must not exist at all).
+    #[error("shard {key:?} is empty (0 bytes) but a sharded array's shard must hold its index")]
+    EmptyShard { key: String },
+    /// A shard object is shorter than its index.
+    #[error(
+        "shard {key:?} has {shard_len} bytes, too short for its {index_len}-byte index; the file is truncated"
+    )]
+    ShardTooShort { key: String, shard_len: u64, index_len: u64 },
+    /// The shard index's CRC32C does not match.
+    #[error(
+        "shard {key:?}: index checksum mismatch (stored {stored:#010x}, computed {computed:#010x}); the shard is corrupt"
+    )]
+    IndexChecksum { key: String, stored: u32, computed: u32 },
+    /// An index entry points outside the shard.
+    #[error(
+        "shard {key:?}: index entry {entry} (offset {offset}, nbytes {nbytes}) lies outside the {shard_len}-byte shard"
+    )]
+    IndexEntryOutOfRange { key: String, entry: u64, offset: u64, nbytes: u64, shard_len: u64 },
+    /// Any other invalid shard index (half-empty entry, unsupported index codecs).
+    #[error("shard {key:?}: invalid index: {source}")]
+    ShardIndex { key: String, source: zarr::Error },
+    /// The probed chunk is not a valid blosc frame.
+    #[error("array {uri:?}: blosc layout probe of {key:?} failed: {source}")]
+    Layout { uri: Arc<str>, key: String, source: zarr::Error },
+    /// The array's blosc frames use a compressor the engine cannot decode.
+    #[error(
+        "array {uri:?}: blosc compressor `{compressor}` (probed in {key:?}) cannot be decoded; rewrite the array with zstd, lz4, zlib or blosclz"
+    )]
+    UnsupportedBloscCompressor { uri: Arc<str>, key: String, compressor: &'static str },
+    /// The sample's box does not fit the array.
+    #[error("sample {seq} of array {uri:?}: {source}")]
+    Geometry { seq: u64, uri: Arc<str>, source: zarr::Error },
+    /// The sample's box touches more shards than allowed.
+    #[error(
+        "sample {seq} of array {uri:?} touches {shards} shards, more than max_shards_per_sample = {max}; use smaller boxes or raise the limit"
+    )]
+    TooManyShards { seq: u64, uri: Arc<str>, shards: usize, max: usize },
+    /// A cache entry this sample waited for was removed before its fetch finished.
+    #[error("sample {seq}: the cache entry for {key:?} was evicted while its fetch was pending")]
+    Evicted { seq: u64, key: String },
+    /// A configuration value is out of range.
+    #[error("invalid prefetch configuration: {field} = {value}, needs at least {needed}: {reason}")]
+    Config { field: &'static str, value: usize, needed: usize, reason: &'static str },
+    /// A fetch thread could not be started.
+    #[error("could not start prefetch thread: {kind}")]
+    SpawnThread { kind: std::io::ErrorKind },
+    /// The prefetcher shut down before the sample resolved.
+    #[error("the prefetcher shut down before sample {seq} resolved")]
+    ShutDown { seq: u64 },
+}

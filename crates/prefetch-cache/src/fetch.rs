@@ -1,0 +1,174 @@
+//! The three fetchers: array metadata, shard index, chunk layout. Each is a plain
+//! synchronous function over a [`Store`]; the prefetcher runs them on its fetch threads,
+//! never under a lock.
+
+use crate::sync::StdArc as Arc;
+
+use store::Store;
+use zarr::blosc::{self, BloscLayout, Compressor};
+use zarr::{ArrayGeometry, ArrayMetadata, ArrayToBytes, BytesToBytes, ChunkLocation, ShardIndex};
+
+use crate::error::Error;
+
+/// An array's parsed metadata and its grid, shared by every sample of the array.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrayInfo {
+    pub uri: Arc<str>,
+    pub meta: Arc<ArrayMetadata>,
+    pub geometry: Arc<ArrayGeometry>,
+}
+
+/// What is known about one touched shard (or, for an unsharded array, one chunk object);
+/// the same shape as `planner::ShardState`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardState {
+    /// A sharded array's shard exists and its index was read.
+    Present(Arc<ShardIndex>),
+    /// An unsharded array's chunk object exists and is `len` bytes.
+    Whole { len: u64 },
+    /// The object does not exist (NotFound): every chunk in it is the fill value.
+    Absent,
+}
+
+/// `uri` joined with `rel` the way the planner joins file keys: no `/` is added when the
+/// uri is empty or already ends with one.
+pub fn join_key(uri: &str, rel: &str) -> String {
+    if uri.is_empty() || uri.ends_with('/') {
+        format!("{uri}{rel}")
+    } else {
+        format!("{uri}/{rel}")
+    }
+}
+
+fn store_err(key: &str) -> impl FnOnce(store::Error) -> Error + '_ {
+    move |source| Error::Store { key: key.to_owned(), source }
+}
+
+/// Reads and parses `uri/zarr.json` and derives the array's geometry.
+///
+/// # Errors
+/// `MetadataNotFound` when absent, `Store` for other read failures, `Metadata` when the
+/// document or its grid is invalid.
+pub fn fetch_metadata(store: &dyn Store, uri: &Arc<str>) -> Result<ArrayInfo, Error> {
+    let key = join_key(uri, "zarr.json");
+    let bytes = match store.read_all(&key) {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => {
+            return Err(Error::MetadataNotFound { uri: uri.clone(), key });
+        }
+        Err(e) => return Err(store_err(&key)(e)),
+    };
+    let bad = |source| Error::Metadata { uri: uri.clone(), source };
+    let meta = ArrayMetadata::parse(&bytes).map_err(bad)?;
+    let geometry = ArrayGeometry::new(&meta).map_err(bad)?;
+    if let ArrayToBytes::Sharding(s) = &meta.codecs.array_to_bytes {
+        ShardIndex::validate_codecs(s).map_err(bad)?;
+    }
+    Ok(ArrayInfo { uri: uri.clone(), meta: Arc::new(meta), geometry: Arc::new(geometry) })
+}
+
+/// Stats the object at `key` (a shard, or an unsharded array's chunk) and, for a shard,
+/// reads and validates its index.
+///
+/// # Errors
+/// `EmptyShard` for a zero-byte shard, `ShardTooShort`, `IndexChecksum`,
+/// `IndexEntryOutOfRange`, `ShardIndex` for other index defects, `Store` for I/O failures.
+pub fn fetch_shard(store: &dyn Store, info: &ArrayInfo, key: &str) -> Result<ShardState, Error> {
+    let Some(len) = store.stat(key).map_err(store_err(key))? else {
+        return Ok(ShardState::Absent);
+    };
+    let ArrayToBytes::Sharding(codec) = &info.meta.codecs.array_to_bytes else {
+        return Ok(ShardState::Whole { len });
+    };
+    if len == 0 {
+        return Err(Error::EmptyShard { key: key.to_owned() });
+    }
+    let index_err = |source| match source {
+        zarr::Error::ShardTooShort { shard_len, index_len } => {
+            Error::ShardTooShort { key: key.to_owned(), shard_len, index_len }
+        }
+        zarr::Error::IndexChecksum { stored, computed } => {
+            Error::IndexChecksum { key: key.to_owned(), stored, computed }
+        }
+        zarr::Error::IndexEntryOutOfRange { entry, offset, nbytes, shard_len } => {
+            Error::IndexEntryOutOfRange { key: key.to_owned(), entry, offset, nbytes, shard_len }
+        }
+        source => Error::ShardIndex { key: key.to_owned(), source },
+    };
+    let n = info.geometry.num_chunks_per_shard().map_err(index_err)?;
+    let range = ShardIndex::byte_range(codec, n, len).map_err(index_err)?;
+    let index_len = range.end - range.start;
+    let Ok(buf_len) = usize::try_from(index_len) else {
+        return Err(index_err(zarr::Error::Overflow { what: "shard index length" }));
+    };
+    let mut buf = vec![0; buf_len];
+    match store.read_exact(key, range.start, &mut buf) {
+        Ok(()) => {}
+        // The shard shrank (or vanished) between stat and read: report it as truncated.
+        Err(store::Error::ShortRead { .. }) => {
+            return Err(Error::ShardTooShort { key: key.to_owned(), shard_len: len, index_len });
+        }
+        Err(e) => return Err(store_err(key)(e)),
+    }
+    let index = ShardIndex::decode(codec, n, len, &buf).map_err(index_err)?;
+    Ok(ShardState::Present(Arc::new(index)))
+}
+
+/// Whether chunks of this array are blosc frames whose layout the GPU path can use: the
+/// last bytes→bytes codec other than `crc32c` (which only appends a checksum) is blosc.
+pub fn needs_layout(meta: &ArrayMetadata) -> bool {
+    let chain = match &meta.codecs.array_to_bytes {
+        ArrayToBytes::Sharding(s) => &s.codecs,
+        ArrayToBytes::Bytes { .. } => &meta.codecs,
+    };
+    matches!(
+        chain.bytes_to_bytes.iter().rev().find(|c| !matches!(c, BytesToBytes::Crc32c)),
+        Some(BytesToBytes::Blosc { .. })
+    )
+}
+
+/// Where to probe for a layout: `(key, offset, nbytes)` of the first present, non-empty
+/// chunk among `shards` (given with their keys, in the sample's order).
+pub fn layout_probe<'a>(
+    shards: impl IntoIterator<Item = (&'a str, &'a ShardState)>,
+) -> Option<(String, u64, u64)> {
+    shards.into_iter().find_map(|(key, state)| match state {
+        ShardState::Absent => None,
+        ShardState::Whole { len } => (*len > 0).then(|| (key.to_owned(), 0, *len)),
+        ShardState::Present(index) => index.entries().iter().find_map(|e| match *e {
+            ChunkLocation::Range { offset, nbytes } if nbytes > 0 => {
+                Some((key.to_owned(), offset, nbytes))
+            }
+            _ => None,
+        }),
+    })
+}
+
+/// Reads the chunk at `key[offset..offset+nbytes]` and derives its blosc layout.
+///
+/// # Errors
+/// `Layout` for a malformed frame, `UnsupportedBloscCompressor` when the frame's
+/// compressor is not in `decodable`, `Store` for I/O failures.
+pub fn fetch_layout(
+    store: &dyn Store,
+    uri: &Arc<str>,
+    key: &str,
+    offset: u64,
+    nbytes: u64,
+    decodable: &[Compressor],
+) -> Result<BloscLayout, Error> {
+    let bad = |source| Error::Layout { uri: uri.clone(), key: key.to_owned(), source };
+    let len =
+        usize::try_from(nbytes).map_err(|_| bad(zarr::Error::Overflow { what: "chunk length" }))?;
+    let mut buf = vec![0; len];
+    store.read_exact(key, offset, &mut buf).map_err(store_err(key))?;
+    let layout = blosc::layout(&buf).map_err(bad)?;
+    if !decodable.contains(&layout.compressor) {
+        return Err(Error::UnsupportedBloscCompressor {
+            uri: uri.clone(),
+            key: key.to_owned(),
+            compressor: layout.compressor.name(),
+        });
+    }
+    Ok(layout)
+}

@@ -1,0 +1,732 @@
+//! The prefetcher: a bounded lookahead ring of samples, each walked meta → shards → layout
+//! → ready/error by one driver thread, with fetches on a small pool of fetch threads.
+//!
+//! Nothing polls. The driver sleeps on a doorbell rung when a gate settles, a sample is
+//! pushed, samples are taken (slots unpin) or the prefetcher shuts down; fetch threads
+//! sleep on their job queue. The driver never does I/O; fetch threads hold no lock while
+//! they read.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use store::Store;
+use zarr::blosc::{BloscLayout, Compressor};
+use zarr::{Aabb, ShardHit};
+
+use crate::error::Error;
+use crate::fetch::{self, ArrayInfo, ShardState, join_key};
+use crate::gate::{Gate, GatePool};
+use crate::slot_cache::{Handle, SlotCache, State};
+use crate::sync::{Arc, Condvar, Mutex, StdArc, lock, thread, wait};
+
+/// Sizes and limits of a [`Prefetcher`].
+///
+/// ```
+/// use prefetch_cache::PrefetchConfig;
+/// // Cache capacities derived from the ring and batch sizes always pass validation.
+/// let c = PrefetchConfig::for_batch(512);
+/// assert!(c.validate().is_ok());
+/// assert_eq!(c.shard_index_capacity, (c.lookahead + 2 * 512) * c.max_shards_per_sample);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefetchConfig {
+    /// Samples in flight (pushed, not yet taken).
+    pub lookahead: usize,
+    /// Samples the consumer takes per batch (sizes the capacity floors).
+    pub samples_per_batch: usize,
+    /// Most shards one sample may touch.
+    pub max_shards_per_sample: usize,
+    /// Fetch threads: the bound on concurrent fetches.
+    pub fetch_threads: usize,
+    /// Slots of the `zarr.json` cache.
+    pub metadata_capacity: usize,
+    /// Slots of the shard index cache.
+    pub shard_index_capacity: usize,
+    /// Slots of the blosc layout cache.
+    pub layout_capacity: usize,
+    /// blosc compressors the engine can decode; a layout with another one is an error.
+    pub decodable_blosc: Vec<Compressor>,
+}
+
+/// The smallest cache capacities that cannot saturate in steady state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapacityFloors {
+    pub metadata: usize,
+    pub shard_index: usize,
+    pub layout: usize,
+}
+
+impl PrefetchConfig {
+    /// Lookahead 256, 8 shards per sample, 4 fetch threads, capacities at their floors for
+    /// `samples_per_batch`.
+    pub fn for_batch(samples_per_batch: usize) -> Self {
+        let mut c = Self {
+            lookahead: 256,
+            samples_per_batch,
+            max_shards_per_sample: 8,
+            fetch_threads: 4,
+            metadata_capacity: 0,
+            shard_index_capacity: 0,
+            layout_capacity: 0,
+            decodable_blosc: vec![
+                Compressor::BloscLz,
+                Compressor::Lz4,
+                Compressor::Zlib,
+                Compressor::Zstd,
+            ],
+        };
+        c.size_caches();
+        c
+    }
+
+    /// Sets every cache capacity to its floor (saturating at `usize::MAX`).
+    pub fn size_caches(&mut self) {
+        let f = self.floors();
+        self.metadata_capacity = f.metadata;
+        self.shard_index_capacity = f.shard_index;
+        self.layout_capacity = f.layout;
+    }
+
+    /// Every sample in the ring and in the two batches the consumer may hold can pin a
+    /// different array and `max_shards_per_sample` shards; caches this large never answer
+    /// `Again` in steady state.
+    pub fn floors(&self) -> CapacityFloors {
+        let samples = self.samples_per_batch.saturating_mul(2).saturating_add(self.lookahead);
+        CapacityFloors {
+            metadata: samples,
+            shard_index: samples.saturating_mul(self.max_shards_per_sample),
+            layout: samples,
+        }
+    }
+
+    /// Checks the sizes against each other.
+    ///
+    /// # Errors
+    /// `Config` naming the field, its value and the floor it must reach.
+    pub fn validate(&self) -> Result<(), Error> {
+        let at_least = |field, value: usize, needed: usize, reason| {
+            if value < needed {
+                Err(Error::Config { field, value, needed, reason })
+            } else {
+                Ok(())
+            }
+        };
+        at_least("lookahead", self.lookahead, 1, "the ring must hold a sample")?;
+        at_least("samples_per_batch", self.samples_per_batch, 1, "a batch holds samples")?;
+        at_least(
+            "max_shards_per_sample",
+            self.max_shards_per_sample,
+            1,
+            "a sample touches a shard",
+        )?;
+        at_least("fetch_threads", self.fetch_threads, 1, "someone must fetch")?;
+        at_least("lookahead", u32::MAX as usize - 1, self.lookahead, "gate pool limit")?;
+        let f = self.floors();
+        let why = "(lookahead + 2*samples_per_batch) [* max_shards_per_sample] so the cache never saturates";
+        at_least("metadata_capacity", self.metadata_capacity, f.metadata, why)?;
+        at_least("shard_index_capacity", self.shard_index_capacity, f.shard_index, why)?;
+        at_least("layout_capacity", self.layout_capacity, f.layout, why)
+    }
+}
+
+impl Default for PrefetchConfig {
+    /// [`PrefetchConfig::for_batch`] of 128 samples (the `default` scenario's batch).
+    fn default() -> Self {
+        Self::for_batch(128)
+    }
+}
+
+/// A sample to resolve: a box `lo..hi` of the array at `uri`. A box with a zero extent
+/// touches no shard and resolves to a sample with no shards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleRequest {
+    pub uri: StdArc<str>,
+    pub lo: Vec<u64>,
+    pub hi: Vec<u64>,
+}
+
+/// One touched shard of a resolved sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedShard {
+    /// The object's store key.
+    pub key: String,
+    /// The shard's coordinates and the chunks the box touches in it.
+    pub hit: ShardHit,
+    pub state: StdArc<ShardState>,
+}
+
+/// A sample whose metadata is all in hand, shaped for the planner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedSample {
+    pub array: ArrayInfo,
+    /// The box; `None` when it has a zero extent (and so no shards).
+    pub aabb: Option<Aabb>,
+    /// One per touched shard, in `ArrayGeometry::intersect` order.
+    pub shards: Vec<ResolvedShard>,
+    /// The array's blosc layout; `None` for non-blosc arrays or when no touched chunk
+    /// is stored.
+    pub layout: Option<StdArc<BloscLayout>>,
+}
+
+/// A terminal sample handed out by [`Prefetcher::take_ready`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadySample {
+    /// Push sequence number (0, 1, 2, ... in push order).
+    pub seq: u64,
+    pub request: SampleRequest,
+    pub outcome: Result<ResolvedSample, Error>,
+}
+
+/// Counters of the three caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefetchStats {
+    pub metadata: crate::CacheStats,
+    pub shard_index: crate::CacheStats,
+    pub layout: crate::CacheStats,
+    /// Fetches run by the fetch threads.
+    pub fetches: u64,
+}
+
+enum Job {
+    Meta { handle: Handle, uri: StdArc<str> },
+    Shard { handle: Handle, info: ArrayInfo, key: String },
+    Layout { handle: Handle, uri: StdArc<str>, key: String, offset: u64, nbytes: u64 },
+}
+
+struct Jobs {
+    queue: VecDeque<Job>,
+    closed: bool,
+    fetches: u64,
+}
+
+/// A counter rung on every event the driver reacts to. Its lock is a leaf.
+struct Doorbell {
+    epoch: Mutex<(u64, bool)>,
+    cv: Condvar,
+}
+
+impl Doorbell {
+    fn ring(&self) {
+        lock(&self.epoch).0 += 1;
+        self.cv.notify_all();
+    }
+
+    /// Waits until the epoch differs from `seen`; returns false once shut down.
+    fn wait_past(&self, seen: u64) -> bool {
+        let mut g = lock(&self.epoch);
+        while g.0 == seen && !g.1 {
+            g = wait(&self.cv, g);
+        }
+        !g.1
+    }
+
+    fn current(&self) -> u64 {
+        lock(&self.epoch).0
+    }
+
+    fn shut(&self) {
+        lock(&self.epoch).1 = true;
+        self.cv.notify_all();
+    }
+}
+
+enum Stage {
+    Meta {
+        handle: Option<Handle>,
+    },
+    Shards {
+        info: ArrayInfo,
+        aabb: Aabb,
+        hits: Vec<ShardHit>,
+        keys: Vec<String>,
+        handles: Vec<Handle>,
+    },
+    Layout {
+        resolved: Box<ResolvedSample>,
+        handle: Option<Handle>,
+    },
+    Done(Result<ResolvedSample, Error>),
+}
+
+struct Sample {
+    seq: u64,
+    request: SampleRequest,
+    gate: Option<Gate>,
+    stage: Stage,
+}
+
+struct Ring {
+    samples: VecDeque<Sample>,
+    next_seq: u64,
+    shutdown: bool,
+}
+
+struct Shared {
+    ring: Mutex<Ring>,
+    /// Consumers waiting for a ready sample or for ring space.
+    changed: Condvar,
+    doorbell: Arc<Doorbell>,
+    jobs: Mutex<Jobs>,
+    jobs_cv: Condvar,
+    meta: SlotCache<StdArc<str>, ArrayInfo, Error>,
+    shards: SlotCache<String, ShardState, Error>,
+    layouts: SlotCache<StdArc<str>, BloscLayout, Error>,
+    gates: GatePool,
+    store: StdArc<dyn Store>,
+    config: PrefetchConfig,
+}
+
+/// Resolves samples' metadata ahead of the consumer. Dropping it stops its threads; fetches
+/// in flight finish their read and are discarded.
+pub struct Prefetcher {
+    shared: Arc<Shared>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl fmt::Debug for Prefetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prefetcher").field("config", &self.shared.config).finish()
+    }
+}
+
+impl Prefetcher {
+    /// Starts the driver and `fetch_threads` fetch threads over `store`.
+    ///
+    /// # Errors
+    /// `Config` when the configuration fails [`PrefetchConfig::validate`].
+    pub fn new(store: StdArc<dyn Store>, config: PrefetchConfig) -> Result<Self, Error> {
+        config.validate()?;
+        let doorbell = Arc::new(Doorbell { epoch: Mutex::new((0, false)), cv: Condvar::new() });
+        let bell = Arc::clone(&doorbell);
+        let gates =
+            GatePool::with_settle_hook(config.lookahead as u32, Box::new(move || bell.ring()));
+        let shared = Arc::new(Shared {
+            ring: Mutex::new(Ring { samples: VecDeque::new(), next_seq: 0, shutdown: false }),
+            changed: Condvar::new(),
+            doorbell,
+            jobs: Mutex::new(Jobs { queue: VecDeque::new(), closed: false, fetches: 0 }),
+            jobs_cv: Condvar::new(),
+            meta: SlotCache::new(config.metadata_capacity),
+            shards: SlotCache::new(config.shard_index_capacity),
+            layouts: SlotCache::new(config.layout_capacity),
+            gates,
+            store,
+            config,
+        });
+        let mut threads = Vec::with_capacity(shared.config.fetch_threads + 1);
+        let s = Arc::clone(&shared);
+        threads.push(thread::spawn(move || s.drive()));
+        for _ in 0..shared.config.fetch_threads {
+            let s = Arc::clone(&shared);
+            threads.push(thread::spawn(move || s.fetch_loop()));
+        }
+        Ok(Self { shared, threads })
+    }
+
+    /// Adds a sample at the end of the ring and returns its sequence number.
+    ///
+    /// # Errors
+    /// Gives the request back when the ring is full (back-pressure, not failure).
+    pub fn try_push(&self, request: SampleRequest) -> Result<u64, SampleRequest> {
+        let mut ring = lock(&self.shared.ring);
+        if ring.samples.len() >= self.shared.config.lookahead || ring.shutdown {
+            return Err(request);
+        }
+        // A gate frees as soon as its sample is done, so one is free for every free ring
+        // slot; `None` cannot happen but is answered as back-pressure all the same.
+        let Some(gate) = self.shared.gates.acquire() else { return Err(request) };
+        let seq = ring.next_seq;
+        ring.next_seq += 1;
+        ring.samples.push_back(Sample {
+            seq,
+            request,
+            gate: Some(gate),
+            stage: Stage::Meta { handle: None },
+        });
+        drop(ring);
+        self.shared.doorbell.ring();
+        Ok(seq)
+    }
+
+    /// Like [`try_push`](Self::try_push) but waits for ring space.
+    ///
+    /// # Errors
+    /// Gives the request back only if the prefetcher is shutting down.
+    pub fn push(&self, mut request: SampleRequest) -> Result<u64, SampleRequest> {
+        loop {
+            match self.try_push(request) {
+                Ok(seq) => return Ok(seq),
+                Err(r) => request = r,
+            }
+            let mut ring = lock(&self.shared.ring);
+            if ring.shutdown {
+                return Err(request);
+            }
+            while ring.samples.len() >= self.shared.config.lookahead && !ring.shutdown {
+                ring = wait(&self.shared.changed, ring);
+            }
+        }
+    }
+
+    /// Takes up to `max` samples from the front of the ring, stopping at the first one not
+    /// yet terminal: samples come out in push order, however their fetches complete.
+    pub fn take_ready(&self, max: usize) -> Vec<ReadySample> {
+        let mut ring = lock(&self.shared.ring);
+        let out = Self::take_locked(&mut ring, max);
+        if !out.is_empty() {
+            // Taken samples carry their values in `Arc`s, so their pins can go.
+            let wm = ring.samples.front().map_or(ring.next_seq, |s| s.seq);
+            drop(ring);
+            self.shared.meta.advance_watermark(wm);
+            self.shared.shards.advance_watermark(wm);
+            self.shared.layouts.advance_watermark(wm);
+            self.shared.changed.notify_all();
+            self.shared.doorbell.ring();
+        }
+        out
+    }
+
+    /// Waits until at least one sample is ready (or the ring is empty), then takes up to
+    /// `max` as [`take_ready`](Self::take_ready) does.
+    pub fn wait_ready(&self, max: usize) -> Vec<ReadySample> {
+        {
+            let mut ring = lock(&self.shared.ring);
+            while ring.samples.front().is_some_and(|s| !matches!(s.stage, Stage::Done(_))) {
+                ring = wait(&self.shared.changed, ring);
+            }
+        }
+        self.take_ready(max)
+    }
+
+    fn take_locked(ring: &mut Ring, max: usize) -> Vec<ReadySample> {
+        let mut out = Vec::new();
+        while out.len() < max
+            && ring.samples.front().is_some_and(|s| matches!(s.stage, Stage::Done(_)))
+        {
+            let Some(s) = ring.samples.pop_front() else { break };
+            if let Stage::Done(outcome) = s.stage {
+                out.push(ReadySample { seq: s.seq, request: s.request, outcome });
+            }
+        }
+        out
+    }
+
+    /// Blocks until at least `n` samples in the ring (or all of them, if fewer) are
+    /// terminal, in any order, and returns how many are. For diagnostics and tests: the
+    /// consumer itself takes samples only in push order.
+    pub fn wait_resolved(&self, n: usize) -> usize {
+        let mut ring = lock(&self.shared.ring);
+        loop {
+            let done = ring.samples.iter().filter(|s| matches!(s.stage, Stage::Done(_))).count();
+            if done >= n.min(ring.samples.len()) || ring.shutdown {
+                return done;
+            }
+            ring = wait(&self.shared.changed, ring);
+        }
+    }
+
+    /// Samples pushed and not yet taken.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.shared.ring).samples.len()
+    }
+
+    /// Cache and fetch counters.
+    pub fn stats(&self) -> PrefetchStats {
+        PrefetchStats {
+            metadata: self.shared.meta.stats(),
+            shard_index: self.shared.shards.stats(),
+            layout: self.shared.layouts.stats(),
+            fetches: lock(&self.shared.jobs).fetches,
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &PrefetchConfig {
+        &self.shared.config
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        lock(&self.shared.ring).shutdown = true;
+        self.shared.changed.notify_all();
+        {
+            let mut jobs = lock(&self.shared.jobs);
+            jobs.closed = true;
+            // Queued fetches never start; their entries stay pending and drop with the
+            // caches, failing any gate still waiting on them.
+            jobs.queue.clear();
+        }
+        self.shared.jobs_cv.notify_all();
+        self.shared.doorbell.shut();
+        for t in self.threads.drain(..) {
+            // A panicked thread has nothing left to clean up; ignore its payload.
+            let _ = t.join();
+        }
+    }
+}
+
+impl Shared {
+    fn fetch_loop(&self) {
+        loop {
+            let job = {
+                let mut jobs = lock(&self.jobs);
+                loop {
+                    if jobs.closed {
+                        return;
+                    }
+                    if let Some(j) = jobs.queue.pop_front() {
+                        jobs.fetches += 1;
+                        break j;
+                    }
+                    jobs = wait(&self.jobs_cv, jobs);
+                }
+            };
+            let store = &*self.store;
+            match job {
+                Job::Meta { handle, uri } => {
+                    self.meta.complete(handle, fetch::fetch_metadata(store, &uri));
+                }
+                Job::Shard { handle, info, key } => {
+                    self.shards.complete(handle, fetch::fetch_shard(store, &info, &key));
+                }
+                Job::Layout { handle, uri, key, offset, nbytes } => {
+                    let r = fetch::fetch_layout(
+                        store,
+                        &uri,
+                        &key,
+                        offset,
+                        nbytes,
+                        &self.config.decodable_blosc,
+                    );
+                    self.layouts.complete(handle, r);
+                }
+            }
+        }
+    }
+
+    fn enqueue(&self, job: Job) {
+        lock(&self.jobs).queue.push_back(job);
+        self.jobs_cv.notify_one();
+    }
+
+    fn drive(&self) {
+        loop {
+            let seen = self.doorbell.current();
+            let mut ring = lock(&self.ring);
+            if ring.shutdown {
+                return;
+            }
+            let mut progressed = false;
+            for s in ring.samples.iter_mut() {
+                progressed |= self.step(s);
+            }
+            drop(ring);
+            if progressed {
+                self.changed.notify_all();
+            }
+            if !self.doorbell.wait_past(seen) {
+                return;
+            }
+        }
+    }
+
+    /// Advances one sample as far as it can go now; true when it became terminal.
+    fn step(&self, s: &mut Sample) -> bool {
+        if matches!(s.stage, Stage::Done(_)) {
+            return false;
+        }
+        let Some(gate) = s.gate.as_ref() else { return false };
+        loop {
+            let next = match &mut s.stage {
+                Stage::Done(_) => break,
+                Stage::Meta { handle } => {
+                    let h = match *handle {
+                        Some(h) => h,
+                        None => {
+                            let Ok(r) = self.meta.request(s.request.uri.clone(), s.seq) else {
+                                return false;
+                            };
+                            if r.must_fetch {
+                                self.enqueue(Job::Meta {
+                                    handle: r.handle,
+                                    uri: s.request.uri.clone(),
+                                });
+                            }
+                            *handle = Some(r.handle);
+                            self.meta.wait_on(r.handle, gate);
+                            r.handle
+                        }
+                    };
+                    if gate.status().pending > 0 {
+                        return false;
+                    }
+                    match self.meta.state(h) {
+                        State::Pending => return false,
+                        State::Stale => Stage::Done(Err(Error::Evicted {
+                            seq: s.seq,
+                            key: join_key(&s.request.uri, "zarr.json"),
+                        })),
+                        State::Error(e) => Stage::Done(Err(e)),
+                        State::Ready => match self.meta.get_arc(h) {
+                            None => return false,
+                            Some(info) => self.plan_shards(s.seq, &s.request, (*info).clone()),
+                        },
+                    }
+                }
+                Stage::Shards { info, aabb, hits, keys, handles } => {
+                    // Resume where back-pressure stopped the last pass: tickets registered
+                    // before are not registered again, so the gate counts each fetch once.
+                    while handles.len() < keys.len() {
+                        let key = keys[handles.len()].clone();
+                        let Ok(r) = self.shards.request(key.clone(), s.seq) else { return false };
+                        if r.must_fetch {
+                            self.enqueue(Job::Shard { handle: r.handle, info: info.clone(), key });
+                        }
+                        self.shards.wait_on(r.handle, gate);
+                        handles.push(r.handle);
+                    }
+                    if gate.status().pending > 0 {
+                        return false;
+                    }
+                    let mut shards = Vec::with_capacity(handles.len());
+                    let mut failed = None;
+                    for ((h, key), hit) in handles.iter().zip(keys.iter()).zip(hits.iter()) {
+                        match self.shards.state(*h) {
+                            State::Pending => return false,
+                            State::Error(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                            State::Stale => {
+                                failed = Some(Error::Evicted { seq: s.seq, key: key.clone() });
+                                break;
+                            }
+                            State::Ready => match self.shards.get_arc(*h) {
+                                Some(state) => shards.push(ResolvedShard {
+                                    key: key.clone(),
+                                    hit: hit.clone(),
+                                    state,
+                                }),
+                                None => return false,
+                            },
+                        }
+                    }
+                    match failed {
+                        Some(e) => Stage::Done(Err(e)),
+                        None => {
+                            let resolved = ResolvedSample {
+                                array: info.clone(),
+                                aabb: Some(aabb.clone()),
+                                shards,
+                                layout: None,
+                            };
+                            if fetch::needs_layout(&info.meta) {
+                                Stage::Layout { resolved: Box::new(resolved), handle: None }
+                            } else {
+                                Stage::Done(Ok(resolved))
+                            }
+                        }
+                    }
+                }
+                Stage::Layout { resolved, handle } => {
+                    let h = match *handle {
+                        Some(h) => h,
+                        None => {
+                            let probe = fetch::layout_probe(
+                                resolved.shards.iter().map(|r| (r.key.as_str(), &*r.state)),
+                            );
+                            let Some((key, offset, nbytes)) = probe else {
+                                // Nothing touched is stored: every chunk is fill, so no layout
+                                // is needed for this sample.
+                                s.stage = Stage::Done(Ok((**resolved).clone()));
+                                break;
+                            };
+                            let uri = resolved.array.uri.clone();
+                            let Ok(r) = self.layouts.request(uri.clone(), s.seq) else {
+                                return false;
+                            };
+                            if r.must_fetch {
+                                self.enqueue(Job::Layout {
+                                    handle: r.handle,
+                                    uri,
+                                    key,
+                                    offset,
+                                    nbytes,
+                                });
+                            }
+                            *handle = Some(r.handle);
+                            self.layouts.wait_on(r.handle, gate);
+                            r.handle
+                        }
+                    };
+                    if gate.status().pending > 0 {
+                        return false;
+                    }
+                    match self.layouts.state(h) {
+                        State::Pending => return false,
+                        State::Stale => Stage::Done(Err(Error::Evicted {
+                            seq: s.seq,
+                            key: resolved.array.uri.to_string(),
+                        })),
+                        State::Error(e) => Stage::Done(Err(e)),
+                        State::Ready => match self.layouts.get_arc(h) {
+                            None => return false,
+                            Some(l) => {
+                                let mut r = (**resolved).clone();
+                                r.layout = Some(l);
+                                Stage::Done(Ok(r))
+                            }
+                        },
+                    }
+                }
+            };
+            s.stage = next;
+        }
+        // Terminal: the gate has nothing pending, so dropping it recycles it at once.
+        s.gate = None;
+        true
+    }
+
+    /// From the array's metadata to the list of shards to fetch (or a terminal outcome).
+    fn plan_shards(&self, seq: u64, req: &SampleRequest, info: ArrayInfo) -> Stage {
+        let geo_err =
+            |source| Stage::Done(Err(Error::Geometry { seq, uri: req.uri.clone(), source }));
+        if req.lo.len() == req.hi.len() && req.lo.iter().zip(&req.hi).any(|(l, h)| l == h) {
+            // A zero-extent box touches no shard: a defined, empty outcome (lesson 4),
+            // provided it still lies inside the array.
+            let inside = req.lo.len() == info.geometry.rank()
+                && req.hi.iter().zip(&info.geometry.shape).all(|(h, e)| h <= e);
+            if inside {
+                return Stage::Done(Ok(ResolvedSample {
+                    array: info,
+                    aabb: None,
+                    shards: Vec::new(),
+                    layout: None,
+                }));
+            }
+        }
+        let aabb = match Aabb::new(req.lo.clone(), req.hi.clone()) {
+            Ok(a) => a,
+            Err(e) => return geo_err(e),
+        };
+        let hits = match info.geometry.intersect(&aabb) {
+            Ok(h) => h,
+            Err(e) => return geo_err(e),
+        };
+        let max = self.config.max_shards_per_sample;
+        if hits.len() > max {
+            return Stage::Done(Err(Error::TooManyShards {
+                seq,
+                uri: req.uri.clone(),
+                shards: hits.len(),
+                max,
+            }));
+        }
+        let keys = hits
+            .iter()
+            .map(|h| join_key(&info.uri, &info.meta.chunk_key_encoding.chunk_key(&h.shard)))
+            .collect();
+        Stage::Shards { info, aabb, hits, keys, handles: Vec::new() }
+    }
+}

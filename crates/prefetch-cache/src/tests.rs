@@ -1,0 +1,3 @@
+//! Loom models of the cache and gate core (compiled only under `cfg(damacy_loom)`).
+
+mod loom_cache;

@@ -1,0 +1,165 @@
+//! The three fetchers against files: every outcome the issue names is a distinct value.
+
+use std::sync::Arc;
+
+use prefetch_cache::fetch::{
+    fetch_layout, fetch_metadata, fetch_shard, layout_probe, needs_layout,
+};
+use prefetch_cache::{Error, ShardState};
+use zarr::ChunkLocation;
+use zarr::blosc::Compressor;
+
+use crate::fixtures::*;
+
+fn setup(
+    meta: &zarr::ArrayMetadata,
+) -> (tempfile::TempDir, Arc<dyn store::Store>, prefetch_cache::ArrayInfo) {
+    let dir = tempfile::tempdir().unwrap();
+    write_meta(dir.path(), "a", meta);
+    let store = fs_store(dir.path());
+    let info = fetch_metadata(&*store, &Arc::from("a")).unwrap();
+    (dir, store, info)
+}
+
+#[test]
+fn metadata_fetch_parses_and_derives_geometry() {
+    let (_d, _s, info) = setup(&raw_sharded_meta());
+    assert_eq!(*info.meta, raw_sharded_meta());
+    assert_eq!(info.geometry.shard_shape, vec![4, 4]);
+    assert_eq!(info.geometry.chunk_shape, vec![2, 2]);
+    assert!(info.geometry.sharded);
+}
+
+#[test]
+fn missing_and_invalid_metadata_are_distinct_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fs_store(dir.path());
+    assert!(matches!(
+        fetch_metadata(&*store, &Arc::from("nope")),
+        Err(Error::MetadataNotFound { key, .. }) if key == "nope/zarr.json"
+    ));
+    write_file(dir.path(), "bad/zarr.json", b"{not json");
+    assert!(matches!(
+        fetch_metadata(&*store, &Arc::from("bad")),
+        Err(Error::Metadata { source: zarr::Error::Json { .. }, .. })
+    ));
+}
+
+#[test]
+fn shard_present_absent_and_unsharded_whole() {
+    let meta = raw_sharded_meta();
+    let (dir, store, info) = setup(&meta);
+    let chunks = vec![Some(vec![7; 4]), None, Some(vec![9; 4]), None];
+    write_file(dir.path(), "a/c/0/0", &shard_bytes(&meta, &chunks));
+    let ShardState::Present(index) = fetch_shard(&*store, &info, "a/c/0/0").unwrap() else {
+        panic!("expected a present shard")
+    };
+    assert_eq!(
+        index.entries(),
+        &[
+            ChunkLocation::Range { offset: 0, nbytes: 4 },
+            ChunkLocation::Empty,
+            ChunkLocation::Range { offset: 4, nbytes: 4 },
+            ChunkLocation::Empty
+        ]
+    );
+    // An absent shard is not an error: it means "fill".
+    assert_eq!(fetch_shard(&*store, &info, "a/c/1/1").unwrap(), ShardState::Absent);
+
+    let flat = unsharded_meta();
+    let (dir2, store2, info2) = setup(&flat);
+    write_file(dir2.path(), "a/c/0/1", &[0; 16]);
+    assert_eq!(fetch_shard(&*store2, &info2, "a/c/0/1").unwrap(), ShardState::Whole { len: 16 });
+    assert_eq!(fetch_shard(&*store2, &info2, "a/c/1/1").unwrap(), ShardState::Absent);
+}
+
+#[test]
+fn empty_short_corrupt_and_out_of_range_shards_are_distinct_errors() {
+    let meta = raw_sharded_meta();
+    let (dir, store, info) = setup(&meta);
+    write_file(dir.path(), "a/c/0/0", b"");
+    assert_eq!(
+        fetch_shard(&*store, &info, "a/c/0/0"),
+        Err(Error::EmptyShard { key: "a/c/0/0".into() })
+    );
+
+    write_file(dir.path(), "a/c/0/1", &[1, 2, 3]);
+    assert_eq!(
+        fetch_shard(&*store, &info, "a/c/0/1"),
+        Err(Error::ShardTooShort { key: "a/c/0/1".into(), shard_len: 3, index_len: 68 })
+    );
+
+    let mut bytes = shard_bytes(&meta, &[Some(vec![1; 4]), None, None, None]);
+    bytes[6] ^= 0xff; // inside the index table, so the checksum no longer matches
+    write_file(dir.path(), "a/c/1/0", &bytes);
+    assert!(matches!(
+        fetch_shard(&*store, &info, "a/c/1/0"),
+        Err(Error::IndexChecksum { key, stored, computed }) if key == "a/c/1/0" && stored != computed
+    ));
+
+    // A valid checksum over an entry that points past the data.
+    let entries = [
+        ChunkLocation::Range { offset: 0, nbytes: 100 },
+        ChunkLocation::Empty,
+        ChunkLocation::Empty,
+        ChunkLocation::Empty,
+    ];
+    let mut bytes = vec![0u8; 4];
+    bytes.extend(zarr::ShardIndex::encode(sharding(&meta), &entries).unwrap());
+    write_file(dir.path(), "a/c/1/1", &bytes);
+    assert_eq!(
+        fetch_shard(&*store, &info, "a/c/1/1"),
+        Err(Error::IndexEntryOutOfRange {
+            key: "a/c/1/1".into(),
+            entry: 0,
+            offset: 0,
+            nbytes: 100,
+            shard_len: 72
+        })
+    );
+}
+
+#[test]
+fn layout_probe_finds_the_first_stored_non_empty_chunk() {
+    let meta = raw_sharded_meta();
+    let present = ShardState::Present(Arc::new(zarr::ShardIndex::from_entries(vec![
+        ChunkLocation::Empty,
+        ChunkLocation::Range { offset: 10, nbytes: 0 },
+        ChunkLocation::Range { offset: 10, nbytes: 5 },
+    ])));
+    let shards =
+        [("k0", &ShardState::Absent), ("k1", &present), ("k2", &ShardState::Whole { len: 3 })];
+    assert_eq!(layout_probe(shards), Some(("k1".to_owned(), 10, 5)));
+    assert_eq!(
+        layout_probe([("k0", &ShardState::Absent), ("k1", &ShardState::Whole { len: 0 })]),
+        None
+    );
+    assert!(!needs_layout(&meta));
+    assert!(needs_layout(&blosc_sharded_meta()));
+}
+
+#[test]
+fn layout_fetch_reads_the_frame_and_refuses_undecodable_compressors() {
+    let meta = blosc_sharded_meta();
+    let (dir, store, info) = setup(&meta);
+    let frame = blosc_chunk(Compressor::Zstd);
+    let n = frame.len() as u64;
+    write_file(dir.path(), "a/c/0/0", &shard_bytes(&meta, &[None, Some(frame), None, None]));
+    let all = [Compressor::Zstd, Compressor::Lz4];
+    let layout = fetch_layout(&*store, &info.uri, "a/c/0/0", 0, n, &all).unwrap();
+    assert_eq!((layout.typesize, layout.nbytes, layout.compressor), (1, 4, Compressor::Zstd));
+    assert_eq!(
+        fetch_layout(&*store, &info.uri, "a/c/0/0", 0, n, &[Compressor::Lz4]),
+        Err(Error::UnsupportedBloscCompressor {
+            uri: info.uri.clone(),
+            key: "a/c/0/0".into(),
+            compressor: "zstd"
+        })
+    );
+    // Bytes that are not a blosc frame.
+    write_file(dir.path(), "a/c/0/1", &[0xff; 20]);
+    assert!(matches!(
+        fetch_layout(&*store, &info.uri, "a/c/0/1", 0, 20, &all),
+        Err(Error::Layout { .. })
+    ));
+}
