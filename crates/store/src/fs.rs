@@ -379,15 +379,21 @@ impl FsStore {
 
     fn read_all_sync(&self, key: &str) -> Result<Vec<u8>> {
         let path = key::resolve(&self.root, key)?;
+        // Errors of the stat and the read are counted where they happen; only the ones
+        // made here are counted here.
         let len = match self.stat_path(path.clone())? {
             Some(l) => l,
-            None => return Err(Error::NotFound { path }),
+            None => {
+                self.shared.stats.error();
+                return Err(Error::NotFound { path });
+            }
         };
         let len = usize::try_from(len).map_err(|_| Error::TooLarge { path: path.clone(), len })?;
         let res = self.read_one(ReadRequest::to_vec(key, 0, len))?;
         let n = res.outcome?;
         if n < len {
             // The file shrank between the stat and the read.
+            self.shared.stats.error();
             return Err(Error::ShortRead { path, offset: 0, expected: len, got: n });
         }
         let v = downcast_buf::<Vec<u8>>(res.buf).map_err(|_| Error::ShortRead {
@@ -427,9 +433,6 @@ impl Store for FsStore {
     fn read_all(&self, key: &str) -> Result<Vec<u8>> {
         let t0 = Instant::now();
         let out = self.read_all_sync(key);
-        if out.is_err() {
-            self.shared.stats.error();
-        }
         self.shared.stats.op(OpKind::ReadAll, t0.elapsed(), 0);
         out
     }

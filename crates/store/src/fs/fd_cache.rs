@@ -107,13 +107,13 @@ impl FdCache {
     }
 
     /// Number of cached entries (open or opening).
-    #[cfg(test)]
+    #[cfg(all(test, not(damacy_loom)))]
     pub(crate) fn len(&self) -> usize {
         sync::lock(&self.state).entries.len()
     }
 
     /// Whether `path` holds a cached open fd.
-    #[cfg(test)]
+    #[cfg(all(test, not(damacy_loom)))]
     pub(crate) fn is_cached(&self, path: &Path) -> bool {
         matches!(sync::lock(&self.state).entries.get(path), Some(Entry::Open { .. }))
     }
