@@ -64,7 +64,13 @@ pub fn plan<L>(
     limits: &PlanLimits,
     out: OutDtype,
 ) -> Result<BatchPlan> {
-    let mut walk = Walk::default();
+    // A 128³ crop over 32×64×64 chunks touches about 45 chunks in up to 4 shards.
+    let mut walk = Walk {
+        file_map: HashMap::with_capacity(samples.len() * 4),
+        chunk_map: HashMap::with_capacity(samples.len() * 48),
+        chunks: Vec::with_capacity(samples.len() * 48),
+        ..Walk::default()
+    };
     let mut element: Option<DataType> = None;
     for (s, sample) in samples.iter().enumerate() {
         let entry = arrays.get(sample.array.index()).ok_or(Error::UnknownArray {
@@ -165,15 +171,15 @@ impl Walk {
                             sharded: geometry.sharded,
                         });
                     }
-                    if let ShardState::Present(index) = state {
-                        if index.len() as u64 != per_shard {
-                            return Err(Error::IndexEntries {
-                                sample: s,
-                                key,
-                                expected: per_shard,
-                                got: index.len() as u64,
-                            });
-                        }
+                    if let ShardState::Present(index) = state
+                        && index.len() as u64 != per_shard
+                    {
+                        return Err(Error::IndexEntries {
+                            sample: s,
+                            key,
+                            expected: per_shard,
+                            got: index.len() as u64,
+                        });
                     }
                     let f = self.files.len();
                     self.files.push(FileBuild {
@@ -279,9 +285,11 @@ fn coalesce(walk: &mut Walk, order: &[usize], limits: &PlanLimits) -> Result<Vec
     let mut per_file = Vec::with_capacity(order.len());
     for &f in order {
         let mut copies = std::mem::take(&mut walk.files[f].copies);
-        copies.sort_by_key(|&c| {
-            let (o, n, _) = walk.range(c);
-            (o, n, walk.chunks[c].chunk.clone())
+        // (offset, length, chunk coordinates) is unique within a file, so an unstable sort
+        // is deterministic.
+        copies.sort_unstable_by(|&a, &b| {
+            let ((oa, na, _), (ob, nb, _)) = (walk.range(a), walk.range(b));
+            (oa, na, &walk.chunks[a].chunk).cmp(&(ob, nb, &walk.chunks[b].chunk))
         });
         let mut ops: Vec<OpBuild> = Vec::new();
         for c in copies {
@@ -429,7 +437,7 @@ fn assemble(
     let mut fill_ids: Vec<usize> = (0..walk.chunks.len())
         .filter(|&c| matches!(walk.chunks[c].stored, Stored::Fill(_)))
         .collect();
-    fill_ids.sort_by(|&a, &b| {
+    fill_ids.sort_unstable_by(|&a, &b| {
         let (ca, cb) = (&walk.chunks[a], &walk.chunks[b]);
         (ca.array, &ca.chunk).cmp(&(cb.array, &cb.chunk))
     });

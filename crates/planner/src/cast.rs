@@ -51,12 +51,12 @@ impl OutDtype {
         }
         // Significand bits (with the implicit bit) decide exactness for integers; every
         // narrower float is a subset of f32, while f16 and bf16 are not subsets of each other.
-        let exact = match (out, source) {
-            (D::Float32, D::Bool | D::Int8 | D::UInt8 | D::Int16 | D::UInt16) => true,
-            (D::Float32, D::Float16 | D::BFloat16) => true,
-            (D::Float16 | D::BFloat16, D::Bool | D::Int8 | D::UInt8) => true,
-            _ => false,
-        };
+        let exact = matches!(
+            (out, source),
+            (D::Float32, D::Bool | D::Int8 | D::UInt8 | D::Int16 | D::UInt16)
+                | (D::Float32, D::Float16 | D::BFloat16)
+                | (D::Float16 | D::BFloat16, D::Bool | D::Int8 | D::UInt8)
+        );
         if exact { Cast::Exact } else { Cast::Rounded }
     }
 }

@@ -40,7 +40,7 @@ fn rank_5_whole_array_box_places_every_voxel_once() {
     let shape: [u64; 5] = [3, 4, 5, 6, 7];
     let arrays =
         vec![entry("r5", &shape, &[2, 4, 2, 4, 6], Some(&[1, 2, 2, 2, 3]), DataType::Int8)];
-    let n_per_shard = 2 * 2 * 1 * 2 * 2;
+    let n_per_shard = 2 * 2 * 2 * 2; // (2, 2, 1, 2, 2) inner chunks per shard
     let s = sample(&arrays, 0, &[0; 5], &shape, |_| {
         ShardState::Present(packed_index(n_per_shard, |_| Some(3)))
     });

@@ -55,7 +55,7 @@ impl ArraySpec {
     /// The state of the shard (or unsharded chunk object) at `coords`.
     fn state(&self, coords: &[u64], overlaps: bool) -> ShardState {
         let h = mix_coords(self.seed, coords);
-        if h % 10 == 0 {
+        if h.is_multiple_of(10) {
             return ShardState::Absent;
         }
         if self.inner.is_none() {
@@ -70,13 +70,13 @@ impl ArraySpec {
         let mut prev: Option<(u64, u64)> = None;
         for i in storage {
             let r = mix(h ^ (i + 1000));
-            if r % 7 == 0 {
+            if r.is_multiple_of(7) {
                 continue;
             }
             let nbytes = 1 + (r >> 8) % 50;
-            let gap = if r % 3 == 0 { (r >> 20) % 8 } else { 0 };
+            let gap = if r.is_multiple_of(3) { (r >> 20) % 8 } else { 0 };
             let offset = match prev {
-                Some((po, pn)) if overlaps && r % 5 == 0 => po + (r >> 24) % pn,
+                Some((po, pn)) if overlaps && r.is_multiple_of(5) => po + (r >> 24) % pn,
                 _ => cursor + gap,
             };
             entries[i as usize] = ChunkLocation::Range { offset, nbytes };
