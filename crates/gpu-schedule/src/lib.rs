@@ -23,3 +23,5 @@ pub use edge::{Edge, EdgeDecl, EdgeKind, EdgeStats, EdgeTable, Endpoint, Teardow
 pub use error::{Error, Result};
 pub use pool::{Lease, Pool, PoolSpec};
 pub use scheduler::{Releasable, Scheduler, SchedulerConfig, StageStats, Stream, TeardownReport, pipeline_depth};
+#[cfg(feature = "cuda")]
+pub use backend::cuda::{CudaBackend, CudaCounter, CudaDeviceMem, CudaEventHandle, CudaPinnedMem, CudaStreamHandle, driver_present};

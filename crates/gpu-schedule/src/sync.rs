@@ -92,3 +92,8 @@ impl<T> Queue<T> {
         self.ready.notify_all();
     }
 }
+
+/// The standard atomic, for memory shared with a device (a mapped counter word): loom
+/// cannot model memory that a GPU writes, so this one is never loom's.
+#[cfg(feature = "cuda")]
+pub(crate) use std::sync::atomic::AtomicU64 as DeviceSharedU64;

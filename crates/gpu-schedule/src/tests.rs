@@ -7,3 +7,5 @@ mod host_backend;
 mod loom_models;
 mod pools;
 pub(crate) mod toy;
+#[cfg(feature = "cuda")]
+mod cuda;
