@@ -109,7 +109,7 @@ fn load_f32(src: DataType, bytes: &[u8]) -> f32 {
 }
 
 /// Casts a contiguous run of `src` elements into `dst` (`out` elements).
-fn cast_run(src_t: DataType, out: OutDtype, src: &[u8], dst: &mut [u8]) {
+pub(crate) fn cast_run(src_t: DataType, out: OutDtype, src: &[u8], dst: &mut [u8]) {
     let s = src_t.size();
     match out {
         OutDtype::Native => dst.copy_from_slice(src),
@@ -168,7 +168,7 @@ fn strides(shape: &[u64]) -> Vec<u64> {
 
 /// Calls `f(src_row_start, dst_row_start, row_len)` (in elements) for every row of the
 /// intersection, iterating all axes but the last in C order.
-fn for_each_row(sc: &Scatter<'_>, mut f: impl FnMut(u64, u64, u64)) {
+pub(crate) fn for_each_row(sc: &Scatter<'_>, mut f: impl FnMut(u64, u64, u64)) {
     let rank = sc.chunk_shape.len();
     let cs = strides(sc.chunk_shape);
     let ss = strides(sc.sample_shape);

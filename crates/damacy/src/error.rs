@@ -40,12 +40,21 @@ pub enum Error {
         #[source]
         source: SampleError,
     },
+    /// Generating a benchmark dataset failed (the error names the path).
+    #[error("dataset: {0}")]
+    Dataset(#[from] crate::datagen::GenError),
+    /// The byte store could not be created (bad configuration, threads).
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
     /// The requested backend cannot be used here.
     #[error("backend: {reason}")]
     BackendUnavailable { reason: &'static str },
     /// A worker thread could not be started (a failure of the machine).
     #[error("could not start thread `{name}`: {kind:?}")]
     Spawn { name: &'static str, kind: std::io::ErrorKind },
+    /// `pop_timeout` found no batch ready in time; nothing was lost.
+    #[error("no batch was ready within {waited:?}")]
+    Timeout { waited: std::time::Duration },
     /// The pipeline is shutting down or a worker died; no further batches come.
     #[error("the pipeline is closed")]
     Closed,
@@ -56,14 +65,24 @@ pub enum Error {
 #[non_exhaustive]
 pub enum SampleError {
     /// The array's `zarr.json` is missing.
-    #[error("array not found: no zarr.json at {path}")]
+    #[error("array not found: no zarr.json at {path} (check the sample's uri)")]
     ArrayNotFound { path: PathBuf },
-    /// The array's metadata, shard index or a chunk is invalid, or the box is out of bounds.
+    /// The box is out of bounds or does not match the array's rank.
     #[error("{0}")]
     Format(#[from] zarr::Error),
-    /// Reading a file failed.
-    #[error("reading {path}: {kind:?} (os error {os:?})")]
-    Io { path: PathBuf, kind: std::io::ErrorKind, os: Option<i32> },
+    /// Reading a file failed (the store error names the path and the OS error).
+    #[error("{0}")]
+    Store(#[from] store::Error),
+    /// A `zarr.json` or shard index is invalid.
+    #[error("{path}: {source}")]
+    Metadata {
+        path: PathBuf,
+        #[source]
+        source: zarr::Error,
+    },
+    /// The batch could not be planned (a budget knob too small, mixed dtypes with Native).
+    #[error("{0}")]
+    Plan(Box<planner::Error>),
     /// A chunk failed to decode.
     #[error("decode of chunk {chunk:?} in {path}: {source}")]
     Decode {
@@ -72,6 +91,9 @@ pub enum SampleError {
         #[source]
         source: zarr::Error,
     },
+    /// The array is valid zarr but uses a layout this loader does not read.
+    #[error("{path}: unsupported: {what}")]
+    Unsupported { path: PathBuf, what: &'static str },
     /// The sample touches more shards than `max_shards_per_sample`.
     #[error("touches {shards} shards, more than max_shards_per_sample = {limit}; raise it or use smaller samples")]
     TooManyShards { shards: u64, limit: u64 },

@@ -1,12 +1,42 @@
 //! damacy: stream fixed-shape crops from many sharded zarr v3 arrays as batches of
 //! tensors, on the GPU when there is one and in host memory when there is not.
 //!
-//! See the crate README and `DESIGN.md` §1 for the user's view: build a [`Config`],
-//! create a `Pipeline`, `push` samples `(uri, box)`, `pop` batches in push order.
+//! ```no_run
+//! use damacy::{Config, OutDtype, Pipeline, Sample};
+//! let cfg = Config::builder()
+//!     .sample_shape([64, 64, 64])
+//!     .samples_per_batch(8)
+//!     .dtype(OutDtype::F32)
+//!     .build()?;
+//! let mut p = Pipeline::new(cfg)?;
+//! let samples = (0..64u64).map(|i| {
+//!     Sample::new("/data/a.zarr", vec![i, 0, 0], vec![i + 64, 64, 64]).expect("valid box")
+//! });
+//! p.push(samples)?;
+//! p.finish();
+//! while let Some(batch) = p.pop()? {
+//!     let t: &[f32] = batch.as_f32().expect("f32 output");
+//!     assert_eq!(t.len(), 8 * 64 * 64 * 64);
+//! }
+//! # Ok::<(), damacy::Error>(())
+//! ```
 
+pub mod batch;
 pub mod cast;
 pub mod config;
 pub mod error;
+mod host;
+pub mod npy;
+pub mod pipeline;
+mod resolve;
+pub mod rng;
+pub mod scenario;
+mod slots;
+pub mod stats;
 
+pub use batch::{Batch, Sample, SampleInfo};
 pub use config::{Backend, Config, ConfigBuilder, OnError, OutDtype};
 pub use error::{Error, Result, SampleError};
+pub use pipeline::Pipeline;
+pub use stats::Stats;
+pub use zarr::{Aabb, DataType};

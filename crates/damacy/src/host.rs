@@ -1,0 +1,312 @@
+//! The host engine: executes a [`planner::BatchPlan`] on CPU threads.
+//!
+//! Work is split into jobs of one read op each: a worker reads the op's bytes through the
+//! store, decodes every chunk of the op's group with `zarr::decode_chunk` (once, however
+//! many samples use the chunk) and scatters each placement into the batch buffer with the
+//! cast. Fill chunks form their own jobs. Each worker owns a staging buffer and a decode
+//! buffer, reused across jobs, so memory is fixed by `decode_threads × (max_read_op_bytes +
+//! max_chunk_decompressed_bytes)` plus the batch buffers.
+//!
+//! Concurrent jobs write disjoint voxels of one batch buffer: the planner guarantees that
+//! every output voxel is produced by exactly one placement (a property it proptests), which
+//! is what makes the shared writes below sound.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+use planner::{ArrayEntry, BatchPlan, ChunkSource};
+use zarr::{ChunkRepr, DataType};
+
+use crate::cast::{self, Scatter};
+use crate::config::OutDtype;
+use crate::error::SampleError;
+use crate::stats::StatCounters;
+
+/// A batch buffer shared by the jobs that fill it.
+#[derive(Debug)]
+pub(crate) struct OutBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: `OutBuf` is a view of a buffer owned by the batch context (which outlives every
+// job); jobs write disjoint byte ranges of it (see the module docs), so sharing the view
+// across threads cannot create a data race.
+unsafe impl Send for OutBuf {}
+// SAFETY: as above: concurrent users only ever touch disjoint ranges.
+unsafe impl Sync for OutBuf {}
+
+impl OutBuf {
+    pub(crate) fn new(buf: &mut [u8]) -> Self {
+        Self { ptr: buf.as_mut_ptr(), len: buf.len() }
+    }
+
+    /// A mutable view of `off..off + n`.
+    ///
+    /// # Safety
+    /// No other live view may overlap `off..off + n` (the planner's exactly-once property
+    /// guarantees this for placements), and the underlying buffer must still be alive.
+    unsafe fn range(&self, off: usize, n: usize) -> &mut [u8] {
+        let end = off.checked_add(n).filter(|&e| e <= self.len);
+        // A bad box is a bug in the planner, never a reason to write out of bounds.
+        assert!(end.is_some(), "batch write {off}+{n} outside the {}-byte buffer", self.len);
+        // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(off), n) }
+    }
+}
+
+/// Per-array facts the jobs need, computed once per batch.
+#[derive(Debug)]
+pub(crate) struct ArrayFacts {
+    pub repr: ChunkRepr,
+    /// The fill value cast to the output dtype.
+    pub fill_out: Vec<u8>,
+}
+
+impl ArrayFacts {
+    pub(crate) fn new<L>(entry: &ArrayEntry<L>, out: OutDtype) -> Self {
+        let meta = &entry.meta;
+        Self {
+            repr: ChunkRepr {
+                shape: entry.geometry.chunk_shape.clone(),
+                data_type: meta.data_type,
+                fill_value: meta.fill_value,
+            },
+            fill_out: cast::cast_fill(&meta.fill_value, meta.data_type, out),
+        }
+    }
+}
+
+/// Everything the jobs of one batch share.
+#[derive(Debug)]
+pub(crate) struct BatchWork<L> {
+    pub arrays: Vec<ArrayEntry<L>>,
+    pub facts: Vec<ArrayFacts>,
+    pub plan: BatchPlan,
+    pub sample_shape: Vec<u64>,
+    pub out_dtype: OutDtype,
+    /// Bytes of one sample in the output dtype.
+    pub sample_bytes: usize,
+    pub out: OutBuf,
+    /// Batch position of each planned sample (samples that failed to resolve are not
+    /// planned, so plan indices and batch positions differ).
+    pub positions: Vec<usize>,
+    pub(crate) progress: Progress,
+}
+
+/// Completion tracking of one batch: jobs left, errors seen.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    remaining: AtomicUsize,
+    state: Mutex<ProgressState>,
+    cv: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct ProgressState {
+    done: bool,
+    /// (sample index in the batch, error), in discovery order.
+    errors: Vec<(usize, SampleError)>,
+}
+
+impl Progress {
+    pub(crate) fn new(jobs: usize) -> Self {
+        let p = Progress::default();
+        p.remaining.store(jobs, Ordering::Relaxed);
+        if jobs == 0 {
+            p.state.lock().unwrap_or_else(|e| e.into_inner()).done = true;
+        }
+        p
+    }
+
+    fn fail(&self, samples: impl IntoIterator<Item = usize>, err: &SampleError) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for s in samples {
+            st.errors.push((s, err.clone()));
+        }
+    }
+
+    fn finish_job(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.done = true;
+            self.cv.notify_all();
+        }
+    }
+
+    /// Blocks until every job finished; returns the errors by sample.
+    pub(crate) fn wait(&self) -> Vec<(usize, SampleError)> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !st.done {
+            st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        std::mem::take(&mut st.errors)
+    }
+}
+
+/// One unit of work.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum JobKind {
+    /// Read op `n` and its group.
+    Read(usize),
+    /// Fill chunks `fills.start + n*FILL_JOB .. ` (a slice of the fill range).
+    Fill(usize),
+}
+
+/// Fill chunks per fill job.
+const FILL_JOB: usize = 64;
+
+impl<L> BatchWork<L> {
+    /// The jobs of this batch.
+    pub(crate) fn jobs(plan: &BatchPlan) -> Vec<JobKind> {
+        let fills = plan.fills.len().div_ceil(FILL_JOB);
+        (0..plan.reads.len()).map(JobKind::Read).chain((0..fills).map(JobKind::Fill)).collect()
+    }
+
+    /// Runs one job with the worker's scratch buffers, then counts it done.
+    pub(crate) fn run(
+        &self,
+        job: JobKind,
+        store: &dyn store::Store,
+        scratch: &mut Scratch,
+        stats: &StatCounters,
+    ) {
+        match job {
+            JobKind::Read(r) => self.run_read(r, store, scratch, stats),
+            JobKind::Fill(k) => {
+                let t = Instant::now();
+                self.run_fill(k);
+                stats.assemble_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            }
+        }
+        self.progress.finish_job();
+    }
+
+    fn run_read(&self, r: usize, store: &dyn store::Store, scratch: &mut Scratch, stats: &StatCounters) {
+        let plan = &self.plan;
+        let (Some(op), Some(group)) = (plan.reads.get(r), plan.group(r)) else { return };
+        let Some(file) = plan.files.get(op.file) else { return };
+        let samples_of_group = || {
+            group.iter().flat_map(|c| c.placements.iter().map(|p| p.sample)).collect::<Vec<_>>()
+        };
+        let Ok(len) = usize::try_from(op.len) else {
+            self.progress.fail(samples_of_group(), &SampleError::Format(zarr::Error::Overflow {
+                what: "read length",
+            }));
+            return;
+        };
+        scratch.staging.resize(len, 0);
+        let t_io = Instant::now();
+        let read = store.read_exact(&file.key, op.offset, &mut scratch.staging[..len]);
+        stats.io_ns.fetch_add(t_io.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if let Err(e) = read {
+            self.progress.fail(samples_of_group(), &SampleError::Store(e));
+            return;
+        }
+        for chunk in group {
+            let ChunkSource::Copy { offset_in_read, compressed_len, decompressed_len, .. } =
+                chunk.source
+            else {
+                continue;
+            };
+            let a = chunk.array.index();
+            let (Some(entry), Some(facts)) = (self.arrays.get(a), self.facts.get(a)) else {
+                continue;
+            };
+            let lo = offset_in_read as usize;
+            // The planner keeps every chunk inside its read; `get` keeps a violation from
+            // becoming a panic.
+            let Some(src) = scratch.staging.get(lo..lo.saturating_add(compressed_len as usize))
+            else {
+                continue;
+            };
+            scratch.decoded.resize(decompressed_len as usize, 0);
+            let t_dec = Instant::now();
+            let decoded =
+                zarr::decode_chunk(entry.chunk_codecs(), &facts.repr, src, &mut scratch.decoded);
+            stats.decode_ns.fetch_add(t_dec.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            if let Err(source) = decoded {
+                let err = SampleError::Decode {
+                    path: PathBuf::from(&*file.key),
+                    chunk: chunk.chunk.clone(),
+                    source,
+                };
+                self.progress.fail(chunk.placements.iter().map(|p| p.sample), &err);
+                continue;
+            }
+            let t_asm = Instant::now();
+            for p in &chunk.placements {
+                self.scatter(facts.repr.data_type, &facts.repr.shape, p, &scratch.decoded);
+            }
+            stats.assemble_ns.fetch_add(t_asm.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn scatter(&self, src_t: DataType, chunk_shape: &[u64], p: &planner::Placement, data: &[u8]) {
+        let sc = Scatter {
+            src_dtype: src_t,
+            out: self.out_dtype,
+            chunk_shape,
+            in_chunk: &p.in_chunk,
+            sample_shape: &self.sample_shape,
+            in_sample: &p.in_sample,
+        };
+        let base = self.positions[p.sample] * self.sample_bytes;
+        let o = cast::out_size(self.out_dtype, src_t);
+        cast::for_each_row(&sc, |src_el, dst_el, n| {
+            let (s, d, n) = (src_el as usize, dst_el as usize, n as usize);
+            // SAFETY: the planner produces each output voxel exactly once, so no other
+            // job writes this row; the buffer outlives the batch's jobs.
+            let dst = unsafe { self.out.range(base + d * o, n * o) };
+            cast::cast_run(src_t, self.out_dtype, &data[s * src_t.size()..(s + n) * src_t.size()], dst);
+        });
+    }
+
+    fn run_fill(&self, k: usize) {
+        let plan = &self.plan;
+        let lo = plan.fills.start + k * FILL_JOB;
+        let hi = (lo + FILL_JOB).min(plan.fills.end);
+        for chunk in plan.chunks.get(lo..hi).unwrap_or(&[]) {
+            let Some(facts) = self.facts.get(chunk.array.index()) else { continue };
+            for p in &chunk.placements {
+                self.fill(self.positions[p.sample], &p.in_sample, &facts.fill_out);
+            }
+        }
+    }
+
+    /// Writes `value` (one output element) over the box `in_sample` of the sample at
+    /// batch position `sample`.
+    pub(crate) fn fill(&self, sample: usize, in_sample: &zarr::Aabb, value: &[u8]) {
+        let base = sample * self.sample_bytes;
+        let o = value.len();
+        let sc = Scatter {
+            src_dtype: DataType::UInt8,
+            out: OutDtype::Native,
+            chunk_shape: &self.sample_shape,
+            in_chunk: in_sample,
+            sample_shape: &self.sample_shape,
+            in_sample,
+        };
+        cast::for_each_row(&sc, |_, d, n| {
+            // SAFETY: as in `scatter`: fill placements are disjoint from every other
+            // placement of the batch.
+            let dst = unsafe { self.out.range(base + d as usize * o, n as usize * o) };
+            if value.iter().all(|&b| b == 0) {
+                dst.fill(0);
+            } else {
+                for e in dst.chunks_exact_mut(o) {
+                    e.copy_from_slice(value);
+                }
+            }
+        });
+    }
+}
+
+/// A worker's reusable buffers.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    staging: Vec<u8>,
+    decoded: Vec<u8>,
+}

@@ -1,0 +1,586 @@
+//! The pipeline: samples in, batches out, in push order.
+//!
+//! Threads: one coordinator (takes `samples_per_batch` samples, resolves their metadata,
+//! plans the batch, waits for a free batch buffer, hands the batch's jobs to the workers)
+//! and `decode_threads` workers (read, decode, scatter; see [`crate::host`]). `pop` takes
+//! the oldest planned batch, waits for its jobs, and applies the error policy.
+//!
+//! Lock order: `input` and `output` are never held together, and no lock is held across
+//! I/O, planning or a wait on a batch's jobs.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use planner::{ArrayEntry, ArrayId, PlanLimits, SampleInput};
+use zarr::DataType;
+
+use crate::batch::{Batch, Sample, SampleInfo};
+use crate::config::{Config, OnError, OutDtype};
+use crate::error::{Error, Result, SampleError};
+use crate::host::{ArrayFacts, BatchWork, JobKind, Progress, Scratch};
+use crate::resolve::Resolver;
+use crate::slots::{SlotLease, Slots};
+use crate::stats::{StatCounters, Stats};
+
+/// A lazily consumed source of samples.
+type Source = Box<dyn Iterator<Item = Sample> + Send>;
+
+enum Pushed {
+    One(Sample),
+    Many(Source),
+}
+
+#[derive(Default)]
+struct Input {
+    queue: VecDeque<Pushed>,
+    /// Samples queued as `One` (what `try_push` bounds by the lookahead).
+    queued_samples: usize,
+    closed: bool,
+}
+
+/// A batch handed from the coordinator to `pop`.
+enum Pending {
+    Work(Box<PendingWork>),
+    /// The batch failed before any job ran (shape, resolution, planning).
+    Failed { error: Error, lease: Option<SlotLease> },
+}
+
+struct PendingWork {
+    id: u64,
+    work: Arc<BatchWork<()>>,
+    lease: SlotLease,
+    infos: Vec<SampleInfo>,
+    element: DataType,
+    /// Samples that failed before planning: (batch position, error, fill value).
+    early: Vec<(usize, SampleError)>,
+    /// Per batch position, the cast fill value (for `OnError::Fill`).
+    fills: Vec<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct Output {
+    queue: VecDeque<Pending>,
+    /// The coordinator has exited: nothing more will be queued.
+    done: bool,
+}
+
+struct Shared {
+    cfg: Config,
+    /// Where metadata comes from.
+    meta_store: Arc<dyn store::Store>,
+    /// Where chunk data comes from.
+    store: Arc<dyn store::Store>,
+    slots: Arc<Slots>,
+    input: Mutex<Input>,
+    input_cv: Condvar,
+    output: Mutex<Output>,
+    output_cv: Condvar,
+    shutdown: AtomicBool,
+    stats: StatCounters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking worker must not turn every later call into a panic.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Streams batches of crops; see the crate docs for the flow.
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    coordinator: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("config", &self.shared.cfg).finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Creates a pipeline reading from the local file system (sample uris are absolute
+    /// paths). All batch buffers are allocated here.
+    ///
+    /// # Errors
+    /// Any [`Config::validate`] error; `BackendUnavailable` for `Backend::Cuda` in a build
+    /// or on a machine without CUDA; `Spawn` when threads cannot start.
+    pub fn new(cfg: Config) -> Result<Self> {
+        let store = store::FsStore::new(
+            "/",
+            store::FsStoreConfig { io_threads: cfg.io_threads, ..Default::default() },
+        )
+        ?;
+        Self::with_store(cfg, Arc::new(store))
+    }
+
+    /// Creates a pipeline over any byte store (for example a `LatencyStore` in tests and
+    /// benchmarks); sample uris are keys of that store.
+    ///
+    /// # Errors
+    /// As [`Pipeline::new`].
+    pub fn with_store(cfg: Config, store: Arc<dyn store::Store>) -> Result<Self> {
+        Self::with_stores(cfg, Arc::clone(&store), store)
+    }
+
+    /// Creates a pipeline that reads metadata (`zarr.json`, shard indexes) from
+    /// `meta_store` and chunk data from `data_store` (for example to add latency to
+    /// metadata only, as the `latency` benchmark scenario does).
+    ///
+    /// # Errors
+    /// As [`Pipeline::new`].
+    pub fn with_stores(
+        cfg: Config,
+        meta_store: Arc<dyn store::Store>,
+        store: Arc<dyn store::Store>,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        if let crate::config::Backend::Cuda { .. } = cfg.backend {
+            return Err(Error::BackendUnavailable {
+                reason: "the CUDA engine is not built yet; use Backend::Host or Backend::Auto",
+            });
+        }
+        // The widest element is 8 bytes; Native output of a narrower type uses less.
+        let batch_bytes = usize::try_from(cfg.batch_elements()? * 8)
+            .map_err(|_| Error::ConfigOverflow { knob: "sample_shape" })?;
+        let slots = Arc::new(Slots::new(cfg.batches_in_flight, batch_bytes)?);
+        let shared = Arc::new(Shared {
+            cfg,
+            meta_store,
+            store,
+            slots,
+            input: Mutex::new(Input::default()),
+            input_cv: Condvar::new(),
+            output: Mutex::new(Output::default()),
+            output_cv: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+            stats: StatCounters::default(),
+        });
+        let (tx, rx) = crossbeam_channel::unbounded::<(Arc<BatchWork<()>>, JobKind)>();
+        let mut workers = Vec::new();
+        for _ in 0..shared.cfg.effective_decode_threads() {
+            let rx = rx.clone();
+            let sh = Arc::clone(&shared);
+            let h = std::thread::Builder::new()
+                .name("damacy-decode".into())
+                .spawn(move || worker(&sh, &rx))
+                .map_err(|e| Error::Spawn { name: "damacy-decode", kind: e.kind() })?;
+            workers.push(h);
+        }
+        let sh = Arc::clone(&shared);
+        let coordinator = std::thread::Builder::new()
+            .name("damacy-coordinator".into())
+            .spawn(move || coordinator(&sh, &tx))
+            .map_err(|e| Error::Spawn { name: "damacy-coordinator", kind: e.kind() })?;
+        Ok(Self { shared, coordinator: Some(coordinator), workers })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.shared.cfg
+    }
+
+    /// Queues samples. The iterator is consumed lazily, as the pipeline needs samples, so
+    /// an endless generator is fine and nothing is buffered beyond the lookahead; `push`
+    /// itself returns at once. Samples get their push index in the order they are taken.
+    ///
+    /// # Errors
+    /// `Closed` after [`Pipeline::finish`] or teardown.
+    pub fn push<I>(&mut self, samples: I) -> Result<()>
+    where
+        I: IntoIterator<Item = Sample>,
+        I::IntoIter: Send + 'static,
+    {
+        let mut inp = lock(&self.shared.input);
+        if inp.closed {
+            return Err(Error::Closed);
+        }
+        inp.queue.push_back(Pushed::Many(Box::new(samples.into_iter())));
+        self.shared.input_cv.notify_all();
+        Ok(())
+    }
+
+    /// Queues as many samples as the lookahead has room for, without blocking, and returns
+    /// the rest (unconsumed, in order).
+    ///
+    /// # Errors
+    /// `Closed` after [`Pipeline::finish`] or teardown.
+    pub fn try_push<I>(&mut self, samples: I) -> Result<std::iter::Chain<std::option::IntoIter<Sample>, I::IntoIter>>
+    where
+        I: IntoIterator<Item = Sample>,
+    {
+        let mut it = samples.into_iter();
+        let mut inp = lock(&self.shared.input);
+        if inp.closed {
+            return Err(Error::Closed);
+        }
+        let room = self.shared.cfg.effective_lookahead().saturating_sub(inp.queued_samples);
+        let mut taken = 0;
+        let mut held = None;
+        for s in it.by_ref() {
+            if taken == room {
+                held = Some(s);
+                break;
+            }
+            inp.queue.push_back(Pushed::One(s));
+            inp.queued_samples += 1;
+            taken += 1;
+        }
+        if taken > 0 {
+            self.shared.input_cv.notify_all();
+        }
+        Ok(held.into_iter().chain(it))
+    }
+
+    /// Declares that no more samples come: the last, possibly partial, batch is built and
+    /// then `pop` returns `Ok(None)`.
+    pub fn finish(&mut self) {
+        lock(&self.shared.input).closed = true;
+        self.shared.input_cv.notify_all();
+    }
+
+    /// The next batch in push order, blocking until it is ready; `Ok(None)` once
+    /// [`Pipeline::finish`] was called and every batch was returned.
+    ///
+    /// # Errors
+    /// `Sample` naming the first failing sample's uri and push index when a sample of this
+    /// batch failed (with `OnError::Fail`); the next `pop` continues with the next batch.
+    /// `SampleShape` for a sample whose box has the wrong extent. `Closed` on teardown.
+    pub fn pop(&mut self) -> Result<Option<Batch>> {
+        self.pop_deadline(None)
+    }
+
+    /// As [`Pipeline::pop`], giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As `pop`, plus `Timeout` when no batch was ready in time (nothing is lost: a later
+    /// `pop` returns it).
+    pub fn pop_timeout(&mut self, timeout: Duration) -> Result<Option<Batch>> {
+        self.pop_deadline(Some(Instant::now() + timeout))
+    }
+
+    fn pop_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<Batch>> {
+        let t0 = Instant::now();
+        let sh = &*self.shared;
+        let pending = {
+            let mut out = lock(&sh.output);
+            loop {
+                if let Some(p) = out.queue.pop_front() {
+                    break p;
+                }
+                if out.done {
+                    return if sh.shutdown.load(Ordering::Acquire) {
+                        Err(Error::Closed)
+                    } else {
+                        Ok(None)
+                    };
+                }
+                match deadline {
+                    None => out = sh.output_cv.wait(out).unwrap_or_else(|e| e.into_inner()),
+                    Some(d) => {
+                        let now = Instant::now();
+                        if now >= d {
+                            return Err(Error::Timeout { waited: now - t0 });
+                        }
+                        out = sh.output_cv.wait_timeout(out, d - now).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+                    }
+                }
+            }
+        };
+        let result = match pending {
+            Pending::Failed { error, lease, .. } => {
+                if let Some(l) = lease {
+                    sh.slots.release(l);
+                }
+                Err(error)
+            }
+            Pending::Work(p) => finish_batch(sh, *p),
+        };
+        sh.stats.pop_wait_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        result.map(Some)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.snapshot(&self.shared.store.stats())
+    }
+
+    /// Zeroes the counters (for example after warm-up).
+    pub fn reset_stats(&self) {
+        self.shared.stats.reset();
+    }
+}
+
+/// Waits for a planned batch's jobs and applies the error policy.
+fn finish_batch(sh: &Shared, p: PendingWork) -> Result<Batch> {
+    let job_errors = p.work.progress.wait();
+    let mut errors: Vec<(usize, SampleError)> = p.early;
+    errors.extend(job_errors.into_iter().map(|(s, e)| (p.work.positions[s], e)));
+    errors.sort_by_key(|(pos, _)| *pos);
+    errors.dedup_by_key(|(pos, _)| *pos);
+    let lease = p.lease;
+    if !errors.is_empty() {
+        match sh.cfg.on_error {
+            OnError::Fail => {
+                let (pos, source) = errors.swap_remove(0);
+                let info = &p.infos[pos];
+                sh.slots.release(lease);
+                return Err(Error::Sample { index: info.index, uri: info.uri.clone(), source });
+            }
+            OnError::Fill => {
+                // `sample_shape` was validated at construction, so this box always exists.
+                let whole = zarr::Aabb::from_shape(&sh.cfg.sample_shape).map_err(|_| {
+                    Error::ConfigValue {
+                        knob: "sample_shape",
+                        value: 0,
+                        expected: "a non-empty shape",
+                    }
+                })?;
+                for (pos, _) in &errors {
+                    p.work.fill(*pos, &whole, &p.fills[*pos]);
+                }
+            }
+        }
+    }
+    let n = p.infos.len() as u64;
+    let mut shape = vec![n];
+    shape.extend_from_slice(&sh.cfg.sample_shape);
+    let bytes = p.work.sample_bytes * p.infos.len();
+    sh.stats.batches.fetch_add(1, Ordering::Relaxed);
+    sh.stats.samples.fetch_add(n, Ordering::Relaxed);
+    sh.stats.bytes_delivered.fetch_add(bytes as u64, Ordering::Relaxed);
+    let errors =
+        errors.into_iter().map(|(pos, e)| (p.infos[pos].index, e)).collect::<Vec<_>>();
+    Ok(Batch {
+        id: p.id,
+        shape,
+        dtype: sh.cfg.dtype,
+        element: p.element,
+        samples: p.infos,
+        errors,
+        bytes,
+        lease: Some(lease),
+        slots: Arc::clone(&sh.slots),
+    })
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        let sh = &self.shared;
+        sh.shutdown.store(true, Ordering::Release);
+        lock(&sh.input).closed = true;
+        sh.input_cv.notify_all();
+        sh.slots.close();
+        if let Some(c) = self.coordinator.take() {
+            let _ = c.join();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        // Queued batches release their buffers as they drop.
+        lock(&sh.output).queue.clear();
+    }
+}
+
+/// Takes up to `n` samples in push order, blocking until `n` are available, the input is
+/// closed (a partial batch), or teardown. Returns `None` when nothing more will come.
+fn gather(sh: &Shared, n: usize, next_index: &mut u64) -> Option<Vec<(u64, Sample)>> {
+    let mut got = Vec::with_capacity(n);
+    let mut inp = lock(&sh.input);
+    loop {
+        if sh.shutdown.load(Ordering::Acquire) {
+            return None;
+        }
+        while got.len() < n {
+            match inp.queue.front_mut() {
+                Some(Pushed::One(_)) => {
+                    if let Some(Pushed::One(s)) = inp.queue.pop_front() {
+                        inp.queued_samples -= 1;
+                        got.push((*next_index, s));
+                        *next_index += 1;
+                    }
+                }
+                Some(Pushed::Many(it)) => match it.next() {
+                    Some(s) => {
+                        got.push((*next_index, s));
+                        *next_index += 1;
+                    }
+                    None => {
+                        inp.queue.pop_front();
+                    }
+                },
+                None => break,
+            }
+        }
+        if got.len() == n || (inp.closed && inp.queue.is_empty()) {
+            break;
+        }
+        inp = sh.input_cv.wait(inp).unwrap_or_else(|e| e.into_inner());
+    }
+    drop(inp);
+    (!got.is_empty()).then_some(got)
+}
+
+fn coordinator(sh: &Shared, tx: &crossbeam_channel::Sender<(Arc<BatchWork<()>>, JobKind)>) {
+    let mut resolver = Resolver::new(
+        sh.cfg.metadata_cache_capacity,
+        sh.cfg.effective_shard_index_cache_capacity().unwrap_or(1 << 16),
+    );
+    let mut next_index = 0u64;
+    let mut id = 0u64;
+    while let Some(samples) = gather(sh, sh.cfg.samples_per_batch, &mut next_index) {
+        let pending = build(sh, &mut resolver, id, samples, tx);
+        id += 1;
+        let stop = matches!(pending, Pending::Failed { error: Error::Closed, .. });
+        lock(&sh.output).queue.push_back(pending);
+        sh.output_cv.notify_all();
+        if stop {
+            break;
+        }
+    }
+    lock(&sh.output).done = true;
+    sh.output_cv.notify_all();
+}
+
+/// Resolves, plans and dispatches one batch.
+fn build(
+    sh: &Shared,
+    resolver: &mut Resolver,
+    id: u64,
+    samples: Vec<(u64, Sample)>,
+    tx: &crossbeam_channel::Sender<(Arc<BatchWork<()>>, JobKind)>,
+) -> Pending {
+    let cfg = &sh.cfg;
+    let t0 = Instant::now();
+    let infos: Vec<SampleInfo> = samples
+        .iter()
+        .map(|(index, s)| SampleInfo { index: *index, uri: s.uri.clone(), aabb: s.aabb.clone() })
+        .collect();
+    // Shape errors are the caller's mistake, not the data's: the batch fails whatever the
+    // error policy.
+    for info in &infos {
+        if info.aabb.shape() != cfg.sample_shape {
+            return Pending::Failed { error: Error::SampleShape {
+                    index: info.index,
+                    uri: info.uri.clone(),
+                    expected: cfg.sample_shape.clone(),
+                    got: info.aabb.shape(),
+                },
+                lease: None,
+            };
+        }
+    }
+    let mut arrays: Vec<ArrayEntry> = Vec::new();
+    let mut facts: Vec<ArrayFacts> = Vec::new();
+    let mut inputs = Vec::new();
+    let mut positions = Vec::new();
+    let mut early = Vec::new();
+    let mut element: Option<DataType> = None;
+    let mut fills = vec![Vec::new(); infos.len()];
+    let (h0, m0) = (resolver.hits, resolver.misses);
+    for (pos, (_, s)) in samples.iter().enumerate() {
+        let r = match resolver.resolve(&*sh.meta_store, &s.uri, &s.aabb, cfg.max_shards_per_sample) {
+            Ok(r) => r,
+            Err(e) => {
+                early.push((pos, e));
+                continue;
+            }
+        };
+        let dt = r.entry.meta.data_type;
+        let out_el = to_planner(cfg.dtype).element(dt);
+        match element {
+            None => element = Some(out_el),
+            Some(e) if e != out_el => {
+                return Pending::Failed { error: Error::NativeDtypeMismatch {
+                        index: infos[pos].index,
+                        uri: infos[pos].uri.clone(),
+                        expected: e,
+                        got: out_el,
+                    },
+                    lease: None,
+                };
+            }
+            Some(_) => {}
+        }
+        let a = match arrays.iter().position(|e| Arc::ptr_eq(&e.meta, &r.entry.meta)) {
+            Some(a) => a,
+            None => {
+                arrays.push((*r.entry).clone());
+                facts.push(ArrayFacts::new(&r.entry, cfg.dtype));
+                arrays.len() - 1
+            }
+        };
+        fills[pos] = facts[a].fill_out.clone();
+        inputs.push(SampleInput { array: ArrayId(a as u32), aabb: s.aabb.clone(), shards: r.shards });
+        positions.push(pos);
+    }
+    sh.stats.cache_hits.fetch_add(resolver.hits - h0, Ordering::Relaxed);
+    sh.stats.cache_misses.fetch_add(resolver.misses - m0, Ordering::Relaxed);
+    let element = element.unwrap_or(DataType::Float32);
+    let out_size = crate::cast::out_size(cfg.dtype, element);
+    for f in &mut fills {
+        if f.is_empty() {
+            // A sample whose metadata could not be read has no known fill value: zeros.
+            *f = vec![0; out_size];
+        }
+    }
+    let limits = PlanLimits {
+        max_read_op_bytes: cfg.max_read_op_bytes,
+        max_chunk_decompressed_bytes: cfg.max_chunk_decompressed_bytes,
+        merge_gap_bytes: cfg.merge_gap_bytes,
+        ..PlanLimits::default()
+    };
+    let plan = match planner::plan(&arrays, &inputs, &limits, to_planner(cfg.dtype)) {
+        Ok(p) => p,
+        Err(e) => {
+            let err = SampleError::Plan(Box::new(e));
+            let info = &infos[0];
+            return Pending::Failed { error: Error::Sample { index: info.index, uri: info.uri.clone(), source: err },
+                lease: None,
+            };
+        }
+    };
+    sh.stats.plan_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    sh.stats.add_plan(&plan.stats, plan.reads.len() as u64);
+    let lease = match sh.slots.acquire(id) {
+        Ok(l) => l,
+        Err(e) => return Pending::Failed { error: e, lease: None },
+    };
+    let sample_bytes = (cfg.sample_elements().unwrap_or(0) as usize) * out_size;
+    let jobs = BatchWork::<()>::jobs(&plan);
+    let work = Arc::new(BatchWork {
+        arrays,
+        facts,
+        plan,
+        sample_shape: cfg.sample_shape.clone(),
+        out_dtype: cfg.dtype,
+        sample_bytes,
+        out: sh.slots.out_buf(&lease),
+        positions,
+        progress: Progress::new(jobs.len()),
+    });
+    for j in jobs {
+        if tx.send((Arc::clone(&work), j)).is_err() {
+            return Pending::Failed { error: Error::Closed, lease: Some(lease) };
+        }
+    }
+    Pending::Work(Box::new(PendingWork { id, work, lease, infos, element, early, fills }))
+}
+
+fn to_planner(d: OutDtype) -> planner::OutDtype {
+    match d {
+        OutDtype::F32 => planner::OutDtype::F32,
+        OutDtype::Bf16 => planner::OutDtype::Bf16,
+        OutDtype::F16 => planner::OutDtype::F16,
+        OutDtype::Native => planner::OutDtype::Native,
+    }
+}
+
+fn worker(sh: &Shared, rx: &crossbeam_channel::Receiver<(Arc<BatchWork<()>>, JobKind)>) {
+    let mut scratch = Scratch::default();
+    while let Ok((work, job)) = rx.recv() {
+        work.run(job, &*sh.store, &mut scratch, &sh.stats);
+    }
+}

@@ -1,0 +1,149 @@
+//! Batch buffers: a fixed set allocated at construction, cycled through a
+//! `gpu-schedule` [`Pool`] so that refilling a buffer waits for the release of the batch
+//! that last used it (DESIGN.md §2 "gpu-schedule": no stage sees a cycled buffer
+//! without its ordering).
+
+use std::ptr::NonNull;
+use std::sync::{Arc, Condvar, Mutex};
+
+use gpu_schedule::{EdgeTable, Endpoint, HostBackend, Lease, Pool, PoolSpec};
+
+use crate::error::{Error, Result};
+use crate::host::OutBuf;
+
+const ACQUIRER: &str = "assemble";
+const RELEASER: &str = "consumer";
+
+/// One batch buffer, 8-byte aligned so any element type can be viewed in place.
+#[derive(Debug)]
+pub(crate) struct SlotBuf {
+    ptr: NonNull<u64>,
+    words: usize,
+}
+
+// SAFETY: the buffer is plain memory owned by this value; who may touch it when is
+// governed by the pool's generation protocol (only the holder of the current lease).
+unsafe impl Send for SlotBuf {}
+// SAFETY: as above; shared references never access the bytes without a lease.
+unsafe impl Sync for SlotBuf {}
+
+impl SlotBuf {
+    fn new(bytes: usize) -> Self {
+        let words = bytes.div_ceil(8).max(1);
+        let b: Box<[u64]> = vec![0u64; words].into_boxed_slice();
+        // `Box::into_raw` never returns null.
+        let ptr = NonNull::new(Box::into_raw(b).cast::<u64>()).unwrap_or(NonNull::dangling());
+        Self { ptr, words }
+    }
+
+    fn len(&self) -> usize {
+        self.words * 8
+    }
+}
+
+impl Drop for SlotBuf {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`words` came from `Box::<[u64]>::into_raw` in `new` and are freed
+        // only here.
+        unsafe {
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.words)));
+        }
+    }
+}
+
+pub(crate) type SlotLease = Lease<HostBackend, SlotBuf>;
+
+/// The batch buffers of a pipeline.
+///
+/// Besides the pool, a small held-flag table lets teardown wake a thread waiting for a
+/// buffer: the pool's own wait cannot be interrupted once entered, so `acquire` first
+/// waits here (interruptibly) until the slot's previous batch was released, and only then
+/// enters the pool, whose wait is by then already satisfied.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    pool: Pool<HostBackend, SlotBuf>,
+    held: Mutex<Held>,
+    cv: Condvar,
+}
+
+#[derive(Debug)]
+struct Held {
+    held: Vec<bool>,
+    closed: bool,
+}
+
+impl Slots {
+    /// `n` buffers of `bytes` each.
+    pub(crate) fn new(n: usize, bytes: usize) -> Result<Self> {
+        let backend = Arc::new(HostBackend::new());
+        let table = Arc::new(
+            EdgeTable::new(backend, n).map_err(|_| Error::BackendUnavailable {
+                reason: "could not create the batch buffer pool's edge table",
+            })?,
+        );
+        let spec = PoolSpec {
+            name: "batch_buffers",
+            acquirer: Endpoint::Host(ACQUIRER),
+            releaser: Endpoint::Host(RELEASER),
+        };
+        let buffers = (0..n).map(|_| SlotBuf::new(bytes)).collect();
+        let pool = Pool::new(&table, spec, buffers).map_err(|_| Error::BackendUnavailable {
+            reason: "could not create the batch buffer pool",
+        })?;
+        Ok(Self { pool, held: Mutex::new(Held { held: vec![false; n], closed: false }), cv: Condvar::new() })
+    }
+
+    /// Waits until batch `id`'s buffer (slot `id % n`) is free, then leases it.
+    ///
+    /// # Errors
+    /// `Closed` when the pipeline is being torn down.
+    pub(crate) fn acquire(&self, id: u64) -> Result<SlotLease> {
+        let slot = (id % self.pool.slots() as u64) as usize;
+        {
+            let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            while h.held[slot] && !h.closed {
+                h = self.cv.wait(h).unwrap_or_else(|e| e.into_inner());
+            }
+            if h.closed {
+                return Err(Error::Closed);
+            }
+            h.held[slot] = true;
+        }
+        self.pool.acquire_blocking(slot, ACQUIRER).map_err(|_| Error::Closed)
+    }
+
+    /// Returns a buffer.
+    pub(crate) fn release(&self, lease: SlotLease) {
+        let slot = lease.slot();
+        // A release fails only when the lease is not this pool's current generation, which
+        // the held flags above rule out; nothing waits on a failed release.
+        let _ = self.pool.release_host(lease, RELEASER);
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        h.held[slot] = false;
+        self.cv.notify_all();
+    }
+
+    /// Teardown: wakes every waiting `acquire`, which then answers `Closed`.
+    pub(crate) fn close(&self) {
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        h.closed = true;
+        self.cv.notify_all();
+    }
+
+    /// The leased buffer's bytes.
+    pub(crate) fn bytes<'a>(&self, lease: &'a SlotLease) -> &'a [u8] {
+        let b = lease.buffer();
+        // SAFETY: the lease is the exclusive right to this buffer's current generation;
+        // the jobs that wrote it finished before the batch was handed out.
+        unsafe { std::slice::from_raw_parts(b.ptr.as_ptr().cast::<u8>(), b.len()) }
+    }
+
+    /// A writable view of the leased buffer for the batch's jobs.
+    pub(crate) fn out_buf(&self, lease: &SlotLease) -> OutBuf {
+        let b = lease.buffer();
+        // SAFETY: as in `bytes`; the view lives only as long as the batch's jobs, which
+        // finish before the lease is handed to the caller.
+        let s = unsafe { std::slice::from_raw_parts_mut(b.ptr.as_ptr().cast::<u8>(), b.len()) };
+        OutBuf::new(s)
+    }
+}

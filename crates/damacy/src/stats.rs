@@ -1,0 +1,134 @@
+//! Pipeline counters: per-stage cumulative time and bytes, cache hits and misses, reads
+//! issued, and the amplification ratios a bench reports.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// A snapshot of a pipeline's counters since creation or the last `reset_stats`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub batches: u64,
+    pub samples: u64,
+    /// Output tensor bytes handed to the caller.
+    pub bytes_delivered: u64,
+    /// Voxels placed into batches (fills included).
+    pub voxels_delivered: u64,
+    /// Voxels × source element size: how a peer reading the same crops counts bytes.
+    pub source_bytes_delivered: u64,
+    /// Bytes read from storage for chunk data (metadata reads are in `store_bytes`).
+    pub bytes_read: u64,
+    /// Bytes produced by decoding chunks.
+    pub bytes_decoded: u64,
+    pub chunks_decoded: u64,
+    pub chunks_filled: u64,
+    pub reads_issued: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// Cumulative nanoseconds per stage (summed over threads).
+    pub plan_ns: u64,
+    pub io_ns: u64,
+    pub decode_ns: u64,
+    pub assemble_ns: u64,
+    pub pop_wait_ns: u64,
+    /// All operations and bytes of the underlying store (metadata included).
+    pub store_ops: u64,
+    pub store_bytes: u64,
+}
+
+impl Stats {
+    /// Bytes read per source byte delivered.
+    pub fn read_amplification(&self) -> f64 {
+        ratio(self.bytes_read, self.source_bytes_delivered)
+    }
+
+    /// Bytes decoded per source byte delivered: the decode work a crop costs.
+    pub fn decode_amplification(&self) -> f64 {
+        ratio(self.bytes_decoded, self.source_bytes_delivered)
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+macro_rules! counters {
+    ($($f:ident),* $(,)?) => {
+        /// Live counters (atomics) behind [`Stats`].
+        #[derive(Debug)]
+        pub(crate) struct StatCounters {
+            $(pub(crate) $f: AtomicU64,)*
+            /// The store's totals at the last reset (`u64::MAX` = take them at the next
+            /// snapshot), since a store's own counters cannot be reset.
+            store_base_ops: AtomicU64,
+            store_base_bytes: AtomicU64,
+        }
+
+        impl Default for StatCounters {
+            fn default() -> Self {
+                Self {
+                    $($f: AtomicU64::new(0),)*
+                    store_base_ops: AtomicU64::new(0),
+                    store_base_bytes: AtomicU64::new(0),
+                }
+            }
+        }
+
+        impl StatCounters {
+            pub(crate) fn reset(&self) {
+                $(self.$f.store(0, Ordering::Relaxed);)*
+                self.store_base_ops.store(u64::MAX, Ordering::Relaxed);
+            }
+
+            pub(crate) fn snapshot(&self, store: &store::StoreStats) -> Stats {
+                let (ops, bytes) = store_totals(store);
+                if self.store_base_ops.load(Ordering::Relaxed) == u64::MAX {
+                    self.store_base_ops.store(ops, Ordering::Relaxed);
+                    self.store_base_bytes.store(bytes, Ordering::Relaxed);
+                }
+                Stats {
+                    $($f: self.$f.load(Ordering::Relaxed),)*
+                    store_ops: ops.saturating_sub(self.store_base_ops.load(Ordering::Relaxed)),
+                    store_bytes: bytes.saturating_sub(self.store_base_bytes.load(Ordering::Relaxed)),
+                }
+            }
+        }
+    };
+}
+
+counters!(
+    batches,
+    samples,
+    bytes_delivered,
+    voxels_delivered,
+    source_bytes_delivered,
+    bytes_read,
+    bytes_decoded,
+    chunks_decoded,
+    chunks_filled,
+    reads_issued,
+    cache_hits,
+    cache_misses,
+    plan_ns,
+    io_ns,
+    decode_ns,
+    assemble_ns,
+    pop_wait_ns,
+);
+
+impl StatCounters {
+    /// Adds a planned batch's byte counts.
+    pub(crate) fn add_plan(&self, s: &planner::PlanStats, reads: u64) {
+        self.bytes_read.fetch_add(s.bytes_read, Ordering::Relaxed);
+        self.bytes_decoded.fetch_add(s.decompressed_bytes, Ordering::Relaxed);
+        self.voxels_delivered.fetch_add(s.voxels_delivered, Ordering::Relaxed);
+        self.source_bytes_delivered.fetch_add(s.bytes_delivered, Ordering::Relaxed);
+        self.chunks_decoded.fetch_add(s.copy_chunks, Ordering::Relaxed);
+        self.chunks_filled.fetch_add(s.fill_chunks, Ordering::Relaxed);
+        self.reads_issued.fetch_add(reads, Ordering::Relaxed);
+    }
+}
+
+fn store_totals(s: &store::StoreStats) -> (u64, u64) {
+    (s.ops.iter().sum(), s.bytes_read)
+}

@@ -1,0 +1,282 @@
+//! Batch semantics, back-pressure, teardown and the error policy.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use damacy::{Config, Error, OnError, OutDtype, Pipeline, Sample, SampleError};
+
+use crate::support::{copy_dir, fixtures, npy_native, sub_box};
+
+fn fixture(name: &str) -> PathBuf {
+    fixtures().into_iter().find(|f| f.name == name).expect(name).path
+}
+
+/// The whole-array reference of fixture `name` (its crop 0) as native bytes.
+fn reference(name: &str) -> (Vec<u64>, Vec<u8>) {
+    let f = fixtures().into_iter().find(|f| f.name == name).expect(name);
+    let (_, shape, data) = npy_native(&f.crops[0].npy);
+    (shape, data)
+}
+
+/// `n` distinct 4×4×4 boxes of the 20×33×17 fixtures, along axis 1.
+fn boxes(path: &Path, n: u64) -> Vec<Sample> {
+    (0..n).map(|i| Sample::new(path, vec![1, i % 29, 3], vec![5, i % 29 + 4, 7]).unwrap()).collect()
+}
+
+fn cfg(spb: usize) -> damacy::ConfigBuilder {
+    Config::builder().sample_shape([4, 4, 4]).samples_per_batch(spb).dtype(OutDtype::Native).decode_threads(2)
+}
+
+fn expect_sample(batch: &damacy::Batch, k: usize, full: &(Vec<u64>, Vec<u8>)) {
+    let s = &batch.samples()[k];
+    let want = sub_box(&full.1, &full.0, 2, &s.aabb.lo, &s.aabb.hi);
+    let per = 64 * 2;
+    assert_eq!(&batch.data()[k * per..(k + 1) * per], &want[..], "sample {k} ({:?})", s.aabb);
+}
+
+#[test]
+fn batches_come_in_push_order_with_indices_and_a_partial_last_batch() {
+    let path = fixture("shard_end_u16_zstd");
+    let full = reference("shard_end_u16_zstd");
+    let mut p = Pipeline::new(cfg(3).build().unwrap()).unwrap();
+    p.push(boxes(&path, 7)).unwrap();
+    p.finish();
+    let mut seen = Vec::new();
+    while let Some(b) = p.pop().unwrap() {
+        assert_eq!(b.id(), seen.len() as u64 / 3);
+        for k in 0..b.samples().len() {
+            expect_sample(&b, k, &full);
+            seen.push(b.samples()[k].index);
+        }
+        if b.id() == 2 {
+            assert_eq!(b.shape(), &[1, 4, 4, 4]);
+        } else {
+            assert_eq!(b.shape(), &[3, 4, 4, 4]);
+        }
+    }
+    assert_eq!(seen, (0..7).collect::<Vec<u64>>());
+}
+
+#[test]
+fn try_push_takes_what_the_lookahead_holds_and_returns_the_rest() {
+    let path = fixture("zstd_u16");
+    // lookahead 4: the queue takes at most 4 samples before the coordinator drains it.
+    let mut p = Pipeline::new(cfg(4).lookahead(4).batches_in_flight(1).build().unwrap()).unwrap();
+    let rest: Vec<Sample> = p.try_push(boxes(&path, 40)).unwrap().collect();
+    assert!(rest.len() >= 36 - 8, "at most lookahead plus what was drained: {} left", rest.len());
+    assert!(!rest.is_empty());
+    // The rest is exactly the tail of the input, in order.
+    let all = boxes(&path, 40);
+    assert_eq!(&all[40 - rest.len()..], &rest[..]);
+}
+
+#[test]
+fn held_batches_keep_their_own_data_and_release_from_another_thread_works() {
+    let path = fixture("shard_end_u16_zstd");
+    let full = reference("shard_end_u16_zstd");
+    let mut p = Pipeline::new(cfg(2).batches_in_flight(2).build().unwrap()).unwrap();
+    p.push(boxes(&path, 12)).unwrap();
+    p.finish();
+    let b0 = p.pop().unwrap().unwrap();
+    let b1 = p.pop().unwrap().unwrap();
+    // Both held at once: distinct buffers, each with its own samples.
+    assert_ne!(b0.data().as_ptr(), b1.data().as_ptr());
+    for k in 0..2 {
+        expect_sample(&b0, k, &full);
+        expect_sample(&b1, k, &full);
+    }
+    // With two buffers, batch 2 needs b0's buffer: release it from another thread.
+    std::thread::spawn(move || drop(b0)).join().unwrap();
+    let b2 = p.pop().unwrap().unwrap();
+    expect_sample(&b2, 0, &full);
+    expect_sample(&b1, 1, &full); // b1 untouched by b2
+    drop((b1, b2));
+    let mut rest = 0;
+    while let Some(b) = p.pop().unwrap() {
+        expect_sample(&b, 0, &full);
+        rest += 1;
+    }
+    assert_eq!(rest, 3);
+}
+
+#[test]
+fn dropping_a_pipeline_mid_flight_returns_and_joins() {
+    let path = fixture("zstd_u16");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut p = Pipeline::new(cfg(4).batches_in_flight(2).build().unwrap()).unwrap();
+        // An endless source: the pipeline must stop pulling from it on drop.
+        let endless = (0u64..).map(move |i| {
+            Sample::new(&path, vec![1, i % 29, 3], vec![5, i % 29 + 4, 7]).unwrap()
+        });
+        p.push(endless).unwrap();
+        let held = p.pop().unwrap().unwrap();
+        drop(p);
+        // A batch outliving its pipeline stays readable.
+        tx.send(held.data().len()).unwrap();
+    });
+    // Generous: a hang is the failure this test exists to catch.
+    assert_eq!(rx.recv_timeout(Duration::from_secs(60)).unwrap(), 4 * 64 * 2);
+}
+
+#[test]
+fn pop_timeout_reports_timeout_without_losing_the_batch() {
+    let path = fixture("zstd_u16");
+    let mut p = Pipeline::new(cfg(2).build().unwrap()).unwrap();
+    let e = p.pop_timeout(Duration::from_millis(20)).unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    p.push(boxes(&path, 2)).unwrap();
+    let b = p.pop_timeout(Duration::from_secs(60)).unwrap().unwrap();
+    assert_eq!(b.samples().len(), 2);
+}
+
+/// Runs a 3-batch pipeline whose middle batch holds `bad`; returns the three results.
+fn with_bad_sample(bad: Sample, on_error: OnError) -> Vec<damacy::Result<damacy::Batch>> {
+    let good = fixture("shard_end_u16_zstd");
+    let mut p = Pipeline::new(cfg(2).on_error(on_error).batches_in_flight(3).build().unwrap()).unwrap();
+    let mut samples = boxes(&good, 6);
+    samples[3] = bad;
+    p.push(samples).unwrap();
+    p.finish();
+    let out: Vec<_> = (0..3).map(|_| p.pop().map(|b| b.expect("a batch"))).collect();
+    assert!(p.pop().unwrap().is_none());
+    out
+}
+
+fn assert_fails_then_continues(bad: Sample, check: impl Fn(&SampleError) -> bool) {
+    let uri = bad.uri.clone();
+    let r = with_bad_sample(bad, OnError::Fail);
+    assert!(r[0].is_ok() && r[2].is_ok(), "neighbouring batches still arrive");
+    match &r[1] {
+        Err(Error::Sample { index: 3, uri: u, source }) if *u == uri => {
+            assert!(check(source), "unexpected error kind: {source}");
+        }
+        other => panic!("expected a sample error for index 3, got {other:?}"),
+    }
+}
+
+#[test]
+fn missing_array_is_a_sample_error_naming_uri_and_index() {
+    let bad = Sample::new("/nonexistent/array.zarr", vec![0, 0, 0], vec![4, 4, 4]).unwrap();
+    assert_fails_then_continues(bad, |e| matches!(e, SampleError::ArrayNotFound { .. }));
+}
+
+#[test]
+fn out_of_bounds_box_is_a_sample_error() {
+    let bad = Sample::new(fixture("zstd_u16"), vec![18, 0, 0], vec![22, 4, 4]).unwrap();
+    assert_fails_then_continues(bad, |e| {
+        matches!(e, SampleError::Format(zarr::Error::OutOfBounds { axis: 0, .. }))
+    });
+}
+
+#[test]
+fn corrupt_chunk_is_a_decode_error_naming_the_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let arr = dir.path().join("a");
+    copy_dir(&fixture("zstd_u16"), &arr);
+    // Chunk (0,0,0) holds the box below; overwrite its zstd frame's middle.
+    let chunk = arr.join("c/0/0/0");
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[4..mid] {
+        *b = 0xff;
+    }
+    std::fs::write(&chunk, bytes).unwrap();
+    let bad = Sample::new(&arr, vec![0, 0, 0], vec![4, 4, 4]).unwrap();
+    assert_fails_then_continues(bad, |e| {
+        matches!(e, SampleError::Decode { chunk, .. } if chunk == &vec![0, 0, 0])
+    });
+}
+
+#[test]
+fn corrupt_shard_index_is_a_metadata_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let arr = dir.path().join("a");
+    copy_dir(&fixture("shard_end_u16_zstd"), &arr);
+    let shard = arr.join("c/0/0/0");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 0x5a; // inside the index: the CRC no longer matches
+    std::fs::write(&shard, bytes).unwrap();
+    let bad = Sample::new(&arr, vec![0, 0, 0], vec![4, 4, 4]).unwrap();
+    assert_fails_then_continues(bad, |e| {
+        matches!(e, SampleError::Metadata { source: zarr::Error::IndexChecksum { .. }, .. })
+    });
+}
+
+#[test]
+fn unsupported_codec_is_a_metadata_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let arr = dir.path().join("a");
+    copy_dir(&fixture("zstd_u16"), &arr);
+    let meta = std::fs::read_to_string(arr.join("zarr.json")).unwrap();
+    std::fs::write(arr.join("zarr.json"), meta.replace("\"zstd\"", "\"zfp\"")).unwrap();
+    let bad = Sample::new(&arr, vec![0, 0, 0], vec![4, 4, 4]).unwrap();
+    assert_fails_then_continues(bad, |e| {
+        matches!(e, SampleError::Metadata { source: zarr::Error::Unsupported { codec }, .. } if codec == "zfp")
+    });
+}
+
+#[test]
+fn wrong_sample_shape_fails_its_batch() {
+    let bad = Sample::new(fixture("zstd_u16"), vec![0, 0, 0], vec![4, 4, 5]).unwrap();
+    let r = with_bad_sample(bad, OnError::Fill);
+    assert!(matches!(&r[1], Err(Error::SampleShape { index: 3, .. })), "{:?}", r[1]);
+    assert!(r[2].is_ok());
+}
+
+#[test]
+fn on_error_fill_fills_the_sample_and_lists_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let arr = dir.path().join("a");
+    copy_dir(&fixture("shard_empty_inner_i32_fill"), &arr);
+    // Corrupt every stored inner chunk of shard (0,0) (everything before its 4-entry
+    // index and checksum at the end) so any read of it fails to decode.
+    let shard = arr.join("c/0/0");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let data_end = bytes.len() - (4 * 16 + 4);
+    for b in &mut bytes[..data_end] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&shard, bytes).unwrap();
+    let cfg = Config::builder()
+        .sample_shape([16, 16])
+        .samples_per_batch(2)
+        .dtype(OutDtype::Native)
+        .on_error(OnError::Fill)
+        .build()
+        .unwrap();
+    let mut p = Pipeline::new(cfg).unwrap();
+    let missing = Sample::new("/nonexistent.zarr", vec![0, 0], vec![16, 16]).unwrap();
+    // The whole shard (0,0): every stored inner chunk is read.
+    let corrupt = Sample::new(&arr, vec![0, 0], vec![16, 16]).unwrap();
+    p.push([corrupt, missing]).unwrap();
+    p.finish();
+    let b = p.pop().unwrap().unwrap();
+    let idx: Vec<u64> = b.errors().iter().map(|(i, _)| *i).collect();
+    assert_eq!(idx, vec![0, 1]);
+    let vals: Vec<i32> = bytemuck::cast_slice::<u8, i32>(b.data()).to_vec();
+    // The corrupt sample gets its array's fill value (-7); the missing array, zeros.
+    assert!(vals[..256].iter().all(|&v| v == -7), "{:?}", &vals[..256]);
+    assert!(vals[256..].iter().all(|&v| v == 0), "{:?}", &vals[256..]);
+}
+
+#[test]
+fn stats_count_delivered_voxels_and_reads() {
+    let path = fixture("shard_end_u16_zstd");
+    let mut p = Pipeline::new(cfg(4).build().unwrap()).unwrap();
+    p.push(boxes(&path, 8)).unwrap();
+    p.finish();
+    while p.pop().unwrap().is_some() {}
+    let s = p.stats();
+    assert_eq!(s.batches, 2);
+    assert_eq!(s.samples, 8);
+    assert_eq!(s.voxels_delivered, 8 * 64);
+    assert_eq!(s.source_bytes_delivered, 8 * 64 * 2);
+    assert_eq!(s.bytes_delivered, 8 * 64 * 2);
+    assert!(s.bytes_read > 0 && s.reads_issued > 0 && s.chunks_decoded > 0);
+    assert!(s.decode_amplification() >= 1.0);
+    p.reset_stats();
+    assert_eq!(p.stats().batches, 0);
+}

@@ -1,0 +1,105 @@
+//! Shared helpers: the zarr-python fixtures of `tests/data` and their `.npy` references.
+
+use std::path::{Path, PathBuf};
+
+use damacy::DataType;
+
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
+}
+
+#[derive(Debug, Clone)]
+pub struct Crop {
+    pub lo: Vec<u64>,
+    pub hi: Vec<u64>,
+    pub npy: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    pub name: String,
+    pub path: PathBuf,
+    pub dtype: DataType,
+    pub shape: Vec<u64>,
+    pub crops: Vec<Crop>,
+}
+
+fn u64s(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array().map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect()).unwrap_or_default()
+}
+
+pub fn fixtures() -> Vec<Fixture> {
+    let dir = data_dir();
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("tests/data/manifest.json");
+    let m: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
+    m["arrays"]
+        .as_array()
+        .expect("arrays")
+        .iter()
+        .map(|a| Fixture {
+            name: a["name"].as_str().unwrap_or_default().to_owned(),
+            path: dir.join(a["path"].as_str().unwrap_or_default()),
+            dtype: DataType::parse(a["dtype"].as_str().unwrap_or_default()).expect("dtype"),
+            shape: u64s(&a["shape"]),
+            crops: a["crops"]
+                .as_array()
+                .expect("crops")
+                .iter()
+                .map(|c| Crop {
+                    lo: u64s(&c["lo"]),
+                    hi: u64s(&c["hi"]),
+                    npy: dir.join(c["npy"].as_str().unwrap_or_default()),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A `.npy` file's elements as native-endian bytes (the `tests` crate's reader swaps
+/// big-endian files).
+pub fn npy_native(path: &Path) -> (String, Vec<u64>, Vec<u8>) {
+    let npy = tests::npy::Npy::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (npy.data_type.name().to_owned(), npy.shape.clone(), npy.data)
+}
+
+/// Extracts the box `lo..hi` from a C-order array of `shape` with `size`-byte elements.
+pub fn sub_box(data: &[u8], shape: &[u64], size: usize, lo: &[u64], hi: &[u64]) -> Vec<u8> {
+    let rank = shape.len();
+    let mut out = Vec::new();
+    let mut idx = lo.to_vec();
+    loop {
+        let mut lin = 0u64;
+        for a in 0..rank {
+            lin = lin * shape[a] + idx[a];
+        }
+        let row = (hi[rank - 1] - lo[rank - 1]) as usize;
+        let start = lin as usize * size;
+        out.extend_from_slice(&data[start..start + row * size]);
+        let mut a = rank - 1;
+        loop {
+            if a == 0 {
+                return out;
+            }
+            a -= 1;
+            idx[a] += 1;
+            if idx[a] < hi[a] {
+                break;
+            }
+            idx[a] = lo[a];
+        }
+    }
+}
+
+/// Copies a fixture array into a fresh temporary directory (for corruption tests).
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).expect("mkdir");
+    for e in std::fs::read_dir(src).expect("read_dir") {
+        let e = e.expect("entry");
+        let to = dst.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).expect("copy");
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests of the host engine: conformance against zarr-python fixtures, batch
+//! semantics, back-pressure, teardown and the error policy.
+
+mod support;
+
+mod behaviour;
+mod fixtures_e2e;
