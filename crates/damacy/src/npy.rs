@@ -23,7 +23,9 @@ pub enum NpyError {
     #[error("unsupported npy descr `{descr}` (supported: {SUPPORTED})", SUPPORTED = DESCRS.join(", "))]
     UnsupportedDescr { descr: String },
     /// The data length does not match the shape and element size.
-    #[error("npy data has {got} bytes, shape {shape:?} of {item_size}-byte elements needs {expected}")]
+    #[error(
+        "npy data has {got} bytes, shape {shape:?} of {item_size}-byte elements needs {expected}"
+    )]
     DataLength { shape: Vec<u64>, item_size: usize, expected: u64, got: u64 },
     /// The header does not fit format 1.0's 16-bit header length.
     #[error("npy header of {len} bytes does not fit format 1.0 (max 65535)")]
@@ -99,7 +101,8 @@ fn header(descr: &str, shape: &[u64]) -> Result<Vec<u8>, NpyError> {
         [n] => format!("({n},)"),
         _ => format!("({})", shape.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
     };
-    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_str}, }}");
+    let mut dict =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_str}, }}");
     // magic (6) + version (2) + length (2) + dict + '\n' must be a multiple of 64.
     let unpadded = 10 + dict.len() + 1;
     let pad = (64 - unpadded % 64) % 64;
@@ -116,12 +119,15 @@ fn header(descr: &str, shape: &[u64]) -> Result<Vec<u8>, NpyError> {
 /// Checks that `data` holds exactly `prod(shape)` elements of `descr`.
 fn check_len(descr: &str, shape: &[u64], data: &[u8]) -> Result<(), NpyError> {
     let item_size = descr_size(descr)?;
-    let expected = shape
-        .iter()
-        .try_fold(item_size as u64, |acc, &d| acc.checked_mul(d))
-        .unwrap_or(u64::MAX);
+    let expected =
+        shape.iter().try_fold(item_size as u64, |acc, &d| acc.checked_mul(d)).unwrap_or(u64::MAX);
     if expected != data.len() as u64 {
-        return Err(NpyError::DataLength { shape: shape.to_vec(), item_size, expected, got: data.len() as u64 });
+        return Err(NpyError::DataLength {
+            shape: shape.to_vec(),
+            item_size,
+            expected,
+            got: data.len() as u64,
+        });
     }
     Ok(())
 }
@@ -132,7 +138,12 @@ fn check_len(descr: &str, shape: &[u64], data: &[u8]) -> Result<(), NpyError> {
 /// # Errors
 /// `UnsupportedDescr`, `DataLength`, `HeaderTooLong`, and `Io` (with an empty path) when
 /// the writer fails.
-pub fn write_npy<W: Write>(mut w: W, descr: &str, shape: &[u64], data: &[u8]) -> Result<(), NpyError> {
+pub fn write_npy<W: Write>(
+    mut w: W,
+    descr: &str,
+    shape: &[u64],
+    data: &[u8],
+) -> Result<(), NpyError> {
     check_len(descr, shape, data)?;
     let head = header(descr, shape)?;
     let io = |source| NpyError::Io { path: PathBuf::new(), source };
@@ -145,9 +156,15 @@ pub fn write_npy<W: Write>(mut w: W, descr: &str, shape: &[u64], data: &[u8]) ->
 ///
 /// # Errors
 /// As [`write_npy`]; `Io` names `path`.
-pub fn write_npy_file(path: &Path, descr: &str, shape: &[u64], data: &[u8]) -> Result<(), NpyError> {
+pub fn write_npy_file(
+    path: &Path,
+    descr: &str,
+    shape: &[u64],
+    data: &[u8],
+) -> Result<(), NpyError> {
     check_len(descr, shape, data)?;
-    let file = std::fs::File::create(path).map_err(|source| NpyError::Io { path: path.to_owned(), source })?;
+    let file = std::fs::File::create(path)
+        .map_err(|source| NpyError::Io { path: path.to_owned(), source })?;
     write_npy(std::io::BufWriter::new(file), descr, shape, data).map_err(|e| match e {
         NpyError::Io { source, .. } => NpyError::Io { path: path.to_owned(), source },
         other => other,
@@ -269,7 +286,10 @@ mod tests {
             write_npy(&mut out, "<u2", &[2, 3], &[0u8; 11]),
             Err(NpyError::DataLength { expected: 12, got: 11, .. })
         ));
-        assert!(matches!(write_npy(&mut out, ">u2", &[1], &[0u8; 2]), Err(NpyError::UnsupportedDescr { .. })));
+        assert!(matches!(
+            write_npy(&mut out, ">u2", &[1], &[0u8; 2]),
+            Err(NpyError::UnsupportedDescr { .. })
+        ));
         assert!(out.is_empty());
         assert!(matches!(read_npy(b"NUMPY"), Err(NpyError::Malformed { .. })));
     }
@@ -291,7 +311,10 @@ mod tests {
         let data: Vec<u8> = (0u32..24).flat_map(|v| (v as f32).to_le_bytes()).collect();
         write_npy_file(&path, "<f4", &[2, 3, 4], &data).unwrap();
         let back = read_npy(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(back, Npy { descr: "<f4".into(), fortran_order: false, shape: vec![2, 3, 4], data });
+        assert_eq!(
+            back,
+            Npy { descr: "<f4".into(), fortran_order: false, shape: vec![2, 3, 4], data }
+        );
     }
 
     proptest! {

@@ -54,8 +54,16 @@ use crate::rng::{Rng, mix64};
 pub const MAX_RANK: usize = 8;
 
 /// Names of the built-in scenarios, in documentation order.
-pub const BUILTIN_NAMES: [&str; 8] =
-    ["smoke", "quickstart", "default", "blosc", "bitshuffle", "mixed-dtype", "many-arrays", "latency"];
+pub const BUILTIN_NAMES: [&str; 8] = [
+    "smoke",
+    "quickstart",
+    "default",
+    "blosc",
+    "bitshuffle",
+    "mixed-dtype",
+    "many-arrays",
+    "latency",
+];
 
 /// Errors loading or validating a scenario.
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +204,15 @@ pub struct ArrayInstance<'a> {
     pub seed: u64,
 }
 
-fn group(count: u64, name_prefix: &str, shape: [u64; 3], dtype: VoxelType, shard: Option<[u64; 3]>, chunk: [u64; 3], codec: Codec) -> ArrayGroup {
+fn group(
+    count: u64,
+    name_prefix: &str,
+    shape: [u64; 3],
+    dtype: VoxelType,
+    shard: Option<[u64; 3]>,
+    chunk: [u64; 3],
+    codec: Codec,
+) -> ArrayGroup {
     ArrayGroup {
         count,
         name_prefix: name_prefix.to_owned(),
@@ -216,7 +232,8 @@ impl Scenario {
     pub fn builtin(name: &str) -> Result<Self, ScenarioError> {
         use VoxelType::{Float32, Uint8, Uint16};
         let zstd3 = Codec::Zstd { level: 3 };
-        let default_group = |codec| group(8, "vol_", [512; 3], Uint16, Some([256, 256, 512]), [32, 64, 64], codec);
+        let default_group =
+            |codec| group(8, "vol_", [512; 3], Uint16, Some([256, 256, 512]), [32, 64, 64], codec);
         let base = |name: &str, arrays, sample: u64, per_batch, warmup, timed| Scenario {
             name: name.to_owned(),
             arrays,
@@ -239,7 +256,15 @@ impl Scenario {
             ),
             "quickstart" => base(
                 name,
-                vec![group(2, "vol_", [256; 3], Uint16, Some([128, 128, 256]), [32, 64, 64], zstd3)],
+                vec![group(
+                    2,
+                    "vol_",
+                    [256; 3],
+                    Uint16,
+                    Some([128, 128, 256]),
+                    [32, 64, 64],
+                    zstd3,
+                )],
                 64,
                 32,
                 4,
@@ -263,8 +288,17 @@ impl Scenario {
                 20,
             ),
             "mixed-dtype" => {
-                let g = |prefix, dtype| group(2, prefix, [256; 3], dtype, Some([128, 128, 256]), [32, 64, 64], zstd3);
-                base(name, vec![g("u8_", Uint8), g("u16_", Uint16), g("f32_", Float32)], 64, 64, 2, 20)
+                let g = |prefix, dtype| {
+                    group(2, prefix, [256; 3], dtype, Some([128, 128, 256]), [32, 64, 64], zstd3)
+                };
+                base(
+                    name,
+                    vec![g("u8_", Uint8), g("u16_", Uint16), g("f32_", Float32)],
+                    64,
+                    64,
+                    2,
+                    20,
+                )
             }
             "many-arrays" => base(
                 name,
@@ -278,7 +312,15 @@ impl Scenario {
                 latency: Some(Latency { metadata_median_ms: 5.0 }),
                 ..base(
                     name,
-                    vec![group(4, "vol_", [256; 3], Uint16, Some([128, 128, 256]), [32, 64, 64], zstd3)],
+                    vec![group(
+                        4,
+                        "vol_",
+                        [256; 3],
+                        Uint16,
+                        Some([128, 128, 256]),
+                        [32, 64, 64],
+                        zstd3,
+                    )],
                     64,
                     32,
                     2,
@@ -296,12 +338,14 @@ impl Scenario {
     /// # Errors
     /// `UnknownBuiltin`, `Read`, `Parse`, `Invalid`.
     pub fn load(arg: &str) -> Result<Self, ScenarioError> {
-        let is_file = arg.ends_with(".json") || arg.contains('/') || arg.contains(std::path::MAIN_SEPARATOR);
+        let is_file =
+            arg.ends_with(".json") || arg.contains('/') || arg.contains(std::path::MAIN_SEPARATOR);
         if !is_file {
             return Self::builtin(arg);
         }
         let path = Path::new(arg);
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Read { path: path.to_owned(), source })?;
         Self::from_json(&text, path)
     }
 
@@ -334,7 +378,11 @@ impl Scenario {
     /// # Errors
     /// `Invalid` naming the first field that breaks a rule.
     pub fn validate(&self) -> Result<(), ScenarioError> {
-        let bad = |field: String, reason: String| ScenarioError::Invalid { scenario: self.name.clone(), field, reason };
+        let bad = |field: String, reason: String| ScenarioError::Invalid {
+            scenario: self.name.clone(),
+            field,
+            reason,
+        };
         if self.name.is_empty() {
             return Err(bad("name".into(), "must not be empty".into()));
         }
@@ -343,7 +391,10 @@ impl Scenario {
         }
         let rank = self.sample_shape.len();
         if rank == 0 || rank > MAX_RANK {
-            return Err(bad("sample_shape".into(), format!("has rank {rank}, must be 1..={MAX_RANK}")));
+            return Err(bad(
+                "sample_shape".into(),
+                format!("has rank {rank}, must be 1..={MAX_RANK}"),
+            ));
         }
         if self.sample_shape.contains(&0) {
             return Err(bad("sample_shape".into(), "must not have a zero extent".into()));
@@ -357,7 +408,10 @@ impl Scenario {
         if let Some(l) = self.latency
             && !(l.metadata_median_ms.is_finite() && l.metadata_median_ms >= 0.0)
         {
-            return Err(bad("latency.metadata_median_ms".into(), "must be a finite number ≥ 0".into()));
+            return Err(bad(
+                "latency.metadata_median_ms".into(),
+                "must be a finite number ≥ 0".into(),
+            ));
         }
         let mut total: u64 = 0;
         for (gi, g) in self.arrays.iter().enumerate() {
@@ -365,62 +419,99 @@ impl Scenario {
             if g.count == 0 {
                 return Err(bad(f("count"), "must be at least 1".into()));
             }
-            total = total.checked_add(g.count).ok_or_else(|| bad(f("count"), "overflows the array total".into()))?;
+            total = total
+                .checked_add(g.count)
+                .ok_or_else(|| bad(f("count"), "overflows the array total".into()))?;
             if g.name_prefix.is_empty()
                 || g.name_prefix.contains(['/', '\\'])
                 || g.name_prefix.starts_with('.')
                 || g.name_prefix == "zarr.json"
             {
-                return Err(bad(f("name_prefix"), "must be a non-empty file name without separators, not starting with '.'".into()));
+                return Err(bad(
+                    f("name_prefix"),
+                    "must be a non-empty file name without separators, not starting with '.'"
+                        .into(),
+                ));
             }
             if self.arrays[..gi].iter().any(|o| o.name_prefix == g.name_prefix) {
-                return Err(bad(f("name_prefix"), format!("`{}` is used by an earlier group", g.name_prefix)));
+                return Err(bad(
+                    f("name_prefix"),
+                    format!("`{}` is used by an earlier group", g.name_prefix),
+                ));
             }
             if g.shape.len() != rank {
-                return Err(bad(f("shape"), format!("has rank {}, sample_shape has rank {rank}", g.shape.len())));
+                return Err(bad(
+                    f("shape"),
+                    format!("has rank {}, sample_shape has rank {rank}", g.shape.len()),
+                ));
             }
             for (a, (&e, &s)) in g.shape.iter().zip(&self.sample_shape).enumerate() {
                 if e < s {
-                    return Err(bad(f("shape"), format!("extent {e} on axis {a} is smaller than the sample extent {s}")));
+                    return Err(bad(
+                        f("shape"),
+                        format!("extent {e} on axis {a} is smaller than the sample extent {s}"),
+                    ));
                 }
             }
             if g.chunk_shape.len() != rank || g.chunk_shape.contains(&0) {
-                return Err(bad(f("chunk_shape"), format!("must have rank {rank} and no zero extent")));
+                return Err(bad(
+                    f("chunk_shape"),
+                    format!("must have rank {rank} and no zero extent"),
+                ));
             }
             if let Some(shard) = &g.shard_shape {
                 if shard.len() != rank {
                     return Err(bad(f("shard_shape"), format!("must have rank {rank}")));
                 }
-                if let Some(a) = (0..rank).find(|&a| shard[a] == 0 || shard[a] % g.chunk_shape[a] != 0) {
+                if let Some(a) =
+                    (0..rank).find(|&a| shard[a] == 0 || shard[a] % g.chunk_shape[a] != 0)
+                {
                     return Err(bad(
                         f("shard_shape"),
-                        format!("extent {} on axis {a} is not a positive multiple of the chunk extent {}", shard[a], g.chunk_shape[a]),
+                        format!(
+                            "extent {} on axis {a} is not a positive multiple of the chunk extent {}",
+                            shard[a], g.chunk_shape[a]
+                        ),
                     ));
                 }
             }
             // Keep one chunk (and one shard) addressable in memory on every platform.
             let elems = |shape: &[u64]| shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
-            let chunk_bytes = elems(&g.chunk_shape).and_then(|n| n.checked_mul(g.dtype.data_type().size() as u64));
+            let chunk_bytes = elems(&g.chunk_shape)
+                .and_then(|n| n.checked_mul(g.dtype.data_type().size() as u64));
             if chunk_bytes.is_none_or(|b| b > 1 << 30) {
                 return Err(bad(f("chunk_shape"), "makes chunks larger than 1 GiB".into()));
             }
             if let Some(shard) = &g.shard_shape
-                && elems(shard).and_then(|n| n.checked_mul(g.dtype.data_type().size() as u64)).is_none_or(|b| b > 4 << 30)
+                && elems(shard)
+                    .and_then(|n| n.checked_mul(g.dtype.data_type().size() as u64))
+                    .is_none_or(|b| b > 4 << 30)
             {
                 return Err(bad(f("shard_shape"), "makes shards larger than 4 GiB".into()));
             }
             match g.codec {
                 Codec::Zstd { level } if !(1..=22).contains(&level) => {
-                    return Err(bad(f("codec.level"), format!("is {level}, zstd levels are 1..=22")));
+                    return Err(bad(
+                        f("codec.level"),
+                        format!("is {level}, zstd levels are 1..=22"),
+                    ));
                 }
                 Codec::BloscZstd { level, .. } if level > 9 => {
-                    return Err(bad(f("codec.level"), format!("is {level}, blosc levels are 0..=9")));
+                    return Err(bad(
+                        f("codec.level"),
+                        format!("is {level}, blosc levels are 0..=9"),
+                    ));
                 }
                 _ => {}
             }
         }
-        if self.output_dtype == OutputDtype::Native && self.arrays.iter().any(|g| g.dtype != self.arrays[0].dtype) {
-            return Err(bad("output_dtype".into(), "is `native` but the arrays do not share one dtype".into()));
+        if self.output_dtype == OutputDtype::Native
+            && self.arrays.iter().any(|g| g.dtype != self.arrays[0].dtype)
+        {
+            return Err(bad(
+                "output_dtype".into(),
+                "is `native` but the arrays do not share one dtype".into(),
+            ));
         }
         Ok(())
     }
@@ -443,7 +534,12 @@ impl Scenario {
         let mut index = 0u64;
         for g in &self.arrays {
             for i in 0..g.count {
-                out.push(ArrayInstance { index, name: format!("{}{i:04}", g.name_prefix), group: g, seed: self.array_seed(index) });
+                out.push(ArrayInstance {
+                    index,
+                    name: format!("{}{i:04}", g.name_prefix),
+                    group: g,
+                    seed: self.array_seed(index),
+                });
                 index += 1;
             }
         }
@@ -462,7 +558,10 @@ impl Scenario {
     pub fn samples(&self, data_dir: &Path) -> SampleIter {
         let valid = self.validate().is_ok();
         let arrays = if valid {
-            self.array_instances().into_iter().map(|a| (data_dir.join(&a.name), a.group.shape.clone())).collect()
+            self.array_instances()
+                .into_iter()
+                .map(|a| (data_dir.join(&a.name), a.group.shape.clone()))
+                .collect()
         } else {
             Vec::new()
         };
@@ -560,7 +659,11 @@ mod tests {
         if std::env::var_os("DAMACY_BLESS_SCENARIOS").is_some() {
             std::fs::create_dir_all(&dir).unwrap();
             for name in BUILTIN_NAMES {
-                std::fs::write(dir.join(format!("{name}.json")), Scenario::builtin(name).unwrap().to_json()).unwrap();
+                std::fs::write(
+                    dir.join(format!("{name}.json")),
+                    Scenario::builtin(name).unwrap().to_json(),
+                )
+                .unwrap();
             }
         }
         let mut files: Vec<String> = std::fs::read_dir(&dir)
@@ -627,22 +730,36 @@ mod tests {
     fn rejects_unknown_fields_and_bad_values() {
         let good = Scenario::builtin("smoke").unwrap().to_json();
         let extra = good.replacen("\"seed\"", "\"sneed\": 1, \"seed\"", 1);
-        assert!(matches!(Scenario::from_json(&extra, Path::new("x")), Err(ScenarioError::Parse { .. })));
+        assert!(matches!(
+            Scenario::from_json(&extra, Path::new("x")),
+            Err(ScenarioError::Parse { .. })
+        ));
         let codec_extra = good.replacen("\"level\": 3", "\"level\": 3, \"foo\": 1", 1);
-        assert!(matches!(Scenario::from_json(&codec_extra, Path::new("x")), Err(ScenarioError::Parse { .. })));
+        assert!(matches!(
+            Scenario::from_json(&codec_extra, Path::new("x")),
+            Err(ScenarioError::Parse { .. })
+        ));
 
         let mut s = Scenario::builtin("smoke").unwrap();
         s.sample_shape = vec![65, 16, 16];
-        assert!(matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "arrays[0].shape"));
+        assert!(
+            matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "arrays[0].shape")
+        );
         let mut s = Scenario::builtin("smoke").unwrap();
         s.arrays[0].shard_shape = Some(vec![24, 32, 64]);
-        assert!(matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "arrays[0].shard_shape"));
+        assert!(
+            matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "arrays[0].shard_shape")
+        );
         let mut s = Scenario::builtin("mixed-dtype").unwrap();
         s.output_dtype = OutputDtype::Native;
-        assert!(matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "output_dtype"));
+        assert!(
+            matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "output_dtype")
+        );
         let mut s = Scenario::builtin("smoke").unwrap();
         s.arrays[0].name_prefix = "../x".into();
-        assert!(matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "arrays[0].name_prefix"));
+        assert!(
+            matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "arrays[0].name_prefix")
+        );
         assert_eq!(s.samples(Path::new("/d")).next(), None);
 
         assert!(matches!(Scenario::load("nope"), Err(ScenarioError::UnknownBuiltin { .. })));
@@ -713,5 +830,6 @@ mod tests {
             SMOKE_GOLDEN.iter().map(|(g, lo)| (format!("vol_{g:04}"), lo.to_vec())).collect();
         assert_eq!(got, expected);
     }
-    const SMOKE_GOLDEN: [(u64, [u64; 3]); 3] = [(1, [47, 35, 37]), (0, [25, 2, 27]), (1, [12, 12, 48])];
+    const SMOKE_GOLDEN: [(u64, [u64; 3]); 3] =
+        [(1, [47, 35, 37]), (0, [25, 2, 27]), (1, [12, 12, 48])];
 }
