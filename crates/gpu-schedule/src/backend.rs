@@ -80,7 +80,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     ///
     /// # Errors
     /// A driver error.
-    fn stream_wait_event(&self, stream: &Self::Stream, event: &Self::Event, meter: &Arc<StallMeter>) -> Result<()>;
+    fn stream_wait_event(
+        &self,
+        stream: &Self::Stream,
+        event: &Self::Event,
+        meter: &Arc<StallMeter>,
+    ) -> Result<()>;
 
     /// Blocks the calling thread until the most recent record of `event` has completed.
     ///
@@ -107,7 +112,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     ///
     /// # Errors
     /// A driver error; a backwards publish surfaces from [`Backend::synchronize`].
-    fn publish_on_stream(&self, counter: &Self::Counter, value: u64, stream: &Self::Stream) -> Result<()>;
+    fn publish_on_stream(
+        &self,
+        counter: &Self::Counter,
+        value: u64,
+        stream: &Self::Stream,
+    ) -> Result<()>;
 
     /// Makes `stream` wait until the counter is at least `value`.
     ///
@@ -155,13 +165,23 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     ///
     /// # Errors
     /// [`crate::Error::BufferTooSmall`] when `dst` is shorter than `src`; a driver error.
-    fn copy_to_pinned(&self, stream: &Self::Stream, dst: &Self::PinnedMem, src: &Self::DeviceMem) -> Result<()>;
+    fn copy_to_pinned(
+        &self,
+        stream: &Self::Stream,
+        dst: &Self::PinnedMem,
+        src: &Self::DeviceMem,
+    ) -> Result<()>;
 
     /// Copies all of `src` to the start of `dst`, in stream order.
     ///
     /// # Errors
     /// [`crate::Error::BufferTooSmall`] when `dst` is shorter than `src`; a driver error.
-    fn copy_to_device(&self, stream: &Self::Stream, dst: &Self::DeviceMem, src: &Self::PinnedMem) -> Result<()>;
+    fn copy_to_device(
+        &self,
+        stream: &Self::Stream,
+        dst: &Self::DeviceMem,
+        src: &Self::PinnedMem,
+    ) -> Result<()>;
 
     /// Runs `f` on the bytes of a pinned buffer. Ordering against streams that write it is
     /// the caller's (that is what pools and edges are for).

@@ -168,7 +168,10 @@ pub struct EdgeTable<B: Backend> {
 
 impl<B: Backend> fmt::Debug for EdgeTable<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EdgeTable").field("slots", &self.slots).field("edges", &lock(&self.edges).len()).finish()
+        f.debug_struct("EdgeTable")
+            .field("slots", &self.slots)
+            .field("edges", &lock(&self.edges).len())
+            .finish()
     }
 }
 
@@ -231,7 +234,12 @@ impl<B: Backend> EdgeTable<B> {
                 wanted: AtomicU64::new(0),
             });
         }
-        let edge = Arc::new(Edge { decl, slots, meter: Arc::new(StallMeter::default()), signals: AtomicU64::new(0) });
+        let edge = Arc::new(Edge {
+            decl,
+            slots,
+            meter: Arc::new(StallMeter::default()),
+            signals: AtomicU64::new(0),
+        });
         let mut edges = lock(&self.edges);
         // Checked again under the lock: two threads may declare the same name at once.
         if edges.iter().any(|e| e.decl.name == decl.name) {
@@ -308,7 +316,13 @@ impl<B: Backend> EdgeTable<B> {
     /// # Errors
     /// [`Error::WrongEdgeKind`] (host rules are published from the host), [`Error::WrongEndpoint`],
     /// [`Error::SlotOutOfRange`], a backend error.
-    pub fn publish(&self, edge: &Edge<B>, slot: usize, value: u64, stream: &crate::Stream<B>) -> Result<()> {
+    pub fn publish(
+        &self,
+        edge: &Edge<B>,
+        slot: usize,
+        value: u64,
+        stream: &crate::Stream<B>,
+    ) -> Result<()> {
         if edge.decl.kind != EdgeKind::GenCounter {
             return Err(edge.wrong_kind("publish on a stream"));
         }
@@ -325,14 +339,25 @@ impl<B: Backend> EdgeTable<B> {
     /// # Errors
     /// [`Error::CounterBackwards`], [`Error::WrongEdgeKind`], [`Error::WrongEndpoint`],
     /// [`Error::SlotOutOfRange`], a backend error.
-    pub fn publish_host(&self, edge: &Edge<B>, slot: usize, value: u64, role: &'static str) -> Result<()> {
+    pub fn publish_host(
+        &self,
+        edge: &Edge<B>,
+        slot: usize,
+        value: u64,
+        role: &'static str,
+    ) -> Result<()> {
         edge.check("producer", edge.decl.producer, Endpoint::Host(role))?;
         self.publish_host_unchecked(edge, slot, value)
     }
 
     /// Publishes from the host without the producer check: teardown (`release_all`) and a
     /// host rule kept on a stream's behalf publish for an endpoint that is not a host role.
-    pub(crate) fn publish_host_unchecked(&self, edge: &Edge<B>, slot: usize, value: u64) -> Result<()> {
+    pub(crate) fn publish_host_unchecked(
+        &self,
+        edge: &Edge<B>,
+        slot: usize,
+        value: u64,
+    ) -> Result<()> {
         let s = edge.slot(slot)?;
         match &s.sync {
             SlotSync::Counter(c) => self.backend.publish_host(c, value)?,
@@ -349,7 +374,13 @@ impl<B: Backend> EdgeTable<B> {
     ///
     /// # Errors
     /// [`Error::WrongEdgeKind`], [`Error::WrongEndpoint`], [`Error::SlotOutOfRange`], a backend error.
-    pub fn wait_value(&self, edge: &Edge<B>, slot: usize, value: u64, stream: &crate::Stream<B>) -> Result<()> {
+    pub fn wait_value(
+        &self,
+        edge: &Edge<B>,
+        slot: usize,
+        value: u64,
+        stream: &crate::Stream<B>,
+    ) -> Result<()> {
         if edge.decl.kind != EdgeKind::GenCounter {
             return Err(edge.wrong_kind("wait_value on a stream"));
         }
@@ -365,13 +396,25 @@ impl<B: Backend> EdgeTable<B> {
     ///
     /// # Errors
     /// [`Error::WrongEdgeKind`], [`Error::WrongEndpoint`], [`Error::SlotOutOfRange`], a backend error.
-    pub fn host_wait_value(&self, edge: &Edge<B>, slot: usize, value: u64, role: &'static str) -> Result<()> {
+    pub fn host_wait_value(
+        &self,
+        edge: &Edge<B>,
+        slot: usize,
+        value: u64,
+        role: &'static str,
+    ) -> Result<()> {
         self.host_wait_value_as(edge, slot, value, Endpoint::Host(role))
     }
 
     /// [`EdgeTable::host_wait_value`] on behalf of `who`: a stream whose rule the host keeps
     /// (a host-rule edge consumed by a stream blocks the thread that enqueues the stream's work).
-    pub(crate) fn host_wait_value_as(&self, edge: &Edge<B>, slot: usize, value: u64, who: Endpoint) -> Result<()> {
+    pub(crate) fn host_wait_value_as(
+        &self,
+        edge: &Edge<B>,
+        slot: usize,
+        value: u64,
+        who: Endpoint,
+    ) -> Result<()> {
         edge.check("consumer", edge.decl.consumer, who)?;
         let s = edge.slot(slot)?;
         s.waited.store(true, Ordering::Release);
@@ -427,7 +470,12 @@ impl<B: Backend> EdgeTable<B> {
                 let wanted = s.wanted.load(Ordering::Acquire);
                 let published = s.published.load(Ordering::Acquire);
                 if e.decl.kind != EdgeKind::Event && wanted > published {
-                    out.push(TeardownFinding::NeverPublished { edge: e.decl.name, slot, wanted, published });
+                    out.push(TeardownFinding::NeverPublished {
+                        edge: e.decl.name,
+                        slot,
+                        wanted,
+                        published,
+                    });
                 }
             }
         }

@@ -124,7 +124,9 @@ pub enum Error {
         generation: u64,
     },
     /// Releases of one slot must come in generation order, or the counter would go backwards.
-    #[error("pool {pool:?} slot {slot}: released generation {generation} but generation {expected} is next")]
+    #[error(
+        "pool {pool:?} slot {slot}: released generation {generation} but generation {expected} is next"
+    )]
     ReleaseOutOfOrder {
         /// The pool.
         pool: &'static str,

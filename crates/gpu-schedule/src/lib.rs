@@ -17,11 +17,16 @@ pub mod trace;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "cuda")]
+pub use backend::cuda::{
+    CudaBackend, CudaCounter, CudaDeviceMem, CudaEventHandle, CudaPinnedMem, CudaStreamHandle,
+    driver_present,
+};
 pub use backend::host::{HostBackend, HostCounter, HostEvent, HostMem, HostStream};
 pub use backend::{Backend, HostTask, StallMeter};
 pub use edge::{Edge, EdgeDecl, EdgeKind, EdgeStats, EdgeTable, Endpoint, TeardownFinding};
 pub use error::{Error, Result};
 pub use pool::{Lease, Pool, PoolSpec};
-pub use scheduler::{Releasable, Scheduler, SchedulerConfig, StageStats, Stream, TeardownReport, pipeline_depth};
-#[cfg(feature = "cuda")]
-pub use backend::cuda::{CudaBackend, CudaCounter, CudaDeviceMem, CudaEventHandle, CudaPinnedMem, CudaStreamHandle, driver_present};
+pub use scheduler::{
+    Releasable, Scheduler, SchedulerConfig, StageStats, Stream, TeardownReport, pipeline_depth,
+};

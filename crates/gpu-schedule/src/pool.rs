@@ -113,7 +113,8 @@ impl<B: Backend, T> Pool<B, T> {
         if buffers.is_empty() {
             return Err(Error::NoSlots { name: spec.name });
         }
-        let host_only = matches!((spec.acquirer, spec.releaser), (Endpoint::Host(_), Endpoint::Host(_)));
+        let host_only =
+            matches!((spec.acquirer, spec.releaser), (Endpoint::Host(_), Endpoint::Host(_)));
         let kind = if host_only {
             EdgeKind::HostRule
         } else if table.backend().device_counters() {
@@ -192,7 +193,12 @@ impl<B: Backend, T> Pool<B, T> {
         if slot < self.inner.buffers.len() {
             Ok(())
         } else {
-            Err(Error::SlotOutOfRange { what: "pool", name: self.inner.spec.name, slot, slots: self.inner.buffers.len() })
+            Err(Error::SlotOutOfRange {
+                what: "pool",
+                name: self.inner.spec.name,
+                slot,
+                slots: self.inner.buffers.len(),
+            })
         }
     }
 
@@ -225,16 +231,24 @@ impl<B: Backend, T> Pool<B, T> {
             let mut gens = lock(&inner.gens);
             let g = gens[slot];
             if inner.edge.decl().kind == EdgeKind::Event && g.acquired > g.released {
-                return Err(Error::AcquireBeforeRelease { pool: inner.spec.name, slot, generation: g.acquired });
+                return Err(Error::AcquireBeforeRelease {
+                    pool: inner.spec.name,
+                    slot,
+                    generation: g.acquired,
+                });
             }
             gens[slot].acquired += 1;
             g.acquired
         };
         if generation > 0 && !self.skip_wait() {
             match inner.edge.decl().kind {
-                EdgeKind::GenCounter => inner.table.wait_value(&inner.edge, slot, generation, stream)?,
+                EdgeKind::GenCounter => {
+                    inner.table.wait_value(&inner.edge, slot, generation, stream)?
+                }
                 EdgeKind::Event => inner.table.wait(&inner.edge, slot, stream)?,
-                EdgeKind::HostRule => inner.table.host_wait_value_as(&inner.edge, slot, generation, me)?,
+                EdgeKind::HostRule => {
+                    inner.table.host_wait_value_as(&inner.edge, slot, generation, me)?
+                }
             }
         }
         Ok(self.lease(slot, generation))
@@ -252,7 +266,11 @@ impl<B: Backend, T> Pool<B, T> {
             let mut gens = lock(&inner.gens);
             let g = gens[slot];
             if inner.edge.decl().kind == EdgeKind::Event && g.acquired > g.released {
-                return Err(Error::AcquireBeforeRelease { pool: inner.spec.name, slot, generation: g.acquired });
+                return Err(Error::AcquireBeforeRelease {
+                    pool: inner.spec.name,
+                    slot,
+                    generation: g.acquired,
+                });
             }
             gens[slot].acquired += 1;
             g.acquired
@@ -270,7 +288,10 @@ impl<B: Backend, T> Pool<B, T> {
 
     fn take_release(&self, lease: &Lease<B, T>) -> Result<()> {
         if !Arc::ptr_eq(&lease.pool, &self.inner) {
-            return Err(Error::ForeignLease { pool: self.inner.spec.name, lease_pool: lease.pool.spec.name });
+            return Err(Error::ForeignLease {
+                pool: self.inner.spec.name,
+                lease_pool: lease.pool.spec.name,
+            });
         }
         Ok(())
     }
@@ -303,12 +324,21 @@ impl<B: Backend, T> Pool<B, T> {
         let mut gens = lock(&inner.gens);
         let expected = gens[slot].released;
         if lease.generation != expected {
-            return Err(Error::ReleaseOutOfOrder { pool: inner.spec.name, slot, generation: lease.generation, expected });
+            return Err(Error::ReleaseOutOfOrder {
+                pool: inner.spec.name,
+                slot,
+                generation: lease.generation,
+                expected,
+            });
         }
         match inner.edge.decl().kind {
-            EdgeKind::GenCounter => inner.table.publish(&inner.edge, slot, lease.generation + 1, stream)?,
+            EdgeKind::GenCounter => {
+                inner.table.publish(&inner.edge, slot, lease.generation + 1, stream)?
+            }
             EdgeKind::Event => inner.table.record(&inner.edge, slot, stream)?,
-            EdgeKind::HostRule => inner.table.publish_host_unchecked(&inner.edge, slot, lease.generation + 1)?,
+            EdgeKind::HostRule => {
+                inner.table.publish_host_unchecked(&inner.edge, slot, lease.generation + 1)?
+            }
         }
         gens[slot].released += 1;
         Ok(())
@@ -326,7 +356,12 @@ impl<B: Backend, T> Pool<B, T> {
         let mut gens = lock(&inner.gens);
         let expected = gens[slot].released;
         if lease.generation != expected {
-            return Err(Error::ReleaseOutOfOrder { pool: inner.spec.name, slot, generation: lease.generation, expected });
+            return Err(Error::ReleaseOutOfOrder {
+                pool: inner.spec.name,
+                slot,
+                generation: lease.generation,
+                expected,
+            });
         }
         inner.table.publish_host(&inner.edge, slot, lease.generation + 1, role)?;
         gens[slot].released += 1;

@@ -116,15 +116,18 @@ struct Movers {
 impl Movers {
     fn start(threads: usize, slots: usize) -> Self {
         let queue = Arc::new(Queue::<MoveJob>::new());
-        let state = Arc::new((Mutex::new((0..slots).map(|_| MoveSlot::default()).collect::<Vec<_>>()), Condvar::new()));
+        let state = Arc::new((
+            Mutex::new((0..slots).map(|_| MoveSlot::default()).collect::<Vec<_>>()),
+            Condvar::new(),
+        ));
         let workers = (0..threads.max(1))
             .map(|_| {
                 let (q, st) = (Arc::clone(&queue), Arc::clone(&state));
                 thread::spawn(move || {
                     while let Some(job) = q.pop() {
                         let _range = trace::range("move", Some(job.slot));
-                        let outcome =
-                            catch_unwind(AssertUnwindSafe(job.run)).unwrap_or(Err(Error::MoveJobPanicked { slot: job.slot }));
+                        let outcome = catch_unwind(AssertUnwindSafe(job.run))
+                            .unwrap_or(Err(Error::MoveJobPanicked { slot: job.slot }));
                         let mut slots = lock(&st.0);
                         if let Some(s) = slots.get_mut(job.slot) {
                             s.pending = false;
@@ -232,7 +235,12 @@ impl<B: Backend> Scheduler<B> {
     ///
     /// # Errors
     /// Whatever the payload returns.
-    pub fn run_stage<R>(&self, stage: &'static str, slot: usize, payload: impl FnOnce() -> Result<R>) -> Result<R> {
+    pub fn run_stage<R>(
+        &self,
+        stage: &'static str,
+        slot: usize,
+        payload: impl FnOnce() -> Result<R>,
+    ) -> Result<R> {
         let _range = trace::range(stage, Some(slot));
         let start = Instant::now();
         let out = payload();
@@ -254,7 +262,11 @@ impl<B: Backend> Scheduler<B> {
     /// # Errors
     /// The previous job's error (the new job is then not queued); [`Error::SlotOutOfRange`];
     /// [`Error::ShutDown`].
-    pub fn submit_move(&self, slot: usize, job: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
+    pub fn submit_move(
+        &self,
+        slot: usize,
+        job: impl FnOnce() -> Result<()> + Send + 'static,
+    ) -> Result<()> {
         self.movers.join_slot(slot)?;
         lock(&self.movers.slots.0)[slot].pending = true;
         if self.movers.queue.push(MoveJob { slot, run: Box::new(job) }).is_err() {
@@ -279,10 +291,10 @@ impl<B: Backend> Scheduler<B> {
     pub fn synchronize_all(&self) -> Result<()> {
         let mut first = Ok(());
         for s in &self.streams {
-            if let Err(e) = self.backend.synchronize(&s.raw) {
-                if first.is_ok() {
-                    first = Err(e);
-                }
+            if let Err(e) = self.backend.synchronize(&s.raw)
+                && first.is_ok()
+            {
+                first = Err(e);
             }
         }
         first
@@ -306,7 +318,11 @@ impl<B: Backend> Scheduler<B> {
                 first_error.get_or_insert(e);
             }
         }
-        TeardownReport { findings: self.edges.teardown_findings(), edges: self.edges.stats(), first_error }
+        TeardownReport {
+            findings: self.edges.teardown_findings(),
+            edges: self.edges.stats(),
+            first_error,
+        }
     }
 }
 

@@ -8,7 +8,9 @@ pub struct Range {
 }
 
 #[cfg(feature = "nvtx")]
-struct NvtxGuard(nvtx::RangeGuard);
+struct NvtxGuard {
+    _range: nvtx::RangeGuard,
+}
 
 #[cfg(feature = "nvtx")]
 impl std::fmt::Debug for NvtxGuard {
@@ -25,7 +27,7 @@ pub fn range(name: &str, slot: Option<usize>) -> Range {
             Some(s) => nvtx::range!("{name} [slot {s}]"),
             None => nvtx::range!("{name}"),
         };
-        Range { _guard: NvtxGuard(guard) }
+        Range { _guard: NvtxGuard { _range: guard } }
     }
     #[cfg(not(feature = "nvtx"))]
     {

@@ -61,7 +61,9 @@ impl CudaBackend {
         let attr = sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CAN_USE_64_BIT_STREAM_MEM_OPS;
         // An attribute the driver does not know reads as "unsupported": counters then
         // fall back to host rules and the scheduler runs at depth 1.
-        let device_counters = guarded("cuDeviceGetAttribute", || ctx.attribute(attr)).map(|v| v != 0).unwrap_or(false);
+        let device_counters = guarded("cuDeviceGetAttribute", || ctx.attribute(attr))
+            .map(|v| v != 0)
+            .unwrap_or(false);
         Ok(Self { ctx, device_counters })
     }
 
@@ -156,7 +158,10 @@ unsafe impl Sync for CudaCounter {}
 
 impl fmt::Debug for CudaCounter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CudaCounter").field("name", &self.name).field("value", &self.word().load(Ordering::Acquire)).finish()
+        f.debug_struct("CudaCounter")
+            .field("name", &self.name)
+            .field("value", &self.word().load(Ordering::Acquire))
+            .finish()
     }
 }
 
@@ -282,7 +287,8 @@ unsafe extern "C" fn run_host_call(arg: *mut c_void) {
     let call = unsafe { Box::from_raw(arg.cast::<HostCall>()) };
     let HostCall { task, error, stream } = *call;
     // A panic must not unwind into the driver.
-    let outcome = catch_unwind(AssertUnwindSafe(task)).unwrap_or(Err(Error::StreamTaskPanicked { stream }));
+    let outcome =
+        catch_unwind(AssertUnwindSafe(task)).unwrap_or(Err(Error::StreamTaskPanicked { stream }));
     if let Err(e) = outcome {
         lock(&error).get_or_insert(e);
     }
@@ -322,7 +328,8 @@ impl Backend for CudaBackend {
 
     fn enqueue_host(&self, stream: &CudaStreamHandle, task: HostTask) -> Result<()> {
         self.bind()?;
-        let call = Box::new(HostCall { task, error: Arc::clone(&stream.task_error), stream: stream.name });
+        let call =
+            Box::new(HostCall { task, error: Arc::clone(&stream.task_error), stream: stream.name });
         let arg = Box::into_raw(call).cast::<c_void>();
         // SAFETY: the trampoline takes ownership of `arg` when it runs; on failure the
         // driver never calls it and ownership comes back here.
@@ -337,7 +344,8 @@ impl Backend for CudaBackend {
 
     fn create_event(&self) -> Result<CudaEventHandle> {
         self.bind()?;
-        let flags = sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32 | sys::CUevent_flags::CU_EVENT_BLOCKING_SYNC as u32;
+        let flags = sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32
+            | sys::CUevent_flags::CU_EVENT_BLOCKING_SYNC as u32;
         let mut event: sys::CUevent = std::ptr::null_mut();
         // SAFETY: `event` is a valid out-pointer.
         check("cuEventCreate", unsafe { sys::cuEventCreate(&mut event, flags) })?;
@@ -350,11 +358,18 @@ impl Backend for CudaBackend {
         check("cuEventRecord", unsafe { sys::cuEventRecord(event.event, stream.cu_stream()) })
     }
 
-    fn stream_wait_event(&self, stream: &CudaStreamHandle, event: &CudaEventHandle, meter: &Arc<StallMeter>) -> Result<()> {
+    fn stream_wait_event(
+        &self,
+        stream: &CudaStreamHandle,
+        event: &CudaEventHandle,
+        meter: &Arc<StallMeter>,
+    ) -> Result<()> {
         self.bind()?;
         meter.count();
         // SAFETY: both handles are live and belong to this context.
-        check("cuStreamWaitEvent", unsafe { sys::cuStreamWaitEvent(stream.cu_stream(), event.event, 0) })
+        check("cuStreamWaitEvent", unsafe {
+            sys::cuStreamWaitEvent(stream.cu_stream(), event.event, 0)
+        })
     }
 
     fn host_wait_event(&self, event: &CudaEventHandle) -> Result<()> {
@@ -392,14 +407,23 @@ impl Backend for CudaBackend {
     fn publish_host(&self, counter: &CudaCounter, value: u64) -> Result<()> {
         let previous = counter.word().fetch_max(value, Ordering::AcqRel);
         if value < previous {
-            return Err(Error::CounterBackwards { counter: counter.name, current: previous, published: value });
+            return Err(Error::CounterBackwards {
+                counter: counter.name,
+                current: previous,
+                published: value,
+            });
         }
         drop(lock(&counter.pending));
         counter.changed.notify_all();
         Ok(())
     }
 
-    fn publish_on_stream(&self, counter: &CudaCounter, value: u64, stream: &CudaStreamHandle) -> Result<()> {
+    fn publish_on_stream(
+        &self,
+        counter: &CudaCounter,
+        value: u64,
+        stream: &CudaStreamHandle,
+    ) -> Result<()> {
         self.bind()?;
         let flags = sys::CUstreamWriteValue_flags::CU_STREAM_WRITE_VALUE_DEFAULT as u32;
         if self.device_counters {
@@ -415,7 +439,8 @@ impl Backend for CudaBackend {
                 Box::new(move || {
                     // SAFETY: the counter outlives the streams that publish to it (teardown
                     // synchronizes streams before dropping edges).
-                    unsafe { DeviceSharedU64::from_ptr(word as *mut u64) }.fetch_max(value, Ordering::AcqRel);
+                    unsafe { DeviceSharedU64::from_ptr(word as *mut u64) }
+                        .fetch_max(value, Ordering::AcqRel);
                     Ok(())
                 }),
             )?;
@@ -445,7 +470,9 @@ impl Backend for CudaBackend {
         meter.count();
         let flags = sys::CUstreamWaitValue_flags::CU_STREAM_WAIT_VALUE_GEQ as u32;
         // SAFETY: the device address maps a live counter word.
-        check("cuStreamWaitValue64", unsafe { sys::cuStreamWaitValue64_v2(stream.cu_stream(), counter.device, value, flags) })
+        check("cuStreamWaitValue64", unsafe {
+            sys::cuStreamWaitValue64_v2(stream.cu_stream(), counter.device, value, flags)
+        })
     }
 
     fn host_wait_counter(&self, counter: &CudaCounter, value: u64) -> Result<()> {
@@ -465,7 +492,12 @@ impl Backend for CudaBackend {
                 }
                 None => {
                     // Nobody has submitted the publish yet: sleep until a publish arrives.
-                    drop(counter.changed.wait(pending).unwrap_or_else(std::sync::PoisonError::into_inner));
+                    drop(
+                        counter
+                            .changed
+                            .wait(pending)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    );
                 }
             }
         }
@@ -487,7 +519,9 @@ impl Backend for CudaBackend {
         if bytes > 0 {
             // Portable, and deliberately not WRITECOMBINED: the CPU reads these buffers.
             // SAFETY: `ptr` is a valid out-pointer.
-            check("cuMemHostAlloc", unsafe { sys::cuMemHostAlloc(&mut ptr, bytes, sys::CU_MEMHOSTALLOC_PORTABLE) })?;
+            check("cuMemHostAlloc", unsafe {
+                sys::cuMemHostAlloc(&mut ptr, bytes, sys::CU_MEMHOSTALLOC_PORTABLE)
+            })?;
             // SAFETY: a fresh allocation of `bytes` bytes.
             unsafe { std::ptr::write_bytes(ptr.cast::<u8>(), 0, bytes) };
         }
@@ -514,10 +548,17 @@ impl Backend for CudaBackend {
             return Ok(());
         }
         // SAFETY: `words * 4` bytes lie inside the allocation.
-        check("cuMemsetD32Async", unsafe { sys::cuMemsetD32Async(dst.0.ptr, value, words, stream.cu_stream()) })
+        check("cuMemsetD32Async", unsafe {
+            sys::cuMemsetD32Async(dst.0.ptr, value, words, stream.cu_stream())
+        })
     }
 
-    fn copy_to_pinned(&self, stream: &CudaStreamHandle, dst: &CudaPinnedMem, src: &CudaDeviceMem) -> Result<()> {
+    fn copy_to_pinned(
+        &self,
+        stream: &CudaStreamHandle,
+        dst: &CudaPinnedMem,
+        src: &CudaDeviceMem,
+    ) -> Result<()> {
         fits("copy_to_pinned", src.0.len, dst.0.len)?;
         if src.0.len == 0 {
             return Ok(());
@@ -530,7 +571,12 @@ impl Backend for CudaBackend {
         })
     }
 
-    fn copy_to_device(&self, stream: &CudaStreamHandle, dst: &CudaDeviceMem, src: &CudaPinnedMem) -> Result<()> {
+    fn copy_to_device(
+        &self,
+        stream: &CudaStreamHandle,
+        dst: &CudaDeviceMem,
+        src: &CudaPinnedMem,
+    ) -> Result<()> {
         fits("copy_to_device", src.0.len, dst.0.len)?;
         if src.0.len == 0 {
             return Ok(());
@@ -538,7 +584,12 @@ impl Backend for CudaBackend {
         self.bind()?;
         // SAFETY: as for copy_to_pinned.
         check("cuMemcpyHtoDAsync", unsafe {
-            sys::cuMemcpyHtoDAsync_v2(dst.0.ptr, src.0.ptr.cast_const().cast(), src.0.len, stream.cu_stream())
+            sys::cuMemcpyHtoDAsync_v2(
+                dst.0.ptr,
+                src.0.ptr.cast_const().cast(),
+                src.0.len,
+                stream.cu_stream(),
+            )
         })
     }
 

@@ -190,7 +190,11 @@ impl HostCounter {
     pub fn publish(&self, value: u64) -> Result<()> {
         let mut v = lock(&self.0.value);
         if value < *v {
-            return Err(Error::CounterBackwards { counter: self.0.name, current: *v, published: value });
+            return Err(Error::CounterBackwards {
+                counter: self.0.name,
+                current: *v,
+                published: value,
+            });
         }
         *v = value;
         drop(v);
@@ -309,7 +313,12 @@ impl Backend for HostBackend {
         }))
     }
 
-    fn stream_wait_event(&self, stream: &HostStream, event: &HostEvent, meter: &Arc<StallMeter>) -> Result<()> {
+    fn stream_wait_event(
+        &self,
+        stream: &HostStream,
+        event: &HostEvent,
+        meter: &Arc<StallMeter>,
+    ) -> Result<()> {
         let target = lock(&event.0.state).recorded;
         if target == 0 {
             meter.count();
@@ -343,7 +352,12 @@ impl Backend for HostBackend {
         counter.publish(value)
     }
 
-    fn publish_on_stream(&self, counter: &HostCounter, value: u64, stream: &HostStream) -> Result<()> {
+    fn publish_on_stream(
+        &self,
+        counter: &HostCounter,
+        value: u64,
+        stream: &HostStream,
+    ) -> Result<()> {
         let c = counter.clone();
         stream.submit(Box::new(move || c.publish(value)))
     }

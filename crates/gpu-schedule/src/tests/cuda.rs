@@ -30,9 +30,34 @@ fn toy_pipeline_on_cuda_gpu() {
             gate_first_copy: false,
         };
         let out = run_toy(Arc::clone(&backend), &opts).expect("toy pipeline runs");
+        assert_eq!(out.depth, 2, "the H200 has 64-bit stream memory operations");
         assert_eq!(out.checked, 64, "seed {seed}");
-        assert!(out.mismatches.is_empty(), "seed {seed}: {:?}", &out.mismatches[..out.mismatches.len().min(8)]);
+        assert!(
+            out.mismatches.is_empty(),
+            "seed {seed}: {:?}",
+            &out.mismatches[..out.mismatches.len().min(8)]
+        );
         assert_eq!(out.report.first_error, None);
         assert!(out.report.findings.is_empty(), "{:?}", out.report.findings);
     }
+}
+
+#[test]
+fn toy_pipeline_mutation_is_detected_on_cuda_gpu() {
+    let backend = Arc::new(CudaBackend::new(0).expect("a CUDA device (this test needs a GPU)"));
+    let opts = ToyOptions {
+        iterations: 3,
+        words: 1 << 16,
+        max_delay_us: 0,
+        seed: 1,
+        skip_acquire_wait: true,
+        gate_first_copy: true,
+    };
+    let out = run_toy(backend, &opts).expect("toy pipeline runs");
+    assert_eq!(out.checked, 3);
+    assert!(
+        out.mismatches.iter().any(|&(i, _, found)| i == 0 && found == super::toy::pattern(2)),
+        "the skipped wait must corrupt iteration 0 on the GPU too: {:?}",
+        out.mismatches
+    );
 }

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use crate::HostBackend;
 use crate::edge::{EdgeDecl, EdgeKind, Endpoint, TeardownFinding};
 use crate::error::Error;
 use crate::scheduler::{Scheduler, SchedulerConfig, pipeline_depth};
 use crate::sync::{Arc, Mutex, lock};
-use crate::HostBackend;
 
 fn sched() -> Scheduler<HostBackend> {
     let cfg = SchedulerConfig { streams: vec!["p", "c"], movers: 1, orderable_on_device: true };
@@ -65,7 +65,10 @@ fn counter_waited_but_never_published_is_reported() {
     // Teardown would wait forever on stream "c", so look at the findings while 3 is still
     // unpublished, then publish it so the stream drains.
     let findings = s.edges().teardown_findings();
-    assert_eq!(findings, vec![TeardownFinding::NeverPublished { edge: "ctr", slot: 0, wanted: 3, published: 1 }]);
+    assert_eq!(
+        findings,
+        vec![TeardownFinding::NeverPublished { edge: "ctr", slot: 0, wanted: 3, published: 1 }]
+    );
     s.edges().publish(&e, 0, 3, p).expect("publish 3");
     let report = s.shutdown(&[]);
     assert!(report.findings.is_empty(), "{:?}", report.findings);
@@ -95,7 +98,10 @@ fn endpoints_and_kinds_are_checked_against_the_declaration() {
         s.edges().record(&e, 2, p),
         Err(Error::SlotOutOfRange { what: "edge", name: "ev", slot: 2, slots: 2 })
     );
-    assert_eq!(s.edges().declare(decl("ev", EdgeKind::GenCounter)).map(|_| ()), Err(Error::DuplicateName { name: "ev" }));
+    assert_eq!(
+        s.edges().declare(decl("ev", EdgeKind::GenCounter)).map(|_| ()),
+        Err(Error::DuplicateName { name: "ev" })
+    );
     s.edges().wait(&e, 0, c).expect("wait");
     assert!(s.shutdown(&[]).findings.is_empty());
 }
@@ -135,7 +141,10 @@ fn scheduler_streams_depth_and_names() {
     assert_eq!(s.edges().slots(), 2);
     assert_eq!(s.stream("nope").map(|_| ()), Err(Error::UnknownStream { name: "nope" }));
     let cfg = SchedulerConfig { streams: vec!["x", "x"], movers: 1, orderable_on_device: true };
-    assert_eq!(Scheduler::new(Arc::new(HostBackend::new()), &cfg).map(|_| ()), Err(Error::DuplicateName { name: "x" }));
+    assert_eq!(
+        Scheduler::new(Arc::new(HostBackend::new()), &cfg).map(|_| ()),
+        Err(Error::DuplicateName { name: "x" })
+    );
     let cfg = SchedulerConfig { streams: vec!["x"], movers: 1, orderable_on_device: false };
     let one = Scheduler::new(Arc::new(HostBackend::new()), &cfg).expect("depth 1");
     assert_eq!(one.depth(), 1);

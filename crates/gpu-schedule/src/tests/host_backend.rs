@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use crate::HostBackend;
 use crate::backend::{Backend, StallMeter};
 use crate::error::Error;
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering, lock};
-use crate::HostBackend;
 
 #[test]
 fn stream_runs_tasks_in_submission_order() {
@@ -93,13 +93,19 @@ fn counters_publish_wait_and_refuse_to_go_back() {
     b.synchronize(&s).expect("sync");
     assert_eq!(observed.load(Ordering::SeqCst), 5);
     assert_eq!(b.counter_value(&c), 2);
-    assert_eq!(b.publish_host(&c, 1), Err(Error::CounterBackwards { counter: "ctr", current: 2, published: 1 }));
+    assert_eq!(
+        b.publish_host(&c, 1),
+        Err(Error::CounterBackwards { counter: "ctr", current: 2, published: 1 })
+    );
     b.publish_on_stream(&c, 9, &s).expect("publish on stream");
     b.host_wait_counter(&c, 9).expect("host wait");
     assert_eq!(b.counter_value(&c), 9);
     // A backwards publish on a stream surfaces from synchronize, and the value holds.
     b.publish_on_stream(&c, 3, &s).expect("enqueue");
-    assert_eq!(b.synchronize(&s), Err(Error::CounterBackwards { counter: "ctr", current: 9, published: 3 }));
+    assert_eq!(
+        b.synchronize(&s),
+        Err(Error::CounterBackwards { counter: "ctr", current: 9, published: 3 })
+    );
     assert_eq!(b.counter_value(&c), 9);
     b.synchronize(&s).expect("the error is reported once");
 }

@@ -1,22 +1,26 @@
 //! Loom models: a pool's acquire/release across two generations with a concurrent
 //! consumer, and counter publish/wait monotonicity.
 
+use crate::HostBackend;
 use crate::backend::host::HostCounter;
 use crate::edge::{EdgeTable, Endpoint};
 use crate::error::Error;
-use crate::pool::{Pool, PoolSpec};
+use crate::pool::{Lease, Pool, PoolSpec};
 use crate::sync::{Arc, AtomicU64, Ordering, Queue, thread};
-use crate::HostBackend;
 
 #[test]
 fn loom_pool_two_generations_with_concurrent_consumer() {
     loom::model(|| {
         let table = Arc::new(EdgeTable::new(Arc::new(HostBackend::new()), 1).expect("table"));
-        let spec = PoolSpec { name: "staging", acquirer: Endpoint::Host("producer"), releaser: Endpoint::Host("consumer") };
+        let spec = PoolSpec {
+            name: "staging",
+            acquirer: Endpoint::Host("producer"),
+            releaser: Endpoint::Host("consumer"),
+        };
         // The buffer is a relaxed atomic: only the pool's release→acquire edge orders the
         // producer's next write after the consumer's read, which is what loom checks.
         let pool = Pool::new(&table, spec, vec![AtomicU64::new(0)]).expect("pool");
-        let handoff = Arc::new(Queue::new());
+        let handoff = Arc::new(Queue::<Lease<HostBackend, AtomicU64>>::new());
         let (p2, h2) = (pool.clone(), Arc::clone(&handoff));
         let consumer = thread::spawn(move || {
             for g in 0..2u64 {
@@ -55,7 +59,10 @@ fn loom_counter_publish_wait_monotonic() {
         let (first, second) = waiter.join().expect("waiter");
         assert_eq!(r2, Ok(()));
         // Publishing 1 after 2 is refused and leaves the counter at 2.
-        assert!(r1 == Ok(()) || r1 == Err(Error::CounterBackwards { counter: "gen", current: 2, published: 1 }));
+        assert!(
+            r1 == Ok(())
+                || r1 == Err(Error::CounterBackwards { counter: "gen", current: 2, published: 1 })
+        );
         assert!(first >= 1 && second >= first, "counter went backwards: {first} then {second}");
         assert_eq!(c.value(), 2);
     });

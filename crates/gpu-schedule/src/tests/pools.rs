@@ -10,13 +10,21 @@ use crate::sync::{Arc, AtomicBool, Ordering, thread};
 use crate::{HostBackend, TeardownFinding};
 
 fn opts(iterations: usize, max_delay_us: u64, seed: u64) -> ToyOptions {
-    ToyOptions { iterations, words: 256, max_delay_us, seed, skip_acquire_wait: false, gate_first_copy: false }
+    ToyOptions {
+        iterations,
+        words: 256,
+        max_delay_us,
+        seed,
+        skip_acquire_wait: false,
+        gate_first_copy: false,
+    }
 }
 
 #[test]
 fn toy_pipeline_is_always_correct_under_random_delays() {
     for seed in 1..=12u64 {
-        let out = run_toy(Arc::new(HostBackend::new()), &opts(40, 300, seed)).expect("toy pipeline runs");
+        let out =
+            run_toy(Arc::new(HostBackend::new()), &opts(40, 300, seed)).expect("toy pipeline runs");
         assert_eq!(out.depth, 2);
         assert_eq!(out.checked, 40, "seed {seed}");
         assert!(out.mismatches.is_empty(), "seed {seed}: {:?}", out.mismatches);
@@ -30,7 +38,9 @@ fn toy_pipeline_without_delays_meters_edges() {
     let out = run_toy(Arc::new(HostBackend::new()), &opts(200, 0, 7)).expect("toy pipeline runs");
     assert_eq!(out.checked, 200);
     assert!(out.mismatches.is_empty(), "{:?}", out.mismatches);
-    let stat = |name: &str| out.report.edges.iter().find(|e| e.name == name).cloned().expect("edge present");
+    let stat = |name: &str| {
+        out.report.edges.iter().find(|e| e.name == name).cloned().expect("edge present")
+    };
     // Every iteration after the first `depth` waits on the device pool; every one waits on
     // "filled" and "copied".
     assert_eq!(stat("toy.device").waits, 198);
@@ -50,7 +60,8 @@ fn toy_pipeline_detects_corruption_when_acquire_skips_its_wait() {
     let out = run_toy(Arc::new(HostBackend::new()), &o).expect("toy pipeline runs");
     assert_eq!(out.checked, 3);
     assert!(
-        out.mismatches.iter().any(|&(i, expected, found)| i == 0 && expected == super::toy::pattern(0)
+        out.mismatches.iter().any(|&(i, expected, found)| i == 0
+            && expected == super::toy::pattern(0)
             && found == super::toy::pattern(2)),
         "the skipped wait must corrupt iteration 0: {:?}",
         out.mismatches
@@ -120,10 +131,20 @@ fn pool_rejects_bad_slots_foreign_leases_and_wrong_roles() {
     );
     let (_t2, other) = host_pool(2);
     let lease = other.acquire_blocking(0, "a").expect("lease");
-    assert_eq!(pool.release_host(lease, "r"), Err(Error::ForeignLease { pool: "p", lease_pool: "p" }));
+    assert_eq!(
+        pool.release_host(lease, "r"),
+        Err(Error::ForeignLease { pool: "p", lease_pool: "p" })
+    );
     let lease = pool.acquire_blocking(1, "a").expect("lease");
-    assert!(matches!(pool.release_host(lease, "intruder"), Err(Error::WrongEndpoint { role: "producer", .. })));
+    assert!(matches!(
+        pool.release_host(lease, "intruder"),
+        Err(Error::WrongEndpoint { role: "producer", .. })
+    ));
     let table = Arc::new(EdgeTable::new(Arc::new(HostBackend::new()), 1).expect("table"));
-    let spec = PoolSpec { name: "empty", acquirer: Endpoint::Host("a"), releaser: Endpoint::Host("r") };
-    assert_eq!(Pool::<HostBackend, u8>::new(&table, spec, vec![]).map(|_| ()), Err(Error::NoSlots { name: "empty" }));
+    let spec =
+        PoolSpec { name: "empty", acquirer: Endpoint::Host("a"), releaser: Endpoint::Host("r") };
+    assert_eq!(
+        Pool::<HostBackend, u8>::new(&table, spec, vec![]).map(|_| ()),
+        Err(Error::NoSlots { name: "empty" })
+    );
 }

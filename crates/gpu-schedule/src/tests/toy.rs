@@ -61,7 +61,11 @@ fn delay<B: Backend>(backend: &B, stream: &B::Stream, rng: &mut u64, max_us: u64
 }
 
 pub(crate) fn run_toy<B: Backend>(backend: Arc<B>, opts: &ToyOptions) -> Result<ToyOutcome> {
-    let config = SchedulerConfig { streams: vec!["produce", "consume"], movers: 2, orderable_on_device: true };
+    let config = SchedulerConfig {
+        streams: vec!["produce", "consume"],
+        movers: 2,
+        orderable_on_device: true,
+    };
     let sched = Scheduler::new(Arc::clone(&backend), &config)?;
     let depth = sched.depth();
     let bytes = opts.words * 4;
@@ -72,14 +76,22 @@ pub(crate) fn run_toy<B: Backend>(backend: Arc<B>, opts: &ToyOptions) -> Result<
     let dev_bufs = (0..depth).map(|_| backend.alloc_device(bytes)).collect::<Result<Vec<_>>>()?;
     let dev = Pool::new(
         &edges,
-        PoolSpec { name: "toy.device", acquirer: Endpoint::Stream("produce"), releaser: Endpoint::Stream("consume") },
+        PoolSpec {
+            name: "toy.device",
+            acquirer: Endpoint::Stream("produce"),
+            releaser: Endpoint::Stream("consume"),
+        },
         dev_bufs,
     )?;
     dev.set_skip_acquire_wait(opts.skip_acquire_wait);
     let out_bufs = (0..depth).map(|_| backend.alloc_pinned(bytes)).collect::<Result<Vec<_>>>()?;
     let out = Pool::new(
         &edges,
-        PoolSpec { name: "toy.output", acquirer: Endpoint::Stream("consume"), releaser: Endpoint::Host("deliver") },
+        PoolSpec {
+            name: "toy.output",
+            acquirer: Endpoint::Stream("consume"),
+            releaser: Endpoint::Host("deliver"),
+        },
         out_bufs,
     )?;
     let filled = edges.declare(EdgeDecl {
@@ -134,9 +146,11 @@ pub(crate) fn run_toy<B: Backend>(backend: Arc<B>, opts: &ToyOptions) -> Result<
             dev.release(lease, consume)?;
             Ok(out_lease)
         })?;
-        let (b, e, c, o) = (Arc::clone(&backend), Arc::clone(&edges), Arc::clone(&copied), out.clone());
+        let (b, e, c, o) =
+            (Arc::clone(&backend), Arc::clone(&edges), Arc::clone(&copied), out.clone());
         let (m, n) = (Arc::clone(&mismatches), Arc::clone(&checked));
-        let job_delay = if opts.max_delay_us == 0 { 0 } else { next(&mut rng) % (opts.max_delay_us + 1) };
+        let job_delay =
+            if opts.max_delay_us == 0 { 0 } else { next(&mut rng) % (opts.max_delay_us + 1) };
         sched.submit_move(slot, move || {
             e.host_wait_value(&c, slot, out_lease.generation() + 1, "deliver")?;
             crate::sync::sleep(Duration::from_micros(job_delay));
