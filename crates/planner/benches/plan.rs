@@ -109,9 +109,35 @@ fn bench(c: &mut Criterion) {
         s.read_amplification(),
         s.decode_amplification(),
     );
+    // The build host is shared, so wall-clock figures stretch with its load; the thread's
+    // on-CPU time (Linux schedstat) is printed beside criterion's figure.
+    if let Some(t0) = on_cpu_ns() {
+        let n = 300;
+        for _ in 0..n {
+            black_box(planner::plan(
+                black_box(&arrays),
+                black_box(&samples),
+                &limits,
+                OutDtype::F32,
+            ))
+            .ok();
+        }
+        if let Some(t1) = on_cpu_ns() {
+            println!(
+                "on-CPU time: {:.0} µs/batch over {n} batches",
+                (t1 - t0) as f64 / n as f64 / 1e3
+            );
+        }
+    }
     c.bench_function("plan_default_batch", |b| {
         b.iter(|| planner::plan(black_box(&arrays), black_box(&samples), &limits, OutDtype::F32))
     });
+}
+
+/// Nanoseconds this thread has run on a CPU, where Linux reports it.
+fn on_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
 }
 
 criterion_group!(benches, bench);
