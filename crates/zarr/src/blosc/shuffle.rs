@@ -96,11 +96,10 @@ fn bit_transpose(typesize: usize, src: &[u8], dst: &mut [u8], inverse: bool) {
     }
     let n = len / typesize;
     let body = n * typesize;
-    let mut tmp = vec![0u8; body];
     if inverse {
-        trans_byte_bitrow(&src[..body], &mut tmp, n, typesize);
-        shuffle_bit_eightelem(&tmp, &mut dst[..body], typesize);
+        untrans_bit_elem(&src[..body], &mut dst[..body], n, typesize);
     } else {
+        let mut tmp = vec![0u8; body];
         trans_byte_elem(&src[..body], &mut dst[..body], n, typesize);
         trans_bit_byte(&dst[..body], &mut tmp);
         trans_bitrow_eight(&tmp, &mut dst[..body], n, typesize);
@@ -159,31 +158,25 @@ fn trans_bitrow_eight(input: &[u8], out: &mut [u8], n: usize, es: usize) {
     }
 }
 
-/// `bshuf_trans_byte_bitrow_scal`: first half of the inverse.
-fn trans_byte_bitrow(input: &[u8], out: &mut [u8], n: usize, es: usize) {
+/// `bshuf_untrans_bit_elem_scal` with its two passes fused and no scratch buffer:
+/// `bshuf_trans_byte_bitrow_scal` gathers, for 8 elements `8 * ii..` and byte `jj`, the 8
+/// bit-plane bytes `in[(jj * 8 + kk) * row + ii]`; `bshuf_shuffle_bit_eightelem_scal`
+/// transposes them as one 8×8 bit matrix and writes byte `kk` of the result to byte
+/// `jj` of element `8 * ii + kk`.
+fn untrans_bit_elem(input: &[u8], out: &mut [u8], n: usize, es: usize) {
     let row = n / 8;
     for jj in 0..es {
+        let planes = &input[jj * 8 * row..(jj + 1) * 8 * row];
         for ii in 0..row {
-            for kk in 0..8 {
-                out[ii * 8 * es + jj * 8 + kk] = input[(jj * 8 + kk) * row + ii];
+            let mut word = [0u8; 8];
+            for (kk, byte) in word.iter_mut().enumerate() {
+                *byte = planes[kk * row + ii];
             }
-        }
-    }
-}
-
-/// `bshuf_shuffle_bit_eightelem_scal`: second half of the inverse.
-fn shuffle_bit_eightelem(input: &[u8], out: &mut [u8], es: usize) {
-    let nbyte = input.len();
-    let group = 8 * es;
-    for jj in (0..group).step_by(8) {
-        let mut ii = 0;
-        while ii + group <= nbyte {
-            let mut x = trans_bit_8x8(load_u64(input, ii + jj));
+            let mut x = trans_bit_8x8(u64::from_le_bytes(word));
             for kk in 0..8 {
-                out[ii + jj / 8 + kk * es] = x as u8;
+                out[(8 * ii + kk) * es + jj] = x as u8;
                 x >>= 8;
             }
-            ii += group;
         }
     }
 }
