@@ -1,6 +1,159 @@
-//! The `damacy` command-line tool (bench, read, inspect, gen). Not yet written.
+//! The `damacy` command-line tool: `bench`, `read`, `inspect`, `gen`.
+//!
+//! Every failure ends the process with a non-zero exit code and one line on stderr that
+//! names the problem; nothing panics on bad input.
 
-fn main() {
-    eprintln!("damacy: the CLI is not built yet (see the README's status section)");
-    std::process::exit(2);
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod bench;
+mod inspect;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "damacy",
+    version,
+    about = "Stream crops from sharded zarr v3 arrays; benchmark, read, inspect and generate datasets."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Benchmark the loader on a scenario's dataset (generated if absent). With no
+    /// arguments, runs the `quickstart` scenario.
+    Bench(bench::BenchArgs),
+    /// Read one crop of an array and write it as a NumPy .npy file.
+    Read(ReadArgs),
+    /// Describe an array: shape, dtype, chunking, codecs, shards, fill value.
+    Inspect(inspect::InspectArgs),
+    /// Write a scenario's dataset as sharded zarr v3 arrays.
+    Gen(bench::GenArgs),
+}
+
+/// Output dtype on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum DtypeArg {
+    Native,
+    F32,
+    Bf16,
+    F16,
+}
+
+impl From<DtypeArg> for damacy::OutDtype {
+    fn from(d: DtypeArg) -> Self {
+        match d {
+            DtypeArg::Native => damacy::OutDtype::Native,
+            DtypeArg::F32 => damacy::OutDtype::F32,
+            DtypeArg::Bf16 => damacy::OutDtype::Bf16,
+            DtypeArg::F16 => damacy::OutDtype::F16,
+        }
+    }
+}
+
+/// Engine selection on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum BackendArg {
+    Auto,
+    Host,
+    Cuda,
+}
+
+impl From<BackendArg> for damacy::Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Auto => damacy::Backend::Auto,
+            BackendArg::Host => damacy::Backend::Host,
+            BackendArg::Cuda => damacy::Backend::Cuda { device: 0 },
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct ReadArgs {
+    /// The array's directory (the one holding zarr.json).
+    array: PathBuf,
+    /// The box, one half-open `lo:hi` range per axis, comma separated (e.g. 0:64,10:74,0:32).
+    #[arg(long)]
+    aabb: String,
+    /// Output element type.
+    #[arg(long, value_enum, default_value = "native")]
+    dtype: DtypeArg,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    /// Where to write the .npy file.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Parses `lo:hi,lo:hi,...`.
+pub(crate) fn parse_aabb(s: &str) -> Result<(Vec<u64>, Vec<u64>)> {
+    let mut lo = Vec::new();
+    let mut hi = Vec::new();
+    for (axis, part) in s.split(',').enumerate() {
+        let (l, h) = part
+            .split_once(':')
+            .with_context(|| format!("--aabb axis {axis}: `{part}` is not of the form lo:hi"))?;
+        let l: u64 =
+            l.trim().parse().with_context(|| format!("--aabb axis {axis}: bad lo `{l}`"))?;
+        let h: u64 =
+            h.trim().parse().with_context(|| format!("--aabb axis {axis}: bad hi `{h}`"))?;
+        if h <= l {
+            bail!("--aabb axis {axis}: empty range {l}:{h} (hi must be greater than lo)");
+        }
+        lo.push(l);
+        hi.push(h);
+    }
+    Ok((lo, hi))
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("cannot make {} absolute", p.display()))
+}
+
+fn read(args: &ReadArgs) -> Result<()> {
+    let (lo, hi) = parse_aabb(&args.aabb)?;
+    let shape: Vec<u64> = lo.iter().zip(&hi).map(|(l, h)| h - l).collect();
+    let cfg = damacy::Config::builder()
+        .sample_shape(&shape)
+        .samples_per_batch(1)
+        .dtype(args.dtype.into())
+        .backend(args.backend.into())
+        .batches_in_flight(1)
+        .decode_threads(0)
+        .build()?;
+    let mut p = damacy::Pipeline::new(cfg)?;
+    let sample = damacy::Sample::new(absolute(&args.array)?, lo, hi)?;
+    p.push([sample])?;
+    p.finish();
+    let batch = p.pop()?.context("the pipeline produced no batch")?;
+    let descr = damacy::npy::descr_of(batch.element());
+    damacy::npy::write_npy_file(&args.out, descr, &shape, batch.data())
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!("wrote {} ({} {:?})", args.out.display(), batch.element(), shape);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd.unwrap_or(Cmd::Bench(bench::BenchArgs::default())) {
+        Cmd::Bench(a) => bench::bench(&a),
+        Cmd::Read(a) => read(&a),
+        Cmd::Inspect(a) => inspect::inspect(&a),
+        Cmd::Gen(a) => bench::generate(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the chain of causes joined, outermost first.
+            let msg = e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ");
+            eprintln!("damacy: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
 }

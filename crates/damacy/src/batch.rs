@@ -28,7 +28,11 @@ impl Sample {
         let uri = normalize(&uri.into());
         match Aabb::new(lo, hi) {
             Ok(aabb) => Ok(Self { uri, aabb }),
-            Err(e) => Err(Error::Sample { index: u64::MAX, uri, source: SampleError::Format(e) }),
+            Err(e) => Err(Error::Sample {
+                index: u64::MAX,
+                uri,
+                source: Box::new(SampleError::Format(e)),
+            }),
         }
     }
 }
@@ -43,8 +47,8 @@ fn normalize(p: &std::path::Path) -> PathBuf {
             Component::ParentDir => {
                 // At the root (or an empty relative path) there is nothing to go up to:
                 // keep `..` only for relative paths, where it is meaningful to the store.
-                let popped = matches!(out.components().next_back(), Some(Component::Normal(_)))
-                    && out.pop();
+                let popped =
+                    matches!(out.components().next_back(), Some(Component::Normal(_))) && out.pop();
                 if !popped && !out.has_root() {
                     out.push("..");
                 }

@@ -176,9 +176,11 @@ impl Config {
     /// `ConfigOverflow` when the product does not fit.
     pub fn min_shard_index_cache_capacity(&self) -> Result<usize> {
         self.effective_lookahead()
-            .checked_add(self.samples_per_batch.checked_mul(2).ok_or(Error::ConfigOverflow {
-                knob: "samples_per_batch",
-            })?)
+            .checked_add(
+                self.samples_per_batch
+                    .checked_mul(2)
+                    .ok_or(Error::ConfigOverflow { knob: "samples_per_batch" })?,
+            )
             .and_then(|n| n.checked_mul(self.max_shards_per_sample))
             .ok_or(Error::ConfigOverflow { knob: "shard_index_cache_capacity" })
     }
@@ -283,7 +285,12 @@ impl Config {
 
 fn range(knob: &'static str, value: usize, lo: usize, hi: usize) -> Result<()> {
     if value < lo || value > hi {
-        return Err(Error::ConfigRange { knob, value: value as u64, min: lo as u64, max: hi as u64 });
+        return Err(Error::ConfigRange {
+            knob,
+            value: value as u64,
+            min: lo as u64,
+            max: hi as u64,
+        });
     }
     Ok(())
 }
@@ -368,10 +375,7 @@ mod tests {
             let cfg = Config::builder().sample_shape([8, 8]).samples_per_batch(n).build();
             assert!(cfg.is_ok(), "samples_per_batch {n}: {cfg:?}");
             let cfg = cfg.unwrap_or_default();
-            assert_eq!(
-                cfg.effective_shard_index_cache_capacity().ok(),
-                Some((4 * n + 2 * n) * 64)
-            );
+            assert_eq!(cfg.effective_shard_index_cache_capacity().ok(), Some((4 * n + 2 * n) * 64));
         }
     }
 
@@ -398,8 +402,12 @@ mod tests {
             e,
             Error::Budget { knob: "shard_index_cache_capacity", needed: 768, limit: 10 }
         ));
-        let e =
-            Config::builder().sample_shape([4]).samples_per_batch(8).lookahead(3).build().unwrap_err();
+        let e = Config::builder()
+            .sample_shape([4])
+            .samples_per_batch(8)
+            .lookahead(3)
+            .build()
+            .unwrap_err();
         assert!(matches!(e, Error::ConfigValue { knob: "lookahead", value: 3, .. }));
     }
 

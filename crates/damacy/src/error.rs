@@ -26,10 +26,14 @@ pub enum Error {
     #[error("budget: `{knob}` is {limit}, but at least {needed} is needed; raise it")]
     Budget { knob: &'static str, needed: u64, limit: u64 },
     /// A sample's box does not have the configured sample shape.
-    #[error("sample {index} ({uri}): box extent {got:?} differs from the configured sample_shape {expected:?}")]
-    SampleShape { index: u64, uri: PathBuf, expected: Vec<u64>, got: Vec<u64> },
+    #[error(
+        "sample {index} ({uri}): box extent {got:?} differs from the configured sample_shape {expected:?}"
+    )]
+    SampleShape { index: u64, uri: PathBuf, expected: Box<[u64]>, got: Box<[u64]> },
     /// `OutDtype::Native` with arrays of different data types in one pipeline.
-    #[error("sample {index} ({uri}): data type {got} differs from {expected}; OutDtype::Native needs one data type per pipeline (use F32/Bf16/F16)")]
+    #[error(
+        "sample {index} ({uri}): data type {got} differs from {expected}; OutDtype::Native needs one data type per pipeline (use F32/Bf16/F16)"
+    )]
     NativeDtypeMismatch { index: u64, uri: PathBuf, expected: zarr::DataType, got: zarr::DataType },
     /// A sample's data could not be read; the batch holding it fails (or, with
     /// `OnError::Fill`, the sample is filled and listed in `Batch::errors`).
@@ -38,14 +42,14 @@ pub enum Error {
         index: u64,
         uri: PathBuf,
         #[source]
-        source: SampleError,
+        source: Box<SampleError>,
     },
     /// Generating a benchmark dataset failed (the error names the path).
     #[error("dataset: {0}")]
-    Dataset(#[from] crate::datagen::GenError),
+    Dataset(#[from] Box<crate::datagen::GenError>),
     /// The byte store could not be created (bad configuration, threads).
     #[error("store: {0}")]
-    Store(#[from] store::Error),
+    Store(#[from] Box<store::Error>),
     /// The requested backend cannot be used here.
     #[error("backend: {reason}")]
     BackendUnavailable { reason: &'static str },
@@ -95,6 +99,33 @@ pub enum SampleError {
     #[error("{path}: unsupported: {what}")]
     Unsupported { path: PathBuf, what: &'static str },
     /// The sample touches more shards than `max_shards_per_sample`.
-    #[error("touches {shards} shards, more than max_shards_per_sample = {limit}; raise it or use smaller samples")]
+    #[error(
+        "touches {shards} shards, more than max_shards_per_sample = {limit}; raise it or use smaller samples"
+    )]
     TooManyShards { shards: u64, limit: u64 },
+}
+
+impl From<crate::datagen::GenError> for Error {
+    fn from(e: crate::datagen::GenError) -> Self {
+        Error::Dataset(Box::new(e))
+    }
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        Error::Store(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Keeps `Result<T, Error>` cheap to return (clippy's `result_large_err` bound).
+    #[test]
+    fn error_stays_small() {
+        assert!(
+            std::mem::size_of::<super::Error>() <= 128,
+            "{}",
+            std::mem::size_of::<super::Error>()
+        );
+    }
 }

@@ -48,6 +48,9 @@ impl OutBuf {
     /// # Safety
     /// No other live view may overlap `off..off + n` (the planner's exactly-once property
     /// guarantees this for placements), and the underlying buffer must still be alive.
+    // Handing out `&mut` from `&self` is the point: jobs share the view and the
+    // exclusivity of each range is the caller's contract (see # Safety).
+    #[allow(clippy::mut_from_ref)]
     unsafe fn range(&self, off: usize, n: usize) -> &mut [u8] {
         let end = off.checked_add(n).filter(|&e| e <= self.len);
         // A bad box is a bug in the planner, never a reason to write out of bounds.
@@ -184,17 +187,23 @@ impl<L> BatchWork<L> {
         self.progress.finish_job();
     }
 
-    fn run_read(&self, r: usize, store: &dyn store::Store, scratch: &mut Scratch, stats: &StatCounters) {
+    fn run_read(
+        &self,
+        r: usize,
+        store: &dyn store::Store,
+        scratch: &mut Scratch,
+        stats: &StatCounters,
+    ) {
         let plan = &self.plan;
         let (Some(op), Some(group)) = (plan.reads.get(r), plan.group(r)) else { return };
         let Some(file) = plan.files.get(op.file) else { return };
-        let samples_of_group = || {
-            group.iter().flat_map(|c| c.placements.iter().map(|p| p.sample)).collect::<Vec<_>>()
-        };
+        let samples_of_group =
+            || group.iter().flat_map(|c| c.placements.iter().map(|p| p.sample)).collect::<Vec<_>>();
         let Ok(len) = usize::try_from(op.len) else {
-            self.progress.fail(samples_of_group(), &SampleError::Format(zarr::Error::Overflow {
-                what: "read length",
-            }));
+            self.progress.fail(
+                samples_of_group(),
+                &SampleError::Format(zarr::Error::Overflow { what: "read length" }),
+            );
             return;
         };
         scratch.staging.resize(len, 0);
@@ -260,7 +269,12 @@ impl<L> BatchWork<L> {
             // SAFETY: the planner produces each output voxel exactly once, so no other
             // job writes this row; the buffer outlives the batch's jobs.
             let dst = unsafe { self.out.range(base + d * o, n * o) };
-            cast::cast_run(src_t, self.out_dtype, &data[s * src_t.size()..(s + n) * src_t.size()], dst);
+            cast::cast_run(
+                src_t,
+                self.out_dtype,
+                &data[s * src_t.size()..(s + n) * src_t.size()],
+                dst,
+            );
         });
     }
 

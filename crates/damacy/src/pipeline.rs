@@ -45,7 +45,10 @@ struct Input {
 enum Pending {
     Work(Box<PendingWork>),
     /// The batch failed before any job ran (shape, resolution, planning).
-    Failed { error: Error, lease: Option<SlotLease> },
+    Failed {
+        error: Error,
+        lease: Option<SlotLease>,
+    },
 }
 
 struct PendingWork {
@@ -111,8 +114,7 @@ impl Pipeline {
         let store = store::FsStore::new(
             "/",
             store::FsStoreConfig { io_threads: cfg.io_threads, ..Default::default() },
-        )
-        ?;
+        )?;
         Self::with_store(cfg, Arc::new(store))
     }
 
@@ -207,7 +209,10 @@ impl Pipeline {
     ///
     /// # Errors
     /// `Closed` after [`Pipeline::finish`] or teardown.
-    pub fn try_push<I>(&mut self, samples: I) -> Result<std::iter::Chain<std::option::IntoIter<Sample>, I::IntoIter>>
+    pub fn try_push<I>(
+        &mut self,
+        samples: I,
+    ) -> Result<std::iter::Chain<std::option::IntoIter<Sample>, I::IntoIter>>
     where
         I: IntoIterator<Item = Sample>,
     {
@@ -284,7 +289,11 @@ impl Pipeline {
                         if now >= d {
                             return Err(Error::Timeout { waited: now - t0 });
                         }
-                        out = sh.output_cv.wait_timeout(out, d - now).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+                        out = sh
+                            .output_cv
+                            .wait_timeout(out, d - now)
+                            .map(|(g, _)| g)
+                            .unwrap_or_else(|e| e.into_inner().0);
                     }
                 }
             }
@@ -327,7 +336,11 @@ fn finish_batch(sh: &Shared, p: PendingWork) -> Result<Batch> {
                 let (pos, source) = errors.swap_remove(0);
                 let info = &p.infos[pos];
                 sh.slots.release(lease);
-                return Err(Error::Sample { index: info.index, uri: info.uri.clone(), source });
+                return Err(Error::Sample {
+                    index: info.index,
+                    uri: info.uri.clone(),
+                    source: Box::new(source),
+                });
             }
             OnError::Fill => {
                 // `sample_shape` was validated at construction, so this box always exists.
@@ -351,8 +364,7 @@ fn finish_batch(sh: &Shared, p: PendingWork) -> Result<Batch> {
     sh.stats.batches.fetch_add(1, Ordering::Relaxed);
     sh.stats.samples.fetch_add(n, Ordering::Relaxed);
     sh.stats.bytes_delivered.fetch_add(bytes as u64, Ordering::Relaxed);
-    let errors =
-        errors.into_iter().map(|(pos, e)| (p.infos[pos].index, e)).collect::<Vec<_>>();
+    let errors = errors.into_iter().map(|(pos, e)| (p.infos[pos].index, e)).collect::<Vec<_>>();
     Ok(Batch {
         id: p.id,
         shape,
@@ -462,11 +474,12 @@ fn build(
     // error policy.
     for info in &infos {
         if info.aabb.shape() != cfg.sample_shape {
-            return Pending::Failed { error: Error::SampleShape {
+            return Pending::Failed {
+                error: Error::SampleShape {
                     index: info.index,
                     uri: info.uri.clone(),
-                    expected: cfg.sample_shape.clone(),
-                    got: info.aabb.shape(),
+                    expected: cfg.sample_shape.clone().into(),
+                    got: info.aabb.shape().into(),
                 },
                 lease: None,
             };
@@ -481,7 +494,8 @@ fn build(
     let mut fills = vec![Vec::new(); infos.len()];
     let (h0, m0) = (resolver.hits, resolver.misses);
     for (pos, (_, s)) in samples.iter().enumerate() {
-        let r = match resolver.resolve(&*sh.meta_store, &s.uri, &s.aabb, cfg.max_shards_per_sample) {
+        let r = match resolver.resolve(&*sh.meta_store, &s.uri, &s.aabb, cfg.max_shards_per_sample)
+        {
             Ok(r) => r,
             Err(e) => {
                 early.push((pos, e));
@@ -493,7 +507,8 @@ fn build(
         match element {
             None => element = Some(out_el),
             Some(e) if e != out_el => {
-                return Pending::Failed { error: Error::NativeDtypeMismatch {
+                return Pending::Failed {
+                    error: Error::NativeDtypeMismatch {
                         index: infos[pos].index,
                         uri: infos[pos].uri.clone(),
                         expected: e,
@@ -513,7 +528,11 @@ fn build(
             }
         };
         fills[pos] = facts[a].fill_out.clone();
-        inputs.push(SampleInput { array: ArrayId(a as u32), aabb: s.aabb.clone(), shards: r.shards });
+        inputs.push(SampleInput {
+            array: ArrayId(a as u32),
+            aabb: s.aabb.clone(),
+            shards: r.shards,
+        });
         positions.push(pos);
     }
     sh.stats.cache_hits.fetch_add(resolver.hits - h0, Ordering::Relaxed);
@@ -537,7 +556,12 @@ fn build(
         Err(e) => {
             let err = SampleError::Plan(Box::new(e));
             let info = &infos[0];
-            return Pending::Failed { error: Error::Sample { index: info.index, uri: info.uri.clone(), source: err },
+            return Pending::Failed {
+                error: Error::Sample {
+                    index: info.index,
+                    uri: info.uri.clone(),
+                    source: Box::new(err),
+                },
                 lease: None,
             };
         }

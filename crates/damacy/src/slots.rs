@@ -76,11 +76,10 @@ impl Slots {
     /// `n` buffers of `bytes` each.
     pub(crate) fn new(n: usize, bytes: usize) -> Result<Self> {
         let backend = Arc::new(HostBackend::new());
-        let table = Arc::new(
-            EdgeTable::new(backend, n).map_err(|_| Error::BackendUnavailable {
+        let table =
+            Arc::new(EdgeTable::new(backend, n).map_err(|_| Error::BackendUnavailable {
                 reason: "could not create the batch buffer pool's edge table",
-            })?,
-        );
+            })?);
         let spec = PoolSpec {
             name: "batch_buffers",
             acquirer: Endpoint::Host(ACQUIRER),
@@ -90,7 +89,11 @@ impl Slots {
         let pool = Pool::new(&table, spec, buffers).map_err(|_| Error::BackendUnavailable {
             reason: "could not create the batch buffer pool",
         })?;
-        Ok(Self { pool, held: Mutex::new(Held { held: vec![false; n], closed: false }), cv: Condvar::new() })
+        Ok(Self {
+            pool,
+            held: Mutex::new(Held { held: vec![false; n], closed: false }),
+            cv: Condvar::new(),
+        })
     }
 
     /// Waits until batch `id`'s buffer (slot `id % n`) is free, then leases it.

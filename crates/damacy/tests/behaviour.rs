@@ -25,7 +25,11 @@ fn boxes(path: &Path, n: u64) -> Vec<Sample> {
 }
 
 fn cfg(spb: usize) -> damacy::ConfigBuilder {
-    Config::builder().sample_shape([4, 4, 4]).samples_per_batch(spb).dtype(OutDtype::Native).decode_threads(2)
+    Config::builder()
+        .sample_shape([4, 4, 4])
+        .samples_per_batch(spb)
+        .dtype(OutDtype::Native)
+        .decode_threads(2)
 }
 
 fn expect_sample(batch: &damacy::Batch, k: usize, full: &(Vec<u64>, Vec<u8>)) {
@@ -107,9 +111,8 @@ fn dropping_a_pipeline_mid_flight_returns_and_joins() {
     std::thread::spawn(move || {
         let mut p = Pipeline::new(cfg(4).batches_in_flight(2).build().unwrap()).unwrap();
         // An endless source: the pipeline must stop pulling from it on drop.
-        let endless = (0u64..).map(move |i| {
-            Sample::new(&path, vec![1, i % 29, 3], vec![5, i % 29 + 4, 7]).unwrap()
-        });
+        let endless = (0u64..)
+            .map(move |i| Sample::new(&path, vec![1, i % 29, 3], vec![5, i % 29 + 4, 7]).unwrap());
         p.push(endless).unwrap();
         let held = p.pop().unwrap().unwrap();
         drop(p);
@@ -134,7 +137,8 @@ fn pop_timeout_reports_timeout_without_losing_the_batch() {
 /// Runs a 3-batch pipeline whose middle batch holds `bad`; returns the three results.
 fn with_bad_sample(bad: Sample, on_error: OnError) -> Vec<damacy::Result<damacy::Batch>> {
     let good = fixture("shard_end_u16_zstd");
-    let mut p = Pipeline::new(cfg(2).on_error(on_error).batches_in_flight(3).build().unwrap()).unwrap();
+    let mut p =
+        Pipeline::new(cfg(2).on_error(on_error).batches_in_flight(3).build().unwrap()).unwrap();
     let mut samples = boxes(&good, 6);
     samples[3] = bad;
     p.push(samples).unwrap();
@@ -184,9 +188,10 @@ fn corrupt_chunk_is_a_decode_error_naming_the_chunk() {
     }
     std::fs::write(&chunk, bytes).unwrap();
     let bad = Sample::new(&arr, vec![0, 0, 0], vec![4, 4, 4]).unwrap();
-    assert_fails_then_continues(bad, |e| {
-        matches!(e, SampleError::Decode { chunk, .. } if chunk == &vec![0, 0, 0])
-    });
+    assert_fails_then_continues(
+        bad,
+        |e| matches!(e, SampleError::Decode { chunk, .. } if chunk == &vec![0, 0, 0]),
+    );
 }
 
 #[test]
@@ -213,9 +218,10 @@ fn unsupported_codec_is_a_metadata_error() {
     let meta = std::fs::read_to_string(arr.join("zarr.json")).unwrap();
     std::fs::write(arr.join("zarr.json"), meta.replace("\"zstd\"", "\"zfp\"")).unwrap();
     let bad = Sample::new(&arr, vec![0, 0, 0], vec![4, 4, 4]).unwrap();
-    assert_fails_then_continues(bad, |e| {
-        matches!(e, SampleError::Metadata { source: zarr::Error::Unsupported { codec }, .. } if codec == "zfp")
-    });
+    assert_fails_then_continues(
+        bad,
+        |e| matches!(e, SampleError::Metadata { source: zarr::Error::Unsupported { codec }, .. } if codec == "zfp"),
+    );
 }
 
 #[test]

@@ -7,7 +7,12 @@ use crate::support::{fixtures, npy_native, sub_box};
 /// Arrays whose layout the loader refuses (with `Unsupported`) instead of reading.
 const UNSUPPORTED: &[&str] = &["shard_outer_zstd_crc_i16"];
 
-fn read_one(path: &std::path::Path, lo: &[u64], hi: &[u64], dtype: OutDtype) -> damacy::Result<Vec<u8>> {
+fn read_one(
+    path: &std::path::Path,
+    lo: &[u64],
+    hi: &[u64],
+    dtype: OutDtype,
+) -> damacy::Result<Vec<u8>> {
     let shape: Vec<u64> = lo.iter().zip(hi).map(|(l, h)| h - l).collect();
     let cfg = Config::builder()
         .sample_shape(&shape)
@@ -34,7 +39,7 @@ fn every_fixture_crop_equals_the_zarr_python_reference() {
             let got = read_one(&f.path, &c.lo, &c.hi, OutDtype::Native);
             if UNSUPPORTED.contains(&f.name.as_str()) {
                 assert!(
-                    matches!(got, Err(Error::Sample { source: SampleError::Unsupported { .. }, .. })),
+                    matches!(&got, Err(Error::Sample { source, .. }) if matches!(**source, SampleError::Unsupported { .. })),
                     "{}: expected Unsupported, got {got:?}",
                     f.name
                 );
@@ -47,7 +52,10 @@ fn every_fixture_crop_equals_the_zarr_python_reference() {
             if got != want {
                 let size = f.dtype.size();
                 let first = got.chunks(size).zip(want.chunks(size)).position(|(a, b)| a != b);
-                panic!("{} crop {i} ({:?}..{:?}): first differing element {first:?}", f.name, c.lo, c.hi);
+                panic!(
+                    "{} crop {i} ({:?}..{:?}): first differing element {first:?}",
+                    f.name, c.lo, c.hi
+                );
             }
             checked += 1;
         }
@@ -60,8 +68,18 @@ fn every_fixture_crop_equals_the_zarr_python_reference() {
 #[test]
 fn mixed_dtype_batch_casts_each_sample_to_f32() {
     let fx = fixtures();
-    let names = ["zstd_u16", "zstd_checksum_i32", "blosc_zstd_shuffle_f32", "bytes_be_f64_zstd", "gzip_crc32c_u8", "transpose_be_i32", "shard_end_u16_zstd", "shard_nested_u16"];
-    let picked: Vec<_> = names.iter().map(|n| fx.iter().find(|f| f.name == *n).expect(n).clone()).collect();
+    let names = [
+        "zstd_u16",
+        "zstd_checksum_i32",
+        "blosc_zstd_shuffle_f32",
+        "bytes_be_f64_zstd",
+        "gzip_crc32c_u8",
+        "transpose_be_i32",
+        "shard_end_u16_zstd",
+        "shard_nested_u16",
+    ];
+    let picked: Vec<_> =
+        names.iter().map(|n| fx.iter().find(|f| f.name == *n).expect(n).clone()).collect();
     let (lo, hi) = (vec![3u64, 17, 2], vec![12u64, 33, 15]);
     let cfg = Config::builder()
         .sample_shape([9, 16, 13])

@@ -25,12 +25,15 @@ pub struct Fixture {
 }
 
 fn u64s(v: &serde_json::Value) -> Vec<u64> {
-    v.as_array().map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+        .unwrap_or_default()
 }
 
 pub fn fixtures() -> Vec<Fixture> {
     let dir = data_dir();
-    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("tests/data/manifest.json");
+    let text =
+        std::fs::read_to_string(dir.join("manifest.json")).expect("tests/data/manifest.json");
     let m: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
     m["arrays"]
         .as_array()

@@ -249,8 +249,7 @@ impl ArrayGeometry {
         let rank = self.rank();
         let per_shard = self.chunks_per_shard();
         // The shard range touched on each axis, inclusive.
-        let shard_lo: Vec<u64> =
-            (0..rank).map(|a| aabb.lo[a] / self.shard_shape[a]).collect();
+        let shard_lo: Vec<u64> = (0..rank).map(|a| aabb.lo[a] / self.shard_shape[a]).collect();
         let shard_hi: Vec<u64> =
             (0..rank).map(|a| (aabb.hi[a] - 1) / self.shard_shape[a]).collect();
 
@@ -442,9 +441,9 @@ mod tests {
                 for c in &hit.chunks {
                     prop_assert_eq!(c.in_chunk.shape(), c.in_sample.shape());
                     prop_assert_eq!(c.in_shard.shape(), c.in_sample.shape());
-                    for a in 0..g.rank() {
+                    for (a, &per) in per_shard.iter().enumerate() {
                         prop_assert!(c.in_chunk.hi[a] <= g.chunk_shape[a]);
-                        prop_assert!(c.inner[a] < per_shard[a]);
+                        prop_assert!(c.inner[a] < per);
                         prop_assert_eq!(c.chunk[a] * g.chunk_shape[a] + c.in_chunk.lo[a],
                             b.lo[a] + c.in_sample.lo[a]);
                         prop_assert_eq!(hit.shard[a] * g.shard_shape[a] + c.in_shard.lo[a],

@@ -1,0 +1,187 @@
+//! `damacy bench` and `damacy gen`: scenario datasets and throughput runs, with progress
+//! bars on stderr and an optional JSON report.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use damacy::bench::{BenchOptions, BenchProgress, BenchReport};
+use damacy::datagen::GenProgress;
+use damacy::scenario::Scenario;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::BackendArg;
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct BenchArgs {
+    /// A built-in scenario name (smoke, quickstart, default, blosc, bitshuffle,
+    /// mixed-dtype, many-arrays, latency) or a scenario JSON file.
+    #[arg(long, default_value = "quickstart")]
+    scenario: String,
+    /// Dataset directory (default: ./bench-data/<scenario>); generated if absent.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    /// CPU threads for decoding (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Skip the CPU decode-ceiling measurement.
+    #[arg(long)]
+    no_ceiling: bool,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+impl Default for BenchArgs {
+    fn default() -> Self {
+        Self {
+            scenario: "quickstart".into(),
+            data: None,
+            backend: BackendArg::Auto,
+            threads: 0,
+            no_ceiling: false,
+            json: None,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct GenArgs {
+    /// A built-in scenario name or a scenario JSON file.
+    #[arg(long)]
+    scenario: String,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Writer threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+fn load(arg: &str) -> Result<Scenario> {
+    Scenario::load(arg).with_context(|| format!("scenario `{arg}`"))
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    b.set_message(what.to_owned());
+    b
+}
+
+fn gen_progress(b: &ProgressBar, p: GenProgress) {
+    b.set_length(p.objects_total);
+    b.set_position(p.objects_done);
+}
+
+fn threads(n: usize) -> usize {
+    if n == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { n }
+}
+
+pub(crate) fn generate(args: &GenArgs) -> Result<()> {
+    let sc = load(&args.scenario)?;
+    let b = bar(0, "generate");
+    let report =
+        damacy::datagen::generate(&sc, &args.out, threads(args.threads), &|p| gen_progress(&b, p))
+            .with_context(|| format!("generating `{}` into {}", sc.name, args.out.display()))?;
+    b.finish_and_clear();
+    println!(
+        "{}: {} arrays, {} objects, {:.1} MiB raw, {:.1} MiB stored, zstd ratio {:.2}x, {:.1} s{}",
+        report.scenario,
+        report.arrays,
+        report.objects,
+        report.raw_bytes as f64 / 1048576.0,
+        report.stored_bytes as f64 / 1048576.0,
+        report.ratio,
+        report.seconds,
+        if report.cached { " (already there)" } else { "" }
+    );
+    Ok(())
+}
+
+pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
+    let sc = load(&args.scenario)?;
+    let data_dir = args.data.clone().unwrap_or_else(|| PathBuf::from("bench-data").join(&sc.name));
+    let opts = BenchOptions {
+        scenario: sc.clone(),
+        data_dir: data_dir.clone(),
+        backend: args.backend.into(),
+        threads: args.threads,
+        measure_ceiling: !args.no_ceiling,
+    };
+    let gen_bar = bar(0, "generate");
+    let run_bar = bar(sc.warmup_batches + sc.timed_batches, "batches");
+    run_bar.set_position(0);
+    let report = damacy::bench::run(&opts, &|p| match p {
+        BenchProgress::Generating(g) => gen_progress(&gen_bar, g),
+        BenchProgress::Warmup { done, .. } => {
+            gen_bar.finish_and_clear();
+            run_bar.set_message("warm-up");
+            run_bar.set_position(done);
+        }
+        BenchProgress::Timed { done, .. } => {
+            run_bar.set_message("timed");
+            run_bar.set_position(sc.warmup_batches + done);
+        }
+    })
+    .with_context(|| format!("bench `{}` on {}", sc.name, data_dir.display()))?;
+    gen_bar.finish_and_clear();
+    run_bar.finish_and_clear();
+    print_report(&report);
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("report written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn print_report(r: &BenchReport) {
+    println!(
+        "scenario {}  engine {}  threads {}  output {}",
+        r.scenario, r.engine, r.threads, r.output_dtype
+    );
+    println!(
+        "dataset  {} arrays, zstd ratio {:.2}x{}",
+        r.dataset.arrays,
+        r.dataset.ratio,
+        if r.dataset.cached { " (cached)" } else { "" }
+    );
+    println!("batches  {} ({} samples) in {:.2} s", r.batches, r.samples, r.seconds);
+    println!(
+        "throughput  {:.3} Gvox/s   source {:.3} GB/s   output {:.3} GB/s",
+        r.gvox_per_s, r.source_gb_per_s, r.output_gb_per_s
+    );
+    println!(
+        "amplification  read {:.2}x   decode {:.2}x",
+        r.read_amplification, r.decode_amplification
+    );
+    match (r.cpu_decode_gb_per_s, r.ceiling_gvox_per_s) {
+        (Some(d), Some(c)) => println!(
+            "ceiling  CPU decode {d:.2} GB/s on {} threads -> {c:.3} Gvox/s; achieved {:.0}% of it",
+            r.threads,
+            100.0 * r.gvox_per_s / c
+        ),
+        _ => println!("ceiling  not measured"),
+    }
+    let stages: Vec<String> = r
+        .stages
+        .iter()
+        .map(|s| format!("{} {:.2}s ({:.0}%)", s.stage, s.seconds, 100.0 * s.load))
+        .collect();
+    println!("stages   {}", stages.join("  "));
+    println!(
+        "first batch after {:.3} s   peak RSS {}",
+        r.time_to_first_batch_s,
+        r.peak_rss_bytes
+            .map(|b| format!("{:.0} MiB", b as f64 / 1048576.0))
+            .unwrap_or_else(|| "unknown".into())
+    );
+}
