@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""tensorstore peer of `damacy bench`: the same arrays, the same crop sequence, counted the same way.
+
+Reads a scenario file (bench/scenarios/*.json, format documented in
+crates/damacy/src/scenario.rs), replays its crop sequence with the splitmix64 Rng of
+crates/damacy/src/rng.rs, and reads the crops with tensorstore (zarr3 driver, file
+kvstore, no cache), batch by batch: one batch is `samples_per_batch` reads issued
+concurrently as futures, then awaited and copied into one batch array of the scenario's
+output dtype (what a training loop's collate step does). Warm-up batches first, then
+timed batches. Each thread count N of the sweep uses a fresh context with
+data_copy_concurrency = file_io_concurrency = N and a zero-byte cache pool, and restarts
+the crop sequence from the seed, like a fresh `damacy bench --threads N`.
+
+Counting matches damacy::bench: voxels = samples × prod(sample_shape); source bytes =
+voxels × the element size of each sample's array.
+
+Output: one JSON object per thread count on stdout (JSON lines) and, with --json, a JSON
+list of them in that file. Progress goes to stderr.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+# numpy and tensorstore are imported in main() after --print-crops, so that the crop
+# sequence can be checked with a bare python3.
+np = None
+ts = None
+
+M64 = (1 << 64) - 1
+
+
+class Rng:
+    """splitmix64, exactly as crates/damacy/src/rng.rs documents it."""
+
+    def __init__(self, seed):
+        self.s = seed & M64
+
+    def next_u64(self):
+        self.s = (self.s + 0x9E3779B97F4A7C15) & M64
+        z = self.s
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+        return z ^ (z >> 31)
+
+    def below(self, n):
+        """Uniform in 0..n by rejection; 0 (and no draw) when n == 0."""
+        if n == 0:
+            return 0
+        t = (1 << 64) % n
+        while True:
+            x = self.next_u64()
+            if x >= t:
+                return x % n
+
+
+# Zarr dtype spellings of the scenario format -> numpy dtypes (little endian on disk).
+def _np_dtype(name):
+    if name == "bfloat16":
+        import ml_dtypes  # shipped as a tensorstore dependency
+
+        return np.dtype(ml_dtypes.bfloat16)
+    table = {
+        "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
+        "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
+        "float16": np.float16, "float32": np.float32, "float64": np.float64,
+    }
+    if name not in table:
+        raise SystemExit(f"tensorstore_bench: unsupported dtype {name!r}")
+    return np.dtype(table[name])
+
+
+def _out_dtype(scenario, arrays):
+    out = scenario["output_dtype"]
+    if out == "f32":
+        return np.dtype(np.float32)
+    if out == "f16":
+        return np.dtype(np.float16)
+    if out == "bf16":
+        return _np_dtype("bfloat16")
+    if out == "native":
+        return _np_dtype(arrays[0]["dtype"])
+    raise SystemExit(f"tensorstore_bench: unknown output_dtype {out!r}")
+
+
+def array_list(scenario):
+    """Every array in scenario order: (name, shape, dtype name)."""
+    out = []
+    for g in scenario["arrays"]:
+        for i in range(g["count"]):
+            out.append({"name": f"{g['name_prefix']}{i:04d}", "shape": g["shape"], "dtype": g["dtype"]})
+    return out
+
+
+def samples(scenario, arrays):
+    """The infinite crop sequence: (array index, lo list, hi list)."""
+    rng = Rng(scenario["seed"])
+    sample = scenario["sample_shape"]
+    n = len(arrays)
+    while True:
+        g = rng.below(n)
+        shape = arrays[g]["shape"]
+        lo = [rng.below(shape[a] - sample[a] + 1) for a in range(len(sample))]
+        yield g, lo, [l + s for l, s in zip(lo, sample)]
+
+
+def run_threads(scenario, arrays, data_dir, threads, label):
+    ctx = ts.Context(
+        {
+            "data_copy_concurrency": {"limit": threads},
+            "file_io_concurrency": {"limit": threads},
+            # No chunk cache: damacy keeps none either, so both decode every crop's chunks.
+            "cache_pool": {"total_bytes_limit": 0},
+        }
+    )
+    out_dtype = _out_dtype(scenario, arrays)
+    sizes = [_np_dtype(a["dtype"]).itemsize for a in arrays]
+    handles = {}
+
+    def handle(g):
+        # Opened on first use, like damacy's lazy metadata resolution; the warm-up
+        # batches absorb most opens.
+        h = handles.get(g)
+        if h is None:
+            spec = {
+                "driver": "zarr3",
+                "kvstore": {"driver": "file", "path": os.path.join(data_dir, arrays[g]["name"])},
+            }
+            h = ts.open(spec, context=ctx, read=True).result()
+            handles[g] = h
+        return h
+
+    spb = scenario["samples_per_batch"]
+    sample = scenario["sample_shape"]
+    vox_per_sample = math.prod(sample)
+    seq = samples(scenario, arrays)
+
+    def batch():
+        crops = [next(seq) for _ in range(spb)]
+        futures = [
+            handle(g)[tuple(slice(l, h) for l, h in zip(lo, hi))].read() for g, lo, hi in crops
+        ]
+        out = np.empty((spb, *sample), dtype=out_dtype)
+        src = 0
+        for k, (fut, (g, _, _)) in enumerate(zip(futures, crops)):
+            out[k] = fut.result()  # the cast to the output dtype happens in this copy
+            src += vox_per_sample * sizes[g]
+        return out, src
+
+    warm, timed = scenario["warmup_batches"], scenario["timed_batches"]
+    for b in range(warm):
+        batch()
+        print(f"\r{label}: warm-up {b + 1}/{warm}", end="", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    src_bytes = 0
+    for b in range(timed):
+        _, src = batch()
+        src_bytes += src
+        print(f"\r{label}: timed {b + 1}/{timed}   ", end="", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - t0
+    print(file=sys.stderr)
+    n = timed * spb
+    return {
+        "engine": "tensorstore",
+        "scenario": scenario["name"],
+        "threads": threads,
+        "batches": timed,
+        "samples": n,
+        "seconds": wall,
+        "gvox_per_s": n * vox_per_sample / wall / 1e9,
+        "source_gb_per_s": src_bytes / wall / 1e9,
+        "output_dtype": scenario["output_dtype"],
+        "tensorstore_version": _version("tensorstore"),
+        "numpy_version": np.__version__,
+    }
+
+
+def _version(pkg):
+    try:
+        from importlib.metadata import version
+
+        return version(pkg)
+    except Exception:  # metadata is informative only
+        return None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scenario-json", required=True, help="scenario file (bench/scenarios/NAME.json)")
+    p.add_argument("--data", help="dataset directory written by `damacy gen`")
+    p.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2,4")
+    p.add_argument("--json", help="also write the results as a JSON list here")
+    # Prints the first N crops as JSON lines and exits: checks the sequence against damacy.
+    p.add_argument("--print-crops", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    with open(args.scenario_json) as f:
+        scenario = json.load(f)
+    arrays = array_list(scenario)
+    if args.print_crops is not None:
+        seq = samples(scenario, arrays)
+        for _ in range(args.print_crops):
+            g, lo, hi = next(seq)
+            print(json.dumps({"array": arrays[g]["name"], "lo": lo, "hi": hi}))
+        return
+    if not args.data:
+        p.error("--data is required")
+    global np, ts
+    import numpy as np
+    import tensorstore as ts
+    if scenario.get("latency"):
+        print("tensorstore_bench: note: the scenario's added store latency is not simulated", file=sys.stderr)
+    try:
+        thread_list = [int(t) for t in args.threads.split(",") if t.strip()]
+    except ValueError:
+        p.error(f"--threads must be comma-separated integers, got {args.threads!r}")
+    if not thread_list or min(thread_list) < 1:
+        p.error("--threads needs at least one count, each >= 1")
+    results = []
+    for n in thread_list:
+        r = run_threads(scenario, arrays, os.path.abspath(args.data), n, f"tensorstore {scenario['name']} threads={n}")
+        print(json.dumps(r), flush=True)
+        results.append(r)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
