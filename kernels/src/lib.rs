@@ -1,2 +1,57 @@
 //! GPU payloads: CUDA C kernels compiled with NVRTC at run time, and the nvCOMP binding.
-//! Not yet written; see DESIGN.md §2 "kernels".
+//!
+//! The kernels (`src/cuda/kernels.cu`, embedded with `include_str!`) are:
+//! - **assemble**: gather each decoded chunk's intersection box into the batch tensor and
+//!   cast it to `f32`, `bf16`, `f16` or copy it natively, bit for bit like the host
+//!   engine (`damacy::cast`); blosc byte and bit unshuffle are folded into the gather
+//!   (a shuffled chunk is read through an address map, so no unshuffled copy is made);
+//! - **fill**: write one element value over many boxes;
+//! - **unshuffle**: the same address map as a standalone pass over a whole chunk;
+//! - **memcpy**: many raw byte ranges in one launch;
+//! - **status reduction**: first failing chunk and failure count of a decode batch.
+//!
+//! Host-side descriptor packing ([`desc`]) and the nvCOMP library search ([`search`]) are
+//! always compiled and tested. Everything that touches CUDA lives behind the `cuda`
+//! feature: [`Kernels`] (the per-device compiled module and its typed launch wrappers),
+//! [`mem`] (small synchronous upload/download helpers) and [`nvcomp`] (batched zstd
+//! decode through a `dlopen`ed `libnvcomp.so`). Without the feature the crate is this
+//! host surface only, so the workspace builds on machines without CUDA.
+
+pub mod desc;
+pub mod error;
+pub mod search;
+mod sync;
+
+#[cfg(feature = "cuda")]
+pub mod mem;
+#[cfg(feature = "cuda")]
+mod module;
+#[cfg(feature = "cuda")]
+pub mod nvcomp;
+
+#[cfg(test)]
+mod tests;
+
+pub use desc::{
+    CopyRange, DeviceRange, FillBox, FillSpec, MAX_RANK, OutKind, PackedFill, PackedPlacement, Placement,
+    Shuffle, ShuffleSpec, SrcDtype, pack_fills, pack_placements,
+};
+pub use error::{Error, Result};
+#[cfg(feature = "cuda")]
+pub use module::{DecodeReport, Kernels};
+
+/// The CUDA C source of every kernel, compiled by NVRTC at run time.
+pub const KERNELS_CU: &str = include_str!("cuda/kernels.cu");
+
+/// Entry points that [`KERNELS_CU`] must define (checked by a host test, and looked up
+/// once per device when the module is loaded).
+pub const ENTRY_POINTS: [&str; 8] = [
+    "damacy_assemble_f32",
+    "damacy_assemble_bf16",
+    "damacy_assemble_f16",
+    "damacy_assemble_native",
+    "damacy_fill",
+    "damacy_unshuffle",
+    "damacy_memcpy",
+    "damacy_status_reduce",
+];

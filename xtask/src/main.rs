@@ -6,11 +6,16 @@
 //!   test command and what `.ci/run` runs.
 //! - `loom`: only the loom models (`--cfg damacy_loom`, release, preemption bound 2).
 //! - `fixtures`: regenerates `tests/data` with the pinned zarr-python script.
+//! - `gpu-bundle`: release GPU test binaries, the `damacy` CLI, nvCOMP and `run.sh` in
+//!   `target/gpu-bundle/` for the GPU host (see `gpu.rs`).
+//! - `test-gpu`: the GPU test suite through cargo, on a machine with a GPU.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod gpu;
 
 /// Crates that carry loom models under `cfg(damacy_loom)`.
 const LOOM_CRATES: &[&str] = &["prefetch-cache", "gpu-schedule"];
@@ -22,8 +27,10 @@ fn main() -> Result<()> {
         "test" => test(),
         "loom" => loom(),
         "fixtures" => fixtures(),
+        "gpu-bundle" => gpu::bundle(),
+        "test-gpu" => gpu::test_gpu(),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <test|loom|fixtures>");
+            println!("usage: cargo xtask <test|loom|fixtures|gpu-bundle|test-gpu>");
             Ok(())
         }
         other => bail!("unknown task `{other}`; run `cargo xtask help`"),

@@ -1,0 +1,3 @@
+mod host;
+#[cfg(feature = "cuda")]
+mod gpu;
