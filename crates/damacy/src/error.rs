@@ -98,6 +98,10 @@ pub enum SampleError {
     /// The array is valid zarr but uses a layout this loader does not read.
     #[error("{path}: unsupported: {what}")]
     Unsupported { path: PathBuf, what: &'static str },
+    /// Resolving the sample's metadata failed in a way not listed above (for example a
+    /// blosc compressor the engine cannot decode, or an empty shard).
+    #[error("{0}")]
+    Prefetch(Box<prefetch_cache::Error>),
     /// The sample touches more shards than `max_shards_per_sample`.
     #[error(
         "touches {shards} shards, more than max_shards_per_sample = {limit}; raise it or use smaller samples"

@@ -14,14 +14,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::path::PathBuf;
+
 use planner::{ArrayEntry, ArrayId, PlanLimits, SampleInput};
+use prefetch_cache::{PrefetchConfig, Prefetcher, ReadySample, SampleRequest};
 use zarr::DataType;
 
 use crate::batch::{Batch, Sample, SampleInfo};
 use crate::config::{Config, OnError, OutDtype};
 use crate::error::{Error, Result, SampleError};
 use crate::host::{ArrayFacts, BatchWork, JobKind, Progress, Scratch};
-use crate::resolve::Resolver;
+use crate::resolve::resolved;
 use crate::slots::{SlotLease, Slots};
 use crate::stats::{StatCounters, Stats};
 
@@ -72,8 +75,6 @@ struct Output {
 
 struct Shared {
     cfg: Config,
-    /// Where metadata comes from.
-    meta_store: Arc<dyn store::Store>,
     /// Where chunk data comes from.
     store: Arc<dyn store::Store>,
     slots: Arc<Slots>,
@@ -83,6 +84,20 @@ struct Shared {
     output_cv: Condvar,
     shutdown: AtomicBool,
     stats: StatCounters,
+    prefetcher: Prefetcher,
+    feed: Mutex<Feed>,
+    feed_cv: Condvar,
+    /// Prefetcher cache hits and misses at the last `reset_stats`.
+    cache_base: Mutex<(u64, u64)>,
+}
+
+/// Samples moved into the prefetcher's ring by the feeder and taken out by the
+/// coordinator; `done` once the input is closed and drained.
+#[derive(Debug, Default)]
+struct Feed {
+    fed: u64,
+    taken: u64,
+    done: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,6 +108,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Streams batches of crops; see the crate docs for the flow.
 pub struct Pipeline {
     shared: Arc<Shared>,
+    feeder: Option<JoinHandle<()>>,
     coordinator: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -148,9 +164,22 @@ impl Pipeline {
         let batch_bytes = usize::try_from(cfg.batch_elements()? * 8)
             .map_err(|_| Error::ConfigOverflow { knob: "sample_shape" })?;
         let slots = Arc::new(Slots::new(cfg.batches_in_flight, batch_bytes)?);
+        let mut pcfg = PrefetchConfig::for_batch(cfg.samples_per_batch);
+        pcfg.lookahead = cfg.effective_lookahead();
+        pcfg.max_shards_per_sample = cfg.max_shards_per_sample;
+        pcfg.fetch_threads = cfg.io_threads;
+        pcfg.size_caches();
+        pcfg.metadata_capacity = pcfg.metadata_capacity.max(cfg.metadata_cache_capacity);
+        pcfg.shard_index_capacity =
+            pcfg.shard_index_capacity.max(cfg.effective_shard_index_cache_capacity()?);
+        let prefetcher =
+            Prefetcher::new(Arc::clone(&meta_store), pcfg).map_err(|e| Error::Sample {
+                index: u64::MAX,
+                uri: PathBuf::new(),
+                source: Box::new(SampleError::Prefetch(Box::new(e))),
+            })?;
         let shared = Arc::new(Shared {
             cfg,
-            meta_store,
             store,
             slots,
             input: Mutex::new(Input::default()),
@@ -159,6 +188,10 @@ impl Pipeline {
             output_cv: Condvar::new(),
             shutdown: AtomicBool::new(false),
             stats: StatCounters::default(),
+            prefetcher,
+            feed: Mutex::new(Feed::default()),
+            feed_cv: Condvar::new(),
+            cache_base: Mutex::new((0, 0)),
         });
         let (tx, rx) = crossbeam_channel::unbounded::<(Arc<BatchWork<()>>, JobKind)>();
         let mut workers = Vec::new();
@@ -172,11 +205,16 @@ impl Pipeline {
             workers.push(h);
         }
         let sh = Arc::clone(&shared);
+        let feeder = std::thread::Builder::new()
+            .name("damacy-feeder".into())
+            .spawn(move || feeder(&sh))
+            .map_err(|e| Error::Spawn { name: "damacy-feeder", kind: e.kind() })?;
+        let sh = Arc::clone(&shared);
         let coordinator = std::thread::Builder::new()
             .name("damacy-coordinator".into())
             .spawn(move || coordinator(&sh, &tx))
             .map_err(|e| Error::Spawn { name: "damacy-coordinator", kind: e.kind() })?;
-        Ok(Self { shared, coordinator: Some(coordinator), workers })
+        Ok(Self { shared, feeder: Some(feeder), coordinator: Some(coordinator), workers })
     }
 
     /// The configuration in force.
@@ -313,11 +351,23 @@ impl Pipeline {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.shared.stats.snapshot(&self.shared.store.stats())
+        let mut s = self.shared.stats.snapshot(&self.shared.store.stats());
+        let (h, m) = self.cache_totals();
+        let base = *lock(&self.shared.cache_base);
+        s.cache_hits = h.saturating_sub(base.0);
+        s.cache_misses = m.saturating_sub(base.1);
+        s
+    }
+
+    fn cache_totals(&self) -> (u64, u64) {
+        let p = self.shared.prefetcher.stats();
+        let caches = [p.metadata, p.shard_index, p.layout];
+        (caches.iter().map(|c| c.hits).sum(), caches.iter().map(|c| c.misses).sum())
     }
 
     /// Zeroes the counters (for example after warm-up).
     pub fn reset_stats(&self) {
+        *lock(&self.shared.cache_base) = self.cache_totals();
         self.shared.stats.reset();
     }
 }
@@ -384,7 +434,16 @@ impl Drop for Pipeline {
         sh.shutdown.store(true, Ordering::Release);
         lock(&sh.input).closed = true;
         sh.input_cv.notify_all();
+        {
+            // Taken under the lock so a thread between its check and its wait cannot
+            // miss the wake-up.
+            let _f = lock(&sh.feed);
+            sh.feed_cv.notify_all();
+        }
         sh.slots.close();
+        if let Some(f) = self.feeder.take() {
+            let _ = f.join();
+        }
         if let Some(c) = self.coordinator.take() {
             let _ = c.join();
         }
@@ -396,54 +455,113 @@ impl Drop for Pipeline {
     }
 }
 
-/// Takes up to `n` samples in push order, blocking until `n` are available, the input is
-/// closed (a partial batch), or teardown. Returns `None` when nothing more will come.
-fn gather(sh: &Shared, n: usize, next_index: &mut u64) -> Option<Vec<(u64, Sample)>> {
-    let mut got = Vec::with_capacity(n);
-    let mut inp = lock(&sh.input);
+/// Takes the next sample from the input queue without blocking (pulling from a lazy
+/// source if that is what is in front).
+fn pull_one(inp: &mut Input) -> Option<Sample> {
+    loop {
+        match inp.queue.front_mut()? {
+            Pushed::One(_) => {
+                if let Some(Pushed::One(s)) = inp.queue.pop_front() {
+                    inp.queued_samples -= 1;
+                    return Some(s);
+                }
+            }
+            Pushed::Many(it) => match it.next() {
+                Some(s) => return Some(s),
+                None => {
+                    inp.queue.pop_front();
+                }
+            },
+        }
+    }
+}
+
+/// The feeder: moves samples from the input queue into the prefetcher's ring, in push
+/// order, as the ring has room. It waits on the feed condvar (not inside the
+/// prefetcher) when the ring is full, so teardown can always wake it.
+fn feeder(sh: &Shared) {
+    let mut held: Option<SampleRequest> = None;
     loop {
         if sh.shutdown.load(Ordering::Acquire) {
-            return None;
+            return;
         }
-        while got.len() < n {
-            match inp.queue.front_mut() {
-                Some(Pushed::One(_)) => {
-                    if let Some(Pushed::One(s)) = inp.queue.pop_front() {
-                        inp.queued_samples -= 1;
-                        got.push((*next_index, s));
-                        *next_index += 1;
+        let req = match held.take() {
+            Some(r) => r,
+            None => {
+                let mut inp = lock(&sh.input);
+                loop {
+                    if sh.shutdown.load(Ordering::Acquire) {
+                        return;
                     }
+                    if let Some(s) = pull_one(&mut inp) {
+                        break SampleRequest {
+                            uri: s.uri.to_string_lossy().as_ref().into(),
+                            lo: s.aabb.lo,
+                            hi: s.aabb.hi,
+                        };
+                    }
+                    if inp.closed {
+                        drop(inp);
+                        lock(&sh.feed).done = true;
+                        sh.feed_cv.notify_all();
+                        return;
+                    }
+                    inp = sh.input_cv.wait(inp).unwrap_or_else(|e| e.into_inner());
                 }
-                Some(Pushed::Many(it)) => match it.next() {
-                    Some(s) => {
-                        got.push((*next_index, s));
-                        *next_index += 1;
-                    }
-                    None => {
-                        inp.queue.pop_front();
-                    }
-                },
-                None => break,
+            }
+        };
+        match sh.prefetcher.try_push(req) {
+            Ok(_) => {
+                lock(&sh.feed).fed += 1;
+                sh.feed_cv.notify_all();
+            }
+            Err(req) => {
+                // The ring is full: wait until the coordinator takes samples.
+                let mut f = lock(&sh.feed);
+                let taken = f.taken;
+                while f.taken == taken && !sh.shutdown.load(Ordering::Acquire) {
+                    f = sh.feed_cv.wait(f).unwrap_or_else(|e| e.into_inner());
+                }
+                held = Some(req);
             }
         }
-        if got.len() == n || (inp.closed && inp.queue.is_empty()) {
-            break;
-        }
-        inp = sh.input_cv.wait(inp).unwrap_or_else(|e| e.into_inner());
     }
-    drop(inp);
-    (!got.is_empty()).then_some(got)
+}
+
+/// Takes the next `n` resolved samples in push order, blocking until they are ready or
+/// the input is exhausted (a partial batch). `None` when nothing more will come.
+fn gather(sh: &Shared, n: usize) -> Option<Vec<ReadySample>> {
+    let mut got = Vec::with_capacity(n);
+    loop {
+        {
+            let mut f = lock(&sh.feed);
+            while f.fed == f.taken && !f.done && !sh.shutdown.load(Ordering::Acquire) {
+                f = sh.feed_cv.wait(f).unwrap_or_else(|e| e.into_inner());
+            }
+            if sh.shutdown.load(Ordering::Acquire) {
+                return None;
+            }
+            if f.fed == f.taken {
+                // Input closed and every fed sample taken.
+                return (!got.is_empty()).then_some(got);
+            }
+        }
+        // The ring is not empty (only this thread takes), so this blocks until its front
+        // sample is resolved, then takes the ready prefix.
+        let ready = sh.prefetcher.wait_ready(n - got.len());
+        lock(&sh.feed).taken += ready.len() as u64;
+        sh.feed_cv.notify_all();
+        got.extend(ready);
+        if got.len() == n {
+            return Some(got);
+        }
+    }
 }
 
 fn coordinator(sh: &Shared, tx: &crossbeam_channel::Sender<(Arc<BatchWork<()>>, JobKind)>) {
-    let mut resolver = Resolver::new(
-        sh.cfg.metadata_cache_capacity,
-        sh.cfg.effective_shard_index_cache_capacity().unwrap_or(1 << 16),
-    );
-    let mut next_index = 0u64;
     let mut id = 0u64;
-    while let Some(samples) = gather(sh, sh.cfg.samples_per_batch, &mut next_index) {
-        let pending = build(sh, &mut resolver, id, samples, tx);
+    while let Some(samples) = gather(sh, sh.cfg.samples_per_batch) {
+        let pending = build(sh, id, samples, tx);
         id += 1;
         let stop = matches!(pending, Pending::Failed { error: Error::Closed, .. });
         lock(&sh.output).queue.push_back(pending);
@@ -459,17 +577,21 @@ fn coordinator(sh: &Shared, tx: &crossbeam_channel::Sender<(Arc<BatchWork<()>>, 
 /// Resolves, plans and dispatches one batch.
 fn build(
     sh: &Shared,
-    resolver: &mut Resolver,
     id: u64,
-    samples: Vec<(u64, Sample)>,
+    samples: Vec<ReadySample>,
     tx: &crossbeam_channel::Sender<(Arc<BatchWork<()>>, JobKind)>,
 ) -> Pending {
     let cfg = &sh.cfg;
     let t0 = Instant::now();
-    let infos: Vec<SampleInfo> = samples
-        .iter()
-        .map(|(index, s)| SampleInfo { index: *index, uri: s.uri.clone(), aabb: s.aabb.clone() })
-        .collect();
+    let mut infos = Vec::with_capacity(samples.len());
+    for r in &samples {
+        let req = &r.request;
+        // Boxes were validated by `Sample::new` before they were pushed.
+        let Ok(aabb) = zarr::Aabb::new(req.lo.clone(), req.hi.clone()) else {
+            return Pending::Failed { error: Error::Closed, lease: None };
+        };
+        infos.push(SampleInfo { index: r.seq, uri: PathBuf::from(&*req.uri), aabb });
+    }
     // Shape errors are the caller's mistake, not the data's: the batch fails whatever the
     // error policy.
     for info in &infos {
@@ -492,10 +614,8 @@ fn build(
     let mut early = Vec::new();
     let mut element: Option<DataType> = None;
     let mut fills = vec![Vec::new(); infos.len()];
-    let (h0, m0) = (resolver.hits, resolver.misses);
-    for (pos, (_, s)) in samples.iter().enumerate() {
-        let r = match resolver.resolve(&*sh.meta_store, &s.uri, &s.aabb, cfg.max_shards_per_sample)
-        {
+    for (pos, ready) in samples.into_iter().enumerate() {
+        let r = match resolved(ready.outcome) {
             Ok(r) => r,
             Err(e) => {
                 early.push((pos, e));
@@ -522,7 +642,7 @@ fn build(
         let a = match arrays.iter().position(|e| Arc::ptr_eq(&e.meta, &r.entry.meta)) {
             Some(a) => a,
             None => {
-                arrays.push((*r.entry).clone());
+                arrays.push(r.entry.clone());
                 facts.push(ArrayFacts::new(&r.entry, cfg.dtype));
                 arrays.len() - 1
             }
@@ -530,13 +650,11 @@ fn build(
         fills[pos] = facts[a].fill_out.clone();
         inputs.push(SampleInput {
             array: ArrayId(a as u32),
-            aabb: s.aabb.clone(),
+            aabb: infos[pos].aabb.clone(),
             shards: r.shards,
         });
         positions.push(pos);
     }
-    sh.stats.cache_hits.fetch_add(resolver.hits - h0, Ordering::Relaxed);
-    sh.stats.cache_misses.fetch_add(resolver.misses - m0, Ordering::Relaxed);
     let element = element.unwrap_or(DataType::Float32);
     let out_size = crate::cast::out_size(cfg.dtype, element);
     for f in &mut fills {

@@ -13,6 +13,9 @@ pub enum Error {
     /// The store failed reading `key`.
     #[error("reading {key:?}: {source}")]
     Store { key: String, source: store::Error },
+    /// The array is valid zarr but laid out so that shards cannot be read in place.
+    #[error("array {uri:?}: unsupported layout: {what}")]
+    UnsupportedLayout { uri: Arc<str>, what: &'static str },
     /// `zarr.json` does not parse, or its grid is invalid.
     #[error("array {uri:?}: invalid zarr.json: {source}")]
     Metadata { uri: Arc<str>, source: zarr::Error },

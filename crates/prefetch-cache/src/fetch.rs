@@ -63,6 +63,16 @@ pub fn fetch_metadata(store: &dyn Store, uri: &Arc<str>) -> Result<ArrayInfo, Er
     let geometry = ArrayGeometry::new(&meta).map_err(bad)?;
     if let ArrayToBytes::Sharding(s) = &meta.codecs.array_to_bytes {
         ShardIndex::validate_codecs(s).map_err(bad)?;
+        // A transpose before the shard or a compressor over the whole shard means the
+        // index cannot be read in place (and the inner grid is in transposed axes): the
+        // loader would have to decode whole shards for every crop. Refuse it here, before
+        // any shard is fetched, rather than report a misleading index error later.
+        if !meta.codecs.array_to_array.is_empty() || !meta.codecs.bytes_to_bytes.is_empty() {
+            return Err(Error::UnsupportedLayout {
+                uri: uri.clone(),
+                what: "codecs around sharding_indexed (put transpose and compressors inside the sharding codec)",
+            });
+        }
     }
     Ok(ArrayInfo { uri: uri.clone(), meta: Arc::new(meta), geometry: Arc::new(geometry) })
 }
