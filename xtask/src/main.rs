@@ -6,6 +6,8 @@
 //!   test command and what `.ci/run` runs.
 //! - `loom`: only the loom models (`--cfg damacy_loom`, release, preemption bound 2).
 //! - `fixtures`: regenerates `tests/data` with the pinned zarr-python script.
+//! - `bench-compare`: `damacy bench` against the tensorstore peer on one scenario
+//!   (see `compare.rs`).
 //! - `gpu-bundle`: release GPU test binaries, the `damacy` CLI, nvCOMP and `run.sh` in
 //!   `target/gpu-bundle/` for the GPU host (see `gpu.rs`).
 //! - `test-gpu`: the GPU test suite through cargo, on a machine with a GPU.
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod compare;
 
 mod gpu;
 
@@ -27,10 +31,14 @@ fn main() -> Result<()> {
         "test" => test(),
         "loom" => loom(),
         "fixtures" => fixtures(),
+        "bench-compare" => compare::run(&args[1..]),
         "gpu-bundle" => gpu::bundle(),
         "test-gpu" => gpu::test_gpu(),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <test|loom|fixtures|gpu-bundle|test-gpu>");
+            println!("usage: cargo xtask <test|loom|fixtures|gpu-bundle|test-gpu|bench-compare>");
+            println!(
+                "       cargo xtask bench-compare --scenario NAME|FILE.json [--threads 1,2,4,...] [--out DIR]"
+            );
             Ok(())
         }
         other => bail!("unknown task `{other}`; run `cargo xtask help`"),
