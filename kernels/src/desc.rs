@@ -251,7 +251,13 @@ fn product(index: usize, what: &'static str, v: &[u64]) -> Result<u64> {
 }
 
 /// Checks that `lo + extent` lies inside `shape` on every axis.
-fn check_box(index: usize, what: &'static str, shape: &[u64], lo: &[u64], ext: &[u64]) -> Result<()> {
+fn check_box(
+    index: usize,
+    what: &'static str,
+    shape: &[u64],
+    lo: &[u64],
+    ext: &[u64],
+) -> Result<()> {
     for a in 0..shape.len() {
         let hi = lo[a].checked_add(ext[a]).ok_or_else(|| overflow(index, "box corner"))?;
         if hi > shape[a] {
@@ -306,7 +312,10 @@ fn place_in_output(
             .and_then(|o| o.checked_add(last))
             .ok_or_else(|| overflow(index, "output offset"))?;
     }
-    let end = base.checked_add(last).and_then(|e| e.checked_add(1)).ok_or_else(|| overflow(index, "output end"))?;
+    let end = base
+        .checked_add(last)
+        .and_then(|e| e.checked_add(1))
+        .ok_or_else(|| overflow(index, "output end"))?;
     if end > out_elems {
         return Err(Error::OutOfOutput { index, end, len: out_elems });
     }
@@ -316,10 +325,12 @@ fn place_in_output(
 fn extent_u32(index: usize, ext: &[u64]) -> Result<([u32; MAX_RANK], u32)> {
     let mut e = [0u32; MAX_RANK];
     for (a, &x) in ext.iter().enumerate() {
-        e[a] = u32::try_from(x).map_err(|_| overflow(index, "box extent (kernels index with u32)"))?;
+        e[a] =
+            u32::try_from(x).map_err(|_| overflow(index, "box extent (kernels index with u32)"))?;
     }
     let count = product(index, "box size", ext)?;
-    let count = u32::try_from(count).map_err(|_| overflow(index, "box size (kernels index with u32)"))?;
+    let count =
+        u32::try_from(count).map_err(|_| overflow(index, "box size (kernels index with u32)"))?;
     Ok((e, count))
 }
 
@@ -374,9 +385,9 @@ pub fn pack_placements(
         let size = p.src_dtype.size() as u64;
         let nbytes = chunk_elems.checked_mul(size).ok_or_else(|| overflow(index, "chunk bytes"))?;
         let mut src_base = 0u64;
-        for a in 0..rank {
-            src_base = p.in_chunk_lo[a]
-                .checked_mul(cs[a])
+        for (lo, stride) in p.in_chunk_lo.iter().zip(&cs) {
+            src_base = lo
+                .checked_mul(*stride)
                 .and_then(|o| o.checked_add(src_base))
                 .ok_or_else(|| overflow(index, "chunk offset"))?;
         }
@@ -385,7 +396,7 @@ pub fn pack_placements(
         let (extent, count) = extent_u32(index, p.extent)?;
         match p.shuffle.shuffle {
             Shuffle::None => {
-                if p.src % size != 0 {
+                if !p.src.is_multiple_of(size) {
                     return Err(Error::Misaligned { index, addr: p.src, align: size });
                 }
             }
@@ -442,14 +453,22 @@ pub fn pack_fills(fills: &[FillSpec<'_>], value: &[u8], out_elems: u64) -> Resul
     let value = u64::from_le_bytes(v);
     let mut packed = Vec::with_capacity(fills.len());
     for (index, f) in fills.iter().enumerate() {
-        let rank = check_ranks(index, &[f.sample_shape.len(), f.in_sample_lo.len(), f.extent.len()])?;
+        let rank =
+            check_ranks(index, &[f.sample_shape.len(), f.in_sample_lo.len(), f.extent.len()])?;
         if rank == 0 {
             return Err(Error::BadBox { index, what: "rank 0", axis: 0, value: 0, limit: 1 });
         }
         let (dst_base, ds) =
             place_in_output(index, f.sample, f.sample_shape, f.in_sample_lo, f.extent, out_elems)?;
         let (extent, count) = extent_u32(index, f.extent)?;
-        packed.push(PackedFill { dst_base, value, rank: rank as u32, count, extent, dst_stride: ds });
+        packed.push(PackedFill {
+            dst_base,
+            value,
+            rank: rank as u32,
+            count,
+            extent,
+            dst_stride: ds,
+        });
     }
     Ok(packed)
 }

@@ -104,7 +104,9 @@ pub enum Error {
     },
     /// A call into the CUDA or NVRTC binding panicked (a symbol missing from an old
     /// driver, or no libnvrtc).
-    #[error("{kernel}: {call} panicked inside the CUDA binding (is libnvrtc/the driver missing or too old?)")]
+    #[error(
+        "{kernel}: {call} panicked inside the CUDA binding (is libnvrtc/the driver missing or too old?)"
+    )]
     Panicked {
         /// The kernel or operation.
         kernel: &'static str,
@@ -144,7 +146,9 @@ pub enum Error {
         status: i32,
     },
     /// A decode batch is larger than the decoder was sized for.
-    #[error("nvCOMP batch of {chunks} chunks (largest {max_chunk_bytes} bytes) exceeds the decoder's {limit_chunks} chunks of {limit_chunk_bytes} bytes")]
+    #[error(
+        "nvCOMP batch of {chunks} chunks (largest {max_chunk_bytes} bytes) exceeds the decoder's {limit_chunks} chunks of {limit_chunk_bytes} bytes"
+    )]
     BatchTooLarge {
         /// Chunks in the batch.
         chunks: usize,

@@ -20,6 +20,7 @@
 pub mod desc;
 pub mod error;
 pub mod search;
+#[cfg(feature = "cuda")]
 mod sync;
 
 #[cfg(feature = "cuda")]
@@ -33,8 +34,8 @@ pub mod nvcomp;
 mod tests;
 
 pub use desc::{
-    CopyRange, DeviceRange, FillBox, FillSpec, MAX_RANK, OutKind, PackedFill, PackedPlacement, Placement,
-    Shuffle, ShuffleSpec, SrcDtype, pack_fills, pack_placements,
+    CopyRange, DeviceRange, FillBox, FillSpec, MAX_RANK, OutKind, PackedFill, PackedPlacement,
+    Placement, Shuffle, ShuffleSpec, SrcDtype, pack_fills, pack_placements,
 };
 pub use error::{Error, Result};
 #[cfg(feature = "cuda")]

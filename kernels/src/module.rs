@@ -132,8 +132,9 @@ impl Kernels {
     }
 
     fn compile(ctx: &Arc<CudaContext>) -> Result<Self> {
-        let (major, minor) =
-            guarded("module", "cuDeviceGetAttribute(compute capability)", || ctx.compute_capability())?;
+        let (major, minor) = guarded("module", "cuDeviceGetAttribute(compute capability)", || {
+            ctx.compute_capability()
+        })?;
         let arch = arch_option(major, minor);
         let opts = CompileOptions {
             options: vec![arch.clone(), "--std=c++17".into()],
@@ -146,7 +147,9 @@ impl Kernels {
                 return Err(Error::Compile { arch, log: log.to_string_lossy().into_owned() });
             }
             Ok(Err(e)) => return Err(Error::Compile { arch, log: format!("{e:?}") }),
-            Err(_) => return Err(Error::Panicked { kernel: "module", call: "nvrtcCompileProgram" }),
+            Err(_) => {
+                return Err(Error::Panicked { kernel: "module", call: "nvrtcCompileProgram" });
+            }
         };
         let module = guarded("module", "cuModuleLoadData", || ctx.load_module(ptx))?;
         let mut functions = Vec::with_capacity(ENTRY_POINTS.len());
@@ -232,7 +235,7 @@ impl Kernels {
             OutKind::Native => SrcDtype::F64.size() as u64,
             other => other.size(SrcDtype::U8) as u64,
         };
-        if dst.ptr() % align != 0 {
+        if !dst.ptr().is_multiple_of(align) {
             return Err(Error::Misaligned { index: 0, addr: dst.ptr(), align });
         }
         if count == 0 {
@@ -277,8 +280,12 @@ impl Kernels {
             });
         }
         need(name, "fill boxes", boxes, bytes_for(name, count, size_of::<PackedFill>())?)?;
-        if dst.ptr() % u64::from(elem_size) != 0 {
-            return Err(Error::Misaligned { index: 0, addr: dst.ptr(), align: u64::from(elem_size) });
+        if !dst.ptr().is_multiple_of(u64::from(elem_size)) {
+            return Err(Error::Misaligned {
+                index: 0,
+                addr: dst.ptr(),
+                align: u64::from(elem_size),
+            });
         }
         if count == 0 {
             return Ok(());
@@ -313,7 +320,11 @@ impl Kernels {
         need(name, "source", src, nbytes)?;
         need(name, "destination", dst, nbytes)?;
         if spec.typesize == 0 || spec.blocksize == 0 {
-            return Err(Error::BadShuffle { index: 0, typesize: spec.typesize, blocksize: spec.blocksize });
+            return Err(Error::BadShuffle {
+                index: 0,
+                typesize: spec.typesize,
+                blocksize: spec.blocksize,
+            });
         }
         if nbytes == 0 {
             return Ok(());
@@ -381,7 +392,7 @@ impl Kernels {
         need(name, "actual sizes", actual, bytes_for(name, count, 8)?)?;
         need(name, "expected sizes", expected, bytes_for(name, count, 8)?)?;
         need(name, "report", report, DecodeReport::BYTES)?;
-        if report.ptr() % 4 != 0 {
+        if !report.ptr().is_multiple_of(4) {
             return Err(Error::Misaligned { index: 0, addr: report.ptr(), align: 4 });
         }
         guarded(name, "cuCtxSetCurrent", || self.ctx.bind_to_thread())?;

@@ -298,7 +298,14 @@ impl ZstdDecoder {
         let temp_bytes = lib.temp_size(max_chunks, max_chunk_bytes)?;
         // cuMemAlloc aligns to 256 bytes, beyond nvCOMP's temp alignment.
         let temp = backend.alloc_device(temp_bytes)?;
-        Ok(Self { lib, ctx: Arc::clone(backend.context()), temp, temp_bytes, max_chunks, max_chunk_bytes })
+        Ok(Self {
+            lib,
+            ctx: Arc::clone(backend.context()),
+            temp,
+            temp_bytes,
+            max_chunks,
+            max_chunk_bytes,
+        })
     }
 
     /// Bytes of device memory the decoder holds.
@@ -346,7 +353,12 @@ impl ZstdDecoder {
         for (what, range, size) in arrays {
             let needed = n.saturating_mul(size);
             if range.len() < needed {
-                return Err(Error::BufferTooSmall { kernel: "nvcomp zstd decode", what, needed, len: range.len() });
+                return Err(Error::BufferTooSmall {
+                    kernel: "nvcomp zstd decode",
+                    what,
+                    needed,
+                    len: range.len(),
+                });
             }
         }
         if batch.chunks == 0 {

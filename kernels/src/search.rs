@@ -55,7 +55,9 @@ impl SearchInputs {
             let mut pys: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok())
                 .map(|e| e.path())
-                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("python3")))
+                .filter(|p| {
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("python3"))
+                })
                 .collect();
             pys.sort();
             for py in pys {

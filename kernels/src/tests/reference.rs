@@ -1,0 +1,219 @@
+//! Host references for the GPU tests: the casts ported bit for bit from
+//! `crates/damacy/src/cast.rs`, the host scatter and fill, and a small deterministic RNG.
+
+use crate::desc::{OutKind, SrcDtype};
+
+pub(crate) fn f32_to_bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return 0x7fc0 | ((bits >> 16) as u16 & 0x8000);
+    }
+    let lsb = (bits >> 16) & 1;
+    (bits.wrapping_add(0x7fff + lsb) >> 16) as u16
+}
+
+pub(crate) fn f32_to_f16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    if x.is_nan() {
+        return sign | 0x7e00;
+    }
+    let exp = ((bits >> 23) & 0xff) as i32;
+    let man = bits & 0x007f_ffff;
+    let e = exp - 127 + 15;
+    if exp == 0xff || e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = man | 0x0080_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let rem = m & ((1u32 << shift) - 1);
+        let mut h = m >> shift;
+        if rem > half || (rem == half && (h & 1) == 1) {
+            h += 1;
+        }
+        return sign | h as u16;
+    }
+    let mut h = ((e as u32) << 10) | (man >> 13);
+    let rem = man & 0x1fff;
+    if rem > 0x1000 || (rem == 0x1000 && (h & 1) == 1) {
+        h += 1;
+    }
+    sign | h as u16
+}
+
+fn load_f32(src: SrcDtype, b: &[u8]) -> f32 {
+    macro_rules! ne {
+        ($t:ty) => {{
+            let mut a = [0u8; std::mem::size_of::<$t>()];
+            a.copy_from_slice(b);
+            <$t>::from_ne_bytes(a)
+        }};
+    }
+    match src {
+        SrcDtype::Bool => f32::from(u8::from(b[0] != 0)),
+        SrcDtype::I8 => f32::from(ne!(i8)),
+        SrcDtype::U8 => f32::from(ne!(u8)),
+        SrcDtype::I16 => f32::from(ne!(i16)),
+        SrcDtype::U16 => f32::from(ne!(u16)),
+        SrcDtype::I32 => ne!(i32) as f32,
+        SrcDtype::U32 => ne!(u32) as f32,
+        SrcDtype::I64 => ne!(i64) as f32,
+        SrcDtype::U64 => ne!(u64) as f32,
+        SrcDtype::F16 => half::f16::from_bits(ne!(u16)).to_f32(),
+        SrcDtype::Bf16 => f32::from_bits(u32::from(ne!(u16)) << 16),
+        SrcDtype::F32 => ne!(f32),
+        SrcDtype::F64 => ne!(f64) as f32,
+    }
+}
+
+/// `cast_run` of the host engine.
+pub(crate) fn cast_run(src_t: SrcDtype, out: OutKind, src: &[u8], dst: &mut [u8]) {
+    let s = src_t.size();
+    match out {
+        OutKind::Native => dst.copy_from_slice(src),
+        OutKind::F32 => {
+            for (d, v) in dst.chunks_exact_mut(4).zip(src.chunks_exact(s)) {
+                d.copy_from_slice(&load_f32(src_t, v).to_ne_bytes());
+            }
+        }
+        OutKind::Bf16 => {
+            for (d, v) in dst.chunks_exact_mut(2).zip(src.chunks_exact(s)) {
+                d.copy_from_slice(&f32_to_bf16_bits(load_f32(src_t, v)).to_ne_bytes());
+            }
+        }
+        OutKind::F16 => {
+            for (d, v) in dst.chunks_exact_mut(2).zip(src.chunks_exact(s)) {
+                d.copy_from_slice(&f32_to_f16_bits(load_f32(src_t, v)).to_ne_bytes());
+            }
+        }
+    }
+}
+
+pub(crate) fn strides(shape: &[u64]) -> Vec<u64> {
+    let mut s = vec![1u64; shape.len()];
+    for a in (0..shape.len().saturating_sub(1)).rev() {
+        s[a] = s[a + 1] * shape[a + 1];
+    }
+    s
+}
+
+/// Every element coordinate of a box of extent `ext`, in C order.
+pub(crate) fn box_coords(ext: &[u64]) -> Vec<Vec<u64>> {
+    let total: u64 = ext.iter().product();
+    let mut out = Vec::with_capacity(total as usize);
+    for mut e in 0..total {
+        let mut c = vec![0u64; ext.len()];
+        for a in (0..ext.len()).rev() {
+            c[a] = e % ext[a];
+            e /= ext[a];
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The host scatter of one chunk box into sample `sample` of a `[N, ...sample_shape]`
+/// output (element by element: the simplest possible statement of the semantics).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scatter(
+    src_t: SrcDtype,
+    out: OutKind,
+    chunk: &[u8],
+    chunk_shape: &[u64],
+    in_chunk_lo: &[u64],
+    sample: u64,
+    sample_shape: &[u64],
+    in_sample_lo: &[u64],
+    ext: &[u64],
+    dst: &mut [u8],
+) {
+    let (s, o) = (src_t.size(), out.size(src_t));
+    let (cs, ss) = (strides(chunk_shape), strides(sample_shape));
+    let sample_elems: u64 = sample_shape.iter().product();
+    for c in box_coords(ext) {
+        let mut si = 0u64;
+        let mut di = sample * sample_elems;
+        for a in 0..c.len() {
+            si += (in_chunk_lo[a] + c[a]) * cs[a];
+            di += (in_sample_lo[a] + c[a]) * ss[a];
+        }
+        let (si, di) = (si as usize, di as usize);
+        cast_run(src_t, out, &chunk[si * s..(si + 1) * s], &mut dst[di * o..(di + 1) * o]);
+    }
+}
+
+/// xorshift64*: deterministic bytes for test data.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+
+    /// Element bytes that exercise every cast path: random bit patterns, plus special
+    /// values (NaN with payloads, infinities, ties, subnormals) for the float types.
+    pub(crate) fn elements(&mut self, t: SrcDtype, n: usize) -> Vec<u8> {
+        let specials: &[u64] = match t {
+            SrcDtype::F16 => &[0x7c00, 0xfc00, 0x7c01, 0xfe00, 0x0001, 0x8000, 0x7bff, 0x3c00],
+            SrcDtype::Bf16 => &[0x7f80, 0xff80, 0x7f81, 0xffc1, 0x0001, 0x8000, 0x3f80],
+            SrcDtype::F32 => &[
+                0x7f80_0000,
+                0xff80_0000,
+                0x7f80_0001,
+                0xffc0_1234,
+                0x3f80_8000,
+                0x3f81_8000,
+                0x477f_f000,
+                0x4780_0000,
+                0x3380_0000,
+                0x0000_0001,
+                0x8000_0000,
+            ],
+            SrcDtype::F64 => &[
+                0x7ff0_0000_0000_0000,
+                0x7ff0_0000_0000_0001,
+                0xfff8_1234_5678_9abc,
+                0x3ff0_0000_1000_0000,
+                0x3ff0_0000_3000_0000,
+                0x0000_0000_0000_0001,
+            ],
+            SrcDtype::I32 => &[16_777_217, 0x7fff_ffff, 0x8000_0000],
+            SrcDtype::U64 | SrcDtype::I64 => &[u64::MAX, 1 << 63, (1 << 53) + 1, (1 << 24) + 1],
+            SrcDtype::Bool => &[0, 1, 2, 255],
+            _ => &[],
+        };
+        let size = t.size();
+        let mut out = Vec::with_capacity(n * size);
+        for i in 0..n {
+            let v = if !specials.is_empty() && self.below(4) == 0 {
+                specials[i % specials.len()]
+            } else {
+                self.next_u64()
+            };
+            out.extend_from_slice(&v.to_le_bytes()[..size]);
+        }
+        out
+    }
+}
