@@ -1,0 +1,220 @@
+//! The `damacy` binary, run as a user would: exit codes, stderr, files written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn damacy(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_damacy"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run damacy")
+}
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
+}
+
+fn stderr_lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn read_writes_the_crop_as_npy_equal_to_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tests::manifest::Manifest::load().unwrap();
+    for name in
+        ["shard_end_u16_zstd", "blosc_zstd_bitshuffle_u16", "bytes_be_f64_zstd", "keys_v2_dot_i16"]
+    {
+        let a = manifest.array(name).unwrap();
+        let crop = &a.crops[1];
+        let aabb: Vec<String> =
+            crop.lo.iter().zip(&crop.hi).map(|(l, h)| format!("{l}:{h}")).collect();
+        let out = dir.path().join(format!("{name}.npy"));
+        let o = damacy(
+            &[
+                "read",
+                data().join(&a.path).to_str().unwrap(),
+                "--aabb",
+                &aabb.join(","),
+                "--dtype",
+                "native",
+                "--backend",
+                "host",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert!(o.status.success(), "{name}: {:?}", stderr_lines(&o));
+        let got = tests::npy::Npy::read(&out).unwrap();
+        let want = tests::npy::Npy::read(&data().join(&crop.npy)).unwrap();
+        assert_eq!(got.shape, want.shape, "{name}");
+        assert_eq!(got.data_type, want.data_type, "{name}");
+        assert_eq!(got.data, want.data, "{name}");
+    }
+}
+
+#[test]
+fn read_as_f32_casts() {
+    let dir = tempfile::tempdir().unwrap();
+    let arr = data().join("zarr/zstd_u16");
+    let out = dir.path().join("x.npy");
+    let o = damacy(
+        &[
+            "read",
+            arr.to_str().unwrap(),
+            "--aabb",
+            "0:2,0:3,0:4",
+            "--dtype",
+            "f32",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    let got = tests::npy::Npy::read(&out).unwrap();
+    assert_eq!(got.shape, vec![2, 3, 4]);
+    assert_eq!(got.data_type, zarr::DataType::Float32);
+}
+
+/// Each failure: exit code 1, exactly one line on stderr, naming the problem.
+#[test]
+fn failures_exit_nonzero_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // A copy of a fixture with one chunk overwritten: a decode error.
+    let arr = dir.path().join("broken");
+    std::fs::create_dir_all(arr.join("c/0/0")).unwrap();
+    std::fs::copy(data().join("zarr/zstd_u16/zarr.json"), arr.join("zarr.json")).unwrap();
+    std::fs::write(arr.join("c/0/0/0"), b"this is not a zstd frame").unwrap();
+    let out = dir.path().join("o.npy");
+    let o_str = out.to_str().unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "read".into(),
+                arr.to_string_lossy().into(),
+                "--aabb".into(),
+                "0:4,0:4,0:4".into(),
+                "--out".into(),
+                o_str.into(),
+            ],
+            "decode",
+        ),
+        (
+            vec![
+                "read".into(),
+                "/nonexistent/a.zarr".into(),
+                "--aabb".into(),
+                "0:4".into(),
+                "--out".into(),
+                o_str.into(),
+            ],
+            "not found",
+        ),
+        (
+            vec![
+                "read".into(),
+                arr.to_string_lossy().into(),
+                "--aabb".into(),
+                "0:4,0:4,0:99".into(),
+                "--out".into(),
+                o_str.into(),
+            ],
+            "outside",
+        ),
+        (
+            vec![
+                "read".into(),
+                arr.to_string_lossy().into(),
+                "--aabb".into(),
+                "4:2".into(),
+                "--out".into(),
+                o_str.into(),
+            ],
+            "empty range",
+        ),
+        (
+            vec![
+                "read".into(),
+                data().join("zarr/v2_array").to_string_lossy().into(),
+                "--aabb".into(),
+                "0:1".into(),
+                "--out".into(),
+                o_str.into(),
+            ],
+            "not found",
+        ),
+        (
+            vec!["inspect".into(), data().join("zarr/v2_array").to_string_lossy().into()],
+            "not found",
+        ),
+        (vec!["bench".into(), "--scenario".into(), "no-such-scenario".into()], "no-such-scenario"),
+    ];
+    for (args, word) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = damacy(&args, dir.path());
+        let lines = stderr_lines(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {lines:?}");
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        assert!(lines[0].starts_with("damacy: error: "), "{lines:?}");
+        assert!(lines[0].contains(word), "{args:?}: `{word}` not in {lines:?}");
+    }
+    assert!(!out.exists(), "no output file on failure");
+}
+
+#[test]
+fn inspect_reports_shape_dtype_and_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = damacy(
+        &["inspect", data().join("zarr/shard_missing_u16").to_str().unwrap(), "--json"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["shape"], serde_json::json!([40, 40]));
+    assert_eq!(v["dtype"], "uint16");
+    assert_eq!(v["sharded"], true);
+    let total = v["shards_total"].as_u64().unwrap();
+    let present = v["shards_present"].as_u64().unwrap();
+    assert!(present < total, "the fixture has missing shards: {present} of {total}");
+}
+
+#[test]
+fn bench_smoke_runs_and_reports_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let o = damacy(
+        &[
+            "bench",
+            "--scenario",
+            "smoke",
+            "--data",
+            "d",
+            "--threads",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    assert!(stdout.contains("Gvox/s"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["scenario"], "smoke");
+    assert!(r["gvox_per_s"].as_f64().unwrap() > 0.0);
+    assert!(r["decode_amplification"].as_f64().unwrap() >= 1.0);
+    assert_eq!(r["samples"].as_u64().unwrap(), 4 * 4);
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["bench", "read", "inspect", "gen"] {
+        let o = damacy(&[sub, "--help"], dir.path());
+        assert!(o.status.success(), "{sub}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"), "{sub}");
+    }
+}
