@@ -80,7 +80,10 @@ impl DataType {
 
     /// True for the floating-point types.
     pub fn is_float(self) -> bool {
-        matches!(self, DataType::Float16 | DataType::BFloat16 | DataType::Float32 | DataType::Float64)
+        matches!(
+            self,
+            DataType::Float16 | DataType::BFloat16 | DataType::Float32 | DataType::Float64
+        )
     }
 }
 

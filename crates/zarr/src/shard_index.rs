@@ -156,7 +156,12 @@ impl ShardIndex {
                         .checked_add(nbytes)
                         .is_some_and(|end| offset >= data_lo && end <= data_hi);
                     if !inside {
-                        return Err(Error::IndexEntryOutOfRange { entry, offset, nbytes, shard_len });
+                        return Err(Error::IndexEntryOutOfRange {
+                            entry,
+                            offset,
+                            nbytes,
+                            shard_len,
+                        });
                     }
                     ChunkLocation::Range { offset, nbytes }
                 }
