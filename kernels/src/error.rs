@@ -145,6 +145,16 @@ pub enum Error {
         /// The `nvcompStatus_t` value.
         status: i32,
     },
+    /// A zstd frame failed the host-side check that guards nvCOMP.
+    #[error("zstd frame: {reason} at byte {offset} (value {value})")]
+    ZstdFrame {
+        /// What is wrong.
+        reason: &'static str,
+        /// Byte offset in the frame.
+        offset: usize,
+        /// The offending value.
+        value: u64,
+    },
     /// A decode batch is larger than the decoder was sized for.
     #[error(
         "nvCOMP batch of {chunks} chunks (largest {max_chunk_bytes} bytes) exceeds the decoder's {limit_chunks} chunks of {limit_chunk_bytes} bytes"

@@ -22,6 +22,7 @@ pub mod error;
 pub mod search;
 #[cfg(feature = "cuda")]
 mod sync;
+pub mod zstd_frame;
 
 #[cfg(feature = "cuda")]
 pub mod mem;
@@ -40,6 +41,7 @@ pub use desc::{
 pub use error::{Error, Result};
 #[cfg(feature = "cuda")]
 pub use module::{DecodeReport, Kernels};
+pub use zstd_frame::check_zstd_frame;
 
 /// The CUDA C source of every kernel, compiled by NVRTC at run time.
 pub const KERNELS_CU: &str = include_str!("cuda/kernels.cu");

@@ -596,11 +596,12 @@ fn nvcomp_decodes_a_batch_of_2048_chunks_of_256_kib_gpu() {
     }
 }
 
-// The two fault tests are named to run last of the GPU tests (libtest orders by name):
-// corrupt input is undefined behaviour by nvCOMP's contract, so a sticky device error
-// there must not take the other tests down with it. (A broken zstd magic number is not
-// one of them: nvCOMP 6.0 decodes such a frame with success, seen on the H200; the engine
-// should check the magic on the host, where the bytes are staged anyway.)
+// Fault tests. nvCOMP 6.0.0.12 does not validate frames (seen on the H200: a broken magic
+// decoded with success, an oversized frame wrote past its output into the next chunk's,
+// a truncated frame faulted the context), so corrupt frames are caught on the host by
+// `check_zstd_frame` and never reach nvCOMP; a rejected frame is replaced by a frame of
+// one byte, which fails the status reduction's size check. Named
+// `zstd_*` to run last of the GPU tests (libtest orders by name).
 
 /// Runs a 64-chunk batch in which only chunk `bad` was tampered with by `tamper`, and
 /// checks that exactly that chunk is reported and every other decodes correctly.
@@ -610,13 +611,13 @@ fn one_bad_chunk(seed: u64, bad: usize, tamper: impl FnOnce(&mut Vec<u8>)) {
     let chunk_bytes = 64 << 10;
     let (plain, mut comp) = zstd_chunks(&mut rng, 64, chunk_bytes);
     tamper(&mut comp[bad]);
+    let rejected: Vec<usize> = (0..comp.len())
+        .filter(|&i| crate::check_zstd_frame(&comp[i], chunk_bytes as u64).is_err())
+        .collect();
+    assert_eq!(rejected, vec![bad]);
+    comp[bad] = zstd::bulk::compress(&[0], 3).expect("stand-in frame");
     let d = nvcomp_decode(&g, &comp, chunk_bytes);
-    assert!(
-        d.statuses[bad] != 0 || d.actual[bad] != chunk_bytes as u64,
-        "chunk {bad} passed: status {}, {} bytes",
-        d.statuses[bad],
-        d.actual[bad]
-    );
+    assert_eq!((d.statuses[bad], d.actual[bad]), (0, 1), "the stand-in decodes to one byte");
     assert_eq!(d.report, DecodeReport { first_failing: Some(bad as u32), failures: 1 });
     for (i, p) in plain.iter().enumerate().filter(|(i, _)| *i != bad) {
         assert_eq!(d.statuses[i], 0, "chunk {i}");
@@ -625,9 +626,12 @@ fn one_bad_chunk(seed: u64, bad: usize, tamper: impl FnOnce(&mut Vec<u8>)) {
 }
 
 #[test]
+fn zstd_broken_magic_fails_only_its_chunk_gpu() {
+    one_bad_chunk(7, 3, |frame| frame[..4].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]));
+}
+
+#[test]
 fn zstd_oversized_frame_fails_only_its_chunk_gpu() {
-    // A frame that decodes to twice the chunk's size: nvCOMP documents an error status
-    // when the output buffer is too small.
     one_bad_chunk(8, 17, |frame| {
         let mut rng = Rng::new(99);
         let (_, big) = zstd_chunks(&mut rng, 1, 128 << 10);

@@ -329,3 +329,56 @@ fn without_a_driver_the_errors_are_typed() {
         Err(e) => panic!("unexpected {e}"),
     }
 }
+
+#[test]
+fn zstd_frame_check_accepts_real_frames_and_names_each_fault() {
+    use crate::zstd_frame::check_zstd_frame;
+    let mut rng = Rng::new(11);
+    // Compressible, incompressible (raw blocks), and run-length data, several block counts.
+    let payloads: Vec<Vec<u8>> = vec![
+        (0..300_000u32).map(|i| (i % 251) as u8 ^ (rng.below(3) as u8)).collect(),
+        rng.bytes(200_000),
+        vec![7u8; 500_000],
+        vec![1, 2, 3],
+        Vec::new(),
+    ];
+    for p in &payloads {
+        for level in [1, 3, 19] {
+            let frame = zstd::bulk::compress(p, level).unwrap();
+            assert_eq!(
+                check_zstd_frame(&frame, p.len() as u64),
+                Ok(()),
+                "len {} level {level}",
+                p.len()
+            );
+            let reason = |f: &[u8], n: u64| match check_zstd_frame(f, n) {
+                Err(Error::ZstdFrame { reason, .. }) => reason,
+                other => panic!("expected a fault, got {other:?}"),
+            };
+            assert_eq!(reason(&frame, p.len() as u64 + 1), "content size differs from the chunk's");
+            let mut bad = frame.clone();
+            bad[0] ^= 0xff;
+            assert_eq!(reason(&bad, p.len() as u64), "not a zstd frame (magic)");
+            let half = &frame[..frame.len() / 2];
+            assert!(check_zstd_frame(half, p.len() as u64).is_err(), "truncated len {}", p.len());
+            let mut long = frame.clone();
+            long.push(0);
+            assert!(check_zstd_frame(&long, p.len() as u64).is_err());
+        }
+    }
+    // With a checksum the 4 trailing bytes belong to the frame.
+    let mut c = zstd::bulk::Compressor::new(3).unwrap();
+    c.include_checksum(true).unwrap();
+    let frame = c.compress(&payloads[0]).unwrap();
+    assert_eq!(check_zstd_frame(&frame, payloads[0].len() as u64), Ok(()));
+    // No content size declared: refused (nvCOMP could not be held to the chunk's size).
+    let mut c = zstd::bulk::Compressor::new(3).unwrap();
+    c.include_contentsize(false).unwrap();
+    let frame = c.compress(&payloads[0]).unwrap();
+    assert!(matches!(
+        check_zstd_frame(&frame, payloads[0].len() as u64),
+        Err(Error::ZstdFrame { reason: "frame declares no content size", .. })
+    ));
+    assert!(check_zstd_frame(&[], 0).is_err());
+    assert!(check_zstd_frame(&[0x28, 0xb5, 0x2f, 0xfd], 0).is_err());
+}
