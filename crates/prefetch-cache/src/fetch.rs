@@ -54,6 +54,13 @@ pub fn fetch_metadata(store: &dyn Store, uri: &Arc<str>) -> Result<ArrayInfo, Er
     let bytes = match store.read_all(&key) {
         Ok(b) => b,
         Err(e) if e.is_not_found() => {
+            // A zarr v2 array has `.zarray` instead: say so rather than "not found".
+            if let Ok(Some(_)) = store.stat(&join_key(uri, ".zarray")) {
+                return Err(Error::Metadata {
+                    uri: uri.clone(),
+                    source: zarr::Error::UnsupportedFormat { zarr_format: 2 },
+                });
+            }
             return Err(Error::MetadataNotFound { uri: uri.clone(), key });
         }
         Err(e) => return Err(store_err(&key)(e)),

@@ -46,6 +46,30 @@ fn missing_and_invalid_metadata_are_distinct_errors() {
 }
 
 #[test]
+fn a_zarr_v2_array_is_reported_as_unsupported_format_not_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fs_store(dir.path());
+    write_file(dir.path(), "v2/.zarray", br#"{"zarr_format": 2}"#);
+    assert!(matches!(
+        fetch_metadata(&*store, &Arc::from("v2")),
+        Err(Error::Metadata { source: zarr::Error::UnsupportedFormat { zarr_format: 2 }, .. })
+    ));
+}
+
+#[test]
+fn codecs_around_sharding_are_refused_before_any_shard_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fs_store(dir.path());
+    let mut meta = raw_sharded_meta();
+    meta.codecs.bytes_to_bytes.push(zarr::BytesToBytes::Crc32c);
+    write_meta(dir.path(), "outer", &meta);
+    assert!(matches!(
+        fetch_metadata(&*store, &Arc::from("outer")),
+        Err(Error::UnsupportedLayout { .. })
+    ));
+}
+
+#[test]
 fn shard_present_absent_and_unsharded_whole() {
     let meta = raw_sharded_meta();
     let (dir, store, info) = setup(&meta);
