@@ -150,8 +150,17 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the chain of causes joined, outermost first.
-            let msg = e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ");
+            // One line: the chain of causes, outermost first, skipping any cause whose
+            // text the message already carries (the library's errors embed their causes).
+            let mut msg = String::new();
+            for cause in e.chain().map(ToString::to_string) {
+                if !msg.contains(&cause) {
+                    if !msg.is_empty() {
+                        msg.push_str(": ");
+                    }
+                    msg.push_str(&cause);
+                }
+            }
             eprintln!("damacy: error: {msg}");
             ExitCode::FAILURE
         }

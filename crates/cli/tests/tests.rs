@@ -144,11 +144,11 @@ fn failures_exit_nonzero_with_one_line() {
                 "--out".into(),
                 o_str.into(),
             ],
-            "not found",
+            "zarr format 2",
         ),
         (
             vec!["inspect".into(), data().join("zarr/v2_array").to_string_lossy().into()],
-            "not found",
+            "zarr format 2",
         ),
         (vec!["bench".into(), "--scenario".into(), "no-such-scenario".into()], "no-such-scenario"),
     ];
@@ -160,6 +160,13 @@ fn failures_exit_nonzero_with_one_line() {
         assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
         assert!(lines[0].starts_with("damacy: error: "), "{lines:?}");
         assert!(lines[0].contains(word), "{args:?}: `{word}` not in {lines:?}");
+        // No cause is repeated in the line.
+        let parts: Vec<&str> = lines[0].split(": ").collect();
+        let mut seen = std::collections::HashSet::new();
+        assert!(
+            parts.iter().all(|p| p.len() < 12 || seen.insert(*p)),
+            "repeated cause in {lines:?}"
+        );
     }
     assert!(!out.exists(), "no output file on failure");
 }
