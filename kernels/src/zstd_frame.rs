@@ -1,0 +1,117 @@
+//! A host-side structural check of one zstd frame (RFC 8878 §3.1.1) before it is handed
+//! to nvCOMP.
+//!
+//! nvCOMP's batched zstd decode does not validate its input (its header says corrupt
+//! input is undefined behaviour), and on the H200 with nvCOMP 6.0.0.12 we saw: a broken
+//! magic number decoded with success; a frame decoding to more than its output buffer
+//! wrote past that buffer into the next chunk's; a truncated frame faulted the context
+//! (`CUDA_ERROR_ILLEGAL_ADDRESS`, which poisons every later call). So the engine checks
+//! each frame here first, where the bytes are already staged: magic, header fields, a
+//! content size equal to the expected decoded size, and block headers that stay inside
+//! the frame and end it exactly. What this cannot see is a corrupt *compressed block
+//! body* (that needs decoding); zarr's `crc32c` codec, where present, covers it.
+
+use crate::error::{Error, Result};
+
+const MAGIC: u32 = 0xfd2f_b528;
+/// The largest decoded size of one block (`Block_Maximum_Size`).
+const BLOCK_MAX: u64 = 128 << 10;
+
+fn fault(reason: &'static str, offset: usize, value: u64) -> Error {
+    Error::ZstdFrame { reason, offset, value }
+}
+
+fn le(frame: &[u8], at: usize, n: usize) -> Result<u64> {
+    let b = frame
+        .get(at..at.checked_add(n).ok_or(fault("header past the end", at, n as u64))?)
+        .ok_or(fault("header past the end", at, n as u64))?;
+    Ok(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+}
+
+/// Checks that `frame` is exactly one zstd frame whose declared content size is
+/// `expected` bytes and whose blocks lie inside it.
+///
+/// # Errors
+/// [`Error::ZstdFrame`] naming the first fault and its byte offset: a wrong magic, a
+/// reserved bit set, a dictionary (zarr frames have none), no content size, a content
+/// size other than `expected`, a block header or block past the end, a reserved block
+/// type, a block larger than 128 KiB, raw/RLE blocks decoding past the content size, or
+/// bytes after the frame.
+pub fn check_zstd_frame(frame: &[u8], expected: u64) -> Result<()> {
+    let magic = le(frame, 0, 4)?;
+    if magic != u64::from(MAGIC) {
+        return Err(fault("not a zstd frame (magic)", 0, magic));
+    }
+    let fhd = le(frame, 4, 1)?;
+    if fhd & 0x08 != 0 {
+        return Err(fault("reserved bit set in the frame header", 4, fhd));
+    }
+    let single_segment = fhd & 0x20 != 0;
+    let checksum = fhd & 0x04 != 0;
+    let dict_bytes = [0usize, 1, 2, 4][(fhd & 3) as usize];
+    let fcs_bytes = match fhd >> 6 {
+        0 if single_segment => 1,
+        0 => 0,
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    let mut at = 5 + usize::from(!single_segment);
+    if dict_bytes > 0 && le(frame, at, dict_bytes)? != 0 {
+        return Err(fault("frame needs a dictionary", at, dict_bytes as u64));
+    }
+    at += dict_bytes;
+    if fcs_bytes == 0 {
+        return Err(fault("frame declares no content size", 4, fhd));
+    }
+    let mut content = le(frame, at, fcs_bytes)?;
+    if fcs_bytes == 2 {
+        content += 256;
+    }
+    if content != expected {
+        return Err(fault("content size differs from the chunk's", at, content));
+    }
+    at += fcs_bytes;
+    let mut exact = 0u64;
+    loop {
+        let header = le(frame, at, 3)?;
+        let last = header & 1 != 0;
+        let kind = (header >> 1) & 3;
+        let size = header >> 3;
+        let stored = match kind {
+            0 => {
+                exact += size;
+                size
+            }
+            1 => {
+                exact += size;
+                1
+            }
+            2 => size,
+            _ => return Err(fault("reserved block type", at, kind)),
+        };
+        if size > BLOCK_MAX {
+            return Err(fault("block larger than 128 KiB", at, size));
+        }
+        if exact > expected {
+            return Err(fault("raw/RLE blocks decode past the content size", at, exact));
+        }
+        at += 3;
+        let end = at.checked_add(stored as usize).filter(|&e| e <= frame.len());
+        at = end.ok_or(fault("block runs past the end of the frame", at, stored))?;
+        if last {
+            break;
+        }
+    }
+    if checksum {
+        at = at.checked_add(4).filter(|&e| e <= frame.len()).ok_or(fault(
+            "checksum past the end",
+            at,
+            4,
+        ))?;
+    }
+    if at != frame.len() {
+        return Err(fault("bytes after the frame", at, (frame.len() - at) as u64));
+    }
+    Ok(())
+}
