@@ -55,6 +55,13 @@ fn chain_summary(c: &CodecChain) -> String {
 
 pub(crate) fn inspect(args: &InspectArgs) -> Result<()> {
     let path = args.array.join("zarr.json");
+    if !path.exists() && args.array.join(".zarray").exists() {
+        anyhow::bail!(
+            "{}: {}",
+            args.array.display(),
+            zarr::Error::UnsupportedFormat { zarr_format: 2 }
+        );
+    }
     let bytes = std::fs::read(&path)
         .with_context(|| format!("{}: not found or unreadable", path.display()))?;
     let meta = ArrayMetadata::parse(&bytes).with_context(|| format!("{}", path.display()))?;
