@@ -107,7 +107,7 @@ def samples(scenario, arrays):
         yield g, lo, [l + s for l, s in zip(lo, sample)]
 
 
-def run_threads(scenario, arrays, data_dir, threads, label):
+def run_threads(scenario, arrays, data_dir, threads, label, cast):
     ctx = ts.Context(
         {
             "data_copy_concurrency": {"limit": threads},
@@ -140,13 +140,15 @@ def run_threads(scenario, arrays, data_dir, threads, label):
 
     def batch():
         crops = [next(seq) for _ in range(spb)]
-        futures = [
-            handle(g)[tuple(slice(l, h) for l, h in zip(lo, hi))].read() for g, lo, hi in crops
-        ]
+        views = [handle(g)[tuple(slice(l, h) for l, h in zip(lo, hi))] for g, lo, hi in crops]
+        if cast == "tensorstore":
+            # The element conversion runs on tensorstore's data-copy threads.
+            views = [ts.cast(v, ts.dtype(out_dtype.name)) for v in views]
+        futures = [v.read() for v in views]
         out = np.empty((spb, *sample), dtype=out_dtype)
         src = 0
         for k, (fut, (g, _, _)) in enumerate(zip(futures, crops)):
-            out[k] = fut.result()  # the cast to the output dtype happens in this copy
+            out[k] = fut.result()  # with --cast numpy, the conversion happens in this copy
             src += vox_per_sample * sizes[g]
         return out, src
 
@@ -173,6 +175,7 @@ def run_threads(scenario, arrays, data_dir, threads, label):
         "gvox_per_s": n * vox_per_sample / wall / 1e9,
         "source_gb_per_s": src_bytes / wall / 1e9,
         "output_dtype": scenario["output_dtype"],
+        "cast": cast,
         "tensorstore_version": _version("tensorstore"),
         "numpy_version": np.__version__,
     }
@@ -193,6 +196,13 @@ def main():
     p.add_argument("--data", help="dataset directory written by `damacy gen`")
     p.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2,4")
     p.add_argument("--json", help="also write the results as a JSON list here")
+    p.add_argument(
+        "--cast",
+        choices=["numpy", "tensorstore"],
+        default="numpy",
+        help="where the conversion to the output dtype runs: numpy, in the collate copy "
+        "(default, what a training loop does), or tensorstore (ts.cast, on its threads)",
+    )
     # Prints the first N crops as JSON lines and exits: checks the sequence against damacy.
     p.add_argument("--print-crops", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -221,7 +231,7 @@ def main():
         p.error("--threads needs at least one count, each >= 1")
     results = []
     for n in thread_list:
-        r = run_threads(scenario, arrays, os.path.abspath(args.data), n, f"tensorstore {scenario['name']} threads={n}")
+        r = run_threads(scenario, arrays, os.path.abspath(args.data), n, f"tensorstore {scenario['name']} threads={n}", args.cast)
         print(json.dumps(r), flush=True)
         results.append(r)
     if args.json:
