@@ -17,6 +17,7 @@
 //! decode through a `dlopen`ed `libnvcomp.so`). Without the feature the crate is this
 //! host surface only, so the workspace builds on machines without CUDA.
 
+pub mod cast;
 pub mod desc;
 pub mod error;
 pub mod search;

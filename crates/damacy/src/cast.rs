@@ -21,65 +21,7 @@ pub fn out_size(out: OutDtype, src: DataType) -> usize {
     }
 }
 
-/// `f32` → bfloat16 bits, round to nearest even, NaN canonicalized.
-pub fn f32_to_bf16_bits(x: f32) -> u16 {
-    let bits = x.to_bits();
-    if x.is_nan() {
-        return 0x7fc0 | ((bits >> 16) as u16 & 0x8000);
-    }
-    let lsb = (bits >> 16) & 1;
-    // Cannot overflow past 0xffff_ffff: the largest finite/inf pattern plus the bias
-    // stays below 2^32 (0x7f80_0000 + 0x8000 for +inf, likewise for -inf).
-    (bits.wrapping_add(0x7fff + lsb) >> 16) as u16
-}
-
-/// `f32` → IEEE half bits, round to nearest even, overflow to infinity, NaN canonicalized.
-pub fn f32_to_f16_bits(x: f32) -> u16 {
-    let bits = x.to_bits();
-    let sign = ((bits >> 16) & 0x8000) as u16;
-    if x.is_nan() {
-        return sign | 0x7e00;
-    }
-    let exp = ((bits >> 23) & 0xff) as i32;
-    let man = bits & 0x007f_ffff;
-    // Unbiased exponent rebased to half's bias of 15.
-    let e = exp - 127 + 15;
-    if exp == 0xff || e >= 0x1f {
-        return sign | 0x7c00; // inf, or overflow to inf
-    }
-    if e <= 0 {
-        // Subnormal half (or zero): shift the 24-bit significand into place and round.
-        if e < -10 {
-            return sign; // rounds to zero (below half the smallest subnormal)
-        }
-        let m = man | 0x0080_0000;
-        let shift = (14 - e) as u32; // 14..=24
-        let half = 1u32 << (shift - 1);
-        let rem = m & ((1u32 << shift) - 1);
-        let mut h = m >> shift;
-        if rem > half || (rem == half && (h & 1) == 1) {
-            h += 1;
-        }
-        return sign | h as u16;
-    }
-    let mut h = ((e as u32) << 10) | (man >> 13);
-    let rem = man & 0x1fff;
-    if rem > 0x1000 || (rem == 0x1000 && (h & 1) == 1) {
-        // A carry out of the mantissa correctly bumps the exponent (and to inf at the top).
-        h += 1;
-    }
-    sign | h as u16
-}
-
-/// bfloat16 bits → f32 (exact).
-pub fn bf16_bits_to_f32(b: u16) -> f32 {
-    f32::from_bits(u32::from(b) << 16)
-}
-
-/// IEEE half bits → f32 (exact).
-pub fn f16_bits_to_f32(h: u16) -> f32 {
-    half::f16::from_bits(h).to_f32()
-}
+pub use kernels::cast::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_bf16_bits, f32_to_f16_bits};
 
 /// Reads element `i` of a native-endian buffer of type `src` as f32.
 #[inline]

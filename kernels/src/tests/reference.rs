@@ -1,50 +1,9 @@
-//! Host references for the GPU tests: the casts ported bit for bit from
-//! `crates/damacy/src/cast.rs`, the host scatter and fill, and a small deterministic RNG.
+//! Host references for the GPU tests: the host engine's casts (`crate::cast`, which
+//! `damacy::cast` uses too), the host scatter and fill, and a small deterministic RNG.
 
 use crate::desc::{OutKind, SrcDtype};
 
-pub(crate) fn f32_to_bf16_bits(x: f32) -> u16 {
-    let bits = x.to_bits();
-    if x.is_nan() {
-        return 0x7fc0 | ((bits >> 16) as u16 & 0x8000);
-    }
-    let lsb = (bits >> 16) & 1;
-    (bits.wrapping_add(0x7fff + lsb) >> 16) as u16
-}
-
-pub(crate) fn f32_to_f16_bits(x: f32) -> u16 {
-    let bits = x.to_bits();
-    let sign = ((bits >> 16) & 0x8000) as u16;
-    if x.is_nan() {
-        return sign | 0x7e00;
-    }
-    let exp = ((bits >> 23) & 0xff) as i32;
-    let man = bits & 0x007f_ffff;
-    let e = exp - 127 + 15;
-    if exp == 0xff || e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        if e < -10 {
-            return sign;
-        }
-        let m = man | 0x0080_0000;
-        let shift = (14 - e) as u32;
-        let half = 1u32 << (shift - 1);
-        let rem = m & ((1u32 << shift) - 1);
-        let mut h = m >> shift;
-        if rem > half || (rem == half && (h & 1) == 1) {
-            h += 1;
-        }
-        return sign | h as u16;
-    }
-    let mut h = ((e as u32) << 10) | (man >> 13);
-    let rem = man & 0x1fff;
-    if rem > 0x1000 || (rem == 0x1000 && (h & 1) == 1) {
-        h += 1;
-    }
-    sign | h as u16
-}
+pub(crate) use crate::cast::{f32_to_bf16_bits, f32_to_f16_bits};
 
 fn load_f32(src: SrcDtype, b: &[u8]) -> f32 {
     macro_rules! ne {
