@@ -82,6 +82,12 @@ pub struct Batch {
     pub(crate) bytes: usize,
     pub(crate) lease: Option<SlotLease>,
     pub(crate) slots: Arc<Slots>,
+    /// The device tensor, for batches of the CUDA engine.
+    #[cfg(feature = "cuda")]
+    pub(crate) device: Option<crate::cuda::DeviceBatch>,
+    /// A host copy of a device tensor, made by the first `data()`.
+    #[cfg(feature = "cuda")]
+    pub(crate) host_copy: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl Batch {
@@ -115,8 +121,14 @@ impl Batch {
         &self.errors
     }
 
-    /// The tensor's bytes (native endian).
+    /// The tensor's bytes (native endian). For a batch of the CUDA engine the first call
+    /// copies the tensor to the host (synchronously) and keeps the copy; a failing copy
+    /// reads as empty (use [`Batch::to_host`] to see the error).
     pub fn data(&self) -> &[u8] {
+        #[cfg(feature = "cuda")]
+        if let Some(d) = &self.device {
+            return self.host_copy.get_or_init(|| d.to_host().unwrap_or_default());
+        }
         match &self.lease {
             Some(l) => &self.slots.bytes(l)[..self.bytes],
             None => &[],
@@ -131,6 +143,73 @@ impl Batch {
     /// The tensor as `u16` values (bf16/f16 bits, or a u16 source with `Native`).
     pub fn as_u16(&self) -> Option<&[u16]> {
         (self.element.size() == 2).then(|| bytemuck::cast_slice(self.data()))
+    }
+}
+
+impl Batch {
+    /// A copy of the tensor in host memory (synchronous for a device batch).
+    ///
+    /// # Errors
+    /// `Gpu` when the device copy fails.
+    pub fn to_host(&self) -> Result<Vec<u8>> {
+        #[cfg(feature = "cuda")]
+        if let Some(d) = &self.device {
+            return d.to_host();
+        }
+        Ok(self.data().to_vec())
+    }
+
+    /// Whether the tensor lives in device memory.
+    pub fn is_device(&self) -> bool {
+        #[cfg(feature = "cuda")]
+        if self.device.is_some() {
+            return true;
+        }
+        false
+    }
+
+    /// The device address of the tensor (CUDA engine only).
+    pub fn device_ptr(&self) -> Option<u64> {
+        #[cfg(feature = "cuda")]
+        if let Some(d) = &self.device {
+            return d.device_ptr();
+        }
+        None
+    }
+
+    /// The raw `CUevent` recorded after the tensor's last write (CUDA engine only): a
+    /// consumer on another stream waits on it before reading.
+    pub fn ready_event(&self) -> Option<u64> {
+        #[cfg(feature = "cuda")]
+        if let Some(d) = &self.device {
+            return d.ready_event();
+        }
+        None
+    }
+
+    /// The raw `CUstream` the tensor was written on (CUDA engine only).
+    pub fn ready_stream(&self) -> Option<u64> {
+        #[cfg(feature = "cuda")]
+        if let Some(d) = &self.device {
+            return d.ready_stream();
+        }
+        None
+    }
+
+    /// Returns the batch's buffer once `event` (a raw `CUevent`, recorded by the consumer
+    /// after its last use of the tensor) has completed on the device, without a host
+    /// sync. For a host batch this is the same as dropping it.
+    ///
+    /// # Errors
+    /// `Gpu` when the driver refuses the wait.
+    #[allow(unused_mut)]
+    pub fn release_event(mut self, event: u64) -> Result<()> {
+        let _ = event;
+        #[cfg(feature = "cuda")]
+        if let Some(d) = self.device.take() {
+            return d.release_event(event);
+        }
+        Ok(())
     }
 }
 

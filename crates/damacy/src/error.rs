@@ -62,6 +62,9 @@ pub enum Error {
     /// The pipeline is shutting down or a worker died; no further batches come.
     #[error("the pipeline is closed")]
     Closed,
+    /// A CUDA driver, kernel or nvCOMP call failed.
+    #[error("gpu: {what} failed: {detail}")]
+    Gpu { what: &'static str, detail: String },
 }
 
 /// Why one sample's data could not be read.

@@ -29,6 +29,8 @@ pub mod batch;
 pub mod bench;
 pub mod cast;
 pub mod config;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod datagen;
 pub mod error;
 mod host;

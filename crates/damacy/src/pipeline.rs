@@ -44,9 +44,21 @@ struct Input {
     closed: bool,
 }
 
+/// A job for the decode workers.
+pub(crate) enum Job {
+    /// A host-engine job.
+    Host(Arc<BatchWork<()>>, JobKind),
+    /// Read op `n` of a CUDA wave.
+    #[cfg(feature = "cuda")]
+    Cuda(Arc<crate::cuda::WaveWork>, usize),
+}
+
 /// A batch handed from the coordinator to `pop`.
 enum Pending {
     Work(Box<PendingWork>),
+    /// A batch executed by the CUDA engine (already complete on the device).
+    #[cfg(feature = "cuda")]
+    Device(Box<PendingDevice>),
     /// The batch failed before any job ran (shape, resolution, planning).
     Failed {
         error: Error,
@@ -64,6 +76,18 @@ struct PendingWork {
     early: Vec<(usize, SampleError)>,
     /// Per batch position, the cast fill value (for `OnError::Fill`).
     fills: Vec<Vec<u8>>,
+}
+
+#[cfg(feature = "cuda")]
+struct PendingDevice {
+    id: u64,
+    lease: gpu_schedule::Lease<gpu_schedule::CudaBackend, gpu_schedule::CudaDeviceMem>,
+    infos: Vec<SampleInfo>,
+    element: DataType,
+    errors: Vec<(usize, SampleError)>,
+    fills: Vec<Vec<u8>>,
+    sample_bytes: usize,
+    out_elems: u64,
 }
 
 #[derive(Default)]
@@ -89,6 +113,9 @@ struct Shared {
     feed_cv: Condvar,
     /// Prefetcher cache hits and misses at the last `reset_stats`.
     cache_base: Mutex<(u64, u64)>,
+    /// The CUDA engine, when the backend is CUDA.
+    #[cfg(feature = "cuda")]
+    engine: Option<Arc<crate::cuda::Engine>>,
 }
 
 /// Samples moved into the prefetcher's ring by the feeder and taken out by the
@@ -155,9 +182,18 @@ impl Pipeline {
         store: Arc<dyn store::Store>,
     ) -> Result<Self> {
         cfg.validate()?;
+        #[cfg(feature = "cuda")]
+        let engine = match cfg.backend {
+            crate::config::Backend::Cuda { device } => {
+                Some(Arc::new(crate::cuda::Engine::new(&cfg, device)?))
+            }
+            crate::config::Backend::Auto => crate::cuda::Engine::new(&cfg, 0).ok().map(Arc::new),
+            crate::config::Backend::Host => None,
+        };
+        #[cfg(not(feature = "cuda"))]
         if let crate::config::Backend::Cuda { .. } = cfg.backend {
             return Err(Error::BackendUnavailable {
-                reason: "the CUDA engine is not built yet; use Backend::Host or Backend::Auto",
+                reason: "this build of damacy has no CUDA engine (build with the `cuda` feature)",
             });
         }
         // The widest element is 8 bytes; Native output of a narrower type uses less.
@@ -192,8 +228,10 @@ impl Pipeline {
             feed: Mutex::new(Feed::default()),
             feed_cv: Condvar::new(),
             cache_base: Mutex::new((0, 0)),
+            #[cfg(feature = "cuda")]
+            engine,
         });
-        let (tx, rx) = crossbeam_channel::unbounded::<(Arc<BatchWork<()>>, JobKind)>();
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let mut workers = Vec::new();
         for _ in 0..shared.cfg.effective_decode_threads() {
             let rx = rx.clone();
@@ -344,6 +382,8 @@ impl Pipeline {
                 Err(error)
             }
             Pending::Work(p) => finish_batch(sh, *p),
+            #[cfg(feature = "cuda")]
+            Pending::Device(p) => finish_device(sh, *p),
         };
         sh.stats.pop_wait_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         result.map(Some)
@@ -352,6 +392,10 @@ impl Pipeline {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let mut s = self.shared.stats.snapshot(&self.shared.store.stats());
+        #[cfg(feature = "cuda")]
+        if let Some(e) = &self.shared.engine {
+            s.gpu_bytes_committed = e.committed;
+        }
         let (h, m) = self.cache_totals();
         let base = *lock(&self.shared.cache_base);
         s.cache_hits = h.saturating_sub(base.0);
@@ -425,6 +469,10 @@ fn finish_batch(sh: &Shared, p: PendingWork) -> Result<Batch> {
         bytes,
         lease: Some(lease),
         slots: Arc::clone(&sh.slots),
+        #[cfg(feature = "cuda")]
+        device: None,
+        #[cfg(feature = "cuda")]
+        host_copy: std::sync::OnceLock::new(),
     })
 }
 
@@ -441,6 +489,10 @@ impl Drop for Pipeline {
             sh.feed_cv.notify_all();
         }
         sh.slots.close();
+        #[cfg(feature = "cuda")]
+        if let Some(e) = &sh.engine {
+            e.close();
+        }
         if let Some(f) = self.feeder.take() {
             let _ = f.join();
         }
@@ -558,7 +610,7 @@ fn gather(sh: &Shared, n: usize) -> Option<Vec<ReadySample>> {
     }
 }
 
-fn coordinator(sh: &Shared, tx: &crossbeam_channel::Sender<(Arc<BatchWork<()>>, JobKind)>) {
+fn coordinator(sh: &Shared, tx: &crossbeam_channel::Sender<Job>) {
     let mut id = 0u64;
     while let Some(samples) = gather(sh, sh.cfg.samples_per_batch) {
         let pending = build(sh, id, samples, tx);
@@ -579,7 +631,7 @@ fn build(
     sh: &Shared,
     id: u64,
     samples: Vec<ReadySample>,
-    tx: &crossbeam_channel::Sender<(Arc<BatchWork<()>>, JobKind)>,
+    tx: &crossbeam_channel::Sender<Job>,
 ) -> Pending {
     let cfg = &sh.cfg;
     let t0 = Instant::now();
@@ -663,12 +715,17 @@ fn build(
             *f = vec![0; out_size];
         }
     }
-    let limits = PlanLimits {
+    #[allow(unused_mut)]
+    let mut limits = PlanLimits {
         max_read_op_bytes: cfg.max_read_op_bytes,
         max_chunk_decompressed_bytes: cfg.max_chunk_decompressed_bytes,
         merge_gap_bytes: cfg.merge_gap_bytes,
         ..PlanLimits::default()
     };
+    #[cfg(feature = "cuda")]
+    if let Some(e) = &sh.engine {
+        limits = e.sizing.limits(cfg);
+    }
     let plan = match planner::plan(&arrays, &inputs, &limits, to_planner(cfg.dtype)) {
         Ok(p) => p,
         Err(e) => {
@@ -686,6 +743,46 @@ fn build(
     };
     sh.stats.plan_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
     sh.stats.add_plan(&plan.stats, plan.reads.len() as u64);
+    #[cfg(feature = "cuda")]
+    if let Some(engine) = &sh.engine {
+        let sample_elems = cfg.sample_elements().unwrap_or(0);
+        let sample_bytes = sample_elems as usize * out_size;
+        let lease = match engine.acquire(id) {
+            Ok(l) => l,
+            Err(e) => return Pending::Failed { error: e, lease: None },
+        };
+        let ctx = crate::cuda::BatchCtx {
+            routes: Arc::new(arrays.iter().map(|a| crate::cuda::route(a.chunk_codecs())).collect()),
+            arrays: Arc::new(arrays),
+            facts: Arc::new(facts.into_iter().map(|f| (f.repr, f.fill_out)).collect()),
+            plan: Arc::new(plan),
+            positions: Arc::new(positions),
+            sample_shape: cfg.sample_shape.clone(),
+            out_dtype: cfg.dtype,
+            out_elems: sample_elems * infos.len() as u64,
+        };
+        let errors = match engine.run_batch(&lease, &ctx, tx, &sh.stats) {
+            Ok(errs) => errs.into_iter().map(|(s, e)| (ctx.positions[s], e)).collect::<Vec<_>>(),
+            Err(e) => {
+                // The device state of this batch is unknown: hand the error out, keep
+                // the buffer until teardown.
+                std::mem::forget(lease);
+                return Pending::Failed { error: e, lease: None };
+            }
+        };
+        let mut all = early;
+        all.extend(errors);
+        return Pending::Device(Box::new(PendingDevice {
+            id,
+            lease,
+            infos,
+            element,
+            errors: all,
+            fills,
+            sample_bytes,
+            out_elems: ctx.out_elems,
+        }));
+    }
     let lease = match sh.slots.acquire(id) {
         Ok(l) => l,
         Err(e) => return Pending::Failed { error: e, lease: None },
@@ -704,7 +801,7 @@ fn build(
         progress: Progress::new(jobs.len()),
     });
     for j in jobs {
-        if tx.send((Arc::clone(&work), j)).is_err() {
+        if tx.send(Job::Host(Arc::clone(&work), j)).is_err() {
             return Pending::Failed { error: Error::Closed, lease: Some(lease) };
         }
     }
@@ -720,9 +817,78 @@ fn to_planner(d: OutDtype) -> planner::OutDtype {
     }
 }
 
-fn worker(sh: &Shared, rx: &crossbeam_channel::Receiver<(Arc<BatchWork<()>>, JobKind)>) {
+fn worker(sh: &Shared, rx: &crossbeam_channel::Receiver<Job>) {
     let mut scratch = Scratch::default();
-    while let Ok((work, job)) = rx.recv() {
-        work.run(job, &*sh.store, &mut scratch, &sh.stats);
+    #[cfg(feature = "cuda")]
+    let mut buf = Vec::new();
+    while let Ok(job) = rx.recv() {
+        match job {
+            Job::Host(work, job) => work.run(job, &*sh.store, &mut scratch, &sh.stats),
+            #[cfg(feature = "cuda")]
+            Job::Cuda(work, r) => work.run(r, &*sh.store, &mut buf, &sh.stats),
+        }
     }
+}
+
+/// Applies the error policy to a batch the CUDA engine executed and records its ready
+/// event.
+#[cfg(feature = "cuda")]
+fn finish_device(sh: &Shared, p: PendingDevice) -> Result<Batch> {
+    let Some(engine) = &sh.engine else { return Err(Error::Closed) };
+    let mut errors = p.errors;
+    errors.sort_by_key(|(pos, _)| *pos);
+    errors.dedup_by_key(|(pos, _)| *pos);
+    let lease = p.lease;
+    let mut fills = Vec::new();
+    if !errors.is_empty() {
+        match sh.cfg.on_error {
+            OnError::Fail => {
+                let (pos, source) = errors.swap_remove(0);
+                let info = &p.infos[pos];
+                // Record the ready event so the release orders after the batch's writes.
+                let _ = engine.finish(&lease, &[], &sh.cfg.sample_shape, p.out_elems);
+                drop(crate::cuda::DeviceBatch {
+                    engine: Arc::clone(engine),
+                    lease: Some(lease),
+                    bytes: 0,
+                });
+                return Err(Error::Sample {
+                    index: info.index,
+                    uri: info.uri.clone(),
+                    source: Box::new(source),
+                });
+            }
+            OnError::Fill => {
+                fills = errors.iter().map(|(pos, _)| (*pos, p.fills[*pos].clone())).collect();
+            }
+        }
+    }
+    let finished = engine.finish(&lease, &fills, &sh.cfg.sample_shape, p.out_elems);
+    let device = crate::cuda::DeviceBatch {
+        engine: Arc::clone(engine),
+        lease: Some(lease),
+        bytes: p.sample_bytes * p.infos.len(),
+    };
+    finished?;
+    let n = p.infos.len() as u64;
+    let mut shape = vec![n];
+    shape.extend_from_slice(&sh.cfg.sample_shape);
+    let bytes = p.sample_bytes * p.infos.len();
+    sh.stats.batches.fetch_add(1, Ordering::Relaxed);
+    sh.stats.samples.fetch_add(n, Ordering::Relaxed);
+    sh.stats.bytes_delivered.fetch_add(bytes as u64, Ordering::Relaxed);
+    let errors = errors.into_iter().map(|(pos, e)| (p.infos[pos].index, e)).collect::<Vec<_>>();
+    Ok(Batch {
+        id: p.id,
+        shape,
+        dtype: sh.cfg.dtype,
+        element: p.element,
+        samples: p.infos,
+        errors,
+        bytes,
+        lease: None,
+        slots: Arc::clone(&sh.slots),
+        device: Some(device),
+        host_copy: std::sync::OnceLock::new(),
+    })
 }

@@ -31,9 +31,17 @@ pub struct Stats {
     pub decode_ns: u64,
     pub assemble_ns: u64,
     pub pop_wait_ns: u64,
+    /// CUDA engine: host time waiting for the device to finish waves.
+    pub gpu_wait_ns: u64,
+    /// CUDA engine: host time enqueueing copies, decodes and assembles.
+    pub gpu_submit_ns: u64,
+    /// CUDA engine: bytes copied host → device (staged frames and CPU-decoded chunks).
+    pub h2d_bytes: u64,
     /// All operations and bytes of the underlying store (metadata included).
     pub store_ops: u64,
     pub store_bytes: u64,
+    /// CUDA engine: device memory allocated at construction (0 on the host engine).
+    pub gpu_bytes_committed: u64,
 }
 
 impl Stats {
@@ -90,6 +98,7 @@ macro_rules! counters {
                     $($f: self.$f.load(Ordering::Relaxed),)*
                     store_ops: ops.saturating_sub(self.store_base_ops.load(Ordering::Relaxed)),
                     store_bytes: bytes.saturating_sub(self.store_base_bytes.load(Ordering::Relaxed)),
+                    gpu_bytes_committed: 0,
                 }
             }
         }
@@ -114,6 +123,9 @@ counters!(
     decode_ns,
     assemble_ns,
     pop_wait_ns,
+    gpu_wait_ns,
+    gpu_submit_ns,
+    h2d_bytes,
 );
 
 impl StatCounters {

@@ -5,3 +5,5 @@ mod support;
 
 mod behaviour;
 mod fixtures_e2e;
+#[cfg(feature = "cuda")]
+mod gpu;

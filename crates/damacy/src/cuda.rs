@@ -1,0 +1,1411 @@
+//! The CUDA engine: the same coordinator, prefetcher and planner as the host engine, with
+//! each batch executed on the GPU, wave by wave (DESIGN.md §2 "damacy").
+//!
+//! Per wave (the planner's unit of at most `max_chunks_per_wave` chunks), on two wave
+//! slots used alternately:
+//! 1. the decode workers read each read op of the wave; zstd frames (plain zstd chunks,
+//!    and the zstd streams of blosc-zstd chunks, split with `zarr::blosc::streams`) are
+//!    checked on the host with [`kernels::check_zstd_frame`] (nvCOMP does not validate
+//!    its input) and copied into pinned staging at aligned offsets; every other chunk
+//!    (other codecs, a frame that fails the check, no nvCOMP) is decoded on the worker
+//!    with `zarr::decode_chunk` straight into pinned memory at its arena offset;
+//! 2. the `h2d` stream uploads the staging prefix and the CPU-decoded chunks;
+//! 3. the `compute` stream decodes every frame with nvCOMP's batched zstd into the
+//!    decompressed arena, copies raw blosc blocks with `memcpy_batch`, reduces the
+//!    statuses, and assembles every placement of the wave into the device batch buffer;
+//! 4. fill chunks are written by the `fill` kernel after the last wave.
+//!
+//! Before a wave slot is refilled the host waits for the slot's previous wave to finish
+//! on the device (its staging is pinned memory the workers write), and reads that wave's
+//! decode report. A batch is handed out after its last wave finished, with a ready event
+//! recorded on `compute`. Device batch buffers cycle through a `gpu-schedule` [`Pool`]:
+//! acquired on `compute`, released on `consumer` (after the caller's event, for
+//! [`DeviceBatch::release_event`]), so a slot is rewritten only after its release.
+//!
+//! Memory is allocated once, here, and checked against `max_gpu_memory_bytes` and
+//! `max_pinned_host_bytes` before anything is allocated.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use cudarc::driver::{CudaContext, sys};
+use gpu_schedule::{
+    Backend as _, CudaBackend, CudaDeviceMem, CudaPinnedMem, EdgeTable, Endpoint, Lease, Pool,
+    PoolSpec, Scheduler, SchedulerConfig, Stream,
+};
+use kernels::nvcomp::{NvcompLib, ZstdBatch, ZstdDecoder};
+use kernels::{
+    CopyRange, DecodeReport, DeviceRange, FillSpec, Kernels, OutKind, Placement, Shuffle,
+    ShuffleSpec, SrcDtype,
+};
+use planner::{ArrayEntry, BatchPlan, ChunkSource, PlanLimits};
+use zarr::{ChunkRepr, DataType};
+
+use crate::config::{Config, OutDtype};
+use crate::error::{Error, Result, SampleError};
+use crate::stats::StatCounters;
+
+/// Wave slots: one filled by the workers while the device works on the other.
+const WAVES: usize = 2;
+/// Extra staging bytes per chunk, room for aligning each blosc stream.
+const STAGING_PAD: u64 = 1024;
+/// Alignment of every chunk region in the arena and the staging buffer.
+const REGION_ALIGN: u64 = 256;
+/// Smallest per-wave staging or arena size the engine accepts.
+pub const MIN_WAVE_BYTES: u64 = 16 << 20;
+/// Largest decoded zstd stream sent to nvCOMP (larger ones are decoded on the CPU);
+/// nvCOMP's temp buffer is sized for this.
+const MAX_GPU_STREAM: u64 = 1 << 20;
+/// Placements or fill boxes per descriptor upload.
+const DESC_CAP: usize = 16 << 10;
+/// Device bytes per stream of nvCOMP metadata: 6 u64 arrays and an i32 array.
+const META_PER_STREAM: u64 = 6 * 8 + 4;
+
+fn gpu_err(what: &'static str, detail: impl std::fmt::Debug) -> Error {
+    Error::Gpu { what, detail: format!("{detail:?}") }
+}
+
+fn check(what: &'static str, r: sys::CUresult) -> Result<()> {
+    r.result().map_err(|e| gpu_err(what, e))
+}
+
+fn align_up(v: u64, a: u64) -> u64 {
+    v.div_ceil(a.max(1)) * a.max(1)
+}
+
+/// How the chunks of an array can be decoded on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `bytes` (native order) then `zstd`.
+    Zstd,
+    /// `bytes` (native order) then `blosc` with the zstd compressor.
+    BloscZstd,
+    /// Anything else: CPU decode, upload of the decoded bytes.
+    Cpu,
+}
+
+/// The GPU route of a chunk codec chain.
+pub(crate) fn route(chain: &zarr::CodecChain) -> Route {
+    use zarr::codec::{ArrayToBytes, BloscCname, BytesToBytes, Endian};
+    if !chain.array_to_array.is_empty() {
+        return Route::Cpu;
+    }
+    match chain.array_to_bytes {
+        ArrayToBytes::Bytes { endian: None } => {}
+        ArrayToBytes::Bytes { endian: Some(e) } if e == Endian::NATIVE => {}
+        _ => return Route::Cpu,
+    }
+    match chain.bytes_to_bytes.as_slice() {
+        [BytesToBytes::Zstd { .. }] => Route::Zstd,
+        [BytesToBytes::Blosc { cname: BloscCname::Zstd, .. }] => Route::BloscZstd,
+        _ => Route::Cpu,
+    }
+}
+
+/// The kernels' code for a zarr data type.
+pub(crate) fn src_dtype(d: DataType) -> SrcDtype {
+    match d {
+        DataType::Bool => SrcDtype::Bool,
+        DataType::Int8 => SrcDtype::I8,
+        DataType::Int16 => SrcDtype::I16,
+        DataType::Int32 => SrcDtype::I32,
+        DataType::Int64 => SrcDtype::I64,
+        DataType::UInt8 => SrcDtype::U8,
+        DataType::UInt16 => SrcDtype::U16,
+        DataType::UInt32 => SrcDtype::U32,
+        DataType::UInt64 => SrcDtype::U64,
+        DataType::Float16 => SrcDtype::F16,
+        DataType::BFloat16 => SrcDtype::Bf16,
+        DataType::Float32 => SrcDtype::F32,
+        DataType::Float64 => SrcDtype::F64,
+    }
+}
+
+pub(crate) fn out_kind(d: OutDtype) -> OutKind {
+    match d {
+        OutDtype::F32 => OutKind::F32,
+        OutDtype::Bf16 => OutKind::Bf16,
+        OutDtype::F16 => OutKind::F16,
+        OutDtype::Native => OutKind::Native,
+    }
+}
+
+/// Bytes of one output element at most (Native may be 8 bytes wide).
+pub(crate) fn max_out_size(d: OutDtype) -> u64 {
+    match d {
+        OutDtype::F32 => 4,
+        OutDtype::Bf16 | OutDtype::F16 => 2,
+        OutDtype::Native => 8,
+    }
+}
+
+/// Per-wave sizes derived from the budgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sizing {
+    /// Bytes of one device batch buffer.
+    pub batch_bytes: u64,
+    /// Compressed bytes staged per wave (planner limit).
+    pub staging: u64,
+    /// Decompressed bytes per wave (planner limit).
+    pub decompressed: u64,
+    /// Chunks per wave (planner limit).
+    pub chunks: u64,
+    /// Streams per wave sent to nvCOMP (more go to the CPU).
+    pub streams: u64,
+    /// Device bytes committed, without nvCOMP's temp buffer.
+    pub device_bytes: u64,
+    /// Pinned bytes committed.
+    pub pinned_bytes: u64,
+}
+
+impl Sizing {
+    /// The planner limits for this sizing.
+    pub(crate) fn limits(&self, cfg: &Config) -> PlanLimits {
+        PlanLimits {
+            max_read_op_bytes: cfg.max_read_op_bytes.min(self.staging),
+            max_chunks_per_wave: self.chunks,
+            max_staging_bytes_per_wave: self.staging,
+            max_decompressed_bytes_per_wave: self.decompressed,
+            max_chunk_decompressed_bytes: cfg.max_chunk_decompressed_bytes.min(self.decompressed),
+            merge_gap_bytes: cfg.merge_gap_bytes,
+        }
+    }
+}
+
+/// Sizes the engine's buffers from the configuration, before anything is allocated.
+///
+/// # Errors
+/// `Budget` naming `max_gpu_memory_bytes` or `max_pinned_host_bytes` and the minimum
+/// that would do (nvCOMP's temp buffer, `temp`, is counted against the GPU budget).
+pub(crate) fn size(cfg: &Config, temp: u64) -> Result<Sizing> {
+    let defaults = PlanLimits::default();
+    let chunks = defaults.max_chunks_per_wave;
+    let streams = chunks * 4;
+    let over = |knob| Error::ConfigOverflow { knob };
+    let batch_bytes = cfg
+        .batch_elements()?
+        .checked_mul(max_out_size(cfg.dtype))
+        .ok_or(over("sample_shape"))?
+        .max(8);
+    let batches =
+        batch_bytes.checked_mul(cfg.batches_in_flight as u64).ok_or(over("batches_in_flight"))?;
+    let pad_staging = chunks * (STAGING_PAD + REGION_ALIGN);
+    let pad_arena = chunks * REGION_ALIGN;
+    let fixed = temp
+        + (WAVES as u64) * (streams * META_PER_STREAM + streams * 24 + 64)
+        + 2 * (DESC_CAP as u64) * 256
+        + (WAVES as u64) * (pad_staging + pad_arena);
+    // Each wave slot holds a device staging copy and an arena of the same sizes.
+    let min_gpu = batches + fixed + (WAVES as u64) * 2 * MIN_WAVE_BYTES;
+    if cfg.max_gpu_memory_bytes < min_gpu {
+        return Err(Error::Budget {
+            knob: "max_gpu_memory_bytes",
+            needed: min_gpu,
+            limit: cfg.max_gpu_memory_bytes,
+        });
+    }
+    let min_pinned = (WAVES as u64) * (2 * MIN_WAVE_BYTES + pad_staging + pad_arena);
+    if cfg.max_pinned_host_bytes < min_pinned {
+        return Err(Error::Budget {
+            knob: "max_pinned_host_bytes",
+            needed: min_pinned,
+            limit: cfg.max_pinned_host_bytes,
+        });
+    }
+    let gpu_per = (cfg.max_gpu_memory_bytes - batches - fixed) / (2 * WAVES as u64);
+    let pin_per = (cfg.max_pinned_host_bytes - (WAVES as u64) * (pad_staging + pad_arena))
+        / (2 * WAVES as u64);
+    let per = gpu_per.min(pin_per).min(defaults.max_staging_bytes_per_wave);
+    let per = per / REGION_ALIGN * REGION_ALIGN;
+    let (staging, decompressed) = (per, per);
+    let device_bytes = batches + fixed - temp + (WAVES as u64) * (staging + decompressed);
+    let pinned_bytes = (WAVES as u64) * (staging + decompressed + pad_staging + pad_arena);
+    Ok(Sizing { batch_bytes, staging, decompressed, chunks, streams, device_bytes, pinned_bytes })
+}
+
+/// A CUDA event created by this engine (blocking sync, no timing).
+#[derive(Debug)]
+pub(crate) struct RawEvent {
+    ev: sys::CUevent,
+    ctx: Arc<CudaContext>,
+}
+
+// SAFETY: a CUevent is a driver handle usable from any thread with its context bound,
+// which every method does first.
+unsafe impl Send for RawEvent {}
+// SAFETY: as above; the driver serializes calls on one event.
+unsafe impl Sync for RawEvent {}
+
+impl RawEvent {
+    fn new(ctx: &Arc<CudaContext>) -> Result<Self> {
+        ctx.bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))?;
+        let mut ev: sys::CUevent = std::ptr::null_mut();
+        // SAFETY: a valid out-pointer; flags 1|2 = BLOCKING_SYNC | DISABLE_TIMING.
+        check("cuEventCreate", unsafe { sys::cuEventCreate(&mut ev, 3) })?;
+        Ok(Self { ev, ctx: Arc::clone(ctx) })
+    }
+
+    fn record(&self, stream: sys::CUstream) -> Result<()> {
+        // SAFETY: a live event and stream of the bound context.
+        check("cuEventRecord", unsafe { sys::cuEventRecord(self.ev, stream) })
+    }
+
+    fn wait_in(&self, stream: sys::CUstream) -> Result<()> {
+        // SAFETY: as above.
+        check("cuStreamWaitEvent", unsafe { sys::cuStreamWaitEvent(stream, self.ev, 0) })
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))?;
+        // SAFETY: a live event.
+        check("cuEventSynchronize", unsafe { sys::cuEventSynchronize(self.ev) })
+    }
+
+    /// The raw `CUevent`.
+    pub(crate) fn raw(&self) -> u64 {
+        self.ev as u64
+    }
+}
+
+impl Drop for RawEvent {
+    fn drop(&mut self) {
+        if self.ctx.bind_to_thread().is_ok() {
+            // SAFETY: created by cuEventCreate, destroyed once.
+            let _ = unsafe { sys::cuEventDestroy_v2(self.ev) };
+        }
+    }
+}
+
+struct WaveSlot {
+    staging: CudaPinnedMem,
+    decoded: CudaPinnedMem,
+    d_staging: CudaDeviceMem,
+    arena: CudaDeviceMem,
+    meta: CudaDeviceMem,
+    report: CudaPinnedMem,
+    h2d_done: RawEvent,
+    done: RawEvent,
+    /// The wave last enqueued on this slot and not yet harvested.
+    pending: Mutex<Option<Harvest>>,
+}
+
+/// What the host needs to turn a wave's decode report into errors.
+struct Harvest {
+    /// Per nvCOMP stream: the wave-local chunk it belongs to.
+    stream_chunk: Vec<u32>,
+    /// Per wave-local chunk: (file key, chunk coords, plan samples).
+    chunks: Vec<(Arc<str>, Vec<u64>, Vec<usize>)>,
+    /// Offset of the statuses array in `meta`, stream count.
+    statuses_off: u64,
+    actual_off: u64,
+    expected_off: u64,
+}
+
+/// The CUDA engine of one pipeline.
+pub(crate) struct Engine {
+    backend: Arc<CudaBackend>,
+    kernels: Arc<Kernels>,
+    decoder: Option<ZstdDecoder>,
+    in_align: u64,
+    out_align: u64,
+    sched: Scheduler<CudaBackend>,
+    batches: Pool<CudaBackend, CudaDeviceMem>,
+    held: Mutex<(Vec<bool>, bool)>,
+    held_cv: Condvar,
+    ready: Vec<RawEvent>,
+    waves: Vec<WaveSlot>,
+    descs: CudaDeviceMem,
+    pub(crate) sizing: Sizing,
+    pub(crate) committed: u64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("nvcomp", &self.decoder.is_some())
+            .field("sizing", &self.sizing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether nvCOMP use is switched off by `DAMACY_NVCOMP=off`.
+fn nvcomp_disabled() -> bool {
+    std::env::var("DAMACY_NVCOMP").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
+}
+
+impl Engine {
+    /// Opens device `device` and allocates everything.
+    ///
+    /// # Errors
+    /// `BackendUnavailable` without a driver or device, or when the kernels do not
+    /// compile; `Budget` when a budget is too small; `Gpu` when an allocation fails.
+    pub(crate) fn new(cfg: &Config, device: usize) -> Result<Self> {
+        if !gpu_schedule::driver_present() {
+            return Err(Error::BackendUnavailable { reason: "no CUDA driver on this machine" });
+        }
+        let backend =
+            Arc::new(CudaBackend::new(device).map_err(|_| Error::BackendUnavailable {
+                reason: "the CUDA device could not be opened (no such device index?)",
+            })?);
+        let kernels = Kernels::for_backend(&backend).map_err(|_| Error::BackendUnavailable {
+            reason: "the CUDA kernels could not be compiled (is libnvrtc installed?)",
+        })?;
+        let lib = if nvcomp_disabled() { None } else { NvcompLib::global().ok() };
+        let chunks = PlanLimits::default().max_chunks_per_wave as usize;
+        let (temp, align) = match &lib {
+            Some(l) => {
+                backend.context().bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))?;
+                let t = l
+                    .temp_size(chunks, MAX_GPU_STREAM as usize)
+                    .map_err(|e| gpu_err("nvCOMP temp size", e))?;
+                (t as u64, l.alignments().map_err(|e| gpu_err("nvCOMP alignments", e))?)
+            }
+            None => (0, Default::default()),
+        };
+        let sizing = size(cfg, temp)?;
+        let decoder = match lib {
+            Some(l) => Some(
+                ZstdDecoder::new(l, &backend, chunks, MAX_GPU_STREAM as usize)
+                    .map_err(|e| gpu_err("nvCOMP decoder", e))?,
+            ),
+            None => None,
+        };
+        let sched = Scheduler::new(
+            Arc::clone(&backend),
+            &SchedulerConfig {
+                streams: vec!["h2d", "compute", "consumer"],
+                movers: 1,
+                orderable_on_device: true,
+            },
+        )
+        .map_err(|e| gpu_err("scheduler", e))?;
+        let n = cfg.batches_in_flight;
+        let table = Arc::new(
+            EdgeTable::new(Arc::clone(&backend), n).map_err(|e| gpu_err("edge table", e))?,
+        );
+        let mut bufs = Vec::with_capacity(n);
+        for _ in 0..n {
+            bufs.push(
+                backend
+                    .alloc_device(sizing.batch_bytes as usize)
+                    .map_err(|e| gpu_err("device batch buffer", e))?,
+            );
+        }
+        let batches = Pool::new(
+            &table,
+            PoolSpec {
+                name: "device_batches",
+                acquirer: Endpoint::Stream("compute"),
+                releaser: Endpoint::Stream("consumer"),
+            },
+            bufs,
+        )
+        .map_err(|e| gpu_err("device batch pool", e))?;
+        let ctx = backend.context();
+        let ready = (0..n).map(|_| RawEvent::new(ctx)).collect::<Result<Vec<_>>>()?;
+        let pad_staging = sizing.chunks * (STAGING_PAD + REGION_ALIGN);
+        let pad_arena = sizing.chunks * REGION_ALIGN;
+        let meta_bytes = sizing.streams * META_PER_STREAM + sizing.streams * 24 + 64;
+        let mut waves = Vec::with_capacity(WAVES);
+        for _ in 0..WAVES {
+            let st = (sizing.staging + pad_staging) as usize;
+            let ar = (sizing.decompressed + pad_arena) as usize;
+            waves.push(WaveSlot {
+                staging: backend.alloc_pinned(st).map_err(|e| gpu_err("pinned staging", e))?,
+                decoded: backend.alloc_pinned(ar).map_err(|e| gpu_err("pinned decoded", e))?,
+                d_staging: backend.alloc_device(st).map_err(|e| gpu_err("device staging", e))?,
+                arena: backend.alloc_device(ar).map_err(|e| gpu_err("device arena", e))?,
+                meta: backend
+                    .alloc_device(meta_bytes as usize)
+                    .map_err(|e| gpu_err("device metadata", e))?,
+                report: backend.alloc_pinned(64).map_err(|e| gpu_err("pinned report", e))?,
+                h2d_done: RawEvent::new(ctx)?,
+                done: RawEvent::new(ctx)?,
+                pending: Mutex::new(None),
+            });
+        }
+        let descs =
+            backend.alloc_device(DESC_CAP * 256).map_err(|e| gpu_err("descriptor buffer", e))?;
+        let committed = sizing.device_bytes + temp;
+        Ok(Self {
+            backend,
+            kernels,
+            decoder,
+            in_align: (align.input as u64).max(1),
+            out_align: (align.output as u64).max(1),
+            sched,
+            batches,
+            held: Mutex::new((vec![false; n], false)),
+            held_cv: Condvar::new(),
+            ready,
+            waves,
+            descs,
+            sizing,
+            committed,
+        })
+    }
+
+    /// Whether nvCOMP decodes on this engine.
+    #[allow(dead_code)]
+    pub(crate) fn has_nvcomp(&self) -> bool {
+        self.decoder.is_some()
+    }
+
+    fn stream(&self, name: &'static str) -> Result<&Stream<CudaBackend>> {
+        self.sched.stream(name).map_err(|e| gpu_err("stream", e))
+    }
+
+    fn cu(&self, name: &'static str) -> Result<sys::CUstream> {
+        Ok(self.stream(name)?.raw().cu_stream())
+    }
+
+    fn bind(&self) -> Result<()> {
+        self.backend.context().bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))
+    }
+
+    /// Waits until batch `id`'s device buffer is released, then leases it on `compute`.
+    ///
+    /// # Errors
+    /// `Closed` on teardown; `Gpu` when the pool refuses.
+    pub(crate) fn acquire(&self, id: u64) -> Result<Lease<CudaBackend, CudaDeviceMem>> {
+        let slot = (id % self.batches.slots() as u64) as usize;
+        {
+            let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            while h.0[slot] && !h.1 {
+                h = self.held_cv.wait(h).unwrap_or_else(|e| e.into_inner());
+            }
+            if h.1 {
+                return Err(Error::Closed);
+            }
+            h.0[slot] = true;
+        }
+        self.batches.acquire(slot, self.stream("compute")?).map_err(|e| gpu_err("pool acquire", e))
+    }
+
+    /// Returns a device batch buffer on `consumer`, after `after` (a raw event) if given.
+    fn release(&self, lease: Lease<CudaBackend, CudaDeviceMem>, after: Option<u64>) -> Result<()> {
+        let slot = lease.slot();
+        self.bind()?;
+        let consumer = self.stream("consumer")?;
+        let mut outcome = Ok(());
+        if let Some(ev) = after {
+            // SAFETY: the caller vouches that `ev` is a live event of this context.
+            outcome = check("cuStreamWaitEvent", unsafe {
+                sys::cuStreamWaitEvent(consumer.raw().cu_stream(), ev as sys::CUevent, 0)
+            });
+        }
+        // The consumer must also be ordered after the batch's own writes.
+        if outcome.is_ok() {
+            outcome = self.ready[slot].wait_in(consumer.raw().cu_stream());
+        }
+        let released =
+            self.batches.release(lease, consumer).map_err(|e| gpu_err("pool release", e));
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        h.0[slot] = false;
+        self.held_cv.notify_all();
+        outcome.and(released)
+    }
+
+    /// Teardown: wakes waiting acquires.
+    pub(crate) fn close(&self) {
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        h.1 = true;
+        self.held_cv.notify_all();
+    }
+
+    /// Fills whole samples of a batch with one value each, then records its ready event.
+    pub(crate) fn finish(
+        &self,
+        lease: &Lease<CudaBackend, CudaDeviceMem>,
+        fills: &[(usize, Vec<u8>)],
+        sample_shape: &[u64],
+        out_elems: u64,
+    ) -> Result<()> {
+        self.bind()?;
+        let compute = self.cu("compute")?;
+        let whole = vec![0u64; sample_shape.len()];
+        for (pos, value) in fills {
+            let spec = FillSpec {
+                sample: *pos as u64,
+                sample_shape,
+                in_sample_lo: &whole,
+                extent: sample_shape,
+            };
+            self.fill_boxes(lease.buffer(), &[spec], value, out_elems)?;
+        }
+        self.ready[lease.slot()].record(compute)?;
+        self.ready[lease.slot()].sync()
+    }
+
+    fn upload_async(&self, dst: u64, bytes: &[u8], stream: sys::CUstream) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: `dst` names device memory of at least `bytes.len()` bytes (callers
+        // size it); a pageable source is consumed before the call returns.
+        check("cuMemcpyHtoDAsync", unsafe {
+            sys::cuMemcpyHtoDAsync_v2(dst, bytes.as_ptr().cast(), bytes.len(), stream)
+        })
+    }
+
+    fn fill_boxes(
+        &self,
+        dst: &CudaDeviceMem,
+        specs: &[FillSpec<'_>],
+        value: &[u8],
+        out_elems: u64,
+    ) -> Result<()> {
+        let compute = self.stream("compute")?;
+        for piece in specs.chunks(DESC_CAP) {
+            let packed = kernels::pack_fills(piece, value, out_elems)
+                .map_err(|e| gpu_err("pack fills", e))?;
+            self.upload_async(
+                self.descs.device_ptr(),
+                bytemuck::cast_slice(&packed),
+                compute.raw().cu_stream(),
+            )?;
+            // SAFETY: the ranges name live allocations of this engine.
+            let (d, b) = unsafe {
+                (
+                    DeviceRange::from_raw(dst.device_ptr(), dst.len() as u64),
+                    DeviceRange::from_raw(self.descs.device_ptr(), self.descs.len() as u64),
+                )
+            };
+            // SAFETY: boxes packed for this output size; the descriptor upload precedes
+            // the launch on the same stream.
+            unsafe {
+                self.kernels.fill(compute.raw(), value.len() as u32, d, b, packed.len() as u32)
+            }
+            .map_err(|e| gpu_err("fill", e))?;
+        }
+        Ok(())
+    }
+
+    /// Copies a finished batch back to the host (synchronous).
+    pub(crate) fn download(
+        &self,
+        lease: &Lease<CudaBackend, CudaDeviceMem>,
+        bytes: usize,
+    ) -> Result<Vec<u8>> {
+        self.ready[lease.slot()].sync()?;
+        let mut out = vec![0u8; bytes];
+        if bytes > 0 {
+            self.bind()?;
+            // SAFETY: the buffer holds at least `bytes` bytes (batch size); the ready
+            // event ordered its writes before this synchronous copy.
+            check("cuMemcpyDtoH", unsafe {
+                sys::cuMemcpyDtoH_v2(out.as_mut_ptr().cast(), lease.buffer().device_ptr(), bytes)
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Waits for wave slot `s`'s last wave and turns its report into errors.
+    fn harvest(&self, s: usize, errors: &mut Vec<(usize, SampleError)>) -> Result<()> {
+        let slot = &self.waves[s];
+        let Some(h) = slot.pending.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return Ok(());
+        };
+        slot.done.sync()?;
+        let report = self.backend.read_pinned(&slot.report, |b| {
+            let mut r = [0u8; 8];
+            r.copy_from_slice(&b[..8]);
+            DecodeReport::from_bytes(r)
+        });
+        if report.failures == 0 || h.stream_chunk.is_empty() {
+            return Ok(());
+        }
+        let n = h.stream_chunk.len();
+        let base = slot.meta.device_ptr();
+        let get = |off: u64, len: usize| -> Result<Vec<u8>> {
+            let mut v = vec![0u8; len];
+            // SAFETY: inside the metadata allocation (offsets computed by `run_wave`);
+            // the wave finished (synchronized above).
+            check("cuMemcpyDtoH", unsafe {
+                sys::cuMemcpyDtoH_v2(v.as_mut_ptr().cast(), base + off, len)
+            })?;
+            Ok(v)
+        };
+        self.bind()?;
+        let st = get(h.statuses_off, n * 4)?;
+        let act = get(h.actual_off, n * 8)?;
+        let exp = get(h.expected_off, n * 8)?;
+        let mut failed_chunks = Vec::new();
+        for i in 0..n {
+            let s = i32::from_ne_bytes(st[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]));
+            let a = u64::from_ne_bytes(act[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+            let e = u64::from_ne_bytes(exp[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+            if s != 0 || a != e {
+                let c = h.stream_chunk[i] as usize;
+                if !failed_chunks.contains(&c) {
+                    failed_chunks.push(c);
+                    if let Some((key, coords, samples)) = h.chunks.get(c) {
+                        let err = SampleError::Decode {
+                            path: PathBuf::from(&**key),
+                            chunk: coords.clone(),
+                            source: zarr::Error::Decompress {
+                                codec: "zstd (nvCOMP)",
+                                message: format!("status {s}, decoded {a} of {e} bytes"),
+                            },
+                        };
+                        errors.extend(samples.iter().map(|&p| (p, err.clone())));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Executes `plan` into the leased device buffer; returns the failing plan samples.
+    ///
+    /// # Errors
+    /// `Gpu` for a driver failure (the batch cannot be trusted), `Closed` on teardown.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_batch(
+        &self,
+        lease: &Lease<CudaBackend, CudaDeviceMem>,
+        ctx: &BatchCtx,
+        tx: &crossbeam_channel::Sender<crate::pipeline::Job>,
+        stats: &StatCounters,
+    ) -> Result<Vec<(usize, SampleError)>> {
+        let mut errors = Vec::new();
+        self.bind()?;
+        for (k, wave) in ctx.plan.waves.iter().enumerate() {
+            let s = k % WAVES;
+            self.harvest(s, &mut errors)?;
+            self.run_wave(lease, ctx, wave, s, tx, stats, &mut errors)?;
+        }
+        // Fill chunks, grouped by array (one value per launch).
+        let plan = &ctx.plan;
+        let out_elems = ctx.out_elems;
+        for (a, facts) in ctx.facts.iter().enumerate() {
+            let mut specs = Vec::new();
+            for chunk in plan.chunks.get(plan.fills.clone()).unwrap_or(&[]) {
+                if chunk.array.index() != a {
+                    continue;
+                }
+                for p in &chunk.placements {
+                    specs.push((
+                        ctx.positions[p.sample] as u64,
+                        p.in_sample.lo.clone(),
+                        p.in_sample.shape(),
+                    ));
+                }
+            }
+            if specs.is_empty() {
+                continue;
+            }
+            let fs: Vec<FillSpec<'_>> = specs
+                .iter()
+                .map(|(s, lo, ext)| FillSpec {
+                    sample: *s,
+                    sample_shape: &ctx.sample_shape,
+                    in_sample_lo: lo,
+                    extent: ext,
+                })
+                .collect();
+            let t = Instant::now();
+            self.fill_boxes(lease.buffer(), &fs, &facts.1, out_elems)?;
+            stats.assemble_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        let t = Instant::now();
+        for s in 0..WAVES {
+            self.harvest(s, &mut errors)?;
+        }
+        stats.gpu_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        Ok(errors)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_wave(
+        &self,
+        lease: &Lease<CudaBackend, CudaDeviceMem>,
+        ctx: &BatchCtx,
+        wave: &planner::Wave,
+        s: usize,
+        tx: &crossbeam_channel::Sender<crate::pipeline::Job>,
+        stats: &StatCounters,
+        errors: &mut Vec<(usize, SampleError)>,
+    ) -> Result<()> {
+        let slot = &self.waves[s];
+        let plan = &ctx.plan;
+        // Region layout of every chunk of the wave.
+        let mut regions = Vec::with_capacity(wave.chunks.len());
+        let (mut st, mut ar) = (0u64, 0u64);
+        let (st_cap, ar_cap) = (slot.staging.len() as u64, slot.arena.len() as u64);
+        for chunk in plan.chunks.get(wave.chunks.clone()).unwrap_or(&[]) {
+            let ChunkSource::Copy { compressed_len, decompressed_len, .. } = chunk.source else {
+                regions.push(None);
+                continue;
+            };
+            let st_len = compressed_len.saturating_add(STAGING_PAD);
+            let fits = st + st_len <= st_cap && ar + decompressed_len <= ar_cap;
+            regions.push(fits.then_some(Region { staging: st, staging_len: st_len, arena: ar }));
+            if fits {
+                st = align_up(st + st_len, REGION_ALIGN);
+                ar = align_up(ar + decompressed_len, REGION_ALIGN);
+            }
+        }
+        let work = Arc::new(WaveWork {
+            ctx: ctx.clone_shallow(),
+            chunks0: wave.chunks.start,
+            regions,
+            staging: slot.staging.clone(),
+            decoded: slot.decoded.clone(),
+            gpu: self.decoder.is_some(),
+            in_align: self.in_align,
+            out_align: self.out_align,
+            state: Mutex::new(WaveState::default()),
+            remaining: AtomicUsize::new(wave.reads.len()),
+            done: (Mutex::new(wave.reads.is_empty()), Condvar::new()),
+        });
+        {
+            let mut ws = work.state.lock().unwrap_or_else(|e| e.into_inner());
+            ws.chunk_state = vec![ChunkState::Failed; wave.chunks.len()];
+        }
+        for r in wave.reads.clone() {
+            if tx.send(crate::pipeline::Job::Cuda(Arc::clone(&work), r)).is_err() {
+                return Err(Error::Closed);
+            }
+        }
+        work.wait();
+        let state = std::mem::take(&mut *work.state.lock().unwrap_or_else(|e| e.into_inner()));
+        errors.extend(state.errors.iter().cloned());
+        // Nothing that follows touches pinned memory from the host until the slot's next
+        // harvest: the device reads it in stream order.
+        let t = Instant::now();
+        let h2d = self.cu("h2d")?;
+        let compute = self.cu("compute")?;
+        let staging_used = st.min(slot.staging.len() as u64) as usize;
+        if staging_used > 0 && !state.streams.is_empty() || !state.raws.is_empty() {
+            // SAFETY: both buffers hold at least `staging_used` bytes; the workers finished
+            // writing the pinned side (joined above).
+            check("cuMemcpyHtoDAsync", unsafe {
+                sys::cuMemcpyHtoDAsync_v2(
+                    slot.d_staging.device_ptr(),
+                    slot.staging.as_ptr().cast(),
+                    staging_used,
+                    h2d,
+                )
+            })?;
+        }
+        // CPU-decoded chunks, merged into runs.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for (i, cs) in state.chunk_state.iter().enumerate() {
+            if let (ChunkState::Cpu, Some(r)) = (cs, work.regions[i]) {
+                let len = plan.chunks[wave.chunks.start + i].decompressed_len();
+                match runs.last_mut() {
+                    Some(last) if align_up(last.0 + last.1, REGION_ALIGN) == r.arena => {
+                        last.1 = r.arena + len - last.0;
+                    }
+                    _ => runs.push((r.arena, len)),
+                }
+            }
+        }
+        for (off, len) in &runs {
+            // SAFETY: both buffers share the arena layout and hold `off + len` bytes.
+            check("cuMemcpyHtoDAsync", unsafe {
+                sys::cuMemcpyHtoDAsync_v2(
+                    slot.arena.device_ptr() + off,
+                    slot.decoded.as_ptr().add(*off as usize).cast(),
+                    *len as usize,
+                    h2d,
+                )
+            })?;
+        }
+        slot.h2d_done.record(h2d)?;
+        slot.h2d_done.wait_in(compute)?;
+        // nvCOMP metadata: [comp ptrs][comp bytes][capacity][out ptrs][actual][expected]
+        // [statuses][copy ranges][report].
+        let n = state.streams.len();
+        let n8 = n as u64 * 8;
+        let (o_cp, o_cb, o_cap, o_op, o_act, o_exp) = (0, n8, 2 * n8, 3 * n8, 4 * n8, 5 * n8);
+        let o_st = 6 * n8;
+        let o_raw = align_up(o_st + n as u64 * 4, 8);
+        let o_rep = align_up(o_raw + state.raws.len() as u64 * 24, 8);
+        let base = slot.meta.device_ptr();
+        let mut meta = vec![0u8; o_rep as usize];
+        let dst0 = slot.d_staging.device_ptr();
+        let ar0 = slot.arena.device_ptr();
+        let mut max_len = 0u64;
+        for (i, f) in state.streams.iter().enumerate() {
+            let put = |m: &mut Vec<u8>, off: u64, v: u64| {
+                let at = off as usize + i * 8;
+                m[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+            };
+            put(&mut meta, o_cp, dst0 + f.comp_off);
+            put(&mut meta, o_cb, f.comp_len);
+            put(&mut meta, o_cap, f.len);
+            put(&mut meta, o_op, ar0 + f.out_off);
+            put(&mut meta, o_exp, f.len);
+            max_len = max_len.max(f.len);
+        }
+        let ranges: Vec<CopyRange> = state
+            .raws
+            .iter()
+            .map(|r| CopyRange { src: dst0 + r.comp_off, dst: ar0 + r.out_off, len: r.len })
+            .collect();
+        meta[o_raw as usize..o_raw as usize + ranges.len() * 24]
+            .copy_from_slice(bytemuck::cast_slice(&ranges));
+        self.upload_async(base, &meta, compute)?;
+        // SAFETY (all ranges below): inside this slot's metadata allocation, whose size
+        // covers `streams` entries (the workers never produce more).
+        let r = |off: u64, len: u64| unsafe { DeviceRange::from_raw(base + off, len) };
+        if let Some(dec) = &self.decoder {
+            let cap = dec.capacity().0;
+            let mut i = 0;
+            while i < n {
+                let m = (n - i).min(cap);
+                let at = i as u64 * 8;
+                let batch = ZstdBatch {
+                    chunks: m,
+                    max_chunk_bytes: max_len as usize,
+                    comp_ptrs: r(o_cp + at, m as u64 * 8),
+                    comp_bytes: r(o_cb + at, m as u64 * 8),
+                    out_capacity: r(o_cap + at, m as u64 * 8),
+                    out_ptrs: r(o_op + at, m as u64 * 8),
+                    out_actual: r(o_act + at, m as u64 * 8),
+                    statuses: r(o_st + i as u64 * 4, m as u64 * 4),
+                };
+                // SAFETY: frames were checked on the host and staged whole; outputs are
+                // disjoint arena regions of the given capacity.
+                unsafe { dec.decode(self.stream("compute")?.raw(), &batch) }
+                    .map_err(|e| gpu_err("nvCOMP decode", e))?;
+                i += m;
+            }
+        }
+        if !ranges.is_empty() {
+            // SAFETY: raw streams staged whole, destinations disjoint arena ranges.
+            unsafe {
+                self.kernels.memcpy_batch(
+                    self.stream("compute")?.raw(),
+                    r(o_raw, ranges.len() as u64 * 24),
+                    ranges.len() as u32,
+                )
+            }
+            .map_err(|e| gpu_err("memcpy_batch", e))?;
+        }
+        self.kernels
+            .status_reduce(
+                self.stream("compute")?.raw(),
+                r(o_st, n as u64 * 4),
+                r(o_act, n8),
+                r(o_exp, n8),
+                n as u32,
+                r(o_rep, 8),
+            )
+            .map_err(|e| gpu_err("status_reduce", e))?;
+        // SAFETY: the pinned report holds 64 bytes; read by the host only after `done`.
+        check("cuMemcpyDtoHAsync", unsafe {
+            sys::cuMemcpyDtoHAsync_v2(slot.report.as_ptr().cast(), base + o_rep, 8, compute)
+        })?;
+        // Assemble.
+        let mut places = Vec::new();
+        let mut keep = Vec::new();
+        for (i, cs) in state.chunk_state.iter().enumerate() {
+            let shuffle = match cs {
+                ChunkState::Failed => continue,
+                ChunkState::Cpu => ShuffleSpec::default(),
+                ChunkState::Gpu(spec) => *spec,
+            };
+            let Some(reg) = work.regions[i] else { continue };
+            let chunk = &plan.chunks[wave.chunks.start + i];
+            let Some(facts) = ctx.facts.get(chunk.array.index()) else { continue };
+            for p in &chunk.placements {
+                keep.push((
+                    ar0 + reg.arena,
+                    src_dtype(facts.0.data_type),
+                    shuffle,
+                    chunk.array.index(),
+                    p.in_chunk.lo.clone(),
+                    ctx.positions[p.sample] as u64,
+                    p.in_sample.lo.clone(),
+                    p.in_chunk.shape(),
+                ));
+            }
+        }
+        for k in &keep {
+            places.push(Placement {
+                src: k.0,
+                src_dtype: k.1,
+                shuffle: k.2,
+                chunk_shape: &ctx.facts[k.3].0.shape,
+                in_chunk_lo: &k.4,
+                sample: k.5,
+                sample_shape: &ctx.sample_shape,
+                in_sample_lo: &k.6,
+                extent: &k.7,
+            });
+        }
+        let out = lease.buffer();
+        let kind = out_kind(ctx.out_dtype);
+        for piece in places.chunks(DESC_CAP) {
+            let packed = kernels::pack_placements(piece, kind, ctx.out_elems)
+                .map_err(|e| gpu_err("pack placements", e))?;
+            self.upload_async(self.descs.device_ptr(), bytemuck::cast_slice(&packed), compute)?;
+            // SAFETY: live allocations of this engine; descriptors validated by packing.
+            let (d, b) = unsafe {
+                (
+                    DeviceRange::from_raw(out.device_ptr(), out.len() as u64),
+                    DeviceRange::from_raw(self.descs.device_ptr(), self.descs.len() as u64),
+                )
+            };
+            // SAFETY: sources are arena regions written earlier on this stream (decode,
+            // memcpy) or on `h2d` (ordered by `h2d_done`).
+            unsafe {
+                self.kernels.assemble(
+                    self.stream("compute")?.raw(),
+                    kind,
+                    d,
+                    b,
+                    packed.len() as u32,
+                )
+            }
+            .map_err(|e| gpu_err("assemble", e))?;
+        }
+        slot.done.record(compute)?;
+        stats.h2d_bytes.fetch_add(
+            staging_used as u64 + runs.iter().map(|r| r.1).sum::<u64>(),
+            Ordering::Relaxed,
+        );
+        stats.gpu_submit_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let mut chunks_meta = Vec::with_capacity(wave.chunks.len());
+        for chunk in plan.chunks.get(wave.chunks.clone()).unwrap_or(&[]) {
+            let key = match chunk.source {
+                ChunkSource::Copy { read, .. } => plan
+                    .reads
+                    .get(read)
+                    .and_then(|op| plan.files.get(op.file))
+                    .map(|f| Arc::clone(&f.key))
+                    .unwrap_or_else(|| Arc::from("")),
+                ChunkSource::Fill { .. } => Arc::from(""),
+            };
+            chunks_meta.push((
+                key,
+                chunk.chunk.clone(),
+                chunk.placements.iter().map(|p| p.sample).collect(),
+            ));
+        }
+        *slot.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Harvest {
+            stream_chunk: state.streams.iter().map(|f| f.chunk as u32).collect(),
+            chunks: chunks_meta,
+            statuses_off: o_st,
+            actual_off: o_act,
+            expected_off: o_exp,
+        });
+        Ok(())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Nothing may still run on buffers about to be freed.
+        let _ = self.sched.synchronize_all();
+    }
+}
+
+/// Per-batch facts shared by the wave jobs.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchCtx {
+    pub arrays: Arc<Vec<ArrayEntry>>,
+    /// Per array: chunk representation and the fill value cast to the output.
+    pub facts: Arc<Vec<(ChunkRepr, Vec<u8>)>>,
+    pub routes: Arc<Vec<Route>>,
+    pub plan: Arc<BatchPlan>,
+    pub positions: Arc<Vec<usize>>,
+    pub sample_shape: Vec<u64>,
+    pub out_dtype: OutDtype,
+    pub out_elems: u64,
+}
+
+impl BatchCtx {
+    fn clone_shallow(&self) -> Self {
+        self.clone()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Region {
+    staging: u64,
+    staging_len: u64,
+    arena: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Failed,
+    Cpu,
+    Gpu(ShuffleSpec),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    chunk: usize,
+    comp_off: u64,
+    comp_len: u64,
+    out_off: u64,
+    len: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Raw {
+    comp_off: u64,
+    out_off: u64,
+    len: u64,
+}
+
+#[derive(Debug, Default)]
+struct WaveState {
+    chunk_state: Vec<ChunkState>,
+    streams: Vec<Frame>,
+    raws: Vec<Raw>,
+    errors: Vec<(usize, SampleError)>,
+}
+
+/// One wave's jobs: a read op each.
+#[derive(Debug)]
+pub(crate) struct WaveWork {
+    ctx: BatchCtx,
+    chunks0: usize,
+    regions: Vec<Option<Region>>,
+    staging: CudaPinnedMem,
+    decoded: CudaPinnedMem,
+    gpu: bool,
+    in_align: u64,
+    out_align: u64,
+    state: Mutex<WaveState>,
+    remaining: AtomicUsize,
+    done: (Mutex<bool>, Condvar),
+}
+
+impl WaveWork {
+    fn wait(&self) {
+        let mut d = self.done.0.lock().unwrap_or_else(|e| e.into_inner());
+        while !*d {
+            d = self.done.1.wait(d).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn finish_job(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.done.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            self.done.1.notify_all();
+        }
+    }
+
+    /// A mutable view of `len` pinned bytes at `off` of `mem`.
+    ///
+    /// # Safety
+    /// Chunk regions are disjoint and each is written by the one job owning its read op;
+    /// the device reads them only after every job finished.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn pinned(mem: &CudaPinnedMem, off: u64, len: u64) -> Option<&mut [u8]> {
+        let end = off.checked_add(len)?;
+        if end > mem.len() as u64 {
+            return None;
+        }
+        // SAFETY: in bounds (checked); exclusivity per the contract above.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(mem.as_ptr().add(off as usize), len as usize)
+        })
+    }
+
+    /// Runs read op `r`: read, check and stage frames, or decode on the CPU.
+    pub(crate) fn run(
+        &self,
+        r: usize,
+        store: &dyn store::Store,
+        buf: &mut Vec<u8>,
+        stats: &StatCounters,
+    ) {
+        self.run_inner(r, store, buf, stats);
+        self.finish_job();
+    }
+
+    fn run_inner(
+        &self,
+        r: usize,
+        store: &dyn store::Store,
+        buf: &mut Vec<u8>,
+        stats: &StatCounters,
+    ) {
+        let plan = &self.ctx.plan;
+        let (Some(op), Some(group)) = (plan.reads.get(r), plan.group(r)) else { return };
+        let Some(file) = plan.files.get(op.file) else { return };
+        let mut local = WaveState::default();
+        let fail_all = |local: &mut WaveState, err: SampleError| {
+            for c in group {
+                local.errors.extend(c.placements.iter().map(|p| (p.sample, err.clone())));
+            }
+        };
+        let Ok(len) = usize::try_from(op.len) else {
+            fail_all(
+                &mut local,
+                SampleError::Format(zarr::Error::Overflow { what: "read length" }),
+            );
+            self.merge(local, &[]);
+            return;
+        };
+        buf.resize(len, 0);
+        let t = Instant::now();
+        let read = store.read_exact(&file.key, op.offset, &mut buf[..len]);
+        stats.io_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if let Err(e) = read {
+            fail_all(&mut local, SampleError::Store(e));
+            self.merge(local, &[]);
+            return;
+        }
+        let mut states = Vec::with_capacity(group.len());
+        for (j, chunk) in group.iter().enumerate() {
+            let gi = op.chunks.start + j;
+            let li = gi.wrapping_sub(self.chunks0);
+            let ChunkSource::Copy { offset_in_read, compressed_len, decompressed_len, .. } =
+                chunk.source
+            else {
+                continue;
+            };
+            let a = chunk.array.index();
+            let (Some(entry), Some(facts), Some(route)) =
+                (self.ctx.arrays.get(a), self.ctx.facts.get(a), self.ctx.routes.get(a))
+            else {
+                continue;
+            };
+            let decode_err = |source| SampleError::Decode {
+                path: PathBuf::from(&*file.key),
+                chunk: chunk.chunk.clone(),
+                source,
+            };
+            let Some(reg) = self.regions.get(li).copied().flatten() else {
+                let err = SampleError::Unsupported {
+                    path: PathBuf::from(&*file.key),
+                    what: "a chunk larger than the CUDA engine's wave buffers",
+                };
+                local.errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
+                states.push((li, ChunkState::Failed));
+                continue;
+            };
+            let lo = offset_in_read as usize;
+            let Some(src) = buf.get(lo..lo.saturating_add(compressed_len as usize)) else {
+                continue;
+            };
+            let t = Instant::now();
+            let staged = if self.gpu {
+                match route {
+                    Route::Zstd => self.stage_zstd(li, reg, src, decompressed_len, &mut local),
+                    Route::BloscZstd => {
+                        self.stage_blosc(li, reg, src, decompressed_len, &mut local)
+                    }
+                    Route::Cpu => None,
+                }
+            } else {
+                None
+            };
+            let state = match staged {
+                Some(spec) => ChunkState::Gpu(spec),
+                None => {
+                    // SAFETY: this chunk's arena region, owned by this job.
+                    let out = unsafe { Self::pinned(&self.decoded, reg.arena, decompressed_len) };
+                    let decoded = match out {
+                        Some(out) => zarr::decode_chunk(entry.chunk_codecs(), &facts.0, src, out),
+                        None => Err(zarr::Error::Overflow { what: "arena region" }),
+                    };
+                    match decoded {
+                        Ok(()) => ChunkState::Cpu,
+                        Err(e) => {
+                            let err = decode_err(e);
+                            local
+                                .errors
+                                .extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
+                            ChunkState::Failed
+                        }
+                    }
+                }
+            };
+            stats.decode_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            states.push((li, state));
+        }
+        self.merge(local, &states);
+    }
+
+    fn merge(&self, local: WaveState, states: &[(usize, ChunkState)]) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for &(li, s) in states {
+            if let Some(slot) = st.chunk_state.get_mut(li) {
+                *slot = s;
+            }
+        }
+        st.streams.extend(local.streams);
+        st.raws.extend(local.raws);
+        st.errors.extend(local.errors);
+    }
+
+    /// Stages a plain zstd chunk; `None` sends it to the CPU.
+    fn stage_zstd(
+        &self,
+        li: usize,
+        reg: Region,
+        src: &[u8],
+        dlen: u64,
+        local: &mut WaveState,
+    ) -> Option<ShuffleSpec> {
+        if dlen > MAX_GPU_STREAM || kernels::check_zstd_frame(src, dlen).is_err() {
+            return None;
+        }
+        let off = align_up(reg.staging, self.in_align);
+        if off + src.len() as u64 > reg.staging + reg.staging_len {
+            return None;
+        }
+        // SAFETY: inside this chunk's staging region, owned by this job.
+        unsafe { Self::pinned(&self.staging, off, src.len() as u64) }?.copy_from_slice(src);
+        local.streams.push(Frame {
+            chunk: li,
+            comp_off: off,
+            comp_len: src.len() as u64,
+            out_off: reg.arena,
+            len: dlen,
+        });
+        Some(ShuffleSpec::default())
+    }
+
+    /// Stages the streams of a blosc-zstd chunk; `None` sends it to the CPU.
+    fn stage_blosc(
+        &self,
+        li: usize,
+        reg: Region,
+        src: &[u8],
+        dlen: u64,
+        local: &mut WaveState,
+    ) -> Option<ShuffleSpec> {
+        use zarr::blosc;
+        let lay = blosc::layout(src).ok()?;
+        if lay.nbytes as u64 != dlen || (!lay.memcpyed && lay.compressor != blosc::Compressor::Zstd)
+        {
+            return None;
+        }
+        let streams = blosc::streams(src).ok()?;
+        let mut frames = Vec::with_capacity(streams.len());
+        let mut raws = Vec::new();
+        let mut at = reg.staging;
+        let end = reg.staging + reg.staging_len;
+        let mut copies = Vec::with_capacity(streams.len());
+        for s in &streams {
+            let out_off = reg.arena + (s.block * lay.blocksize + s.offset) as u64;
+            let bytes = src.get(s.src.clone())?;
+            let off = align_up(at, self.in_align);
+            if off + bytes.len() as u64 > end {
+                return None;
+            }
+            if s.raw {
+                raws.push(Raw { comp_off: off, out_off, len: s.len as u64 });
+            } else {
+                if s.len as u64 > MAX_GPU_STREAM
+                    || !out_off.is_multiple_of(self.out_align)
+                    || kernels::check_zstd_frame(bytes, s.len as u64).is_err()
+                {
+                    return None;
+                }
+                frames.push(Frame {
+                    chunk: li,
+                    comp_off: off,
+                    comp_len: bytes.len() as u64,
+                    out_off,
+                    len: s.len as u64,
+                });
+            }
+            copies.push((off, bytes));
+            at = off + bytes.len() as u64;
+        }
+        for (off, bytes) in copies {
+            // SAFETY: inside this chunk's staging region (checked), owned by this job.
+            unsafe { Self::pinned(&self.staging, off, bytes.len() as u64) }?.copy_from_slice(bytes);
+        }
+        local.streams.extend(frames);
+        local.raws.extend(raws);
+        let shuffle = match lay.shuffle {
+            blosc::Shuffle::None => Shuffle::None,
+            blosc::Shuffle::Byte => Shuffle::Byte,
+            blosc::Shuffle::Bit => Shuffle::Bit,
+        };
+        Some(if shuffle == Shuffle::None {
+            ShuffleSpec::default()
+        } else {
+            ShuffleSpec { shuffle, typesize: lay.typesize as u32, blocksize: lay.blocksize as u64 }
+        })
+    }
+}
+
+/// A batch living in device memory.
+pub struct DeviceBatch {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) lease: Option<Lease<CudaBackend, CudaDeviceMem>>,
+    pub(crate) bytes: usize,
+}
+
+impl std::fmt::Debug for DeviceBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceBatch").field("bytes", &self.bytes).finish_non_exhaustive()
+    }
+}
+
+impl DeviceBatch {
+    /// The device address of the tensor.
+    pub fn device_ptr(&self) -> Option<u64> {
+        self.lease.as_ref().map(|l| l.buffer().device_ptr())
+    }
+
+    /// The raw `CUevent` recorded after the batch's last write.
+    pub fn ready_event(&self) -> Option<u64> {
+        self.lease.as_ref().map(|l| self.engine.ready[l.slot()].raw())
+    }
+
+    /// The raw `CUstream` the batch was written on.
+    pub fn ready_stream(&self) -> Option<u64> {
+        self.engine.cu("compute").ok().map(|s| s as u64)
+    }
+
+    /// Returns the buffer once `event` (a raw `CUevent` of the same context, recorded by
+    /// the consumer after its last use) has completed on the device; no host sync.
+    ///
+    /// # Errors
+    /// `Gpu` when the driver refuses the wait.
+    pub fn release_event(mut self, event: u64) -> Result<()> {
+        match self.lease.take() {
+            Some(l) => self.engine.release(l, Some(event)),
+            None => Ok(()),
+        }
+    }
+
+    /// A synchronous copy of the tensor to the host.
+    ///
+    /// # Errors
+    /// `Gpu` when the copy fails.
+    pub fn to_host(&self) -> Result<Vec<u8>> {
+        match &self.lease {
+            Some(l) => self.engine.download(l, self.bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl Drop for DeviceBatch {
+    fn drop(&mut self) {
+        if let Some(l) = self.lease.take() {
+            let _ = self.engine.release(l, None);
+        }
+    }
+}
+
+/// GPU memory in use on the current device (`total - free` of `cuMemGetInfo`), for tests.
+///
+/// # Errors
+/// `Gpu` when the driver call fails.
+pub fn device_memory_used(device: usize) -> Result<u64> {
+    let b = CudaBackend::new(device).map_err(|e| gpu_err("open device", e))?;
+    b.context().bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))?;
+    let (mut free, mut total) = (0usize, 0usize);
+    // SAFETY: valid out-pointers, context bound.
+    check("cuMemGetInfo", unsafe { sys::cuMemGetInfo_v2(&mut free, &mut total) })?;
+    Ok((total - free) as u64)
+}
