@@ -71,7 +71,10 @@ fn test() -> Result<()> {
     loom()?;
     // The CUDA code paths must build on a machine with no CUDA toolkit and no GPU.
     let mut b = cargo();
-    b.args(["check", "--locked", "-p", "gpu-schedule", "-p", "kernels", "--features", "cuda"]);
+    b.args(["check", "--locked", "--all-targets", "--features", "cuda"]);
+    for p in ["gpu-schedule", "kernels", "damacy", "cli"] {
+        b.args(["-p", p]);
+    }
     run(b)
 }
 
