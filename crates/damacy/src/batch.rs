@@ -12,28 +12,38 @@ use crate::slots::{SlotLease, Slots};
 /// One crop: an array's absolute path and a half-open box in the array's axis order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Sample {
-    pub uri: PathBuf,
-    pub aabb: Aabb,
+    pub(crate) uri: PathBuf,
+    pub(crate) aabb: Aabb,
 }
 
 impl Sample {
-    /// A sample from corners.
-    ///
-    /// # Errors
-    /// `Sample` with a format error when the box is empty or the corners' ranks differ.
+    /// A sample from corners. Fields are private so that every sample is validated here.
     ///
     /// The uri is normalized lexically (`.` and `a/..` removed) so that paths like
     /// `/data/run/../a.zarr` name the array they mean; symbolic links are not resolved.
+    ///
+    /// # Errors
+    /// `InvalidSample` when the box is empty, its corners' ranks differ or its rank is
+    /// outside 1..=32, or the path is not valid UTF-8.
     pub fn new(uri: impl Into<PathBuf>, lo: Vec<u64>, hi: Vec<u64>) -> Result<Self> {
         let uri = normalize(&uri.into());
+        if uri.to_str().is_none() {
+            return Err(Error::InvalidSample { uri, source: Box::new(SampleError::NonUtf8Path) });
+        }
         match Aabb::new(lo, hi) {
             Ok(aabb) => Ok(Self { uri, aabb }),
-            Err(e) => Err(Error::Sample {
-                index: u64::MAX,
-                uri,
-                source: Box::new(SampleError::Format(e)),
-            }),
+            Err(e) => Err(Error::InvalidSample { uri, source: Box::new(SampleError::Format(e)) }),
         }
+    }
+
+    /// The array's path.
+    pub fn uri(&self) -> &std::path::Path {
+        &self.uri
+    }
+
+    /// The box, in the array's axis order.
+    pub fn aabb(&self) -> &Aabb {
+        &self.aabb
     }
 }
 

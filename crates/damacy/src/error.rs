@@ -56,6 +56,17 @@ pub enum Error {
     /// A worker thread could not be started (a failure of the machine).
     #[error("could not start thread `{name}`: {kind:?}")]
     Spawn { name: &'static str, kind: std::io::ErrorKind },
+    /// An iterator given to `push` panicked while producing sample `index`; the samples
+    /// before it were delivered, nothing after it is taken.
+    #[error("the sample iterator passed to push panicked while producing sample {index}")]
+    SourcePanicked { index: u64 },
+    /// A sample could not be built (`Sample::new`).
+    #[error("invalid sample {uri}: {source}")]
+    InvalidSample {
+        uri: PathBuf,
+        #[source]
+        source: Box<SampleError>,
+    },
     /// `pop_timeout` found no batch ready in time; nothing was lost.
     #[error("no batch was ready within {waited:?}")]
     Timeout { waited: std::time::Duration },
@@ -105,6 +116,13 @@ pub enum SampleError {
     /// blosc compressor the engine cannot decode, or an empty shard).
     #[error("{0}")]
     Prefetch(Box<prefetch_cache::Error>),
+    /// The sample's path is not valid UTF-8 (store keys are UTF-8).
+    #[error("the path is not valid UTF-8; rename the array or use a UTF-8 path to it")]
+    NonUtf8Path,
+    /// A worker failed in a way that is a bug in damacy (it panicked, or a plan was
+    /// inconsistent); the sample's data was not produced.
+    #[error("internal error in the {stage} stage (a bug: please report it)")]
+    Internal { stage: &'static str },
     /// The sample touches more shards than `max_shards_per_sample`.
     #[error(
         "touches {shards} shards, more than max_shards_per_sample = {limit}; raise it or use smaller samples"

@@ -96,6 +96,8 @@ pub(crate) struct BatchWork<L> {
     /// Batch position of each planned sample (samples that failed to resolve are not
     /// planned, so plan indices and batch positions differ).
     pub positions: Vec<usize>,
+    /// See [`BatchWork::scratch_cap`].
+    pub scratch_cap: usize,
     pub(crate) progress: Progress,
 }
 
@@ -176,15 +178,36 @@ impl<L> BatchWork<L> {
         scratch: &mut Scratch,
         stats: &StatCounters,
     ) {
-        match job {
+        // A job counts as finished however it ends: a panic here must fail the batch,
+        // not leave `pop` waiting forever for a job that will never finish.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
             JobKind::Read(r) => self.run_read(r, store, scratch, stats),
             JobKind::Fill(k) => {
                 let t = Instant::now();
                 self.run_fill(k);
                 stats.assemble_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
             }
+        }));
+        if ran.is_err() {
+            // The scratch buffers may be in any state; start them afresh.
+            *scratch = Scratch::default();
+            self.fail_all("decode worker");
         }
+        scratch.trim(self.scratch_cap);
         self.progress.finish_job();
+    }
+
+    /// Fails every sample of the batch with an internal error.
+    fn fail_all(&self, stage: &'static str) {
+        self.progress.fail(0..self.positions.len(), &SampleError::Internal { stage });
+    }
+
+    /// The largest read or chunk of `plan`: worker scratch beyond twice this is given
+    /// back after each job.
+    pub(crate) fn scratch_cap(plan: &BatchPlan) -> usize {
+        let read = plan.reads.iter().map(|r| r.len).max().unwrap_or(0);
+        let chunk = plan.chunks.iter().map(|c| c.decompressed_len()).max().unwrap_or(0);
+        usize::try_from(read.max(chunk)).unwrap_or(usize::MAX)
     }
 
     fn run_read(
@@ -195,8 +218,12 @@ impl<L> BatchWork<L> {
         stats: &StatCounters,
     ) {
         let plan = &self.plan;
-        let (Some(op), Some(group)) = (plan.reads.get(r), plan.group(r)) else { return };
-        let Some(file) = plan.files.get(op.file) else { return };
+        // A plan that refers past its own tables is a bug; the batch fails rather than
+        // delivering whatever the buffer held before.
+        let (Some(op), Some(group)) = (plan.reads.get(r), plan.group(r)) else {
+            return self.fail_all("plan");
+        };
+        let Some(file) = plan.files.get(op.file) else { return self.fail_all("plan") };
         let samples_of_group =
             || group.iter().flat_map(|c| c.placements.iter().map(|p| p.sample)).collect::<Vec<_>>();
         let Ok(len) = usize::try_from(op.len) else {
@@ -222,6 +249,7 @@ impl<L> BatchWork<L> {
             };
             let a = chunk.array.index();
             let (Some(entry), Some(facts)) = (self.arrays.get(a), self.facts.get(a)) else {
+                self.fail_all("plan");
                 continue;
             };
             let lo = offset_in_read as usize;
@@ -229,6 +257,7 @@ impl<L> BatchWork<L> {
             // becoming a panic.
             let Some(src) = scratch.staging.get(lo..lo.saturating_add(compressed_len as usize))
             else {
+                self.fail_all("plan");
                 continue;
             };
             scratch.decoded.resize(decompressed_len as usize, 0);
@@ -323,4 +352,17 @@ impl<L> BatchWork<L> {
 pub(crate) struct Scratch {
     staging: Vec<u8>,
     decoded: Vec<u8>,
+}
+
+impl Scratch {
+    /// Gives back capacity beyond twice `cap`, so one unusually large read does not pin
+    /// its memory for the life of the worker.
+    fn trim(&mut self, cap: usize) {
+        for v in [&mut self.staging, &mut self.decoded] {
+            if v.capacity() > cap.saturating_mul(2) {
+                v.truncate(cap);
+                v.shrink_to(cap);
+            }
+        }
+    }
 }

@@ -125,6 +125,8 @@ struct Feed {
     fed: u64,
     taken: u64,
     done: bool,
+    /// Set when a pushed iterator panicked: the push index it was producing.
+    source_panicked: Option<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -352,11 +354,14 @@ impl Pipeline {
                     break p;
                 }
                 if out.done {
-                    return if sh.shutdown.load(Ordering::Acquire) {
-                        Err(Error::Closed)
-                    } else {
-                        Ok(None)
-                    };
+                    if sh.shutdown.load(Ordering::Acquire) {
+                        return Err(Error::Closed);
+                    }
+                    // Reported once, after every batch before it.
+                    if let Some(index) = lock(&sh.feed).source_panicked.take() {
+                        return Err(Error::SourcePanicked { index });
+                    }
+                    return Ok(None);
                 }
                 match deadline {
                     None => out = sh.output_cv.wait(out).unwrap_or_else(|e| e.into_inner()),
@@ -437,14 +442,16 @@ fn finish_batch(sh: &Shared, p: PendingWork) -> Result<Batch> {
                 });
             }
             OnError::Fill => {
-                // `sample_shape` was validated at construction, so this box always exists.
-                let whole = zarr::Aabb::from_shape(&sh.cfg.sample_shape).map_err(|_| {
-                    Error::ConfigValue {
+                // `sample_shape` was validated at construction, so this box always exists;
+                // should it not, the buffer still goes back before the error does.
+                let Ok(whole) = zarr::Aabb::from_shape(&sh.cfg.sample_shape) else {
+                    sh.slots.release(lease);
+                    return Err(Error::ConfigValue {
                         knob: "sample_shape",
                         value: 0,
                         expected: "a non-empty shape",
-                    }
-                })?;
+                    });
+                };
                 for (pos, _) in &errors {
                     p.work.fill(*pos, &whole, &p.fills[*pos]);
                 }
@@ -507,23 +514,40 @@ impl Drop for Pipeline {
     }
 }
 
-/// Takes the next sample from the input queue without blocking (pulling from a lazy
-/// source if that is what is in front).
-fn pull_one(inp: &mut Input) -> Option<Sample> {
+/// Takes the next sample in push order, blocking until one is pushed. `None` once the
+/// input is closed and drained, or on teardown; `Some(Err(()))` when a pushed iterator
+/// panicked. A lazy source is advanced with the input lock released, so a slow or
+/// blocking iterator never holds up `push`, `try_push`, `finish` or teardown's locks.
+fn next_sample(sh: &Shared) -> Option<Result<Sample, ()>> {
+    let mut inp = lock(&sh.input);
     loop {
-        match inp.queue.front_mut()? {
-            Pushed::One(_) => {
-                if let Some(Pushed::One(s)) = inp.queue.pop_front() {
-                    inp.queued_samples -= 1;
-                    return Some(s);
+        if sh.shutdown.load(Ordering::Acquire) {
+            return None;
+        }
+        match inp.queue.pop_front() {
+            Some(Pushed::One(s)) => {
+                inp.queued_samples -= 1;
+                return Some(Ok(s));
+            }
+            Some(Pushed::Many(mut it)) => {
+                drop(inp);
+                // The caller's iterator is foreign code: a panic in it must not kill the
+                // feeder silently (pop would wait forever).
+                let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| it.next()));
+                inp = lock(&sh.input);
+                match next {
+                    // Back to the front: only this thread takes from the queue, so push
+                    // order is kept.
+                    Ok(Some(s)) => {
+                        inp.queue.push_front(Pushed::Many(it));
+                        return Some(Ok(s));
+                    }
+                    Ok(None) => {}
+                    Err(_) => return Some(Err(())),
                 }
             }
-            Pushed::Many(it) => match it.next() {
-                Some(s) => return Some(s),
-                None => {
-                    inp.queue.pop_front();
-                }
-            },
+            None if inp.closed => return None,
+            None => inp = sh.input_cv.wait(inp).unwrap_or_else(|e| e.into_inner()),
         }
     }
 }
@@ -532,6 +556,7 @@ fn pull_one(inp: &mut Input) -> Option<Sample> {
 /// order, as the ring has room. It waits on the feed condvar (not inside the
 /// prefetcher) when the ring is full, so teardown can always wake it.
 fn feeder(sh: &Shared) {
+    let lookahead = sh.cfg.effective_lookahead() as u64;
     let mut held: Option<SampleRequest> = None;
     loop {
         if sh.shutdown.load(Ordering::Acquire) {
@@ -539,28 +564,26 @@ fn feeder(sh: &Shared) {
         }
         let req = match held.take() {
             Some(r) => r,
-            None => {
-                let mut inp = lock(&sh.input);
-                loop {
-                    if sh.shutdown.load(Ordering::Acquire) {
-                        return;
-                    }
-                    if let Some(s) = pull_one(&mut inp) {
-                        break SampleRequest {
-                            uri: s.uri.to_string_lossy().as_ref().into(),
-                            lo: s.aabb.lo,
-                            hi: s.aabb.hi,
-                        };
-                    }
-                    if inp.closed {
-                        drop(inp);
-                        lock(&sh.feed).done = true;
-                        sh.feed_cv.notify_all();
-                        return;
-                    }
-                    inp = sh.input_cv.wait(inp).unwrap_or_else(|e| e.into_inner());
+            None => match next_sample(sh) {
+                Some(Ok(s)) => SampleRequest {
+                    // `Sample::new` guarantees a UTF-8 path.
+                    uri: s.uri.to_string_lossy().as_ref().into(),
+                    lo: s.aabb.lo,
+                    hi: s.aabb.hi,
+                },
+                Some(Err(())) => {
+                    let mut f = lock(&sh.feed);
+                    f.source_panicked = Some(f.fed);
+                    f.done = true;
+                    sh.feed_cv.notify_all();
+                    return;
                 }
-            }
+                None => {
+                    lock(&sh.feed).done = true;
+                    sh.feed_cv.notify_all();
+                    return;
+                }
+            },
         };
         match sh.prefetcher.try_push(req) {
             Ok(_) => {
@@ -568,10 +591,12 @@ fn feeder(sh: &Shared) {
                 sh.feed_cv.notify_all();
             }
             Err(req) => {
-                // The ring is full: wait until the coordinator takes samples.
+                // The ring is full. `fed - taken` never undercounts the ring (the
+                // coordinator counts a take after the ring shrank), so waiting for it to
+                // drop below the lookahead, under the feed lock, cannot miss the take that
+                // makes room.
                 let mut f = lock(&sh.feed);
-                let taken = f.taken;
-                while f.taken == taken && !sh.shutdown.load(Ordering::Acquire) {
+                while f.fed - f.taken >= lookahead && !sh.shutdown.load(Ordering::Acquire) {
                     f = sh.feed_cv.wait(f).unwrap_or_else(|e| e.into_inner());
                 }
                 held = Some(req);
@@ -639,8 +664,17 @@ fn build(
     for r in &samples {
         let req = &r.request;
         // Boxes were validated by `Sample::new` before they were pushed.
-        let Ok(aabb) = zarr::Aabb::new(req.lo.clone(), req.hi.clone()) else {
-            return Pending::Failed { error: Error::Closed, lease: None };
+        let aabb = match zarr::Aabb::new(req.lo.clone(), req.hi.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                // Unreachable through `Sample::new`, which validates the box.
+                let error = Error::Sample {
+                    index: r.seq,
+                    uri: PathBuf::from(&*req.uri),
+                    source: Box::new(SampleError::Format(e)),
+                };
+                return Pending::Failed { error, lease: None };
+            }
         };
         infos.push(SampleInfo { index: r.seq, uri: PathBuf::from(&*req.uri), aabb });
     }
@@ -789,6 +823,7 @@ fn build(
     };
     let sample_bytes = (cfg.sample_elements().unwrap_or(0) as usize) * out_size;
     let jobs = BatchWork::<()>::jobs(&plan);
+    let scratch_cap = BatchWork::<()>::scratch_cap(&plan);
     let work = Arc::new(BatchWork {
         arrays,
         facts,
@@ -798,6 +833,7 @@ fn build(
         sample_bytes,
         out: sh.slots.out_buf(&lease),
         positions,
+        scratch_cap,
         progress: Progress::new(jobs.len()),
     });
     for j in jobs {

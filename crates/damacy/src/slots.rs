@@ -96,22 +96,28 @@ impl Slots {
         })
     }
 
-    /// Waits until batch `id`'s buffer (slot `id % n`) is free, then leases it.
+    /// Waits until any buffer is free (preferring slot `id % n`), then leases it. Any
+    /// free slot will do: a caller holding one old batch must not stall the pipeline
+    /// while other buffers are free.
     ///
     /// # Errors
     /// `Closed` when the pipeline is being torn down.
     pub(crate) fn acquire(&self, id: u64) -> Result<SlotLease> {
-        let slot = (id % self.pool.slots() as u64) as usize;
-        {
+        let n = self.pool.slots();
+        let slot = {
             let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            while h.held[slot] && !h.closed {
+            loop {
+                if h.closed {
+                    return Err(Error::Closed);
+                }
+                let first = (id % n as u64) as usize;
+                if let Some(s) = (0..n).map(|k| (first + k) % n).find(|&s| !h.held[s]) {
+                    h.held[s] = true;
+                    break s;
+                }
                 h = self.cv.wait(h).unwrap_or_else(|e| e.into_inner());
             }
-            if h.closed {
-                return Err(Error::Closed);
-            }
-            h.held[slot] = true;
-        }
+        };
         self.pool.acquire_blocking(slot, ACQUIRER).map_err(|_| Error::Closed)
     }
 

@@ -149,7 +149,7 @@ fn with_bad_sample(bad: Sample, on_error: OnError) -> Vec<damacy::Result<damacy:
 }
 
 fn assert_fails_then_continues(bad: Sample, check: impl Fn(&SampleError) -> bool) {
-    let uri = bad.uri.clone();
+    let uri = bad.uri().to_path_buf();
     let r = with_bad_sample(bad, OnError::Fail);
     assert!(r[0].is_ok() && r[2].is_ok(), "neighbouring batches still arrive");
     match &r[1] {
@@ -285,4 +285,111 @@ fn stats_count_delivered_voxels_and_reads() {
     assert!(s.decode_amplification() >= 1.0);
     p.reset_stats();
     assert_eq!(p.stats().batches, 0);
+}
+
+/// Review finding: with `lookahead == samples_per_batch` the feeder could miss the take
+/// that made room in the ring and both threads waited forever.
+#[test]
+fn feeder_never_misses_the_take_that_frees_the_ring() {
+    let path = fixture("zstd_u16");
+    let cfg = Config::builder()
+        .sample_shape([1, 1, 1])
+        .samples_per_batch(1)
+        .lookahead(1)
+        .dtype(OutDtype::Native)
+        .decode_threads(1)
+        .build()
+        .unwrap();
+    let mut p = Pipeline::new(cfg).unwrap();
+    let n = 3000u64;
+    p.push((0..n).map(move |i| {
+        let lo = vec![i % 20, i % 33, i % 17];
+        let hi = lo.iter().map(|v| v + 1).collect();
+        Sample::new(&path, lo, hi).unwrap()
+    }))
+    .unwrap();
+    p.finish();
+    let mut got = 0;
+    // Generous: a stall is the failure this test exists to catch.
+    while let Some(b) = p.pop_timeout(Duration::from_secs(60)).unwrap() {
+        assert_eq!(b.samples()[0].index, got);
+        got += 1;
+    }
+    assert_eq!(got, n);
+}
+
+/// Review finding: holding one old batch must not stall the pipeline while other
+/// buffers are free.
+#[test]
+fn holding_one_old_batch_does_not_stall_the_others() {
+    let path = fixture("zstd_u16");
+    let mut p = Pipeline::new(cfg(1).batches_in_flight(3).build().unwrap()).unwrap();
+    p.push(boxes(&path, 10)).unwrap();
+    p.finish();
+    let kept = p.pop().unwrap().unwrap();
+    let mut rest = 0;
+    while let Some(b) = p.pop_timeout(Duration::from_secs(60)).unwrap() {
+        assert_ne!(b.data().as_ptr(), kept.data().as_ptr());
+        rest += 1;
+    }
+    assert_eq!(rest, 9);
+    assert_eq!(kept.samples()[0].index, 0);
+}
+
+/// Review finding: a panicking sample iterator must end the stream with an error, after
+/// the batches before it, instead of leaving `pop` waiting forever.
+#[test]
+fn a_panicking_sample_iterator_is_reported_after_the_batches_before_it() {
+    let path = fixture("zstd_u16");
+    let mut p = Pipeline::new(cfg(2).build().unwrap()).unwrap();
+    let good = boxes(&path, 4);
+    p.push(good.into_iter().chain(std::iter::from_fn(|| -> Option<Sample> {
+        panic!("the caller's generator failed")
+    })))
+    .unwrap();
+    p.finish();
+    assert_eq!(p.pop_timeout(Duration::from_secs(60)).unwrap().unwrap().samples().len(), 2);
+    assert_eq!(p.pop_timeout(Duration::from_secs(60)).unwrap().unwrap().samples().len(), 2);
+    let e = p.pop_timeout(Duration::from_secs(60)).unwrap_err();
+    assert!(matches!(e, Error::SourcePanicked { index: 4 }), "{e}");
+    assert!(p.pop().unwrap().is_none());
+}
+
+/// Review finding: a blocking sample iterator must not hold the input lock, so `finish`
+/// and `try_push` return while it blocks.
+#[test]
+fn a_blocking_sample_iterator_does_not_block_finish() {
+    let path = fixture("zstd_u16");
+    let mut p = Pipeline::new(cfg(1).build().unwrap()).unwrap();
+    let (tx, rx) = mpsc::channel::<Sample>();
+    p.push(rx.into_iter()).unwrap();
+    let (done_tx, done_rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        // The feeder is now blocked inside `rx.next()`.
+        std::thread::sleep(Duration::from_millis(50));
+        p.finish();
+        done_tx.send(()).unwrap();
+        p
+    });
+    assert!(done_rx.recv_timeout(Duration::from_secs(60)).is_ok(), "finish blocked");
+    tx.send(boxes(&path, 1).remove(0)).unwrap();
+    drop(tx);
+    let mut p = handle.join().unwrap();
+    assert_eq!(p.pop_timeout(Duration::from_secs(60)).unwrap().unwrap().samples().len(), 1);
+    assert!(p.pop().unwrap().is_none());
+}
+
+#[test]
+fn invalid_samples_are_refused_at_construction() {
+    let e = Sample::new("/a.zarr", vec![5, 5], vec![1, 9]).unwrap_err();
+    assert!(matches!(e, Error::InvalidSample { .. }), "{e}");
+    let e = Sample::new("/a.zarr", vec![0], vec![1, 2]).unwrap_err();
+    assert!(matches!(e, Error::InvalidSample { .. }), "{e}");
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"/tmp/arr\xff.zarr");
+    let e = Sample::new(bad, vec![0], vec![1]).unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidSample { source, .. } if matches!(**source, SampleError::NonUtf8Path)),
+        "{e}"
+    );
 }
