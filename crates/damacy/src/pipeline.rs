@@ -500,6 +500,8 @@ impl Drop for Pipeline {
         if let Some(e) = &sh.engine {
             e.close();
         }
+        // The coordinator may be waiting inside the prefetcher for a sample to resolve.
+        sh.prefetcher.shutdown();
         if let Some(f) = self.feeder.take() {
             let _ = f.join();
         }

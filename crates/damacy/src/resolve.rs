@@ -59,6 +59,7 @@ fn sample_error(e: prefetch_cache::Error) -> SampleError {
         }
         P::ShardIndex { key, source } | P::Layout { key, source, .. } => at(&key, source),
         P::Geometry { source, .. } => SampleError::Format(source),
+        P::Panicked { stage } => SampleError::Internal { stage },
         P::UnsupportedLayout { uri, what } => {
             SampleError::Unsupported { path: PathBuf::from(&*uri).join("zarr.json"), what }
         }

@@ -362,7 +362,7 @@ fn a_blocking_sample_iterator_does_not_block_finish() {
     let path = fixture("zstd_u16");
     let mut p = Pipeline::new(cfg(1).build().unwrap()).unwrap();
     let (tx, rx) = mpsc::channel::<Sample>();
-    p.push(rx.into_iter()).unwrap();
+    p.push(rx).unwrap();
     let (done_tx, done_rx) = mpsc::channel();
     let handle = std::thread::spawn(move || {
         // The feeder is now blocked inside `rx.next()`.
@@ -392,4 +392,41 @@ fn invalid_samples_are_refused_at_construction() {
         matches!(&e, Error::InvalidSample { source, .. } if matches!(**source, SampleError::NonUtf8Path)),
         "{e}"
     );
+}
+
+/// Review finding: metadata claiming 2^120 chunks per shard panicked inside the
+/// prefetcher's driver, so `pop` and even dropping the pipeline hung. It must be a sample
+/// error naming the array, and the pipeline must carry on.
+#[test]
+fn absurd_chunk_counts_are_a_sample_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let arr = dir.path().join("huge.zarr");
+    std::fs::create_dir_all(&arr).unwrap();
+    let big = 1u64 << 40;
+    let meta = serde_json::json!({
+        "zarr_format": 3, "node_type": "array", "shape": [big, big, big], "data_type": "uint8",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [big, big, big]}},
+        "chunk_key_encoding": {"name": "default"}, "fill_value": 0,
+        "codecs": [{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [1, 1, 1], "codecs": [{"name": "bytes"}],
+            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+            "index_location": "end"}}]
+    });
+    std::fs::write(arr.join("zarr.json"), meta.to_string()).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let good = fixture("zstd_u16");
+    std::thread::spawn(move || {
+        let mut p = Pipeline::new(cfg(1).build().unwrap()).unwrap();
+        let bad = Sample::new(&arr, vec![1, 1, 1], vec![5, 5, 5]).unwrap();
+        p.push(vec![bad, boxes(&good, 1).remove(0)]).unwrap();
+        p.finish();
+        let first = p.pop_timeout(Duration::from_secs(30)).map(|b| b.map(|b| b.id()));
+        let second =
+            p.pop_timeout(Duration::from_secs(30)).map(|b| b.map(|b| b.samples()[0].index));
+        drop(p);
+        tx.send((format!("{first:?}"), second.ok().flatten())).unwrap();
+    });
+    let (first, second) = rx.recv_timeout(Duration::from_secs(60)).expect("pop or drop hung");
+    assert!(first.contains("Overflow") && first.contains("huge.zarr"), "{first}");
+    assert_eq!(second, Some(1));
 }

@@ -13,6 +13,10 @@ pub enum Error {
     /// The store failed reading `key`.
     #[error("reading {key:?}: {source}")]
     Store { key: String, source: store::Error },
+    /// A fetch or the resolution of a sample panicked (a bug); the sample fails instead of
+    /// waiting forever.
+    #[error("internal error: the {stage} stage panicked (a bug: please report it)")]
+    Panicked { stage: &'static str },
     /// The array is valid zarr but laid out so that shards cannot be read in place.
     #[error("array {uri:?}: unsupported layout: {what}")]
     UnsupportedLayout { uri: Arc<str>, what: &'static str },

@@ -391,7 +391,9 @@ impl Prefetcher {
     pub fn wait_ready(&self, max: usize) -> Vec<ReadySample> {
         {
             let mut ring = lock(&self.shared.ring);
-            while ring.samples.front().is_some_and(|s| !matches!(s.stage, Stage::Done(_))) {
+            while !ring.shutdown
+                && ring.samples.front().is_some_and(|s| !matches!(s.stage, Stage::Done(_)))
+            {
                 ring = wait(&self.shared.changed, ring);
             }
         }
@@ -423,6 +425,16 @@ impl Prefetcher {
             }
             ring = wait(&self.shared.changed, ring);
         }
+    }
+
+    /// Stops the prefetcher early: waiters in [`wait_ready`](Self::wait_ready) and
+    /// [`push`](Self::push) return, and no new work starts. Dropping it afterwards joins
+    /// the threads. Used by an owner that shares the prefetcher and must wake its threads
+    /// before it can drop it.
+    pub fn shutdown(&self) {
+        lock(&self.shared.ring).shutdown = true;
+        self.shared.changed.notify_all();
+        self.shared.doorbell.shut();
     }
 
     /// Samples pushed and not yet taken.
@@ -466,6 +478,13 @@ impl Drop for Prefetcher {
     }
 }
 
+/// Runs a fetch, turning a panic inside it (a bug, or a store implementation's) into an
+/// error: a dead fetch would leave its samples pending forever.
+fn caught<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or(Err(Error::Panicked { stage: "fetch" }))
+}
+
 impl Shared {
     fn fetch_loop(&self) {
         loop {
@@ -485,20 +504,22 @@ impl Shared {
             let store = &*self.store;
             match job {
                 Job::Meta { handle, uri } => {
-                    self.meta.complete(handle, fetch::fetch_metadata(store, &uri));
+                    self.meta.complete(handle, caught(|| fetch::fetch_metadata(store, &uri)));
                 }
                 Job::Shard { handle, info, key } => {
-                    self.shards.complete(handle, fetch::fetch_shard(store, &info, &key));
+                    self.shards.complete(handle, caught(|| fetch::fetch_shard(store, &info, &key)));
                 }
                 Job::Layout { handle, uri, key, offset, nbytes } => {
-                    let r = fetch::fetch_layout(
-                        store,
-                        &uri,
-                        &key,
-                        offset,
-                        nbytes,
-                        &self.config.decodable_blosc,
-                    );
+                    let r = caught(|| {
+                        fetch::fetch_layout(
+                            store,
+                            &uri,
+                            &key,
+                            offset,
+                            nbytes,
+                            &self.config.decodable_blosc,
+                        )
+                    });
                     self.layouts.complete(handle, r);
                 }
             }
@@ -519,7 +540,14 @@ impl Shared {
             }
             let mut progressed = false;
             for s in ring.samples.iter_mut() {
-                progressed |= self.step(s);
+                // A panic while planning a sample (a bug) ends that sample with an error
+                // instead of killing the driver and every sample behind it.
+                let stepped =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step(s)));
+                progressed |= stepped.unwrap_or_else(|_| {
+                    s.stage = Stage::Done(Err(Error::Panicked { stage: "resolve" }));
+                    true
+                });
             }
             drop(ring);
             if progressed {

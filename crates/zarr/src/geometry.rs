@@ -172,6 +172,14 @@ impl ArrayGeometry {
                 });
             }
         }
+        // The shard index has one entry per inner chunk and a chunk is decoded whole:
+        // both counts must be representable (crafted metadata can claim 2^120 chunks).
+        let per_shard =
+            shard_shape.iter().zip(&chunk_shape).try_fold(1u64, |n, (s, c)| n.checked_mul(s / c));
+        let chunk_elems = chunk_shape.iter().try_fold(1u64, |n, &c| n.checked_mul(c));
+        if per_shard.is_none() || chunk_elems.is_none() {
+            return Err(Error::Overflow { what: "chunks per shard or elements per chunk" });
+        }
         if !sharded && shard_shape != chunk_shape {
             return Err(Error::InvalidField {
                 field: "chunk_shape",
@@ -271,10 +279,11 @@ impl ArrayGeometry {
                 .collect();
             let mut chunks = Vec::new();
             for inner in Odometer::new(&chunk_lo, &chunk_hi) {
-                let mut index_in_shard = 0u64;
-                for a in 0..rank {
-                    index_in_shard = index_in_shard * per_shard[a] + inner[a];
-                }
+                // Below the shard's chunk count, which `from_shapes` checked fits in u64;
+                // checked all the same, as geometry is built from untrusted metadata.
+                let index_in_shard = (0..rank)
+                    .try_fold(0u64, |idx, a| idx.checked_mul(per_shard[a])?.checked_add(inner[a]))
+                    .ok_or(Error::Overflow { what: "chunk index within shard" })?;
                 // Chunk box in array coordinates (cannot overflow: it lies inside the
                 // shard, whose origin was computed with checks, and shard extents are
                 // multiples of chunk extents).
@@ -390,6 +399,15 @@ mod tests {
         let b1 = Aabb::new(vec![0], vec![5]).unwrap();
         assert_eq!(g.intersect(&b1), Err(Error::RankMismatch { expected: 2, got: 1 }));
         assert_eq!(Aabb::new(vec![3], vec![3]), Err(Error::EmptyBox { axis: 0, lo: 3, hi: 3 }));
+    }
+
+    #[test]
+    fn chunk_counts_that_overflow_are_rejected_not_panicked_on() {
+        let big = 1u64 << 40;
+        let e = ArrayGeometry::from_shapes(vec![big; 3], vec![big; 3], vec![1; 3], true);
+        assert!(matches!(e, Err(Error::Overflow { .. })), "{e:?}");
+        let e = ArrayGeometry::from_shapes(vec![big; 3], vec![big; 3], vec![big; 3], false);
+        assert!(matches!(e, Err(Error::Overflow { .. })), "{e:?}");
     }
 
     #[test]
