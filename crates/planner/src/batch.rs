@@ -54,7 +54,8 @@ struct OpBuild {
 /// - `UnknownArray`, `Geometry`, `ShardCount`, `ShardStateKind`, `IndexEntries`,
 ///   `InconsistentShard`, `ZeroLengthChunk` for inputs that do not describe the batch;
 /// - `NoCastPath` when `out` is `Native` and the samples' data types differ;
-/// - `Budget` naming `max_chunk_decompressed_bytes` for a chunk too large to decode, or
+/// - `Budget` naming `max_chunk_decompressed_bytes` for a chunk too large to decode or
+///   whose stored size exceeds the larger of that cap and twice its decoded size, or
 ///   the wave knob (`max_staging_bytes_per_wave`, `max_chunks_per_wave`,
 ///   `max_decompressed_bytes_per_wave`) that one read group alone exceeds;
 /// - `Overflow` for sizes that do not fit in `u64`.
@@ -226,6 +227,20 @@ impl Walk {
                                         knob: "max_chunk_decompressed_bytes",
                                         needed: decompressed,
                                         limit: limits.max_chunk_decompressed_bytes,
+                                    });
+                                }
+                                // Stored bytes are read whole into memory: a forged index
+                                // entry (or a huge unsharded object) must not size a buffer
+                                // past the chunk cap. Legitimate encodings stay far below
+                                // twice their decoded size except in tiny chunks.
+                                let stored_cap = limits
+                                    .max_chunk_decompressed_bytes
+                                    .max(decompressed.saturating_mul(2));
+                                if nbytes > stored_cap {
+                                    return Err(Error::Budget {
+                                        knob: "max_chunk_decompressed_bytes",
+                                        needed: nbytes,
+                                        limit: stored_cap,
                                     });
                                 }
                                 Stored::Range { offset, nbytes, decompressed }

@@ -31,6 +31,25 @@ fn chunk_over_decompressed_cap_names_the_knob() {
     );
 }
 
+/// A forged index entry claiming far more stored bytes than the chunk can need must not
+/// size a read buffer: it is refused against the larger of the cap and twice the decoded
+/// size.
+#[test]
+fn stored_chunk_far_larger_than_its_decoded_size_is_refused() {
+    let arrays = sharded();
+    let huge = |_: &[u64]| ShardState::Present(packed_index(4, |_| Some(1 << 40)));
+    let s = sample(&arrays, 0, &[0, 0], &[4, 4], huge);
+    let lim = PlanLimits { max_chunk_decompressed_bytes: 1 << 20, ..PlanLimits::default() };
+    assert_eq!(
+        planner::plan(&arrays, &[s], &lim, OutDtype::F32),
+        Err(Error::Budget {
+            knob: "max_chunk_decompressed_bytes",
+            needed: 1 << 40,
+            limit: 1 << 20
+        })
+    );
+}
+
 #[test]
 fn group_too_big_for_an_empty_wave_names_the_knob() {
     // A single 10-byte chunk cannot be staged in 9 bytes.

@@ -247,7 +247,7 @@ fn decode_array_bytes(
             Ok(())
         }
         ArrayToBytes::Sharding(s) => {
-            let shard = undo_bytes(&chain.bytes_to_bytes, bytes)?;
+            let shard = undo_bytes(&chain.bytes_to_bytes, bytes, intermediate_cap(bytes, dst))?;
             decode_shard(s, dt, repr.fill_value, shape, &shard, dst)
         }
     }
@@ -259,7 +259,7 @@ fn undo_bytes_into(codecs: &[BytesToBytes], src: &[u8], dst: &mut [u8]) -> Resul
     let Some((first, rest)) = codecs.split_first() else {
         return copy_exact(src, dst, "bytes");
     };
-    let mid = undo_bytes(rest, src)?;
+    let mid = undo_bytes(rest, src, intermediate_cap(src, dst))?;
     match first {
         BytesToBytes::Crc32c => copy_exact(check_crc32c(&mid)?, dst, "crc32c"),
         BytesToBytes::Zstd { .. } => {
@@ -306,9 +306,35 @@ fn undo_bytes_into(codecs: &[BytesToBytes], src: &[u8], dst: &mut [u8]) -> Resul
     }
 }
 
+/// The most bytes an intermediate stage (a whole shard, or the input of the last
+/// bytes→bytes codec) may decode to: generous for real data (a shard's index and inner
+/// encodings, even of tiny chunks, stay well within it) but proportional to the chunk, so
+/// a small crafted stream cannot expand into gigabytes.
+fn intermediate_cap(src: &[u8], dst: &[u8]) -> usize {
+    src.len().max(dst.len()).saturating_mul(32).saturating_add(1 << 20)
+}
+
+/// Reads `r` to its end, failing once more than `cap` bytes come out.
+fn read_capped(mut r: impl Read, codec: &'static str, cap: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    (&mut r)
+        .take(cap as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Decompress { codec, message: e.to_string() })?;
+    if out.len() > cap {
+        return Err(Error::DecodedSize {
+            stage: codec,
+            expected: cap as u64,
+            got: out.len() as u64,
+        });
+    }
+    Ok(out)
+}
+
 /// Undoes `codecs` (in reverse) where the decoded size is not known in advance (a shard,
-/// or a stage before another bytes→bytes codec). `crc32c` only narrows the borrow.
-fn undo_bytes<'a>(codecs: &[BytesToBytes], src: &'a [u8]) -> Result<Cow<'a, [u8]>> {
+/// or a stage before another bytes→bytes codec), producing at most `cap` bytes at any
+/// stage. `crc32c` only narrows the borrow.
+fn undo_bytes<'a>(codecs: &[BytesToBytes], src: &'a [u8], cap: usize) -> Result<Cow<'a, [u8]>> {
     let mut cur = Cow::Borrowed(src);
     for codec in codecs.iter().rev() {
         cur = match codec {
@@ -323,23 +349,24 @@ fn undo_bytes<'a>(codecs: &[BytesToBytes], src: &'a [u8]) -> Result<Cow<'a, [u8]
             BytesToBytes::Zstd { .. } => {
                 // Streaming decode grows the buffer only as data actually decodes, so a
                 // forged content size cannot force a huge allocation.
-                let mut out = Vec::new();
-                zstd::stream::read::Decoder::new(&cur[..])
-                    .and_then(|mut d| d.read_to_end(&mut out))
+                let d = zstd::stream::read::Decoder::new(&cur[..])
                     .map_err(|e| Error::Decompress { codec: "zstd", message: e.to_string() })?;
-                Cow::Owned(out)
+                Cow::Owned(read_capped(d, "zstd", cap)?)
             }
             BytesToBytes::Gzip { .. } => {
-                let mut out = Vec::new();
-                flate2::read::GzDecoder::new(&cur[..])
-                    .read_to_end(&mut out)
-                    .map_err(|e| Error::Decompress { codec: "gzip", message: e.to_string() })?;
-                Cow::Owned(out)
+                Cow::Owned(read_capped(flate2::read::GzDecoder::new(&cur[..]), "gzip", cap)?)
             }
             BytesToBytes::Blosc { .. } => {
                 // The frame's layout is validated (cbytes == buffer length, stream
                 // offsets in bounds) before the buffer is allocated.
                 let layout = blosc::layout(&cur)?;
+                if layout.nbytes > cap {
+                    return Err(Error::DecodedSize {
+                        stage: "blosc",
+                        expected: cap as u64,
+                        got: layout.nbytes as u64,
+                    });
+                }
                 let mut out = vec![0u8; layout.nbytes];
                 let got = blosc::decode(&cur, &mut out)?;
                 expect_len("blosc", out.len(), got)?;
@@ -621,6 +648,19 @@ fn encode_bytes(codec: &BytesToBytes, data: Vec<u8>, default_typesize: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tiny zstd stream that expands enormously inside a shard's outer codec must fail
+    /// with DecodedSize, not allocate its full expansion.
+    #[test]
+    fn intermediate_stages_are_capped_against_decompression_bombs() {
+        let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 3).unwrap();
+        assert!(bomb.len() < 1 << 20);
+        let out = vec![0u8; 16];
+        let cap = intermediate_cap(&bomb, &out);
+        let e = undo_bytes(&[BytesToBytes::Zstd { level: 3, checksum: false }], &bomb, cap);
+        assert!(matches!(e, Err(Error::DecodedSize { stage: "zstd", .. })), "{e:?}");
+    }
+
     use proptest::prelude::*;
 
     fn repr(shape: &[u64], dt: DataType) -> ChunkRepr {
