@@ -56,8 +56,9 @@ const REGION_ALIGN: u64 = 256;
 /// Smallest per-wave staging or arena size the engine accepts.
 pub const MIN_WAVE_BYTES: u64 = 16 << 20;
 /// Largest decoded zstd stream sent to nvCOMP (larger ones are decoded on the CPU);
-/// nvCOMP's temp buffer is sized for this.
-const MAX_GPU_STREAM: u64 = 1 << 20;
+/// nvCOMP's temp buffer is sized for this. (nvCOMP 6's temp is about 3 bytes per byte of
+/// `chunks × max_chunk_bytes`, measured on the H200: 6.6 GB for 2048 × 1 MiB.)
+const MAX_GPU_STREAM: u64 = 256 << 10;
 /// Placements or fill boxes per descriptor upload.
 const DESC_CAP: usize = 16 << 10;
 /// Device bytes per stream of nvCOMP metadata: 6 u64 arrays and an i32 array.
@@ -470,17 +471,23 @@ impl Engine {
     /// # Errors
     /// `Closed` on teardown; `Gpu` when the pool refuses.
     pub(crate) fn acquire(&self, id: u64) -> Result<Lease<CudaBackend, CudaDeviceMem>> {
-        let slot = (id % self.batches.slots() as u64) as usize;
-        {
+        // Any free buffer, starting at `id % n`: a caller holding an old batch must not
+        // stall the others (as in the host engine's slots).
+        let n = self.batches.slots();
+        let slot = {
             let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            while h.0[slot] && !h.1 {
+            loop {
+                if h.1 {
+                    return Err(Error::Closed);
+                }
+                let first = (id % n as u64) as usize;
+                if let Some(s) = (0..n).map(|k| (first + k) % n).find(|&s| !h.0[s]) {
+                    h.0[s] = true;
+                    break s;
+                }
                 h = self.held_cv.wait(h).unwrap_or_else(|e| e.into_inner());
             }
-            if h.1 {
-                return Err(Error::Closed);
-            }
-            h.0[slot] = true;
-        }
+        };
         self.batches.acquire(slot, self.stream("compute")?).map_err(|e| gpu_err("pool acquire", e))
     }
 
@@ -820,6 +827,18 @@ impl Engine {
         // nvCOMP metadata: [comp ptrs][comp bytes][capacity][out ptrs][actual][expected]
         // [statuses][copy ranges][report].
         let n = state.streams.len();
+        if n as u64 > self.sizing.streams || state.raws.len() as u64 > self.sizing.streams {
+            // The metadata buffer was sized for `streams` entries of each kind.
+            return Err(Error::Gpu {
+                what: "staging a wave",
+                detail: format!(
+                    "{n} zstd streams and {} raw blocks exceed the {} per wave the engine \
+                     was sized for",
+                    state.raws.len(),
+                    self.sizing.streams
+                ),
+            });
+        }
         let n8 = n as u64 * 8;
         let (o_cp, o_cb, o_cap, o_op, o_act, o_exp) = (0, n8, 2 * n8, 3 * n8, 4 * n8, 5 * n8);
         let o_st = 6 * n8;
@@ -852,7 +871,11 @@ impl Engine {
         self.upload_async(base, &meta, compute)?;
         // SAFETY (all ranges below): inside this slot's metadata allocation, whose size
         // covers `streams` entries (the workers never produce more).
-        let r = |off: u64, len: u64| unsafe { DeviceRange::from_raw(base + off, len) };
+        let r = |off: u64, len: u64| {
+            // SAFETY: inside this slot's metadata allocation, whose size covers
+            // `streams` entries (the workers never produce more).
+            unsafe { DeviceRange::from_raw(base + off, len) }
+        };
         if let Some(dec) = &self.decoder {
             let cap = dec.capacity().0;
             let mut i = 0;

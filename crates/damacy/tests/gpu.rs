@@ -31,7 +31,7 @@ fn cfg(shape: &[u64], n: usize, dtype: OutDtype, backend: Backend) -> Config {
         .backend(backend)
         .decode_threads(4)
         .max_shards_per_sample(4096)
-        .max_gpu_memory_bytes(512 << 20)
+        .max_gpu_memory_bytes(4 << 30)
         .max_pinned_host_bytes(80 << 20)
         .build()
         .expect("config")
