@@ -458,29 +458,57 @@ fn finish_batch(sh: &Shared, p: PendingWork) -> Result<Batch> {
             }
         }
     }
-    let n = p.infos.len() as u64;
+    let sample_bytes = p.work.sample_bytes;
+    Ok(deliver(
+        sh,
+        Delivered { id: p.id, infos: p.infos, element: p.element, sample_bytes, errors },
+        Some(lease),
+        #[cfg(feature = "cuda")]
+        None,
+    ))
+}
+
+/// What both engines hand out for a finished batch.
+struct Delivered {
+    id: u64,
+    infos: Vec<SampleInfo>,
+    element: DataType,
+    sample_bytes: usize,
+    /// (batch position, error) of samples filled under `OnError::Fill`.
+    errors: Vec<(usize, SampleError)>,
+}
+
+/// Counts a finished batch and builds its handle: over a host buffer (`lease`) or, with
+/// the CUDA engine, a device buffer (`device`).
+fn deliver(
+    sh: &Shared,
+    d: Delivered,
+    lease: Option<SlotLease>,
+    #[cfg(feature = "cuda")] device: Option<crate::cuda::DeviceBatch>,
+) -> Batch {
+    let n = d.infos.len() as u64;
     let mut shape = vec![n];
     shape.extend_from_slice(&sh.cfg.sample_shape);
-    let bytes = p.work.sample_bytes * p.infos.len();
+    let bytes = d.sample_bytes * d.infos.len();
     sh.stats.batches.fetch_add(1, Ordering::Relaxed);
     sh.stats.samples.fetch_add(n, Ordering::Relaxed);
     sh.stats.bytes_delivered.fetch_add(bytes as u64, Ordering::Relaxed);
-    let errors = errors.into_iter().map(|(pos, e)| (p.infos[pos].index, e)).collect::<Vec<_>>();
-    Ok(Batch {
-        id: p.id,
+    let errors = d.errors.into_iter().map(|(pos, e)| (d.infos[pos].index, e)).collect::<Vec<_>>();
+    Batch {
+        id: d.id,
         shape,
         dtype: sh.cfg.dtype,
-        element: p.element,
-        samples: p.infos,
+        element: d.element,
+        samples: d.infos,
         errors,
         bytes,
-        lease: Some(lease),
+        lease,
         slots: Arc::clone(&sh.slots),
         #[cfg(feature = "cuda")]
-        device: None,
-        #[cfg(feature = "cuda")]
         host_copy: std::sync::OnceLock::new(),
-    })
+        #[cfg(feature = "cuda")]
+        device,
+    }
 }
 
 impl Drop for Pipeline {
@@ -908,25 +936,12 @@ fn finish_device(sh: &Shared, p: PendingDevice) -> Result<Batch> {
         bytes: p.sample_bytes * p.infos.len(),
     };
     finished?;
-    let n = p.infos.len() as u64;
-    let mut shape = vec![n];
-    shape.extend_from_slice(&sh.cfg.sample_shape);
-    let bytes = p.sample_bytes * p.infos.len();
-    sh.stats.batches.fetch_add(1, Ordering::Relaxed);
-    sh.stats.samples.fetch_add(n, Ordering::Relaxed);
-    sh.stats.bytes_delivered.fetch_add(bytes as u64, Ordering::Relaxed);
-    let errors = errors.into_iter().map(|(pos, e)| (p.infos[pos].index, e)).collect::<Vec<_>>();
-    Ok(Batch {
+    let d = Delivered {
         id: p.id,
-        shape,
-        dtype: sh.cfg.dtype,
+        infos: p.infos,
         element: p.element,
-        samples: p.infos,
+        sample_bytes: p.sample_bytes,
         errors,
-        bytes,
-        lease: None,
-        slots: Arc::clone(&sh.slots),
-        device: Some(device),
-        host_copy: std::sync::OnceLock::new(),
-    })
+    };
+    Ok(deliver(sh, d, None, Some(device)))
 }
