@@ -23,60 +23,56 @@ pub fn out_size(out: OutDtype, src: DataType) -> usize {
 
 pub use kernels::cast::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_bf16_bits, f32_to_f16_bits};
 
-/// Reads element `i` of a native-endian buffer of type `src` as f32.
-#[inline]
-fn load_f32(src: DataType, bytes: &[u8]) -> f32 {
-    macro_rules! ne {
-        ($t:ty) => {{
-            let mut a = [0u8; std::mem::size_of::<$t>()];
-            a.copy_from_slice(bytes);
-            <$t>::from_ne_bytes(a)
-        }};
-    }
-    match src {
-        DataType::Bool => f32::from(u8::from(bytes[0] != 0)),
-        DataType::Int8 => f32::from(ne!(i8)),
-        DataType::UInt8 => f32::from(ne!(u8)),
-        DataType::Int16 => f32::from(ne!(i16)),
-        DataType::UInt16 => f32::from(ne!(u16)),
-        DataType::Int32 => ne!(i32) as f32,
-        DataType::UInt32 => ne!(u32) as f32,
-        DataType::Int64 => ne!(i64) as f32,
-        DataType::UInt64 => ne!(u64) as f32,
-        DataType::Float16 => f16_bits_to_f32(ne!(u16)),
-        DataType::BFloat16 => bf16_bits_to_f32(ne!(u16)),
-        DataType::Float32 => ne!(f32),
-        DataType::Float64 => ne!(f64) as f32,
+/// Converts every element of `src` (elements of `S` bytes, decoded by `load`) with
+/// `store` into `dst` (elements of `D` bytes). Generic over the element sizes and
+/// closures so each (source, output) pair compiles to its own tight loop: the dtype is
+/// decided once per run, not once per element.
+#[inline(always)]
+fn convert<const S: usize, const D: usize>(
+    src: &[u8],
+    dst: &mut [u8],
+    load: impl Fn([u8; S]) -> f32,
+    store: impl Fn(f32) -> [u8; D],
+) {
+    for (d, v) in dst.chunks_exact_mut(D).zip(src.chunks_exact(S)) {
+        let mut a = [0u8; S];
+        a.copy_from_slice(v);
+        d.copy_from_slice(&store(load(a)));
     }
 }
 
-/// Casts a contiguous run of `src` elements into `dst` (`out` elements).
+/// Casts a contiguous run of `src_t` elements into `dst` (`out` elements) with the rules
+/// of the module documentation.
 pub(crate) fn cast_run(src_t: DataType, out: OutDtype, src: &[u8], dst: &mut [u8]) {
-    let s = src_t.size();
-    match out {
-        OutDtype::Native => dst.copy_from_slice(src),
-        OutDtype::F32 => {
-            // The hot case (u16 → f32) gets a loop the compiler can vectorize.
-            if src_t == DataType::UInt16 {
-                for (d, v) in dst.chunks_exact_mut(4).zip(src.chunks_exact(2)) {
-                    d.copy_from_slice(&f32::from(u16::from_ne_bytes([v[0], v[1]])).to_ne_bytes());
+    // One monomorphized loop per (source, output) pair.
+    macro_rules! with_store {
+        ($S:literal, $load:expr) => {
+            match out {
+                OutDtype::Native => dst.copy_from_slice(src),
+                OutDtype::F32 => convert::<$S, 4>(src, dst, $load, |x: f32| x.to_ne_bytes()),
+                OutDtype::Bf16 => {
+                    convert::<$S, 2>(src, dst, $load, |x: f32| f32_to_bf16_bits(x).to_ne_bytes())
                 }
-                return;
+                OutDtype::F16 => {
+                    convert::<$S, 2>(src, dst, $load, |x: f32| f32_to_f16_bits(x).to_ne_bytes())
+                }
             }
-            for (d, v) in dst.chunks_exact_mut(4).zip(src.chunks_exact(s)) {
-                d.copy_from_slice(&load_f32(src_t, v).to_ne_bytes());
-            }
-        }
-        OutDtype::Bf16 => {
-            for (d, v) in dst.chunks_exact_mut(2).zip(src.chunks_exact(s)) {
-                d.copy_from_slice(&f32_to_bf16_bits(load_f32(src_t, v)).to_ne_bytes());
-            }
-        }
-        OutDtype::F16 => {
-            for (d, v) in dst.chunks_exact_mut(2).zip(src.chunks_exact(s)) {
-                d.copy_from_slice(&f32_to_f16_bits(load_f32(src_t, v)).to_ne_bytes());
-            }
-        }
+        };
+    }
+    match src_t {
+        DataType::Bool => with_store!(1, |a: [u8; 1]| f32::from(u8::from(a[0] != 0))),
+        DataType::Int8 => with_store!(1, |a: [u8; 1]| f32::from(i8::from_ne_bytes(a))),
+        DataType::UInt8 => with_store!(1, |a: [u8; 1]| f32::from(a[0])),
+        DataType::Int16 => with_store!(2, |a| f32::from(i16::from_ne_bytes(a))),
+        DataType::UInt16 => with_store!(2, |a| f32::from(u16::from_ne_bytes(a))),
+        DataType::Int32 => with_store!(4, |a| i32::from_ne_bytes(a) as f32),
+        DataType::UInt32 => with_store!(4, |a| u32::from_ne_bytes(a) as f32),
+        DataType::Int64 => with_store!(8, |a| i64::from_ne_bytes(a) as f32),
+        DataType::UInt64 => with_store!(8, |a| u64::from_ne_bytes(a) as f32),
+        DataType::Float16 => with_store!(2, |a| f16_bits_to_f32(u16::from_ne_bytes(a))),
+        DataType::BFloat16 => with_store!(2, |a| bf16_bits_to_f32(u16::from_ne_bytes(a))),
+        DataType::Float32 => with_store!(4, f32::from_ne_bytes),
+        DataType::Float64 => with_store!(8, |a| f64::from_ne_bytes(a) as f32),
     }
 }
 

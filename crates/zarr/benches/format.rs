@@ -1,4 +1,5 @@
-//! Criterion benches for the format hot paths: shard-index decode and blosc frame decode.
+//! Criterion benches for the format hot paths: shard-index decode, blosc frame decode, and
+//! `decode_chunk` of a zstd chunk (the host engine's inner loop).
 //!
 //! Run: `cargo bench -p zarr --bench format -- --warm-up-time 1 --measurement-time 3`.
 
@@ -84,5 +85,26 @@ fn blosc_decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, shard_index, blosc_decode);
+/// `decode_chunk` of a 32×64×64 u16 chunk (256 KiB, the `default` scenario's chunk)
+/// through `bytes` + `zstd` level 3: the host engine's per-chunk decode cost.
+fn zstd_chunk_decode(c: &mut Criterion) {
+    let data = smooth_noise_u16();
+    let chain =
+        CodecChain::little_endian(vec![zarr::BytesToBytes::Zstd { level: 3, checksum: false }]);
+    let repr = zarr::ChunkRepr {
+        shape: vec![32, 64, 64],
+        data_type: zarr::DataType::UInt16,
+        fill_value: zarr::FillValue::zero(zarr::DataType::UInt16),
+    };
+    let encoded = zarr::encode_chunk(&chain, &repr, &data).expect("encode");
+    let mut out = vec![0u8; data.len()];
+    let mut group = c.benchmark_group("decode_chunk_256KiB_u16");
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.bench_function("zstd3", |b| {
+        b.iter(|| zarr::decode_chunk(&chain, &repr, black_box(&encoded), &mut out).expect("decode"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, shard_index, blosc_decode, zstd_chunk_decode);
 criterion_main!(benches);
