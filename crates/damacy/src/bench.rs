@@ -159,15 +159,18 @@ pub fn run(opts: &BenchOptions, progress: &dyn Fn(BenchProgress)) -> Result<Benc
         seconds: ns as f64 * 1e-9,
         load: if wall > 0.0 { ns as f64 * 1e-9 / (wall * n as f64) } else { 0.0 },
     };
-    let stages = vec![
+    let mut stages = vec![
         load("plan", stats.plan_ns, 1),
         load("io", stats.io_ns, threads),
         load("decode", stats.decode_ns, threads),
         load("assemble", stats.assemble_ns, threads),
         load("pop_wait", stats.pop_wait_ns, 1),
-        load("gpu_submit", stats.gpu_submit_ns, 1),
-        load("gpu_wait", stats.gpu_wait_ns, 1),
     ];
+    // GPU stages only where there was GPU work (the host engine has none).
+    if stats.gpu_submit_ns + stats.gpu_wait_ns > 0 {
+        stages.push(load("gpu_submit", stats.gpu_submit_ns, 1));
+        stages.push(load("gpu_wait", stats.gpu_wait_ns, 1));
+    }
     let cpu_decode =
         if opts.measure_ceiling { measure_cpu_decode(sc, &data_dir, threads) } else { None };
     let decode_amp = stats.decode_amplification();
