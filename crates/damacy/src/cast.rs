@@ -8,6 +8,8 @@
 //! canonical quiet NaN (`0x7fc0` for bf16, `0x7e00` for f16) so that the two engines
 //! cannot disagree on payloads. `Native` copies bytes unchanged.
 
+use std::ops::Range;
+
 use zarr::{Aabb, DataType, FillValue};
 
 use crate::config::OutDtype;
@@ -106,7 +108,7 @@ fn strides(shape: &[u64]) -> Vec<u64> {
 
 /// Calls `f(src_row_start, dst_row_start, row_len)` (in elements) for every row of the
 /// intersection, iterating all axes but the last in C order.
-pub(crate) fn for_each_row(sc: &Scatter<'_>, mut f: impl FnMut(u64, u64, u64)) {
+fn for_each_row(sc: &Scatter<'_>, mut f: impl FnMut(u64, u64, u64)) {
     let rank = sc.chunk_shape.len();
     let cs = strides(sc.chunk_shape);
     let ss = strides(sc.sample_shape);
@@ -137,26 +139,25 @@ pub(crate) fn for_each_row(sc: &Scatter<'_>, mut f: impl FnMut(u64, u64, u64)) {
     }
 }
 
-/// Writes the intersection of one decoded chunk into one sample's output region
-/// (`dst` is that sample's whole `[sample_shape]` tensor in the output dtype).
-///
-/// # Panics
-/// Never for boxes produced by the planner; boxes outside `chunk`/`dst` (a bug in the
-/// caller) are caught by slice bounds checks rather than writing out of bounds.
-pub fn scatter(sc: &Scatter<'_>, chunk: &[u8], dst: &mut [u8]) {
+/// Calls `f(src_bytes, dst_bytes)` with the byte ranges, in the chunk and in the sample's
+/// output region, of every row of the intersection. The engine writes each row through
+/// its own view of the shared batch buffer; [`scatter`] writes into a slice.
+pub(crate) fn scatter_rows(sc: &Scatter<'_>, mut f: impl FnMut(Range<usize>, Range<usize>)) {
     let s = sc.src_dtype.size() as u64;
     let o = out_size(sc.out, sc.src_dtype) as u64;
     for_each_row(sc, |src, d, n| {
-        let src = &chunk[(src * s) as usize..((src + n) * s) as usize];
-        let dst = &mut dst[(d * o) as usize..((d + n) * o) as usize];
-        cast_run(sc.src_dtype, sc.out, src, dst);
+        f((src * s) as usize..((src + n) * s) as usize, (d * o) as usize..((d + n) * o) as usize);
     });
 }
 
-/// Fills the box `in_sample` of one sample's output region with one element `value`
-/// (already in the output dtype).
-pub fn fill_box(sample_shape: &[u64], in_sample: &Aabb, value: &[u8], dst: &mut [u8]) {
-    let o = value.len() as u64;
+/// Calls `f(dst_bytes)` with the byte range of every row of the box `in_sample` of a
+/// sample region whose elements are `elem` bytes.
+pub(crate) fn fill_rows(
+    sample_shape: &[u64],
+    in_sample: &Aabb,
+    elem: usize,
+    mut f: impl FnMut(Range<usize>),
+) {
     let sc = Scatter {
         src_dtype: DataType::UInt8,
         out: OutDtype::Native,
@@ -165,16 +166,35 @@ pub fn fill_box(sample_shape: &[u64], in_sample: &Aabb, value: &[u8], dst: &mut 
         sample_shape,
         in_sample,
     };
-    for_each_row(&sc, |_, d, n| {
-        let dst = &mut dst[(d * o) as usize..((d + n) * o) as usize];
-        if value.iter().all(|&b| b == 0) {
-            dst.fill(0);
-        } else {
-            for e in dst.chunks_exact_mut(value.len()) {
-                e.copy_from_slice(value);
-            }
+    let o = elem as u64;
+    for_each_row(&sc, |_, d, n| f((d * o) as usize..((d + n) * o) as usize));
+}
+
+/// Writes `value` (one element) over every element of `dst`.
+pub(crate) fn fill_run(dst: &mut [u8], value: &[u8]) {
+    if value.iter().all(|&b| b == 0) {
+        dst.fill(0);
+    } else {
+        for e in dst.chunks_exact_mut(value.len()) {
+            e.copy_from_slice(value);
         }
-    });
+    }
+}
+
+/// Writes the intersection of one decoded chunk into one sample's output region
+/// (`dst` is that sample's whole `[sample_shape]` tensor in the output dtype).
+///
+/// # Panics
+/// Never for boxes produced by the planner; boxes outside `chunk`/`dst` (a bug in the
+/// caller) are caught by slice bounds checks rather than writing out of bounds.
+pub fn scatter(sc: &Scatter<'_>, chunk: &[u8], dst: &mut [u8]) {
+    scatter_rows(sc, |s, d| cast_run(sc.src_dtype, sc.out, &chunk[s], &mut dst[d]));
+}
+
+/// Fills the box `in_sample` of one sample's output region with one element `value`
+/// (already in the output dtype).
+pub fn fill_box(sample_shape: &[u64], in_sample: &Aabb, value: &[u8], dst: &mut [u8]) {
+    fill_rows(sample_shape, in_sample, value.len(), |d| fill_run(&mut dst[d], value));
 }
 
 #[cfg(test)]

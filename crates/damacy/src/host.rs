@@ -292,18 +292,11 @@ impl<L> BatchWork<L> {
             in_sample: &p.in_sample,
         };
         let base = self.positions[p.sample] * self.sample_bytes;
-        let o = cast::out_size(self.out_dtype, src_t);
-        cast::for_each_row(&sc, |src_el, dst_el, n| {
-            let (s, d, n) = (src_el as usize, dst_el as usize, n as usize);
+        cast::scatter_rows(&sc, |src, dst| {
             // SAFETY: the planner produces each output voxel exactly once, so no other
             // job writes this row; the buffer outlives the batch's jobs.
-            let dst = unsafe { self.out.range(base + d * o, n * o) };
-            cast::cast_run(
-                src_t,
-                self.out_dtype,
-                &data[s * src_t.size()..(s + n) * src_t.size()],
-                dst,
-            );
+            let dst = unsafe { self.out.range(base + dst.start, dst.len()) };
+            cast::cast_run(src_t, self.out_dtype, &data[src], dst);
         });
     }
 
@@ -323,26 +316,10 @@ impl<L> BatchWork<L> {
     /// batch position `sample`.
     pub(crate) fn fill(&self, sample: usize, in_sample: &zarr::Aabb, value: &[u8]) {
         let base = sample * self.sample_bytes;
-        let o = value.len();
-        let sc = Scatter {
-            src_dtype: DataType::UInt8,
-            out: OutDtype::Native,
-            chunk_shape: &self.sample_shape,
-            in_chunk: in_sample,
-            sample_shape: &self.sample_shape,
-            in_sample,
-        };
-        cast::for_each_row(&sc, |_, d, n| {
+        cast::fill_rows(&self.sample_shape, in_sample, value.len(), |d| {
             // SAFETY: as in `scatter`: fill placements are disjoint from every other
             // placement of the batch.
-            let dst = unsafe { self.out.range(base + d as usize * o, n as usize * o) };
-            if value.iter().all(|&b| b == 0) {
-                dst.fill(0);
-            } else {
-                for e in dst.chunks_exact_mut(o) {
-                    e.copy_from_slice(value);
-                }
-            }
+            cast::fill_run(unsafe { self.out.range(base + d.start, d.len()) }, value);
         });
     }
 }

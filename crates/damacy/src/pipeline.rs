@@ -354,10 +354,12 @@ impl Pipeline {
                     break p;
                 }
                 if out.done {
+                    drop(out);
                     if sh.shutdown.load(Ordering::Acquire) {
                         return Err(Error::Closed);
                     }
-                    // Reported once, after every batch before it.
+                    // Reported once, after every batch before it. Taken with `output`
+                    // released: those two locks are never held together.
                     if let Some(index) = lock(&sh.feed).source_panicked.take() {
                         return Err(Error::SourcePanicked { index });
                     }

@@ -98,7 +98,9 @@ macro_rules! counters {
                     $($f: self.$f.load(Ordering::Relaxed),)*
                     store_ops: ops.saturating_sub(self.store_base_ops.load(Ordering::Relaxed)),
                     store_bytes: bytes.saturating_sub(self.store_base_bytes.load(Ordering::Relaxed)),
-                    gpu_bytes_committed: 0,
+                    // Cache and GPU-memory figures live in the prefetcher and the engine;
+                    // `Pipeline::stats` fills them in.
+                    ..Stats::default()
                 }
             }
         }
@@ -116,8 +118,6 @@ counters!(
     chunks_decoded,
     chunks_filled,
     reads_issued,
-    cache_hits,
-    cache_misses,
     plan_ns,
     io_ns,
     decode_ns,
