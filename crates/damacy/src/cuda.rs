@@ -30,10 +30,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use cudarc::driver::{CudaContext, sys};
 use gpu_schedule::{
-    Backend as _, CudaBackend, CudaDeviceMem, CudaPinnedMem, EdgeTable, Endpoint, Lease, Pool,
-    PoolSpec, Scheduler, SchedulerConfig, Stream,
+    Backend as _, CudaBackend, CudaDeviceMem, CudaEventHandle, CudaPinnedMem, CudaStreamHandle,
+    EdgeTable, Endpoint, Lease, Pool, PoolSpec, Scheduler, SchedulerConfig, Stream,
 };
 use kernels::nvcomp::{NvcompLib, ZstdBatch, ZstdDecoder};
 use kernels::{
@@ -68,8 +67,14 @@ fn gpu_err(what: &'static str, detail: impl std::fmt::Debug) -> Error {
     Error::Gpu { what, detail: format!("{detail:?}") }
 }
 
-fn check(what: &'static str, r: sys::CUresult) -> Result<()> {
-    r.result().map_err(|e| gpu_err(what, e))
+/// A new event of the engine's device (blocking sync, no timing).
+fn new_event(backend: &CudaBackend) -> Result<CudaEventHandle> {
+    backend.create_event().map_err(|e| gpu_err("cuEventCreate", e))
+}
+
+/// Maps a `gpu-schedule` error onto the facade's, naming the call.
+fn gs<T>(what: &'static str, r: gpu_schedule::Result<T>) -> Result<T> {
+    r.map_err(|e| gpu_err(what, e))
 }
 
 fn align_up(v: u64, a: u64) -> u64 {
@@ -226,59 +231,6 @@ pub(crate) fn size(cfg: &Config, temp: u64) -> Result<Sizing> {
     Ok(Sizing { batch_bytes, staging, decompressed, chunks, streams, device_bytes, pinned_bytes })
 }
 
-/// A CUDA event created by this engine (blocking sync, no timing).
-#[derive(Debug)]
-pub(crate) struct RawEvent {
-    ev: sys::CUevent,
-    ctx: Arc<CudaContext>,
-}
-
-// SAFETY: a CUevent is a driver handle usable from any thread with its context bound,
-// which every method does first.
-unsafe impl Send for RawEvent {}
-// SAFETY: as above; the driver serializes calls on one event.
-unsafe impl Sync for RawEvent {}
-
-impl RawEvent {
-    fn new(ctx: &Arc<CudaContext>) -> Result<Self> {
-        ctx.bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))?;
-        let mut ev: sys::CUevent = std::ptr::null_mut();
-        // SAFETY: a valid out-pointer; flags 1|2 = BLOCKING_SYNC | DISABLE_TIMING.
-        check("cuEventCreate", unsafe { sys::cuEventCreate(&mut ev, 3) })?;
-        Ok(Self { ev, ctx: Arc::clone(ctx) })
-    }
-
-    fn record(&self, stream: sys::CUstream) -> Result<()> {
-        // SAFETY: a live event and stream of the bound context.
-        check("cuEventRecord", unsafe { sys::cuEventRecord(self.ev, stream) })
-    }
-
-    fn wait_in(&self, stream: sys::CUstream) -> Result<()> {
-        // SAFETY: as above.
-        check("cuStreamWaitEvent", unsafe { sys::cuStreamWaitEvent(stream, self.ev, 0) })
-    }
-
-    fn sync(&self) -> Result<()> {
-        self.ctx.bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))?;
-        // SAFETY: a live event.
-        check("cuEventSynchronize", unsafe { sys::cuEventSynchronize(self.ev) })
-    }
-
-    /// The raw `CUevent`.
-    pub(crate) fn raw(&self) -> u64 {
-        self.ev as u64
-    }
-}
-
-impl Drop for RawEvent {
-    fn drop(&mut self) {
-        if self.ctx.bind_to_thread().is_ok() {
-            // SAFETY: created by cuEventCreate, destroyed once.
-            let _ = unsafe { sys::cuEventDestroy_v2(self.ev) };
-        }
-    }
-}
-
 struct WaveSlot {
     staging: CudaPinnedMem,
     decoded: CudaPinnedMem,
@@ -286,8 +238,8 @@ struct WaveSlot {
     arena: CudaDeviceMem,
     meta: CudaDeviceMem,
     report: CudaPinnedMem,
-    h2d_done: RawEvent,
-    done: RawEvent,
+    h2d_done: CudaEventHandle,
+    done: CudaEventHandle,
     /// The wave last enqueued on this slot and not yet harvested.
     pending: Mutex<Option<Harvest>>,
 }
@@ -315,7 +267,7 @@ pub(crate) struct Engine {
     batches: Pool<CudaBackend, CudaDeviceMem>,
     held: Mutex<(Vec<bool>, bool)>,
     held_cv: Condvar,
-    ready: Vec<RawEvent>,
+    ready: Vec<CudaEventHandle>,
     waves: Vec<WaveSlot>,
     descs: CudaDeviceMem,
     pub(crate) sizing: Sizing,
@@ -404,8 +356,7 @@ impl Engine {
             bufs,
         )
         .map_err(|e| gpu_err("device batch pool", e))?;
-        let ctx = backend.context();
-        let ready = (0..n).map(|_| RawEvent::new(ctx)).collect::<Result<Vec<_>>>()?;
+        let ready = (0..n).map(|_| new_event(&backend)).collect::<Result<Vec<_>>>()?;
         let pad_staging = sizing.chunks * (STAGING_PAD + REGION_ALIGN);
         let pad_arena = sizing.chunks * REGION_ALIGN;
         let meta_bytes = sizing.streams * META_PER_STREAM + sizing.streams * 24 + 64;
@@ -422,8 +373,8 @@ impl Engine {
                     .alloc_device(meta_bytes as usize)
                     .map_err(|e| gpu_err("device metadata", e))?,
                 report: backend.alloc_pinned(64).map_err(|e| gpu_err("pinned report", e))?,
-                h2d_done: RawEvent::new(ctx)?,
-                done: RawEvent::new(ctx)?,
+                h2d_done: new_event(&backend)?,
+                done: new_event(&backend)?,
                 pending: Mutex::new(None),
             });
         }
@@ -458,8 +409,8 @@ impl Engine {
         self.sched.stream(name).map_err(|e| gpu_err("stream", e))
     }
 
-    fn cu(&self, name: &'static str) -> Result<sys::CUstream> {
-        Ok(self.stream(name)?.raw().cu_stream())
+    fn cu(&self, name: &'static str) -> Result<&CudaStreamHandle> {
+        Ok(self.stream(name)?.raw())
     }
 
     fn bind(&self) -> Result<()> {
@@ -499,13 +450,12 @@ impl Engine {
         let mut outcome = Ok(());
         if let Some(ev) = after {
             // SAFETY: the caller vouches that `ev` is a live event of this context.
-            outcome = check("cuStreamWaitEvent", unsafe {
-                sys::cuStreamWaitEvent(consumer.raw().cu_stream(), ev as sys::CUevent, 0)
-            });
+            outcome =
+                gs("cuStreamWaitEvent", unsafe { self.backend.wait_raw_event(consumer.raw(), ev) });
         }
         // The consumer must also be ordered after the batch's own writes.
         if outcome.is_ok() {
-            outcome = self.ready[slot].wait_in(consumer.raw().cu_stream());
+            outcome = gs("cuStreamWaitEvent", self.ready[slot].wait_in(consumer.raw()));
         }
         let released =
             self.batches.release(lease, consumer).map_err(|e| gpu_err("pool release", e));
@@ -542,19 +492,8 @@ impl Engine {
             };
             self.fill_boxes(lease.buffer(), &[spec], value, out_elems)?;
         }
-        self.ready[lease.slot()].record(compute)?;
-        self.ready[lease.slot()].sync()
-    }
-
-    fn upload_async(&self, dst: u64, bytes: &[u8], stream: sys::CUstream) -> Result<()> {
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        // SAFETY: `dst` names device memory of at least `bytes.len()` bytes (callers
-        // size it); a pageable source is consumed before the call returns.
-        check("cuMemcpyHtoDAsync", unsafe {
-            sys::cuMemcpyHtoDAsync_v2(dst, bytes.as_ptr().cast(), bytes.len(), stream)
-        })
+        gs("cuEventRecord", self.ready[lease.slot()].record(compute))?;
+        gs("cuEventSynchronize", self.ready[lease.slot()].synchronize())
     }
 
     fn fill_boxes(
@@ -568,10 +507,9 @@ impl Engine {
         for piece in specs.chunks(DESC_CAP) {
             let packed = kernels::pack_fills(piece, value, out_elems)
                 .map_err(|e| gpu_err("pack fills", e))?;
-            self.upload_async(
-                self.descs.device_ptr(),
-                bytemuck::cast_slice(&packed),
-                compute.raw().cu_stream(),
+            gs(
+                "upload",
+                self.backend.upload(compute.raw(), &self.descs, 0, bytemuck::cast_slice(&packed)),
             )?;
             // SAFETY: the ranges name live allocations of this engine.
             let (d, b) = unsafe {
@@ -596,16 +534,10 @@ impl Engine {
         lease: &Lease<CudaBackend, CudaDeviceMem>,
         bytes: usize,
     ) -> Result<Vec<u8>> {
-        self.ready[lease.slot()].sync()?;
+        // The ready event orders the batch's writes before this synchronous copy.
+        gs("cuEventSynchronize", self.ready[lease.slot()].synchronize())?;
         let mut out = vec![0u8; bytes];
-        if bytes > 0 {
-            self.bind()?;
-            // SAFETY: the buffer holds at least `bytes` bytes (batch size); the ready
-            // event ordered its writes before this synchronous copy.
-            check("cuMemcpyDtoH", unsafe {
-                sys::cuMemcpyDtoH_v2(out.as_mut_ptr().cast(), lease.buffer().device_ptr(), bytes)
-            })?;
-        }
+        gs("download", self.backend.download(&mut out, lease.buffer(), 0))?;
         Ok(out)
     }
 
@@ -615,7 +547,7 @@ impl Engine {
         let Some(h) = slot.pending.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return Ok(());
         };
-        slot.done.sync()?;
+        gs("cuEventSynchronize", slot.done.synchronize())?;
         let report = self.backend.read_pinned(&slot.report, |b| {
             let mut r = [0u8; 8];
             r.copy_from_slice(&b[..8]);
@@ -625,17 +557,13 @@ impl Engine {
             return Ok(());
         }
         let n = h.stream_chunk.len();
-        let base = slot.meta.device_ptr();
+        // Inside the metadata allocation (offsets from `run_wave`); the wave finished
+        // (synchronized above).
         let get = |off: u64, len: usize| -> Result<Vec<u8>> {
             let mut v = vec![0u8; len];
-            // SAFETY: inside the metadata allocation (offsets computed by `run_wave`);
-            // the wave finished (synchronized above).
-            check("cuMemcpyDtoH", unsafe {
-                sys::cuMemcpyDtoH_v2(v.as_mut_ptr().cast(), base + off, len)
-            })?;
+            gs("download", self.backend.download(&mut v, &slot.meta, off as usize))?;
             Ok(v)
         };
-        self.bind()?;
         let st = get(h.statuses_off, n * 4)?;
         let act = get(h.actual_off, n * 8)?;
         let exp = get(h.expected_off, n * 8)?;
@@ -787,16 +715,18 @@ impl Engine {
         let compute = self.cu("compute")?;
         let staging_used = st.min(slot.staging.len() as u64) as usize;
         if staging_used > 0 && !state.streams.is_empty() || !state.raws.is_empty() {
-            // SAFETY: both buffers hold at least `staging_used` bytes; the workers finished
-            // writing the pinned side (joined above).
-            check("cuMemcpyHtoDAsync", unsafe {
-                sys::cuMemcpyHtoDAsync_v2(
-                    slot.d_staging.device_ptr(),
-                    slot.staging.as_ptr().cast(),
-                    staging_used,
+            // The workers finished writing the pinned side (joined above).
+            gs(
+                "staging upload",
+                self.backend.copy_range_to_device(
                     h2d,
-                )
-            })?;
+                    &slot.d_staging,
+                    0,
+                    &slot.staging,
+                    0,
+                    staging_used,
+                ),
+            )?;
         }
         // CPU-decoded chunks, merged into runs.
         let mut runs: Vec<(u64, u64)> = Vec::new();
@@ -812,18 +742,15 @@ impl Engine {
             }
         }
         for (off, len) in &runs {
-            // SAFETY: both buffers share the arena layout and hold `off + len` bytes.
-            check("cuMemcpyHtoDAsync", unsafe {
-                sys::cuMemcpyHtoDAsync_v2(
-                    slot.arena.device_ptr() + off,
-                    slot.decoded.as_ptr().add(*off as usize).cast(),
-                    *len as usize,
-                    h2d,
-                )
-            })?;
+            // Both buffers share the arena layout.
+            let (o, l) = (*off as usize, *len as usize);
+            gs(
+                "decoded upload",
+                self.backend.copy_range_to_device(h2d, &slot.arena, o, &slot.decoded, o, l),
+            )?;
         }
-        slot.h2d_done.record(h2d)?;
-        slot.h2d_done.wait_in(compute)?;
+        gs("cuEventRecord", slot.h2d_done.record(h2d))?;
+        gs("cuStreamWaitEvent", slot.h2d_done.wait_in(compute))?;
         // nvCOMP metadata: [comp ptrs][comp bytes][capacity][out ptrs][actual][expected]
         // [statuses][copy ranges][report].
         let n = state.streams.len();
@@ -868,7 +795,7 @@ impl Engine {
             .collect();
         meta[o_raw as usize..o_raw as usize + ranges.len() * 24]
             .copy_from_slice(bytemuck::cast_slice(&ranges));
-        self.upload_async(base, &meta, compute)?;
+        gs("metadata upload", self.backend.upload(compute, &slot.meta, 0, &meta))?;
         // SAFETY (all ranges below): inside this slot's metadata allocation, whose size
         // covers `streams` entries (the workers never produce more).
         let r = |off: u64, len: u64| {
@@ -920,10 +847,18 @@ impl Engine {
                 r(o_rep, 8),
             )
             .map_err(|e| gpu_err("status_reduce", e))?;
-        // SAFETY: the pinned report holds 64 bytes; read by the host only after `done`.
-        check("cuMemcpyDtoHAsync", unsafe {
-            sys::cuMemcpyDtoHAsync_v2(slot.report.as_ptr().cast(), base + o_rep, 8, compute)
-        })?;
+        // Read by the host only after `done`.
+        gs(
+            "report download",
+            self.backend.copy_range_to_pinned(
+                compute,
+                &slot.report,
+                0,
+                &slot.meta,
+                o_rep as usize,
+                8,
+            ),
+        )?;
         // Assemble.
         let mut places = Vec::new();
         let mut keep = Vec::new();
@@ -967,7 +902,10 @@ impl Engine {
         for piece in places.chunks(DESC_CAP) {
             let packed = kernels::pack_placements(piece, kind, ctx.out_elems)
                 .map_err(|e| gpu_err("pack placements", e))?;
-            self.upload_async(self.descs.device_ptr(), bytemuck::cast_slice(&packed), compute)?;
+            gs(
+                "upload",
+                self.backend.upload(compute, &self.descs, 0, bytemuck::cast_slice(&packed)),
+            )?;
             // SAFETY: live allocations of this engine; descriptors validated by packing.
             let (d, b) = unsafe {
                 (
@@ -988,7 +926,7 @@ impl Engine {
             }
             .map_err(|e| gpu_err("assemble", e))?;
         }
-        slot.done.record(compute)?;
+        gs("cuEventRecord", slot.done.record(compute))?;
         stats.h2d_bytes.fetch_add(
             staging_used as u64 + runs.iter().map(|r| r.1).sum::<u64>(),
             Ordering::Relaxed,
@@ -1385,7 +1323,7 @@ impl DeviceBatch {
 
     /// The raw `CUstream` the batch was written on.
     pub fn ready_stream(&self) -> Option<u64> {
-        self.engine.cu("compute").ok().map(|s| s as u64)
+        self.engine.cu("compute").ok().map(|s| s.cu_stream() as u64)
     }
 
     /// Returns the buffer once `event` (a raw `CUevent` of the same context, recorded by
@@ -1426,9 +1364,6 @@ impl Drop for DeviceBatch {
 /// `Gpu` when the driver call fails.
 pub fn device_memory_used(device: usize) -> Result<u64> {
     let b = CudaBackend::new(device).map_err(|e| gpu_err("open device", e))?;
-    b.context().bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))?;
-    let (mut free, mut total) = (0usize, 0usize);
-    // SAFETY: valid out-pointers, context bound.
-    check("cuMemGetInfo", unsafe { sys::cuMemGetInfo_v2(&mut free, &mut total) })?;
-    Ok((total - free) as u64)
+    let (free, total) = gs("cuMemGetInfo", b.memory_info())?;
+    Ok(total.saturating_sub(free))
 }

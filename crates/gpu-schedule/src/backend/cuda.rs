@@ -130,10 +130,41 @@ impl Drop for CudaEventHandle {
 }
 
 impl CudaEventHandle {
-    fn synchronize(&self) -> Result<()> {
+    /// Blocks the calling thread until the event's latest record completed.
+    ///
+    /// # Errors
+    /// `CudaDriver` when the driver call fails.
+    pub fn synchronize(&self) -> Result<()> {
         guarded("cuCtxSetCurrent", || self.ctx.bind_to_thread())?;
         // SAFETY: a valid event; BLOCKING_SYNC makes this a sleep, not a spin.
         check("cuEventSynchronize", unsafe { sys::cuEventSynchronize(self.event) })
+    }
+
+    /// Records the event on `stream` (which must belong to the event's context).
+    ///
+    /// # Errors
+    /// `CudaDriver` when the driver call fails.
+    pub fn record(&self, stream: &CudaStreamHandle) -> Result<()> {
+        guarded("cuCtxSetCurrent", || self.ctx.bind_to_thread())?;
+        // SAFETY: both handles are live and belong to this context.
+        check("cuEventRecord", unsafe { sys::cuEventRecord(self.event, stream.cu_stream()) })
+    }
+
+    /// Makes `stream` wait for the event's latest record.
+    ///
+    /// # Errors
+    /// `CudaDriver` when the driver call fails.
+    pub fn wait_in(&self, stream: &CudaStreamHandle) -> Result<()> {
+        guarded("cuCtxSetCurrent", || self.ctx.bind_to_thread())?;
+        // SAFETY: both handles are live and belong to this context.
+        check("cuStreamWaitEvent", unsafe {
+            sys::cuStreamWaitEvent(stream.cu_stream(), self.event, 0)
+        })
+    }
+
+    /// The raw `CUevent`, for callers outside Rust (a training loop's own streams).
+    pub fn raw(&self) -> u64 {
+        self.event as u64
     }
 }
 
@@ -298,6 +329,150 @@ fn fits(op: &'static str, needed: usize, len: usize) -> Result<()> {
     if needed > len { Err(Error::BufferTooSmall { op, needed, len }) } else { Ok(()) }
 }
 
+/// `off..off + len` must lie inside a buffer of `total` bytes.
+fn range_in(op: &'static str, off: usize, len: usize, total: usize) -> Result<()> {
+    fits(op, off.saturating_add(len), total)
+}
+
+/// Ranged copies and queries beyond the [`Backend`] trait, for an engine that stages
+/// many pieces per buffer. Every range is checked against its buffer.
+impl CudaBackend {
+    /// Copies `len` bytes from `src[src_off..]` (page-locked) to `dst[dst_off..]` on
+    /// `stream`. Both buffers must stay alive until the stream passes the copy (pools
+    /// and the caller's synchronization ensure it, as for `copy_to_device`).
+    ///
+    /// # Errors
+    /// `BufferTooSmall` for a range outside either buffer; `CudaDriver`.
+    pub fn copy_range_to_device(
+        &self,
+        stream: &CudaStreamHandle,
+        dst: &CudaDeviceMem,
+        dst_off: usize,
+        src: &CudaPinnedMem,
+        src_off: usize,
+        len: usize,
+    ) -> Result<()> {
+        range_in("copy_range_to_device (source)", src_off, len, src.0.len)?;
+        range_in("copy_range_to_device (destination)", dst_off, len, dst.0.len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: both ranges checked above; lifetimes as documented.
+        check("cuMemcpyHtoDAsync", unsafe {
+            sys::cuMemcpyHtoDAsync_v2(
+                dst.0.ptr + dst_off as u64,
+                src.0.ptr.add(src_off).cast_const().cast(),
+                len,
+                stream.cu_stream(),
+            )
+        })
+    }
+
+    /// Copies `len` bytes from `src[src_off..]` to page-locked `dst[dst_off..]` on
+    /// `stream`; read `dst` only after the stream passed the copy.
+    ///
+    /// # Errors
+    /// `BufferTooSmall` for a range outside either buffer; `CudaDriver`.
+    pub fn copy_range_to_pinned(
+        &self,
+        stream: &CudaStreamHandle,
+        dst: &CudaPinnedMem,
+        dst_off: usize,
+        src: &CudaDeviceMem,
+        src_off: usize,
+        len: usize,
+    ) -> Result<()> {
+        range_in("copy_range_to_pinned (source)", src_off, len, src.0.len)?;
+        range_in("copy_range_to_pinned (destination)", dst_off, len, dst.0.len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: both ranges checked above; lifetimes as documented.
+        check("cuMemcpyDtoHAsync", unsafe {
+            sys::cuMemcpyDtoHAsync_v2(
+                dst.0.ptr.add(dst_off).cast(),
+                src.0.ptr + src_off as u64,
+                len,
+                stream.cu_stream(),
+            )
+        })
+    }
+
+    /// Uploads ordinary (pageable) host bytes to `dst[dst_off..]`, in `stream` order. The
+    /// driver stages pageable memory before returning, so `bytes` may be reused at once.
+    ///
+    /// # Errors
+    /// `BufferTooSmall` for a range outside `dst`; `CudaDriver`.
+    pub fn upload(
+        &self,
+        stream: &CudaStreamHandle,
+        dst: &CudaDeviceMem,
+        dst_off: usize,
+        bytes: &[u8],
+    ) -> Result<()> {
+        range_in("upload", dst_off, bytes.len(), dst.0.len)?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: range checked; a pageable source is consumed before the call returns.
+        check("cuMemcpyHtoDAsync", unsafe {
+            sys::cuMemcpyHtoDAsync_v2(
+                dst.0.ptr + dst_off as u64,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                stream.cu_stream(),
+            )
+        })
+    }
+
+    /// Copies `dst.len()` bytes from `src[src_off..]` to `dst`, synchronously. Order it
+    /// after the writes it must see (an event synchronized first).
+    ///
+    /// # Errors
+    /// `BufferTooSmall` for a range outside `src`; `CudaDriver`.
+    pub fn download(&self, dst: &mut [u8], src: &CudaDeviceMem, src_off: usize) -> Result<()> {
+        range_in("download", src_off, dst.len(), src.0.len)?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: range checked; `dst` is a live exclusive slice of the copied length.
+        check("cuMemcpyDtoH", unsafe {
+            sys::cuMemcpyDtoH_v2(dst.as_mut_ptr().cast(), src.0.ptr + src_off as u64, dst.len())
+        })
+    }
+
+    /// Makes `stream` wait for an event created outside this crate.
+    ///
+    /// # Safety
+    /// `event` must be a live `CUevent` of this backend's context.
+    ///
+    /// # Errors
+    /// `CudaDriver` when the driver call fails.
+    pub unsafe fn wait_raw_event(&self, stream: &CudaStreamHandle, event: u64) -> Result<()> {
+        self.bind()?;
+        // SAFETY: the caller vouches for the event; the stream is live.
+        check("cuStreamWaitEvent", unsafe {
+            sys::cuStreamWaitEvent(stream.cu_stream(), event as sys::CUevent, 0)
+        })
+    }
+
+    /// Free and total device memory, in bytes (`cuMemGetInfo`).
+    ///
+    /// # Errors
+    /// `CudaDriver` when the driver call fails.
+    pub fn memory_info(&self) -> Result<(u64, u64)> {
+        self.bind()?;
+        let (mut free, mut total) = (0usize, 0usize);
+        // SAFETY: valid out-pointers, context bound.
+        check("cuMemGetInfo", unsafe { sys::cuMemGetInfo_v2(&mut free, &mut total) })?;
+        Ok((free as u64, total as u64))
+    }
+}
+
 impl Backend for CudaBackend {
     type Stream = CudaStreamHandle;
     type Event = CudaEventHandle;
@@ -353,9 +528,7 @@ impl Backend for CudaBackend {
     }
 
     fn record_event(&self, event: &CudaEventHandle, stream: &CudaStreamHandle) -> Result<()> {
-        self.bind()?;
-        // SAFETY: both handles are live and belong to this context.
-        check("cuEventRecord", unsafe { sys::cuEventRecord(event.event, stream.cu_stream()) })
+        event.record(stream)
     }
 
     fn stream_wait_event(
@@ -364,12 +537,8 @@ impl Backend for CudaBackend {
         event: &CudaEventHandle,
         meter: &Arc<StallMeter>,
     ) -> Result<()> {
-        self.bind()?;
         meter.count();
-        // SAFETY: both handles are live and belong to this context.
-        check("cuStreamWaitEvent", unsafe {
-            sys::cuStreamWaitEvent(stream.cu_stream(), event.event, 0)
-        })
+        event.wait_in(stream)
     }
 
     fn host_wait_event(&self, event: &CudaEventHandle) -> Result<()> {

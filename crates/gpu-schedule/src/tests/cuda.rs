@@ -61,3 +61,35 @@ fn toy_pipeline_mutation_is_detected_on_cuda_gpu() {
         out.mismatches
     );
 }
+
+/// The ranged copies the CUDA engine stages through: pinned → device at offsets,
+/// device → pinned, pageable upload and synchronous download, with events ordering them;
+/// every byte checked, and ranges outside a buffer refused before any driver call.
+#[test]
+fn ranged_copies_round_trip_and_reject_out_of_range_gpu() {
+    use crate::backend::Backend;
+    let b = CudaBackend::new(0).expect("a CUDA device (this test needs a GPU)");
+    let s = b.create_stream("copies").expect("stream");
+    let pinned = b.alloc_pinned(4096).expect("pinned");
+    let dev = b.alloc_device(8192).expect("device");
+    let back = b.alloc_pinned(4096).expect("pinned");
+    let pattern: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    b.write_pinned(&pinned, |p| p.copy_from_slice(&pattern));
+    b.copy_range_to_device(&s, &dev, 1000, &pinned, 96, 3000).expect("h2d");
+    b.upload(&s, &dev, 5000, &pattern[..100]).expect("upload");
+    b.copy_range_to_pinned(&s, &back, 10, &dev, 1000, 3000).expect("d2h");
+    let done = b.create_event().expect("event");
+    done.record(&s).expect("record");
+    done.synchronize().expect("sync");
+    assert_ne!(done.raw(), 0);
+    b.read_pinned(&back, |v| assert_eq!(&v[10..3010], &pattern[96..3096]));
+    let mut host = vec![0u8; 100];
+    b.download(&mut host, &dev, 5000).expect("download");
+    assert_eq!(host, &pattern[..100]);
+    let too_far = b.copy_range_to_device(&s, &dev, 8000, &pinned, 0, 200);
+    assert!(matches!(too_far, Err(Error::BufferTooSmall { needed: 8200, len: 8192, .. })));
+    let too_far = b.download(&mut host, &dev, 8100);
+    assert!(matches!(too_far, Err(Error::BufferTooSmall { needed: 8200, len: 8192, .. })));
+    let (free, total) = b.memory_info().expect("memory info");
+    assert!(free > 0 && free <= total);
+}
