@@ -198,8 +198,14 @@ impl Pipeline {
                 reason: "this build of damacy has no CUDA engine (build with the `cuda` feature)",
             });
         }
-        // The widest element is 8 bytes; Native output of a narrower type uses less.
-        let batch_bytes = usize::try_from(cfg.batch_elements()? * 8)
+        // Output element size: known for the float outputs; `Native` takes the widest
+        // source type (8 bytes), as the arrays' type is not known until they are read.
+        let elem = match cfg.dtype {
+            OutDtype::F32 => 4,
+            OutDtype::Bf16 | OutDtype::F16 => 2,
+            OutDtype::Native => 8,
+        };
+        let batch_bytes = usize::try_from(cfg.batch_elements()? * elem)
             .map_err(|_| Error::ConfigOverflow { knob: "sample_shape" })?;
         let slots = Arc::new(Slots::new(cfg.batches_in_flight, batch_bytes)?);
         let mut pcfg = PrefetchConfig::for_batch(cfg.samples_per_batch);
