@@ -227,19 +227,7 @@ impl<B: Backend, T> Pool<B, T> {
         }
         // The generation is taken first and the wait runs outside the lock: for a host rule
         // the wait blocks this thread until the releaser publishes.
-        let generation = {
-            let mut gens = lock(&inner.gens);
-            let g = gens[slot];
-            if inner.edge.decl().kind == EdgeKind::Event && g.acquired > g.released {
-                return Err(Error::AcquireBeforeRelease {
-                    pool: inner.spec.name,
-                    slot,
-                    generation: g.acquired,
-                });
-            }
-            gens[slot].acquired += 1;
-            g.acquired
-        };
+        let generation = self.next_generation(slot)?;
         if generation > 0 && !self.skip_wait() {
             match inner.edge.decl().kind {
                 EdgeKind::GenCounter => {
@@ -254,6 +242,24 @@ impl<B: Backend, T> Pool<B, T> {
         Ok(self.lease(slot, generation))
     }
 
+    /// Takes the next generation of `slot` (the wait for its predecessor's release is the
+    /// caller's, outside the lock). An event-ordered pool refuses to run ahead of the last
+    /// release, since an event only remembers its latest record.
+    fn next_generation(&self, slot: usize) -> Result<u64> {
+        let inner = &*self.inner;
+        let mut gens = lock(&inner.gens);
+        let g = gens[slot];
+        if inner.edge.decl().kind == EdgeKind::Event && g.acquired > g.released {
+            return Err(Error::AcquireBeforeRelease {
+                pool: inner.spec.name,
+                slot,
+                generation: g.acquired,
+            });
+        }
+        gens[slot].acquired += 1;
+        Ok(g.acquired)
+    }
+
     /// Acquires the next generation of `slot` for a host thread in role `role`, blocking
     /// until the previous generation's release has completed.
     ///
@@ -262,19 +268,7 @@ impl<B: Backend, T> Pool<B, T> {
     pub fn acquire_blocking(&self, slot: usize, role: &'static str) -> Result<Lease<B, T>> {
         self.check_slot(slot)?;
         let inner = &*self.inner;
-        let generation = {
-            let mut gens = lock(&inner.gens);
-            let g = gens[slot];
-            if inner.edge.decl().kind == EdgeKind::Event && g.acquired > g.released {
-                return Err(Error::AcquireBeforeRelease {
-                    pool: inner.spec.name,
-                    slot,
-                    generation: g.acquired,
-                });
-            }
-            gens[slot].acquired += 1;
-            g.acquired
-        };
+        let generation = self.next_generation(slot)?;
         if generation > 0 && !self.skip_wait() {
             match inner.edge.decl().kind {
                 EdgeKind::Event => inner.table.host_wait(&inner.edge, slot, role)?,
