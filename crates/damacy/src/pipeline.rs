@@ -408,6 +408,7 @@ impl Pipeline {
         #[cfg(feature = "cuda")]
         if let Some(e) = &self.shared.engine {
             s.gpu_bytes_committed = e.committed;
+            s.gpu_wave_chunks = e.sizing.chunks;
         }
         let (h, m) = self.cache_totals();
         let base = *lock(&self.shared.cache_base);

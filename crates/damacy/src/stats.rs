@@ -42,6 +42,9 @@ pub struct Stats {
     pub store_bytes: u64,
     /// CUDA engine: device memory allocated at construction (0 on the host engine).
     pub gpu_bytes_committed: u64,
+    /// CUDA engine: most chunks per wave (the batch size of each nvCOMP call); 0 on the
+    /// host engine.
+    pub gpu_wave_chunks: u64,
 }
 
 impl Stats {
