@@ -361,11 +361,17 @@ impl FsStore {
 }
 
 impl FsStore {
+    /// A synchronous read of an already-open file runs on the caller's thread: through
+    /// the I/O threads it would gain nothing but a hand-off, a buffer allocated per call
+    /// and a copy (the CUDA engine's workers read straight into pinned staging this way).
+    /// Opens still happen only on the I/O threads, so a slow open never blocks a caller
+    /// here: a file not yet open goes the queued way. Counted as one part either way.
     fn read_sync(&self, key: &str, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        if let Some(n) = self.read_open_here(key, offset, buf) {
+            return n;
+        }
         let res = self.read_one(ReadRequest::to_vec(key, offset, buf.len()))?;
         let n = res.outcome?;
-        // The I/O threads filled an owned Vec (a `&mut [u8]` cannot travel to them); copy
-        // it out. Batched reads through `submit` have no such copy.
         let src = downcast_buf::<Vec<u8>>(res.buf).map_err(|_| Error::BufferTooSmall {
             key: key.to_owned(),
             buf_offset: 0,
@@ -375,6 +381,28 @@ impl FsStore {
         let n = n.min(buf.len()).min(src.len());
         buf[..n].copy_from_slice(&src[..n]);
         Ok(n)
+    }
+
+    /// `read_sync` on the caller's thread when the file's fd is cached; `None` otherwise
+    /// (including bad keys and ranges, which the queued path reports).
+    fn read_open_here(&self, key: &str, offset: u64, buf: &mut [u8]) -> Option<Result<usize>> {
+        let path = key::resolve(&self.root, key).ok()?;
+        u64::try_from(buf.len()).ok().and_then(|l| offset.checked_add(l))?;
+        if buf.is_empty() {
+            return None;
+        }
+        let fd = self.shared.cache.acquire_open(&path)?;
+        let stats = &self.shared.stats;
+        stats.enter(1);
+        let t0 = Instant::now();
+        let out =
+            pread_full(fd.file(), buf, offset).map_err(|e| Error::from_io(IoOp::Read, &path, &e));
+        stats.op(OpKind::Part, t0.elapsed(), *out.as_ref().unwrap_or(&0));
+        if out.is_err() {
+            stats.error();
+        }
+        stats.exit();
+        Some(out)
     }
 
     fn read_all_sync(&self, key: &str) -> Result<Vec<u8>> {

@@ -118,6 +118,24 @@ impl FdCache {
         matches!(sync::lock(&self.state).entries.get(path), Some(Entry::Open { .. }))
     }
 
+    /// A pinned fd for `path` if one is open in the cache; never opens (a caller that
+    /// must not block on an open falls back to the I/O threads on `None`).
+    pub(crate) fn acquire_open(&self, path: &Path) -> Option<FdGuard<'_>> {
+        let mut st = sync::lock(&self.state);
+        let st_ref = &mut *st;
+        let Some(Entry::Open { file, pins, lru_tick }) = st_ref.entries.get_mut(path) else {
+            return None;
+        };
+        if *pins == 0 {
+            st_ref.lru.remove(lru_tick);
+        }
+        *pins += 1;
+        let file = file.clone();
+        drop(st);
+        Recorder::bump(&self.stats.fd_hits);
+        Some(FdGuard { cache: self, file, path: Some(path.to_owned()) })
+    }
+
     /// Returns a pinned fd for `path`, opening it (once, however many threads ask) if
     /// needed.
     ///

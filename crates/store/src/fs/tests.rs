@@ -64,6 +64,30 @@ fn opens_happen_on_io_threads_never_the_caller() {
 }
 
 #[test]
+fn a_sync_read_of_an_open_file_skips_the_io_threads_and_copies_nothing_extra() {
+    let (_d, s, spy) =
+        store_with(Spy::default(), FsStoreConfig { io_threads: 2, ..Default::default() });
+    let mut buf = [0u8; 16];
+    // First read: the open (and this read) go through the I/O threads.
+    assert_eq!(s.read("f0", 100, &mut buf).unwrap(), 16);
+    assert_eq!(s.stats().submitted_reads, 1);
+    let want: Vec<u8> = (100..116u32).map(|j| (j * 7) as u8).collect();
+    assert_eq!(buf.to_vec(), want);
+    // Second read of the now-open file: on this thread, not submitted, same bytes.
+    let mut buf2 = [0u8; 16];
+    assert_eq!(s.read("f0", 100, &mut buf2).unwrap(), 16);
+    assert_eq!(buf2, buf);
+    let st = s.stats();
+    assert_eq!(st.submitted_reads, 1, "{st:?}");
+    assert_eq!(st.ops(OpKind::Part), 2);
+    assert_eq!(st.fd_hits, 1);
+    // Short reads past the end still report the bytes that exist.
+    let mut tail = [0xAAu8; 8];
+    assert_eq!(s.read("f0", 99_996, &mut tail).unwrap(), 4);
+    assert_eq!(spy.threads.lock().unwrap().len(), 1, "one open, on an I/O thread");
+}
+
+#[test]
 fn permission_denied_is_a_typed_error_with_the_path_and_errno() {
     let spy = Spy { errno: Some(13), ..Default::default() };
     let (d, s, _) = store_with(spy, FsStoreConfig { io_threads: 2, ..Default::default() });
