@@ -1,30 +1,41 @@
 //! The CUDA engine: the same coordinator, prefetcher and planner as the host engine, with
 //! each batch executed on the GPU, wave by wave (DESIGN.md §2 "damacy").
 //!
-//! Per wave (the planner's unit of at most `max_chunks_per_wave` chunks), on two wave
-//! slots used alternately:
+//! Three threads drive it, so that planning, reading and staging, and the device work of
+//! different waves and batches overlap: the coordinator plans batch N+1 while the submit
+//! thread keeps the decode workers busy with the reads of the next waves (up to
+//! [`AHEAD`]) and enqueues the device work of the oldest, and the harvest thread waits
+//! for each wave's device work, reads its decode report and frees its slot, and hands
+//! each batch out in order once its last wave finished.
+//!
+//! Per wave (the planner's unit of at most `max_chunks_per_wave` chunks; the engine picks
+//! the largest count in [`WAVE_CHUNKS`] its budgets allow, as nvCOMP runs faster the more
+//! chunks one call decodes), in one of [`WAVES`] wave slots:
 //! 1. the decode workers read each read op of the wave; zstd frames (plain zstd chunks,
 //!    and the zstd streams of blosc-zstd chunks, split with `zarr::blosc::streams`) are
 //!    checked on the host with [`kernels::check_zstd_frame`] (nvCOMP does not validate
 //!    its input) and copied into pinned staging at aligned offsets; every other chunk
 //!    (other codecs, a frame that fails the check, no nvCOMP) is decoded on the worker
 //!    with `zarr::decode_chunk` straight into pinned memory at its arena offset;
-//! 2. the `h2d` stream uploads the staging prefix and the CPU-decoded chunks;
+//! 2. the `h2d` stream uploads the staging prefix, the CPU-decoded chunks and the nvCOMP
+//!    metadata (written into the slot's pinned memory: every upload is asynchronous);
 //! 3. the `compute` stream decodes every frame with nvCOMP's batched zstd into the
 //!    decompressed arena, copies raw blosc blocks with `memcpy_batch`, reduces the
 //!    statuses, and assembles every placement of the wave into the device batch buffer;
 //! 4. fill chunks are written by the `fill` kernel after the last wave.
 //!
-//! Before a wave slot is refilled the host waits for the slot's previous wave to finish
-//! on the device (its staging is pinned memory the workers write), and reads that wave's
-//! decode report. A batch is handed out after its last wave finished, with a ready event
-//! recorded on `compute`. Device batch buffers cycle through a `gpu-schedule` [`Pool`]:
+//! Wave slots cycle through a `gpu-schedule` pool (`wave_slots`, acquired by the host
+//! role "stager", released by "harvester"): a slot is refilled only after the harvest
+//! thread saw its previous wave finish on the device (its staging is pinned memory the
+//! workers write) and read that wave's decode report. A batch is handed out after its
+//! last wave finished, with a ready event recorded on `compute`. Device batch buffers cycle through a `gpu-schedule` [`Pool`]:
 //! acquired on `compute`, released on `consumer` (after the caller's event, for
 //! [`DeviceBatch::release_event`]), so a slot is rewritten only after its release.
 //!
 //! Memory is allocated once, here, and checked against `max_gpu_memory_bytes` and
 //! `max_pinned_host_bytes` before anything is allocated.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -46,8 +57,11 @@ use crate::config::{Config, OutDtype};
 use crate::error::{Error, Result, SampleError};
 use crate::stats::StatCounters;
 
-/// Wave slots: one filled by the workers while the device works on the other.
-const WAVES: usize = 2;
+/// Wave slots: the device works on one while the workers fill the others.
+const WAVES: usize = 3;
+/// Waves whose reads are with the workers while the submit thread waits for the oldest
+/// (fewer than `WAVES`, so that one slot is always the device's).
+const AHEAD: usize = 2;
 /// Extra staging bytes per chunk, room for aligning each blosc stream.
 const STAGING_PAD: u64 = 1024;
 /// Alignment of every chunk region in the arena and the staging buffer.
@@ -60,6 +74,8 @@ pub const MIN_WAVE_BYTES: u64 = 16 << 20;
 const MAX_GPU_STREAM: u64 = 256 << 10;
 /// Placements or fill boxes per descriptor upload.
 const DESC_CAP: usize = 16 << 10;
+/// Bytes of one descriptor buffer (a wave slot's, or a fill buffer).
+const DESC_BYTES: u64 = (DESC_CAP as u64) * 256;
 /// Device bytes per stream of nvCOMP metadata: 6 u64 arrays and an i32 array.
 const META_PER_STREAM: u64 = 6 * 8 + 4;
 
@@ -180,15 +196,21 @@ impl Sizing {
     }
 }
 
-/// Sizes the engine's buffers from the configuration, before anything is allocated.
+/// Device bytes of one wave slot's nvCOMP metadata for `streams` streams: 6 u64 arrays
+/// and an i32 array per stream, a raw copy range per stream, and the report.
+fn meta_bytes(streams: u64) -> u64 {
+    streams * META_PER_STREAM + streams * 24 + 64
+}
+
+/// Sizes the engine's buffers for waves of at most `chunks` chunks from the
+/// configuration, before anything is allocated.
 ///
 /// # Errors
 /// `Budget` naming `max_gpu_memory_bytes` or `max_pinned_host_bytes` and the minimum
 /// that would do (nvCOMP's temp buffer, `temp`, is counted against the GPU budget).
-pub(crate) fn size(cfg: &Config, temp: u64) -> Result<Sizing> {
-    let defaults = PlanLimits::default();
-    let chunks = defaults.max_chunks_per_wave;
+pub(crate) fn size(cfg: &Config, temp: u64, chunks: u64) -> Result<Sizing> {
     let streams = chunks * 4;
+    let waves = WAVES as u64;
     let over = |knob| Error::ConfigOverflow { knob };
     let batch_bytes = cfg
         .batch_elements()?
@@ -199,12 +221,11 @@ pub(crate) fn size(cfg: &Config, temp: u64) -> Result<Sizing> {
         batch_bytes.checked_mul(cfg.batches_in_flight as u64).ok_or(over("batches_in_flight"))?;
     let pad_staging = chunks * (STAGING_PAD + REGION_ALIGN);
     let pad_arena = chunks * REGION_ALIGN;
-    let fixed = temp
-        + (WAVES as u64) * (streams * META_PER_STREAM + streams * 24 + 64)
-        + 2 * (DESC_CAP as u64) * 256
-        + (WAVES as u64) * (pad_staging + pad_arena);
+    // Per slot: metadata and descriptors on both sides; two fill descriptor buffers.
+    let per_slot_fixed = meta_bytes(streams) + DESC_BYTES;
+    let fixed = temp + waves * (per_slot_fixed + pad_staging + pad_arena) + 2 * DESC_BYTES;
     // Each wave slot holds a device staging copy and an arena of the same sizes.
-    let min_gpu = batches + fixed + (WAVES as u64) * 2 * MIN_WAVE_BYTES;
+    let min_gpu = batches + fixed + waves * 2 * MIN_WAVE_BYTES;
     if cfg.max_gpu_memory_bytes < min_gpu {
         return Err(Error::Budget {
             knob: "max_gpu_memory_bytes",
@@ -212,7 +233,8 @@ pub(crate) fn size(cfg: &Config, temp: u64) -> Result<Sizing> {
             limit: cfg.max_gpu_memory_bytes,
         });
     }
-    let min_pinned = (WAVES as u64) * (2 * MIN_WAVE_BYTES + pad_staging + pad_arena);
+    let pinned_fixed = waves * (per_slot_fixed + 64 + pad_staging + pad_arena);
+    let min_pinned = pinned_fixed + waves * 2 * MIN_WAVE_BYTES;
     if cfg.max_pinned_host_bytes < min_pinned {
         return Err(Error::Budget {
             knob: "max_pinned_host_bytes",
@@ -220,29 +242,37 @@ pub(crate) fn size(cfg: &Config, temp: u64) -> Result<Sizing> {
             limit: cfg.max_pinned_host_bytes,
         });
     }
-    let gpu_per = (cfg.max_gpu_memory_bytes - batches - fixed) / (2 * WAVES as u64);
-    let pin_per = (cfg.max_pinned_host_bytes - (WAVES as u64) * (pad_staging + pad_arena))
-        / (2 * WAVES as u64);
-    let per = gpu_per.min(pin_per).min(defaults.max_staging_bytes_per_wave);
+    let gpu_per = (cfg.max_gpu_memory_bytes - batches - fixed) / (2 * waves);
+    let pin_per = (cfg.max_pinned_host_bytes - pinned_fixed) / (2 * waves);
+    // More bytes than `chunks` chunks of nvCOMP's largest stream would not be used.
+    let per = gpu_per.min(pin_per).min((chunks * MAX_GPU_STREAM).max(MIN_WAVE_BYTES));
     let per = per / REGION_ALIGN * REGION_ALIGN;
     let (staging, decompressed) = (per, per);
-    let device_bytes = batches + fixed - temp + (WAVES as u64) * (staging + decompressed);
-    let pinned_bytes = (WAVES as u64) * (staging + decompressed + pad_staging + pad_arena);
+    let device_bytes = batches + fixed - temp + waves * (staging + decompressed);
+    let pinned_bytes = pinned_fixed + waves * (staging + decompressed);
     Ok(Sizing { batch_bytes, staging, decompressed, chunks, streams, device_bytes, pinned_bytes })
 }
 
-struct WaveSlot {
+/// One wave slot's buffers: host-written pinned memory, its device copies, and the events
+/// that order their reuse. Cycled through the `wave_slots` pool.
+pub(crate) struct WaveBufs {
     staging: CudaPinnedMem,
     decoded: CudaPinnedMem,
     d_staging: CudaDeviceMem,
     arena: CudaDeviceMem,
     meta: CudaDeviceMem,
+    /// Host side of `meta` (nvCOMP pointer arrays, raw copy ranges), copied on `h2d`.
+    meta_host: CudaPinnedMem,
+    /// Assemble and fill descriptors, host and device side.
+    descs: CudaDeviceMem,
+    descs_host: CudaPinnedMem,
     report: CudaPinnedMem,
     h2d_done: CudaEventHandle,
     done: CudaEventHandle,
-    /// The wave last enqueued on this slot and not yet harvested.
-    pending: Mutex<Option<Harvest>>,
 }
+
+type WaveLease = Lease<CudaBackend, WaveBufs>;
+type BatchLease = Lease<CudaBackend, CudaDeviceMem>;
 
 /// What the host needs to turn a wave's decode report into errors.
 struct Harvest {
@@ -250,10 +280,44 @@ struct Harvest {
     stream_chunk: Vec<u32>,
     /// Per wave-local chunk: (file key, chunk coords, plan samples).
     chunks: Vec<(Arc<str>, Vec<u64>, Vec<usize>)>,
-    /// Offset of the statuses array in `meta`, stream count.
+    /// Offsets of the statuses and sizes arrays in `meta`.
     statuses_off: u64,
     actual_off: u64,
     expected_off: u64,
+}
+
+/// A batch handed to the submit thread: the plan's context and the caller's payload.
+pub(crate) enum Submit<M, P> {
+    Run {
+        id: u64,
+        ctx: BatchCtx,
+        meta: M,
+    },
+    /// Something to hand back in order, untouched (a batch that failed before planning).
+    Pass(P),
+}
+
+/// What the harvest thread hands out, in submission order.
+pub(crate) enum Harvested<M, P> {
+    /// Complete on the device; `errors` name plan samples.
+    Ran {
+        meta: M,
+        lease: BatchLease,
+        errors: Vec<(usize, SampleError)>,
+    },
+    /// The device state of this batch is unknown (a driver failure), or teardown.
+    Failed {
+        error: Error,
+    },
+    Pass(P),
+}
+
+/// Messages from the submit thread to the harvest thread, in order.
+enum ToHarvest<M, P> {
+    Wave { slot: WaveLease, harvest: Option<Harvest>, errors: Vec<(usize, SampleError)> },
+    End { meta: M, lease: BatchLease },
+    Failed { meta: M, error: Error },
+    Pass(P),
 }
 
 /// The CUDA engine of one pipeline.
@@ -265,11 +329,18 @@ pub(crate) struct Engine {
     out_align: u64,
     sched: Scheduler<CudaBackend>,
     batches: Pool<CudaBackend, CudaDeviceMem>,
+    waves: Pool<CudaBackend, WaveBufs>,
+    /// Per batch buffer: held (acquired and not released); and the closed flag.
     held: Mutex<(Vec<bool>, bool)>,
     held_cv: Condvar,
+    /// Per wave slot: free for the submit thread to take.
+    wave_free: Mutex<Vec<bool>>,
+    wave_cv: Condvar,
     ready: Vec<CudaEventHandle>,
-    waves: Vec<WaveSlot>,
+    /// Descriptors of fills applied at `pop` (`OnError::Fill`), on `compute`.
     descs: CudaDeviceMem,
+    /// Descriptors of the submit thread's fill chunks, on `compute`.
+    end_descs: CudaDeviceMem,
     pub(crate) sizing: Sizing,
     pub(crate) committed: u64,
 }
@@ -287,6 +358,11 @@ impl std::fmt::Debug for Engine {
 fn nvcomp_disabled() -> bool {
     std::env::var("DAMACY_NVCOMP").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
 }
+
+/// Chunks per wave the engine tries, largest first: nvCOMP's batched zstd runs faster the
+/// more chunks one call decodes (measured on the H200: 11.8 GB/s at 512, 34.7 at 2048,
+/// 53.6 at 8192), at a temp buffer growing with the count.
+const WAVE_CHUNKS: [u64; 5] = [8192, 4096, 2048, 1024, 512];
 
 impl Engine {
     /// Opens device `device` and allocates everything.
@@ -306,18 +382,38 @@ impl Engine {
             reason: "the CUDA kernels could not be compiled (is libnvrtc installed?)",
         })?;
         let lib = if nvcomp_disabled() { None } else { NvcompLib::global().ok() };
-        let chunks = PlanLimits::default().max_chunks_per_wave as usize;
-        let (temp, align) = match &lib {
+        let align = match &lib {
             Some(l) => {
                 backend.context().bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))?;
-                let t = l
-                    .temp_size(chunks, MAX_GPU_STREAM as usize)
-                    .map_err(|e| gpu_err("nvCOMP temp size", e))?;
-                (t as u64, l.alignments().map_err(|e| gpu_err("nvCOMP alignments", e))?)
+                l.alignments().map_err(|e| gpu_err("nvCOMP alignments", e))?
             }
-            None => (0, Default::default()),
+            None => Default::default(),
         };
-        let sizing = size(cfg, temp)?;
+        // The largest wave whose buffers fit the budgets with bytes enough to fill it
+        // (128 KiB per chunk on average); otherwise the smallest candidate's error, which
+        // names the least budget that would do.
+        let mut chosen = None;
+        let mut smallest_err = None;
+        for (i, &chunks) in WAVE_CHUNKS.iter().enumerate() {
+            let temp = match &lib {
+                Some(l) => l
+                    .temp_size(chunks as usize, MAX_GPU_STREAM as usize)
+                    .map_err(|e| gpu_err("nvCOMP temp size", e))? as u64,
+                None => 0,
+            };
+            match size(cfg, temp, chunks) {
+                Ok(s) if s.decompressed >= chunks * (128 << 10) || i + 1 == WAVE_CHUNKS.len() => {
+                    chosen = Some((s, temp));
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => smallest_err = Some(e),
+            }
+        }
+        let Some((sizing, temp)) = chosen else {
+            return Err(smallest_err.unwrap_or(Error::Closed));
+        };
+        let chunks = sizing.chunks as usize;
         let decoder = match lib {
             Some(l) => Some(
                 ZstdDecoder::new(l, &backend, chunks, MAX_GPU_STREAM as usize)
@@ -336,7 +432,8 @@ impl Engine {
         .map_err(|e| gpu_err("scheduler", e))?;
         let n = cfg.batches_in_flight;
         let table = Arc::new(
-            EdgeTable::new(Arc::clone(&backend), n).map_err(|e| gpu_err("edge table", e))?,
+            EdgeTable::new(Arc::clone(&backend), n.max(WAVES))
+                .map_err(|e| gpu_err("edge table", e))?,
         );
         let mut bufs = Vec::with_capacity(n);
         for _ in 0..n {
@@ -359,27 +456,45 @@ impl Engine {
         let ready = (0..n).map(|_| new_event(&backend)).collect::<Result<Vec<_>>>()?;
         let pad_staging = sizing.chunks * (STAGING_PAD + REGION_ALIGN);
         let pad_arena = sizing.chunks * REGION_ALIGN;
-        let meta_bytes = sizing.streams * META_PER_STREAM + sizing.streams * 24 + 64;
-        let mut waves = Vec::with_capacity(WAVES);
+        let meta_bytes = meta_bytes(sizing.streams) as usize;
+        let mut slots = Vec::with_capacity(WAVES);
         for _ in 0..WAVES {
             let st = (sizing.staging + pad_staging) as usize;
             let ar = (sizing.decompressed + pad_arena) as usize;
-            waves.push(WaveSlot {
-                staging: backend.alloc_pinned(st).map_err(|e| gpu_err("pinned staging", e))?,
-                decoded: backend.alloc_pinned(ar).map_err(|e| gpu_err("pinned decoded", e))?,
-                d_staging: backend.alloc_device(st).map_err(|e| gpu_err("device staging", e))?,
-                arena: backend.alloc_device(ar).map_err(|e| gpu_err("device arena", e))?,
-                meta: backend
-                    .alloc_device(meta_bytes as usize)
-                    .map_err(|e| gpu_err("device metadata", e))?,
-                report: backend.alloc_pinned(64).map_err(|e| gpu_err("pinned report", e))?,
+            let pinned = |len, what| backend.alloc_pinned(len).map_err(|e| gpu_err(what, e));
+            let device = |len, what| backend.alloc_device(len).map_err(|e| gpu_err(what, e));
+            slots.push(WaveBufs {
+                staging: pinned(st, "pinned staging")?,
+                decoded: pinned(ar, "pinned decoded")?,
+                d_staging: device(st, "device staging")?,
+                arena: device(ar, "device arena")?,
+                meta: device(meta_bytes, "device metadata")?,
+                meta_host: pinned(meta_bytes, "pinned metadata")?,
+                descs: device(DESC_BYTES as usize, "device descriptors")?,
+                descs_host: pinned(DESC_BYTES as usize, "pinned descriptors")?,
+                report: pinned(64, "pinned report")?,
                 h2d_done: new_event(&backend)?,
                 done: new_event(&backend)?,
-                pending: Mutex::new(None),
             });
         }
-        let descs =
-            backend.alloc_device(DESC_CAP * 256).map_err(|e| gpu_err("descriptor buffer", e))?;
+        // The submit thread fills a slot's pinned memory; the harvest thread gives it back
+        // once the device finished with it and its report was read.
+        let waves = Pool::new(
+            &table,
+            PoolSpec {
+                name: "wave_slots",
+                acquirer: Endpoint::Host("stager"),
+                releaser: Endpoint::Host("harvester"),
+            },
+            slots,
+        )
+        .map_err(|e| gpu_err("wave slot pool", e))?;
+        let descs = backend
+            .alloc_device(DESC_BYTES as usize)
+            .map_err(|e| gpu_err("descriptor buffer", e))?;
+        let end_descs = backend
+            .alloc_device(DESC_BYTES as usize)
+            .map_err(|e| gpu_err("descriptor buffer", e))?;
         let committed = sizing.device_bytes + temp;
         Ok(Self {
             backend,
@@ -389,11 +504,14 @@ impl Engine {
             out_align: (align.output as u64).max(1),
             sched,
             batches,
+            waves,
             held: Mutex::new((vec![false; n], false)),
             held_cv: Condvar::new(),
+            wave_free: Mutex::new(vec![true; WAVES]),
+            wave_cv: Condvar::new(),
             ready,
-            waves,
             descs,
+            end_descs,
             sizing,
             committed,
         })
@@ -417,13 +535,17 @@ impl Engine {
         self.backend.context().bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))
     }
 
-    /// Waits until batch `id`'s device buffer is released, then leases it on `compute`.
+    fn closed(&self) -> bool {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    /// Leases a released device batch buffer on `compute`, any free one starting at
+    /// `id % n` (a caller holding an old batch must not stall the others). Waits for one
+    /// when `block`; otherwise `None` when all are held.
     ///
     /// # Errors
     /// `Closed` on teardown; `Gpu` when the pool refuses.
-    pub(crate) fn acquire(&self, id: u64) -> Result<Lease<CudaBackend, CudaDeviceMem>> {
-        // Any free buffer, starting at `id % n`: a caller holding an old batch must not
-        // stall the others (as in the host engine's slots).
+    fn acquire(&self, id: u64, block: bool) -> Result<Option<BatchLease>> {
         let n = self.batches.slots();
         let slot = {
             let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
@@ -436,14 +558,52 @@ impl Engine {
                     h.0[s] = true;
                     break s;
                 }
+                if !block {
+                    return Ok(None);
+                }
                 h = self.held_cv.wait(h).unwrap_or_else(|e| e.into_inner());
             }
         };
-        self.batches.acquire(slot, self.stream("compute")?).map_err(|e| gpu_err("pool acquire", e))
+        self.batches
+            .acquire(slot, self.stream("compute")?)
+            .map(Some)
+            .map_err(|e| gpu_err("pool acquire", e))
+    }
+
+    /// Takes a free wave slot; waits for one when `block`, otherwise `None` if none is.
+    fn acquire_wave(&self, block: bool) -> Result<Option<WaveLease>> {
+        let slot = {
+            let mut f = self.wave_free.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if self.closed() {
+                    return Err(Error::Closed);
+                }
+                if let Some(s) = f.iter().position(|&free| free) {
+                    f[s] = false;
+                    break s;
+                }
+                if !block {
+                    return Ok(None);
+                }
+                f = self.wave_cv.wait(f).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        // Free in `wave_free` means released in the pool: this does not block.
+        self.waves.acquire_blocking(slot, "stager").map(Some).map_err(|e| gpu_err("wave slot", e))
+    }
+
+    fn release_wave(&self, lease: WaveLease) {
+        let slot = lease.slot();
+        // A refusal would mean a bookkeeping bug; the slot is freed either way so that
+        // nothing waits forever (its next acquire reports the pool's error).
+        let _ = self.waves.release_host(lease, "harvester");
+        let mut f = self.wave_free.lock().unwrap_or_else(|e| e.into_inner());
+        f[slot] = true;
+        self.wave_cv.notify_all();
     }
 
     /// Returns a device batch buffer on `consumer`, after `after` (a raw event) if given.
-    fn release(&self, lease: Lease<CudaBackend, CudaDeviceMem>, after: Option<u64>) -> Result<()> {
+    fn release(&self, lease: BatchLease, after: Option<u64>) -> Result<()> {
         let slot = lease.slot();
         self.bind()?;
         let consumer = self.stream("consumer")?;
@@ -470,16 +630,24 @@ impl Engine {
         let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
         h.1 = true;
         self.held_cv.notify_all();
+        drop(h);
+        let _f = self.wave_free.lock().unwrap_or_else(|e| e.into_inner());
+        self.wave_cv.notify_all();
     }
 
-    /// Fills whole samples of a batch with one value each, then records its ready event.
+    /// Fills whole samples of a delivered batch with one value each (`OnError::Fill`),
+    /// then re-records its ready event and waits for it. Nothing to do without fills: the
+    /// submit thread recorded the event after the batch's last write.
     pub(crate) fn finish(
         &self,
-        lease: &Lease<CudaBackend, CudaDeviceMem>,
+        lease: &BatchLease,
         fills: &[(usize, Vec<u8>)],
         sample_shape: &[u64],
         out_elems: u64,
     ) -> Result<()> {
+        if fills.is_empty() {
+            return Ok(());
+        }
         self.bind()?;
         let compute = self.cu("compute")?;
         let whole = vec![0u64; sample_shape.len()];
@@ -490,50 +658,88 @@ impl Engine {
                 in_sample_lo: &whole,
                 extent: sample_shape,
             };
-            self.fill_boxes(lease.buffer(), &[spec], value, out_elems)?;
+            self.fill_boxes(lease.buffer(), &[spec], value, out_elems, &self.descs)?;
         }
         gs("cuEventRecord", self.ready[lease.slot()].record(compute))?;
         gs("cuEventSynchronize", self.ready[lease.slot()].synchronize())
     }
 
+    /// Uploads descriptor pieces and launches `launch` per piece on `compute`: through the
+    /// wave slot's pinned buffer when given and there is room (an asynchronous copy), else
+    /// from pageable memory into `fallback` (the driver copies it before returning).
+    fn with_descs(
+        &self,
+        slot: Option<&WaveBufs>,
+        used: &mut u64,
+        packed: &[u8],
+        launch: impl FnOnce(DeviceRange) -> Result<()>,
+    ) -> Result<()> {
+        let compute = self.cu("compute")?;
+        let len = packed.len() as u64;
+        if let Some(w) = slot
+            && *used + len <= w.descs_host.len() as u64
+        {
+            let at = *used as usize;
+            // SAFETY: the slot is leased by this thread; the device read its previous
+            // contents before the slot was released (harvested after `done`).
+            unsafe { std::slice::from_raw_parts_mut(w.descs_host.as_ptr().add(at), packed.len()) }
+                .copy_from_slice(packed);
+            gs(
+                "descriptor upload",
+                self.backend.copy_range_to_device(
+                    compute,
+                    &w.descs,
+                    at,
+                    &w.descs_host,
+                    at,
+                    packed.len(),
+                ),
+            )?;
+            *used = align_up(*used + len, REGION_ALIGN);
+            // SAFETY: inside the slot's descriptor allocation.
+            return launch(unsafe { DeviceRange::from_raw(w.descs.device_ptr() + at as u64, len) });
+        }
+        // Only the submit thread uploads into a leased slot's descriptors; `end_descs` is
+        // its own too (`descs` belongs to `pop`'s thread).
+        let dst = slot.map_or(&self.end_descs, |w| &w.descs);
+        gs("upload", self.backend.upload(compute, dst, 0, packed))?;
+        // SAFETY: a live allocation of this engine, written just before on this stream.
+        launch(unsafe { DeviceRange::from_raw(dst.device_ptr(), dst.len() as u64) })
+    }
+
+    /// Fills boxes of `dst` with `value` on `compute`, the descriptors uploaded from
+    /// pageable memory into `descs` (the driver copies them before returning; the
+    /// launch that reads them is ordered after the copy on the same stream).
     fn fill_boxes(
         &self,
         dst: &CudaDeviceMem,
         specs: &[FillSpec<'_>],
         value: &[u8],
         out_elems: u64,
+        descs: &CudaDeviceMem,
     ) -> Result<()> {
-        let compute = self.stream("compute")?;
+        let compute = self.cu("compute")?;
         for piece in specs.chunks(DESC_CAP) {
             let packed = kernels::pack_fills(piece, value, out_elems)
                 .map_err(|e| gpu_err("pack fills", e))?;
-            gs(
-                "upload",
-                self.backend.upload(compute.raw(), &self.descs, 0, bytemuck::cast_slice(&packed)),
-            )?;
-            // SAFETY: the ranges name live allocations of this engine.
+            gs("upload", self.backend.upload(compute, descs, 0, bytemuck::cast_slice(&packed)))?;
+            // SAFETY: live allocations of this engine.
             let (d, b) = unsafe {
                 (
                     DeviceRange::from_raw(dst.device_ptr(), dst.len() as u64),
-                    DeviceRange::from_raw(self.descs.device_ptr(), self.descs.len() as u64),
+                    DeviceRange::from_raw(descs.device_ptr(), descs.len() as u64),
                 )
             };
             // SAFETY: boxes packed for this output size; the descriptor upload precedes
             // the launch on the same stream.
-            unsafe {
-                self.kernels.fill(compute.raw(), value.len() as u32, d, b, packed.len() as u32)
-            }
-            .map_err(|e| gpu_err("fill", e))?;
+            unsafe { self.kernels.fill(compute, value.len() as u32, d, b, packed.len() as u32) }
+                .map_err(|e| gpu_err("fill", e))?;
         }
         Ok(())
     }
 
     /// Copies a finished batch back to the host (synchronous).
-    pub(crate) fn download(
-        &self,
-        lease: &Lease<CudaBackend, CudaDeviceMem>,
-        bytes: usize,
-    ) -> Result<Vec<u8>> {
+    pub(crate) fn download(&self, lease: &BatchLease, bytes: usize) -> Result<Vec<u8>> {
         // The ready event orders the batch's writes before this synchronous copy.
         gs("cuEventSynchronize", self.ready[lease.slot()].synchronize())?;
         let mut out = vec![0u8; bytes];
@@ -541,14 +747,15 @@ impl Engine {
         Ok(out)
     }
 
-    /// Waits for wave slot `s`'s last wave and turns its report into errors.
-    fn harvest(&self, s: usize, errors: &mut Vec<(usize, SampleError)>) -> Result<()> {
-        let slot = &self.waves[s];
-        let Some(h) = slot.pending.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-            return Ok(());
-        };
-        gs("cuEventSynchronize", slot.done.synchronize())?;
-        let report = self.backend.read_pinned(&slot.report, |b| {
+    /// Waits for a wave to finish on the device and turns its report into errors.
+    fn harvest(
+        &self,
+        w: &WaveBufs,
+        h: &Harvest,
+        errors: &mut Vec<(usize, SampleError)>,
+    ) -> Result<()> {
+        gs("cuEventSynchronize", w.done.synchronize())?;
+        let report = self.backend.read_pinned(&w.report, |b| {
             let mut r = [0u8; 8];
             r.copy_from_slice(&b[..8]);
             DecodeReport::from_bytes(r)
@@ -557,11 +764,10 @@ impl Engine {
             return Ok(());
         }
         let n = h.stream_chunk.len();
-        // Inside the metadata allocation (offsets from `run_wave`); the wave finished
-        // (synchronized above).
+        // Inside the metadata allocation (offsets from `submit_wave`); the wave finished.
         let get = |off: u64, len: usize| -> Result<Vec<u8>> {
             let mut v = vec![0u8; len];
-            gs("download", self.backend.download(&mut v, &slot.meta, off as usize))?;
+            gs("download", self.backend.download(&mut v, &w.meta, off as usize))?;
             Ok(v)
         };
         let st = get(h.statuses_off, n * 4)?;
@@ -593,28 +799,555 @@ impl Engine {
         Ok(())
     }
 
-    /// Executes `plan` into the leased device buffer; returns the failing plan samples.
-    ///
-    /// # Errors
-    /// `Gpu` for a driver failure (the batch cannot be trusted), `Closed` on teardown.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn run_batch(
+    /// The harvest thread: waits for each submitted wave in order, reads its report,
+    /// frees its slot, and hands out each batch once its last wave finished.
+    pub(crate) fn harvest_loop<M, P>(
         &self,
-        lease: &Lease<CudaBackend, CudaDeviceMem>,
-        ctx: &BatchCtx,
-        tx: &crossbeam_channel::Sender<crate::pipeline::Job>,
+        rx: &crossbeam_channel::Receiver<ToHarvestMsg<M, P>>,
         stats: &StatCounters,
-    ) -> Result<Vec<(usize, SampleError)>> {
-        let mut errors = Vec::new();
-        self.bind()?;
-        for (k, wave) in ctx.plan.waves.iter().enumerate() {
-            let s = k % WAVES;
-            self.harvest(s, &mut errors)?;
-            self.run_wave(lease, ctx, wave, s, tx, stats, &mut errors)?;
+        emit: &dyn Fn(Harvested<M, P>),
+    ) {
+        // A failure here fails every wait below, which report it.
+        let _ = self.bind();
+        let mut errors: Vec<(usize, SampleError)> = Vec::new();
+        let mut failure: Option<Error> = None;
+        while let Ok(ToHarvestMsg(msg)) = rx.recv() {
+            match msg {
+                ToHarvest::Wave { slot, harvest, errors: host_errors } => {
+                    errors.extend(host_errors);
+                    let t = Instant::now();
+                    let w = slot.buffer();
+                    let outcome = match &harvest {
+                        Some(h) => self.harvest(w, h, &mut errors),
+                        // Nothing was submitted after the failure: the slot's last device
+                        // use is still covered by its `done` event.
+                        None => gs("cuEventSynchronize", w.done.synchronize()),
+                    };
+                    stats.gpu_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    if let Err(e) = outcome {
+                        failure.get_or_insert(e);
+                    }
+                    self.release_wave(slot);
+                }
+                ToHarvest::End { meta, lease } => {
+                    let t = Instant::now();
+                    let ready = gs("cuEventSynchronize", self.ready[lease.slot()].synchronize());
+                    stats.gpu_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    let errs = std::mem::take(&mut errors);
+                    match failure.take().or(ready.err()) {
+                        None => emit(Harvested::Ran { meta, lease, errors: errs }),
+                        Some(error) => {
+                            // The device state of this batch is unknown: keep its buffer
+                            // out of circulation until teardown.
+                            std::mem::forget(lease);
+                            drop(meta);
+                            emit(Harvested::Failed { error });
+                        }
+                    }
+                }
+                ToHarvest::Failed { meta, error } => {
+                    errors.clear();
+                    failure = None;
+                    drop(meta);
+                    emit(Harvested::Failed { error });
+                }
+                ToHarvest::Pass(p) => emit(Harvested::Pass(p)),
+            }
         }
-        // Fill chunks, grouped by array (one value per launch).
+    }
+
+    /// The submit thread: takes planned batches in order, keeps up to `AHEAD` waves'
+    /// reads with the decode workers while it submits the oldest wave's device work, and
+    /// tells the harvest thread about every wave and batch, in order.
+    pub(crate) fn submit_loop<M, P>(
+        &self,
+        rx: &crossbeam_channel::Receiver<Submit<M, P>>,
+        jobs: &crossbeam_channel::Sender<crate::pipeline::Job>,
+        out: &crossbeam_channel::Sender<ToHarvestMsg<M, P>>,
+        stats: &StatCounters,
+    ) {
+        let _ = self.bind();
+        let send = |m: ToHarvest<M, P>| {
+            let _ = out.send(ToHarvestMsg(m));
+        };
+        let mut queue: VecDeque<Ahead<M, P>> = VecDeque::new();
+        let mut cur: Option<Current<M>> = None;
+        let mut input_open = true;
+        // A batch whose device work failed: its later waves are only drained.
+        let mut poisoned: Option<(u64, Error)> = None;
+        loop {
+            // Top up: dispatch reads of upcoming waves while the oldest is outstanding.
+            loop {
+                let waves_ahead = queue.iter().filter(|a| matches!(a, Ahead::Wave { .. })).count();
+                if waves_ahead >= AHEAD {
+                    break;
+                }
+                let block = queue.is_empty();
+                if cur.is_none() {
+                    if !input_open {
+                        break;
+                    }
+                    let item = if block {
+                        rx.recv().map_err(|_| crossbeam_channel::TryRecvError::Disconnected)
+                    } else {
+                        rx.try_recv()
+                    };
+                    match item {
+                        Ok(Submit::Pass(p)) => queue.push_back(Ahead::Pass(p)),
+                        Ok(Submit::Run { id, ctx, meta }) => {
+                            cur = Some(Current { id, ctx, meta, lease: None, next: 0 });
+                        }
+                        Err(crossbeam_channel::TryRecvError::Empty) => break,
+                        Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                            input_open = false;
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                let Some(c) = cur.as_mut() else { break };
+                if c.lease.is_none() {
+                    match self.acquire(c.id, block) {
+                        Ok(Some(l)) => c.lease = Some(l),
+                        Ok(None) => break,
+                        Err(error) => {
+                            if let Some(c) = cur.take() {
+                                queue.push_back(Ahead::Failed { meta: c.meta, error });
+                            }
+                            continue;
+                        }
+                    }
+                }
+                if c.next < c.ctx.plan.waves.len() {
+                    let t = Instant::now();
+                    let got = self.acquire_wave(block);
+                    stats
+                        .wave_slot_wait_ns
+                        .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    let slot = match got {
+                        Ok(Some(s)) => s,
+                        Ok(None) => break,
+                        Err(error) => {
+                            // Teardown: the batch's buffer goes back with it.
+                            if let Some(c) = cur.take() {
+                                if let Some(l) = c.lease {
+                                    let _ = self.release(l, None);
+                                }
+                                queue.push_back(Ahead::Failed { meta: c.meta, error });
+                            }
+                            continue;
+                        }
+                    };
+                    let k = c.next;
+                    c.next += 1;
+                    let out = c
+                        .lease
+                        .as_ref()
+                        .map_or((0, 0), |l| (l.buffer().device_ptr(), l.buffer().len() as u64));
+                    match self.dispatch(&c.ctx, k, out, slot, jobs) {
+                        Ok(wave) => queue.push_back(Ahead::Wave { id: c.id, wave }),
+                        Err((slot, error)) => {
+                            self.release_wave(slot);
+                            poisoned.get_or_insert((c.id, error));
+                        }
+                    }
+                }
+                if c.next >= c.ctx.plan.waves.len()
+                    && let Some(c) = cur.take()
+                {
+                    queue.push_back(Ahead::End {
+                        id: c.id,
+                        ctx: c.ctx,
+                        meta: c.meta,
+                        lease: c.lease,
+                    });
+                }
+            }
+            // Submit the oldest.
+            let Some(front) = queue.pop_front() else {
+                if !input_open && cur.is_none() {
+                    break;
+                }
+                continue;
+            };
+            match front {
+                Ahead::Pass(p) => send(ToHarvest::Pass(p)),
+                Ahead::Failed { meta, error } => send(ToHarvest::Failed { meta, error }),
+                Ahead::Wave { id, wave } => {
+                    let t = Instant::now();
+                    wave.work.wait();
+                    stats
+                        .wave_jobs_wait_ns
+                        .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    let mut state = std::mem::take(
+                        &mut *wave.work.state.lock().unwrap_or_else(|e| e.into_inner()),
+                    );
+                    let host_errors = std::mem::take(&mut state.errors);
+                    let slot = wave.slot;
+                    let harvest = match &poisoned {
+                        Some((pid, _)) if *pid == id => None,
+                        _ => match self.submit_wave(
+                            &wave.work,
+                            wave.k,
+                            wave.out,
+                            &state,
+                            slot.buffer(),
+                            stats,
+                        ) {
+                            Ok(h) => Some(h),
+                            Err(e) => {
+                                // What was enqueued is covered by `done` if it records.
+                                if let Ok(c) = self.cu("compute") {
+                                    let _ = slot.buffer().done.record(c);
+                                }
+                                poisoned = Some((id, e));
+                                None
+                            }
+                        },
+                    };
+                    send(ToHarvest::Wave { slot, harvest, errors: host_errors });
+                }
+                Ahead::End { id, ctx, meta, lease } => {
+                    let Some(lease) = lease else {
+                        send(ToHarvest::Failed { meta, error: Error::Closed });
+                        continue;
+                    };
+                    let done = match &poisoned {
+                        Some((pid, _)) if *pid == id => Err(()),
+                        _ => Ok(()),
+                    };
+                    let outcome = match done {
+                        Err(()) => Err(poisoned.take().map_or(Error::Closed, |p| p.1)),
+                        Ok(()) => self.end_batch(&ctx, &lease, stats),
+                    };
+                    match outcome {
+                        Ok(()) => send(ToHarvest::End { meta, lease }),
+                        Err(error) => {
+                            // The device state of this batch is unknown: keep its buffer
+                            // out of circulation until teardown.
+                            std::mem::forget(lease);
+                            send(ToHarvest::Failed { meta, error });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lays out wave `k` of a batch in a wave slot and hands its read ops to the workers.
+    fn dispatch(
+        &self,
+        ctx: &BatchCtx,
+        k: usize,
+        out: (u64, u64),
+        slot: WaveLease,
+        jobs: &crossbeam_channel::Sender<crate::pipeline::Job>,
+    ) -> std::result::Result<Dispatched, (WaveLease, Error)> {
         let plan = &ctx.plan;
-        let out_elems = ctx.out_elems;
+        let Some(wave) = plan.waves.get(k) else {
+            return Err((slot, Error::Closed));
+        };
+        let w = slot.buffer();
+        // Region layout of every chunk of the wave.
+        let mut regions = Vec::with_capacity(wave.chunks.len());
+        let (mut st, mut ar) = (0u64, 0u64);
+        let (st_cap, ar_cap) = (w.staging.len() as u64, w.arena.len() as u64);
+        for chunk in plan.chunks.get(wave.chunks.clone()).unwrap_or(&[]) {
+            let ChunkSource::Copy { compressed_len, decompressed_len, .. } = chunk.source else {
+                regions.push(None);
+                continue;
+            };
+            let st_len = compressed_len.saturating_add(STAGING_PAD);
+            let fits = st + st_len <= st_cap && ar + decompressed_len <= ar_cap;
+            regions.push(fits.then_some(Region { staging: st, staging_len: st_len, arena: ar }));
+            if fits {
+                st = align_up(st + st_len, REGION_ALIGN);
+                ar = align_up(ar + decompressed_len, REGION_ALIGN);
+            }
+        }
+        let work = Arc::new(WaveWork {
+            ctx: ctx.clone(),
+            chunks0: wave.chunks.start,
+            regions,
+            staging_used: st.min(st_cap),
+            staging: w.staging.clone(),
+            decoded: w.decoded.clone(),
+            gpu: self.decoder.is_some(),
+            in_align: self.in_align,
+            out_align: self.out_align,
+            state: Mutex::new(WaveState {
+                chunk_state: vec![ChunkState::Failed; wave.chunks.len()],
+                ..WaveState::default()
+            }),
+            remaining: AtomicUsize::new(wave.reads.len()),
+            done: (Mutex::new(wave.reads.is_empty()), Condvar::new()),
+        });
+        for r in wave.reads.clone() {
+            if jobs.send(crate::pipeline::Job::Cuda(Arc::clone(&work), r)).is_err() {
+                // No worker is left to run this or any job: nothing writes the slot.
+                return Err((slot, Error::Closed));
+            }
+        }
+        Ok(Dispatched { work, slot, k, out })
+    }
+
+    /// Enqueues a staged wave's device work: uploads on `h2d`; nvCOMP decode, raw block
+    /// copies, the status reduction and the assembly on `compute`; records `done`.
+    fn submit_wave(
+        &self,
+        work: &WaveWork,
+        k: usize,
+        out: (u64, u64),
+        state: &WaveState,
+        w: &WaveBufs,
+        stats: &StatCounters,
+    ) -> Result<Harvest> {
+        let ctx = &work.ctx;
+        let plan = &ctx.plan;
+        let Some(wave) = plan.waves.get(k) else {
+            return Err(gpu_err("staging a wave", "wave index out of range"));
+        };
+        let t = Instant::now();
+        let h2d = self.cu("h2d")?;
+        let compute = self.cu("compute")?;
+        let staging_used = work.staging_used as usize;
+        if staging_used > 0 && (!state.streams.is_empty() || !state.raws.is_empty()) {
+            // The workers finished writing the pinned side (joined by the caller).
+            gs(
+                "staging upload",
+                self.backend.copy_range_to_device(
+                    h2d,
+                    &w.d_staging,
+                    0,
+                    &w.staging,
+                    0,
+                    staging_used,
+                ),
+            )?;
+        }
+        // CPU-decoded chunks, merged into runs.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for (i, cs) in state.chunk_state.iter().enumerate() {
+            if let (ChunkState::Cpu, Some(r)) = (cs, work.regions[i]) {
+                let len = plan.chunks[wave.chunks.start + i].decompressed_len();
+                match runs.last_mut() {
+                    Some(last) if align_up(last.0 + last.1, REGION_ALIGN) == r.arena => {
+                        last.1 = r.arena + len - last.0;
+                    }
+                    _ => runs.push((r.arena, len)),
+                }
+            }
+        }
+        for (off, len) in &runs {
+            // Both buffers share the arena layout.
+            let (o, l) = (*off as usize, *len as usize);
+            gs(
+                "decoded upload",
+                self.backend.copy_range_to_device(h2d, &w.arena, o, &w.decoded, o, l),
+            )?;
+        }
+        // nvCOMP metadata: [comp ptrs][comp bytes][capacity][out ptrs][actual][expected]
+        // [statuses][copy ranges][report].
+        let n = state.streams.len();
+        if n as u64 > self.sizing.streams || state.raws.len() as u64 > self.sizing.streams {
+            // The metadata buffers were sized for `streams` entries of each kind.
+            return Err(Error::Gpu {
+                what: "staging a wave",
+                detail: format!(
+                    "{n} zstd streams and {} raw blocks exceed the {} per wave the engine \
+                     was sized for",
+                    state.raws.len(),
+                    self.sizing.streams
+                ),
+            });
+        }
+        let n8 = n as u64 * 8;
+        let (o_cp, o_cb, o_cap, o_op, o_act, o_exp) = (0, n8, 2 * n8, 3 * n8, 4 * n8, 5 * n8);
+        let o_st = 6 * n8;
+        let o_raw = align_up(o_st + n as u64 * 4, 8);
+        let o_rep = align_up(o_raw + state.raws.len() as u64 * 24, 8);
+        if o_rep + 8 > w.meta_host.len() as u64 {
+            return Err(gpu_err("staging a wave", "metadata larger than its buffer"));
+        }
+        let base = w.meta.device_ptr();
+        let dst0 = w.d_staging.device_ptr();
+        let ar0 = w.arena.device_ptr();
+        let mut max_len = 0u64;
+        {
+            // SAFETY: the slot is leased by this thread and its previous device use
+            // finished before it was released (harvested after `done`); in bounds
+            // (checked above).
+            let meta =
+                unsafe { std::slice::from_raw_parts_mut(w.meta_host.as_ptr(), o_rep as usize) };
+            for (i, f) in state.streams.iter().enumerate() {
+                let mut put = |off: u64, v: u64| {
+                    let at = off as usize + i * 8;
+                    meta[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+                };
+                put(o_cp, dst0 + f.comp_off);
+                put(o_cb, f.comp_len);
+                put(o_cap, f.len);
+                put(o_op, ar0 + f.out_off);
+                put(o_exp, f.len);
+                max_len = max_len.max(f.len);
+            }
+            let ranges: Vec<CopyRange> = state
+                .raws
+                .iter()
+                .map(|r| CopyRange { src: dst0 + r.comp_off, dst: ar0 + r.out_off, len: r.len })
+                .collect();
+            meta[o_raw as usize..o_raw as usize + ranges.len() * 24]
+                .copy_from_slice(bytemuck::cast_slice(&ranges));
+        }
+        gs(
+            "metadata upload",
+            self.backend.copy_range_to_device(h2d, &w.meta, 0, &w.meta_host, 0, o_rep as usize),
+        )?;
+        gs("cuEventRecord", w.h2d_done.record(h2d))?;
+        gs("cuStreamWaitEvent", w.h2d_done.wait_in(compute))?;
+        let r = |off: u64, len: u64| {
+            // SAFETY: inside this slot's metadata allocation, whose size covers
+            // `streams` entries (checked above).
+            unsafe { DeviceRange::from_raw(base + off, len) }
+        };
+        if let Some(dec) = &self.decoder {
+            let cap = dec.capacity().0;
+            let mut i = 0;
+            while i < n {
+                let m = (n - i).min(cap);
+                let at = i as u64 * 8;
+                let batch = ZstdBatch {
+                    chunks: m,
+                    max_chunk_bytes: max_len as usize,
+                    comp_ptrs: r(o_cp + at, m as u64 * 8),
+                    comp_bytes: r(o_cb + at, m as u64 * 8),
+                    out_capacity: r(o_cap + at, m as u64 * 8),
+                    out_ptrs: r(o_op + at, m as u64 * 8),
+                    out_actual: r(o_act + at, m as u64 * 8),
+                    statuses: r(o_st + i as u64 * 4, m as u64 * 4),
+                };
+                // SAFETY: frames were checked on the host and staged whole; outputs are
+                // disjoint arena regions of the given capacity.
+                unsafe { dec.decode(compute, &batch) }.map_err(|e| gpu_err("nvCOMP decode", e))?;
+                i += m;
+            }
+        }
+        if !state.raws.is_empty() {
+            // SAFETY: raw streams staged whole, destinations disjoint arena ranges.
+            unsafe {
+                self.kernels.memcpy_batch(
+                    compute,
+                    r(o_raw, state.raws.len() as u64 * 24),
+                    state.raws.len() as u32,
+                )
+            }
+            .map_err(|e| gpu_err("memcpy_batch", e))?;
+        }
+        self.kernels
+            .status_reduce(
+                compute,
+                r(o_st, n as u64 * 4),
+                r(o_act, n8),
+                r(o_exp, n8),
+                n as u32,
+                r(o_rep, 8),
+            )
+            .map_err(|e| gpu_err("status_reduce", e))?;
+        // Read by the host only after `done`.
+        gs(
+            "report download",
+            self.backend.copy_range_to_pinned(compute, &w.report, 0, &w.meta, o_rep as usize, 8),
+        )?;
+        // Assemble.
+        let mut keep = Vec::new();
+        for (i, cs) in state.chunk_state.iter().enumerate() {
+            let shuffle = match cs {
+                ChunkState::Failed => continue,
+                ChunkState::Cpu => ShuffleSpec::default(),
+                ChunkState::Gpu(spec) => *spec,
+            };
+            let Some(reg) = work.regions[i] else { continue };
+            let chunk = &plan.chunks[wave.chunks.start + i];
+            let Some(facts) = ctx.facts.get(chunk.array.index()) else { continue };
+            for p in &chunk.placements {
+                keep.push((
+                    ar0 + reg.arena,
+                    src_dtype(facts.0.data_type),
+                    shuffle,
+                    chunk.array.index(),
+                    p.in_chunk.lo.clone(),
+                    ctx.positions[p.sample] as u64,
+                    p.in_sample.lo.clone(),
+                    p.in_chunk.shape(),
+                ));
+            }
+        }
+        let places: Vec<Placement<'_>> = keep
+            .iter()
+            .map(|k| Placement {
+                src: k.0,
+                src_dtype: k.1,
+                shuffle: k.2,
+                chunk_shape: &ctx.facts[k.3].0.shape,
+                in_chunk_lo: &k.4,
+                sample: k.5,
+                sample_shape: &ctx.sample_shape,
+                in_sample_lo: &k.6,
+                extent: &k.7,
+            })
+            .collect();
+        let kind = out_kind(ctx.out_dtype);
+        let mut used = 0u64;
+        for piece in places.chunks(DESC_CAP) {
+            let packed = kernels::pack_placements(piece, kind, ctx.out_elems)
+                .map_err(|e| gpu_err("pack placements", e))?;
+            self.with_descs(Some(w), &mut used, bytemuck::cast_slice(&packed), |b| {
+                // SAFETY: the leased batch buffer, held until the batch is handed out.
+                let d = unsafe { DeviceRange::from_raw(out.0, out.1) };
+                // SAFETY: sources are arena regions written earlier on this stream
+                // (decode, memcpy) or on `h2d` (ordered by `h2d_done`); descriptors
+                // validated by packing and copied before the launch on this stream.
+                unsafe { self.kernels.assemble(compute, kind, d, b, packed.len() as u32) }
+                    .map_err(|e| gpu_err("assemble", e))
+            })?;
+        }
+        gs("cuEventRecord", w.done.record(compute))?;
+        stats.h2d_bytes.fetch_add(
+            staging_used as u64 + runs.iter().map(|r| r.1).sum::<u64>(),
+            Ordering::Relaxed,
+        );
+        stats.gpu_submit_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let mut chunks_meta = Vec::with_capacity(wave.chunks.len());
+        for chunk in plan.chunks.get(wave.chunks.clone()).unwrap_or(&[]) {
+            let key = match chunk.source {
+                ChunkSource::Copy { read, .. } => plan
+                    .reads
+                    .get(read)
+                    .and_then(|op| plan.files.get(op.file))
+                    .map(|f| Arc::clone(&f.key))
+                    .unwrap_or_else(|| Arc::from("")),
+                ChunkSource::Fill { .. } => Arc::from(""),
+            };
+            chunks_meta.push((
+                key,
+                chunk.chunk.clone(),
+                chunk.placements.iter().map(|p| p.sample).collect(),
+            ));
+        }
+        Ok(Harvest {
+            stream_chunk: state.streams.iter().map(|f| f.chunk as u32).collect(),
+            chunks: chunks_meta,
+            statuses_off: o_st,
+            actual_off: o_act,
+            expected_off: o_exp,
+        })
+    }
+
+    /// A batch's last device work: its fill chunks (grouped by array, one value per
+    /// launch), then the ready event.
+    fn end_batch(&self, ctx: &BatchCtx, lease: &BatchLease, stats: &StatCounters) -> Result<()> {
+        let plan = &ctx.plan;
+        let compute = self.cu("compute")?;
         for (a, facts) in ctx.facts.iter().enumerate() {
             let mut specs = Vec::new();
             for chunk in plan.chunks.get(plan.fills.clone()).unwrap_or(&[]) {
@@ -642,322 +1375,41 @@ impl Engine {
                 })
                 .collect();
             let t = Instant::now();
-            self.fill_boxes(lease.buffer(), &fs, &facts.1, out_elems)?;
+            self.fill_boxes(lease.buffer(), &fs, &facts.1, ctx.out_elems, &self.end_descs)?;
             stats.assemble_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
-        let t = Instant::now();
-        for s in 0..WAVES {
-            self.harvest(s, &mut errors)?;
-        }
-        stats.gpu_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        Ok(errors)
+        gs("cuEventRecord", self.ready[lease.slot()].record(compute))
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_wave(
-        &self,
-        lease: &Lease<CudaBackend, CudaDeviceMem>,
-        ctx: &BatchCtx,
-        wave: &planner::Wave,
-        s: usize,
-        tx: &crossbeam_channel::Sender<crate::pipeline::Job>,
-        stats: &StatCounters,
-        errors: &mut Vec<(usize, SampleError)>,
-    ) -> Result<()> {
-        let slot = &self.waves[s];
-        let plan = &ctx.plan;
-        // Region layout of every chunk of the wave.
-        let mut regions = Vec::with_capacity(wave.chunks.len());
-        let (mut st, mut ar) = (0u64, 0u64);
-        let (st_cap, ar_cap) = (slot.staging.len() as u64, slot.arena.len() as u64);
-        for chunk in plan.chunks.get(wave.chunks.clone()).unwrap_or(&[]) {
-            let ChunkSource::Copy { compressed_len, decompressed_len, .. } = chunk.source else {
-                regions.push(None);
-                continue;
-            };
-            let st_len = compressed_len.saturating_add(STAGING_PAD);
-            let fits = st + st_len <= st_cap && ar + decompressed_len <= ar_cap;
-            regions.push(fits.then_some(Region { staging: st, staging_len: st_len, arena: ar }));
-            if fits {
-                st = align_up(st + st_len, REGION_ALIGN);
-                ar = align_up(ar + decompressed_len, REGION_ALIGN);
-            }
-        }
-        let work = Arc::new(WaveWork {
-            ctx: ctx.clone_shallow(),
-            chunks0: wave.chunks.start,
-            regions,
-            staging: slot.staging.clone(),
-            decoded: slot.decoded.clone(),
-            gpu: self.decoder.is_some(),
-            in_align: self.in_align,
-            out_align: self.out_align,
-            state: Mutex::new(WaveState::default()),
-            remaining: AtomicUsize::new(wave.reads.len()),
-            done: (Mutex::new(wave.reads.is_empty()), Condvar::new()),
-        });
-        {
-            let mut ws = work.state.lock().unwrap_or_else(|e| e.into_inner());
-            ws.chunk_state = vec![ChunkState::Failed; wave.chunks.len()];
-        }
-        for r in wave.reads.clone() {
-            if tx.send(crate::pipeline::Job::Cuda(Arc::clone(&work), r)).is_err() {
-                return Err(Error::Closed);
-            }
-        }
-        work.wait();
-        let state = std::mem::take(&mut *work.state.lock().unwrap_or_else(|e| e.into_inner()));
-        errors.extend(state.errors.iter().cloned());
-        // Nothing that follows touches pinned memory from the host until the slot's next
-        // harvest: the device reads it in stream order.
-        let t = Instant::now();
-        let h2d = self.cu("h2d")?;
-        let compute = self.cu("compute")?;
-        let staging_used = st.min(slot.staging.len() as u64) as usize;
-        if staging_used > 0 && !state.streams.is_empty() || !state.raws.is_empty() {
-            // The workers finished writing the pinned side (joined above).
-            gs(
-                "staging upload",
-                self.backend.copy_range_to_device(
-                    h2d,
-                    &slot.d_staging,
-                    0,
-                    &slot.staging,
-                    0,
-                    staging_used,
-                ),
-            )?;
-        }
-        // CPU-decoded chunks, merged into runs.
-        let mut runs: Vec<(u64, u64)> = Vec::new();
-        for (i, cs) in state.chunk_state.iter().enumerate() {
-            if let (ChunkState::Cpu, Some(r)) = (cs, work.regions[i]) {
-                let len = plan.chunks[wave.chunks.start + i].decompressed_len();
-                match runs.last_mut() {
-                    Some(last) if align_up(last.0 + last.1, REGION_ALIGN) == r.arena => {
-                        last.1 = r.arena + len - last.0;
-                    }
-                    _ => runs.push((r.arena, len)),
-                }
-            }
-        }
-        for (off, len) in &runs {
-            // Both buffers share the arena layout.
-            let (o, l) = (*off as usize, *len as usize);
-            gs(
-                "decoded upload",
-                self.backend.copy_range_to_device(h2d, &slot.arena, o, &slot.decoded, o, l),
-            )?;
-        }
-        gs("cuEventRecord", slot.h2d_done.record(h2d))?;
-        gs("cuStreamWaitEvent", slot.h2d_done.wait_in(compute))?;
-        // nvCOMP metadata: [comp ptrs][comp bytes][capacity][out ptrs][actual][expected]
-        // [statuses][copy ranges][report].
-        let n = state.streams.len();
-        if n as u64 > self.sizing.streams || state.raws.len() as u64 > self.sizing.streams {
-            // The metadata buffer was sized for `streams` entries of each kind.
-            return Err(Error::Gpu {
-                what: "staging a wave",
-                detail: format!(
-                    "{n} zstd streams and {} raw blocks exceed the {} per wave the engine \
-                     was sized for",
-                    state.raws.len(),
-                    self.sizing.streams
-                ),
-            });
-        }
-        let n8 = n as u64 * 8;
-        let (o_cp, o_cb, o_cap, o_op, o_act, o_exp) = (0, n8, 2 * n8, 3 * n8, 4 * n8, 5 * n8);
-        let o_st = 6 * n8;
-        let o_raw = align_up(o_st + n as u64 * 4, 8);
-        let o_rep = align_up(o_raw + state.raws.len() as u64 * 24, 8);
-        let base = slot.meta.device_ptr();
-        let mut meta = vec![0u8; o_rep as usize];
-        let dst0 = slot.d_staging.device_ptr();
-        let ar0 = slot.arena.device_ptr();
-        let mut max_len = 0u64;
-        for (i, f) in state.streams.iter().enumerate() {
-            let put = |m: &mut Vec<u8>, off: u64, v: u64| {
-                let at = off as usize + i * 8;
-                m[at..at + 8].copy_from_slice(&v.to_ne_bytes());
-            };
-            put(&mut meta, o_cp, dst0 + f.comp_off);
-            put(&mut meta, o_cb, f.comp_len);
-            put(&mut meta, o_cap, f.len);
-            put(&mut meta, o_op, ar0 + f.out_off);
-            put(&mut meta, o_exp, f.len);
-            max_len = max_len.max(f.len);
-        }
-        let ranges: Vec<CopyRange> = state
-            .raws
-            .iter()
-            .map(|r| CopyRange { src: dst0 + r.comp_off, dst: ar0 + r.out_off, len: r.len })
-            .collect();
-        meta[o_raw as usize..o_raw as usize + ranges.len() * 24]
-            .copy_from_slice(bytemuck::cast_slice(&ranges));
-        gs("metadata upload", self.backend.upload(compute, &slot.meta, 0, &meta))?;
-        // SAFETY (all ranges below): inside this slot's metadata allocation, whose size
-        // covers `streams` entries (the workers never produce more).
-        let r = |off: u64, len: u64| {
-            // SAFETY: inside this slot's metadata allocation, whose size covers
-            // `streams` entries (the workers never produce more).
-            unsafe { DeviceRange::from_raw(base + off, len) }
-        };
-        if let Some(dec) = &self.decoder {
-            let cap = dec.capacity().0;
-            let mut i = 0;
-            while i < n {
-                let m = (n - i).min(cap);
-                let at = i as u64 * 8;
-                let batch = ZstdBatch {
-                    chunks: m,
-                    max_chunk_bytes: max_len as usize,
-                    comp_ptrs: r(o_cp + at, m as u64 * 8),
-                    comp_bytes: r(o_cb + at, m as u64 * 8),
-                    out_capacity: r(o_cap + at, m as u64 * 8),
-                    out_ptrs: r(o_op + at, m as u64 * 8),
-                    out_actual: r(o_act + at, m as u64 * 8),
-                    statuses: r(o_st + i as u64 * 4, m as u64 * 4),
-                };
-                // SAFETY: frames were checked on the host and staged whole; outputs are
-                // disjoint arena regions of the given capacity.
-                unsafe { dec.decode(self.stream("compute")?.raw(), &batch) }
-                    .map_err(|e| gpu_err("nvCOMP decode", e))?;
-                i += m;
-            }
-        }
-        if !ranges.is_empty() {
-            // SAFETY: raw streams staged whole, destinations disjoint arena ranges.
-            unsafe {
-                self.kernels.memcpy_batch(
-                    self.stream("compute")?.raw(),
-                    r(o_raw, ranges.len() as u64 * 24),
-                    ranges.len() as u32,
-                )
-            }
-            .map_err(|e| gpu_err("memcpy_batch", e))?;
-        }
-        self.kernels
-            .status_reduce(
-                self.stream("compute")?.raw(),
-                r(o_st, n as u64 * 4),
-                r(o_act, n8),
-                r(o_exp, n8),
-                n as u32,
-                r(o_rep, 8),
-            )
-            .map_err(|e| gpu_err("status_reduce", e))?;
-        // Read by the host only after `done`.
-        gs(
-            "report download",
-            self.backend.copy_range_to_pinned(
-                compute,
-                &slot.report,
-                0,
-                &slot.meta,
-                o_rep as usize,
-                8,
-            ),
-        )?;
-        // Assemble.
-        let mut places = Vec::new();
-        let mut keep = Vec::new();
-        for (i, cs) in state.chunk_state.iter().enumerate() {
-            let shuffle = match cs {
-                ChunkState::Failed => continue,
-                ChunkState::Cpu => ShuffleSpec::default(),
-                ChunkState::Gpu(spec) => *spec,
-            };
-            let Some(reg) = work.regions[i] else { continue };
-            let chunk = &plan.chunks[wave.chunks.start + i];
-            let Some(facts) = ctx.facts.get(chunk.array.index()) else { continue };
-            for p in &chunk.placements {
-                keep.push((
-                    ar0 + reg.arena,
-                    src_dtype(facts.0.data_type),
-                    shuffle,
-                    chunk.array.index(),
-                    p.in_chunk.lo.clone(),
-                    ctx.positions[p.sample] as u64,
-                    p.in_sample.lo.clone(),
-                    p.in_chunk.shape(),
-                ));
-            }
-        }
-        for k in &keep {
-            places.push(Placement {
-                src: k.0,
-                src_dtype: k.1,
-                shuffle: k.2,
-                chunk_shape: &ctx.facts[k.3].0.shape,
-                in_chunk_lo: &k.4,
-                sample: k.5,
-                sample_shape: &ctx.sample_shape,
-                in_sample_lo: &k.6,
-                extent: &k.7,
-            });
-        }
-        let out = lease.buffer();
-        let kind = out_kind(ctx.out_dtype);
-        for piece in places.chunks(DESC_CAP) {
-            let packed = kernels::pack_placements(piece, kind, ctx.out_elems)
-                .map_err(|e| gpu_err("pack placements", e))?;
-            gs(
-                "upload",
-                self.backend.upload(compute, &self.descs, 0, bytemuck::cast_slice(&packed)),
-            )?;
-            // SAFETY: live allocations of this engine; descriptors validated by packing.
-            let (d, b) = unsafe {
-                (
-                    DeviceRange::from_raw(out.device_ptr(), out.len() as u64),
-                    DeviceRange::from_raw(self.descs.device_ptr(), self.descs.len() as u64),
-                )
-            };
-            // SAFETY: sources are arena regions written earlier on this stream (decode,
-            // memcpy) or on `h2d` (ordered by `h2d_done`).
-            unsafe {
-                self.kernels.assemble(
-                    self.stream("compute")?.raw(),
-                    kind,
-                    d,
-                    b,
-                    packed.len() as u32,
-                )
-            }
-            .map_err(|e| gpu_err("assemble", e))?;
-        }
-        gs("cuEventRecord", slot.done.record(compute))?;
-        stats.h2d_bytes.fetch_add(
-            staging_used as u64 + runs.iter().map(|r| r.1).sum::<u64>(),
-            Ordering::Relaxed,
-        );
-        stats.gpu_submit_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        let mut chunks_meta = Vec::with_capacity(wave.chunks.len());
-        for chunk in plan.chunks.get(wave.chunks.clone()).unwrap_or(&[]) {
-            let key = match chunk.source {
-                ChunkSource::Copy { read, .. } => plan
-                    .reads
-                    .get(read)
-                    .and_then(|op| plan.files.get(op.file))
-                    .map(|f| Arc::clone(&f.key))
-                    .unwrap_or_else(|| Arc::from("")),
-                ChunkSource::Fill { .. } => Arc::from(""),
-            };
-            chunks_meta.push((
-                key,
-                chunk.chunk.clone(),
-                chunk.placements.iter().map(|p| p.sample).collect(),
-            ));
-        }
-        *slot.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Harvest {
-            stream_chunk: state.streams.iter().map(|f| f.chunk as u32).collect(),
-            chunks: chunks_meta,
-            statuses_off: o_st,
-            actual_off: o_act,
-            expected_off: o_exp,
-        });
-        Ok(())
-    }
+/// A message to the harvest thread (opaque outside this module).
+pub(crate) struct ToHarvestMsg<M, P>(ToHarvest<M, P>);
+
+/// A wave whose reads are with the workers.
+struct Dispatched {
+    work: Arc<WaveWork>,
+    slot: WaveLease,
+    k: usize,
+    /// The batch buffer's device address and length (its lease is held until `End`).
+    out: (u64, u64),
+}
+
+/// The submit thread's queue, in submission order.
+enum Ahead<M, P> {
+    Wave { id: u64, wave: Dispatched },
+    End { id: u64, ctx: BatchCtx, meta: M, lease: Option<BatchLease> },
+    Failed { meta: M, error: Error },
+    Pass(P),
+}
+
+/// The batch whose waves are being dispatched.
+struct Current<M> {
+    id: u64,
+    ctx: BatchCtx,
+    meta: M,
+    lease: Option<BatchLease>,
+    /// The next wave to dispatch.
+    next: usize,
 }
 
 impl Drop for Engine {
@@ -979,12 +1431,6 @@ pub(crate) struct BatchCtx {
     pub sample_shape: Vec<u64>,
     pub out_dtype: OutDtype,
     pub out_elems: u64,
-}
-
-impl BatchCtx {
-    fn clone_shallow(&self) -> Self {
-        self.clone()
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1031,6 +1477,8 @@ pub(crate) struct WaveWork {
     ctx: BatchCtx,
     chunks0: usize,
     regions: Vec<Option<Region>>,
+    /// Bytes of `staging` the regions span (what is uploaded).
+    staging_used: u64,
     staging: CudaPinnedMem,
     decoded: CudaPinnedMem,
     gpu: bool,

@@ -59,6 +59,10 @@ enum Pending {
     /// A batch executed by the CUDA engine (already complete on the device).
     #[cfg(feature = "cuda")]
     Device(Box<PendingDevice>),
+    /// A batch planned for the CUDA engine, on its way to the submit thread (never in the
+    /// output queue).
+    #[cfg(feature = "cuda")]
+    Planned(Box<(crate::cuda::BatchCtx, DeviceMeta)>),
     /// The batch failed before any job ran (shape, resolution, planning).
     Failed {
         error: Error,
@@ -76,6 +80,50 @@ struct PendingWork {
     early: Vec<(usize, SampleError)>,
     /// Per batch position, the cast fill value (for `OnError::Fill`).
     fills: Vec<Vec<u8>>,
+}
+
+/// What a batch planned for the CUDA engine carries through the submit and harvest
+/// threads to `pop`.
+#[cfg(feature = "cuda")]
+pub(crate) struct DeviceMeta {
+    id: u64,
+    infos: Vec<SampleInfo>,
+    element: DataType,
+    /// Samples that failed before planning.
+    early: Vec<(usize, SampleError)>,
+    fills: Vec<Vec<u8>>,
+    sample_bytes: usize,
+    out_elems: u64,
+    /// Plan sample → batch position.
+    positions: Arc<Vec<usize>>,
+}
+
+#[cfg(feature = "cuda")]
+type Harvested = crate::cuda::Harvested<DeviceMeta, Pending>;
+
+/// Turns what the harvest thread hands out into an output-queue entry.
+#[cfg(feature = "cuda")]
+fn harvested(h: Harvested) -> Pending {
+    match h {
+        crate::cuda::Harvested::Ran { meta, lease, errors } => {
+            let mut all = meta.early;
+            all.extend(
+                errors.into_iter().filter_map(|(s, e)| meta.positions.get(s).map(|&pos| (pos, e))),
+            );
+            Pending::Device(Box::new(PendingDevice {
+                id: meta.id,
+                lease,
+                infos: meta.infos,
+                element: meta.element,
+                errors: all,
+                fills: meta.fills,
+                sample_bytes: meta.sample_bytes,
+                out_elems: meta.out_elems,
+            }))
+        }
+        crate::cuda::Harvested::Failed { error } => Pending::Failed { error, lease: None },
+        crate::cuda::Harvested::Pass(p) => p,
+    }
 }
 
 #[cfg(feature = "cuda")]
@@ -139,6 +187,8 @@ pub struct Pipeline {
     shared: Arc<Shared>,
     feeder: Option<JoinHandle<()>>,
     coordinator: Option<JoinHandle<()>>,
+    /// The CUDA engine's submit and harvest threads.
+    gpu_threads: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -255,12 +305,60 @@ impl Pipeline {
             .name("damacy-feeder".into())
             .spawn(move || feeder(&sh))
             .map_err(|e| Error::Spawn { name: "damacy-feeder", kind: e.kind() })?;
+        #[allow(unused_mut)]
+        let mut gpu_threads = Vec::new();
+        #[cfg(feature = "cuda")]
+        let gpu = match &shared.engine {
+            Some(engine) => {
+                // One planned batch waits for the submit thread: planning runs one batch
+                // ahead, bounded.
+                let (stx, srx) = crossbeam_channel::bounded(1);
+                let (htx, hrx) = crossbeam_channel::unbounded();
+                let (e, sh, jobs) = (Arc::clone(engine), Arc::clone(&shared), tx.clone());
+                gpu_threads.push(
+                    std::thread::Builder::new()
+                        .name("damacy-gpu-submit".into())
+                        .spawn(move || e.submit_loop(&srx, &jobs, &htx, &sh.stats))
+                        .map_err(|e| Error::Spawn { name: "damacy-gpu-submit", kind: e.kind() })?,
+                );
+                let (e, sh) = (Arc::clone(engine), Arc::clone(&shared));
+                gpu_threads.push(
+                    std::thread::Builder::new()
+                        .name("damacy-gpu-harvest".into())
+                        .spawn(move || {
+                            let emit = |h: Harvested| {
+                                lock(&sh.output).queue.push_back(harvested(h));
+                                sh.output_cv.notify_all();
+                            };
+                            e.harvest_loop(&hrx, &sh.stats, &emit);
+                            lock(&sh.output).done = true;
+                            sh.output_cv.notify_all();
+                        })
+                        .map_err(|e| Error::Spawn { name: "damacy-gpu-harvest", kind: e.kind() })?,
+                );
+                Some(stx)
+            }
+            None => None,
+        };
         let sh = Arc::clone(&shared);
         let coordinator = std::thread::Builder::new()
             .name("damacy-coordinator".into())
-            .spawn(move || coordinator(&sh, &tx))
+            .spawn(move || {
+                coordinator(
+                    &sh,
+                    &tx,
+                    #[cfg(feature = "cuda")]
+                    gpu,
+                )
+            })
             .map_err(|e| Error::Spawn { name: "damacy-coordinator", kind: e.kind() })?;
-        Ok(Self { shared, feeder: Some(feeder), coordinator: Some(coordinator), workers })
+        Ok(Self {
+            shared,
+            feeder: Some(feeder),
+            coordinator: Some(coordinator),
+            gpu_threads,
+            workers,
+        })
     }
 
     /// The configuration in force.
@@ -397,6 +495,9 @@ impl Pipeline {
             Pending::Work(p) => finish_batch(sh, *p),
             #[cfg(feature = "cuda")]
             Pending::Device(p) => finish_device(sh, *p),
+            // Planned batches go to the submit thread, never to the output queue.
+            #[cfg(feature = "cuda")]
+            Pending::Planned(_) => Err(Error::Closed),
         };
         sh.stats.pop_wait_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         result.map(Some)
@@ -545,6 +646,11 @@ impl Drop for Pipeline {
         if let Some(c) = self.coordinator.take() {
             let _ = c.join();
         }
+        // The submit thread ends once the coordinator's channel closed and its waves
+        // drained (the workers still run them); the harvest thread after it.
+        for g in self.gpu_threads.drain(..) {
+            let _ = g.join();
+        }
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -674,17 +780,45 @@ fn gather(sh: &Shared, n: usize) -> Option<Vec<ReadySample>> {
     }
 }
 
-fn coordinator(sh: &Shared, tx: &crossbeam_channel::Sender<Job>) {
+/// The CUDA engine's submit channel.
+#[cfg(feature = "cuda")]
+type SubmitTx = crossbeam_channel::Sender<crate::cuda::Submit<DeviceMeta, Pending>>;
+
+fn coordinator(
+    sh: &Shared,
+    tx: &crossbeam_channel::Sender<Job>,
+    #[cfg(feature = "cuda")] gpu: Option<SubmitTx>,
+) {
     let mut id = 0u64;
     while let Some(samples) = gather(sh, sh.cfg.samples_per_batch) {
         let pending = build(sh, id, samples, tx);
         id += 1;
         let stop = matches!(pending, Pending::Failed { error: Error::Closed, .. });
+        // With the CUDA engine, every batch goes through the submit and harvest threads
+        // (in order); the harvest thread fills the output queue and closes it.
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &gpu {
+            let item = match pending {
+                Pending::Planned(p) => {
+                    let (ctx, meta) = *p;
+                    crate::cuda::Submit::Run { id: meta.id, ctx, meta }
+                }
+                other => crate::cuda::Submit::Pass(other),
+            };
+            if g.send(item).is_err() || stop {
+                break;
+            }
+            continue;
+        }
         lock(&sh.output).queue.push_back(pending);
         sh.output_cv.notify_all();
         if stop {
             break;
         }
+    }
+    #[cfg(feature = "cuda")]
+    if gpu.is_some() {
+        return;
     }
     lock(&sh.output).done = true;
     sh.output_cv.notify_all();
@@ -817,44 +951,30 @@ fn build(
     sh.stats.plan_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
     sh.stats.add_plan(&plan.stats, plan.reads.len() as u64);
     #[cfg(feature = "cuda")]
-    if let Some(engine) = &sh.engine {
+    if sh.engine.is_some() {
         let sample_elems = cfg.sample_elements().unwrap_or(0);
-        let sample_bytes = sample_elems as usize * out_size;
-        let lease = match engine.acquire(id) {
-            Ok(l) => l,
-            Err(e) => return Pending::Failed { error: e, lease: None },
-        };
+        let positions = Arc::new(positions);
         let ctx = crate::cuda::BatchCtx {
             routes: Arc::new(arrays.iter().map(|a| crate::cuda::route(a.chunk_codecs())).collect()),
             arrays: Arc::new(arrays),
             facts: Arc::new(facts.into_iter().map(|f| (f.repr, f.fill_out)).collect()),
             plan: Arc::new(plan),
-            positions: Arc::new(positions),
+            positions: Arc::clone(&positions),
             sample_shape: cfg.sample_shape.clone(),
             out_dtype: cfg.dtype,
             out_elems: sample_elems * infos.len() as u64,
         };
-        let errors = match engine.run_batch(&lease, &ctx, tx, &sh.stats) {
-            Ok(errs) => errs.into_iter().map(|(s, e)| (ctx.positions[s], e)).collect::<Vec<_>>(),
-            Err(e) => {
-                // The device state of this batch is unknown: hand the error out, keep
-                // the buffer until teardown.
-                std::mem::forget(lease);
-                return Pending::Failed { error: e, lease: None };
-            }
-        };
-        let mut all = early;
-        all.extend(errors);
-        return Pending::Device(Box::new(PendingDevice {
+        let meta = DeviceMeta {
             id,
-            lease,
+            out_elems: ctx.out_elems,
             infos,
             element,
-            errors: all,
+            early,
             fills,
-            sample_bytes,
-            out_elems: ctx.out_elems,
-        }));
+            sample_bytes: sample_elems as usize * out_size,
+            positions,
+        };
+        return Pending::Planned(Box::new((ctx, meta)));
     }
     let lease = match sh.slots.acquire(id) {
         Ok(l) => l,

@@ -35,6 +35,12 @@ pub struct Stats {
     pub gpu_wait_ns: u64,
     /// CUDA engine: host time enqueueing copies, decodes and assembles.
     pub gpu_submit_ns: u64,
+    /// CUDA engine: submit-thread time waiting for the workers to read and stage a wave
+    /// (the CPU side is the bottleneck while this grows).
+    pub wave_jobs_wait_ns: u64,
+    /// CUDA engine: submit-thread time waiting for a free wave slot (the device side is
+    /// the bottleneck while this grows).
+    pub wave_slot_wait_ns: u64,
     /// CUDA engine: bytes copied host → device (staged frames and CPU-decoded chunks).
     pub h2d_bytes: u64,
     /// All operations and bytes of the underlying store (metadata included).
@@ -128,6 +134,8 @@ counters!(
     pop_wait_ns,
     gpu_wait_ns,
     gpu_submit_ns,
+    wave_jobs_wait_ns,
+    wave_slot_wait_ns,
     h2d_bytes,
 );
 
