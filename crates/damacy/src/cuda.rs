@@ -67,13 +67,16 @@ const STAGING_PAD: u64 = 1024;
 /// Alignment of every chunk region in the arena and the staging buffer.
 const REGION_ALIGN: u64 = 256;
 /// Smallest per-wave staging or arena size the engine accepts.
-pub const MIN_WAVE_BYTES: u64 = 16 << 20;
+pub const MIN_WAVE_BYTES: u64 = 8 << 20;
 /// Largest decoded zstd stream sent to nvCOMP (larger ones are decoded on the CPU);
 /// nvCOMP's temp buffer is sized for this. (nvCOMP 6's temp is about 3 bytes per byte of
 /// `chunks × max_chunk_bytes`, measured on the H200: 6.6 GB for 2048 × 1 MiB.)
 const MAX_GPU_STREAM: u64 = 256 << 10;
 /// Placements or fill boxes per descriptor upload.
 const DESC_CAP: usize = 16 << 10;
+/// Step and bound of the CPU's decode share, per mille of the GPU-decodable chunks.
+const SHARE_STEP: u32 = 10;
+const MAX_CPU_SHARE: u32 = 600;
 /// Bytes of one descriptor buffer (a wave slot's, or a fill buffer).
 const DESC_BYTES: u64 = (DESC_CAP as u64) * 256;
 /// Device bytes per stream of nvCOMP metadata: 6 u64 arrays and an i32 array.
@@ -341,6 +344,12 @@ pub(crate) struct Engine {
     descs: CudaDeviceMem,
     /// Descriptors of the submit thread's fill chunks, on `compute`.
     end_descs: CudaDeviceMem,
+    /// Per mille of GPU-decodable chunks the workers decode instead (idle CPU cores take
+    /// part of the decode): raised while the device is the bottleneck (the submit thread
+    /// waits for a wave slot), lowered while the workers are (it waits for their reads).
+    cpu_share: std::sync::atomic::AtomicU32,
+    /// `DAMACY_CPU_SHARE` (per mille) fixes the share instead.
+    cpu_share_fixed: bool,
     pub(crate) sizing: Sizing,
     pub(crate) committed: u64,
 }
@@ -362,7 +371,7 @@ fn nvcomp_disabled() -> bool {
 /// Chunks per wave the engine tries, largest first: nvCOMP's batched zstd runs faster the
 /// more chunks one call decodes (measured on the H200: 11.8 GB/s at 512, 34.7 at 2048,
 /// 53.6 at 8192), at a temp buffer growing with the count.
-const WAVE_CHUNKS: [u64; 5] = [8192, 4096, 2048, 1024, 512];
+const WAVE_CHUNKS: [u64; 6] = [8192, 4096, 2048, 1024, 512, 256];
 
 impl Engine {
     /// Opens device `device` and allocates everything.
@@ -496,6 +505,10 @@ impl Engine {
             .alloc_device(DESC_BYTES as usize)
             .map_err(|e| gpu_err("descriptor buffer", e))?;
         let committed = sizing.device_bytes + temp;
+        let fixed_share = std::env::var("DAMACY_CPU_SHARE")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .map(|v| v.min(1000));
         Ok(Self {
             backend,
             kernels,
@@ -512,9 +525,16 @@ impl Engine {
             ready,
             descs,
             end_descs,
+            cpu_share: std::sync::atomic::AtomicU32::new(fixed_share.unwrap_or(0)),
+            cpu_share_fixed: fixed_share.is_some(),
             sizing,
             committed,
         })
+    }
+
+    /// The CPU's current decode share, per mille.
+    pub(crate) fn cpu_share(&self) -> u64 {
+        u64::from(self.cpu_share.load(Ordering::Relaxed))
     }
 
     /// Whether nvCOMP decodes on this engine.
@@ -875,6 +895,8 @@ impl Engine {
         let mut input_open = true;
         // A batch whose device work failed: its later waves are only drained.
         let mut poisoned: Option<(u64, Error)> = None;
+        // Time spent waiting for wave slots since the last wave was submitted.
+        let mut slot_waited = std::time::Duration::ZERO;
         loop {
             // Top up: dispatch reads of upcoming waves while the oldest is outstanding.
             loop {
@@ -921,9 +943,9 @@ impl Engine {
                 if c.next < c.ctx.plan.waves.len() {
                     let t = Instant::now();
                     let got = self.acquire_wave(block);
-                    stats
-                        .wave_slot_wait_ns
-                        .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    let waited = t.elapsed();
+                    stats.wave_slot_wait_ns.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+                    slot_waited += waited;
                     let slot = match got {
                         Ok(Some(s)) => s,
                         Ok(None) => break,
@@ -976,9 +998,11 @@ impl Engine {
                 Ahead::Wave { id, wave } => {
                     let t = Instant::now();
                     wave.work.wait();
+                    let jobs_waited = t.elapsed();
                     stats
                         .wave_jobs_wait_ns
-                        .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        .fetch_add(jobs_waited.as_nanos() as u64, Ordering::Relaxed);
+                    self.steer(std::mem::take(&mut slot_waited), jobs_waited);
                     let mut state = std::mem::take(
                         &mut *wave.work.state.lock().unwrap_or_else(|e| e.into_inner()),
                     );
@@ -1034,6 +1058,22 @@ impl Engine {
         }
     }
 
+    /// Moves the CPU's share of the decode toward balance after one wave: up while the
+    /// submit thread waited longer for a wave slot (the device is behind) than for the
+    /// workers, down otherwise. Only with nvCOMP (without it the CPU decodes everything).
+    fn steer(&self, slot_waited: std::time::Duration, jobs_waited: std::time::Duration) {
+        if self.cpu_share_fixed || self.decoder.is_none() {
+            return;
+        }
+        let share = self.cpu_share.load(Ordering::Relaxed);
+        let next = if slot_waited > jobs_waited {
+            (share + SHARE_STEP).min(MAX_CPU_SHARE)
+        } else {
+            share.saturating_sub(SHARE_STEP)
+        };
+        self.cpu_share.store(next, Ordering::Relaxed);
+    }
+
     /// Lays out wave `k` of a batch in a wave slot and hands its read ops to the workers.
     fn dispatch(
         &self,
@@ -1070,6 +1110,7 @@ impl Engine {
             chunks0: wave.chunks.start,
             regions,
             staging_used: st.min(st_cap),
+            cpu_share: self.cpu_share.load(Ordering::Relaxed),
             staging: w.staging.clone(),
             decoded: w.decoded.clone(),
             gpu: self.decoder.is_some(),
@@ -1479,6 +1520,8 @@ pub(crate) struct WaveWork {
     regions: Vec<Option<Region>>,
     /// Bytes of `staging` the regions span (what is uploaded).
     staging_used: u64,
+    /// Per mille of the GPU-decodable chunks decoded by the workers instead.
+    cpu_share: u32,
     staging: CudaPinnedMem,
     decoded: CudaPinnedMem,
     gpu: bool,
@@ -1502,6 +1545,13 @@ impl WaveWork {
             *self.done.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
             self.done.1.notify_all();
         }
+    }
+
+    /// Whether wave-local chunk `li` goes to the CPU under the wave's share (a fixed
+    /// scatter of the indices, so the CPU's chunks spread over the wave's files).
+    fn cpu_takes(&self, li: usize) -> bool {
+        self.cpu_share > 0
+            && (li as u64).wrapping_mul(0x9E37_79B9) % 1000 < u64::from(self.cpu_share)
     }
 
     /// A mutable view of `len` pinned bytes at `off` of `mem`.
@@ -1600,7 +1650,7 @@ impl WaveWork {
                 continue;
             };
             let t = Instant::now();
-            let staged = if self.gpu {
+            let staged = if self.gpu && !self.cpu_takes(li) {
                 match route {
                     Route::Zstd => self.stage_zstd(li, reg, src, decompressed_len, &mut local),
                     Route::BloscZstd => {

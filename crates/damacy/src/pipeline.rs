@@ -510,6 +510,7 @@ impl Pipeline {
         if let Some(e) = &self.shared.engine {
             s.gpu_bytes_committed = e.committed;
             s.gpu_wave_chunks = e.sizing.chunks;
+            s.cpu_decode_share_permille = e.cpu_share();
         }
         let (h, m) = self.cache_totals();
         let base = *lock(&self.shared.cache_base);
