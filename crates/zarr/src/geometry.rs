@@ -69,14 +69,6 @@ impl Aabb {
             .try_fold(1u64, |acc, (l, h)| acc.checked_mul(h - l))
             .ok_or(Error::Overflow { what: "box element count" })
     }
-
-    /// This box shifted so that `origin` becomes zero (`origin <= lo` on every axis).
-    fn relative_to(&self, origin: &[u64]) -> Aabb {
-        Aabb {
-            lo: self.lo.iter().zip(origin).map(|(l, o)| l - o).collect(),
-            hi: self.hi.iter().zip(origin).map(|(h, o)| h - o).collect(),
-        }
-    }
 }
 
 /// The grid geometry of one array.
@@ -203,9 +195,11 @@ impl ArrayGeometry {
     /// # Errors
     /// `Overflow` when the product does not fit in `u64`.
     pub fn num_chunks_per_shard(&self) -> Result<u64> {
-        self.chunks_per_shard()
+        // Without `chunks_per_shard`'s vector: planners ask once per sample.
+        self.shard_shape
             .iter()
-            .try_fold(1u64, |acc, &n| acc.checked_mul(n))
+            .zip(&self.chunk_shape)
+            .try_fold(1u64, |acc, (s, c)| acc.checked_mul(s / c))
             .ok_or(Error::Overflow { what: "chunks per shard" })
     }
 
@@ -250,57 +244,380 @@ impl ArrayGeometry {
     /// coordinates and chunks in C order within each shard. The `in_sample` boxes of all
     /// chunks tile `[0, aabb.shape())` exactly once.
     ///
+    /// This allocates a handful of vectors per chunk; hot loops should reuse an
+    /// [`Intersection`] through [`ArrayGeometry::intersect_into`], which computes the same
+    /// hits.
+    ///
     /// # Errors
     /// As [`ArrayGeometry::check_box`], and `Overflow` for grids too large to index.
     pub fn intersect(&self, aabb: &Aabb) -> Result<Vec<ShardHit>> {
+        let mut out = Intersection::new();
+        self.intersect_into(aabb, &mut out)?;
+        Ok(out.to_hits())
+    }
+
+    /// The hits of [`ArrayGeometry::intersect`], written into `out`'s reused buffers
+    /// instead of a vector per chunk: once `out` has grown to a batch's largest box, this
+    /// allocates nothing.
+    ///
+    /// `out` is cleared first; after an error it is empty.
+    ///
+    /// # Errors
+    /// As [`ArrayGeometry::intersect`].
+    pub fn intersect_into(&self, aabb: &Aabb, out: &mut Intersection) -> Result<()> {
+        out.clear();
+        let result = self.fill_intersection(aabb, out);
+        if result.is_err() {
+            out.clear();
+        }
+        result
+    }
+
+    fn fill_intersection(&self, aabb: &Aabb, out: &mut Intersection) -> Result<()> {
         self.check_box(aabb)?;
         let rank = self.rank();
-        let per_shard = self.chunks_per_shard();
-        // The shard range touched on each axis, inclusive.
-        let shard_lo: Vec<u64> = (0..rank).map(|a| aabb.lo[a] / self.shard_shape[a]).collect();
-        let shard_hi: Vec<u64> =
-            (0..rank).map(|a| (aabb.hi[a] - 1) / self.shard_shape[a]).collect();
+        // Axis arrays of at most MAX_RANK entries (checked by `check_box` through the
+        // box's rank, which equals the shape's): stack scratch instead of vectors.
+        if rank > MAX_RANK || self.shard_shape.len() != rank || self.chunk_shape.len() != rank {
+            return Err(Error::Rank { rank });
+        }
+        out.rank = rank;
+        let (lo, hi) = (&aabb.lo[..rank], &aabb.hi[..rank]);
+        let (shard_shape, chunk_shape) = (&self.shard_shape[..rank], &self.chunk_shape[..rank]);
+        let mut per_shard = [0u64; MAX_RANK];
+        let mut shard_lo = [0u64; MAX_RANK];
+        let mut shard_hi = [0u64; MAX_RANK];
+        for a in 0..rank {
+            if shard_shape[a] == 0 || chunk_shape[a] == 0 {
+                return Err(Error::InvalidField {
+                    field: "chunk_shape",
+                    reason: format!("extent 0 on axis {a}"),
+                });
+            }
+            per_shard[a] = shard_shape[a] / chunk_shape[a];
+            // The shard range touched on each axis, inclusive.
+            shard_lo[a] = lo[a] / shard_shape[a];
+            shard_hi[a] = (hi[a] - 1) / shard_shape[a];
+        }
+        let (shard_lo, shard_hi) = (&shard_lo[..rank], &shard_hi[..rank]);
+        let per_shard = &per_shard[..rank];
 
-        let mut hits = Vec::new();
-        for shard in Odometer::new(&shard_lo, &shard_hi) {
+        let mut shard = [0u64; MAX_RANK];
+        let shard = &mut shard[..rank];
+        shard.copy_from_slice(shard_lo);
+        let mut origin = [0u64; MAX_RANK];
+        let mut chunk_lo = [0u64; MAX_RANK];
+        let mut chunk_hi = [0u64; MAX_RANK];
+        let mut inner = [0u64; MAX_RANK];
+        loop {
             // Shard origin and the box clipped to it, in array coordinates.
-            let origin: Vec<u64> = (0..rank)
-                .map(|a| shard[a].checked_mul(self.shard_shape[a]))
-                .collect::<Option<_>>()
-                .ok_or(Error::Overflow { what: "shard origin" })?;
-            let chunk_lo: Vec<u64> = (0..rank)
-                .map(|a| (aabb.lo[a].max(origin[a]) - origin[a]) / self.chunk_shape[a])
-                .collect();
-            let chunk_hi: Vec<u64> = (0..rank)
-                .map(|a| {
-                    let end = aabb.hi[a].min(origin[a].saturating_add(self.shard_shape[a]));
-                    (end - 1 - origin[a]) / self.chunk_shape[a]
-                })
-                .collect();
-            let mut chunks = Vec::new();
-            for inner in Odometer::new(&chunk_lo, &chunk_hi) {
+            for a in 0..rank {
+                origin[a] = shard[a]
+                    .checked_mul(shard_shape[a])
+                    .ok_or(Error::Overflow { what: "shard origin" })?;
+                chunk_lo[a] = (lo[a].max(origin[a]) - origin[a]) / chunk_shape[a];
+                let end = hi[a].min(origin[a].saturating_add(shard_shape[a]));
+                chunk_hi[a] = (end - 1 - origin[a]) / chunk_shape[a];
+            }
+            out.shards.extend_from_slice(shard);
+            let (chunk_lo, chunk_hi) = (&chunk_lo[..rank], &chunk_hi[..rank]);
+            let inner = &mut inner[..rank];
+            inner.copy_from_slice(chunk_lo);
+            loop {
                 // Below the shard's chunk count, which `from_shapes` checked fits in u64;
                 // checked all the same, as geometry is built from untrusted metadata.
                 let index_in_shard = (0..rank)
                     .try_fold(0u64, |idx, a| idx.checked_mul(per_shard[a])?.checked_add(inner[a]))
                     .ok_or(Error::Overflow { what: "chunk index within shard" })?;
-                // Chunk box in array coordinates (cannot overflow: it lies inside the
-                // shard, whose origin was computed with checks, and shard extents are
-                // multiples of chunk extents).
+                out.index_in_shard.push(index_in_shard);
+                let base = out.coords.len();
+                out.coords.resize(base + CHUNK_FIELDS * rank, 0);
+                let row = &mut out.coords[base..];
+                for a in 0..rank {
+                    // Chunk box in array coordinates (cannot overflow: it lies inside the
+                    // shard, whose origin was computed with checks, and shard extents are
+                    // multiples of chunk extents).
+                    let c_lo = origin[a] + inner[a] * chunk_shape[a];
+                    let l = lo[a].max(c_lo);
+                    let h = hi[a].min(c_lo.saturating_add(chunk_shape[a]));
+                    row[a] = shard[a] * per_shard[a] + inner[a];
+                    row[rank + a] = inner[a];
+                    row[2 * rank + a] = l - c_lo;
+                    row[3 * rank + a] = h - c_lo;
+                    row[4 * rank + a] = l - origin[a];
+                    row[5 * rank + a] = h - origin[a];
+                    row[6 * rank + a] = l - lo[a];
+                    row[7 * rank + a] = h - lo[a];
+                }
+                if !step(inner, chunk_lo, chunk_hi) {
+                    break;
+                }
+            }
+            out.shard_ends.push(out.index_in_shard.len());
+            if !step(shard, shard_lo, shard_hi) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Advances `cur` to the next coordinate of the inclusive box `[lo, hi]` in C order;
+/// `false` (with `cur` back at `lo`) once every coordinate has been visited.
+fn step(cur: &mut [u64], lo: &[u64], hi: &[u64]) -> bool {
+    for axis in (0..cur.len()).rev() {
+        if cur[axis] < hi[axis] {
+            cur[axis] += 1;
+            return true;
+        }
+        cur[axis] = lo[axis];
+    }
+    false
+}
+
+/// Values stored per chunk hit and axis: chunk, inner, and the lo and hi corners of
+/// `in_chunk`, `in_shard` and `in_sample`.
+const CHUNK_FIELDS: usize = 8;
+
+/// The hits of a box, as [`ArrayGeometry::intersect_into`] writes them: flat buffers that
+/// keep their capacity across boxes, read through [`ShardView`] and [`ChunkView`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Intersection {
+    rank: usize,
+    /// Shard grid coordinates, `rank` values per shard.
+    shards: Vec<u64>,
+    /// Per shard, one past the index of its last chunk hit.
+    shard_ends: Vec<usize>,
+    /// Per chunk hit, `CHUNK_FIELDS * rank` values (see `CHUNK_FIELDS`).
+    coords: Vec<u64>,
+    index_in_shard: Vec<u64>,
+}
+
+impl Intersection {
+    /// An empty intersection, to be filled by [`ArrayGeometry::intersect_into`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn clear(&mut self) {
+        self.rank = 0;
+        self.shards.clear();
+        self.shard_ends.clear();
+        self.coords.clear();
+        self.index_in_shard.clear();
+    }
+
+    /// Rank of the box last intersected (0 when empty).
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of shards touched (the length of `intersect`'s result).
+    pub fn num_shards(&self) -> usize {
+        self.shard_ends.len()
+    }
+
+    /// Number of chunk hits over all shards.
+    pub fn num_chunks(&self) -> usize {
+        self.index_in_shard.len()
+    }
+
+    /// Shard `i`, or `None` past the end.
+    pub fn shard(&self, i: usize) -> Option<ShardView<'_>> {
+        let end = *self.shard_ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.shard_ends[i - 1] };
+        let coords = self.shards.get(i * self.rank..(i + 1) * self.rank)?;
+        Some(ShardView { owner: self, coords, chunks: start..end })
+    }
+
+    /// The shards touched, in C order of their grid coordinates.
+    pub fn shards(&self) -> impl Iterator<Item = ShardView<'_>> + '_ {
+        (0..self.num_shards()).filter_map(|i| self.shard(i))
+    }
+
+    /// Chunk hit `j` (counted over all shards), or `None` past the end.
+    pub fn chunk(&self, j: usize) -> Option<ChunkView<'_>> {
+        let rank = self.rank;
+        let index_in_shard = *self.index_in_shard.get(j)?;
+        let row = self.coords.get(j * CHUNK_FIELDS * rank..(j + 1) * CHUNK_FIELDS * rank)?;
+        let field = |k: usize| &row[k * rank..(k + 1) * rank];
+        Some(ChunkView {
+            chunk: field(0),
+            inner: field(1),
+            index_in_shard,
+            in_chunk: BoxView { lo: field(2), hi: field(3) },
+            in_shard: BoxView { lo: field(4), hi: field(5) },
+            in_sample: BoxView { lo: field(6), hi: field(7) },
+        })
+    }
+
+    /// The owned form, exactly what [`ArrayGeometry::intersect`] returns.
+    pub fn to_hits(&self) -> Vec<ShardHit> {
+        (0..self.num_shards())
+            .filter_map(|i| self.shard(i))
+            .map(|s| ShardHit {
+                shard: s.coords.to_vec(),
+                chunks: s.chunks().map(|c| c.to_hit()).collect(),
+            })
+            .collect()
+    }
+}
+
+/// One shard of an [`Intersection`].
+#[derive(Debug, Clone)]
+pub struct ShardView<'a> {
+    owner: &'a Intersection,
+    /// Coordinates in the outer grid.
+    pub coords: &'a [u64],
+    chunks: std::ops::Range<usize>,
+}
+
+impl<'a> ShardView<'a> {
+    /// Number of chunk hits in this shard.
+    pub fn num_chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// The chunk hits of this shard, in C order of their position within it.
+    pub fn chunks(&self) -> impl Iterator<Item = ChunkView<'a>> + 'a {
+        let owner = self.owner;
+        // Every index in the range was written with its chunk; `filter_map` only keeps the
+        // accessor free of panicking paths.
+        self.chunks.clone().filter_map(move |j| owner.chunk(j))
+    }
+}
+
+/// One chunk hit of an [`Intersection`]: the borrowed form of [`ChunkHit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkView<'a> {
+    /// Coordinates in the global inner-chunk grid.
+    pub chunk: &'a [u64],
+    /// Coordinates within the shard's chunk grid.
+    pub inner: &'a [u64],
+    /// C-order index within the shard: the shard index entry to read (0 when unsharded).
+    pub index_in_shard: u64,
+    /// The intersection in the chunk's own coordinates.
+    pub in_chunk: BoxView<'a>,
+    /// The intersection in the shard's coordinates.
+    pub in_shard: BoxView<'a>,
+    /// The intersection in the sample's coordinates (relative to the box's `lo`).
+    pub in_sample: BoxView<'a>,
+}
+
+impl ChunkView<'_> {
+    /// The owned form.
+    pub fn to_hit(&self) -> ChunkHit {
+        ChunkHit {
+            chunk: self.chunk.to_vec(),
+            inner: self.inner.to_vec(),
+            index_in_shard: self.index_in_shard,
+            in_chunk: self.in_chunk.to_aabb(),
+            in_shard: self.in_shard.to_aabb(),
+            in_sample: self.in_sample.to_aabb(),
+        }
+    }
+}
+
+/// A borrowed half-open box: the corners of an [`Aabb`] without owning them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoxView<'a> {
+    pub lo: &'a [u64],
+    pub hi: &'a [u64],
+}
+
+impl BoxView<'_> {
+    /// The owned box (two allocations; the corners are copied as they are).
+    pub fn to_aabb(&self) -> Aabb {
+        Aabb { lo: self.lo.to_vec(), hi: self.hi.to_vec() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// This box shifted so that `origin` becomes zero (`origin <= lo` on every axis).
+    fn relative_to(b: &Aabb, origin: &[u64]) -> Aabb {
+        Aabb {
+            lo: b.lo.iter().zip(origin).map(|(l, o)| l - o).collect(),
+            hi: b.hi.iter().zip(origin).map(|(h, o)| h - o).collect(),
+        }
+    }
+
+    /// Iterates every coordinate of the inclusive box `[lo, hi]` in C order.
+    struct Odometer {
+        lo: Vec<u64>,
+        hi: Vec<u64>,
+        next: Option<Vec<u64>>,
+    }
+
+    impl Odometer {
+        fn new(lo: &[u64], hi: &[u64]) -> Self {
+            let next = lo.iter().zip(hi).all(|(l, h)| l <= h).then(|| lo.to_vec());
+            Self { lo: lo.to_vec(), hi: hi.to_vec(), next }
+        }
+    }
+
+    impl Iterator for Odometer {
+        type Item = Vec<u64>;
+
+        fn next(&mut self) -> Option<Vec<u64>> {
+            let current = self.next.take()?;
+            let mut succ = current.clone();
+            for axis in (0..succ.len()).rev() {
+                if succ[axis] < self.hi[axis] {
+                    succ[axis] += 1;
+                    self.next = Some(succ);
+                    return Some(current);
+                }
+                succ[axis] = self.lo[axis];
+            }
+            Some(current)
+        }
+    }
+
+    /// The allocating `intersect` as it was before `intersect_into`, kept verbatim as the
+    /// reference the flat version must reproduce exactly.
+    fn reference_intersect(g: &ArrayGeometry, aabb: &Aabb) -> Result<Vec<ShardHit>> {
+        g.check_box(aabb)?;
+        let rank = g.rank();
+        let per_shard = g.chunks_per_shard();
+        let shard_lo: Vec<u64> = (0..rank).map(|a| aabb.lo[a] / g.shard_shape[a]).collect();
+        let shard_hi: Vec<u64> = (0..rank).map(|a| (aabb.hi[a] - 1) / g.shard_shape[a]).collect();
+        let mut hits = Vec::new();
+        for shard in Odometer::new(&shard_lo, &shard_hi) {
+            let origin: Vec<u64> = (0..rank)
+                .map(|a| shard[a].checked_mul(g.shard_shape[a]))
+                .collect::<Option<_>>()
+                .ok_or(Error::Overflow { what: "shard origin" })?;
+            let chunk_lo: Vec<u64> = (0..rank)
+                .map(|a| (aabb.lo[a].max(origin[a]) - origin[a]) / g.chunk_shape[a])
+                .collect();
+            let chunk_hi: Vec<u64> = (0..rank)
+                .map(|a| {
+                    let end = aabb.hi[a].min(origin[a].saturating_add(g.shard_shape[a]));
+                    (end - 1 - origin[a]) / g.chunk_shape[a]
+                })
+                .collect();
+            let mut chunks = Vec::new();
+            for inner in Odometer::new(&chunk_lo, &chunk_hi) {
+                let index_in_shard = (0..rank)
+                    .try_fold(0u64, |idx, a| idx.checked_mul(per_shard[a])?.checked_add(inner[a]))
+                    .ok_or(Error::Overflow { what: "chunk index within shard" })?;
                 let c_lo: Vec<u64> =
-                    (0..rank).map(|a| origin[a] + inner[a] * self.chunk_shape[a]).collect();
+                    (0..rank).map(|a| origin[a] + inner[a] * g.chunk_shape[a]).collect();
                 let lo: Vec<u64> = (0..rank).map(|a| aabb.lo[a].max(c_lo[a])).collect();
                 let hi: Vec<u64> = (0..rank)
-                    .map(|a| aabb.hi[a].min(c_lo[a].saturating_add(self.chunk_shape[a])))
+                    .map(|a| aabb.hi[a].min(c_lo[a].saturating_add(g.chunk_shape[a])))
                     .collect();
                 let hit = Aabb { lo, hi };
                 let chunk: Vec<u64> = (0..rank)
-                    .map(|a| shard[a] * (self.shard_shape[a] / self.chunk_shape[a]) + inner[a])
+                    .map(|a| shard[a] * (g.shard_shape[a] / g.chunk_shape[a]) + inner[a])
                     .collect();
                 chunks.push(ChunkHit {
-                    in_chunk: hit.relative_to(&c_lo),
-                    in_shard: hit.relative_to(&origin),
-                    in_sample: hit.relative_to(&aabb.lo),
+                    in_chunk: relative_to(&hit, &c_lo),
+                    in_shard: relative_to(&hit, &origin),
+                    in_sample: relative_to(&hit, &aabb.lo),
                     chunk,
                     inner,
                     index_in_shard,
@@ -310,44 +627,6 @@ impl ArrayGeometry {
         }
         Ok(hits)
     }
-}
-
-/// Iterates every coordinate of the inclusive box `[lo, hi]` in C order.
-struct Odometer {
-    lo: Vec<u64>,
-    hi: Vec<u64>,
-    next: Option<Vec<u64>>,
-}
-
-impl Odometer {
-    fn new(lo: &[u64], hi: &[u64]) -> Self {
-        let next = lo.iter().zip(hi).all(|(l, h)| l <= h).then(|| lo.to_vec());
-        Self { lo: lo.to_vec(), hi: hi.to_vec(), next }
-    }
-}
-
-impl Iterator for Odometer {
-    type Item = Vec<u64>;
-
-    fn next(&mut self) -> Option<Vec<u64>> {
-        let current = self.next.take()?;
-        let mut succ = current.clone();
-        for axis in (0..succ.len()).rev() {
-            if succ[axis] < self.hi[axis] {
-                succ[axis] += 1;
-                self.next = Some(succ);
-                return Some(current);
-            }
-            succ[axis] = self.lo[axis];
-        }
-        Some(current)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
 
     fn geom(shape: &[u64], shard: &[u64], chunk: &[u64]) -> ArrayGeometry {
         ArrayGeometry::from_shapes(shape.to_vec(), shard.to_vec(), chunk.to_vec(), shard != chunk)
@@ -476,6 +755,94 @@ mod tests {
                 }
             }
             prop_assert!(count.iter().all(|&c| c == 1));
+        }
+    }
+
+    /// Every way to read an `Intersection` agrees with the owned hits.
+    fn assert_views_match(out: &Intersection, hits: &[ShardHit]) {
+        assert_eq!(out.num_shards(), hits.len());
+        assert_eq!(out.num_chunks(), hits.iter().map(|h| h.chunks.len()).sum::<usize>());
+        assert!(out.shard(hits.len()).is_none());
+        assert!(out.chunk(out.num_chunks()).is_none());
+        let mut j = 0;
+        for (i, (view, hit)) in out.shards().zip(hits).enumerate() {
+            assert_eq!(view.coords, &hit.shard[..]);
+            assert_eq!(out.shard(i).unwrap().coords, &hit.shard[..]);
+            assert_eq!(view.num_chunks(), hit.chunks.len());
+            for (c, h) in view.chunks().zip(&hit.chunks) {
+                assert_eq!(c.to_hit(), *h);
+                assert_eq!(out.chunk(j).unwrap(), c);
+                j += 1;
+            }
+        }
+        assert_eq!(j, out.num_chunks());
+    }
+
+    #[test]
+    fn huge_coordinates_match_the_reference() {
+        // Extents near u64::MAX exercise the saturating chunk and shard ends.
+        let top = u64::MAX;
+        let g = ArrayGeometry::from_shapes(vec![top, 7], vec![1 << 62, 4], vec![1 << 60, 2], true)
+            .unwrap();
+        let b = Aabb::new(vec![top - (1 << 61) - 3, 1], vec![top, 7]).unwrap();
+        let want = reference_intersect(&g, &b).unwrap();
+        assert_eq!(want.len(), 2);
+        assert_eq!(g.intersect(&b).unwrap(), want);
+        let mut out = Intersection::new();
+        g.intersect_into(&b, &mut out).unwrap();
+        assert_views_match(&out, &want);
+    }
+
+    #[test]
+    fn a_failed_intersect_into_leaves_it_empty() {
+        let g = geom(&[10, 10], &[5, 5], &[5, 5]);
+        let mut out = Intersection::new();
+        g.intersect_into(&Aabb::new(vec![0, 0], vec![10, 10]).unwrap(), &mut out).unwrap();
+        assert_eq!((out.rank(), out.num_shards(), out.num_chunks()), (2, 4, 4));
+        let bad = Aabb::new(vec![0, 8], vec![5, 11]).unwrap();
+        let e = g.intersect_into(&bad, &mut out);
+        assert_eq!(e, Err(Error::OutOfBounds { axis: 1, lo: 8, hi: 11, extent: 10 }));
+        assert_eq!((out.rank(), out.num_shards(), out.num_chunks()), (0, 0, 0));
+        assert!(out.shard(0).is_none() && out.chunk(0).is_none());
+    }
+
+    /// A geometry and a box that may stick out of the array (or have another rank).
+    fn loose_case() -> impl Strategy<Value = (ArrayGeometry, Aabb)> {
+        (case(), 1usize..=5, any::<bool>()).prop_flat_map(|((g, _), rank, same_rank)| {
+            let rank = if same_rank { g.rank() } else { rank };
+            let bounds: Vec<_> = (0..rank)
+                .map(|_| (0u64..50).prop_flat_map(|lo| (Just(lo), lo + 1..=lo + 50)))
+                .collect();
+            (Just(g), bounds).prop_map(|(g, b)| {
+                let (lo, hi) = b.into_iter().unzip();
+                (g, Aabb::new(lo, hi).unwrap())
+            })
+        })
+    }
+
+    proptest! {
+        /// `intersect` and `intersect_into` (into a buffer last used for another box)
+        /// give exactly what the allocating reference gives, hit for hit.
+        #[test]
+        fn flat_intersection_equals_the_reference((g, b) in case(), (g2, b2) in case()) {
+            let want = reference_intersect(&g, &b).unwrap();
+            prop_assert_eq!(&g.intersect(&b).unwrap(), &want);
+            let mut out = Intersection::new();
+            g2.intersect_into(&b2, &mut out).unwrap();
+            g.intersect_into(&b, &mut out).unwrap();
+            prop_assert_eq!(out.rank(), g.rank());
+            prop_assert_eq!(&out.to_hits(), &want);
+            assert_views_match(&out, &want);
+        }
+
+        /// Boxes outside the array or of another rank fail with the reference's error.
+        #[test]
+        fn flat_intersection_fails_as_the_reference_does((g, b) in loose_case()) {
+            let want = reference_intersect(&g, &b);
+            prop_assert_eq!(g.intersect(&b), want.clone());
+            let mut out = Intersection::new();
+            let got = g.intersect_into(&b, &mut out).map(|()| out.to_hits());
+            prop_assert_eq!(got, want);
         }
     }
 }
