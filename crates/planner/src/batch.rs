@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
+use zarr::geometry::Intersection;
 use zarr::{ChunkLocation, DataType, FillValue};
 
 use crate::cast::OutDtype;
@@ -98,7 +99,13 @@ pub fn plan<L>(
 #[derive(Default)]
 struct Walk {
     files: Vec<FileBuild>,
-    file_map: HashMap<(ArrayId, Vec<u64>), usize>,
+    /// Files by `[array, shard coordinates...]`: one vector whose slices can be looked up
+    /// without building an owned key per shard hit.
+    file_map: HashMap<Vec<u64>, usize>,
+    /// Reused lookup key for `file_map`.
+    file_key: Vec<u64>,
+    /// Reused intersection buffers: one box's hits at a time.
+    hits: Intersection,
     chunks: Vec<ChunkBuild>,
     chunk_map: HashMap<(usize, u64), usize>,
     voxels: u64,
@@ -119,12 +126,15 @@ impl Walk {
     ) -> Result<()> {
         let geometry = &entry.geometry;
         let geo_err = |source| Error::Geometry { sample: s, uri: entry.uri.clone(), source };
-        let hits = geometry.intersect(&sample.aabb).map_err(geo_err)?;
-        if hits.len() != sample.shards.len() {
+        // Taken out of `self` so that its views can be read while `self` is updated; put
+        // back below (after an error the plan is abandoned, so its buffers may go).
+        let mut hits = std::mem::take(&mut self.hits);
+        geometry.intersect_into(&sample.aabb, &mut hits).map_err(geo_err)?;
+        if hits.num_shards() != sample.shards.len() {
             return Err(Error::ShardCount {
                 sample: s,
                 uri: entry.uri.clone(),
-                expected: hits.len(),
+                expected: hits.num_shards(),
                 got: sample.shards.len(),
             });
         }
@@ -144,15 +154,17 @@ impl Walk {
             .ok_or(Error::Overflow { what: "decompressed chunk size" })?;
         let per_shard = geometry.num_chunks_per_shard().map_err(geo_err)?;
 
-        for (hit, state) in hits.into_iter().zip(&sample.shards) {
+        for (hit, state) in hits.shards().zip(&sample.shards) {
             let kind_ok = match state {
                 ShardState::Present(_) => geometry.sharded,
                 ShardState::Whole { .. } => !geometry.sharded,
                 ShardState::Absent => true,
             };
-            let f = match self.file_map.entry((sample.array, hit.shard)) {
-                Entry::Occupied(e) => {
-                    let f = *e.get();
+            self.file_key.clear();
+            self.file_key.push(u64::from(sample.array.0));
+            self.file_key.extend_from_slice(hit.coords);
+            let f = match self.file_map.get(self.file_key.as_slice()) {
+                Some(&f) => {
                     if !self.files[f].state.same_as(state) {
                         return Err(Error::InconsistentShard {
                             sample: s,
@@ -161,8 +173,8 @@ impl Walk {
                     }
                     f
                 }
-                Entry::Vacant(e) => {
-                    let coords = e.key().1.clone();
+                None => {
+                    let coords = hit.coords.to_vec();
                     let key = entry.file_key(&coords);
                     if !kind_ok {
                         return Err(Error::ShardStateKind {
@@ -190,11 +202,11 @@ impl Walk {
                         state: state.clone(),
                         copies: Vec::new(),
                     });
-                    e.insert(f);
+                    self.file_map.insert(self.file_key.clone(), f);
                     f
                 }
             };
-            for ch in hit.chunks {
+            for ch in hit.chunks() {
                 let c = match self.chunk_map.entry((f, ch.index_in_shard)) {
                     Entry::Occupied(e) => *e.get(),
                     Entry::Vacant(e) => {
@@ -215,7 +227,7 @@ impl Walk {
                                 return Err(Error::ZeroLengthChunk {
                                     sample: s,
                                     key: file.key.clone(),
-                                    chunk: ch.chunk,
+                                    chunk: ch.chunk.to_vec(),
                                 });
                             }
                             ChunkLocation::Range { offset, nbytes } => {
@@ -252,7 +264,7 @@ impl Walk {
                         }
                         self.chunks.push(ChunkBuild {
                             array: sample.array,
-                            chunk: ch.chunk,
+                            chunk: ch.chunk.to_vec(),
                             stored,
                             placements: Vec::new(),
                         });
@@ -262,11 +274,12 @@ impl Walk {
                 };
                 self.chunks[c].placements.push(Placement {
                     sample: s,
-                    in_chunk: ch.in_chunk,
-                    in_sample: ch.in_sample,
+                    in_chunk: ch.in_chunk.to_aabb(),
+                    in_sample: ch.in_sample.to_aabb(),
                 });
             }
         }
+        self.hits = hits;
         Ok(())
     }
 

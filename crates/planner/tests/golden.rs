@@ -1,0 +1,211 @@
+//! Plans pinned to the planner as it was before its allocation-free rewrite: seeded
+//! batches (random arrays, shard layouts, boxes, limits, including ones that fail) and the
+//! bench's `default` batch are planned and their `Debug` text hashed; the digests were
+//! recorded with the previous algorithm, so any change to any plan or error fails here.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use planner::{ArrayEntry, ArrayId, OutDtype, PlanLimits, SampleInput, ShardState};
+use zarr::{
+    Aabb, ArrayMetadata, ArrayToBytes, BytesToBytes, ChunkKeyEncoding, ChunkLocation, CodecChain,
+    DataType, Endian, FillValue, IndexLocation, Separator, ShardIndex, ShardingCodec,
+};
+
+use crate::common::{meta, mix, mix_coords, packed_index};
+
+/// FNV-1a: a fixed hash, unlike `DefaultHasher`, whose algorithm may change.
+fn fnv(hash: u64, text: &str) -> u64 {
+    text.bytes().fold(hash, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+const DTYPES: [DataType; 4] =
+    [DataType::UInt8, DataType::UInt16, DataType::Float32, DataType::Int64];
+
+/// A pseudo-random stream from a seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = mix(self.0);
+        self.0 % n
+    }
+
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+}
+
+/// One seeded batch: its arrays, samples, limits and output type.
+fn seeded_batch(seed: u64) -> (Vec<ArrayEntry>, Vec<SampleInput>, PlanLimits, OutDtype) {
+    let mut rng = Rng(seed);
+    let n_arrays = rng.range(1, 3);
+    let mut arrays = Vec::new();
+    let mut specs = Vec::new();
+    for a in 0..n_arrays {
+        let rank = rng.range(1, 4) as usize;
+        let shape: Vec<u64> = (0..rank).map(|_| rng.range(1, 20)).collect();
+        let chunk: Vec<u64> = (0..rank).map(|_| rng.range(1, 5)).collect();
+        let sharded = rng.below(4) != 0;
+        let grid: Vec<u64> = if sharded {
+            chunk.iter().map(|c| c * rng.range(1, 3)).collect()
+        } else {
+            chunk.clone()
+        };
+        let dtype = DTYPES[rng.below(4) as usize];
+        let fill = FillValue::from_ne_bytes(dtype, &vec![3u8; dtype.size()]).unwrap();
+        let inner = sharded.then_some(chunk.as_slice());
+        let m = meta(&shape, &grid, inner, dtype, fill);
+        arrays.push(ArrayEntry::new(format!("g{a}"), m).unwrap());
+        let per: u64 = grid.iter().zip(&chunk).map(|(g, c)| g / c).product();
+        specs.push((sharded, per, rng.below(u64::MAX)));
+    }
+    let mut samples = Vec::new();
+    for _ in 0..rng.range(1, 8) {
+        let a = rng.below(n_arrays) as usize;
+        let shape = arrays[a].geometry.shape.clone();
+        let lo: Vec<u64> = shape.iter().map(|&e| rng.below(e)).collect();
+        let hi: Vec<u64> = lo.iter().zip(&shape).map(|(&l, &e)| rng.range(l + 1, e)).collect();
+        let aabb = Aabb::new(lo, hi).unwrap();
+        let (sharded, per, array_seed) = specs[a];
+        let shards = arrays[a]
+            .geometry
+            .intersect(&aabb)
+            .unwrap()
+            .iter()
+            .map(|h| {
+                let h = mix_coords(array_seed, &h.shard);
+                if h % 10 == 0 {
+                    ShardState::Absent
+                } else if !sharded {
+                    ShardState::Whole { len: 1 + (h >> 8) % 60 }
+                } else {
+                    ShardState::Present(packed_index(per, |i| {
+                        let r = mix(h ^ i);
+                        (r % 7 != 0).then_some(1 + (r >> 8) % 60)
+                    }))
+                }
+            })
+            .collect();
+        samples.push(SampleInput { array: ArrayId(a as u32), aabb, shards });
+    }
+    let limits = PlanLimits {
+        max_read_op_bytes: rng.range(1, 300),
+        max_chunks_per_wave: rng.range(1, 16),
+        max_staging_bytes_per_wave: rng.range(60, 600),
+        max_decompressed_bytes_per_wave: rng.range(1000, 9000),
+        max_chunk_decompressed_bytes: if rng.below(20) == 0 { 16 } else { 1 << 20 },
+        merge_gap_bytes: if rng.below(2) == 0 { 0 } else { rng.range(0, 10) },
+    };
+    let out = if rng.below(3) == 0 { OutDtype::Native } else { OutDtype::F32 };
+    (arrays, samples, limits, out)
+}
+
+#[test]
+fn seeded_batches_plan_exactly_as_before() {
+    let mut digest = FNV_START;
+    let (mut ok, mut failed, mut placements) = (0, 0, 0);
+    let mut text = String::new();
+    for seed in 0..400u64 {
+        let (arrays, samples, limits, out) = seeded_batch(seed);
+        let result = planner::plan(&arrays, &samples, &limits, out);
+        match &result {
+            Ok(p) => {
+                ok += 1;
+                placements += p.stats.placements;
+            }
+            Err(_) => failed += 1,
+        }
+        text.clear();
+        write!(text, "{seed}: {result:?}").unwrap();
+        digest = fnv(digest, &text);
+    }
+    // The seeds cover both successful plans (with many placements) and errors.
+    assert_eq!((ok, failed, placements), GOLDEN_SEEDED_COUNTS);
+    assert_eq!(digest, GOLDEN_SEEDED_DIGEST, "{digest:#018x}");
+}
+
+const GOLDEN_SEEDED_COUNTS: (u32, u32, u64) = (322, 78, 11019);
+const GOLDEN_SEEDED_DIGEST: u64 = 0x52ba_81ef_8689_9ffb;
+
+/// The bench's `default` batch (benches/plan.rs): 128 random 128³ crops over 8 arrays of
+/// 512³ u16, shards 256×256×512, chunks 32×64×64.
+fn default_batch() -> (Vec<ArrayEntry>, Vec<SampleInput>) {
+    const SHAPE: [u64; 3] = [512, 512, 512];
+    const CROP: u64 = 128;
+    let bytes = |b2b| CodecChain {
+        array_to_array: vec![],
+        array_to_bytes: ArrayToBytes::Bytes { endian: Some(Endian::Little) },
+        bytes_to_bytes: b2b,
+    };
+    let m = Arc::new(ArrayMetadata {
+        shape: SHAPE.to_vec(),
+        data_type: DataType::UInt16,
+        chunk_shape: vec![256, 256, 512],
+        chunk_key_encoding: ChunkKeyEncoding::Default { separator: Separator::Slash },
+        fill_value: FillValue::zero(DataType::UInt16),
+        codecs: CodecChain {
+            array_to_array: vec![],
+            array_to_bytes: ArrayToBytes::Sharding(Box::new(ShardingCodec {
+                chunk_shape: vec![32, 64, 64],
+                codecs: bytes(vec![BytesToBytes::Zstd { level: 3, checksum: false }]),
+                index_codecs: bytes(vec![BytesToBytes::Crc32c]),
+                index_location: IndexLocation::End,
+            })),
+            bytes_to_bytes: vec![],
+        },
+        dimension_names: None,
+        attributes: Default::default(),
+    });
+    let arrays: Vec<ArrayEntry> = (0..8)
+        .map(|a| ArrayEntry::new(format!("/data/default/a{a}.zarr"), m.clone()).unwrap())
+        .collect();
+    let index = |seed: u64| {
+        let mut offset = 0;
+        let entries = (0..256)
+            .map(|i| {
+                let nbytes = 200_000 + mix(seed ^ i) % 24_000;
+                let e = ChunkLocation::Range { offset, nbytes };
+                offset += nbytes;
+                e
+            })
+            .collect();
+        Arc::new(ShardIndex::from_entries(entries))
+    };
+    let indexes: Vec<Vec<Arc<ShardIndex>>> =
+        (0..8u64).map(|a| (0..4u64).map(|s| index(a * 16 + s)).collect()).collect();
+    let samples = (0..128u64)
+        .map(|s| {
+            let a = (mix(s) % 8) as usize;
+            let lo: Vec<u64> =
+                (0..3).map(|ax| mix(s * 3 + ax + 1000) % (SHAPE[ax as usize] - CROP + 1)).collect();
+            let hi = lo.iter().map(|l| l + CROP).collect();
+            let aabb = Aabb::new(lo, hi).unwrap();
+            let hits = arrays[a].geometry.intersect(&aabb).unwrap();
+            let shards = hits
+                .iter()
+                .map(|h| {
+                    ShardState::Present(indexes[a][(h.shard[0] * 2 + h.shard[1]) as usize].clone())
+                })
+                .collect();
+            SampleInput { array: ArrayId(a as u32), aabb, shards }
+        })
+        .collect();
+    (arrays, samples)
+}
+
+#[test]
+fn default_batch_plans_exactly_as_before() {
+    let (arrays, samples) = default_batch();
+    let plan = planner::plan(&arrays, &samples, &PlanLimits::default(), OutDtype::F32).unwrap();
+    assert_eq!(
+        (plan.chunks.len(), plan.stats.placements, plan.reads.len(), plan.waves.len()),
+        (3759, 5604, 805, 2)
+    );
+    let digest = fnv(FNV_START, &format!("{plan:?}"));
+    assert_eq!(digest, GOLDEN_DEFAULT_DIGEST, "{digest:#018x}");
+}
+
+const GOLDEN_DEFAULT_DIGEST: u64 = 0x2bcc_8e07_c782_8439;
