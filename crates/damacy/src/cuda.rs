@@ -75,7 +75,7 @@ const MAX_GPU_STREAM: u64 = 256 << 10;
 /// Placements or fill boxes per descriptor upload.
 const DESC_CAP: usize = 16 << 10;
 /// Step and bound of the CPU's decode share, per mille of the GPU-decodable chunks.
-const SHARE_STEP: u32 = 10;
+const SHARE_STEP: u32 = 20;
 const MAX_CPU_SHARE: u32 = 600;
 /// Bytes of one descriptor buffer (a wave slot's, or a fill buffer).
 const DESC_BYTES: u64 = (DESC_CAP as u64) * 256;
