@@ -74,9 +74,6 @@ pub const MIN_WAVE_BYTES: u64 = 8 << 20;
 const MAX_GPU_STREAM: u64 = 256 << 10;
 /// Placements or fill boxes per descriptor upload.
 const DESC_CAP: usize = 16 << 10;
-/// Step and bound of the CPU's decode share, per mille of the GPU-decodable chunks.
-const SHARE_STEP: u32 = 20;
-const MAX_CPU_SHARE: u32 = 600;
 /// Bytes of one descriptor buffer (a wave slot's, or a fill buffer).
 const DESC_BYTES: u64 = (DESC_CAP as u64) * 256;
 /// Device bytes per stream of nvCOMP metadata: 6 u64 arrays and an i32 array.
@@ -344,12 +341,11 @@ pub(crate) struct Engine {
     descs: CudaDeviceMem,
     /// Descriptors of the submit thread's fill chunks, on `compute`.
     end_descs: CudaDeviceMem,
-    /// Per mille of GPU-decodable chunks the workers decode instead (idle CPU cores take
-    /// part of the decode): raised while the device is the bottleneck (the submit thread
-    /// waits for a wave slot), lowered while the workers are (it waits for their reads).
-    cpu_share: std::sync::atomic::AtomicU32,
-    /// `DAMACY_CPU_SHARE` (per mille) fixes the share instead.
-    cpu_share_fixed: bool,
+    /// Per mille of GPU-decodable chunks the workers decode instead (`DAMACY_CPU_SHARE`,
+    /// default 0). Measured on the H200 (`default`, 16 threads): 100, 200 and 300 per
+    /// mille cut throughput from 12.1 to 9.4, 7.6 and 5.8 Gvox/s, since a wave goes to
+    /// the device only once its slowest CPU decode is done (docs/PERFORMANCE.md).
+    cpu_share: u32,
     pub(crate) sizing: Sizing,
     pub(crate) committed: u64,
 }
@@ -525,8 +521,7 @@ impl Engine {
             ready,
             descs,
             end_descs,
-            cpu_share: std::sync::atomic::AtomicU32::new(fixed_share.unwrap_or(0)),
-            cpu_share_fixed: fixed_share.is_some(),
+            cpu_share: fixed_share.unwrap_or(0),
             sizing,
             committed,
         })
@@ -534,7 +529,7 @@ impl Engine {
 
     /// The CPU's current decode share, per mille.
     pub(crate) fn cpu_share(&self) -> u64 {
-        u64::from(self.cpu_share.load(Ordering::Relaxed))
+        u64::from(self.cpu_share)
     }
 
     /// Whether nvCOMP decodes on this engine.
@@ -895,8 +890,6 @@ impl Engine {
         let mut input_open = true;
         // A batch whose device work failed: its later waves are only drained.
         let mut poisoned: Option<(u64, Error)> = None;
-        // Time spent waiting for wave slots since the last wave was submitted.
-        let mut slot_waited = std::time::Duration::ZERO;
         loop {
             // Top up: dispatch reads of upcoming waves while the oldest is outstanding.
             loop {
@@ -943,9 +936,9 @@ impl Engine {
                 if c.next < c.ctx.plan.waves.len() {
                     let t = Instant::now();
                     let got = self.acquire_wave(block);
-                    let waited = t.elapsed();
-                    stats.wave_slot_wait_ns.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
-                    slot_waited += waited;
+                    stats
+                        .wave_slot_wait_ns
+                        .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     let slot = match got {
                         Ok(Some(s)) => s,
                         Ok(None) => break,
@@ -998,11 +991,9 @@ impl Engine {
                 Ahead::Wave { id, wave } => {
                     let t = Instant::now();
                     wave.work.wait();
-                    let jobs_waited = t.elapsed();
                     stats
                         .wave_jobs_wait_ns
-                        .fetch_add(jobs_waited.as_nanos() as u64, Ordering::Relaxed);
-                    self.steer(std::mem::take(&mut slot_waited), jobs_waited);
+                        .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     let mut state = std::mem::take(
                         &mut *wave.work.state.lock().unwrap_or_else(|e| e.into_inner()),
                     );
@@ -1058,22 +1049,6 @@ impl Engine {
         }
     }
 
-    /// Moves the CPU's share of the decode toward balance after one wave: up while the
-    /// submit thread waited longer for a wave slot (the device is behind) than for the
-    /// workers, down otherwise. Only with nvCOMP (without it the CPU decodes everything).
-    fn steer(&self, slot_waited: std::time::Duration, jobs_waited: std::time::Duration) {
-        if self.cpu_share_fixed || self.decoder.is_none() {
-            return;
-        }
-        let share = self.cpu_share.load(Ordering::Relaxed);
-        let next = if slot_waited > jobs_waited {
-            (share + SHARE_STEP).min(MAX_CPU_SHARE)
-        } else {
-            share.saturating_sub(SHARE_STEP)
-        };
-        self.cpu_share.store(next, Ordering::Relaxed);
-    }
-
     /// Lays out wave `k` of a batch in a wave slot and hands its read ops to the workers.
     fn dispatch(
         &self,
@@ -1110,7 +1085,7 @@ impl Engine {
             chunks0: wave.chunks.start,
             regions,
             staging_used: st.min(st_cap),
-            cpu_share: self.cpu_share.load(Ordering::Relaxed),
+            cpu_share: self.cpu_share,
             staging: w.staging.clone(),
             decoded: w.decoded.clone(),
             gpu: self.decoder.is_some(),

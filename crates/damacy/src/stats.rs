@@ -51,8 +51,8 @@ pub struct Stats {
     /// CUDA engine: most chunks per wave (the batch size of each nvCOMP call); 0 on the
     /// host engine.
     pub gpu_wave_chunks: u64,
-    /// CUDA engine: per mille of the GPU-decodable chunks the CPU workers decode at the
-    /// moment (steered toward balance while the engine runs).
+    /// CUDA engine: per mille of the GPU-decodable chunks the CPU workers decode
+    /// instead (`DAMACY_CPU_SHARE`, default 0).
     pub cpu_decode_share_permille: u64,
 }
 
