@@ -321,8 +321,17 @@ impl ArrayGeometry {
             }
             out.shards.extend_from_slice(shard);
             let (chunk_lo, chunk_hi) = (&chunk_lo[..rank], &chunk_hi[..rank]);
+            // The shard's hits, reserved at once (a hint only: saturates on absurd grids).
+            let count = (0..rank).fold(1usize, |n, a| {
+                let along = usize::try_from(chunk_hi[a] - chunk_lo[a] + 1).unwrap_or(usize::MAX);
+                n.saturating_mul(along)
+            });
+            out.index_in_shard.reserve(count);
+            out.coords.reserve(count.saturating_mul(CHUNK_FIELDS * rank));
             let inner = &mut inner[..rank];
             inner.copy_from_slice(chunk_lo);
+            let mut row = [0u64; CHUNK_FIELDS * MAX_RANK];
+            let row = &mut row[..CHUNK_FIELDS * rank];
             loop {
                 // Below the shard's chunk count, which `from_shapes` checked fits in u64;
                 // checked all the same, as geometry is built from untrusted metadata.
@@ -330,9 +339,13 @@ impl ArrayGeometry {
                     .try_fold(0u64, |idx, a| idx.checked_mul(per_shard[a])?.checked_add(inner[a]))
                     .ok_or(Error::Overflow { what: "chunk index within shard" })?;
                 out.index_in_shard.push(index_in_shard);
-                let base = out.coords.len();
-                out.coords.resize(base + CHUNK_FIELDS * rank, 0);
-                let row = &mut out.coords[base..];
+                let (chunk, rest) = row.split_at_mut(rank);
+                let (inner_out, rest) = rest.split_at_mut(rank);
+                let (chunk_lo_out, rest) = rest.split_at_mut(rank);
+                let (chunk_hi_out, rest) = rest.split_at_mut(rank);
+                let (shard_lo_out, rest) = rest.split_at_mut(rank);
+                let (shard_hi_out, rest) = rest.split_at_mut(rank);
+                let (sample_lo_out, sample_hi_out) = rest.split_at_mut(rank);
                 for a in 0..rank {
                     // Chunk box in array coordinates (cannot overflow: it lies inside the
                     // shard, whose origin was computed with checks, and shard extents are
@@ -340,15 +353,16 @@ impl ArrayGeometry {
                     let c_lo = origin[a] + inner[a] * chunk_shape[a];
                     let l = lo[a].max(c_lo);
                     let h = hi[a].min(c_lo.saturating_add(chunk_shape[a]));
-                    row[a] = shard[a] * per_shard[a] + inner[a];
-                    row[rank + a] = inner[a];
-                    row[2 * rank + a] = l - c_lo;
-                    row[3 * rank + a] = h - c_lo;
-                    row[4 * rank + a] = l - origin[a];
-                    row[5 * rank + a] = h - origin[a];
-                    row[6 * rank + a] = l - lo[a];
-                    row[7 * rank + a] = h - lo[a];
+                    chunk[a] = shard[a] * per_shard[a] + inner[a];
+                    inner_out[a] = inner[a];
+                    chunk_lo_out[a] = l - c_lo;
+                    chunk_hi_out[a] = h - c_lo;
+                    shard_lo_out[a] = l - origin[a];
+                    shard_hi_out[a] = h - origin[a];
+                    sample_lo_out[a] = l - lo[a];
+                    sample_hi_out[a] = h - lo[a];
                 }
+                out.coords.extend_from_slice(row);
                 if !step(inner, chunk_lo, chunk_hi) {
                     break;
                 }
