@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
 use std::sync::Arc;
 
 use zarr::geometry::Intersection;
@@ -44,6 +45,18 @@ struct OpBuild {
     end: u64,
     decompressed: u64,
     gap: u64,
+    /// Its chunk builds: a range of [`Coalesced::chunks`] (a file's chunks in offset
+    /// order, so each read's group is a contiguous run of them).
+    chunks: Range<usize>,
+}
+
+/// Every file's reads, from [`coalesce`].
+struct Coalesced {
+    /// All read ops, file after file in canonical file order.
+    ops: Vec<OpBuild>,
+    /// Per file in canonical order, its range of `ops`.
+    per_file: Vec<Range<usize>>,
+    /// Chunk builds in read order.
     chunks: Vec<usize>,
 }
 
@@ -93,8 +106,8 @@ pub fn plan<L>(
         walk.sample(s, sample, entry, limits)?;
     }
     let order = walk.file_order();
-    let ops = coalesce(&walk, &order, limits)?;
-    assemble(walk, order, ops, limits, element)
+    let coalesced = coalesce(&walk, &order, limits)?;
+    assemble(walk, order, coalesced, limits, element)
 }
 
 #[derive(Default)]
@@ -352,9 +365,11 @@ impl Walk {
 /// end and the merged read stays within the read-size cap and every per-wave cap (so that
 /// merging never makes a group too big for a wave). A range that overlaps the read so far
 /// always merges: reads of one file must stay disjoint.
-fn coalesce(walk: &Walk, order: &[usize], limits: &PlanLimits) -> Result<Vec<Vec<OpBuild>>> {
+fn coalesce(walk: &Walk, order: &[usize], limits: &PlanLimits) -> Result<Coalesced> {
     let byte_cap = limits.max_read_op_bytes.min(limits.max_staging_bytes_per_wave);
     let mut per_file = Vec::with_capacity(order.len());
+    let mut ops: Vec<OpBuild> = Vec::new();
+    let mut ordered = Vec::with_capacity(walk.chunks.len());
     // (offset, length, chunk build) per copy of one file, reused across files.
     let mut copies: Vec<(u64, u64, usize)> = Vec::new();
     for &f in order {
@@ -371,12 +386,14 @@ fn coalesce(walk: &Walk, order: &[usize], limits: &PlanLimits) -> Result<Vec<Vec
                 .cmp(&(ob, nb))
                 .then_with(|| walk.chunks[a].chunk.cmp(&walk.chunks[b].chunk))
         });
-        let mut ops: Vec<OpBuild> = Vec::new();
+        let first_op = ops.len();
         for &(o, n, c) in &copies {
             let (_, _, d) = walk.range(c);
             // Checked when the chunk was planned.
             let e = o.saturating_add(n);
-            if let Some(op) = ops.last_mut() {
+            if ops.len() > first_op
+                && let Some(op) = ops.last_mut()
+            {
                 let new_end = op.end.max(e);
                 let overlaps = o < op.end;
                 let fits = o <= op.end.saturating_add(limits.merge_gap_bytes)
@@ -387,7 +404,8 @@ fn coalesce(walk: &Walk, order: &[usize], limits: &PlanLimits) -> Result<Vec<Vec
                     op.gap += o.saturating_sub(op.end);
                     op.end = new_end;
                     op.decompressed = add(op.decompressed, d, "read op decompressed bytes")?;
-                    op.chunks.push(c);
+                    ordered.push(c);
+                    op.chunks.end = ordered.len();
                     continue;
                 }
             }
@@ -397,12 +415,13 @@ fn coalesce(walk: &Walk, order: &[usize], limits: &PlanLimits) -> Result<Vec<Vec
                 end: e,
                 decompressed: d,
                 gap: 0,
-                chunks: vec![c],
+                chunks: ordered.len()..ordered.len() + 1,
             });
+            ordered.push(c);
         }
-        per_file.push(ops);
+        per_file.push(first_op..ops.len());
     }
-    Ok(per_file)
+    Ok(Coalesced { ops, per_file, chunks: ordered })
 }
 
 /// Interleaves the files' reads round-robin, orders the chunks by read, packs waves and
@@ -410,13 +429,14 @@ fn coalesce(walk: &Walk, order: &[usize], limits: &PlanLimits) -> Result<Vec<Vec
 fn assemble(
     mut walk: Walk,
     order: Vec<usize>,
-    per_file: Vec<Vec<OpBuild>>,
+    coalesced: Coalesced,
     limits: &PlanLimits,
     element: Option<DataType>,
 ) -> Result<BatchPlan> {
     // Output file numbering: files with reads, in canonical order.
     let mut file_out = vec![usize::MAX; walk.files.len()];
     let mut files = Vec::new();
+    let Coalesced { ops, per_file, chunks: ordered } = coalesced;
     for (&f, ops) in order.iter().zip(&per_file) {
         if !ops.is_empty() {
             file_out[f] = files.len();
@@ -429,9 +449,8 @@ fn assemble(
         }
     }
 
-    let mut queues: Vec<std::vec::IntoIter<OpBuild>> =
-        per_file.into_iter().filter(|ops| !ops.is_empty()).map(Vec::into_iter).collect();
-    let mut reads = Vec::new();
+    let mut queues: Vec<Range<usize>> = per_file.into_iter().filter(|r| !r.is_empty()).collect();
+    let mut reads = Vec::with_capacity(ops.len());
     let mut chunks = Vec::with_capacity(walk.chunks.len());
     let mut stats = PlanStats {
         voxels_delivered: walk.voxels,
@@ -448,10 +467,10 @@ fn assemble(
         });
     }
     let mut read_ops = Vec::with_capacity(reads.len());
-    for (r, op) in reads.into_iter().enumerate() {
+    for (r, op) in reads.into_iter().map(|i| &ops[i]).enumerate() {
         let len = op.end - op.offset;
         let first = chunks.len();
-        for &c in &op.chunks {
+        for &c in &ordered[op.chunks.clone()] {
             let (o, n, d) = walk.range(c);
             let build = &mut walk.chunks[c];
             chunks.push(ChunkPlan {
