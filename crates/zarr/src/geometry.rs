@@ -301,6 +301,18 @@ impl ArrayGeometry {
         }
         let (shard_lo, shard_hi) = (&shard_lo[..rank], &shard_hi[..rank]);
         let per_shard = &per_shard[..rank];
+        // C-order strides of the shard's chunk grid, when shards are whole multiples of
+        // chunks and their chunk count fits in u64 (as `from_shapes` ensures): then every
+        // inner coordinate is below its axis's count and every index within a shard fits.
+        let mut stride_buf = [0u64; MAX_RANK];
+        let mut count = Some(1u64);
+        for a in (0..rank).rev() {
+            stride_buf[a] = count.unwrap_or(0);
+            count = count
+                .filter(|_| shard_shape[a] % chunk_shape[a] == 0)
+                .and_then(|n| n.checked_mul(per_shard[a]));
+        }
+        let strides = count.map(|_| &stride_buf[..rank]);
 
         let mut shard = [0u64; MAX_RANK];
         let shard = &mut shard[..rank];
@@ -333,11 +345,17 @@ impl ArrayGeometry {
             let mut row = [0u64; CHUNK_FIELDS * MAX_RANK];
             let row = &mut row[..CHUNK_FIELDS * rank];
             loop {
-                // Below the shard's chunk count, which `from_shapes` checked fits in u64;
-                // checked all the same, as geometry is built from untrusted metadata.
-                let index_in_shard = (0..rank)
-                    .try_fold(0u64, |idx, a| idx.checked_mul(per_shard[a])?.checked_add(inner[a]))
-                    .ok_or(Error::Overflow { what: "chunk index within shard" })?;
+                let index_in_shard = match strides {
+                    // Below the shard's chunk count, which fits in u64.
+                    Some(strides) => (0..rank).map(|a| inner[a] * strides[a]).sum(),
+                    // Fields set by hand past `from_shapes`' checks: the chunk count may not
+                    // fit, so each visited index is checked as it is formed.
+                    None => (0..rank)
+                        .try_fold(0u64, |idx, a| {
+                            idx.checked_mul(per_shard[a])?.checked_add(inner[a])
+                        })
+                        .ok_or(Error::Overflow { what: "chunk index within shard" })?,
+                };
                 out.index_in_shard.push(index_in_shard);
                 let (chunk, rest) = row.split_at_mut(rank);
                 let (inner_out, rest) = rest.split_at_mut(rank);
@@ -438,9 +456,15 @@ impl Intersection {
     /// Shard `i`, or `None` past the end.
     pub fn shard(&self, i: usize) -> Option<ShardView<'_>> {
         let end = *self.shard_ends.get(i)?;
-        let start = if i == 0 { 0 } else { self.shard_ends[i - 1] };
-        let coords = self.shards.get(i * self.rank..(i + 1) * self.rank)?;
-        Some(ShardView { owner: self, coords, chunks: start..end })
+        let start = if i == 0 { 0 } else { *self.shard_ends.get(i - 1)? };
+        let rank = self.rank;
+        let stride = CHUNK_FIELDS * rank;
+        Some(ShardView {
+            coords: self.shards.get(i * rank..(i + 1) * rank)?,
+            rank,
+            rows: self.coords.get(start * stride..end * stride)?,
+            indexes: self.index_in_shard.get(start..end)?,
+        })
     }
 
     /// The shards touched, in C order of their grid coordinates.
@@ -453,15 +477,7 @@ impl Intersection {
         let rank = self.rank;
         let index_in_shard = *self.index_in_shard.get(j)?;
         let row = self.coords.get(j * CHUNK_FIELDS * rank..(j + 1) * CHUNK_FIELDS * rank)?;
-        let field = |k: usize| &row[k * rank..(k + 1) * rank];
-        Some(ChunkView {
-            chunk: field(0),
-            inner: field(1),
-            index_in_shard,
-            in_chunk: BoxView { lo: field(2), hi: field(3) },
-            in_shard: BoxView { lo: field(4), hi: field(5) },
-            in_sample: BoxView { lo: field(6), hi: field(7) },
-        })
+        Some(ChunkView::from_row(row, rank, index_in_shard))
     }
 
     /// The owned form, exactly what [`ArrayGeometry::intersect`] returns.
@@ -479,24 +495,29 @@ impl Intersection {
 /// One shard of an [`Intersection`].
 #[derive(Debug, Clone)]
 pub struct ShardView<'a> {
-    owner: &'a Intersection,
     /// Coordinates in the outer grid.
     pub coords: &'a [u64],
-    chunks: std::ops::Range<usize>,
+    rank: usize,
+    /// The shard's chunk rows (`CHUNK_FIELDS * rank` values each) and their indexes.
+    rows: &'a [u64],
+    indexes: &'a [u64],
 }
 
 impl<'a> ShardView<'a> {
     /// Number of chunk hits in this shard.
     pub fn num_chunks(&self) -> usize {
-        self.chunks.len()
+        self.indexes.len()
     }
 
     /// The chunk hits of this shard, in C order of their position within it.
-    pub fn chunks(&self) -> impl Iterator<Item = ChunkView<'a>> + 'a {
-        let owner = self.owner;
-        // Every index in the range was written with its chunk; `filter_map` only keeps the
-        // accessor free of panicking paths.
-        self.chunks.clone().filter_map(move |j| owner.chunk(j))
+    pub fn chunks(&self) -> impl ExactSizeIterator<Item = ChunkView<'a>> + 'a {
+        let rank = self.rank;
+        // A shard exists only after a successful intersect, whose rank is at least 1; the
+        // `max` keeps `chunks_exact` clear of its zero-size panic all the same.
+        self.rows
+            .chunks_exact((CHUNK_FIELDS * rank).max(1))
+            .zip(self.indexes)
+            .map(move |(row, &index)| ChunkView::from_row(row, rank, index))
     }
 }
 
@@ -517,7 +538,26 @@ pub struct ChunkView<'a> {
     pub in_sample: BoxView<'a>,
 }
 
-impl ChunkView<'_> {
+impl<'a> ChunkView<'a> {
+    /// The view of one row of `CHUNK_FIELDS * rank` values.
+    fn from_row(row: &'a [u64], rank: usize, index_in_shard: u64) -> Self {
+        let (chunk, row) = row.split_at(rank.min(row.len()));
+        let (inner, row) = row.split_at(rank.min(row.len()));
+        let (chunk_lo, row) = row.split_at(rank.min(row.len()));
+        let (chunk_hi, row) = row.split_at(rank.min(row.len()));
+        let (shard_lo, row) = row.split_at(rank.min(row.len()));
+        let (shard_hi, row) = row.split_at(rank.min(row.len()));
+        let (sample_lo, sample_hi) = row.split_at(rank.min(row.len()));
+        ChunkView {
+            chunk,
+            inner,
+            index_in_shard,
+            in_chunk: BoxView { lo: chunk_lo, hi: chunk_hi },
+            in_shard: BoxView { lo: shard_lo, hi: shard_hi },
+            in_sample: BoxView { lo: sample_lo, hi: sample_hi },
+        }
+    }
+
     /// The owned form.
     pub fn to_hit(&self) -> ChunkHit {
         ChunkHit {
@@ -847,6 +887,26 @@ mod tests {
             prop_assert_eq!(out.rank(), g.rank());
             prop_assert_eq!(&out.to_hits(), &want);
             assert_views_match(&out, &want);
+        }
+
+        /// Geometries set field by field, past `from_shapes`' checks (shards that are not
+        /// multiples of chunks, unsharded with differing shapes), still match the reference.
+        #[test]
+        fn hand_built_geometries_match_the_reference(
+            (shape, shard, chunk, sharded, b) in (1usize..=3).prop_flat_map(|rank| (
+                prop::collection::vec(1u64..=30, rank),
+                prop::collection::vec(1u64..=9, rank),
+                prop::collection::vec(1u64..=5, rank),
+                any::<bool>(),
+                prop::collection::vec((0u64..30, 1u64..=30), rank),
+            ))
+        ) {
+            let g = ArrayGeometry { shape, shard_shape: shard, chunk_shape: chunk, sharded };
+            let (lo, hi): (Vec<u64>, Vec<u64>) =
+                b.iter().map(|&(l, n)| (l, l + n)).unzip();
+            let b = Aabb::new(lo, hi).unwrap();
+            let want = reference_intersect(&g, &b);
+            prop_assert_eq!(g.intersect(&b), want);
         }
 
         /// Boxes outside the array or of another rank fail with the reference's error.
