@@ -382,9 +382,7 @@ fn coalesce(walk: &Walk, order: &[usize], limits: &PlanLimits) -> Result<Coalesc
         // is deterministic. The coordinates break ties only between equal ranges, so the
         // comparison reads them only then.
         copies.sort_unstable_by(|&(oa, na, a), &(ob, nb, b)| {
-            (oa, na)
-                .cmp(&(ob, nb))
-                .then_with(|| walk.chunks[a].chunk.cmp(&walk.chunks[b].chunk))
+            (oa, na).cmp(&(ob, nb)).then_with(|| walk.chunks[a].chunk.cmp(&walk.chunks[b].chunk))
         });
         let first_op = ops.len();
         for &(o, n, c) in &copies {

@@ -77,14 +77,14 @@ fn seeded_batch(seed: u64) -> (Vec<ArrayEntry>, Vec<SampleInput>, PlanLimits, Ou
             .iter()
             .map(|h| {
                 let h = mix_coords(array_seed, &h.shard);
-                if h % 10 == 0 {
+                if h.is_multiple_of(10) {
                     ShardState::Absent
                 } else if !sharded {
                     ShardState::Whole { len: 1 + (h >> 8) % 60 }
                 } else {
                     ShardState::Present(packed_index(per, |i| {
                         let r = mix(h ^ i);
-                        (r % 7 != 0).then_some(1 + (r >> 8) % 60)
+                        (!r.is_multiple_of(7)).then_some(1 + (r >> 8) % 60)
                     }))
                 }
             })
