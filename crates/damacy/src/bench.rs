@@ -1,6 +1,7 @@
 //! `damacy bench`: run a scenario's crop sequence through a pipeline and report
-//! throughput, amplification, per-stage load, and the CPU decode ceiling measured in the
-//! same run (DESIGN.md §5).
+//! throughput, amplification, per-stage load, and the decode ceiling measured in the same
+//! run (DESIGN.md §5): CPU decode alone and, for the CUDA engine, nvCOMP alone on the
+//! same chunks.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +27,8 @@ pub struct BenchOptions {
     pub backend: Backend,
     /// CPU decode threads (0 = all cores).
     pub threads: usize,
-    /// Measure the CPU decode rate on the dataset's chunks (adds about a second).
+    /// Measure the decode rates on the dataset's chunks (CPU, and nvCOMP for the CUDA
+    /// engine; about a second each).
     pub measure_ceiling: bool,
 }
 
@@ -69,8 +71,21 @@ pub struct BenchReport {
     pub stages: Vec<StageLoad>,
     /// CPU decode rate on this dataset's chunks with `threads` threads, decoded GB/s.
     pub cpu_decode_gb_per_s: Option<f64>,
+    /// CUDA engine: nvCOMP's batched zstd decode alone on this dataset's chunks, decoded
+    /// GB/s, in calls of `gpu_decode_chunks_per_call` chunks (absent for the host engine,
+    /// without nvCOMP, or for codecs other than plain zstd).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_decode_gb_per_s: Option<f64>,
+    /// Chunks per nvCOMP call in that measurement (the engine's wave size, unless device
+    /// memory capped it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_decode_chunks_per_call: Option<u64>,
     /// `cpu_decode_gb_per_s / decode_amplification / source bytes per voxel`: the
     /// throughput at which decoding alone would saturate the CPU threads.
+    pub cpu_ceiling_gvox_per_s: Option<f64>,
+    /// The decode ceiling (issue 8): `(gpu_decode_gb_per_s + cpu_decode_gb_per_s) /
+    /// decode_amplification / source bytes per voxel`, the GPU term counted only where it
+    /// was measured (so for the host engine this is `cpu_ceiling_gvox_per_s`).
     pub ceiling_gvox_per_s: Option<f64>,
     pub dataset: GenReport,
     pub stats: Stats,
@@ -106,9 +121,12 @@ pub fn run(opts: &BenchOptions, progress: &dyn Fn(BenchProgress)) -> Result<Benc
         .dtype(out_dtype(sc.output_dtype))
         .backend(opts.backend)
         // The GPU host has 139 GiB: give the CUDA engine room for large waves and
-        // nvCOMP's temp buffer (ignored by the host engine).
+        // nvCOMP's temp buffer (ignored by the host engine). Pinned memory for three
+        // waves of 8192 chunks needs about 8 GiB: take it where the host has 64 GiB.
         .max_gpu_memory_bytes(24 << 30)
-        .max_pinned_host_bytes(4 << 30)
+        .max_pinned_host_bytes(
+            host_ram_bytes().map_or(4 << 30, |r| (r / 8).clamp(1 << 30, 8 << 30)),
+        )
         .decode_threads(threads)
         .io_threads(threads.max(4))
         .build()?;
@@ -171,11 +189,18 @@ pub fn run(opts: &BenchOptions, progress: &dyn Fn(BenchProgress)) -> Result<Benc
         stages.push(load("gpu_submit", stats.gpu_submit_ns, 1));
         stages.push(load("gpu_wait", stats.gpu_wait_ns, 1));
     }
+    // Both measurements run after `drop(p)`: the engine has synchronized its streams and
+    // freed its device memory, so nothing else holds the GPU.
     let cpu_decode =
         if opts.measure_ceiling { measure_cpu_decode(sc, &data_dir, threads) } else { None };
+    let gpu_decode = if opts.measure_ceiling && stats.gpu_bytes_committed > 0 {
+        measure_gpu_decode(sc, &data_dir, opts.backend, stats.gpu_wave_chunks)
+    } else {
+        None
+    };
     let decode_amp = stats.decode_amplification();
-    let ceiling =
-        cpu_decode.filter(|_| decode_amp > 0.0).map(|gbps| gbps / decode_amp / src_size as f64);
+    let cpu_ceiling = ceiling_gvox_per_s(None, cpu_decode, decode_amp, src_size);
+    let ceiling = ceiling_gvox_per_s(gpu_decode.map(|g| g.0), cpu_decode, decode_amp, src_size);
     Ok(BenchReport {
         scenario: sc.name.clone(),
         engine: if stats.gpu_bytes_committed > 0 { "cuda" } else { "host" },
@@ -194,10 +219,21 @@ pub fn run(opts: &BenchOptions, progress: &dyn Fn(BenchProgress)) -> Result<Benc
         peak_rss_bytes: peak_rss(),
         stages,
         cpu_decode_gb_per_s: cpu_decode,
+        gpu_decode_gb_per_s: gpu_decode.map(|g| g.0),
+        gpu_decode_chunks_per_call: gpu_decode.map(|g| g.1),
+        cpu_ceiling_gvox_per_s: cpu_ceiling,
         ceiling_gvox_per_s: ceiling,
         dataset,
         stats,
     })
+}
+
+/// Physical memory of this machine (Linux `MemTotal`), if known.
+fn host_ram_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
 }
 
 /// Peak resident set size of this process (Linux `VmHWM`), if known.
@@ -208,11 +244,63 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Decodes up to 256 stored chunks of the scenario's first array on `threads` threads
-/// for about a second; returns decoded GB/s.
-fn measure_cpu_decode(sc: &Scenario, data_dir: &Path, threads: usize) -> Option<f64> {
-    let inst = sc.array_instances().into_iter().next()?;
-    let dir = data_dir.join(&inst.name);
+/// The decode ceiling in Gvox/s: the decode rates measured (decoded GB/s; a missing one
+/// counts as 0) divided by the bytes decoded per source byte delivered and by the source
+/// bytes per voxel. `None` when no rate was measured or the amplification is unknown.
+pub fn ceiling_gvox_per_s(
+    gpu_gb_per_s: Option<f64>,
+    cpu_gb_per_s: Option<f64>,
+    decode_amplification: f64,
+    source_dtype_bytes: usize,
+) -> Option<f64> {
+    if gpu_gb_per_s.is_none() && cpu_gb_per_s.is_none() {
+        return None;
+    }
+    // `is_nan` too: a NaN amplification compares false either way.
+    if decode_amplification.is_nan() || decode_amplification <= 0.0 || source_dtype_bytes == 0 {
+        return None;
+    }
+    let gbps = gpu_gb_per_s.unwrap_or(0.0) + cpu_gb_per_s.unwrap_or(0.0);
+    Some(gbps / decode_amplification / source_dtype_bytes as f64)
+}
+
+/// Stored (still encoded) chunks of a scenario's arrays, for the decode measurements.
+#[derive(Debug)]
+pub(crate) struct StoredChunks {
+    /// Encoded chunks, as stored.
+    pub chunks: Vec<Vec<u8>>,
+    /// The chain that decodes each of them (the inner chain of a sharded array).
+    pub codecs: zarr::CodecChain,
+    pub repr: zarr::ChunkRepr,
+    /// Decoded bytes of one chunk.
+    pub chunk_bytes: usize,
+}
+
+impl StoredChunks {
+    /// Whether every chunk is one plain zstd frame of its decoded bytes (what nvCOMP's
+    /// batched zstd decodes as is). Only the nvCOMP measurement (feature `cuda`) and the
+    /// tests ask.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn plain_zstd(&self) -> bool {
+        self.codecs.array_to_array.is_empty()
+            && matches!(
+                self.codecs.bytes_to_bytes.as_slice(),
+                [zarr::codec::BytesToBytes::Zstd { .. }]
+            )
+    }
+}
+
+/// One array's decode facts and its stored objects' keys, in shard-grid order.
+struct ArrayChunks {
+    dir: PathBuf,
+    meta: ArrayMetadata,
+    geom: zarr::ArrayGeometry,
+    codecs: zarr::CodecChain,
+    repr: zarr::ChunkRepr,
+    chunk_bytes: usize,
+}
+
+fn open_array(dir: PathBuf) -> Option<ArrayChunks> {
     let meta = ArrayMetadata::parse(&std::fs::read(dir.join("zarr.json")).ok()?).ok()?;
     let geom = zarr::ArrayGeometry::new(&meta).ok()?;
     let repr = zarr::ChunkRepr {
@@ -220,44 +308,122 @@ fn measure_cpu_decode(sc: &Scenario, data_dir: &Path, threads: usize) -> Option<
         data_type: meta.data_type,
         fill_value: meta.fill_value,
     };
-    let chunk_bytes =
-        usize::try_from(geom.chunk_num_elements().ok()?).ok()? * meta.data_type.size();
-    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let chunk_bytes = usize::try_from(geom.chunk_num_elements().ok()?)
+        .ok()?
+        .checked_mul(meta.data_type.size())?;
     let codecs = match &meta.codecs.array_to_bytes {
-        ArrayToBytes::Sharding(s) => {
-            let key = meta.chunk_key_encoding.chunk_key(&vec![0; meta.shape.len()]);
-            let shard = std::fs::read(dir.join(key)).ok()?;
-            let n = geom.num_chunks_per_shard().ok()?;
-            let r = ShardIndex::byte_range(s, n, shard.len() as u64).ok()?;
-            let idx = ShardIndex::decode(
-                s,
-                n,
-                shard.len() as u64,
-                shard.get(r.start as usize..r.end as usize)?,
-            )
-            .ok()?;
-            for e in idx.entries().iter().take(256) {
-                if let ChunkLocation::Range { offset, nbytes } = *e {
-                    chunks.push(shard.get(offset as usize..(offset + nbytes) as usize)?.to_vec());
+        ArrayToBytes::Sharding(s) => s.codecs.clone(),
+        ArrayToBytes::Bytes { .. } => meta.codecs.clone(),
+    };
+    Some(ArrayChunks { dir, meta, geom, codecs, repr, chunk_bytes })
+}
+
+impl ArrayChunks {
+    /// Appends the stored chunks of object `coords` (a shard, or one chunk of an unsharded
+    /// array) to `out`, up to `want` in all. A missing or unreadable object adds none.
+    fn read_object(&self, coords: &[u64], want: usize, out: &mut Vec<Vec<u8>>) {
+        let key = self.meta.chunk_key_encoding.chunk_key(coords);
+        let Ok(object) = std::fs::read(self.dir.join(key)) else { return };
+        match &self.meta.codecs.array_to_bytes {
+            ArrayToBytes::Sharding(s) => {
+                let Ok(n) = self.geom.num_chunks_per_shard() else { return };
+                let len = object.len() as u64;
+                let Ok(r) = ShardIndex::byte_range(s, n, len) else { return };
+                let (Ok(lo), Ok(hi)) = (usize::try_from(r.start), usize::try_from(r.end)) else {
+                    return;
+                };
+                let Some(index_bytes) = object.get(lo..hi) else { return };
+                let Ok(idx) = ShardIndex::decode(s, n, len, index_bytes) else { return };
+                for e in idx.entries() {
+                    if out.len() >= want {
+                        return;
+                    }
+                    if let ChunkLocation::Range { offset, nbytes } = *e {
+                        let range = usize::try_from(offset).ok().and_then(|o| {
+                            usize::try_from(nbytes).ok().and_then(|n| Some(o..o.checked_add(n)?))
+                        });
+                        if let Some(c) = range.and_then(|r| object.get(r)) {
+                            out.push(c.to_vec());
+                        }
+                    }
                 }
             }
-            s.codecs.clone()
+            ArrayToBytes::Bytes { .. } => {
+                if out.len() < want {
+                    out.push(object);
+                }
+            }
         }
-        ArrayToBytes::Bytes { .. } => {
-            let key = meta.chunk_key_encoding.chunk_key(&vec![0; meta.shape.len()]);
-            chunks.push(std::fs::read(dir.join(key)).ok()?);
-            meta.codecs.clone()
+    }
+
+    /// Appends up to `want` chunks in all, reading objects in shard-grid (C) order.
+    fn read_chunks(&self, want: usize, out: &mut Vec<Vec<u8>>) {
+        let grid = self.geom.shard_grid_shape();
+        if grid.contains(&0) {
+            return;
         }
-    };
+        let mut idx = vec![0u64; grid.len()];
+        loop {
+            if out.len() >= want {
+                return;
+            }
+            self.read_object(&idx, want, out);
+            // The next multi-index in C order; done after the last.
+            let mut axis = grid.len();
+            loop {
+                if axis == 0 {
+                    return;
+                }
+                axis -= 1;
+                idx[axis] += 1;
+                if idx[axis] < grid[axis] {
+                    break;
+                }
+                idx[axis] = 0;
+            }
+        }
+    }
+}
+
+/// Gathers up to `want` stored chunks: the scenario's first array first, then the next
+/// arrays whose chunks decode the same way (same chain, chunk shape and data type), so a
+/// large nvCOMP batch holds distinct chunks where the dataset has enough.
+pub(crate) fn gather_chunks(sc: &Scenario, data_dir: &Path, want: usize) -> Option<StoredChunks> {
+    let mut instances = sc.array_instances().into_iter();
+    let first = open_array(data_dir.join(&instances.next()?.name))?;
+    let mut chunks = Vec::new();
+    first.read_chunks(want, &mut chunks);
+    for inst in instances {
+        if chunks.len() >= want {
+            break;
+        }
+        let Some(a) = open_array(data_dir.join(&inst.name)) else { continue };
+        if a.codecs == first.codecs && a.repr == first.repr {
+            a.read_chunks(want, &mut chunks);
+        }
+    }
     if chunks.is_empty() {
         return None;
     }
+    Some(StoredChunks {
+        chunks,
+        codecs: first.codecs,
+        repr: first.repr,
+        chunk_bytes: first.chunk_bytes,
+    })
+}
+
+/// Decodes up to 256 stored chunks of the scenario's first array on `threads` threads
+/// for about a second; returns decoded GB/s.
+fn measure_cpu_decode(sc: &Scenario, data_dir: &Path, threads: usize) -> Option<f64> {
+    let stored = gather_chunks(sc, data_dir, 256)?;
+    let StoredChunks { chunks, codecs, repr, chunk_bytes } = &stored;
+    let chunk_bytes = *chunk_bytes;
     let deadline = Instant::now() + Duration::from_millis(1000);
     let t = Instant::now();
     let decoded: u64 = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
             .map(|k| {
-                let (chunks, codecs, repr) = (&chunks, &codecs, &repr);
                 s.spawn(move || {
                     let mut out = vec![0u8; chunk_bytes];
                     let mut n = 0u64;
@@ -277,4 +443,156 @@ fn measure_cpu_decode(sc: &Scenario, data_dir: &Path, threads: usize) -> Option<
         hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()
     });
     Some(decoded as f64 / t.elapsed().as_secs_f64() / 1e9)
+}
+
+/// nvCOMP's batched zstd decode alone on the dataset's own chunks, in calls of
+/// `wave_chunks` chunks: (decoded GB/s, chunks per call). `None` without the `cuda`
+/// feature, without nvCOMP, for chunks that are not plain zstd, or when the check of one
+/// call's results fails.
+#[cfg(feature = "cuda")]
+fn measure_gpu_decode(
+    sc: &Scenario,
+    data_dir: &Path,
+    backend: Backend,
+    wave_chunks: u64,
+) -> Option<(f64, u64)> {
+    let want = usize::try_from(wave_chunks).ok().filter(|&n| n > 0)?;
+    let stored = gather_chunks(sc, data_dir, want)?;
+    if !stored.plain_zstd() {
+        return None;
+    }
+    // The decoded first chunk, to compare nvCOMP's output with where the chain is zstd over
+    // native-order bytes (then zstd's output is the chunk's bytes).
+    let native = match stored.codecs.array_to_bytes {
+        ArrayToBytes::Bytes { endian } => {
+            stored.repr.data_type.size() == 1 || endian == Some(zarr::codec::Endian::NATIVE)
+        }
+        ArrayToBytes::Sharding(_) => false,
+    };
+    let reference = native
+        .then(|| {
+            let mut out = vec![0u8; stored.chunk_bytes];
+            zarr::decode_chunk(&stored.codecs, &stored.repr, stored.chunks.first()?, &mut out)
+                .ok()
+                .map(|()| out)
+        })
+        .flatten();
+    let device = match backend {
+        Backend::Cuda { device } => device,
+        Backend::Auto | Backend::Host => 0,
+    };
+    let rate = crate::nvcomp_ceiling::measure(
+        device,
+        &stored.chunks,
+        stored.chunk_bytes,
+        want,
+        reference.as_deref(),
+        Duration::from_millis(1000),
+    )?;
+    Some((rate.gb_per_s, rate.chunks_per_call as u64))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn measure_gpu_decode(
+    _sc: &Scenario,
+    _data_dir: &Path,
+    _backend: Backend,
+    _wave_chunks: u64,
+) -> Option<(f64, u64)> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(gpu: Option<f64>, cpu: Option<f64>) -> BenchReport {
+        let amp = 2.5;
+        BenchReport {
+            scenario: "t".into(),
+            engine: if gpu.is_some() { "cuda" } else { "host" },
+            threads: 4,
+            source_dtype_bytes: 2,
+            output_dtype: "f32".into(),
+            batches: 1,
+            samples: 1,
+            seconds: 1.0,
+            gvox_per_s: 1.0,
+            source_gb_per_s: 2.0,
+            output_gb_per_s: 4.0,
+            read_amplification: 2.0,
+            decode_amplification: amp,
+            time_to_first_batch_s: 0.1,
+            peak_rss_bytes: None,
+            stages: Vec::new(),
+            cpu_decode_gb_per_s: cpu,
+            gpu_decode_gb_per_s: gpu,
+            gpu_decode_chunks_per_call: gpu.map(|_| 2048),
+            cpu_ceiling_gvox_per_s: ceiling_gvox_per_s(None, cpu, amp, 2),
+            ceiling_gvox_per_s: ceiling_gvox_per_s(gpu, cpu, amp, 2),
+            dataset: GenReport {
+                scenario: "t".into(),
+                key: "k".into(),
+                arrays: 1,
+                objects: 1,
+                raw_bytes: 1,
+                stored_bytes: 1,
+                ratio: 1.0,
+                seconds: 0.0,
+                cached: true,
+            },
+            stats: Stats::default(),
+        }
+    }
+
+    #[test]
+    fn ceiling_is_the_sum_of_measured_rates_over_amplification_and_voxel_bytes() {
+        // (40 + 10) GB/s / 2.5 / 2 B = 10 Gvox/s.
+        assert_eq!(ceiling_gvox_per_s(Some(40.0), Some(10.0), 2.5, 2), Some(10.0));
+        // The CPU alone, and the GPU alone.
+        assert_eq!(ceiling_gvox_per_s(None, Some(10.0), 2.5, 2), Some(2.0));
+        assert_eq!(ceiling_gvox_per_s(Some(40.0), None, 2.5, 4), Some(4.0));
+        // Nothing measured, or no amplification known: no ceiling.
+        assert_eq!(ceiling_gvox_per_s(None, None, 2.5, 2), None);
+        assert_eq!(ceiling_gvox_per_s(Some(1.0), Some(1.0), 0.0, 2), None);
+        assert_eq!(ceiling_gvox_per_s(Some(1.0), Some(1.0), f64::NAN, 2), None);
+        assert_eq!(ceiling_gvox_per_s(Some(1.0), Some(1.0), 1.0, 0), None);
+    }
+
+    #[test]
+    fn gpu_fields_are_in_the_json_only_when_measured() {
+        let host = serde_json::to_value(report(None, Some(10.0))).expect("json");
+        assert!(host.get("gpu_decode_gb_per_s").is_none(), "{host}");
+        assert!(host.get("gpu_decode_chunks_per_call").is_none(), "{host}");
+        assert_eq!(host["cpu_decode_gb_per_s"].as_f64(), Some(10.0));
+        assert_eq!(host["cpu_ceiling_gvox_per_s"].as_f64(), Some(2.0));
+        assert_eq!(host["ceiling_gvox_per_s"].as_f64(), Some(2.0));
+        let cuda = serde_json::to_value(report(Some(40.0), Some(10.0))).expect("json");
+        assert_eq!(cuda["gpu_decode_gb_per_s"].as_f64(), Some(40.0));
+        assert_eq!(cuda["gpu_decode_chunks_per_call"].as_u64(), Some(2048));
+        assert_eq!(cuda["cpu_ceiling_gvox_per_s"].as_f64(), Some(2.0));
+        assert_eq!(cuda["ceiling_gvox_per_s"].as_f64(), Some(10.0));
+    }
+
+    #[test]
+    fn gather_chunks_reads_further_shards_and_arrays_for_a_large_batch() {
+        let sc = Scenario::builtin("smoke").expect("smoke");
+        let dir = tempfile::tempdir().expect("tempdir");
+        datagen::generate(&sc, dir.path(), 2, &|_| {}).expect("generate");
+        // smoke: two 64³ arrays of 32×32×64 shards holding 16 chunks of 16³ each: 64
+        // chunks per array, so 100 needs every shard of the first and some of the second.
+        let stored = gather_chunks(&sc, dir.path(), 100).expect("chunks");
+        assert_eq!(stored.chunks.len(), 100);
+        assert!(stored.plain_zstd());
+        assert_eq!(stored.chunk_bytes, 16 * 16 * 16 * 2);
+        let distinct: std::collections::HashSet<&Vec<u8>> = stored.chunks.iter().collect();
+        assert!(distinct.len() > 90, "{} distinct of 100", distinct.len());
+        let mut out = vec![0u8; stored.chunk_bytes];
+        for c in &stored.chunks {
+            zarr::decode_chunk(&stored.codecs, &stored.repr, c, &mut out).expect("decodes");
+        }
+        // Never more than asked for, and all there is when asking for more.
+        assert_eq!(gather_chunks(&sc, dir.path(), 3).expect("chunks").chunks.len(), 3);
+        assert_eq!(gather_chunks(&sc, dir.path(), 1000).expect("chunks").chunks.len(), 128);
+    }
 }

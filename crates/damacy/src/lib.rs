@@ -35,6 +35,8 @@ pub mod datagen;
 pub mod error;
 mod host;
 pub mod npy;
+#[cfg(feature = "cuda")]
+mod nvcomp_ceiling;
 pub mod pipeline;
 mod resolve;
 pub mod rng;
