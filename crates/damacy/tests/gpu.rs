@@ -1,13 +1,27 @@
 //! The CUDA engine against the host engine, bit for bit (run on a GPU host through the
 //! bundle; compiled only with the `cuda` feature).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use damacy::scenario::Scenario;
-use damacy::{Backend, Config, Error, OutDtype, Pipeline, Sample, SampleError};
+use damacy::{
+    Backend, Config, ConfigBuilder, Error, OnError, OutDtype, Pipeline, Sample, SampleError,
+};
+use gpu_schedule::Backend as _;
 
-use crate::support::fixtures;
+/// The fixtures with absolute paths: a bundled test binary finds `tests/data` relative
+/// to the repository root it runs from, and a relative sample uri is looked up from the
+/// file store's root (`/`), not from the working directory.
+fn fixtures() -> Vec<crate::support::Fixture> {
+    crate::support::fixtures()
+        .into_iter()
+        .map(|mut f| {
+            f.path = std::path::absolute(&f.path).expect("absolute fixture path");
+            f
+        })
+        .collect()
+}
 
 /// `DAMACY_NVCOMP` is process-wide: tests that set it must not overlap.
 static ENV: Mutex<()> = Mutex::new(());
@@ -23,7 +37,7 @@ fn read_all(cfg: Config, samples: Vec<Sample>) -> damacy::Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-fn cfg(shape: &[u64], n: usize, dtype: OutDtype, backend: Backend) -> Config {
+fn builder(shape: &[u64], n: usize, dtype: OutDtype, backend: Backend) -> ConfigBuilder {
     Config::builder()
         .sample_shape(shape)
         .samples_per_batch(n)
@@ -33,8 +47,33 @@ fn cfg(shape: &[u64], n: usize, dtype: OutDtype, backend: Backend) -> Config {
         .max_shards_per_sample(4096)
         .max_gpu_memory_bytes(4 << 30)
         .max_pinned_host_bytes(80 << 20)
-        .build()
-        .expect("config")
+}
+
+fn cfg(shape: &[u64], n: usize, dtype: OutDtype, backend: Backend) -> Config {
+    builder(shape, n, dtype, backend).build().expect("config")
+}
+
+/// Sets process-wide variables for one test (the caller holds `ENV`) and removes them
+/// when dropped, also when the test fails.
+struct EnvVars(Vec<&'static str>);
+
+impl EnvVars {
+    fn set(vars: &[(&'static str, &str)]) -> Self {
+        for (k, v) in vars {
+            // SAFETY: tests touching the environment hold ENV.
+            unsafe { std::env::set_var(k, v) };
+        }
+        Self(vars.iter().map(|(k, _)| *k).collect())
+    }
+}
+
+impl Drop for EnvVars {
+    fn drop(&mut self) {
+        for k in &self.0 {
+            // SAFETY: as in `set`; the guard lives inside the ENV lock's scope.
+            unsafe { std::env::remove_var(k) };
+        }
+    }
 }
 
 const CUDA: Backend = Backend::Cuda { device: 0 };
@@ -117,60 +156,196 @@ fn smoke_scenario_equals_the_host_engine_gpu() {
     unsafe { std::env::remove_var("DAMACY_NVCOMP") };
 }
 
+/// The `shard_end_u16_zstd` fixture: 8³ u16 chunks of zstd (compressed blocks, no
+/// checksum) in 16³ shards with the index at the end, so chunk (0,0,0) is the frame at
+/// offset 0 of shard `c/0/0/0`.
+fn shard_end_fixture() -> crate::support::Fixture {
+    let f = fixtures().into_iter().find(|f| f.name == "shard_end_u16_zstd");
+    f.unwrap_or_else(|| panic!("no sharded zstd fixture"))
+}
+
+/// How a test breaks chunk (0,0,0)'s zstd frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Corruption {
+    /// The last 40 bytes of the compressed block (its sequences' bitstream): the frame
+    /// still passes the host check, so it reaches nvCOMP, and decoding it fails.
+    Content,
+    /// The magic number: the host check refuses the frame, which goes to the CPU decoder.
+    Header,
+}
+
+/// Bytes of chunk (0,0,0) in the fixture's shard `c/0/0/0` (the index at the end gives
+/// its offset and size).
+fn first_frame_range(shard: &[u8]) -> std::ops::Range<usize> {
+    // 2×2×2 chunks per shard: 8 entries of (offset, nbytes) u64 then a crc32c.
+    let index = &shard[shard.len() - (8 * 16 + 4)..];
+    let word = |i: usize| u64::from_le_bytes(index[i * 8..i * 8 + 8].try_into().expect("8"));
+    let (off, len) = (word(0) as usize, word(1) as usize);
+    off..off + len
+}
+
+/// Copies the fixture to `dir/a.zarr` and corrupts chunk (0,0,0) as `how` says; returns
+/// the copy and the corrupted shard's path.
+fn corrupt_copy(dir: &Path, how: Corruption) -> (PathBuf, PathBuf) {
+    let f = shard_end_fixture();
+    let copy = dir.join("a.zarr");
+    crate::support::copy_dir(&f.path, &copy);
+    let shard = copy.join("c/0/0/0");
+    let mut bytes = std::fs::read(&shard).expect("read shard");
+    let r = first_frame_range(&bytes);
+    let decoded = 8 * 8 * 8 * 2;
+    assert!(kernels::check_zstd_frame(&bytes[r.clone()], decoded).is_ok(), "intact frame");
+    match how {
+        Corruption::Content => {
+            for b in &mut bytes[r.end - 40..r.end] {
+                *b ^= 0xff;
+            }
+        }
+        Corruption::Header => {
+            bytes[r.start] ^= 0xff;
+            bytes[r.start + 1] ^= 0xff;
+        }
+    }
+    let passes = kernels::check_zstd_frame(&bytes[r.clone()], decoded).is_ok();
+    assert_eq!(passes, how == Corruption::Content, "{how:?}: host frame check");
+    std::fs::write(&shard, bytes).expect("write shard");
+    (copy, shard)
+}
+
+/// Asserts `e` is the decode error of chunk (0,0,0) in `shard`.
+fn assert_decode_of_first_chunk(e: &SampleError, shard: &Path, what: &str) {
+    match e {
+        SampleError::Decode { path, chunk, .. } => {
+            // The store key may be relative to the file store's root, `/`.
+            assert_eq!(Path::new("/").join(path), shard, "{what}: path");
+            assert_eq!(chunk, &vec![0, 0, 0], "{what}: chunk");
+        }
+        other => panic!("{what}: expected a Decode error, got {other:?}"),
+    }
+}
+
 #[test]
 fn corrupt_zstd_frame_is_a_decode_error_naming_the_chunk_and_later_batches_arrive_gpu() {
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let f = fixtures().into_iter().find(|f| f.name == "shard_end_u16_zstd");
-    let Some(f) = f else { panic!("no sharded zstd fixture") };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let copy = dir.path().join("a.zarr");
-    crate::support::copy_dir(&f.path, &copy);
-    // Corrupt every stored byte after the first 64 of each shard file except zarr.json:
-    // the first chunk's frame then fails (bad content or structure).
-    let mut corrupted = 0;
-    for e in walk(&copy) {
-        if e.file_name().is_some_and(|n| n == "zarr.json") {
-            continue;
-        }
-        let mut b = std::fs::read(&e).expect("read");
-        if b.len() > 8 {
-            // Break the first frame's magic (the first chunk of the shard sits at 0 for
-            // index-at-end shards; at the index size otherwise). Flip a byte in both spots.
-            for at in [0usize, 1] {
-                b[at] ^= 0xff;
+    // nvCOMP on, and no share of the decode for the CPU workers: a frame that passes the
+    // host check is decoded by nvCOMP.
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let f = shard_end_fixture();
+    for how in [Corruption::Content, Corruption::Header] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (copy, shard) = corrupt_copy(dir.path(), how);
+        let one =
+            |uri: &Path, lo: u64| Sample::new(uri, vec![lo; 3], vec![lo + 1; 3]).expect("box");
+        // The corrupt chunk; then an intact chunk of the same shard; then the original.
+        let samples = vec![one(&copy, 0), one(&copy, 8), one(&f.path, 0)];
+        let shape = [1u64; 3];
+        // The host engine sees the same failure (the corruption is a decode failure for
+        // libzstd too) and gives the references for the intact samples.
+        let mut host =
+            Pipeline::new(cfg(&shape, 1, OutDtype::Native, Backend::Host)).expect("host");
+        host.push(samples.clone()).expect("push");
+        host.finish();
+        match host.pop() {
+            Err(Error::Sample { source, .. }) => {
+                assert_decode_of_first_chunk(&source, &shard, &format!("host {how:?}"))
             }
-            std::fs::write(&e, b).expect("write");
-            corrupted += 1;
+            other => {
+                panic!("host {how:?}: expected an error, got {:?}", other.map(|b| b.is_some()))
+            }
         }
+        let host_rest: Vec<Vec<u8>> = (0..2)
+            .map(|_| host.pop().expect("host pop").expect("host batch").to_host().expect("host"))
+            .collect();
+        assert!(host.pop().expect("end").is_none());
+
+        let mut p = Pipeline::new(cfg(&shape, 1, OutDtype::Native, CUDA)).expect("pipeline");
+        p.push(samples).expect("push");
+        p.finish();
+        match p.pop() {
+            Err(Error::Sample { index, source, .. }) => {
+                assert_eq!(index, 0);
+                assert_decode_of_first_chunk(&source, &shard, &format!("cuda {how:?}"));
+            }
+            other => {
+                panic!("cuda {how:?}: expected an error, got {:?}", other.map(|b| b.is_some()))
+            }
+        }
+        for (k, want) in host_rest.iter().enumerate() {
+            let b = p.pop().expect("later batch").expect("present");
+            assert!(b.errors().is_empty(), "{how:?} batch {}: {:?}", k + 1, b.errors());
+            assert_eq!(&b.to_host().expect("to_host"), want, "{how:?} batch {}", k + 1);
+        }
+        assert!(p.pop().expect("end").is_none());
     }
-    assert!(corrupted > 0);
-    let shape = vec![1u64; f.shape.len()];
-    let mut samples = vec![Sample::new(&copy, vec![0; f.shape.len()], shape.clone()).expect("box")];
-    // A later batch from the intact original.
-    samples.push(Sample::new(&f.path, vec![0; f.shape.len()], shape.clone()).expect("box"));
-    let mut p = Pipeline::new(cfg(&shape, 1, OutDtype::Native, CUDA)).expect("pipeline");
-    p.push(samples).expect("push");
-    p.finish();
-    let first = p.pop();
-    match first {
-        Err(Error::Sample { source, .. }) => match *source {
-            SampleError::Decode { chunk, .. } => assert_eq!(chunk.len(), f.shape.len()),
-            SampleError::Format(_) | SampleError::Plan(_) => {}
-            other => panic!("expected a decode error, got {other}"),
-        },
-        other => panic!("expected an error, got {:?}", other.map(|b| b.map(|b| b.id()))),
-    }
-    let second = p.pop().expect("second batch").expect("present");
-    assert_eq!(second.shape()[0], 1);
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("dir").flatten() {
-        let p = e.path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+#[test]
+fn on_error_fill_fills_the_failed_sample_on_the_device_and_keeps_the_others_gpu() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let f = shard_end_fixture();
+    // The CPU decoder's cases first: each case's failure names it.
+    for (how, nvcomp) in
+        [(Corruption::Header, "off"), (Corruption::Header, "on"), (Corruption::Content, "on")]
+    {
+        let _env = EnvVars::set(&[("DAMACY_NVCOMP", nvcomp), ("DAMACY_CPU_SHARE", "0")]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (copy, shard) = corrupt_copy(dir.path(), how);
+        // A fill value no crop of this data holds everywhere, so the filled sample cannot
+        // pass by accident (the fixture's own is 0).
+        let meta_path = copy.join("zarr.json");
+        let meta = std::fs::read_to_string(&meta_path).expect("zarr.json");
+        assert!(meta.contains("\"fill_value\": 0"), "fixture fill value moved");
+        std::fs::write(&meta_path, meta.replace("\"fill_value\": 0", "\"fill_value\": 7"))
+            .expect("write zarr.json");
+        let b4 = |uri: &Path, lo: [u64; 3]| {
+            Sample::new(uri, lo.to_vec(), lo.iter().map(|v| v + 4).collect()).expect("box")
+        };
+        // Sample 1 holds the corrupt chunk (0,0,0); the others intact chunks of the copy,
+        // and the original's chunk (0,0,0).
+        let samples = vec![
+            b4(&copy, [8, 8, 8]),
+            b4(&copy, [0, 0, 0]),
+            b4(&copy, [4, 8, 0]),
+            b4(&f.path, [0, 0, 0]),
+        ];
+        let shape = [4u64; 3];
+        let run = |backend| {
+            let c = builder(&shape, 4, OutDtype::F32, backend)
+                .on_error(OnError::Fill)
+                .build()
+                .expect("config");
+            let mut p = Pipeline::new(c).expect("pipeline");
+            p.push(samples.clone()).expect("push");
+            p.finish();
+            let b = p.pop().expect("pop").expect("batch");
+            let errors: Vec<(u64, SampleError)> = b.errors().to_vec();
+            let data = b.to_host().expect("to_host");
+            assert!(p.pop().expect("end").is_none());
+            (errors, data)
+        };
+        let what = format!("{how:?} nvcomp={nvcomp}");
+        let (host_errors, host) = run(Backend::Host);
+        let (errors, data) = run(CUDA);
+        for (name, errs) in [("host", &host_errors), ("cuda", &errors)] {
+            assert_eq!(errs.len(), 1, "{what} {name}: {errs:?}");
+            assert_eq!(errs[0].0, 1, "{what} {name}: failed sample");
+            assert_decode_of_first_chunk(&errs[0].1, &shard, &format!("{what} {name}"));
+        }
+        let per = 4 * 4 * 4 * 4;
+        assert_eq!(data.len(), 4 * per);
+        let filled: &[f32] = bytemuck::cast_slice(&data[per..2 * per]);
+        assert!(filled.iter().all(|&v| v == 7.0), "{what}: filled sample {filled:?}");
+        for s in [0, 2, 3] {
+            let r = s * per..(s + 1) * per;
+            // A corrupt frame that passed the host check can make nvCOMP write past its
+            // output into the next chunk's arena region (kernels/src/zstd_frame.rs): an
+            // intact sample of the same wave must still come out right.
+            assert_eq!(data[r.clone()], host[r.clone()], "{what}: intact sample {s}");
+            let vals: &[f32] = bytemuck::cast_slice(&data[r]);
+            assert!(vals.iter().any(|&v| v != 7.0), "{what}: sample {s} looks filled");
+        }
+        assert_eq!(data, host, "{what}: whole batch");
     }
-    out
 }
 
 #[test]
@@ -215,6 +390,101 @@ fn held_batches_stay_distinct_and_device_api_works_gpu() {
     let ev = b.ready_event().expect("event");
     b.release_event(ev).expect("release_event");
     drop(a);
+    let mut i = 2;
+    while let Some(c) = p.pop().expect("pop") {
+        assert_eq!(c.to_host().expect("c"), host[i]);
+        i += 1;
+    }
+    assert_eq!(i, host.len());
+}
+
+/// Device-to-device copy ranges of `total` bytes from `src` to `dst` in pieces of `piece`
+/// bytes, uploaded for `Kernels::memcpy_batch`; returns the ranges' buffer and count.
+fn copy_ranges(
+    backend: &gpu_schedule::CudaBackend,
+    src: u64,
+    dst: u64,
+    total: u64,
+    piece: u64,
+) -> (gpu_schedule::CudaDeviceMem, u32) {
+    let ranges: Vec<kernels::CopyRange> = (0..total.div_ceil(piece))
+        .map(|k| kernels::CopyRange {
+            src: src + k * piece,
+            dst: dst + k * piece,
+            len: piece.min(total - k * piece),
+        })
+        .collect();
+    let mem = kernels::mem::upload(backend, bytemuck::cast_slice(&ranges)).expect("upload ranges");
+    (mem, ranges.len() as u32)
+}
+
+fn range_of(mem: &gpu_schedule::CudaDeviceMem) -> kernels::DeviceRange {
+    // SAFETY: a live allocation of this length, kept alive by the caller.
+    unsafe { kernels::DeviceRange::from_raw(mem.device_ptr(), mem.len() as u64) }
+}
+
+#[test]
+fn release_event_gates_reuse_of_the_batch_buffer_gpu() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples) = smoke(dir.path());
+    let n = sc.samples_per_batch as usize;
+    let host = read_all(cfg(&sc.sample_shape, n, OutDtype::F32, Backend::Host), samples.clone())
+        .expect("host");
+    // Two batches of different crops, so a rewrite of the slot would show.
+    assert_ne!(host[0], host[1], "the first two batches must differ");
+    // One device batch buffer: batch 1 can only be written where batch 0 was.
+    let c = builder(&sc.sample_shape, n, OutDtype::F32, CUDA)
+        .batches_in_flight(1)
+        .build()
+        .expect("config");
+    let mut p = Pipeline::new(c).expect("cuda");
+    p.push(samples).expect("push");
+    p.finish();
+    let a = p.pop().expect("pop").expect("batch 0");
+    let a_host = a.to_host().expect("a to_host");
+    assert_eq!(a_host, host[0]);
+    let bytes = a_host.len() as u64;
+    let a_ptr = a.device_ptr().expect("device batch");
+    let a_ready = a.ready_event().expect("ready event");
+
+    // The consumer: a stream of our own on the same device (the primary context, which
+    // the engine uses too).
+    let backend = gpu_schedule::CudaBackend::new(0).expect("device 0");
+    let k = kernels::Kernels::for_backend(&backend).expect("kernels");
+    let stream = backend.create_stream("test-consumer").expect("stream");
+    // Long work first: 200 copies of 1 GiB between two buffers of ours (about 200 GB of
+    // copies, over 100 ms on an H200), so the engine would have rewritten the slot long
+    // before our read of it if the release did not wait for our event.
+    let big: u64 = 1 << 30;
+    let src = backend.alloc_device(big as usize).expect("alloc src");
+    let dst = backend.alloc_device(big as usize).expect("alloc dst");
+    let (long, long_n) = copy_ranges(&backend, src.device_ptr(), dst.device_ptr(), big, 256 << 10);
+    let scratch = backend.alloc_device(bytes as usize).expect("alloc scratch");
+    let (copy, copy_n) = copy_ranges(&backend, a_ptr, scratch.device_ptr(), bytes, bytes);
+    // SAFETY: `a_ready` is the batch's live event of this (primary) context.
+    unsafe { backend.wait_raw_event(&stream, a_ready) }.expect("wait on ready event");
+    for _ in 0..200 {
+        // SAFETY: disjoint live buffers of ours, kept until the stream is synchronized.
+        unsafe { k.memcpy_batch(&stream, range_of(&long), long_n) }.expect("long copy");
+    }
+    // SAFETY: the batch buffer (ours until released, and the release waits for `done`)
+    // into our scratch buffer of the same size.
+    unsafe { k.memcpy_batch(&stream, range_of(&copy), copy_n) }.expect("copy of the batch");
+    let done = backend.create_event().expect("event");
+    done.record(&stream).expect("record");
+    a.release_event(done.raw()).expect("release_event");
+
+    let b = p.pop().expect("pop").expect("batch 1");
+    assert_eq!(b.device_ptr(), Some(a_ptr), "batch 1 must reuse the only buffer");
+    let b_host = b.to_host().expect("b to_host");
+    assert_eq!(b_host, host[1]);
+    backend.synchronize(&stream).expect("synchronize");
+    let mut seen = vec![0u8; bytes as usize];
+    backend.download(&mut seen, &scratch, 0).expect("download scratch");
+    assert!(seen != b_host, "the slot was rewritten before the consumer's event");
+    assert_eq!(seen, host[0], "the consumer's copy must hold batch 0");
+    drop(b);
     let mut i = 2;
     while let Some(c) = p.pop().expect("pop") {
         assert_eq!(c.to_host().expect("c"), host[i]);
