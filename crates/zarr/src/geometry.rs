@@ -6,8 +6,6 @@
 //! codec spec §"Binary shard format"). Edge chunks and shards are stored full size, so a
 //! chunk's own box is always `chunk_shape`, even where it overhangs the array.
 
-use std::ops::ControlFlow;
-
 use crate::codec::ArrayToBytes;
 use crate::error::{Error, Result};
 use crate::metadata::ArrayMetadata;
@@ -276,56 +274,6 @@ impl ArrayGeometry {
     }
 
     fn fill_intersection(&self, aabb: &Aabb, out: &mut Intersection) -> Result<()> {
-        let hits = self.hits(aabb)?;
-        let rank = hits.rank;
-        out.rank = rank;
-        let mut row = [0u64; CHUNK_FIELDS * MAX_RANK];
-        let row = &mut row[..CHUNK_FIELDS * rank];
-        let mut shard = usize::MAX;
-        let flow: ControlFlow<()> = hits.for_each(|hit| {
-            if hit.shard_ordinal != shard {
-                if shard != usize::MAX {
-                    out.shard_ends.push(out.index_in_shard.len());
-                }
-                shard = hit.shard_ordinal;
-                out.shards.extend_from_slice(hit.shard);
-            }
-            out.index_in_shard.push(hit.index_in_shard);
-            let (chunk, rest) = row.split_at_mut(rank);
-            let (inner_out, rest) = rest.split_at_mut(rank);
-            let (chunk_lo_out, rest) = rest.split_at_mut(rank);
-            let (chunk_hi_out, rest) = rest.split_at_mut(rank);
-            let (shard_lo_out, rest) = rest.split_at_mut(rank);
-            let (shard_hi_out, rest) = rest.split_at_mut(rank);
-            let (sample_lo_out, sample_hi_out) = rest.split_at_mut(rank);
-            for a in 0..rank {
-                let (c_lo, l, h) = hit.corners(a);
-                chunk[a] = hit.chunk_coord(a);
-                inner_out[a] = hit.inner[a];
-                chunk_lo_out[a] = l - c_lo;
-                chunk_hi_out[a] = h - c_lo;
-                shard_lo_out[a] = l - hit.origin[a];
-                shard_hi_out[a] = h - hit.origin[a];
-                sample_lo_out[a] = l - hit.lo[a];
-                sample_hi_out[a] = h - hit.lo[a];
-            }
-            out.coords.extend_from_slice(row);
-            ControlFlow::Continue(())
-        });
-        debug_assert!(flow.is_continue());
-        if shard != usize::MAX {
-            out.shard_ends.push(out.index_in_shard.len());
-        }
-        Ok(())
-    }
-
-    /// Validates `aabb` against this grid and returns its hits, to be visited one chunk at
-    /// a time without allocating ([`Hits::for_each`]). Every error
-    /// [`ArrayGeometry::intersect`] can return is found here, before any visit.
-    ///
-    /// # Errors
-    /// As [`ArrayGeometry::intersect`].
-    pub fn hits<'a>(&'a self, aabb: &'a Aabb) -> Result<Hits<'a>> {
         self.check_box(aabb)?;
         let rank = self.rank();
         // Axis arrays of at most MAX_RANK entries (checked by `check_box` through the
@@ -333,18 +281,12 @@ impl ArrayGeometry {
         if rank > MAX_RANK || self.shard_shape.len() != rank || self.chunk_shape.len() != rank {
             return Err(Error::Rank { rank });
         }
+        out.rank = rank;
         let (lo, hi) = (&aabb.lo[..rank], &aabb.hi[..rank]);
         let (shard_shape, chunk_shape) = (&self.shard_shape[..rank], &self.chunk_shape[..rank]);
-        let mut h = Hits {
-            geometry: self,
-            aabb,
-            rank,
-            per_shard: [0; MAX_RANK],
-            shard_lo: [0; MAX_RANK],
-            shard_hi: [0; MAX_RANK],
-            strides: None,
-            num_shards: 1,
-        };
+        let mut per_shard = [0u64; MAX_RANK];
+        let mut shard_lo = [0u64; MAX_RANK];
+        let mut shard_hi = [0u64; MAX_RANK];
         for a in 0..rank {
             if shard_shape[a] == 0 || chunk_shape[a] == 0 {
                 return Err(Error::InvalidField {
@@ -352,255 +294,103 @@ impl ArrayGeometry {
                     reason: format!("extent 0 on axis {a}"),
                 });
             }
-            h.per_shard[a] = shard_shape[a] / chunk_shape[a];
+            per_shard[a] = shard_shape[a] / chunk_shape[a];
             // The shard range touched on each axis, inclusive.
-            h.shard_lo[a] = lo[a] / shard_shape[a];
-            h.shard_hi[a] = (hi[a] - 1) / shard_shape[a];
-            let along = usize::try_from(h.shard_hi[a] - h.shard_lo[a] + 1).unwrap_or(usize::MAX);
-            h.num_shards = h.num_shards.saturating_mul(along);
+            shard_lo[a] = lo[a] / shard_shape[a];
+            shard_hi[a] = (hi[a] - 1) / shard_shape[a];
         }
+        let (shard_lo, shard_hi) = (&shard_lo[..rank], &shard_hi[..rank]);
+        let per_shard = &per_shard[..rank];
         // C-order strides of the shard's chunk grid, when shards are whole multiples of
         // chunks and their chunk count fits in u64 (as `from_shapes` ensures): then every
         // inner coordinate is below its axis's count and every index within a shard fits.
-        let mut strides = [0u64; MAX_RANK];
+        let mut stride_buf = [0u64; MAX_RANK];
         let mut count = Some(1u64);
         for a in (0..rank).rev() {
-            strides[a] = count.unwrap_or(0);
+            stride_buf[a] = count.unwrap_or(0);
             count = count
                 .filter(|_| shard_shape[a] % chunk_shape[a] == 0)
-                .and_then(|n| n.checked_mul(h.per_shard[a]));
+                .and_then(|n| n.checked_mul(per_shard[a]));
         }
-        if count.is_some() {
-            h.strides = Some(strides);
-        } else {
-            // Fields set by hand past `from_shapes`' checks: an index may not fit. The C-order
-            // index grows with every inner coordinate, so each shard's last chunk hit has
-            // its largest index (and largest partial sums): checking those finds any
-            // overflow before a visit.
-            let flow = h.walk_shards(|s| {
-                let ok = (0..rank)
-                    .try_fold(0u64, |idx, a| {
-                        idx.checked_mul(h.per_shard[a])?.checked_add(s.chunk_hi[a])
-                    })
-                    .is_some();
-                if ok { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
-            });
-            if flow.is_break() {
-                return Err(Error::Overflow { what: "chunk index within shard" });
-            }
-        }
-        Ok(h)
-    }
-}
+        let strides = count.map(|_| &stride_buf[..rank]);
 
-/// A validated box over a grid: its chunk hits, visited in [`ArrayGeometry::intersect`]'s
-/// order by [`Hits::for_each`] without allocating.
-#[derive(Debug, Clone)]
-pub struct Hits<'a> {
-    geometry: &'a ArrayGeometry,
-    aabb: &'a Aabb,
-    rank: usize,
-    per_shard: [u64; MAX_RANK],
-    shard_lo: [u64; MAX_RANK],
-    shard_hi: [u64; MAX_RANK],
-    /// C-order strides of a shard's chunk grid; `None` when the grid is inconsistent and
-    /// indexes are formed with checks.
-    strides: Option<[u64; MAX_RANK]>,
-    num_shards: usize,
-}
-
-/// One shard during a walk: its coordinates, origin and the inner chunk range touched.
-struct ShardWalk<'s> {
-    coords: &'s [u64],
-    origin: &'s [u64],
-    chunk_lo: &'s [u64],
-    chunk_hi: &'s [u64],
-}
-
-impl<'a> Hits<'a> {
-    /// Number of shards touched (the length of `intersect`'s result).
-    pub fn num_shards(&self) -> usize {
-        self.num_shards
-    }
-
-    /// Calls `visit` on every shard touched, in C order.
-    fn walk_shards<B>(
-        &self,
-        mut visit: impl FnMut(&ShardWalk<'_>) -> ControlFlow<B>,
-    ) -> ControlFlow<B> {
-        let rank = self.rank;
-        let g = self.geometry;
-        let (lo, hi) = (&self.aabb.lo[..rank], &self.aabb.hi[..rank]);
-        let (shard_shape, chunk_shape) = (&g.shard_shape[..rank], &g.chunk_shape[..rank]);
-        let (shard_lo, shard_hi) = (&self.shard_lo[..rank], &self.shard_hi[..rank]);
         let mut shard = [0u64; MAX_RANK];
         let shard = &mut shard[..rank];
         shard.copy_from_slice(shard_lo);
         let mut origin = [0u64; MAX_RANK];
         let mut chunk_lo = [0u64; MAX_RANK];
         let mut chunk_hi = [0u64; MAX_RANK];
+        let mut inner = [0u64; MAX_RANK];
         loop {
-            // Shard origin and the box clipped to it, in array coordinates. The origin
-            // cannot overflow: it is at most the box's last voxel.
+            // Shard origin and the box clipped to it, in array coordinates.
             for a in 0..rank {
-                origin[a] = shard[a].saturating_mul(shard_shape[a]);
+                origin[a] = shard[a]
+                    .checked_mul(shard_shape[a])
+                    .ok_or(Error::Overflow { what: "shard origin" })?;
                 chunk_lo[a] = (lo[a].max(origin[a]) - origin[a]) / chunk_shape[a];
                 let end = hi[a].min(origin[a].saturating_add(shard_shape[a]));
                 chunk_hi[a] = (end - 1 - origin[a]) / chunk_shape[a];
             }
-            visit(&ShardWalk {
-                coords: shard,
-                origin: &origin[..rank],
-                chunk_lo: &chunk_lo[..rank],
-                chunk_hi: &chunk_hi[..rank],
-            })?;
-            if !step(shard, shard_lo, shard_hi) {
-                return ControlFlow::Continue(());
-            }
-        }
-    }
-
-    /// Calls `visit` on every chunk hit, shards in C order and chunks in C order within
-    /// each, stopping at the first `Break`.
-    pub fn for_each<B>(
-        &self,
-        mut visit: impl FnMut(&HitRef<'_>) -> ControlFlow<B>,
-    ) -> ControlFlow<B> {
-        let rank = self.rank;
-        let g = self.geometry;
-        let per_shard = &self.per_shard[..rank];
-        let mut ordinal = 0;
-        let mut inner = [0u64; MAX_RANK];
-        self.walk_shards(|s| {
+            out.shards.extend_from_slice(shard);
+            let (chunk_lo, chunk_hi) = (&chunk_lo[..rank], &chunk_hi[..rank]);
+            // The shard's hits, reserved at once (a hint only: saturates on absurd grids).
+            let count = (0..rank).fold(1usize, |n, a| {
+                let along = usize::try_from(chunk_hi[a] - chunk_lo[a] + 1).unwrap_or(usize::MAX);
+                n.saturating_mul(along)
+            });
+            out.index_in_shard.reserve(count);
+            out.coords.reserve(count.saturating_mul(CHUNK_FIELDS * rank));
             let inner = &mut inner[..rank];
-            inner.copy_from_slice(s.chunk_lo);
+            inner.copy_from_slice(chunk_lo);
+            let mut row = [0u64; CHUNK_FIELDS * MAX_RANK];
+            let row = &mut row[..CHUNK_FIELDS * rank];
             loop {
-                let index_in_shard = match &self.strides {
+                let index_in_shard = match strides {
                     // Below the shard's chunk count, which fits in u64.
                     Some(strides) => (0..rank).map(|a| inner[a] * strides[a]).sum(),
-                    // Checked in `hits` not to overflow.
-                    None => (0..rank).fold(0u64, |idx, a| {
-                        idx.saturating_mul(per_shard[a]).saturating_add(inner[a])
-                    }),
+                    // Fields set by hand past `from_shapes`' checks: the chunk count may not
+                    // fit, so each visited index is checked as it is formed.
+                    None => (0..rank)
+                        .try_fold(0u64, |idx, a| {
+                            idx.checked_mul(per_shard[a])?.checked_add(inner[a])
+                        })
+                        .ok_or(Error::Overflow { what: "chunk index within shard" })?,
                 };
-                visit(&HitRef {
-                    shard_ordinal: ordinal,
-                    shard: s.coords,
-                    inner,
-                    index_in_shard,
-                    origin: s.origin,
-                    lo: &self.aabb.lo[..rank],
-                    hi: &self.aabb.hi[..rank],
-                    chunk_shape: &g.chunk_shape[..rank],
-                    per_shard,
-                })?;
-                if !step(inner, s.chunk_lo, s.chunk_hi) {
+                out.index_in_shard.push(index_in_shard);
+                let (chunk, rest) = row.split_at_mut(rank);
+                let (inner_out, rest) = rest.split_at_mut(rank);
+                let (chunk_lo_out, rest) = rest.split_at_mut(rank);
+                let (chunk_hi_out, rest) = rest.split_at_mut(rank);
+                let (shard_lo_out, rest) = rest.split_at_mut(rank);
+                let (shard_hi_out, rest) = rest.split_at_mut(rank);
+                let (sample_lo_out, sample_hi_out) = rest.split_at_mut(rank);
+                for a in 0..rank {
+                    // Chunk box in array coordinates (cannot overflow: it lies inside the
+                    // shard, whose origin was computed with checks, and shard extents are
+                    // multiples of chunk extents).
+                    let c_lo = origin[a] + inner[a] * chunk_shape[a];
+                    let l = lo[a].max(c_lo);
+                    let h = hi[a].min(c_lo.saturating_add(chunk_shape[a]));
+                    chunk[a] = shard[a] * per_shard[a] + inner[a];
+                    inner_out[a] = inner[a];
+                    chunk_lo_out[a] = l - c_lo;
+                    chunk_hi_out[a] = h - c_lo;
+                    shard_lo_out[a] = l - origin[a];
+                    shard_hi_out[a] = h - origin[a];
+                    sample_lo_out[a] = l - lo[a];
+                    sample_hi_out[a] = h - lo[a];
+                }
+                out.coords.extend_from_slice(row);
+                if !step(inner, chunk_lo, chunk_hi) {
                     break;
                 }
             }
-            ordinal += 1;
-            ControlFlow::Continue(())
-        })
-    }
-}
-
-/// One chunk hit during [`Hits::for_each`]: its coordinates, with the boxes of
-/// [`ChunkHit`] computed on request.
-#[derive(Debug, Clone, Copy)]
-pub struct HitRef<'a> {
-    /// Position of the shard among those touched (C order), as in `intersect`'s result.
-    pub shard_ordinal: usize,
-    /// The shard's coordinates in the outer grid.
-    pub shard: &'a [u64],
-    /// Coordinates within the shard's chunk grid.
-    pub inner: &'a [u64],
-    /// C-order index within the shard: the shard index entry to read (0 when unsharded).
-    pub index_in_shard: u64,
-    origin: &'a [u64],
-    lo: &'a [u64],
-    hi: &'a [u64],
-    chunk_shape: &'a [u64],
-    per_shard: &'a [u64],
-}
-
-impl HitRef<'_> {
-    /// On axis `a`: the chunk's first voxel and the intersection's bounds, in array
-    /// coordinates. The chunk lies inside its shard, whose extents are multiples of chunk
-    /// extents, so its corner cannot overflow.
-    fn corners(&self, a: usize) -> (u64, u64, u64) {
-        let c_lo = self.origin[a] + self.inner[a] * self.chunk_shape[a];
-        let l = self.lo[a].max(c_lo);
-        let h = self.hi[a].min(c_lo.saturating_add(self.chunk_shape[a]));
-        (c_lo, l, h)
-    }
-
-    /// The chunk's coordinate in the global inner-chunk grid on axis `a`.
-    fn chunk_coord(&self, a: usize) -> u64 {
-        self.shard[a] * self.per_shard[a] + self.inner[a]
-    }
-
-    fn rank(&self) -> usize {
-        self.inner.len()
-    }
-
-    /// Coordinates in the global inner-chunk grid.
-    pub fn chunk(&self) -> Vec<u64> {
-        (0..self.rank()).map(|a| self.chunk_coord(a)).collect()
-    }
-
-    /// The intersection on axis `a` relative to `frame`'s origin.
-    fn bounds(&self, a: usize, frame: Frame) -> (u64, u64) {
-        let (c_lo, l, h) = self.corners(a);
-        let o = match frame {
-            Frame::Chunk => c_lo,
-            Frame::Shard => self.origin[a],
-            Frame::Sample => self.lo[a],
-        };
-        (l - o, h - o)
-    }
-
-    fn relative(&self, frame: Frame) -> Aabb {
-        let rank = self.rank();
-        Aabb {
-            lo: (0..rank).map(|a| self.bounds(a, frame).0).collect(),
-            hi: (0..rank).map(|a| self.bounds(a, frame).1).collect(),
+            out.shard_ends.push(out.index_in_shard.len());
+            if !step(shard, shard_lo, shard_hi) {
+                return Ok(());
+            }
         }
     }
-
-    /// The intersection in the chunk's own coordinates.
-    pub fn in_chunk(&self) -> Aabb {
-        self.relative(Frame::Chunk)
-    }
-
-    /// The intersection in the shard's coordinates.
-    pub fn in_shard(&self) -> Aabb {
-        self.relative(Frame::Shard)
-    }
-
-    /// The intersection in the sample's coordinates (relative to the box's `lo`).
-    pub fn in_sample(&self) -> Aabb {
-        self.relative(Frame::Sample)
-    }
-
-    /// The owned form, as [`ArrayGeometry::intersect`] returns it.
-    pub fn to_hit(&self) -> ChunkHit {
-        ChunkHit {
-            chunk: self.chunk(),
-            inner: self.inner.to_vec(),
-            index_in_shard: self.index_in_shard,
-            in_chunk: self.in_chunk(),
-            in_shard: self.in_shard(),
-            in_sample: self.in_sample(),
-        }
-    }
-}
-
-/// The origin a [`HitRef`] box is expressed against.
-#[derive(Clone, Copy)]
-enum Frame {
-    Chunk,
-    Shard,
-    Sample,
 }
 
 /// Advances `cur` to the next coordinate of the inclusive box `[lo, hi]` in C order;
@@ -1074,7 +864,6 @@ mod tests {
         let e = Err(Error::Overflow { what: "chunk index within shard" });
         assert_eq!(reference_intersect(&g, &overflows), e);
         assert_eq!(g.intersect(&overflows), e);
-        assert!(g.hits(&overflows).is_err());
     }
 
     #[test]
@@ -1137,37 +926,6 @@ mod tests {
             let b = Aabb::new(lo, hi).unwrap();
             let want = reference_intersect(&g, &b);
             prop_assert_eq!(g.intersect(&b), want);
-        }
-
-        /// Visiting with `hits` gives the reference's shards and chunk hits, in its order,
-        /// and stops at the first `Break`.
-        #[test]
-        fn visited_hits_equal_the_reference((g, b) in case(), stop in 0usize..20) {
-            let want = reference_intersect(&g, &b).unwrap();
-            let hits = g.hits(&b).unwrap();
-            prop_assert_eq!(hits.num_shards(), want.len());
-            let mut got: Vec<ShardHit> = Vec::new();
-            let flow = hits.for_each(|h| {
-                if h.shard_ordinal == got.len() {
-                    got.push(ShardHit { shard: h.shard.to_vec(), chunks: Vec::new() });
-                }
-                got[h.shard_ordinal].chunks.push(h.to_hit());
-                ControlFlow::<()>::Continue(())
-            });
-            prop_assert!(flow.is_continue());
-            prop_assert_eq!(&got, &want);
-            let mut seen = 0;
-            let flow = hits.for_each(|_| {
-                seen += 1;
-                if seen > stop { ControlFlow::Break(seen) } else { ControlFlow::Continue(()) }
-            });
-            let total: usize = want.iter().map(|s| s.chunks.len()).sum();
-            if stop < total {
-                prop_assert_eq!(flow, ControlFlow::Break(stop + 1));
-            } else {
-                prop_assert_eq!(flow, ControlFlow::Continue(()));
-                prop_assert_eq!(seen, total);
-            }
         }
 
         /// Boxes outside the array or of another rank fail with the reference's error.
