@@ -811,6 +811,27 @@ impl Engine {
                 }
             }
         }
+        // nvCOMP may write past the output of a corrupt frame that passed the host
+        // check, into other chunks of this wave (seen on the H200): every sample drawing
+        // on this wave is suspect, not only the failed chunk's. It is reported, never
+        // delivered as good data (`OnError::Fill` fills it).
+        if let Some(&first) = failed_chunks.first()
+            && let Some((key, coords, _)) = h.chunks.get(first)
+        {
+            let err = SampleError::Decode {
+                path: PathBuf::from(&**key),
+                chunk: coords.clone(),
+                source: zarr::Error::Decompress {
+                    codec: "zstd (nvCOMP)",
+                    message: "a corrupt chunk in the same device wave may have overwritten \
+                              this sample's data"
+                        .into(),
+                },
+            };
+            for (_, _, samples) in &h.chunks {
+                errors.extend(samples.iter().map(|&p| (p, err.clone())));
+            }
+        }
         Ok(())
     }
 
