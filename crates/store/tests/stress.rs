@@ -98,11 +98,7 @@ fn many_threads_many_ranged_reads_every_byte_checked() {
     let st = s.stats();
     // Every batched read is submitted; a synchronous read is too unless its file was
     // already open (then it runs on the caller's thread).
-    assert!(
-        (8 * 25 * 12..=8 * 25 * 13).contains(&st.submitted_reads),
-        "{}",
-        st.submitted_reads
-    );
+    assert!((8 * 25 * 12..=8 * 25 * 13).contains(&st.submitted_reads), "{}", st.submitted_reads);
     assert_eq!(st.errors, 0);
     assert!(st.fd_evictions > 0, "the cache bound must have forced evictions: {st:?}");
     assert!(st.inflight_high_water > 1);
