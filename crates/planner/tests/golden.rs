@@ -4,13 +4,9 @@
 //! recorded with the previous algorithm, so any change to any plan or error fails here.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use planner::{ArrayEntry, ArrayId, OutDtype, PlanLimits, SampleInput, ShardState};
-use zarr::{
-    Aabb, ArrayMetadata, ArrayToBytes, BytesToBytes, ChunkKeyEncoding, ChunkLocation, CodecChain,
-    DataType, Endian, FillValue, IndexLocation, Separator, ShardIndex, ShardingCodec,
-};
+use zarr::{Aabb, DataType, FillValue};
 
 use crate::common::{meta, mix, mix_coords, packed_index};
 
@@ -130,75 +126,9 @@ fn seeded_batches_plan_exactly_as_before() {
 const GOLDEN_SEEDED_COUNTS: (u32, u32, u64) = (322, 78, 11019);
 const GOLDEN_SEEDED_DIGEST: u64 = 0x52ba_81ef_8689_9ffb;
 
-/// The bench's `default` batch (benches/plan.rs): 128 random 128³ crops over 8 arrays of
-/// 512³ u16, shards 256×256×512, chunks 32×64×64.
-fn default_batch() -> (Vec<ArrayEntry>, Vec<SampleInput>) {
-    const SHAPE: [u64; 3] = [512, 512, 512];
-    const CROP: u64 = 128;
-    let bytes = |b2b| CodecChain {
-        array_to_array: vec![],
-        array_to_bytes: ArrayToBytes::Bytes { endian: Some(Endian::Little) },
-        bytes_to_bytes: b2b,
-    };
-    let m = Arc::new(ArrayMetadata {
-        shape: SHAPE.to_vec(),
-        data_type: DataType::UInt16,
-        chunk_shape: vec![256, 256, 512],
-        chunk_key_encoding: ChunkKeyEncoding::Default { separator: Separator::Slash },
-        fill_value: FillValue::zero(DataType::UInt16),
-        codecs: CodecChain {
-            array_to_array: vec![],
-            array_to_bytes: ArrayToBytes::Sharding(Box::new(ShardingCodec {
-                chunk_shape: vec![32, 64, 64],
-                codecs: bytes(vec![BytesToBytes::Zstd { level: 3, checksum: false }]),
-                index_codecs: bytes(vec![BytesToBytes::Crc32c]),
-                index_location: IndexLocation::End,
-            })),
-            bytes_to_bytes: vec![],
-        },
-        dimension_names: None,
-        attributes: Default::default(),
-    });
-    let arrays: Vec<ArrayEntry> = (0..8)
-        .map(|a| ArrayEntry::new(format!("/data/default/a{a}.zarr"), m.clone()).unwrap())
-        .collect();
-    let index = |seed: u64| {
-        let mut offset = 0;
-        let entries = (0..256)
-            .map(|i| {
-                let nbytes = 200_000 + mix(seed ^ i) % 24_000;
-                let e = ChunkLocation::Range { offset, nbytes };
-                offset += nbytes;
-                e
-            })
-            .collect();
-        Arc::new(ShardIndex::from_entries(entries))
-    };
-    let indexes: Vec<Vec<Arc<ShardIndex>>> =
-        (0..8u64).map(|a| (0..4u64).map(|s| index(a * 16 + s)).collect()).collect();
-    let samples = (0..128u64)
-        .map(|s| {
-            let a = (mix(s) % 8) as usize;
-            let lo: Vec<u64> =
-                (0..3).map(|ax| mix(s * 3 + ax + 1000) % (SHAPE[ax as usize] - CROP + 1)).collect();
-            let hi = lo.iter().map(|l| l + CROP).collect();
-            let aabb = Aabb::new(lo, hi).unwrap();
-            let hits = arrays[a].geometry.intersect(&aabb).unwrap();
-            let shards = hits
-                .iter()
-                .map(|h| {
-                    ShardState::Present(indexes[a][(h.shard[0] * 2 + h.shard[1]) as usize].clone())
-                })
-                .collect();
-            SampleInput { array: ArrayId(a as u32), aabb, shards }
-        })
-        .collect();
-    (arrays, samples)
-}
-
 #[test]
 fn default_batch_plans_exactly_as_before() {
-    let (arrays, samples) = default_batch();
+    let (arrays, samples) = crate::default_batch::batch();
     let plan = planner::plan(&arrays, &samples, &PlanLimits::default(), OutDtype::F32).unwrap();
     assert_eq!(
         (plan.chunks.len(), plan.stats.placements, plan.reads.len(), plan.waves.len()),

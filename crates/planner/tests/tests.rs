@@ -3,6 +3,9 @@
 
 mod common;
 mod corners;
+/// The bench's `default` batch, shared so that the golden test pins exactly what is benched.
+#[path = "../benches/default_batch.rs"]
+mod default_batch;
 mod errors;
 mod golden;
 mod props;
