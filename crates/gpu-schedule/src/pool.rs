@@ -280,6 +280,20 @@ impl<B: Backend, T> Pool<B, T> {
         Ok(self.lease(slot, generation))
     }
 
+    /// Refuses a release of any but the oldest unreleased generation of its slot.
+    fn check_order(&self, gens: &[SlotGen], lease: &Lease<B, T>) -> Result<()> {
+        let expected = gens[lease.slot].released;
+        if lease.generation != expected {
+            return Err(Error::ReleaseOutOfOrder {
+                pool: self.inner.spec.name,
+                slot: lease.slot,
+                generation: lease.generation,
+                expected,
+            });
+        }
+        Ok(())
+    }
+
     fn take_release(&self, lease: &Lease<B, T>) -> Result<()> {
         if !Arc::ptr_eq(&lease.pool, &self.inner) {
             return Err(Error::ForeignLease {
@@ -316,15 +330,7 @@ impl<B: Backend, T> Pool<B, T> {
         // The lock is held across the enqueue (not a blocking call) so that two releases of
         // one slot reach the stream in generation order.
         let mut gens = lock(&inner.gens);
-        let expected = gens[slot].released;
-        if lease.generation != expected {
-            return Err(Error::ReleaseOutOfOrder {
-                pool: inner.spec.name,
-                slot,
-                generation: lease.generation,
-                expected,
-            });
-        }
+        self.check_order(&gens, &lease)?;
         match inner.edge.decl().kind {
             EdgeKind::GenCounter => {
                 inner.table.publish(&inner.edge, slot, lease.generation + 1, stream)?
@@ -348,15 +354,7 @@ impl<B: Backend, T> Pool<B, T> {
         let inner = &*self.inner;
         let slot = lease.slot;
         let mut gens = lock(&inner.gens);
-        let expected = gens[slot].released;
-        if lease.generation != expected {
-            return Err(Error::ReleaseOutOfOrder {
-                pool: inner.spec.name,
-                slot,
-                generation: lease.generation,
-                expected,
-            });
-        }
+        self.check_order(&gens, &lease)?;
         inner.table.publish_host(&inner.edge, slot, lease.generation + 1, role)?;
         gens[slot].released += 1;
         Ok(())
