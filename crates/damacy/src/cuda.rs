@@ -679,21 +679,20 @@ impl Engine {
         gs("cuEventSynchronize", self.ready[lease.slot()].synchronize())
     }
 
-    /// Uploads descriptor pieces and launches `launch` per piece on `compute`: through the
-    /// wave slot's pinned buffer when given and there is room (an asynchronous copy), else
-    /// from pageable memory into `fallback` (the driver copies it before returning).
+    /// Uploads one descriptor piece and calls `launch` with its device range, on
+    /// `compute`: through the wave slot's pinned buffer while it has room (an asynchronous
+    /// copy), else from pageable memory into the slot's device buffer (the driver copies
+    /// it before returning; the launch reading it is ordered after, on the same stream).
     fn with_descs(
         &self,
-        slot: Option<&WaveBufs>,
+        w: &WaveBufs,
         used: &mut u64,
         packed: &[u8],
         launch: impl FnOnce(DeviceRange) -> Result<()>,
     ) -> Result<()> {
         let compute = self.cu("compute")?;
         let len = packed.len() as u64;
-        if let Some(w) = slot
-            && *used + len <= w.descs_host.len() as u64
-        {
+        if *used + len <= w.descs_host.len() as u64 {
             let at = *used as usize;
             // SAFETY: the slot is leased by this thread; the device read its previous
             // contents before the slot was released (harvested after `done`).
@@ -714,9 +713,7 @@ impl Engine {
             // SAFETY: inside the slot's descriptor allocation.
             return launch(unsafe { DeviceRange::from_raw(w.descs.device_ptr() + at as u64, len) });
         }
-        // Only the submit thread uploads into a leased slot's descriptors; `end_descs` is
-        // its own too (`descs` belongs to `pop`'s thread).
-        let dst = slot.map_or(&self.end_descs, |w| &w.descs);
+        let dst = &w.descs;
         gs("upload", self.backend.upload(compute, dst, 0, packed))?;
         // SAFETY: a live allocation of this engine, written just before on this stream.
         launch(unsafe { DeviceRange::from_raw(dst.device_ptr(), dst.len() as u64) })
@@ -991,11 +988,10 @@ impl Engine {
                 if c.next >= c.ctx.plan.waves.len()
                     && let Some(c) = cur.take()
                 {
-                    queue.push_back(Ahead::End {
-                        id: c.id,
-                        ctx: c.ctx,
-                        meta: c.meta,
-                        lease: c.lease,
+                    // The lease was taken above, before any wave was dispatched.
+                    queue.push_back(match c.lease {
+                        Some(lease) => Ahead::End { id: c.id, ctx: c.ctx, meta: c.meta, lease },
+                        None => Ahead::Failed { meta: c.meta, error: Error::Closed },
                     });
                 }
             }
@@ -1044,17 +1040,10 @@ impl Engine {
                     send(ToHarvest::Wave { slot, harvest, errors: host_errors });
                 }
                 Ahead::End { id, ctx, meta, lease } => {
-                    let Some(lease) = lease else {
-                        send(ToHarvest::Failed { meta, error: Error::Closed });
-                        continue;
-                    };
-                    let done = match &poisoned {
-                        Some((pid, _)) if *pid == id => Err(()),
-                        _ => Ok(()),
-                    };
-                    let outcome = match done {
-                        Err(()) => Err(poisoned.take().map_or(Error::Closed, |p| p.1)),
-                        Ok(()) => self.end_batch(&ctx, &lease, stats),
+                    let outcome = if poisoned.as_ref().is_some_and(|p| p.0 == id) {
+                        Err(poisoned.take().map_or(Error::Closed, |p| p.1))
+                    } else {
+                        self.end_batch(&ctx, &lease, stats)
                     };
                     match outcome {
                         Ok(()) => send(ToHarvest::End { meta, lease }),
@@ -1338,7 +1327,7 @@ impl Engine {
         for piece in places.chunks(DESC_CAP) {
             let packed = kernels::pack_placements(piece, kind, ctx.out_elems)
                 .map_err(|e| gpu_err("pack placements", e))?;
-            self.with_descs(Some(w), &mut used, bytemuck::cast_slice(&packed), |b| {
+            self.with_descs(w, &mut used, bytemuck::cast_slice(&packed), |b| {
                 // SAFETY: the leased batch buffer, held until the batch is handed out.
                 let d = unsafe { DeviceRange::from_raw(out.0, out.1) };
                 // SAFETY: sources are arena regions written earlier on this stream
@@ -1434,7 +1423,7 @@ struct Dispatched {
 /// The submit thread's queue, in submission order.
 enum Ahead<M, P> {
     Wave { id: u64, wave: Dispatched },
-    End { id: u64, ctx: BatchCtx, meta: M, lease: Option<BatchLease> },
+    End { id: u64, ctx: BatchCtx, meta: M, lease: BatchLease },
     Failed { meta: M, error: Error },
     Pass(P),
 }
