@@ -359,8 +359,9 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Whether nvCOMP use is switched off by `DAMACY_NVCOMP=off`.
-fn nvcomp_disabled() -> bool {
+/// Whether nvCOMP use is switched off by `DAMACY_NVCOMP=off` (the bench's nvCOMP ceiling
+/// reads it too: a ceiling for a decoder the engine does not use would mislead).
+pub(crate) fn nvcomp_disabled() -> bool {
     std::env::var("DAMACY_NVCOMP").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
 }
 

@@ -39,12 +39,6 @@ pub(crate) struct GpuDecodeRate {
     pub calls: u64,
 }
 
-/// Whether nvCOMP use is switched off by `DAMACY_NVCOMP=off` (as the engine reads it: a
-/// ceiling for a decoder the engine does not use would mislead).
-fn nvcomp_disabled() -> bool {
-    std::env::var("DAMACY_NVCOMP").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
-}
-
 fn align_up(v: u64, a: u64) -> Option<u64> {
     let a = a.max(1);
     Some(v.checked_add(a - 1)? / a * a)
@@ -77,7 +71,11 @@ pub(crate) fn measure(
     reference: Option<&[u8]>,
     duration: Duration,
 ) -> Option<GpuDecodeRate> {
-    if frames.is_empty() || chunk_bytes == 0 || chunks_per_call == 0 || nvcomp_disabled() {
+    if frames.is_empty()
+        || chunk_bytes == 0
+        || chunks_per_call == 0
+        || crate::cuda::nvcomp_disabled()
+    {
         return None;
     }
     if !gpu_schedule::driver_present() {
