@@ -13,6 +13,7 @@
 //! - [`blosc`]: blosc1 frame parsing into a [`blosc::BloscLayout`], CPU decode and a small encoder.
 //! - [`decode`]: [`decode_chunk`], the whole codec chain for one chunk into a caller buffer.
 //! - [`geometry`]: [`Aabb`], [`ArrayGeometry`]: box ∩ array → shards → inner chunks.
+//! - [`odometer`]: C-order multi-index iteration ([`odometer::advance`]) and strides.
 #![forbid(unsafe_code)]
 
 pub mod blosc;
@@ -22,6 +23,7 @@ pub mod dtype;
 pub mod error;
 pub mod geometry;
 pub mod metadata;
+pub mod odometer;
 pub mod shard_index;
 
 pub use codec::{
