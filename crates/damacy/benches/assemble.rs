@@ -22,7 +22,7 @@ fn assemble(c: &mut Criterion) {
     {
         let chunk = vec![0x3cu8; elems as usize * src.size()];
         for out in [OutDtype::F32, OutDtype::Bf16, OutDtype::F16, OutDtype::Native] {
-            let out_size = damacy::cast::out_size(out, src);
+            let out_size = out.size(src);
             let mut dst = vec![0u8; sample_shape.iter().product::<u64>() as usize * out_size];
             let sc = Scatter {
                 src_dtype: src,

@@ -10,18 +10,10 @@
 
 use std::ops::Range;
 
+use zarr::odometer::{advance, c_strides};
 use zarr::{Aabb, DataType, FillValue};
 
 use crate::config::OutDtype;
-
-/// Bytes per output element for a pipeline of source type `src`.
-pub fn out_size(out: OutDtype, src: DataType) -> usize {
-    match out {
-        OutDtype::F32 => 4,
-        OutDtype::Bf16 | OutDtype::F16 => 2,
-        OutDtype::Native => src.size(),
-    }
-}
 
 pub use kernels::cast::{bf16_bits_to_f32, f16_bits_to_f32, f32_to_bf16_bits, f32_to_f16_bits};
 
@@ -80,7 +72,7 @@ pub(crate) fn cast_run(src_t: DataType, out: OutDtype, src: &[u8], dst: &mut [u8
 
 /// One element of the fill value, cast to the output type.
 pub fn cast_fill(fill: &FillValue, src_t: DataType, out: OutDtype) -> Vec<u8> {
-    let mut v = vec![0u8; out_size(out, src_t)];
+    let mut v = vec![0u8; out.size(src_t)];
     cast_run(src_t, out, fill.as_ne_bytes(), &mut v);
     v
 }
@@ -97,24 +89,15 @@ pub struct Scatter<'a> {
     pub in_sample: &'a Aabb,
 }
 
-/// Row-major strides (in elements) of `shape`.
-fn strides(shape: &[u64]) -> Vec<u64> {
-    let mut s = vec![1u64; shape.len()];
-    for a in (0..shape.len().saturating_sub(1)).rev() {
-        s[a] = s[a + 1] * shape[a + 1];
-    }
-    s
-}
-
 /// Calls `f(src_row_start, dst_row_start, row_len)` (in elements) for every row of the
 /// intersection, iterating all axes but the last in C order.
 fn for_each_row(sc: &Scatter<'_>, mut f: impl FnMut(u64, u64, u64)) {
     let rank = sc.chunk_shape.len();
-    let cs = strides(sc.chunk_shape);
-    let ss = strides(sc.sample_shape);
+    let cs = c_strides(sc.chunk_shape);
+    let ss = c_strides(sc.sample_shape);
     let ext = sc.in_sample.shape();
-    let row = ext[rank - 1];
-    let mut idx = vec![0u64; rank.saturating_sub(1)];
+    let (outer, row) = ext.split_at(rank - 1);
+    let mut idx = vec![0u64; rank - 1];
     loop {
         let mut so = sc.in_chunk.lo[rank - 1];
         let mut d = sc.in_sample.lo[rank - 1];
@@ -122,19 +105,9 @@ fn for_each_row(sc: &Scatter<'_>, mut f: impl FnMut(u64, u64, u64)) {
             so += (sc.in_chunk.lo[a] + idx[a]) * cs[a];
             d += (sc.in_sample.lo[a] + idx[a]) * ss[a];
         }
-        f(so, d, row);
-        // Odometer over the outer axes.
-        let mut a = rank - 1;
-        loop {
-            if a == 0 {
-                return;
-            }
-            a -= 1;
-            idx[a] += 1;
-            if idx[a] < ext[a] {
-                break;
-            }
-            idx[a] = 0;
+        f(so, d, row[0]);
+        if !advance(&mut idx, outer) {
+            return;
         }
     }
 }
@@ -144,7 +117,7 @@ fn for_each_row(sc: &Scatter<'_>, mut f: impl FnMut(u64, u64, u64)) {
 /// its own view of the shared batch buffer; [`scatter`] writes into a slice.
 pub(crate) fn scatter_rows(sc: &Scatter<'_>, mut f: impl FnMut(Range<usize>, Range<usize>)) {
     let s = sc.src_dtype.size() as u64;
-    let o = out_size(sc.out, sc.src_dtype) as u64;
+    let o = sc.out.size(sc.src_dtype) as u64;
     for_each_row(sc, |src, d, n| {
         f((src * s) as usize..((src + n) * s) as usize, (d * o) as usize..((d + n) * o) as usize);
     });

@@ -9,20 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Element type of the batch tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum OutDtype {
-    /// 32-bit float.
-    #[default]
-    F32,
-    /// bfloat16 (rounded to nearest even from the f32 value).
-    Bf16,
-    /// IEEE half (rounded to nearest even from the f32 value).
-    F16,
-    /// The arrays' own data type, bit for bit; every array of the pipeline must share it.
-    Native,
-}
+pub use zarr::OutDtype;
 
 /// Which engine builds the batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

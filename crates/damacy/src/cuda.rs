@@ -47,11 +47,10 @@ use gpu_schedule::{
 };
 use kernels::nvcomp::{NvcompLib, ZstdBatch, ZstdDecoder};
 use kernels::{
-    CopyRange, DecodeReport, DeviceRange, FillSpec, Kernels, OutKind, Placement, Shuffle,
-    ShuffleSpec, SrcDtype,
+    CopyRange, DecodeReport, DeviceRange, FillSpec, Kernels, Placement, Shuffle, ShuffleSpec,
 };
 use planner::{ArrayEntry, BatchPlan, ChunkSource, PlanLimits};
-use zarr::{ChunkRepr, DataType};
+use zarr::ChunkRepr;
 
 use crate::config::{Config, OutDtype};
 use crate::error::{Error, Result, SampleError};
@@ -126,43 +125,6 @@ pub(crate) fn route(chain: &zarr::CodecChain) -> Route {
     }
 }
 
-/// The kernels' code for a zarr data type.
-pub(crate) fn src_dtype(d: DataType) -> SrcDtype {
-    match d {
-        DataType::Bool => SrcDtype::Bool,
-        DataType::Int8 => SrcDtype::I8,
-        DataType::Int16 => SrcDtype::I16,
-        DataType::Int32 => SrcDtype::I32,
-        DataType::Int64 => SrcDtype::I64,
-        DataType::UInt8 => SrcDtype::U8,
-        DataType::UInt16 => SrcDtype::U16,
-        DataType::UInt32 => SrcDtype::U32,
-        DataType::UInt64 => SrcDtype::U64,
-        DataType::Float16 => SrcDtype::F16,
-        DataType::BFloat16 => SrcDtype::Bf16,
-        DataType::Float32 => SrcDtype::F32,
-        DataType::Float64 => SrcDtype::F64,
-    }
-}
-
-pub(crate) fn out_kind(d: OutDtype) -> OutKind {
-    match d {
-        OutDtype::F32 => OutKind::F32,
-        OutDtype::Bf16 => OutKind::Bf16,
-        OutDtype::F16 => OutKind::F16,
-        OutDtype::Native => OutKind::Native,
-    }
-}
-
-/// Bytes of one output element at most (Native may be 8 bytes wide).
-pub(crate) fn max_out_size(d: OutDtype) -> u64 {
-    match d {
-        OutDtype::F32 => 4,
-        OutDtype::Bf16 | OutDtype::F16 => 2,
-        OutDtype::Native => 8,
-    }
-}
-
 /// Per-wave sizes derived from the budgets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sizing {
@@ -214,7 +176,7 @@ pub(crate) fn size(cfg: &Config, temp: u64, chunks: u64) -> Result<Sizing> {
     let over = |knob| Error::ConfigOverflow { knob };
     let batch_bytes = cfg
         .batch_elements()?
-        .checked_mul(max_out_size(cfg.dtype))
+        .checked_mul(cfg.dtype.max_size() as u64)
         .ok_or(over("sample_shape"))?
         .max(8);
     let batches =
@@ -1299,7 +1261,7 @@ impl Engine {
             for p in &chunk.placements {
                 keep.push((
                     ar0 + reg.arena,
-                    src_dtype(facts.0.data_type),
+                    facts.0.data_type,
                     shuffle,
                     chunk.array.index(),
                     p.in_chunk.lo.clone(),
@@ -1323,7 +1285,7 @@ impl Engine {
                 extent: &k.7,
             })
             .collect();
-        let kind = out_kind(ctx.out_dtype);
+        let kind = ctx.out_dtype;
         let mut used = 0u64;
         for piece in places.chunks(DESC_CAP) {
             let packed = kernels::pack_placements(piece, kind, ctx.out_elems)

@@ -21,7 +21,7 @@ use prefetch_cache::{PrefetchConfig, Prefetcher, ReadySample, SampleRequest};
 use zarr::DataType;
 
 use crate::batch::{Batch, Sample, SampleInfo};
-use crate::config::{Config, OnError, OutDtype};
+use crate::config::{Config, OnError};
 use crate::error::{Error, Result, SampleError};
 use crate::host::{ArrayFacts, BatchWork, JobKind, Progress, Scratch};
 use crate::resolve::resolved;
@@ -250,12 +250,7 @@ impl Pipeline {
         }
         // Output element size: known for the float outputs; `Native` takes the widest
         // source type (8 bytes), as the arrays' type is not known until they are read.
-        let elem = match cfg.dtype {
-            OutDtype::F32 => 4,
-            OutDtype::Bf16 | OutDtype::F16 => 2,
-            OutDtype::Native => 8,
-        };
-        let batch_bytes = usize::try_from(cfg.batch_elements()? * elem)
+        let batch_bytes = usize::try_from(cfg.batch_elements()? * cfg.dtype.max_size() as u64)
             .map_err(|_| Error::ConfigOverflow { knob: "sample_shape" })?;
         let slots = Arc::new(Slots::new(cfg.batches_in_flight, batch_bytes)?);
         let mut pcfg = PrefetchConfig::for_batch(cfg.samples_per_batch);
@@ -883,7 +878,7 @@ fn build(
             }
         };
         let dt = r.entry.meta.data_type;
-        let out_el = to_planner(cfg.dtype).element(dt);
+        let out_el = cfg.dtype.element(dt);
         match element {
             None => element = Some(out_el),
             Some(e) if e != out_el => {
@@ -916,7 +911,7 @@ fn build(
         positions.push(pos);
     }
     let element = element.unwrap_or(DataType::Float32);
-    let out_size = crate::cast::out_size(cfg.dtype, element);
+    let out_size = cfg.dtype.size(element);
     for f in &mut fills {
         if f.is_empty() {
             // A sample whose metadata could not be read has no known fill value: zeros.
@@ -934,7 +929,7 @@ fn build(
     if let Some(e) = &sh.engine {
         limits = e.sizing.limits(cfg);
     }
-    let plan = match planner::plan(&arrays, &inputs, &limits, to_planner(cfg.dtype)) {
+    let plan = match planner::plan(&arrays, &inputs, &limits, cfg.dtype) {
         Ok(p) => p,
         Err(e) => {
             let err = SampleError::Plan(Box::new(e));
@@ -1002,15 +997,6 @@ fn build(
         }
     }
     Pending::Work(Box::new(PendingWork { id, work, lease, infos, element, early, fills }))
-}
-
-fn to_planner(d: OutDtype) -> planner::OutDtype {
-    match d {
-        OutDtype::F32 => planner::OutDtype::F32,
-        OutDtype::Bf16 => planner::OutDtype::Bf16,
-        OutDtype::F16 => planner::OutDtype::F16,
-        OutDtype::Native => planner::OutDtype::Native,
-    }
 }
 
 fn worker(sh: &Shared, rx: &crossbeam_channel::Receiver<Job>) {

@@ -5,98 +5,31 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use zarr::{DataType, OutDtype};
+
 use crate::error::{Error, Result};
 
 /// Most axes a box may have (the CUDA structs hold arrays of this length). Arrays of
 /// higher rank are refused with [`Error::RankTooLarge`]; the host engine handles up to 32.
 pub const MAX_RANK: usize = 8;
 
-/// Source element types: the 13 zarr data types (native-endian bytes in device memory).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum SrcDtype {
-    /// One byte, 0 is false, anything else true.
-    Bool = 0,
-    /// `int8`.
-    I8 = 1,
-    /// `int16`.
-    I16 = 2,
-    /// `int32`.
-    I32 = 3,
-    /// `int64`.
-    I64 = 4,
-    /// `uint8`.
-    U8 = 5,
-    /// `uint16`.
-    U16 = 6,
-    /// `uint32`.
-    U32 = 7,
-    /// `uint64`.
-    U64 = 8,
-    /// IEEE half.
-    F16 = 9,
-    /// bfloat16.
-    Bf16 = 10,
-    /// `float32`.
-    F32 = 11,
-    /// `float64`.
-    F64 = 12,
-}
-
-impl SrcDtype {
-    /// Every source type, in code order.
-    pub const ALL: [SrcDtype; 13] = [
-        SrcDtype::Bool,
-        SrcDtype::I8,
-        SrcDtype::I16,
-        SrcDtype::I32,
-        SrcDtype::I64,
-        SrcDtype::U8,
-        SrcDtype::U16,
-        SrcDtype::U32,
-        SrcDtype::U64,
-        SrcDtype::F16,
-        SrcDtype::Bf16,
-        SrcDtype::F32,
-        SrcDtype::F64,
-    ];
-
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            SrcDtype::Bool | SrcDtype::I8 | SrcDtype::U8 => 1,
-            SrcDtype::I16 | SrcDtype::U16 | SrcDtype::F16 | SrcDtype::Bf16 => 2,
-            SrcDtype::I32 | SrcDtype::U32 | SrcDtype::F32 => 4,
-            SrcDtype::I64 | SrcDtype::U64 | SrcDtype::F64 => 8,
-        }
-    }
-}
-
-/// The batch tensor's element type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum OutKind {
-    /// `f32`.
-    F32 = 0,
-    /// bfloat16, round to nearest even, canonical NaN `0x7fc0` (sign kept).
-    Bf16 = 1,
-    /// IEEE half, round to nearest even, overflow to infinity, canonical NaN `0x7e00`.
-    F16 = 2,
-    /// The source bytes unchanged.
-    Native = 3,
-}
-
-impl OutKind {
-    /// All output kinds.
-    pub const ALL: [OutKind; 4] = [OutKind::F32, OutKind::Bf16, OutKind::F16, OutKind::Native];
-
-    /// Bytes per output element for source type `src`.
-    pub fn size(self, src: SrcDtype) -> usize {
-        match self {
-            OutKind::F32 => 4,
-            OutKind::Bf16 | OutKind::F16 => 2,
-            OutKind::Native => src.size(),
-        }
+/// The code `kernels.cu` uses for a source element type (`enum SrcDtype` there): the
+/// one place the zarr data types are mirrored for the device.
+pub fn src_code(d: DataType) -> u32 {
+    match d {
+        DataType::Bool => 0,
+        DataType::Int8 => 1,
+        DataType::Int16 => 2,
+        DataType::Int32 => 3,
+        DataType::Int64 => 4,
+        DataType::UInt8 => 5,
+        DataType::UInt16 => 6,
+        DataType::UInt32 => 7,
+        DataType::UInt64 => 8,
+        DataType::Float16 => 9,
+        DataType::BFloat16 => 10,
+        DataType::Float32 => 11,
+        DataType::Float64 => 12,
     }
 }
 
@@ -134,7 +67,7 @@ pub struct Placement<'a> {
     /// shuffled).
     pub src: u64,
     /// The chunk's element type.
-    pub src_dtype: SrcDtype,
+    pub src_dtype: DataType,
     /// Blosc shuffle still to undo while gathering.
     pub shuffle: ShuffleSpec,
     /// The chunk's shape (row-major, last axis contiguous).
@@ -167,7 +100,7 @@ pub struct PackedPlacement {
     pub nbytes: u64,
     /// Axes used.
     pub rank: u32,
-    /// [`SrcDtype`] code.
+    /// [`src_code`] of the chunk's data type.
     pub src_dtype: u32,
     /// [`Shuffle`] code.
     pub shuffle: u32,
@@ -349,7 +282,7 @@ fn extent_u32(index: usize, ext: &[u64]) -> Result<([u32; MAX_RANK], u32)> {
 /// kernels' `u32` indexing.
 pub fn pack_placements(
     placements: &[Placement<'_>],
-    out: OutKind,
+    out: OutDtype,
     out_elems: u64,
 ) -> Result<Vec<PackedPlacement>> {
     let mut packed = Vec::with_capacity(placements.len());
@@ -368,7 +301,7 @@ pub fn pack_placements(
         if rank == 0 {
             return Err(Error::BadBox { index, what: "rank 0", axis: 0, value: 0, limit: 1 });
         }
-        if let (OutKind::Native, Some(first)) = (out, native_size)
+        if let (OutDtype::Native, Some(first)) = (out, native_size)
             && p.src_dtype.size() != first
         {
             return Err(Error::BadBox {
@@ -419,7 +352,7 @@ pub fn pack_placements(
             blocksize: p.shuffle.blocksize,
             nbytes,
             rank: rank as u32,
-            src_dtype: p.src_dtype as u32,
+            src_dtype: src_code(p.src_dtype),
             shuffle: p.shuffle.shuffle as u32,
             typesize: p.shuffle.typesize,
             count,

@@ -36,8 +36,8 @@ pub mod nvcomp;
 mod tests;
 
 pub use desc::{
-    CopyRange, DeviceRange, FillBox, FillSpec, MAX_RANK, OutKind, PackedFill, PackedPlacement,
-    Placement, Shuffle, ShuffleSpec, SrcDtype, pack_fills, pack_placements,
+    CopyRange, DeviceRange, FillBox, FillSpec, MAX_RANK, PackedFill, PackedPlacement, Placement,
+    Shuffle, ShuffleSpec, pack_fills, pack_placements, src_code,
 };
 pub use error::{Error, Result};
 #[cfg(feature = "cuda")]

@@ -14,10 +14,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use cudarc::driver::{CudaContext, CudaFunction, DriverError, sys};
 use cudarc::nvrtc::{CompileError, CompileOptions, compile_ptx_with_opts};
 use gpu_schedule::{CudaBackend, CudaStreamHandle};
+use zarr::{DataType, OutDtype};
 
-use crate::desc::{
-    CopyRange, DeviceRange, OutKind, PackedFill, PackedPlacement, ShuffleSpec, SrcDtype,
-};
+use crate::desc::{CopyRange, DeviceRange, PackedFill, PackedPlacement, ShuffleSpec};
 use crate::error::{Error, Result};
 use crate::sync::{Arc, Mutex, OnceLock, PoisonError};
 use crate::{ENTRY_POINTS, KERNELS_CU};
@@ -218,22 +217,22 @@ impl Kernels {
     pub unsafe fn assemble(
         &self,
         stream: &CudaStreamHandle,
-        out: OutKind,
+        out: OutDtype,
         dst: DeviceRange,
         descs: DeviceRange,
         count: u32,
     ) -> Result<()> {
         let name = match out {
-            OutKind::F32 => "damacy_assemble_f32",
-            OutKind::Bf16 => "damacy_assemble_bf16",
-            OutKind::F16 => "damacy_assemble_f16",
-            OutKind::Native => "damacy_assemble_native",
+            OutDtype::F32 => "damacy_assemble_f32",
+            OutDtype::Bf16 => "damacy_assemble_bf16",
+            OutDtype::F16 => "damacy_assemble_f16",
+            OutDtype::Native => "damacy_assemble_native",
         };
         need(name, "descriptors", descs, bytes_for(name, count, size_of::<PackedPlacement>())?)?;
         // Native output may be 8 bytes wide; f32/bf16/f16 need their own size.
         let align = match out {
-            OutKind::Native => SrcDtype::F64.size() as u64,
-            other => other.size(SrcDtype::U8) as u64,
+            OutDtype::Native => DataType::Float64.size() as u64,
+            other => other.size(DataType::UInt8) as u64,
         };
         if !dst.ptr().is_multiple_of(align) {
             return Err(Error::Misaligned { index: 0, addr: dst.ptr(), align });

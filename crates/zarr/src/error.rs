@@ -32,6 +32,9 @@ pub enum Error {
     /// A data type this crate does not know.
     #[error("unsupported data type `{name}`")]
     UnsupportedDataType { name: String },
+    /// An output element type that does not exist.
+    #[error("unknown output dtype `{name}`; expected one of f32, bf16, f16, native")]
+    UnsupportedOutDtype { name: String },
     /// A fill value that does not fit its data type.
     #[error("fill_value is invalid for data type {data_type}: {reason}")]
     FillValue { data_type: &'static str, reason: &'static str },

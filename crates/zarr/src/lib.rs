@@ -13,6 +13,7 @@
 //! - [`blosc`]: blosc1 frame parsing into a [`blosc::BloscLayout`], CPU decode and a small encoder.
 //! - [`decode`]: [`decode_chunk`], the whole codec chain for one chunk into a caller buffer.
 //! - [`geometry`]: [`Aabb`], [`ArrayGeometry`]: box ∩ array → shards → inner chunks.
+//! - [`out_dtype`]: [`OutDtype`], a batch's element type, and the [`Cast`] rule.
 //! - [`odometer`]: C-order multi-index iteration ([`odometer::advance`]) and strides.
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod error;
 pub mod geometry;
 pub mod metadata;
 pub mod odometer;
+pub mod out_dtype;
 pub mod shard_index;
 
 pub use codec::{
@@ -34,4 +36,5 @@ pub use dtype::{DataType, FillValue};
 pub use error::{Error, Result};
 pub use geometry::{Aabb, ArrayGeometry, ChunkHit, ShardHit};
 pub use metadata::{ArrayMetadata, ChunkKeyEncoding, Separator};
+pub use out_dtype::{Cast, OutDtype};
 pub use shard_index::{ChunkLocation, ShardIndex};

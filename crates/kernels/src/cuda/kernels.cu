@@ -14,7 +14,7 @@ typedef long long i64;
 
 #define MAX_RANK 8
 
-// Source dtype codes (kernels::SrcDtype).
+// Source dtype codes (kernels::src_code of zarr::DataType).
 #define DT_BOOL 0
 #define DT_I8 1
 #define DT_I16 2
@@ -29,7 +29,7 @@ typedef long long i64;
 #define DT_F32 11
 #define DT_F64 12
 
-// Output codes (kernels::OutKind).
+// Output codes (zarr::OutDtype).
 #define OUT_F32 0
 #define OUT_BF16 1
 #define OUT_F16 2

@@ -3,6 +3,7 @@
 //! bundle's `run.sh test` runs them.
 
 use gpu_schedule::{Backend, CudaBackend, CudaDeviceMem, CudaStreamHandle};
+use zarr::{DataType, OutDtype};
 
 use super::reference::{Rng, box_coords, scatter, strides};
 use crate::desc::*;
@@ -98,8 +99,8 @@ fn case(rng: &mut Rng, chunk: &[u64], sample: &[u64]) -> Case {
 fn run_assemble(
     g: &Gpu,
     case: &Case,
-    src_t: SrcDtype,
-    out: OutKind,
+    src_t: DataType,
+    out: OutDtype,
     chunks_dev: &[&CudaDeviceMem],
     shuffle: ShuffleSpec,
     chunks_plain: &[Vec<u8>],
@@ -155,11 +156,11 @@ fn assemble_every_dtype_rank_and_output_matches_the_host_cast_gpu() {
     for (chunk, sample) in SHAPES {
         let c = case(&mut rng, chunk, sample);
         let elems: u64 = chunk.iter().product();
-        for src_t in SrcDtype::ALL {
+        for src_t in DataType::ALL {
             let plain: Vec<Vec<u8>> = (0..2).map(|_| rng.elements(src_t, elems as usize)).collect();
             let dev: Vec<CudaDeviceMem> = plain.iter().map(|p| g.up(p)).collect();
             let devs: Vec<&CudaDeviceMem> = dev.iter().collect();
-            for out in OutKind::ALL {
+            for out in OutDtype::ALL {
                 let (got, want) =
                     run_assemble(&g, &c, src_t, out, &devs, ShuffleSpec::default(), &plain);
                 let what = format!("rank {} {src_t:?} -> {out:?}", chunk.len());
@@ -271,9 +272,14 @@ fn assemble_folds_blosc_unshuffle_into_the_gather_gpu() {
     let chunk: &[u64] = &[7, 11, 13];
     let sample: &[u64] = &[6, 9, 10];
     let c = case(&mut rng, chunk, sample);
-    for src_t in
-        [SrcDtype::U16, SrcDtype::F32, SrcDtype::F64, SrcDtype::U8, SrcDtype::I32, SrcDtype::Bf16]
-    {
+    for src_t in [
+        DataType::UInt16,
+        DataType::Float32,
+        DataType::Float64,
+        DataType::UInt8,
+        DataType::Int32,
+        DataType::BFloat16,
+    ] {
         for shuffle in [zarr::blosc::Shuffle::Byte, zarr::blosc::Shuffle::Bit] {
             // The frame's typesize wins over the dtype's: try a mismatched one too.
             for typesize in [src_t.size(), 4] {
@@ -294,7 +300,7 @@ fn assemble_folds_blosc_unshuffle_into_the_gather_gpu() {
                     assert!(shuffled.iter().all(|(_, s)| s == &shuffled[0].1));
                     let dev: Vec<CudaDeviceMem> = shuffled.iter().map(|(b, _)| g.up(b)).collect();
                     let devs: Vec<&CudaDeviceMem> = dev.iter().collect();
-                    for out in OutKind::ALL {
+                    for out in OutDtype::ALL {
                         let (got, want) =
                             run_assemble(&g, &c, src_t, out, &devs, shuffled[0].1, &plain);
                         let what = format!(
@@ -313,7 +319,7 @@ fn assemble_mixes_source_dtypes_in_one_launch_gpu() {
     let g = gpu();
     let mut rng = Rng::new(4);
     let shape: &[u64] = &[4, 16];
-    let types = [SrcDtype::U16, SrcDtype::F64, SrcDtype::Bool, SrcDtype::I64];
+    let types = [DataType::UInt16, DataType::Float64, DataType::Bool, DataType::Int64];
     let plain: Vec<Vec<u8>> = types.iter().map(|t| rng.elements(*t, 64)).collect();
     let dev: Vec<CudaDeviceMem> = plain.iter().map(|p| g.up(p)).collect();
     let lo = [0u64, 0];
@@ -330,17 +336,17 @@ fn assemble_mixes_source_dtypes_in_one_launch_gpu() {
             extent: shape,
         })
         .collect();
-    let packed = pack_placements(&placements, OutKind::Bf16, 256).unwrap();
+    let packed = pack_placements(&placements, OutDtype::Bf16, 256).unwrap();
     let descs = g.up(bytemuck::cast_slice(&packed));
     let dst = g.up(&[POISON; 512]);
     // SAFETY: packed for this output; chunks live until the sync.
-    unsafe { g.kernels.assemble(&g.stream, OutKind::Bf16, r(&dst), r(&descs), 4) }.unwrap();
+    unsafe { g.kernels.assemble(&g.stream, OutDtype::Bf16, r(&dst), r(&descs), 4) }.unwrap();
     let got = g.down(&dst);
     let mut want = vec![POISON; 512];
     for i in 0..4 {
         scatter(
             types[i],
-            OutKind::Bf16,
+            OutDtype::Bf16,
             &plain[i],
             shape,
             &lo,
@@ -354,7 +360,7 @@ fn assemble_mixes_source_dtypes_in_one_launch_gpu() {
     assert_same(&got, &want, 2, "mixed dtypes -> bf16");
     // The descriptor array must hold `count` entries.
     // SAFETY: refused before launch.
-    let e = unsafe { g.kernels.assemble(&g.stream, OutKind::Bf16, r(&dst), r(&descs), 5) };
+    let e = unsafe { g.kernels.assemble(&g.stream, OutDtype::Bf16, r(&dst), r(&descs), 5) };
     assert!(matches!(e, Err(Error::BufferTooSmall { .. })), "{e:?}");
 }
 

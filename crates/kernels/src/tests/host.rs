@@ -9,6 +9,7 @@ use crate::desc::*;
 use crate::error::Error;
 use crate::search::{Candidate, NVCOMP_SONAMES, SearchInputs, candidates, nvcomp_status_name};
 use crate::{ENTRY_POINTS, KERNELS_CU};
+use zarr::{DataType, OutDtype};
 
 fn placement<'a>(
     chunk_shape: &'a [u64],
@@ -20,7 +21,7 @@ fn placement<'a>(
 ) -> Placement<'a> {
     Placement {
         src: 0x1000,
-        src_dtype: SrcDtype::U16,
+        src_dtype: DataType::UInt16,
         shuffle: ShuffleSpec::default(),
         chunk_shape,
         in_chunk_lo,
@@ -35,7 +36,7 @@ fn placement<'a>(
 fn packing_computes_bases_strides_and_counts() {
     // Chunk 4x5x6, box at (1,2,3) of extent 2x3x3, into sample 2 of shape 3x4x8 at (0,1,4).
     let p = placement(&[4, 5, 6], &[1, 2, 3], 2, &[3, 4, 8], &[0, 1, 4], &[2, 3, 3]);
-    let packed = pack_placements(&[p], OutKind::F32, 3 * 3 * 4 * 8).unwrap();
+    let packed = pack_placements(&[p], OutDtype::F32, 3 * 3 * 4 * 8).unwrap();
     let k = packed[0];
     assert_eq!(k.src, 0x1000);
     assert_eq!(k.rank, 3);
@@ -46,7 +47,7 @@ fn packing_computes_bases_strides_and_counts() {
     assert_eq!(&k.src_stride[..3], &[30, 6, 1]);
     assert_eq!(&k.dst_stride[..3], &[32, 8, 1]);
     assert_eq!(k.nbytes, 120 * 2);
-    assert_eq!(k.src_dtype, SrcDtype::U16 as u32);
+    assert_eq!(k.src_dtype, DataType::UInt16 as u32);
     assert_eq!(k.shuffle, 0);
     // The packed form reproduces every (src, dst) element pair of the box.
     for c in box_coords(&[2, 3, 3]) {
@@ -59,7 +60,7 @@ fn packing_computes_bases_strides_and_counts() {
 
 #[test]
 fn packing_rejects_bad_boxes_with_typed_errors() {
-    let ok = |p: Placement<'_>| pack_placements(&[p], OutKind::F32, 1000).map(|_| ());
+    let ok = |p: Placement<'_>| pack_placements(&[p], OutDtype::F32, 1000).map(|_| ());
     let shape9 = [1u64; 9];
     let lo9 = [0u64; 9];
     assert_eq!(
@@ -97,7 +98,7 @@ fn packing_rejects_bad_boxes_with_typed_errors() {
         Err(Error::OutOfOutput { .. } | Error::Overflow { .. })
     ));
     assert!(matches!(
-        pack_placements(&[placement(&big, &[0], 0, &big, &[0], &big)], OutKind::F32, u64::MAX),
+        pack_placements(&[placement(&big, &[0], 0, &big, &[0], &big)], OutDtype::F32, u64::MAX),
         Err(Error::Overflow { what: "box extent (kernels index with u32)", .. })
     ));
     let huge = [u64::MAX, 2];
@@ -111,11 +112,11 @@ fn packing_rejects_bad_boxes_with_typed_errors() {
 fn native_output_refuses_mixed_element_sizes() {
     let a = placement(&[4], &[0], 0, &[4], &[0], &[4]);
     let mut b = a;
-    b.src_dtype = SrcDtype::F32;
+    b.src_dtype = DataType::Float32;
     b.sample = 1;
-    assert!(pack_placements(&[a, b], OutKind::F32, 8).is_ok());
+    assert!(pack_placements(&[a, b], OutDtype::F32, 8).is_ok());
     assert!(matches!(
-        pack_placements(&[a, b], OutKind::Native, 8),
+        pack_placements(&[a, b], OutDtype::Native, 8),
         Err(Error::BadBox { index: 1, value: 4, limit: 2, .. })
     ));
 }
@@ -194,12 +195,12 @@ fn the_cuda_source_defines_every_entry_point_and_the_codes() {
         let via_macro = format!("ASSEMBLE_KERNEL({name},");
         assert!(KERNELS_CU.contains(&plain) || KERNELS_CU.contains(&via_macro), "{name}");
     }
-    for (t, name) in SrcDtype::ALL.iter().zip([
+    for (t, name) in DataType::ALL.iter().zip([
         "BOOL", "I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64", "F16", "BF16", "F32", "F64",
     ]) {
         assert!(KERNELS_CU.contains(&format!("#define DT_{name} {}\n", *t as u32)), "{name}");
     }
-    for (o, name) in OutKind::ALL.iter().zip(["F32", "BF16", "F16", "NATIVE"]) {
+    for (o, name) in OutDtype::ALL.iter().zip(["F32", "BF16", "F16", "NATIVE"]) {
         assert!(KERNELS_CU.contains(&format!("#define OUT_{name} {}\n", *o as u32)), "{name}");
     }
     for (s, name) in [(Shuffle::None, "NONE"), (Shuffle::Byte, "BYTE"), (Shuffle::Bit, "BIT")] {
@@ -287,8 +288,8 @@ fn reference_casts_follow_the_host_engine() {
     let chunk: Vec<u8> = (0u16..16).flat_map(|v| v.to_ne_bytes()).collect();
     let mut out = vec![0xabu8; 9 * 4];
     scatter(
-        SrcDtype::U16,
-        OutKind::F32,
+        DataType::UInt16,
+        OutDtype::F32,
         &chunk,
         &[4, 4],
         &[1, 2],

@@ -1,11 +1,11 @@
 //! Host references for the GPU tests: the host engine's casts (`crate::cast`, which
 //! `damacy::cast` uses too), the host scatter and fill, and a small deterministic RNG.
 
-use crate::desc::{OutKind, SrcDtype};
+use zarr::{DataType, OutDtype};
 
 pub(crate) use crate::cast::{f32_to_bf16_bits, f32_to_f16_bits};
 
-fn load_f32(src: SrcDtype, b: &[u8]) -> f32 {
+fn load_f32(src: DataType, b: &[u8]) -> f32 {
     macro_rules! ne {
         ($t:ty) => {{
             let mut a = [0u8; std::mem::size_of::<$t>()];
@@ -14,38 +14,38 @@ fn load_f32(src: SrcDtype, b: &[u8]) -> f32 {
         }};
     }
     match src {
-        SrcDtype::Bool => f32::from(u8::from(b[0] != 0)),
-        SrcDtype::I8 => f32::from(ne!(i8)),
-        SrcDtype::U8 => f32::from(ne!(u8)),
-        SrcDtype::I16 => f32::from(ne!(i16)),
-        SrcDtype::U16 => f32::from(ne!(u16)),
-        SrcDtype::I32 => ne!(i32) as f32,
-        SrcDtype::U32 => ne!(u32) as f32,
-        SrcDtype::I64 => ne!(i64) as f32,
-        SrcDtype::U64 => ne!(u64) as f32,
-        SrcDtype::F16 => half::f16::from_bits(ne!(u16)).to_f32(),
-        SrcDtype::Bf16 => f32::from_bits(u32::from(ne!(u16)) << 16),
-        SrcDtype::F32 => ne!(f32),
-        SrcDtype::F64 => ne!(f64) as f32,
+        DataType::Bool => f32::from(u8::from(b[0] != 0)),
+        DataType::Int8 => f32::from(ne!(i8)),
+        DataType::UInt8 => f32::from(ne!(u8)),
+        DataType::Int16 => f32::from(ne!(i16)),
+        DataType::UInt16 => f32::from(ne!(u16)),
+        DataType::Int32 => ne!(i32) as f32,
+        DataType::UInt32 => ne!(u32) as f32,
+        DataType::Int64 => ne!(i64) as f32,
+        DataType::UInt64 => ne!(u64) as f32,
+        DataType::Float16 => half::f16::from_bits(ne!(u16)).to_f32(),
+        DataType::BFloat16 => f32::from_bits(u32::from(ne!(u16)) << 16),
+        DataType::Float32 => ne!(f32),
+        DataType::Float64 => ne!(f64) as f32,
     }
 }
 
 /// `cast_run` of the host engine.
-pub(crate) fn cast_run(src_t: SrcDtype, out: OutKind, src: &[u8], dst: &mut [u8]) {
+pub(crate) fn cast_run(src_t: DataType, out: OutDtype, src: &[u8], dst: &mut [u8]) {
     let s = src_t.size();
     match out {
-        OutKind::Native => dst.copy_from_slice(src),
-        OutKind::F32 => {
+        OutDtype::Native => dst.copy_from_slice(src),
+        OutDtype::F32 => {
             for (d, v) in dst.chunks_exact_mut(4).zip(src.chunks_exact(s)) {
                 d.copy_from_slice(&load_f32(src_t, v).to_ne_bytes());
             }
         }
-        OutKind::Bf16 => {
+        OutDtype::Bf16 => {
             for (d, v) in dst.chunks_exact_mut(2).zip(src.chunks_exact(s)) {
                 d.copy_from_slice(&f32_to_bf16_bits(load_f32(src_t, v)).to_ne_bytes());
             }
         }
-        OutKind::F16 => {
+        OutDtype::F16 => {
             for (d, v) in dst.chunks_exact_mut(2).zip(src.chunks_exact(s)) {
                 d.copy_from_slice(&f32_to_f16_bits(load_f32(src_t, v)).to_ne_bytes());
             }
@@ -80,8 +80,8 @@ pub(crate) fn box_coords(ext: &[u64]) -> Vec<Vec<u64>> {
 /// output (element by element: the simplest possible statement of the semantics).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn scatter(
-    src_t: SrcDtype,
-    out: OutKind,
+    src_t: DataType,
+    out: OutDtype,
     chunk: &[u8],
     chunk_shape: &[u64],
     in_chunk_lo: &[u64],
@@ -133,11 +133,11 @@ impl Rng {
 
     /// Element bytes that exercise every cast path: random bit patterns, plus special
     /// values (NaN with payloads, infinities, ties, subnormals) for the float types.
-    pub(crate) fn elements(&mut self, t: SrcDtype, n: usize) -> Vec<u8> {
+    pub(crate) fn elements(&mut self, t: DataType, n: usize) -> Vec<u8> {
         let specials: &[u64] = match t {
-            SrcDtype::F16 => &[0x7c00, 0xfc00, 0x7c01, 0xfe00, 0x0001, 0x8000, 0x7bff, 0x3c00],
-            SrcDtype::Bf16 => &[0x7f80, 0xff80, 0x7f81, 0xffc1, 0x0001, 0x8000, 0x3f80],
-            SrcDtype::F32 => &[
+            DataType::Float16 => &[0x7c00, 0xfc00, 0x7c01, 0xfe00, 0x0001, 0x8000, 0x7bff, 0x3c00],
+            DataType::BFloat16 => &[0x7f80, 0xff80, 0x7f81, 0xffc1, 0x0001, 0x8000, 0x3f80],
+            DataType::Float32 => &[
                 0x7f80_0000,
                 0xff80_0000,
                 0x7f80_0001,
@@ -150,7 +150,7 @@ impl Rng {
                 0x0000_0001,
                 0x8000_0000,
             ],
-            SrcDtype::F64 => &[
+            DataType::Float64 => &[
                 0x7ff0_0000_0000_0000,
                 0x7ff0_0000_0000_0001,
                 0xfff8_1234_5678_9abc,
@@ -158,9 +158,11 @@ impl Rng {
                 0x3ff0_0000_3000_0000,
                 0x0000_0000_0000_0001,
             ],
-            SrcDtype::I32 => &[16_777_217, 0x7fff_ffff, 0x8000_0000],
-            SrcDtype::U64 | SrcDtype::I64 => &[u64::MAX, 1 << 63, (1 << 53) + 1, (1 << 24) + 1],
-            SrcDtype::Bool => &[0, 1, 2, 255],
+            DataType::Int32 => &[16_777_217, 0x7fff_ffff, 0x8000_0000],
+            DataType::UInt64 | DataType::Int64 => {
+                &[u64::MAX, 1 << 63, (1 << 53) + 1, (1 << 24) + 1]
+            }
+            DataType::Bool => &[0, 1, 2, 255],
             _ => &[],
         };
         let size = t.size();
