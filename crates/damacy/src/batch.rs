@@ -1,13 +1,10 @@
 //! Samples going in and batches coming out.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-
 use zarr::{Aabb, DataType};
 
 use crate::config::OutDtype;
 use crate::error::{Error, Result, SampleError};
-use crate::slots::{SlotLease, Slots};
 
 /// One crop: an array's absolute path and a half-open box in the array's axis order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -78,29 +75,66 @@ pub struct SampleInfo {
     pub aabb: Aabb,
 }
 
-/// A finished batch: a `[n, ...sample_shape]` row-major tensor in host memory. Dropping
-/// it returns its buffer to the pipeline. Several batches may be held at once; each owns
-/// its own buffer.
+/// Where a batch's tensor lives: a host batch buffer, or a device buffer of the CUDA
+/// engine. Dropping it gives the buffer back to its engine.
+#[derive(Debug)]
+pub(crate) enum Storage {
+    Host(crate::engine::host::HostTensor),
+    // Built only by the CUDA engine.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    Device(Box<dyn DeviceTensor>),
+}
+
+/// A tensor in device memory, as the CUDA engine hands it out.
+pub(crate) trait DeviceTensor: Send + Sync + std::fmt::Debug {
+    fn device_ptr(&self) -> Option<u64>;
+    fn ready_event(&self) -> Option<u64>;
+    fn ready_stream(&self) -> Option<u64>;
+    /// Gives the buffer back once `event` completed on the device.
+    fn release_event(self: Box<Self>, event: u64) -> Result<()>;
+    /// A synchronous copy to host memory.
+    fn to_host(&self) -> Result<Vec<u8>>;
+}
+
+/// A finished batch: a `[n, ...sample_shape]` row-major tensor in host or device memory.
+/// Dropping it returns its buffer to the pipeline. Several batches may be held at once;
+/// each owns its own buffer.
 #[derive(Debug)]
 pub struct Batch {
-    pub(crate) id: u64,
-    pub(crate) shape: Vec<u64>,
-    pub(crate) dtype: OutDtype,
-    pub(crate) element: DataType,
-    pub(crate) samples: Vec<SampleInfo>,
-    pub(crate) errors: Vec<(u64, SampleError)>,
-    pub(crate) bytes: usize,
-    pub(crate) lease: Option<SlotLease>,
-    pub(crate) slots: Arc<Slots>,
-    /// The device tensor, for batches of the CUDA engine.
-    #[cfg(feature = "cuda")]
-    pub(crate) device: Option<crate::cuda::DeviceBatch>,
+    id: u64,
+    shape: Vec<u64>,
+    dtype: OutDtype,
+    element: DataType,
+    samples: Vec<SampleInfo>,
+    errors: Vec<(u64, SampleError)>,
+    storage: Option<Storage>,
     /// A host copy of a device tensor, made by the first `data()`.
-    #[cfg(feature = "cuda")]
-    pub(crate) host_copy: std::sync::OnceLock<Vec<u8>>,
+    host_copy: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl Batch {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: u64,
+        shape: Vec<u64>,
+        dtype: OutDtype,
+        element: DataType,
+        samples: Vec<SampleInfo>,
+        errors: Vec<(u64, SampleError)>,
+        storage: Storage,
+    ) -> Self {
+        Self {
+            id,
+            shape,
+            dtype,
+            element,
+            samples,
+            errors,
+            storage: Some(storage),
+            host_copy: std::sync::OnceLock::new(),
+        }
+    }
+
     /// The batch's sequence number (0, 1, 2, ... in pop order).
     pub fn id(&self) -> u64 {
         self.id
@@ -131,16 +165,22 @@ impl Batch {
         &self.errors
     }
 
+    fn device(&self) -> Option<&dyn DeviceTensor> {
+        match &self.storage {
+            Some(Storage::Device(d)) => Some(&**d),
+            _ => None,
+        }
+    }
+
     /// The tensor's bytes (native endian). For a batch of the CUDA engine the first call
     /// copies the tensor to the host (synchronously) and keeps the copy; a failing copy
     /// reads as empty (use [`Batch::to_host`] to see the error).
     pub fn data(&self) -> &[u8] {
-        #[cfg(feature = "cuda")]
-        if let Some(d) = &self.device {
-            return self.host_copy.get_or_init(|| d.to_host().unwrap_or_default());
-        }
-        match &self.lease {
-            Some(l) => &self.slots.bytes(l)[..self.bytes],
+        match &self.storage {
+            Some(Storage::Host(h)) => h.bytes(),
+            Some(Storage::Device(d)) => {
+                self.host_copy.get_or_init(|| d.to_host().unwrap_or_default())
+            }
             None => &[],
         }
     }
@@ -154,56 +194,37 @@ impl Batch {
     pub fn as_u16(&self) -> Option<&[u16]> {
         (self.element.size() == 2).then(|| bytemuck::cast_slice(self.data()))
     }
-}
 
-impl Batch {
     /// A copy of the tensor in host memory (synchronous for a device batch).
     ///
     /// # Errors
     /// `Gpu` when the device copy fails.
     pub fn to_host(&self) -> Result<Vec<u8>> {
-        #[cfg(feature = "cuda")]
-        if let Some(d) = &self.device {
-            return d.to_host();
+        match self.device() {
+            Some(d) => d.to_host(),
+            None => Ok(self.data().to_vec()),
         }
-        Ok(self.data().to_vec())
     }
 
     /// Whether the tensor lives in device memory.
     pub fn is_device(&self) -> bool {
-        #[cfg(feature = "cuda")]
-        if self.device.is_some() {
-            return true;
-        }
-        false
+        self.device().is_some()
     }
 
     /// The device address of the tensor (CUDA engine only).
     pub fn device_ptr(&self) -> Option<u64> {
-        #[cfg(feature = "cuda")]
-        if let Some(d) = &self.device {
-            return d.device_ptr();
-        }
-        None
+        self.device().and_then(|d| d.device_ptr())
     }
 
     /// The raw `CUevent` recorded after the tensor's last write (CUDA engine only): a
     /// consumer on another stream waits on it before reading.
     pub fn ready_event(&self) -> Option<u64> {
-        #[cfg(feature = "cuda")]
-        if let Some(d) = &self.device {
-            return d.ready_event();
-        }
-        None
+        self.device().and_then(|d| d.ready_event())
     }
 
     /// The raw `CUstream` the tensor was written on (CUDA engine only).
     pub fn ready_stream(&self) -> Option<u64> {
-        #[cfg(feature = "cuda")]
-        if let Some(d) = &self.device {
-            return d.ready_stream();
-        }
-        None
+        self.device().and_then(|d| d.ready_stream())
     }
 
     /// Returns the batch's buffer once `event` (a raw `CUevent`, recorded by the consumer
@@ -212,21 +233,11 @@ impl Batch {
     ///
     /// # Errors
     /// `Gpu` when the driver refuses the wait.
-    #[allow(unused_mut)]
     pub fn release_event(mut self, event: u64) -> Result<()> {
-        let _ = event;
-        #[cfg(feature = "cuda")]
-        if let Some(d) = self.device.take() {
-            return d.release_event(event);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Batch {
-    fn drop(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            self.slots.release(lease);
+        match self.storage.take() {
+            Some(Storage::Device(d)) => d.release_event(event),
+            // A host buffer goes back as it drops.
+            _ => Ok(()),
         }
     }
 }

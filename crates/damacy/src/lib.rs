@@ -29,19 +29,17 @@ pub mod batch;
 pub mod bench;
 pub mod cast;
 pub mod config;
-#[cfg(feature = "cuda")]
-pub mod cuda;
 pub mod datagen;
+mod engine;
 pub mod error;
-mod host;
 pub mod npy;
 #[cfg(feature = "cuda")]
 mod nvcomp_ceiling;
 pub mod pipeline;
+mod prepare;
 mod resolve;
 pub mod rng;
 pub mod scenario;
-mod slots;
 pub mod stats;
 
 pub use batch::{Batch, Sample, SampleInfo};

@@ -1,31 +1,30 @@
 //! The pipeline: samples in, batches out, in push order.
 //!
-//! Threads: one coordinator (takes `samples_per_batch` samples, resolves their metadata,
-//! plans the batch, waits for a free batch buffer, hands the batch's jobs to the workers)
-//! and `decode_threads` workers (read, decode, scatter; see [`crate::host`]). `pop` takes
-//! the oldest planned batch, waits for its jobs, and applies the error policy.
+//! Threads: a feeder (moves pushed samples into the prefetcher's lookahead ring), one
+//! coordinator (takes `samples_per_batch` resolved samples in push order, prepares the
+//! batch with [`crate::prepare`] and hands it to the engine) and `decode_threads` decode
+//! workers (run the engines' [`Job`]s). The engine ([`crate::engine`]) puts each batch
+//! into the output queue in push order; `pop` takes the oldest and has it delivered.
 //!
-//! Lock order: `input` and `output` are never held together, and no lock is held across
-//! I/O, planning or a wait on a batch's jobs.
+//! Lock order: `input`, `feed` and the output queue's lock are never held together, and
+//! no lock is held across I/O, planning or a wait on a batch's jobs.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use std::path::PathBuf;
-
-use planner::{ArrayEntry, ArrayId, PlanLimits, SampleInput};
+use planner::PlanLimits;
 use prefetch_cache::{PrefetchConfig, Prefetcher, ReadySample, SampleRequest};
-use zarr::DataType;
 
-use crate::batch::{Batch, Sample, SampleInfo};
-use crate::config::{Config, OnError};
+use crate::batch::{Batch, Sample};
+use crate::config::Config;
+use crate::engine::{
+    self, DeliverCtx, Engine, EngineCtx, Job, Next, Output, Pending, Scratch, Worker, lock,
+};
 use crate::error::{Error, Result, SampleError};
-use crate::host::{ArrayFacts, BatchWork, JobKind, Progress, Scratch};
-use crate::resolve::resolved;
-use crate::slots::{SlotLease, Slots};
 use crate::stats::{StatCounters, Stats};
 
 /// A lazily consumed source of samples.
@@ -44,126 +43,24 @@ struct Input {
     closed: bool,
 }
 
-/// A job for the decode workers.
-pub(crate) enum Job {
-    /// A host-engine job.
-    Host(Arc<BatchWork<()>>, JobKind),
-    /// Read op `n` of a CUDA wave.
-    #[cfg(feature = "cuda")]
-    Cuda(Arc<crate::cuda::WaveWork>, usize),
-}
-
-/// A batch handed from the coordinator to `pop`.
-enum Pending {
-    Work(Box<PendingWork>),
-    /// A batch executed by the CUDA engine (already complete on the device).
-    #[cfg(feature = "cuda")]
-    Device(Box<PendingDevice>),
-    /// A batch planned for the CUDA engine, on its way to the submit thread (never in the
-    /// output queue).
-    #[cfg(feature = "cuda")]
-    Planned(Box<(crate::cuda::BatchCtx, DeviceMeta)>),
-    /// The batch failed before any job ran (shape, resolution, planning).
-    Failed {
-        error: Error,
-        lease: Option<SlotLease>,
-    },
-}
-
-struct PendingWork {
-    id: u64,
-    work: Arc<BatchWork<()>>,
-    lease: SlotLease,
-    infos: Vec<SampleInfo>,
-    element: DataType,
-    /// Samples that failed before planning: (batch position, error, fill value).
-    early: Vec<(usize, SampleError)>,
-    /// Per batch position, the cast fill value (for `OnError::Fill`).
-    fills: Vec<Vec<u8>>,
-}
-
-/// What a batch planned for the CUDA engine carries through the submit and harvest
-/// threads to `pop`.
-#[cfg(feature = "cuda")]
-pub(crate) struct DeviceMeta {
-    id: u64,
-    infos: Vec<SampleInfo>,
-    element: DataType,
-    /// Samples that failed before planning.
-    early: Vec<(usize, SampleError)>,
-    fills: Vec<Vec<u8>>,
-    sample_bytes: usize,
-    out_elems: u64,
-    /// Plan sample → batch position.
-    positions: Arc<Vec<usize>>,
-}
-
-#[cfg(feature = "cuda")]
-type Harvested = crate::cuda::Harvested<DeviceMeta, Pending>;
-
-/// Turns what the harvest thread hands out into an output-queue entry.
-#[cfg(feature = "cuda")]
-fn harvested(h: Harvested) -> Pending {
-    match h {
-        crate::cuda::Harvested::Ran { meta, lease, errors } => {
-            let mut all = meta.early;
-            all.extend(
-                errors.into_iter().filter_map(|(s, e)| meta.positions.get(s).map(|&pos| (pos, e))),
-            );
-            Pending::Device(Box::new(PendingDevice {
-                id: meta.id,
-                lease,
-                infos: meta.infos,
-                element: meta.element,
-                errors: all,
-                fills: meta.fills,
-                sample_bytes: meta.sample_bytes,
-                out_elems: meta.out_elems,
-            }))
-        }
-        crate::cuda::Harvested::Failed { error } => Pending::Failed { error, lease: None },
-        crate::cuda::Harvested::Pass(p) => p,
-    }
-}
-
-#[cfg(feature = "cuda")]
-struct PendingDevice {
-    id: u64,
-    lease: gpu_schedule::Lease<gpu_schedule::CudaBackend, gpu_schedule::CudaDeviceMem>,
-    infos: Vec<SampleInfo>,
-    element: DataType,
-    errors: Vec<(usize, SampleError)>,
-    fills: Vec<Vec<u8>>,
-    sample_bytes: usize,
-    out_elems: u64,
-}
-
-#[derive(Default)]
-struct Output {
-    queue: VecDeque<Pending>,
-    /// The coordinator has exited: nothing more will be queued.
-    done: bool,
-}
-
 struct Shared {
     cfg: Config,
     /// Where chunk data comes from.
     store: Arc<dyn store::Store>,
-    slots: Arc<Slots>,
     input: Mutex<Input>,
     input_cv: Condvar,
-    output: Mutex<Output>,
-    output_cv: Condvar,
+    output: Arc<Output>,
     shutdown: AtomicBool,
-    stats: StatCounters,
+    stats: Arc<StatCounters>,
     prefetcher: Prefetcher,
     feed: Mutex<Feed>,
     feed_cv: Condvar,
     /// Prefetcher cache hits and misses at the last `reset_stats`.
     cache_base: Mutex<(u64, u64)>,
-    /// The CUDA engine, when the backend is CUDA.
-    #[cfg(feature = "cuda")]
-    engine: Option<Arc<crate::cuda::Engine>>,
+    /// The engine that executes planned batches.
+    engine: Box<dyn Engine>,
+    /// The engine's plan limits, fixed at construction.
+    limits: PlanLimits,
 }
 
 /// Samples moved into the prefetcher's ring by the feeder and taken out by the
@@ -177,18 +74,11 @@ struct Feed {
     source_panicked: Option<u64>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panicking worker must not turn every later call into a panic.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Streams batches of crops; see the crate docs for the flow.
 pub struct Pipeline {
     shared: Arc<Shared>,
     feeder: Option<JoinHandle<()>>,
     coordinator: Option<JoinHandle<()>>,
-    /// The CUDA engine's submit and harvest threads.
-    gpu_threads: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -234,126 +124,42 @@ impl Pipeline {
         store: Arc<dyn store::Store>,
     ) -> Result<Self> {
         cfg.validate()?;
-        #[cfg(feature = "cuda")]
-        let engine = match cfg.backend {
-            crate::config::Backend::Cuda { device } => {
-                Some(Arc::new(crate::cuda::Engine::new(&cfg, device)?))
-            }
-            crate::config::Backend::Auto => crate::cuda::Engine::new(&cfg, 0).ok().map(Arc::new),
-            crate::config::Backend::Host => None,
-        };
-        #[cfg(not(feature = "cuda"))]
-        if let crate::config::Backend::Cuda { .. } = cfg.backend {
-            return Err(Error::BackendUnavailable {
-                reason: "this build of damacy has no CUDA engine (build with the `cuda` feature)",
-            });
-        }
-        // Output element size: known for the float outputs; `Native` takes the widest
-        // source type (8 bytes), as the arrays' type is not known until they are read.
-        let batch_bytes = usize::try_from(cfg.batch_elements()? * cfg.dtype.max_size() as u64)
-            .map_err(|_| Error::ConfigOverflow { knob: "sample_shape" })?;
-        let slots = Arc::new(Slots::new(cfg.batches_in_flight, batch_bytes)?);
-        let mut pcfg = PrefetchConfig::for_batch(cfg.samples_per_batch);
-        pcfg.lookahead = cfg.effective_lookahead();
-        pcfg.max_shards_per_sample = cfg.max_shards_per_sample;
-        pcfg.fetch_threads = cfg.io_threads;
-        pcfg.size_caches();
-        pcfg.metadata_capacity = pcfg.metadata_capacity.max(cfg.metadata_cache_capacity);
-        pcfg.shard_index_capacity =
-            pcfg.shard_index_capacity.max(cfg.effective_shard_index_cache_capacity()?);
         let prefetcher =
-            Prefetcher::new(Arc::clone(&meta_store), pcfg).map_err(|e| Error::Sample {
-                index: u64::MAX,
-                uri: PathBuf::new(),
-                source: Box::new(SampleError::Prefetch(Box::new(e))),
+            Prefetcher::new(Arc::clone(&meta_store), prefetch_config(&cfg)?).map_err(|e| {
+                Error::Sample {
+                    index: u64::MAX,
+                    uri: PathBuf::new(),
+                    source: Box::new(SampleError::Prefetch(Box::new(e))),
+                }
             })?;
+        let (tx, rx) = crossbeam_channel::unbounded::<Box<dyn Job>>();
+        let output = Arc::new(Output::default());
+        let stats = Arc::new(StatCounters::default());
+        let ctx = EngineCtx { output: Arc::clone(&output), stats: Arc::clone(&stats), jobs: tx };
+        let engine = engine::open(&cfg, ctx)?;
+        let limits = engine.limits(&cfg);
+        let workers = spawn_workers(cfg.effective_decode_threads(), &store, &stats, &rx)?;
         let shared = Arc::new(Shared {
             cfg,
             store,
-            slots,
             input: Mutex::new(Input::default()),
             input_cv: Condvar::new(),
-            output: Mutex::new(Output::default()),
-            output_cv: Condvar::new(),
+            output,
             shutdown: AtomicBool::new(false),
-            stats: StatCounters::default(),
+            stats,
             prefetcher,
             feed: Mutex::new(Feed::default()),
             feed_cv: Condvar::new(),
             cache_base: Mutex::new((0, 0)),
-            #[cfg(feature = "cuda")]
             engine,
+            limits,
         });
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        let mut workers = Vec::new();
-        for _ in 0..shared.cfg.effective_decode_threads() {
-            let rx = rx.clone();
-            let sh = Arc::clone(&shared);
-            let h = std::thread::Builder::new()
-                .name("damacy-decode".into())
-                .spawn(move || worker(&sh, &rx))
-                .map_err(|e| Error::Spawn { name: "damacy-decode", kind: e.kind() })?;
-            workers.push(h);
-        }
-        let sh = Arc::clone(&shared);
-        let feeder = std::thread::Builder::new()
-            .name("damacy-feeder".into())
-            .spawn(move || feeder(&sh))
-            .map_err(|e| Error::Spawn { name: "damacy-feeder", kind: e.kind() })?;
-        #[allow(unused_mut)]
-        let mut gpu_threads = Vec::new();
-        #[cfg(feature = "cuda")]
-        let gpu = match &shared.engine {
-            Some(engine) => {
-                // One planned batch waits for the submit thread: planning runs one batch
-                // ahead, bounded.
-                let (stx, srx) = crossbeam_channel::bounded(1);
-                let (htx, hrx) = crossbeam_channel::unbounded();
-                let (e, sh, jobs) = (Arc::clone(engine), Arc::clone(&shared), tx.clone());
-                gpu_threads.push(
-                    std::thread::Builder::new()
-                        .name("damacy-gpu-submit".into())
-                        .spawn(move || e.submit_loop(&srx, &jobs, &htx, &sh.stats))
-                        .map_err(|e| Error::Spawn { name: "damacy-gpu-submit", kind: e.kind() })?,
-                );
-                let (e, sh) = (Arc::clone(engine), Arc::clone(&shared));
-                gpu_threads.push(
-                    std::thread::Builder::new()
-                        .name("damacy-gpu-harvest".into())
-                        .spawn(move || {
-                            let emit = |h: Harvested| {
-                                lock(&sh.output).queue.push_back(harvested(h));
-                                sh.output_cv.notify_all();
-                            };
-                            e.harvest_loop(&hrx, &sh.stats, &emit);
-                            lock(&sh.output).done = true;
-                            sh.output_cv.notify_all();
-                        })
-                        .map_err(|e| Error::Spawn { name: "damacy-gpu-harvest", kind: e.kind() })?,
-                );
-                Some(stx)
-            }
-            None => None,
-        };
-        let sh = Arc::clone(&shared);
-        let coordinator = std::thread::Builder::new()
-            .name("damacy-coordinator".into())
-            .spawn(move || {
-                coordinator(
-                    &sh,
-                    &tx,
-                    #[cfg(feature = "cuda")]
-                    gpu,
-                )
-            })
-            .map_err(|e| Error::Spawn { name: "damacy-coordinator", kind: e.kind() })?;
-        Ok(Self {
-            shared,
-            feeder: Some(feeder),
-            coordinator: Some(coordinator),
-            gpu_threads,
-            workers,
-        })
+        let mut p = Self { shared, feeder: None, coordinator: None, workers };
+        let sh = Arc::clone(&p.shared);
+        p.feeder = Some(spawn("damacy-feeder", move || feeder(&sh))?);
+        let sh = Arc::clone(&p.shared);
+        p.coordinator = Some(spawn("damacy-coordinator", move || coordinator(&sh))?);
+        Ok(p)
     }
 
     /// The configuration in force.
@@ -446,53 +252,23 @@ impl Pipeline {
     fn pop_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<Batch>> {
         let t0 = Instant::now();
         let sh = &*self.shared;
-        let pending = {
-            let mut out = lock(&sh.output);
-            loop {
-                if let Some(p) = out.queue.pop_front() {
-                    break p;
+        let pending = match sh.output.next(deadline) {
+            Next::Batch(p) => p,
+            Next::TimedOut => return Err(Error::Timeout { waited: t0.elapsed() }),
+            Next::Done => {
+                if sh.shutdown.load(Ordering::Acquire) {
+                    return Err(Error::Closed);
                 }
-                if out.done {
-                    drop(out);
-                    if sh.shutdown.load(Ordering::Acquire) {
-                        return Err(Error::Closed);
-                    }
-                    // Reported once, after every batch before it. Taken with `output`
-                    // released: those two locks are never held together.
-                    if let Some(index) = lock(&sh.feed).source_panicked.take() {
-                        return Err(Error::SourcePanicked { index });
-                    }
-                    return Ok(None);
+                // Reported once, after every batch before it.
+                if let Some(index) = lock(&sh.feed).source_panicked.take() {
+                    return Err(Error::SourcePanicked { index });
                 }
-                match deadline {
-                    None => out = sh.output_cv.wait(out).unwrap_or_else(|e| e.into_inner()),
-                    Some(d) => {
-                        let now = Instant::now();
-                        if now >= d {
-                            return Err(Error::Timeout { waited: now - t0 });
-                        }
-                        out = sh
-                            .output_cv
-                            .wait_timeout(out, d - now)
-                            .map(|(g, _)| g)
-                            .unwrap_or_else(|e| e.into_inner().0);
-                    }
-                }
+                return Ok(None);
             }
         };
         let result = match pending {
-            Pending::Failed { error, lease, .. } => {
-                if let Some(l) = lease {
-                    sh.slots.release(l);
-                }
-                Err(error)
-            }
-            Pending::Work(p) => finish_batch(sh, *p),
-            #[cfg(feature = "cuda")]
-            Pending::Device(p) => finish_device(sh, *p),
-            // Planned batches go to the submit thread, never to the output queue.
-            #[cfg(feature = "cuda")]
-            Pending::Planned(_) => Err(Error::Closed),
+            Pending::Failed(error) => Err(error),
+            Pending::Ready(d) => d.deliver(&DeliverCtx { cfg: &sh.cfg, stats: &sh.stats }),
         };
         sh.stats.pop_wait_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         result.map(Some)
@@ -501,12 +277,7 @@ impl Pipeline {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let mut s = self.shared.stats.snapshot(&self.shared.store.stats());
-        #[cfg(feature = "cuda")]
-        if let Some(e) = &self.shared.engine {
-            s.gpu_bytes_committed = e.committed;
-            s.gpu_wave_chunks = e.sizing.chunks;
-            s.cpu_decode_share_permille = e.cpu_share();
-        }
+        self.shared.engine.add_stats(&mut s);
         let (h, m) = self.cache_totals();
         let base = *lock(&self.shared.cache_base);
         s.cache_hits = h.saturating_sub(base.0);
@@ -527,96 +298,6 @@ impl Pipeline {
     }
 }
 
-/// Waits for a planned batch's jobs and applies the error policy.
-fn finish_batch(sh: &Shared, p: PendingWork) -> Result<Batch> {
-    let job_errors = p.work.progress.wait();
-    let mut errors: Vec<(usize, SampleError)> = p.early;
-    errors.extend(job_errors.into_iter().map(|(s, e)| (p.work.positions[s], e)));
-    errors.sort_by_key(|(pos, _)| *pos);
-    errors.dedup_by_key(|(pos, _)| *pos);
-    let lease = p.lease;
-    if !errors.is_empty() {
-        match sh.cfg.on_error {
-            OnError::Fail => {
-                let (pos, source) = errors.swap_remove(0);
-                let info = &p.infos[pos];
-                sh.slots.release(lease);
-                return Err(Error::Sample {
-                    index: info.index,
-                    uri: info.uri.clone(),
-                    source: Box::new(source),
-                });
-            }
-            OnError::Fill => {
-                // `sample_shape` was validated at construction, so this box always exists;
-                // should it not, the buffer still goes back before the error does.
-                let Ok(whole) = zarr::Aabb::from_shape(&sh.cfg.sample_shape) else {
-                    sh.slots.release(lease);
-                    return Err(Error::ConfigValue {
-                        knob: "sample_shape",
-                        value: 0,
-                        expected: "a non-empty shape",
-                    });
-                };
-                for (pos, _) in &errors {
-                    p.work.fill(*pos, &whole, &p.fills[*pos]);
-                }
-            }
-        }
-    }
-    let sample_bytes = p.work.sample_bytes;
-    Ok(deliver(
-        sh,
-        Delivered { id: p.id, infos: p.infos, element: p.element, sample_bytes, errors },
-        Some(lease),
-        #[cfg(feature = "cuda")]
-        None,
-    ))
-}
-
-/// What both engines hand out for a finished batch.
-struct Delivered {
-    id: u64,
-    infos: Vec<SampleInfo>,
-    element: DataType,
-    sample_bytes: usize,
-    /// (batch position, error) of samples filled under `OnError::Fill`.
-    errors: Vec<(usize, SampleError)>,
-}
-
-/// Counts a finished batch and builds its handle: over a host buffer (`lease`) or, with
-/// the CUDA engine, a device buffer (`device`).
-fn deliver(
-    sh: &Shared,
-    d: Delivered,
-    lease: Option<SlotLease>,
-    #[cfg(feature = "cuda")] device: Option<crate::cuda::DeviceBatch>,
-) -> Batch {
-    let n = d.infos.len() as u64;
-    let mut shape = vec![n];
-    shape.extend_from_slice(&sh.cfg.sample_shape);
-    let bytes = d.sample_bytes * d.infos.len();
-    sh.stats.batches.fetch_add(1, Ordering::Relaxed);
-    sh.stats.samples.fetch_add(n, Ordering::Relaxed);
-    sh.stats.bytes_delivered.fetch_add(bytes as u64, Ordering::Relaxed);
-    let errors = d.errors.into_iter().map(|(pos, e)| (d.infos[pos].index, e)).collect::<Vec<_>>();
-    Batch {
-        id: d.id,
-        shape,
-        dtype: sh.cfg.dtype,
-        element: d.element,
-        samples: d.infos,
-        errors,
-        bytes,
-        lease,
-        slots: Arc::clone(&sh.slots),
-        #[cfg(feature = "cuda")]
-        host_copy: std::sync::OnceLock::new(),
-        #[cfg(feature = "cuda")]
-        device,
-    }
-}
-
 impl Drop for Pipeline {
     fn drop(&mut self) {
         let sh = &self.shared;
@@ -629,29 +310,26 @@ impl Drop for Pipeline {
             let _f = lock(&sh.feed);
             sh.feed_cv.notify_all();
         }
-        sh.slots.close();
-        #[cfg(feature = "cuda")]
-        if let Some(e) = &sh.engine {
-            e.close();
-        }
+        sh.engine.shutdown();
         // The coordinator may be waiting inside the prefetcher for a sample to resolve.
         sh.prefetcher.shutdown();
         if let Some(f) = self.feeder.take() {
             let _ = f.join();
         }
+        // The coordinator ends the engine's input as it exits; the engine's threads end
+        // once their work drained (the workers still run it), and the workers once every
+        // job sender is gone.
         if let Some(c) = self.coordinator.take() {
             let _ = c.join();
         }
-        // The submit thread ends once the coordinator's channel closed and its waves
-        // drained (the workers still run them); the harvest thread after it.
-        for g in self.gpu_threads.drain(..) {
-            let _ = g.join();
-        }
+        // Again, for a pipeline whose coordinator never started (ending twice is fine).
+        sh.engine.end_of_input();
+        sh.engine.join();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
         // Queued batches release their buffers as they drop.
-        lock(&sh.output).queue.clear();
+        sh.output.clear();
     }
 }
 
@@ -776,288 +454,55 @@ fn gather(sh: &Shared, n: usize) -> Option<Vec<ReadySample>> {
     }
 }
 
-/// The CUDA engine's submit channel.
-#[cfg(feature = "cuda")]
-type SubmitTx = crossbeam_channel::Sender<crate::cuda::Submit<DeviceMeta, Pending>>;
-
-fn coordinator(
-    sh: &Shared,
-    tx: &crossbeam_channel::Sender<Job>,
-    #[cfg(feature = "cuda")] gpu: Option<SubmitTx>,
-) {
+/// Prepares batches in push order and hands them to the engine.
+fn coordinator(sh: &Shared) {
     let mut id = 0u64;
     while let Some(samples) = gather(sh, sh.cfg.samples_per_batch) {
-        let pending = build(sh, id, samples, tx);
+        let batch = crate::prepare::prepare(&sh.cfg, &sh.limits, &sh.stats, id, samples);
         id += 1;
-        let stop = matches!(pending, Pending::Failed { error: Error::Closed, .. });
-        // With the CUDA engine, every batch goes through the submit and harvest threads
-        // (in order); the harvest thread fills the output queue and closes it.
-        #[cfg(feature = "cuda")]
-        if let Some(g) = &gpu {
-            let item = match pending {
-                Pending::Planned(p) => {
-                    let (ctx, meta) = *p;
-                    crate::cuda::Submit::Run { id: meta.id, ctx, meta }
-                }
-                other => crate::cuda::Submit::Pass(other),
-            };
-            if g.send(item).is_err() || stop {
-                break;
-            }
-            continue;
-        }
-        lock(&sh.output).queue.push_back(pending);
-        sh.output_cv.notify_all();
-        if stop {
+        if sh.engine.dispatch(batch).is_err() {
             break;
         }
     }
-    #[cfg(feature = "cuda")]
-    if gpu.is_some() {
-        return;
-    }
-    lock(&sh.output).done = true;
-    sh.output_cv.notify_all();
+    sh.engine.end_of_input();
 }
 
-/// Resolves, plans and dispatches one batch.
-fn build(
-    sh: &Shared,
-    id: u64,
-    samples: Vec<ReadySample>,
-    tx: &crossbeam_channel::Sender<Job>,
-) -> Pending {
-    let cfg = &sh.cfg;
-    let t0 = Instant::now();
-    let mut infos = Vec::with_capacity(samples.len());
-    for r in &samples {
-        let req = &r.request;
-        // Boxes were validated by `Sample::new` before they were pushed.
-        let aabb = match zarr::Aabb::new(req.lo.clone(), req.hi.clone()) {
-            Ok(a) => a,
-            Err(e) => {
-                // Unreachable through `Sample::new`, which validates the box.
-                let error = Error::Sample {
-                    index: r.seq,
-                    uri: PathBuf::from(&*req.uri),
-                    source: Box::new(SampleError::Format(e)),
-                };
-                return Pending::Failed { error, lease: None };
-            }
-        };
-        infos.push(SampleInfo { index: r.seq, uri: PathBuf::from(&*req.uri), aabb });
-    }
-    // Shape errors are the caller's mistake, not the data's: the batch fails whatever the
-    // error policy.
-    for info in &infos {
-        if info.aabb.shape() != cfg.sample_shape {
-            return Pending::Failed {
-                error: Error::SampleShape {
-                    index: info.index,
-                    uri: info.uri.clone(),
-                    expected: cfg.sample_shape.clone().into(),
-                    got: info.aabb.shape().into(),
-                },
-                lease: None,
-            };
-        }
-    }
-    let mut arrays: Vec<ArrayEntry> = Vec::new();
-    let mut facts: Vec<ArrayFacts> = Vec::new();
-    let mut inputs = Vec::new();
-    let mut positions = Vec::new();
-    let mut early = Vec::new();
-    let mut element: Option<DataType> = None;
-    let mut fills = vec![Vec::new(); infos.len()];
-    for (pos, ready) in samples.into_iter().enumerate() {
-        let r = match resolved(ready.outcome) {
-            Ok(r) => r,
-            Err(e) => {
-                early.push((pos, e));
-                continue;
-            }
-        };
-        let dt = r.entry.meta.data_type;
-        let out_el = cfg.dtype.element(dt);
-        match element {
-            None => element = Some(out_el),
-            Some(e) if e != out_el => {
-                return Pending::Failed {
-                    error: Error::NativeDtypeMismatch {
-                        index: infos[pos].index,
-                        uri: infos[pos].uri.clone(),
-                        expected: e,
-                        got: out_el,
-                    },
-                    lease: None,
-                };
-            }
-            Some(_) => {}
-        }
-        let a = match arrays.iter().position(|e| Arc::ptr_eq(&e.meta, &r.entry.meta)) {
-            Some(a) => a,
-            None => {
-                arrays.push(r.entry.clone());
-                facts.push(ArrayFacts::new(&r.entry, cfg.dtype));
-                arrays.len() - 1
-            }
-        };
-        fills[pos] = facts[a].fill_out.clone();
-        inputs.push(SampleInput {
-            array: ArrayId(a as u32),
-            aabb: infos[pos].aabb.clone(),
-            shards: r.shards,
-        });
-        positions.push(pos);
-    }
-    let element = element.unwrap_or(DataType::Float32);
-    let out_size = cfg.dtype.size(element);
-    for f in &mut fills {
-        if f.is_empty() {
-            // A sample whose metadata could not be read has no known fill value: zeros.
-            *f = vec![0; out_size];
-        }
-    }
-    #[allow(unused_mut)]
-    let mut limits = PlanLimits {
-        max_read_op_bytes: cfg.max_read_op_bytes,
-        max_chunk_decompressed_bytes: cfg.max_chunk_decompressed_bytes,
-        merge_gap_bytes: cfg.merge_gap_bytes,
-        ..PlanLimits::default()
-    };
-    #[cfg(feature = "cuda")]
-    if let Some(e) = &sh.engine {
-        limits = e.sizing.limits(cfg);
-    }
-    let plan = match planner::plan(&arrays, &inputs, &limits, cfg.dtype) {
-        Ok(p) => p,
-        Err(e) => {
-            let err = SampleError::Plan(Box::new(e));
-            let info = &infos[0];
-            return Pending::Failed {
-                error: Error::Sample {
-                    index: info.index,
-                    uri: info.uri.clone(),
-                    source: Box::new(err),
-                },
-                lease: None,
-            };
-        }
-    };
-    sh.stats.plan_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    sh.stats.add_plan(&plan.stats, plan.reads.len() as u64);
-    #[cfg(feature = "cuda")]
-    if sh.engine.is_some() {
-        let sample_elems = cfg.sample_elements().unwrap_or(0);
-        let positions = Arc::new(positions);
-        let ctx = crate::cuda::BatchCtx {
-            routes: Arc::new(arrays.iter().map(|a| crate::cuda::route(a.chunk_codecs())).collect()),
-            arrays: Arc::new(arrays),
-            facts: Arc::new(facts.into_iter().map(|f| (f.repr, f.fill_out)).collect()),
-            plan: Arc::new(plan),
-            positions: Arc::clone(&positions),
-            sample_shape: cfg.sample_shape.clone(),
-            out_dtype: cfg.dtype,
-            out_elems: sample_elems * infos.len() as u64,
-        };
-        let meta = DeviceMeta {
-            id,
-            out_elems: ctx.out_elems,
-            infos,
-            element,
-            early,
-            fills,
-            sample_bytes: sample_elems as usize * out_size,
-            positions,
-        };
-        return Pending::Planned(Box::new((ctx, meta)));
-    }
-    let lease = match sh.slots.acquire(id) {
-        Ok(l) => l,
-        Err(e) => return Pending::Failed { error: e, lease: None },
-    };
-    let sample_bytes = (cfg.sample_elements().unwrap_or(0) as usize) * out_size;
-    let jobs = BatchWork::<()>::jobs(&plan);
-    let scratch_cap = BatchWork::<()>::scratch_cap(&plan);
-    let work = Arc::new(BatchWork {
-        arrays,
-        facts,
-        plan,
-        sample_shape: cfg.sample_shape.clone(),
-        out_dtype: cfg.dtype,
-        sample_bytes,
-        out: sh.slots.out_buf(&lease),
-        positions,
-        scratch_cap,
-        progress: Progress::new(jobs.len()),
-    });
-    for j in jobs {
-        if tx.send(Job::Host(Arc::clone(&work), j)).is_err() {
-            return Pending::Failed { error: Error::Closed, lease: Some(lease) };
-        }
-    }
-    Pending::Work(Box::new(PendingWork { id, work, lease, infos, element, early, fills }))
+/// The prefetcher's configuration for `cfg`.
+fn prefetch_config(cfg: &Config) -> Result<PrefetchConfig> {
+    let mut pcfg = PrefetchConfig::for_batch(cfg.samples_per_batch);
+    pcfg.lookahead = cfg.effective_lookahead();
+    pcfg.max_shards_per_sample = cfg.max_shards_per_sample;
+    pcfg.fetch_threads = cfg.io_threads;
+    pcfg.size_caches();
+    pcfg.metadata_capacity = pcfg.metadata_capacity.max(cfg.metadata_cache_capacity);
+    pcfg.shard_index_capacity =
+        pcfg.shard_index_capacity.max(cfg.effective_shard_index_cache_capacity()?);
+    Ok(pcfg)
 }
 
-fn worker(sh: &Shared, rx: &crossbeam_channel::Receiver<Job>) {
-    let mut scratch = Scratch::default();
-    #[cfg(feature = "cuda")]
-    let mut buf = Vec::new();
-    while let Ok(job) = rx.recv() {
-        match job {
-            Job::Host(work, job) => work.run(job, &*sh.store, &mut scratch, &sh.stats),
-            #[cfg(feature = "cuda")]
-            Job::Cuda(work, r) => work.run(r, &*sh.store, &mut buf, &sh.stats),
-        }
-    }
+fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| Error::Spawn { name, kind: e.kind() })
 }
 
-/// Applies the error policy to a batch the CUDA engine executed and records its ready
-/// event.
-#[cfg(feature = "cuda")]
-fn finish_device(sh: &Shared, p: PendingDevice) -> Result<Batch> {
-    let Some(engine) = &sh.engine else { return Err(Error::Closed) };
-    let mut errors = p.errors;
-    errors.sort_by_key(|(pos, _)| *pos);
-    errors.dedup_by_key(|(pos, _)| *pos);
-    let lease = p.lease;
-    let mut fills = Vec::new();
-    if !errors.is_empty() {
-        match sh.cfg.on_error {
-            OnError::Fail => {
-                let (pos, source) = errors.swap_remove(0);
-                let info = &p.infos[pos];
-                // Record the ready event so the release orders after the batch's writes.
-                let _ = engine.finish(&lease, &[], &sh.cfg.sample_shape, p.out_elems);
-                drop(crate::cuda::DeviceBatch {
-                    engine: Arc::clone(engine),
-                    lease: Some(lease),
-                    bytes: 0,
-                });
-                return Err(Error::Sample {
-                    index: info.index,
-                    uri: info.uri.clone(),
-                    source: Box::new(source),
-                });
-            }
-            OnError::Fill => {
-                fills = errors.iter().map(|(pos, _)| (*pos, p.fills[*pos].clone())).collect();
-            }
-        }
-    }
-    let finished = engine.finish(&lease, &fills, &sh.cfg.sample_shape, p.out_elems);
-    let device = crate::cuda::DeviceBatch {
-        engine: Arc::clone(engine),
-        lease: Some(lease),
-        bytes: p.sample_bytes * p.infos.len(),
-    };
-    finished?;
-    let d = Delivered {
-        id: p.id,
-        infos: p.infos,
-        element: p.element,
-        sample_bytes: p.sample_bytes,
-        errors,
-    };
-    Ok(deliver(sh, d, None, Some(device)))
+/// Starts `n` decode workers on the job queue.
+fn spawn_workers(
+    n: usize,
+    store: &Arc<dyn store::Store>,
+    stats: &Arc<StatCounters>,
+    rx: &crossbeam_channel::Receiver<Box<dyn Job>>,
+) -> Result<Vec<JoinHandle<()>>> {
+    (0..n)
+        .map(|_| {
+            let (store, stats, rx) = (Arc::clone(store), Arc::clone(stats), rx.clone());
+            spawn("damacy-decode", move || {
+                let mut scratch = Scratch::default();
+                while let Ok(job) = rx.recv() {
+                    job.run(&mut Worker { store: &*store, stats: &stats, scratch: &mut scratch });
+                }
+            })
+        })
+        .collect()
 }

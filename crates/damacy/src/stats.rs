@@ -153,6 +153,13 @@ impl StatCounters {
         self.chunks_filled.fetch_add(s.fill_chunks, Ordering::Relaxed);
         self.reads_issued.fetch_add(reads, Ordering::Relaxed);
     }
+
+    /// Counts a batch of `samples` samples and `bytes` bytes handed to the caller.
+    pub(crate) fn count_delivered(&self, samples: u64, bytes: u64) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.samples.fetch_add(samples, Ordering::Relaxed);
+        self.bytes_delivered.fetch_add(bytes, Ordering::Relaxed);
+    }
 }
 
 fn store_totals(s: &store::StoreStats) -> (u64, u64) {

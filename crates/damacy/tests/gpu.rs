@@ -507,6 +507,13 @@ fn release_event_gates_reuse_of_the_batch_buffer_gpu() {
     assert_eq!(i, host.len());
 }
 
+/// GPU memory in use on device 0 (`total - free` of `cuMemGetInfo`).
+fn device_memory_used() -> u64 {
+    let b = gpu_schedule::CudaBackend::new(0).expect("device 0");
+    let (free, total) = b.memory_info().expect("cuMemGetInfo");
+    total.saturating_sub(free)
+}
+
 #[test]
 fn gpu_memory_does_not_grow_over_1000_batches_gpu() {
     let f = fixtures().into_iter().find(|f| f.name == "shard_end_u16_zstd");
@@ -521,7 +528,7 @@ fn gpu_memory_does_not_grow_over_1000_batches_gpu() {
     while let Some(b) = p.pop().expect("pop") {
         assert_eq!(b.shape()[0], 1);
         if k == 10 || k == 999 {
-            used.push(damacy::cuda::device_memory_used(0).expect("cuMemGetInfo"));
+            used.push(device_memory_used());
         }
         k += 1;
     }

@@ -52,9 +52,14 @@ use kernels::{
 use planner::{ArrayEntry, BatchPlan, ChunkSource, PlanLimits};
 use zarr::ChunkRepr;
 
+use crate::batch::{Batch, DeviceTensor, Storage};
 use crate::config::{Config, OutDtype};
+use crate::engine::{
+    BatchMeta, Deliver, DeliverCtx, Engine as EngineApi, EngineCtx, Job, JobTx, Ordered, Pending,
+    Planned, Worker, lock,
+};
 use crate::error::{Error, Result, SampleError};
-use crate::stats::StatCounters;
+use crate::stats::{StatCounters, Stats};
 
 /// Wave slots: the device works on one while the workers fill the others.
 const WAVES: usize = 3;
@@ -858,7 +863,7 @@ impl Engine {
     pub(crate) fn submit_loop<M, P>(
         &self,
         rx: &crossbeam_channel::Receiver<Submit<M, P>>,
-        jobs: &crossbeam_channel::Sender<crate::pipeline::Job>,
+        jobs: &JobTx,
         out: &crossbeam_channel::Sender<ToHarvestMsg<M, P>>,
         stats: &StatCounters,
     ) {
@@ -1029,7 +1034,7 @@ impl Engine {
         k: usize,
         out: (u64, u64),
         slot: WaveLease,
-        jobs: &crossbeam_channel::Sender<crate::pipeline::Job>,
+        jobs: &JobTx,
     ) -> std::result::Result<Dispatched, (WaveLease, Error)> {
         let plan = &ctx.plan;
         let Some(wave) = plan.waves.get(k) else {
@@ -1072,7 +1077,7 @@ impl Engine {
             done: (Mutex::new(wave.reads.is_empty()), Condvar::new()),
         });
         for r in wave.reads.clone() {
-            if jobs.send(crate::pipeline::Job::Cuda(Arc::clone(&work), r)).is_err() {
+            if jobs.send(Box::new(WaveJob { work: Arc::clone(&work), read: r })).is_err() {
                 // No worker is left to run this or any job: nothing writes the slot.
                 return Err((slot, Error::Closed));
             }
@@ -1480,6 +1485,18 @@ pub(crate) struct WaveWork {
     done: (Mutex<bool>, Condvar),
 }
 
+/// One read op of a wave, for the decode workers.
+struct WaveJob {
+    work: Arc<WaveWork>,
+    read: usize,
+}
+
+impl Job for WaveJob {
+    fn run(self: Box<Self>, w: &mut Worker<'_>) {
+        self.work.run(self.read, w.store, w.scratch.read_buf(), w.stats);
+    }
+}
+
 impl WaveWork {
     fn wait(&self) {
         let mut d = self.done.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -1744,10 +1761,10 @@ impl WaveWork {
 }
 
 /// A batch living in device memory.
-pub struct DeviceBatch {
-    pub(crate) engine: Arc<Engine>,
-    pub(crate) lease: Option<Lease<CudaBackend, CudaDeviceMem>>,
-    pub(crate) bytes: usize,
+pub(crate) struct DeviceBatch {
+    engine: Arc<Engine>,
+    lease: Option<BatchLease>,
+    bytes: usize,
 }
 
 impl std::fmt::Debug for DeviceBatch {
@@ -1756,39 +1773,28 @@ impl std::fmt::Debug for DeviceBatch {
     }
 }
 
-impl DeviceBatch {
-    /// The device address of the tensor.
-    pub fn device_ptr(&self) -> Option<u64> {
+impl DeviceTensor for DeviceBatch {
+    fn device_ptr(&self) -> Option<u64> {
         self.lease.as_ref().map(|l| l.buffer().device_ptr())
     }
 
-    /// The raw `CUevent` recorded after the batch's last write.
-    pub fn ready_event(&self) -> Option<u64> {
+    fn ready_event(&self) -> Option<u64> {
         self.lease.as_ref().map(|l| self.engine.ready[l.slot()].raw())
     }
 
-    /// The raw `CUstream` the batch was written on.
-    pub fn ready_stream(&self) -> Option<u64> {
+    fn ready_stream(&self) -> Option<u64> {
         self.engine.cu("compute").ok().map(|s| s.cu_stream() as u64)
     }
 
-    /// Returns the buffer once `event` (a raw `CUevent` of the same context, recorded by
-    /// the consumer after its last use) has completed on the device; no host sync.
-    ///
-    /// # Errors
-    /// `Gpu` when the driver refuses the wait.
-    pub fn release_event(mut self, event: u64) -> Result<()> {
-        match self.lease.take() {
-            Some(l) => self.engine.release(l, Some(event)),
+    fn release_event(self: Box<Self>, event: u64) -> Result<()> {
+        let mut this = *self;
+        match this.lease.take() {
+            Some(l) => this.engine.release(l, Some(event)),
             None => Ok(()),
         }
     }
 
-    /// A synchronous copy of the tensor to the host.
-    ///
-    /// # Errors
-    /// `Gpu` when the copy fails.
-    pub fn to_host(&self) -> Result<Vec<u8>> {
+    fn to_host(&self) -> Result<Vec<u8>> {
         match &self.lease {
             Some(l) => self.engine.download(l, self.bytes),
             None => Ok(Vec::new()),
@@ -1804,12 +1810,202 @@ impl Drop for DeviceBatch {
     }
 }
 
-/// GPU memory in use on the current device (`total - free` of `cuMemGetInfo`), for tests.
-///
-/// # Errors
-/// `Gpu` when the driver call fails.
-pub fn device_memory_used(device: usize) -> Result<u64> {
-    let b = CudaBackend::new(device).map_err(|e| gpu_err("open device", e))?;
-    let (free, total) = gs("cuMemGetInfo", b.memory_info())?;
-    Ok(total.saturating_sub(free))
+/// What a batch planned for the CUDA engine carries through the submit and harvest
+/// threads to `pop`.
+pub(crate) struct DeviceMeta {
+    meta: BatchMeta,
+    out_elems: u64,
+    /// Plan sample → batch position.
+    positions: Arc<Vec<usize>>,
+}
+
+type SubmitTx = crossbeam_channel::Sender<Submit<DeviceMeta, Pending>>;
+
+/// The CUDA engine as the pipeline sees it: the device engine and its submit and
+/// harvest threads.
+pub(crate) struct CudaEngine {
+    core: Arc<Engine>,
+    /// Dropped at the end of input: the submit thread drains and ends, then harvest.
+    submit: Mutex<Option<SubmitTx>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    sample_shape: Vec<u64>,
+    /// Elements of one sample.
+    sample_elems: u64,
+    out_dtype: OutDtype,
+}
+
+impl CudaEngine {
+    /// Opens device `device`, allocates everything and starts the submit and harvest
+    /// threads.
+    ///
+    /// # Errors
+    /// As [`Engine::new`]; `Spawn` when a thread cannot start.
+    pub(crate) fn start(cfg: &Config, device: usize, ctx: EngineCtx) -> Result<Self> {
+        let core = Arc::new(Engine::new(cfg, device)?);
+        // One planned batch waits for the submit thread: planning runs one batch ahead,
+        // bounded.
+        let (stx, srx) = crossbeam_channel::bounded(1);
+        let (htx, hrx) = crossbeam_channel::unbounded();
+        let (e, stats, jobs) = (Arc::clone(&core), Arc::clone(&ctx.stats), ctx.jobs);
+        let submit = spawn("damacy-gpu-submit", move || e.submit_loop(&srx, &jobs, &htx, &stats));
+        let this = Self {
+            core: Arc::clone(&core),
+            submit: Mutex::new(Some(stx)),
+            threads: Mutex::new(Vec::new()),
+            sample_shape: cfg.sample_shape.clone(),
+            sample_elems: cfg.sample_elements()?,
+            out_dtype: cfg.dtype,
+        };
+        lock(&this.threads).push(submit?);
+        let (e, stats, output) = (core, ctx.stats, ctx.output);
+        let harvest = spawn("damacy-gpu-harvest", move || {
+            let emit = |h: Harvested<DeviceMeta, Pending>| output.push(pending(&e, h));
+            e.harvest_loop(&hrx, &stats, &emit);
+            output.close();
+        });
+        match harvest {
+            Ok(h) => lock(&this.threads).push(h),
+            Err(err) => {
+                // Without a harvest thread nothing may be submitted: end the submit
+                // thread before reporting.
+                this.end_of_input();
+                this.join();
+                return Err(err);
+            }
+        }
+        Ok(this)
+    }
+}
+
+fn spawn(
+    name: &'static str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| Error::Spawn { name, kind: e.kind() })
+}
+
+impl EngineApi for CudaEngine {
+    fn limits(&self, cfg: &Config) -> PlanLimits {
+        self.core.sizing.limits(cfg)
+    }
+
+    fn dispatch(&self, batch: Ordered) -> Result<()> {
+        let item = match batch {
+            Ordered::Failed(e) => Submit::Pass(Pending::Failed(e)),
+            Ordered::Planned(p) => {
+                let (ctx, meta) = self.batch_ctx(*p);
+                Submit::Run { id: meta.meta.id, ctx, meta }
+            }
+        };
+        let Some(tx) = lock(&self.submit).clone() else {
+            return Err(Error::Closed);
+        };
+        tx.send(item).map_err(|_| Error::Closed)
+    }
+
+    fn end_of_input(&self) {
+        lock(&self.submit).take();
+    }
+
+    fn shutdown(&self) {
+        self.core.close();
+    }
+
+    fn join(&self) {
+        let threads: Vec<_> = lock(&self.threads).drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    fn add_stats(&self, s: &mut Stats) {
+        s.gpu_bytes_committed = self.core.committed;
+        s.gpu_wave_chunks = self.core.sizing.chunks;
+        s.cpu_decode_share_permille = self.core.cpu_share();
+    }
+}
+
+impl Drop for CudaEngine {
+    fn drop(&mut self) {
+        // Normally the pipeline ended and joined the threads already.
+        self.shutdown();
+        self.end_of_input();
+        self.join();
+    }
+}
+
+impl CudaEngine {
+    /// The device view of a planned batch.
+    fn batch_ctx(&self, p: Planned) -> (BatchCtx, DeviceMeta) {
+        let Planned { meta, arrays, facts, plan, positions } = p;
+        let out_elems = self.sample_elems * meta.infos.len() as u64;
+        let positions = Arc::new(positions);
+        let ctx = BatchCtx {
+            routes: Arc::new(arrays.iter().map(|a| route(a.chunk_codecs())).collect()),
+            arrays: Arc::new(arrays),
+            facts: Arc::new(facts.into_iter().map(|f| (f.repr, f.fill_out)).collect()),
+            plan: Arc::new(plan),
+            positions: Arc::clone(&positions),
+            sample_shape: self.sample_shape.clone(),
+            out_dtype: self.out_dtype,
+            out_elems,
+        };
+        (ctx, DeviceMeta { meta, out_elems, positions })
+    }
+}
+
+/// Turns what the harvest thread hands out into an output-queue entry.
+fn pending(engine: &Arc<Engine>, h: Harvested<DeviceMeta, Pending>) -> Pending {
+    match h {
+        Harvested::Ran { meta, lease, errors } => {
+            let DeviceMeta { mut meta, out_elems, positions } = meta;
+            meta.early.extend(
+                errors.into_iter().filter_map(|(s, e)| positions.get(s).map(|&pos| (pos, e))),
+            );
+            Pending::Ready(Box::new(DevicePending {
+                engine: Arc::clone(engine),
+                meta,
+                lease,
+                out_elems,
+            }))
+        }
+        Harvested::Failed { error } => Pending::Failed(error),
+        Harvested::Pass(p) => p,
+    }
+}
+
+/// A batch complete on the device, waiting for `pop`.
+struct DevicePending {
+    engine: Arc<Engine>,
+    /// `early` holds every sample error of the batch, before and after planning.
+    meta: BatchMeta,
+    lease: BatchLease,
+    out_elems: u64,
+}
+
+impl Deliver for DevicePending {
+    /// Applies the error policy and records the batch's ready event.
+    fn deliver(self: Box<Self>, ctx: &DeliverCtx<'_>) -> Result<Batch> {
+        let DevicePending { engine, mut meta, lease, out_elems } = *self;
+        let errors = std::mem::take(&mut meta.early);
+        let bytes = meta.sample_bytes * meta.infos.len();
+        let errors = match ctx.policy(&meta.infos, errors) {
+            Ok(errors) => errors,
+            Err(e) => {
+                // Record the ready event so the release orders after the batch's writes.
+                let _ = engine.finish(&lease, &[], &ctx.cfg.sample_shape, out_elems);
+                drop(DeviceBatch { engine, lease: Some(lease), bytes: 0 });
+                return Err(e);
+            }
+        };
+        let fills: Vec<(usize, Vec<u8>)> =
+            errors.iter().map(|(pos, _)| (*pos, meta.fills[*pos].clone())).collect();
+        let finished = engine.finish(&lease, &fills, &ctx.cfg.sample_shape, out_elems);
+        let device = DeviceBatch { engine, lease: Some(lease), bytes };
+        finished?;
+        Ok(ctx.batch(meta, Storage::Device(Box::new(device)), errors))
+    }
 }

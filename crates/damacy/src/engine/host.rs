@@ -11,18 +11,185 @@
 //! every output voxel is produced by exactly one placement (a property it proptests), which
 //! is what makes the shared writes below sound.
 
+mod slots;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use planner::{ArrayEntry, BatchPlan, ChunkSource};
+use planner::{ArrayEntry, BatchPlan, ChunkSource, PlanLimits};
 use zarr::{ChunkRepr, DataType};
 
+use crate::batch::{Batch, Storage};
 use crate::cast::{self, Scatter};
-use crate::config::OutDtype;
-use crate::error::SampleError;
+use crate::config::{Config, OutDtype};
+use crate::engine::{
+    BatchMeta, Deliver, DeliverCtx, Engine, EngineCtx, Job, JobTx, Ordered, Output, Pending,
+    Planned, Worker, lock,
+};
+use crate::error::{Error, Result, SampleError};
 use crate::stats::StatCounters;
+
+use slots::{SlotLease, Slots};
+
+/// The host engine of one pipeline: its batch buffers and the way to the workers.
+pub(crate) struct HostEngine {
+    slots: Arc<Slots>,
+    output: Arc<Output>,
+    /// Dropped at the end of input, so the workers see their queue close.
+    jobs: Mutex<Option<JobTx>>,
+    sample_shape: Vec<u64>,
+    out_dtype: OutDtype,
+}
+
+impl HostEngine {
+    /// Allocates `batches_in_flight` batch buffers sized for the output dtype (`Native`
+    /// takes the widest source type, as the arrays' types are not known yet).
+    ///
+    /// # Errors
+    /// `ConfigOverflow` when a batch does not fit the address space.
+    pub(crate) fn new(cfg: &Config, ctx: EngineCtx) -> Result<Self> {
+        let batch_bytes = usize::try_from(cfg.batch_elements()? * cfg.dtype.max_size() as u64)
+            .map_err(|_| Error::ConfigOverflow { knob: "sample_shape" })?;
+        Ok(Self {
+            slots: Arc::new(Slots::new(cfg.batches_in_flight, batch_bytes)?),
+            output: ctx.output,
+            jobs: Mutex::new(Some(ctx.jobs)),
+            sample_shape: cfg.sample_shape.clone(),
+            out_dtype: cfg.dtype,
+        })
+    }
+
+    /// Leases a batch buffer and queues the batch's jobs.
+    fn start(&self, p: Planned) -> Result<Pending> {
+        let lease = self.slots.acquire(p.meta.id)?;
+        let jobs = BatchWork::<()>::jobs(&p.plan);
+        let work = Arc::new(BatchWork {
+            scratch_cap: BatchWork::<()>::scratch_cap(&p.plan),
+            arrays: p.arrays,
+            facts: p.facts,
+            plan: p.plan,
+            sample_shape: self.sample_shape.clone(),
+            out_dtype: self.out_dtype,
+            sample_bytes: p.meta.sample_bytes,
+            out: self.slots.out_buf(&lease),
+            positions: p.positions,
+            progress: Progress::new(jobs.len()),
+        });
+        let tensor = HostTensor {
+            lease: Some(lease),
+            slots: Arc::clone(&self.slots),
+            bytes: p.meta.sample_bytes * p.meta.infos.len(),
+        };
+        let Some(tx) = lock(&self.jobs).clone() else {
+            return Err(Error::Closed);
+        };
+        for kind in jobs {
+            // The tensor drops (and its buffer goes back) with this early return.
+            if tx.send(Box::new(HostJob { work: Arc::clone(&work), kind })).is_err() {
+                return Err(Error::Closed);
+            }
+        }
+        Ok(Pending::Ready(Box::new(HostPending { meta: p.meta, work, tensor })))
+    }
+}
+
+impl Engine for HostEngine {
+    fn limits(&self, cfg: &Config) -> PlanLimits {
+        PlanLimits {
+            max_read_op_bytes: cfg.max_read_op_bytes,
+            max_chunk_decompressed_bytes: cfg.max_chunk_decompressed_bytes,
+            merge_gap_bytes: cfg.merge_gap_bytes,
+            ..PlanLimits::default()
+        }
+    }
+
+    fn dispatch(&self, batch: Ordered) -> Result<()> {
+        let pending = match batch {
+            Ordered::Failed(e) => Pending::Failed(e),
+            Ordered::Planned(p) => self.start(*p)?,
+        };
+        self.output.push(pending);
+        Ok(())
+    }
+
+    fn end_of_input(&self) {
+        lock(&self.jobs).take();
+        self.output.close();
+    }
+
+    fn shutdown(&self) {
+        self.slots.close();
+    }
+
+    fn join(&self) {}
+}
+
+/// A host batch buffer handed to the caller; dropping it returns the buffer.
+#[derive(Debug)]
+pub(crate) struct HostTensor {
+    lease: Option<SlotLease>,
+    slots: Arc<Slots>,
+    /// Bytes of the batch (the buffer may be larger: it is sized for the widest dtype).
+    bytes: usize,
+}
+
+impl HostTensor {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match &self.lease {
+            Some(l) => &self.slots.bytes(l)[..self.bytes],
+            None => &[],
+        }
+    }
+}
+
+impl Drop for HostTensor {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            self.slots.release(lease);
+        }
+    }
+}
+
+/// A host batch whose jobs are queued.
+struct HostPending {
+    meta: BatchMeta,
+    work: Arc<BatchWork<()>>,
+    tensor: HostTensor,
+}
+
+impl Deliver for HostPending {
+    fn deliver(self: Box<Self>, ctx: &DeliverCtx<'_>) -> Result<Batch> {
+        let HostPending { mut meta, work, tensor } = *self;
+        let mut errors = std::mem::take(&mut meta.early);
+        errors.extend(work.progress.wait().into_iter().map(|(s, e)| (work.positions[s], e)));
+        // Under `Fail` the tensor drops with the error: the buffer goes back.
+        let errors = ctx.policy(&meta.infos, errors)?;
+        if !errors.is_empty() {
+            // `sample_shape` was validated at construction, so this box always exists.
+            let whole = zarr::Aabb::from_shape(&ctx.cfg.sample_shape).map_err(|_| {
+                Error::ConfigValue { knob: "sample_shape", value: 0, expected: "a non-empty shape" }
+            })?;
+            for (pos, _) in &errors {
+                work.fill(*pos, &whole, &meta.fills[*pos]);
+            }
+        }
+        Ok(ctx.batch(meta, Storage::Host(tensor), errors))
+    }
+}
+
+/// One job of a host batch.
+struct HostJob {
+    work: Arc<BatchWork<()>>,
+    kind: JobKind,
+}
+
+impl Job for HostJob {
+    fn run(self: Box<Self>, w: &mut Worker<'_>) {
+        self.work.run(self.kind, w.store, w.scratch, w.stats);
+    }
+}
 
 /// A batch buffer shared by the jobs that fill it.
 #[derive(Debug)]
@@ -332,6 +499,12 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
+    /// The buffer a CUDA wave job reads into (its staging is pinned memory of its own).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn read_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.staging
+    }
+
     /// Gives back capacity beyond twice `cap`, so one unusually large read does not pin
     /// its memory for the life of the worker.
     fn trim(&mut self, cap: usize) {

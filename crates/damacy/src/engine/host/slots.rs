@@ -8,8 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use gpu_schedule::{EdgeTable, Endpoint, HostBackend, Lease, Pool, PoolSpec};
 
+use super::OutBuf;
 use crate::error::{Error, Result};
-use crate::host::OutBuf;
 
 const ACQUIRER: &str = "assemble";
 const RELEASER: &str = "consumer";

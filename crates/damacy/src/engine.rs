@@ -1,0 +1,295 @@
+//! The seam between the facade and the engines that execute planned batches.
+//!
+//! The facade's threads (feeder, coordinator, decode workers) and `pop` are the same for
+//! every engine. The coordinator prepares each batch ([`crate::prepare`]) and hands it,
+//! in push order, to the pipeline's [`Engine`]; the engine puts one [`Pending`] per batch,
+//! in the same order, into the [`Output`] queue; `pop` takes the oldest and has it
+//! [`Deliver`]ed into a [`Batch`]. Engines run work on the shared decode workers through
+//! [`Job`]s. [`open`] is the one place that chooses an engine (and the only place outside
+//! the CUDA engine's own module that names the `cuda` feature).
+//!
+//! Engines live in module folders of this crate rather than in crates of their own: both
+//! build on the facade's `Config`, `Error`, `Batch` and stats types, and the interface is
+//! internal (no third engine is meant to be plugged in from outside), so crates would only
+//! move those types one layer down without decoupling anything.
+
+pub(crate) mod host;
+
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use planner::{ArrayEntry, BatchPlan, PlanLimits};
+use zarr::DataType;
+
+use crate::batch::{Batch, SampleInfo, Storage};
+use crate::config::{Backend, Config, OnError};
+use crate::error::{Error, Result, SampleError};
+use crate::stats::{StatCounters, Stats};
+
+pub(crate) use host::{ArrayFacts, Scratch};
+
+/// Locks `m`, taking the data of a poisoned lock: a panicking thread must not turn every
+/// later call into a panic (each engine thread contains its panics; see its loop).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a delivered batch needs whatever engine built it.
+#[derive(Debug)]
+pub(crate) struct BatchMeta {
+    pub id: u64,
+    pub infos: Vec<SampleInfo>,
+    /// The output element type (`Float32` for `F32`, the source type for `Native`).
+    pub element: DataType,
+    /// Bytes of one sample in the output dtype.
+    pub sample_bytes: usize,
+    /// Per batch position, the array's fill value cast to the output dtype (zeros for a
+    /// sample whose metadata could not be read).
+    pub fills: Vec<Vec<u8>>,
+    /// Samples that failed before planning: (batch position, error).
+    pub early: Vec<(usize, SampleError)>,
+}
+
+/// A batch ready for an engine: its samples, their arrays and the plan.
+#[derive(Debug)]
+pub(crate) struct Planned {
+    pub meta: BatchMeta,
+    pub arrays: Vec<ArrayEntry>,
+    pub facts: Vec<ArrayFacts>,
+    pub plan: BatchPlan,
+    /// Batch position of each planned sample (samples that failed to resolve are not
+    /// planned, so plan indices and batch positions differ).
+    pub positions: Vec<usize>,
+}
+
+/// The coordinator's output, one per batch, in push order.
+#[derive(Debug)]
+pub(crate) enum Ordered {
+    Planned(Box<Planned>),
+    /// The batch failed before any engine work (shape, resolution, planning).
+    Failed(Error),
+}
+
+/// A batch an engine has taken on: `pop` turns it into the caller's [`Batch`].
+pub(crate) trait Deliver: Send {
+    /// Waits for the batch to be complete, applies the error policy and builds the
+    /// handle.
+    ///
+    /// # Errors
+    /// The first failing sample under `OnError::Fail`; engine failures.
+    fn deliver(self: Box<Self>, ctx: &DeliverCtx<'_>) -> Result<Batch>;
+}
+
+/// An entry of the output queue.
+pub(crate) enum Pending {
+    Ready(Box<dyn Deliver>),
+    Failed(Error),
+}
+
+/// What [`Deliver::deliver`] may use of the pipeline.
+#[derive(Debug)]
+pub(crate) struct DeliverCtx<'a> {
+    pub cfg: &'a Config,
+    pub stats: &'a StatCounters,
+}
+
+impl DeliverCtx<'_> {
+    /// Applies the error policy to a batch's sample errors (batch positions): sorted, one
+    /// per sample. Under `OnError::Fail` the first becomes the batch's error; under
+    /// `OnError::Fill` they are returned for the engine to fill and list.
+    ///
+    /// # Errors
+    /// `Error::Sample` naming the first failing sample under `OnError::Fail`.
+    pub(crate) fn policy(
+        &self,
+        infos: &[SampleInfo],
+        mut errors: Vec<(usize, SampleError)>,
+    ) -> Result<Vec<(usize, SampleError)>> {
+        errors.sort_by_key(|(pos, _)| *pos);
+        errors.dedup_by_key(|(pos, _)| *pos);
+        if errors.is_empty() || self.cfg.on_error == OnError::Fill {
+            return Ok(errors);
+        }
+        let (pos, source) = errors.swap_remove(0);
+        let Some(info) = infos.get(pos) else {
+            return Err(Error::Closed);
+        };
+        Err(Error::Sample { index: info.index, uri: info.uri.clone(), source: Box::new(source) })
+    }
+
+    /// Counts a finished batch and builds its handle over `storage`; `errors` are the
+    /// filled samples (batch positions).
+    pub(crate) fn batch(
+        &self,
+        meta: BatchMeta,
+        storage: Storage,
+        errors: Vec<(usize, SampleError)>,
+    ) -> Batch {
+        let n = meta.infos.len() as u64;
+        let mut shape = vec![n];
+        shape.extend_from_slice(&self.cfg.sample_shape);
+        let bytes = meta.sample_bytes * meta.infos.len();
+        self.stats.count_delivered(n, bytes as u64);
+        let errors = errors.into_iter().map(|(pos, e)| (meta.infos[pos].index, e)).collect();
+        Batch::new(meta.id, shape, self.cfg.dtype, meta.element, meta.infos, errors, storage)
+    }
+}
+
+/// The output queue: batches in push order, and whether more will come.
+#[derive(Default)]
+pub(crate) struct Output {
+    state: Mutex<OutputState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct OutputState {
+    queue: VecDeque<Pending>,
+    /// Nothing more will be queued.
+    done: bool,
+}
+
+/// What [`Output::next`] found.
+pub(crate) enum Next {
+    Batch(Pending),
+    /// The queue is closed and empty.
+    Done,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl Output {
+    /// Appends a batch.
+    pub(crate) fn push(&self, p: Pending) {
+        lock(&self.state).queue.push_back(p);
+        self.cv.notify_all();
+    }
+
+    /// Marks the end: once the queue drains, [`Output::next`] returns `Done`.
+    pub(crate) fn close(&self) {
+        lock(&self.state).done = true;
+        self.cv.notify_all();
+    }
+
+    /// The oldest batch, waiting until one is queued, the queue is done, or `deadline`.
+    pub(crate) fn next(&self, deadline: Option<std::time::Instant>) -> Next {
+        let mut st = lock(&self.state);
+        loop {
+            if let Some(p) = st.queue.pop_front() {
+                return Next::Batch(p);
+            }
+            if st.done {
+                return Next::Done;
+            }
+            st = match deadline {
+                None => self.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = std::time::Instant::now();
+                    if now >= d {
+                        return Next::TimedOut;
+                    }
+                    self.cv
+                        .wait_timeout(st, d - now)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0)
+                }
+            };
+        }
+    }
+
+    /// Drops every queued batch (their buffers go back as they drop).
+    pub(crate) fn clear(&self) {
+        let drained: Vec<Pending> = lock(&self.state).queue.drain(..).collect();
+        drop(drained);
+    }
+}
+
+/// What a decode worker lends a job: the store, the counters and its reusable buffers.
+pub(crate) struct Worker<'a> {
+    pub store: &'a dyn store::Store,
+    pub stats: &'a StatCounters,
+    pub scratch: &'a mut Scratch,
+}
+
+/// Work for the decode workers (one read op, or a run of fill chunks).
+pub(crate) trait Job: Send {
+    /// Runs the job; it reports its own outcome (errors, completion) to its batch.
+    fn run(self: Box<Self>, w: &mut Worker<'_>);
+}
+
+/// The decode workers' queue.
+pub(crate) type JobTx = crossbeam_channel::Sender<Box<dyn Job>>;
+
+/// What an engine is given at construction.
+pub(crate) struct EngineCtx {
+    pub output: Arc<Output>,
+    pub stats: Arc<StatCounters>,
+    pub jobs: JobTx,
+}
+
+/// An engine: takes planned batches in push order and delivers them through the output
+/// queue in the same order.
+pub(crate) trait Engine: Send + Sync {
+    /// The planner limits this engine's buffers impose.
+    fn limits(&self, cfg: &Config) -> PlanLimits;
+
+    /// Takes the next batch in push order; blocks while the engine has no room (a free
+    /// batch buffer). Puts exactly one [`Pending`] for it into the output queue.
+    ///
+    /// # Errors
+    /// `Closed` on teardown (the batch was not taken; the coordinator stops).
+    fn dispatch(&self, batch: Ordered) -> Result<()>;
+
+    /// No more batches come: the engine closes the output queue once the last one is in.
+    fn end_of_input(&self);
+
+    /// Teardown: wakes every wait inside the engine; later dispatches fail with `Closed`.
+    fn shutdown(&self);
+
+    /// Joins the engine's own threads (after `end_of_input`).
+    fn join(&self);
+
+    /// Adds the engine's own figures to a stats snapshot.
+    fn add_stats(&self, _stats: &mut Stats) {}
+}
+
+/// Chooses and builds the engine for `cfg.backend`.
+///
+/// # Errors
+/// `BackendUnavailable` for `Backend::Cuda` in a build without the `cuda` feature or on
+/// a machine where the device cannot be used; the CUDA engine's `Budget` and `Gpu`
+/// errors; `Config` errors of the host engine.
+pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<Box<dyn Engine>> {
+    match cfg.backend {
+        Backend::Host => Ok(Box::new(host::HostEngine::new(cfg, ctx)?)),
+        Backend::Cuda { device } => open_cuda(cfg, device, ctx),
+        // Any CUDA engine failure falls back to the host engine here; `Auto` is meant to
+        // run wherever it is started.
+        Backend::Auto => {
+            let host_ctx = EngineCtx {
+                output: Arc::clone(&ctx.output),
+                stats: Arc::clone(&ctx.stats),
+                jobs: ctx.jobs.clone(),
+            };
+            match open_cuda(cfg, 0, ctx) {
+                Ok(e) => Ok(e),
+                Err(_) => Ok(Box::new(host::HostEngine::new(cfg, host_ctx)?)),
+            }
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda(cfg: &Config, device: usize, ctx: EngineCtx) -> Result<Box<dyn Engine>> {
+    Ok(Box::new(cuda::CudaEngine::start(cfg, device, ctx)?))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(_cfg: &Config, _device: usize, _ctx: EngineCtx) -> Result<Box<dyn Engine>> {
+    Err(Error::BackendUnavailable {
+        reason: "this build of damacy has no CUDA engine (build with the `cuda` feature)",
+    })
+}

@@ -1,0 +1,188 @@
+//! Preparing one batch for an engine: the samples' infos and shapes checked, their
+//! resolved metadata gathered into the planner's arrays (one output element type per
+//! batch), and the batch planned. Engine-independent: the engine only supplies its plan
+//! limits.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use planner::{ArrayEntry, ArrayId, PlanLimits, SampleInput};
+use prefetch_cache::ReadySample;
+use zarr::DataType;
+
+use crate::batch::SampleInfo;
+use crate::config::Config;
+use crate::engine::{ArrayFacts, BatchMeta, Ordered, Planned};
+use crate::error::{Error, SampleError};
+use crate::resolve::resolved;
+use crate::stats::StatCounters;
+
+/// Prepares batch `id` from its resolved samples (in push order).
+pub(crate) fn prepare(
+    cfg: &Config,
+    limits: &PlanLimits,
+    stats: &StatCounters,
+    id: u64,
+    samples: Vec<ReadySample>,
+) -> Ordered {
+    let t0 = Instant::now();
+    let infos = match sample_infos(cfg, &samples) {
+        Ok(infos) => infos,
+        Err(e) => return Ordered::Failed(e),
+    };
+    let inputs = match gather_arrays(cfg, &infos, samples) {
+        Ok(inputs) => inputs,
+        Err(e) => return Ordered::Failed(e),
+    };
+    let plan = match planner::plan(&inputs.arrays, &inputs.samples, limits, cfg.dtype) {
+        Ok(p) => p,
+        Err(e) => return Ordered::Failed(plan_error(&infos, e)),
+    };
+    stats.plan_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    stats.add_plan(&plan.stats, plan.reads.len() as u64);
+    let sample_bytes = cfg.sample_elements().unwrap_or(0) as usize * cfg.dtype.size(inputs.element);
+    Ordered::Planned(Box::new(Planned {
+        meta: BatchMeta {
+            id,
+            infos,
+            element: inputs.element,
+            sample_bytes,
+            fills: inputs.fills,
+            early: inputs.early,
+        },
+        arrays: inputs.arrays,
+        facts: inputs.facts,
+        plan,
+        positions: inputs.positions,
+    }))
+}
+
+/// The samples' infos, each box checked against the configured sample shape. A shape
+/// error is the caller's mistake, not the data's: the batch fails whatever the error
+/// policy.
+fn sample_infos(cfg: &Config, samples: &[ReadySample]) -> Result<Vec<SampleInfo>, Error> {
+    samples
+        .iter()
+        .map(|r| {
+            let req = &r.request;
+            let uri = PathBuf::from(&*req.uri);
+            // Boxes were validated by `Sample::new` before they were pushed, so this
+            // fails only for a sample that bypassed it.
+            let aabb =
+                zarr::Aabb::new(req.lo.clone(), req.hi.clone()).map_err(|e| Error::Sample {
+                    index: r.seq,
+                    uri: uri.clone(),
+                    source: Box::new(SampleError::Format(e)),
+                })?;
+            if aabb.shape() != cfg.sample_shape {
+                return Err(Error::SampleShape {
+                    index: r.seq,
+                    uri,
+                    expected: cfg.sample_shape.clone().into(),
+                    got: aabb.shape().into(),
+                });
+            }
+            Ok(SampleInfo { index: r.seq, uri, aabb })
+        })
+        .collect()
+}
+
+/// The planner's view of a batch, and what delivery needs of it.
+struct Inputs {
+    arrays: Vec<ArrayEntry>,
+    facts: Vec<ArrayFacts>,
+    samples: Vec<SampleInput>,
+    /// Batch position of each planned sample.
+    positions: Vec<usize>,
+    /// Samples whose metadata could not be resolved.
+    early: Vec<(usize, SampleError)>,
+    element: DataType,
+    fills: Vec<Vec<u8>>,
+}
+
+/// Resolves each sample's metadata into the batch's distinct arrays. Samples that failed
+/// to resolve are set aside (`early`), the rest become planner inputs.
+///
+/// # Errors
+/// `NativeDtypeMismatch` when `OutDtype::Native` meets a second element type.
+fn gather_arrays(
+    cfg: &Config,
+    infos: &[SampleInfo],
+    samples: Vec<ReadySample>,
+) -> Result<Inputs, Error> {
+    let mut inputs = Inputs {
+        arrays: Vec::new(),
+        facts: Vec::new(),
+        samples: Vec::new(),
+        positions: Vec::new(),
+        early: Vec::new(),
+        element: DataType::Float32,
+        fills: vec![Vec::new(); infos.len()],
+    };
+    let mut element: Option<DataType> = None;
+    for (pos, ready) in samples.into_iter().enumerate() {
+        let r = match resolved(ready.outcome) {
+            Ok(r) => r,
+            Err(e) => {
+                inputs.early.push((pos, e));
+                continue;
+            }
+        };
+        let out_el = cfg.dtype.element(r.entry.meta.data_type);
+        match element {
+            Some(e) if e != out_el => {
+                let info = &infos[pos];
+                return Err(Error::NativeDtypeMismatch {
+                    index: info.index,
+                    uri: info.uri.clone(),
+                    expected: e,
+                    got: out_el,
+                });
+            }
+            _ => element = Some(out_el),
+        }
+        let a = inputs.array_of(cfg, &r.entry);
+        inputs.fills[pos] = inputs.facts[a].fill_out.clone();
+        inputs.samples.push(SampleInput {
+            array: ArrayId(a as u32),
+            aabb: infos[pos].aabb.clone(),
+            shards: r.shards,
+        });
+        inputs.positions.push(pos);
+    }
+    inputs.element = element.unwrap_or(DataType::Float32);
+    let out_size = cfg.dtype.size(inputs.element);
+    for f in &mut inputs.fills {
+        if f.is_empty() {
+            // A sample whose metadata could not be read has no known fill value: zeros.
+            *f = vec![0; out_size];
+        }
+    }
+    Ok(inputs)
+}
+
+impl Inputs {
+    /// The index of `entry`'s array among the batch's arrays, adding it on first sight.
+    fn array_of(&mut self, cfg: &Config, entry: &ArrayEntry) -> usize {
+        if let Some(a) = self.arrays.iter().position(|e| Arc::ptr_eq(&e.meta, &entry.meta)) {
+            return a;
+        }
+        self.arrays.push(entry.clone());
+        self.facts.push(ArrayFacts::new(entry, cfg.dtype));
+        self.arrays.len() - 1
+    }
+}
+
+/// A planning failure, blamed on the batch's first sample.
+fn plan_error(infos: &[SampleInfo], e: planner::Error) -> Error {
+    match infos.first() {
+        Some(info) => Error::Sample {
+            index: info.index,
+            uri: info.uri.clone(),
+            source: Box::new(SampleError::Plan(Box::new(e))),
+        },
+        None => Error::Closed,
+    }
+}
