@@ -75,14 +75,22 @@ pub struct SampleInfo {
     pub aabb: Aabb,
 }
 
-/// Where a batch's tensor lives: a host batch buffer, or a device buffer of the CUDA
-/// engine. Dropping it gives the buffer back to its engine.
-#[derive(Debug)]
-pub(crate) enum Storage {
-    Host(crate::engine::host::HostTensor),
-    // Built only by the CUDA engine.
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    Device(Box<dyn DeviceTensor>),
+/// A batch's tensor as an engine hands it out; dropping it gives the buffer back to the
+/// engine.
+pub(crate) trait Tensor: Send + Sync + std::fmt::Debug {
+    /// The bytes, for a tensor in host memory.
+    fn host(&self) -> Option<&[u8]>;
+    /// Device access, for a tensor in device memory.
+    fn device(&self) -> Option<&dyn DeviceTensor> {
+        None
+    }
+    /// Gives the buffer back once `event` completed on the device (host tensors: at once).
+    ///
+    /// # Errors
+    /// `Gpu` when the driver refuses the wait.
+    fn release_event(self: Box<Self>, _event: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A tensor in device memory, as the CUDA engine hands it out.
@@ -90,8 +98,6 @@ pub(crate) trait DeviceTensor: Send + Sync + std::fmt::Debug {
     fn device_ptr(&self) -> Option<u64>;
     fn ready_event(&self) -> Option<u64>;
     fn ready_stream(&self) -> Option<u64>;
-    /// Gives the buffer back once `event` completed on the device.
-    fn release_event(self: Box<Self>, event: u64) -> Result<()>;
     /// A synchronous copy to host memory.
     fn to_host(&self) -> Result<Vec<u8>>;
 }
@@ -107,7 +113,7 @@ pub struct Batch {
     element: DataType,
     samples: Vec<SampleInfo>,
     errors: Vec<(u64, SampleError)>,
-    storage: Option<Storage>,
+    storage: Option<Box<dyn Tensor>>,
     /// A host copy of a device tensor, made by the first `data()`.
     host_copy: std::sync::OnceLock<Vec<u8>>,
 }
@@ -121,7 +127,7 @@ impl Batch {
         element: DataType,
         samples: Vec<SampleInfo>,
         errors: Vec<(u64, SampleError)>,
-        storage: Storage,
+        storage: Box<dyn Tensor>,
     ) -> Self {
         Self {
             id,
@@ -166,23 +172,17 @@ impl Batch {
     }
 
     fn device(&self) -> Option<&dyn DeviceTensor> {
-        match &self.storage {
-            Some(Storage::Device(d)) => Some(&**d),
-            _ => None,
-        }
+        self.storage.as_ref().and_then(|t| t.device())
     }
 
     /// The tensor's bytes (native endian). For a batch of the CUDA engine the first call
     /// copies the tensor to the host (synchronously) and keeps the copy; a failing copy
     /// reads as empty (use [`Batch::to_host`] to see the error).
     pub fn data(&self) -> &[u8] {
-        match &self.storage {
-            Some(Storage::Host(h)) => h.bytes(),
-            Some(Storage::Device(d)) => {
-                self.host_copy.get_or_init(|| d.to_host().unwrap_or_default())
-            }
-            None => &[],
+        if let Some(d) = self.device() {
+            return self.host_copy.get_or_init(|| d.to_host().unwrap_or_default());
         }
+        self.storage.as_ref().and_then(|t| t.host()).unwrap_or(&[])
     }
 
     /// The tensor as `f32` values, when the element type is `Float32`.
@@ -235,9 +235,8 @@ impl Batch {
     /// `Gpu` when the driver refuses the wait.
     pub fn release_event(mut self, event: u64) -> Result<()> {
         match self.storage.take() {
-            Some(Storage::Device(d)) => d.release_event(event),
-            // A host buffer goes back as it drops.
-            _ => Ok(()),
+            Some(t) => t.release_event(event),
+            None => Ok(()),
         }
     }
 }

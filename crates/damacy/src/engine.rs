@@ -5,8 +5,7 @@
 //! in push order, to the pipeline's [`Engine`]; the engine puts one [`Pending`] per batch,
 //! in the same order, into the [`Output`] queue; `pop` takes the oldest and has it
 //! [`Deliver`]ed into a [`Batch`]. Engines run work on the shared decode workers through
-//! [`Job`]s. [`open`] is the one place that chooses an engine (and the only place outside
-//! the CUDA engine's own module that names the `cuda` feature).
+//! [`Job`]s. `crate::backend` chooses the engine.
 //!
 //! Engines live in module folders of this crate rather than in crates of their own: both
 //! build on the facade's `Config`, `Error`, `Batch` and stats types, and the interface is
@@ -22,19 +21,40 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use planner::{ArrayEntry, BatchPlan, PlanLimits};
-use zarr::DataType;
+use zarr::{ChunkRepr, DataType};
 
-use crate::batch::{Batch, SampleInfo, Storage};
-use crate::config::{Backend, Config, OnError};
+use crate::batch::{Batch, SampleInfo, Tensor};
+use crate::cast;
+use crate::config::{Config, OnError, OutDtype};
 use crate::error::{Error, Result, SampleError};
 use crate::stats::{StatCounters, Stats};
-
-pub(crate) use host::{ArrayFacts, Scratch};
 
 /// Locks `m`, taking the data of a poisoned lock: a panicking thread must not turn every
 /// later call into a panic (each engine thread contains its panics; see its loop).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Per-array facts the jobs need, computed once per batch.
+#[derive(Debug)]
+pub(crate) struct ArrayFacts {
+    pub repr: ChunkRepr,
+    /// The fill value cast to the output dtype.
+    pub fill_out: Vec<u8>,
+}
+
+impl ArrayFacts {
+    pub(crate) fn new<L>(entry: &ArrayEntry<L>, out: OutDtype) -> Self {
+        let meta = &entry.meta;
+        Self {
+            repr: ChunkRepr {
+                shape: entry.geometry.chunk_shape.clone(),
+                data_type: meta.data_type,
+                fill_value: meta.fill_value,
+            },
+            fill_out: cast::cast_fill(&meta.fill_value, meta.data_type, out),
+        }
+    }
 }
 
 /// What a delivered batch needs whatever engine built it.
@@ -125,7 +145,7 @@ impl DeliverCtx<'_> {
     pub(crate) fn batch(
         &self,
         meta: BatchMeta,
-        storage: Storage,
+        storage: Box<dyn Tensor>,
         errors: Vec<(usize, SampleError)>,
     ) -> Batch {
         let n = meta.infos.len() as u64;
@@ -256,40 +276,28 @@ pub(crate) trait Engine: Send + Sync {
     fn add_stats(&self, _stats: &mut Stats) {}
 }
 
-/// Chooses and builds the engine for `cfg.backend`.
-///
-/// # Errors
-/// `BackendUnavailable` for `Backend::Cuda` in a build without the `cuda` feature or on
-/// a machine where the device cannot be used; the CUDA engine's `Budget` and `Gpu`
-/// errors; `Config` errors of the host engine.
-pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<Box<dyn Engine>> {
-    match cfg.backend {
-        Backend::Host => Ok(Box::new(host::HostEngine::new(cfg, ctx)?)),
-        Backend::Cuda { device } => open_cuda(cfg, device, ctx),
-        // Any CUDA engine failure falls back to the host engine here; `Auto` is meant to
-        // run wherever it is started.
-        Backend::Auto => {
-            let host_ctx = EngineCtx {
-                output: Arc::clone(&ctx.output),
-                stats: Arc::clone(&ctx.stats),
-                jobs: ctx.jobs.clone(),
-            };
-            match open_cuda(cfg, 0, ctx) {
-                Ok(e) => Ok(e),
-                Err(_) => Ok(Box::new(host::HostEngine::new(cfg, host_ctx)?)),
+/// A worker's reusable buffers.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    staging: Vec<u8>,
+    decoded: Vec<u8>,
+}
+
+impl Scratch {
+    /// The buffer a CUDA wave job reads into (its staging is pinned memory of its own).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn read_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.staging
+    }
+
+    /// Gives back capacity beyond twice `cap`, so one unusually large read does not pin
+    /// its memory for the life of the worker.
+    pub(crate) fn trim(&mut self, cap: usize) {
+        for v in [&mut self.staging, &mut self.decoded] {
+            if v.capacity() > cap.saturating_mul(2) {
+                v.truncate(cap);
+                v.shrink_to(cap);
             }
         }
     }
-}
-
-#[cfg(feature = "cuda")]
-fn open_cuda(cfg: &Config, device: usize, ctx: EngineCtx) -> Result<Box<dyn Engine>> {
-    Ok(Box::new(cuda::CudaEngine::start(cfg, device, ctx)?))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn open_cuda(_cfg: &Config, _device: usize, _ctx: EngineCtx) -> Result<Box<dyn Engine>> {
-    Err(Error::BackendUnavailable {
-        reason: "this build of damacy has no CUDA engine (build with the `cuda` feature)",
-    })
 }

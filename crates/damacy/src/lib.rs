@@ -25,6 +25,7 @@
 // returned on cold paths only, so its size costs nothing measurable.
 #![allow(clippy::result_large_err)]
 
+mod backend;
 pub mod batch;
 pub mod bench;
 pub mod cast;

@@ -22,7 +22,7 @@ use prefetch_cache::{PrefetchConfig, Prefetcher, ReadySample, SampleRequest};
 use crate::batch::{Batch, Sample};
 use crate::config::Config;
 use crate::engine::{
-    self, DeliverCtx, Engine, EngineCtx, Job, Next, Output, Pending, Scratch, Worker, lock,
+    DeliverCtx, Engine, EngineCtx, Job, Next, Output, Pending, Scratch, Worker, lock,
 };
 use crate::error::{Error, Result, SampleError};
 use crate::stats::{StatCounters, Stats};
@@ -136,7 +136,7 @@ impl Pipeline {
         let output = Arc::new(Output::default());
         let stats = Arc::new(StatCounters::default());
         let ctx = EngineCtx { output: Arc::clone(&output), stats: Arc::clone(&stats), jobs: tx };
-        let engine = engine::open(&cfg, ctx)?;
+        let engine = crate::backend::open(&cfg, ctx)?;
         let limits = engine.limits(&cfg);
         let workers = spawn_workers(cfg.effective_decode_threads(), &store, &stats, &rx)?;
         let shared = Arc::new(Shared {

@@ -52,7 +52,7 @@ use kernels::{
 use planner::{ArrayEntry, BatchPlan, ChunkSource, PlanLimits};
 use zarr::ChunkRepr;
 
-use crate::batch::{Batch, DeviceTensor, Storage};
+use crate::batch::{Batch, DeviceTensor, Tensor};
 use crate::config::{Config, OutDtype};
 use crate::engine::{
     BatchMeta, Deliver, DeliverCtx, Engine as EngineApi, EngineCtx, Job, JobTx, Ordered, Pending,
@@ -1773,6 +1773,24 @@ impl std::fmt::Debug for DeviceBatch {
     }
 }
 
+impl Tensor for DeviceBatch {
+    fn host(&self) -> Option<&[u8]> {
+        None
+    }
+
+    fn device(&self) -> Option<&dyn DeviceTensor> {
+        Some(self)
+    }
+
+    fn release_event(self: Box<Self>, event: u64) -> Result<()> {
+        let mut this = *self;
+        match this.lease.take() {
+            Some(l) => this.engine.release(l, Some(event)),
+            None => Ok(()),
+        }
+    }
+}
+
 impl DeviceTensor for DeviceBatch {
     fn device_ptr(&self) -> Option<u64> {
         self.lease.as_ref().map(|l| l.buffer().device_ptr())
@@ -1784,14 +1802,6 @@ impl DeviceTensor for DeviceBatch {
 
     fn ready_stream(&self) -> Option<u64> {
         self.engine.cu("compute").ok().map(|s| s.cu_stream() as u64)
-    }
-
-    fn release_event(self: Box<Self>, event: u64) -> Result<()> {
-        let mut this = *self;
-        match this.lease.take() {
-            Some(l) => this.engine.release(l, Some(event)),
-            None => Ok(()),
-        }
     }
 
     fn to_host(&self) -> Result<Vec<u8>> {
@@ -2006,6 +2016,6 @@ impl Deliver for DevicePending {
         let finished = engine.finish(&lease, &fills, &ctx.cfg.sample_shape, out_elems);
         let device = DeviceBatch { engine, lease: Some(lease), bytes };
         finished?;
-        Ok(ctx.batch(meta, Storage::Device(Box::new(device)), errors))
+        Ok(ctx.batch(meta, Box::new(device), errors))
     }
 }

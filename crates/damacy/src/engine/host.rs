@@ -19,19 +19,19 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use planner::{ArrayEntry, BatchPlan, ChunkSource, PlanLimits};
-use zarr::{ChunkRepr, DataType};
+use zarr::DataType;
 
-use crate::batch::{Batch, Storage};
+use crate::batch::{Batch, Tensor};
 use crate::cast::{self, Scatter};
 use crate::config::{Config, OutDtype};
 use crate::engine::{
-    BatchMeta, Deliver, DeliverCtx, Engine, EngineCtx, Job, JobTx, Ordered, Output, Pending,
-    Planned, Worker, lock,
+    ArrayFacts, BatchMeta, Deliver, DeliverCtx, Engine, EngineCtx, Job, JobTx, Ordered, Output,
+    Pending, Planned, Scratch, Worker, lock,
 };
 use crate::error::{Error, Result, SampleError};
 use crate::stats::StatCounters;
 
-use slots::{SlotLease, Slots};
+use slots::{OutBuf, SlotLease, Slots};
 
 /// The host engine of one pipeline: its batch buffers and the way to the workers.
 pub(crate) struct HostEngine {
@@ -135,12 +135,9 @@ pub(crate) struct HostTensor {
     bytes: usize,
 }
 
-impl HostTensor {
-    pub(crate) fn bytes(&self) -> &[u8] {
-        match &self.lease {
-            Some(l) => &self.slots.bytes(l)[..self.bytes],
-            None => &[],
-        }
+impl Tensor for HostTensor {
+    fn host(&self) -> Option<&[u8]> {
+        self.lease.as_ref().map(|l| &self.slots.bytes(l)[..self.bytes])
     }
 }
 
@@ -175,7 +172,7 @@ impl Deliver for HostPending {
                 work.fill(*pos, &whole, &meta.fills[*pos]);
             }
         }
-        Ok(ctx.batch(meta, Storage::Host(tensor), errors))
+        Ok(ctx.batch(meta, Box::new(tensor), errors))
     }
 }
 
@@ -188,64 +185,6 @@ struct HostJob {
 impl Job for HostJob {
     fn run(self: Box<Self>, w: &mut Worker<'_>) {
         self.work.run(self.kind, w.store, w.scratch, w.stats);
-    }
-}
-
-/// A batch buffer shared by the jobs that fill it.
-#[derive(Debug)]
-pub(crate) struct OutBuf {
-    ptr: *mut u8,
-    len: usize,
-}
-
-// SAFETY: `OutBuf` is a view of a buffer owned by the batch context (which outlives every
-// job); jobs write disjoint byte ranges of it (see the module docs), so sharing the view
-// across threads cannot create a data race.
-unsafe impl Send for OutBuf {}
-// SAFETY: as above: concurrent users only ever touch disjoint ranges.
-unsafe impl Sync for OutBuf {}
-
-impl OutBuf {
-    pub(crate) fn new(buf: &mut [u8]) -> Self {
-        Self { ptr: buf.as_mut_ptr(), len: buf.len() }
-    }
-
-    /// A mutable view of `off..off + n`.
-    ///
-    /// # Safety
-    /// No other live view may overlap `off..off + n` (the planner's exactly-once property
-    /// guarantees this for placements), and the underlying buffer must still be alive.
-    // Handing out `&mut` from `&self` is the point: jobs share the view and the
-    // exclusivity of each range is the caller's contract (see # Safety).
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn range(&self, off: usize, n: usize) -> &mut [u8] {
-        let end = off.checked_add(n).filter(|&e| e <= self.len);
-        // A bad box is a bug in the planner, never a reason to write out of bounds.
-        assert!(end.is_some(), "batch write {off}+{n} outside the {}-byte buffer", self.len);
-        // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(off), n) }
-    }
-}
-
-/// Per-array facts the jobs need, computed once per batch.
-#[derive(Debug)]
-pub(crate) struct ArrayFacts {
-    pub repr: ChunkRepr,
-    /// The fill value cast to the output dtype.
-    pub fill_out: Vec<u8>,
-}
-
-impl ArrayFacts {
-    pub(crate) fn new<L>(entry: &ArrayEntry<L>, out: OutDtype) -> Self {
-        let meta = &entry.meta;
-        Self {
-            repr: ChunkRepr {
-                shape: entry.geometry.chunk_shape.clone(),
-                data_type: meta.data_type,
-                fill_value: meta.fill_value,
-            },
-            fill_out: cast::cast_fill(&meta.fill_value, meta.data_type, out),
-        }
     }
 }
 
@@ -488,31 +427,5 @@ impl<L> BatchWork<L> {
             // placement of the batch.
             cast::fill_run(unsafe { self.out.range(base + d.start, d.len()) }, value);
         });
-    }
-}
-
-/// A worker's reusable buffers.
-#[derive(Debug, Default)]
-pub(crate) struct Scratch {
-    staging: Vec<u8>,
-    decoded: Vec<u8>,
-}
-
-impl Scratch {
-    /// The buffer a CUDA wave job reads into (its staging is pinned memory of its own).
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    pub(crate) fn read_buf(&mut self) -> &mut Vec<u8> {
-        &mut self.staging
-    }
-
-    /// Gives back capacity beyond twice `cap`, so one unusually large read does not pin
-    /// its memory for the life of the worker.
-    fn trim(&mut self, cap: usize) {
-        for v in [&mut self.staging, &mut self.decoded] {
-            if v.capacity() > cap.saturating_mul(2) {
-                v.truncate(cap);
-                v.shrink_to(cap);
-            }
-        }
     }
 }

@@ -8,7 +8,6 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use gpu_schedule::{EdgeTable, Endpoint, HostBackend, Lease, Pool, PoolSpec};
 
-use super::OutBuf;
 use crate::error::{Error, Result};
 
 const ACQUIRER: &str = "assemble";
@@ -154,5 +153,41 @@ impl Slots {
         // finish before the lease is handed to the caller.
         let s = unsafe { std::slice::from_raw_parts_mut(b.ptr.as_ptr().cast::<u8>(), b.len()) };
         OutBuf::new(s)
+    }
+}
+
+/// A batch buffer shared by the jobs that fill it.
+#[derive(Debug)]
+pub(crate) struct OutBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: `OutBuf` is a view of a buffer owned by the batch context (which outlives every
+// job); jobs write disjoint byte ranges of it (see the module docs), so sharing the view
+// across threads cannot create a data race.
+unsafe impl Send for OutBuf {}
+// SAFETY: as above: concurrent users only ever touch disjoint ranges.
+unsafe impl Sync for OutBuf {}
+
+impl OutBuf {
+    pub(crate) fn new(buf: &mut [u8]) -> Self {
+        Self { ptr: buf.as_mut_ptr(), len: buf.len() }
+    }
+
+    /// A mutable view of `off..off + n`.
+    ///
+    /// # Safety
+    /// No other live view may overlap `off..off + n` (the planner's exactly-once property
+    /// guarantees this for placements), and the underlying buffer must still be alive.
+    // Handing out `&mut` from `&self` is the point: jobs share the view and the
+    // exclusivity of each range is the caller's contract (see # Safety).
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn range(&self, off: usize, n: usize) -> &mut [u8] {
+        let end = off.checked_add(n).filter(|&e| e <= self.len);
+        // A bad box is a bug in the planner, never a reason to write out of bounds.
+        assert!(end.is_some(), "batch write {off}+{n} outside the {}-byte buffer", self.len);
+        // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(off), n) }
     }
 }
