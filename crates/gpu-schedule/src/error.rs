@@ -1,6 +1,6 @@
 //! The crate's error type: one enum, structured variants naming the edge, pool, slot or call.
 
-use crate::edge::EdgeKind;
+use crate::edge::decl::EdgeKind;
 
 /// Everything that can go wrong in `gpu-schedule`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
