@@ -10,8 +10,7 @@ use crate::codec::ArrayToBytes;
 use crate::error::{Error, Result};
 use crate::metadata::ArrayMetadata;
 
-/// Maximum rank the crate accepts.
-pub const MAX_RANK: usize = 32;
+pub use crate::metadata::MAX_RANK;
 
 /// A half-open box: `lo[i] <= x < hi[i]` on every axis.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

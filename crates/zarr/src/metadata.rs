@@ -10,7 +10,9 @@ use serde_json::{Map, Value, json};
 use crate::codec::{ArrayToBytes, CodecChain, ShardingCodec};
 use crate::dtype::{DataType, FillValue};
 use crate::error::{Error, Result};
-use crate::geometry::MAX_RANK;
+
+/// Maximum rank the crate accepts.
+pub const MAX_RANK: usize = 32;
 
 /// Separator of chunk key encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
