@@ -169,8 +169,13 @@ impl Hasher for FxHasher {
     }
 }
 
+/// `a + b`, or `Overflow` naming `what`. The error is built only on overflow: this runs per
+/// chunk and per read, and an eagerly built error must be dropped on every success.
 fn add(a: u64, b: u64, what: &'static str) -> Result<u64> {
-    a.checked_add(b).ok_or(Error::Overflow { what })
+    match a.checked_add(b) {
+        Some(sum) => Ok(sum),
+        None => Err(Error::Overflow { what }),
+    }
 }
 
 impl Walk {
