@@ -7,7 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
-use zarr::geometry::Intersection;
+use zarr::geometry::{ChunkView, Intersection, ShardView};
 use zarr::{ChunkLocation, DataType, FillValue};
 
 use crate::cast::OutDtype;
@@ -169,8 +169,27 @@ impl Hasher for FxHasher {
     }
 }
 
+/// `a + b`, or `Overflow` naming `what`. The error is built only on overflow: this runs per
+/// chunk and per read, and an eagerly built error must be dropped on every success.
 fn add(a: u64, b: u64, what: &'static str) -> Result<u64> {
-    a.checked_add(b).ok_or(Error::Overflow { what })
+    match a.checked_add(b) {
+        Some(sum) => Ok(sum),
+        None => Err(Error::Overflow { what }),
+    }
+}
+
+/// One sample's part of the walk: the sample, its array, and the sizes its chunk hits are
+/// checked against.
+struct SampleWalk<'a, L> {
+    /// The sample's position in the batch.
+    s: usize,
+    sample: &'a SampleInput,
+    entry: &'a ArrayEntry<L>,
+    limits: &'a PlanLimits,
+    /// A chunk's decoded size in bytes.
+    decompressed: u64,
+    /// The index entries of a present shard.
+    per_shard: u64,
 }
 
 impl Walk {
@@ -197,147 +216,102 @@ impl Walk {
         }
         let dtype = entry.meta.data_type;
         let voxels = sample.aabb.num_elements().map_err(geo_err)?;
-        self.voxels = add(self.voxels, voxels, "voxels delivered")?;
-        let bytes = voxels.checked_mul(dtype.size() as u64);
-        self.bytes_delivered = add(
-            self.bytes_delivered,
-            bytes.ok_or(Error::Overflow { what: "bytes delivered" })?,
-            "bytes delivered",
-        )?;
+        self.deliver(voxels, dtype.size() as u64)?;
         let decompressed = geometry
             .chunk_num_elements()
             .ok()
             .and_then(|n| n.checked_mul(dtype.size() as u64))
             .ok_or(Error::Overflow { what: "decompressed chunk size" })?;
         let per_shard = geometry.num_chunks_per_shard().map_err(geo_err)?;
-
+        let walk = SampleWalk { s, sample, entry, limits, decompressed, per_shard };
         for (hit, state) in hits.shards().zip(&sample.shards) {
-            let kind_ok = match state {
-                ShardState::Present(_) => geometry.sharded,
-                ShardState::Whole { .. } => !geometry.sharded,
-                ShardState::Absent => true,
-            };
-            self.file_key.clear();
-            self.file_key.push(u64::from(sample.array.0));
-            self.file_key.extend_from_slice(hit.coords);
-            let f = match self.file_map.get(self.file_key.as_slice()) {
-                Some(&f) => {
-                    if !self.files[f].state.same_as(state) {
-                        return Err(Error::InconsistentShard {
-                            sample: s,
-                            key: self.files[f].key.clone(),
-                        });
-                    }
-                    f
-                }
-                None => {
-                    let coords = hit.coords.to_vec();
-                    let key = entry.file_key(&coords);
-                    if !kind_ok {
-                        return Err(Error::ShardStateKind {
-                            sample: s,
-                            key,
-                            state: state.name(),
-                            sharded: geometry.sharded,
-                        });
-                    }
-                    if let ShardState::Present(index) = state
-                        && index.len() as u64 != per_shard
-                    {
-                        return Err(Error::IndexEntries {
-                            sample: s,
-                            key,
-                            expected: per_shard,
-                            got: index.len() as u64,
-                        });
-                    }
-                    let f = self.files.len();
-                    self.files.push(FileBuild {
-                        array: sample.array,
-                        coords,
-                        key,
-                        state: state.clone(),
-                        copies: Vec::new(),
-                    });
-                    self.file_map.insert(self.file_key.clone(), f);
-                    f
-                }
-            };
-            for ch in hit.chunks() {
-                let c = match self.chunk_map.entry((f, ch.index_in_shard)) {
-                    Entry::Occupied(e) => *e.get(),
-                    Entry::Vacant(e) => {
-                        let file = &mut self.files[f];
-                        let location = match &file.state {
-                            ShardState::Absent => ChunkLocation::Empty,
-                            ShardState::Whole { len } => {
-                                ChunkLocation::Range { offset: 0, nbytes: *len }
-                            }
-                            // In range: the entry count was checked against the shard.
-                            ShardState::Present(index) => {
-                                index.get(ch.index_in_shard).unwrap_or(ChunkLocation::Empty)
-                            }
-                        };
-                        let stored = match location {
-                            ChunkLocation::Empty => Stored::Fill(entry.meta.fill_value),
-                            ChunkLocation::Range { nbytes: 0, .. } => {
-                                return Err(Error::ZeroLengthChunk {
-                                    sample: s,
-                                    key: file.key.clone(),
-                                    chunk: ch.chunk.to_vec(),
-                                });
-                            }
-                            ChunkLocation::Range { offset, nbytes } => {
-                                if offset.checked_add(nbytes).is_none() {
-                                    return Err(Error::Overflow { what: "chunk end offset" });
-                                }
-                                if decompressed > limits.max_chunk_decompressed_bytes {
-                                    return Err(Error::Budget {
-                                        knob: "max_chunk_decompressed_bytes",
-                                        needed: decompressed,
-                                        limit: limits.max_chunk_decompressed_bytes,
-                                    });
-                                }
-                                // Stored bytes are read whole into memory: a forged index
-                                // entry (or a huge unsharded object) must not size a buffer
-                                // past the chunk cap. Legitimate encodings stay far below
-                                // twice their decoded size except in tiny chunks.
-                                let stored_cap = limits
-                                    .max_chunk_decompressed_bytes
-                                    .max(decompressed.saturating_mul(2));
-                                if nbytes > stored_cap {
-                                    return Err(Error::Budget {
-                                        knob: "max_chunk_decompressed_bytes",
-                                        needed: nbytes,
-                                        limit: stored_cap,
-                                    });
-                                }
-                                Stored::Range { offset, nbytes, decompressed }
-                            }
-                        };
-                        let c = self.chunks.len();
-                        if matches!(stored, Stored::Range { .. }) {
-                            file.copies.push(c);
-                        }
-                        self.chunks.push(ChunkBuild {
-                            array: sample.array,
-                            chunk: ch.chunk.to_vec(),
-                            stored,
-                            placements: Vec::new(),
-                        });
-                        e.insert(c);
-                        c
-                    }
-                };
-                self.chunks[c].placements.push(Placement {
-                    sample: s,
-                    in_chunk: ch.in_chunk.to_aabb(),
-                    in_sample: ch.in_sample.to_aabb(),
-                });
-            }
+            self.shard(&walk, &hit, state)?;
         }
         self.hits = hits;
         Ok(())
+    }
+
+    /// Counts a sample's `voxels` of `element_size` bytes into the delivered totals.
+    fn deliver(&mut self, voxels: u64, element_size: u64) -> Result<()> {
+        self.voxels = add(self.voxels, voxels, "voxels delivered")?;
+        let bytes = voxels.checked_mul(element_size);
+        self.bytes_delivered = add(
+            self.bytes_delivered,
+            bytes.ok_or(Error::Overflow { what: "bytes delivered" })?,
+            "bytes delivered",
+        )?;
+        Ok(())
+    }
+
+    /// One touched shard: its file, then a placement in each chunk it hits.
+    fn shard<L>(
+        &mut self,
+        walk: &SampleWalk<'_, L>,
+        hit: &ShardView<'_>,
+        state: &ShardState,
+    ) -> Result<()> {
+        let f = self.file(walk, hit.coords, state)?;
+        for ch in hit.chunks() {
+            let c = self.chunk(walk, f, &ch)?;
+            self.chunks[c].placements.push(Placement {
+                sample: walk.s,
+                in_chunk: ch.in_chunk.to_aabb(),
+                in_sample: ch.in_sample.to_aabb(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The file of the shard at `coords`, added when first touched; every sample that
+    /// touches it must report the same state.
+    fn file<L>(
+        &mut self,
+        walk: &SampleWalk<'_, L>,
+        coords: &[u64],
+        state: &ShardState,
+    ) -> Result<usize> {
+        self.file_key.clear();
+        self.file_key.push(u64::from(walk.sample.array.0));
+        self.file_key.extend_from_slice(coords);
+        if let Some(&f) = self.file_map.get(self.file_key.as_slice()) {
+            if !self.files[f].state.same_as(state) {
+                return Err(Error::InconsistentShard {
+                    sample: walk.s,
+                    key: self.files[f].key.clone(),
+                });
+            }
+            return Ok(f);
+        }
+        let f = self.files.len();
+        self.files.push(walk.new_file(coords, state)?);
+        self.file_map.insert(self.file_key.clone(), f);
+        Ok(f)
+    }
+
+    /// The chunk build of hit `ch` in file `f`, planned when first touched.
+    fn chunk<L>(
+        &mut self,
+        walk: &SampleWalk<'_, L>,
+        f: usize,
+        ch: &ChunkView<'_>,
+    ) -> Result<usize> {
+        let e = match self.chunk_map.entry((f, ch.index_in_shard)) {
+            Entry::Occupied(e) => return Ok(*e.get()),
+            Entry::Vacant(e) => e,
+        };
+        let file = &mut self.files[f];
+        let stored = walk.stored(file, ch)?;
+        let c = self.chunks.len();
+        if matches!(stored, Stored::Range { .. }) {
+            file.copies.push(c);
+        }
+        self.chunks.push(ChunkBuild {
+            array: walk.sample.array,
+            chunk: ch.chunk.to_vec(),
+            stored,
+            placements: Vec::new(),
+        });
+        Ok(*e.insert(c))
     }
 
     /// Files in a canonical order (array, then grid coordinates), independent of the
@@ -356,6 +330,95 @@ impl Walk {
             Stored::Range { offset, nbytes, decompressed } => (offset, nbytes, decompressed),
             Stored::Fill(_) => (0, 0, 0),
         }
+    }
+}
+
+impl<L> SampleWalk<'_, L> {
+    /// A file for a shard first touched by this sample, once its state is checked against
+    /// the array: the kind of object, and a present shard's index length.
+    fn new_file(&self, coords: &[u64], state: &ShardState) -> Result<FileBuild> {
+        let sharded = self.entry.geometry.sharded;
+        let kind_ok = match state {
+            ShardState::Present(_) => sharded,
+            ShardState::Whole { .. } => !sharded,
+            ShardState::Absent => true,
+        };
+        let coords = coords.to_vec();
+        let key = self.entry.file_key(&coords);
+        if !kind_ok {
+            return Err(Error::ShardStateKind {
+                sample: self.s,
+                key,
+                state: state.name(),
+                sharded,
+            });
+        }
+        if let ShardState::Present(index) = state
+            && index.len() as u64 != self.per_shard
+        {
+            return Err(Error::IndexEntries {
+                sample: self.s,
+                key,
+                expected: self.per_shard,
+                got: index.len() as u64,
+            });
+        }
+        Ok(FileBuild {
+            array: self.sample.array,
+            coords,
+            key,
+            state: state.clone(),
+            copies: Vec::new(),
+        })
+    }
+
+    /// Fill or copy: how chunk hit `ch` of `file` is stored.
+    fn stored(&self, file: &FileBuild, ch: &ChunkView<'_>) -> Result<Stored> {
+        let location = match &file.state {
+            ShardState::Absent => ChunkLocation::Empty,
+            ShardState::Whole { len } => ChunkLocation::Range { offset: 0, nbytes: *len },
+            // In range: the entry count was checked against the shard.
+            ShardState::Present(index) => {
+                index.get(ch.index_in_shard).unwrap_or(ChunkLocation::Empty)
+            }
+        };
+        match location {
+            ChunkLocation::Empty => Ok(Stored::Fill(self.entry.meta.fill_value)),
+            ChunkLocation::Range { nbytes: 0, .. } => Err(Error::ZeroLengthChunk {
+                sample: self.s,
+                key: file.key.clone(),
+                chunk: ch.chunk.to_vec(),
+            }),
+            ChunkLocation::Range { offset, nbytes } => self.copy(offset, nbytes),
+        }
+    }
+
+    /// A stored chunk at `offset..offset + nbytes`, checked against the chunk caps.
+    fn copy(&self, offset: u64, nbytes: u64) -> Result<Stored> {
+        if offset.checked_add(nbytes).is_none() {
+            return Err(Error::Overflow { what: "chunk end offset" });
+        }
+        let cap = self.limits.max_chunk_decompressed_bytes;
+        let decompressed = self.decompressed;
+        if decompressed > cap {
+            return Err(Error::Budget {
+                knob: "max_chunk_decompressed_bytes",
+                needed: decompressed,
+                limit: cap,
+            });
+        }
+        // Stored bytes are read whole into memory: a forged index entry (or a huge
+        // unsharded object) must not size a buffer past the chunk cap. Legitimate encodings
+        // stay far below twice their decoded size except in tiny chunks.
+        let stored_cap = cap.max(decompressed.saturating_mul(2));
+        if nbytes > stored_cap {
+            return Err(Error::Budget {
+                knob: "max_chunk_decompressed_bytes",
+                needed: nbytes,
+                limit: stored_cap,
+            });
+        }
+        Ok(Stored::Range { offset, nbytes, decompressed })
     }
 }
 

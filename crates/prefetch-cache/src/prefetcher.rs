@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::hash::Hash;
 
 use store::Store;
 use zarr::blosc::{BloscLayout, Compressor};
@@ -231,21 +232,20 @@ impl Doorbell {
 }
 
 enum Stage {
-    Meta {
-        handle: Option<Handle>,
-    },
-    Shards {
-        info: ArrayInfo,
-        aabb: Aabb,
-        hits: Vec<ShardHit>,
-        keys: Vec<String>,
-        handles: Vec<Handle>,
-    },
-    Layout {
-        resolved: Box<ResolvedSample>,
-        handle: Option<Handle>,
-    },
+    Meta { handle: Option<Handle> },
+    Shards(ShardFetch),
+    Layout { resolved: Box<ResolvedSample>, handle: Option<Handle> },
     Done(Result<ResolvedSample, Error>),
+}
+
+/// The shards stage: the touched shards' keys and, once requested, their cache handles.
+struct ShardFetch {
+    info: ArrayInfo,
+    aabb: Aabb,
+    hits: Vec<ShardHit>,
+    keys: Vec<String>,
+    /// A prefix of `keys`: the ones requested so far.
+    handles: Vec<Handle>,
 }
 
 struct Sample {
@@ -478,6 +478,23 @@ impl Drop for Prefetcher {
     }
 }
 
+/// The value behind `handle` once its fetch has landed: `None` while it is pending (the
+/// doorbell rings when it lands), `Some(Err)` for the error that ends the sample, with
+/// `stale_key` naming the entry in `Evicted` when it left the cache before it was read.
+fn poll<K: Hash + Eq + Clone, V>(
+    cache: &SlotCache<K, V, Error>,
+    handle: Handle,
+    seq: u64,
+    stale_key: impl FnOnce() -> String,
+) -> Option<Result<StdArc<V>, Error>> {
+    match cache.state(handle) {
+        State::Pending => None,
+        State::Stale => Some(Err(Error::Evicted { seq, key: stale_key() })),
+        State::Error(e) => Some(Err(e)),
+        State::Ready => cache.get_arc(handle).map(Ok),
+    }
+}
+
 /// Runs a fetch, turning a panic inside it (a bug, or a store implementation's) into an
 /// error: a dead fetch would leave its samples pending forever.
 fn caught<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
@@ -568,152 +585,128 @@ impl Shared {
         loop {
             let next = match &mut s.stage {
                 Stage::Done(_) => break,
-                Stage::Meta { handle } => {
-                    let h = match *handle {
-                        Some(h) => h,
-                        None => {
-                            let Ok(r) = self.meta.request(s.request.uri.clone(), s.seq) else {
-                                return false;
-                            };
-                            if r.must_fetch {
-                                self.enqueue(Job::Meta {
-                                    handle: r.handle,
-                                    uri: s.request.uri.clone(),
-                                });
-                            }
-                            *handle = Some(r.handle);
-                            self.meta.wait_on(r.handle, gate);
-                            r.handle
-                        }
-                    };
-                    if gate.status().pending > 0 {
-                        return false;
-                    }
-                    match self.meta.state(h) {
-                        State::Pending => return false,
-                        State::Stale => Stage::Done(Err(Error::Evicted {
-                            seq: s.seq,
-                            key: join_key(&s.request.uri, "zarr.json"),
-                        })),
-                        State::Error(e) => Stage::Done(Err(e)),
-                        State::Ready => match self.meta.get_arc(h) {
-                            None => return false,
-                            Some(info) => self.plan_shards(s.seq, &s.request, (*info).clone()),
-                        },
-                    }
-                }
-                Stage::Shards { info, aabb, hits, keys, handles } => {
-                    // Resume where back-pressure stopped the last pass: tickets registered
-                    // before are not registered again, so the gate counts each fetch once.
-                    while handles.len() < keys.len() {
-                        let key = keys[handles.len()].clone();
-                        let Ok(r) = self.shards.request(key.clone(), s.seq) else { return false };
-                        if r.must_fetch {
-                            self.enqueue(Job::Shard { handle: r.handle, info: info.clone(), key });
-                        }
-                        self.shards.wait_on(r.handle, gate);
-                        handles.push(r.handle);
-                    }
-                    if gate.status().pending > 0 {
-                        return false;
-                    }
-                    let mut shards = Vec::with_capacity(handles.len());
-                    let mut failed = None;
-                    for ((h, key), hit) in handles.iter().zip(keys.iter()).zip(hits.iter()) {
-                        match self.shards.state(*h) {
-                            State::Pending => return false,
-                            State::Error(e) => {
-                                failed = Some(e);
-                                break;
-                            }
-                            State::Stale => {
-                                failed = Some(Error::Evicted { seq: s.seq, key: key.clone() });
-                                break;
-                            }
-                            State::Ready => match self.shards.get_arc(*h) {
-                                Some(state) => shards.push(ResolvedShard {
-                                    key: key.clone(),
-                                    hit: hit.clone(),
-                                    state,
-                                }),
-                                None => return false,
-                            },
-                        }
-                    }
-                    match failed {
-                        Some(e) => Stage::Done(Err(e)),
-                        None => {
-                            let resolved = ResolvedSample {
-                                array: info.clone(),
-                                aabb: Some(aabb.clone()),
-                                shards,
-                                layout: None,
-                            };
-                            if fetch::needs_layout(&info.meta) {
-                                Stage::Layout { resolved: Box::new(resolved), handle: None }
-                            } else {
-                                Stage::Done(Ok(resolved))
-                            }
-                        }
-                    }
-                }
+                Stage::Meta { handle } => self.advance_meta(s.seq, &s.request, handle, gate),
+                Stage::Shards(fetch) => self.advance_shards(s.seq, fetch, gate),
                 Stage::Layout { resolved, handle } => {
-                    let h = match *handle {
-                        Some(h) => h,
-                        None => {
-                            let probe = fetch::layout_probe(
-                                resolved.shards.iter().map(|r| (r.key.as_str(), &*r.state)),
-                            );
-                            let Some((key, offset, nbytes)) = probe else {
-                                // Nothing touched is stored: every chunk is fill, so no layout
-                                // is needed for this sample.
-                                s.stage = Stage::Done(Ok((**resolved).clone()));
-                                break;
-                            };
-                            let uri = resolved.array.uri.clone();
-                            let Ok(r) = self.layouts.request(uri.clone(), s.seq) else {
-                                return false;
-                            };
-                            if r.must_fetch {
-                                self.enqueue(Job::Layout {
-                                    handle: r.handle,
-                                    uri,
-                                    key,
-                                    offset,
-                                    nbytes,
-                                });
-                            }
-                            *handle = Some(r.handle);
-                            self.layouts.wait_on(r.handle, gate);
-                            r.handle
-                        }
-                    };
-                    if gate.status().pending > 0 {
-                        return false;
-                    }
-                    match self.layouts.state(h) {
-                        State::Pending => return false,
-                        State::Stale => Stage::Done(Err(Error::Evicted {
-                            seq: s.seq,
-                            key: resolved.array.uri.to_string(),
-                        })),
-                        State::Error(e) => Stage::Done(Err(e)),
-                        State::Ready => match self.layouts.get_arc(h) {
-                            None => return false,
-                            Some(l) => {
-                                let mut r = (**resolved).clone();
-                                r.layout = Some(l);
-                                Stage::Done(Ok(r))
-                            }
-                        },
-                    }
+                    self.advance_layout(s.seq, resolved, handle, gate)
                 }
             };
+            // `None`: the sample waits for a fetch or for cache space; the doorbell brings
+            // the driver back.
+            let Some(next) = next else { return false };
             s.stage = next;
         }
         // Terminal: the gate has nothing pending, so dropping it recycles it at once.
         s.gate = None;
         true
+    }
+
+    /// Requests `key` for sample `seq`, queues the fetch when this request installed the
+    /// entry, and makes `gate` wait on it. `None` when every slot is pinned: the sample
+    /// asks again on a later pass, after the watermark has moved.
+    fn register<K: Hash + Eq + Clone, V>(
+        &self,
+        cache: &SlotCache<K, V, Error>,
+        key: K,
+        seq: u64,
+        gate: &Gate,
+        job: impl FnOnce(Handle) -> Job,
+    ) -> Option<Handle> {
+        let r = cache.request(key, seq).ok()?;
+        if r.must_fetch {
+            self.enqueue(job(r.handle));
+        }
+        cache.wait_on(r.handle, gate);
+        Some(r.handle)
+    }
+
+    /// Meta → shards: waits for the array's `zarr.json`, then plans the shards to fetch.
+    fn advance_meta(
+        &self,
+        seq: u64,
+        request: &SampleRequest,
+        handle: &mut Option<Handle>,
+        gate: &Gate,
+    ) -> Option<Stage> {
+        let h = match *handle {
+            Some(h) => h,
+            None => {
+                let uri = &request.uri;
+                let job = |handle| Job::Meta { handle, uri: uri.clone() };
+                *handle.insert(self.register(&self.meta, uri.clone(), seq, gate, job)?)
+            }
+        };
+        if gate.status().pending > 0 {
+            return None;
+        }
+        match poll(&self.meta, h, seq, || join_key(&request.uri, "zarr.json"))? {
+            Ok(info) => Some(self.plan_shards(seq, request, (*info).clone())),
+            Err(e) => Some(Stage::Done(Err(e))),
+        }
+    }
+
+    /// Shards → layout (or done): waits for every touched shard's index.
+    fn advance_shards(&self, seq: u64, fetch: &mut ShardFetch, gate: &Gate) -> Option<Stage> {
+        let ShardFetch { info, aabb, hits, keys, handles } = fetch;
+        // Resume where back-pressure stopped the last pass: tickets registered before are
+        // not registered again, so the gate counts each fetch once.
+        while handles.len() < keys.len() {
+            let key = &keys[handles.len()];
+            let job = |handle| Job::Shard { handle, info: info.clone(), key: key.clone() };
+            handles.push(self.register(&self.shards, key.clone(), seq, gate, job)?);
+        }
+        if gate.status().pending > 0 {
+            return None;
+        }
+        let mut shards = Vec::with_capacity(handles.len());
+        for ((&h, key), hit) in handles.iter().zip(keys.iter()).zip(hits.iter()) {
+            let state = match poll(&self.shards, h, seq, || key.clone())? {
+                Ok(state) => state,
+                Err(e) => return Some(Stage::Done(Err(e))),
+            };
+            shards.push(ResolvedShard { key: key.clone(), hit: hit.clone(), state });
+        }
+        let resolved =
+            ResolvedSample { array: info.clone(), aabb: Some(aabb.clone()), shards, layout: None };
+        if fetch::needs_layout(&info.meta) {
+            Some(Stage::Layout { resolved: Box::new(resolved), handle: None })
+        } else {
+            Some(Stage::Done(Ok(resolved)))
+        }
+    }
+
+    /// Layout → done: fetches the array's blosc layout through a stored chunk the sample
+    /// touches.
+    fn advance_layout(
+        &self,
+        seq: u64,
+        resolved: &ResolvedSample,
+        handle: &mut Option<Handle>,
+        gate: &Gate,
+    ) -> Option<Stage> {
+        let h = match *handle {
+            Some(h) => h,
+            None => {
+                let probe = fetch::layout_probe(
+                    resolved.shards.iter().map(|r| (r.key.as_str(), &*r.state)),
+                );
+                let Some((key, offset, nbytes)) = probe else {
+                    // Nothing touched is stored: every chunk is fill, so no layout is needed
+                    // for this sample.
+                    return Some(Stage::Done(Ok(resolved.clone())));
+                };
+                let uri = resolved.array.uri.clone();
+                let job = move |handle| Job::Layout { handle, uri, key, offset, nbytes };
+                let cache_key = resolved.array.uri.clone();
+                *handle.insert(self.register(&self.layouts, cache_key, seq, gate, job)?)
+            }
+        };
+        if gate.status().pending > 0 {
+            return None;
+        }
+        let outcome = poll(&self.layouts, h, seq, || resolved.array.uri.to_string())?
+            .map(|layout| ResolvedSample { layout: Some(layout), ..resolved.clone() });
+        Some(Stage::Done(outcome))
     }
 
     /// From the array's metadata to the list of shards to fetch (or a terminal outcome).
@@ -755,6 +748,6 @@ impl Shared {
             .iter()
             .map(|h| join_key(&info.uri, &info.meta.chunk_key_encoding.chunk_key(&h.shard)))
             .collect();
-        Stage::Shards { info, aabb, hits, keys, handles: Vec::new() }
+        Stage::Shards(ShardFetch { info, aabb, hits, keys, handles: Vec::new() })
     }
 }
