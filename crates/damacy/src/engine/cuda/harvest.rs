@@ -1,0 +1,185 @@
+//! The harvest thread: waits for each wave's device work in order, turns its decode
+//! report into sample errors, frees its slot, and hands each batch out.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use gpu_schedule::Backend as _;
+use kernels::DecodeReport;
+
+use super::core::{BatchLease, Engine, WaveBufs, WaveLease};
+use super::gs;
+use crate::error::{Error, Result, SampleError};
+use crate::stats::StatCounters;
+
+/// What the host needs to turn a wave's decode report into errors.
+pub(super) struct Harvest {
+    /// Per nvCOMP stream: the wave-local chunk it belongs to.
+    pub(super) stream_chunk: Vec<u32>,
+    /// Per wave-local chunk: (file key, chunk coords, plan samples).
+    pub(super) chunks: Vec<(Arc<str>, Vec<u64>, Vec<usize>)>,
+    /// Offsets of the statuses and sizes arrays in `meta`.
+    pub(super) statuses_off: u64,
+    pub(super) actual_off: u64,
+    pub(super) expected_off: u64,
+}
+
+/// What the harvest thread hands out, in submission order.
+pub(super) enum Harvested<M, P> {
+    /// Complete on the device; `errors` name plan samples.
+    Ran {
+        meta: M,
+        lease: BatchLease,
+        errors: Vec<(usize, SampleError)>,
+    },
+    /// The device state of this batch is unknown (a driver failure), or teardown.
+    Failed {
+        error: Error,
+    },
+    Pass(P),
+}
+
+/// Messages from the submit thread to the harvest thread, in order.
+pub(super) enum ToHarvest<M, P> {
+    Wave { slot: WaveLease, harvest: Option<Harvest>, errors: Vec<(usize, SampleError)> },
+    End { meta: M, lease: BatchLease },
+    Failed { meta: M, error: Error },
+    Pass(P),
+}
+
+/// A message to the harvest thread (opaque outside this module).
+pub(super) struct ToHarvestMsg<M, P>(pub(super) ToHarvest<M, P>);
+
+impl Engine {
+    /// Waits for a wave to finish on the device and turns its report into errors.
+    fn harvest(
+        &self,
+        w: &WaveBufs,
+        h: &Harvest,
+        errors: &mut Vec<(usize, SampleError)>,
+    ) -> Result<()> {
+        gs("cuEventSynchronize", w.done.synchronize())?;
+        let report = self.backend.read_pinned(&w.report, |b| {
+            let mut r = [0u8; 8];
+            r.copy_from_slice(&b[..8]);
+            DecodeReport::from_bytes(r)
+        });
+        if report.failures == 0 || h.stream_chunk.is_empty() {
+            return Ok(());
+        }
+        let n = h.stream_chunk.len();
+        // Inside the metadata allocation (offsets from `submit_wave`); the wave finished.
+        let get = |off: u64, len: usize| -> Result<Vec<u8>> {
+            let mut v = vec![0u8; len];
+            gs("download", self.backend.download(&mut v, &w.meta, off as usize))?;
+            Ok(v)
+        };
+        let st = get(h.statuses_off, n * 4)?;
+        let act = get(h.actual_off, n * 8)?;
+        let exp = get(h.expected_off, n * 8)?;
+        let mut failed_chunks = Vec::new();
+        for i in 0..n {
+            let s = i32::from_ne_bytes(st[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]));
+            let a = u64::from_ne_bytes(act[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+            let e = u64::from_ne_bytes(exp[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+            if s != 0 || a != e {
+                let c = h.stream_chunk[i] as usize;
+                if !failed_chunks.contains(&c) {
+                    failed_chunks.push(c);
+                    if let Some((key, coords, samples)) = h.chunks.get(c) {
+                        let err = SampleError::Decode {
+                            path: PathBuf::from(&**key),
+                            chunk: coords.clone(),
+                            source: zarr::Error::Decompress {
+                                codec: "zstd (nvCOMP)",
+                                message: format!("status {s}, decoded {a} of {e} bytes"),
+                            },
+                        };
+                        errors.extend(samples.iter().map(|&p| (p, err.clone())));
+                    }
+                }
+            }
+        }
+        // nvCOMP may write past the output of a corrupt frame that passed the host
+        // check, into other chunks of this wave (seen on the H200): every sample drawing
+        // on this wave is suspect, not only the failed chunk's. It is reported, never
+        // delivered as good data (`OnError::Fill` fills it).
+        if let Some(&first) = failed_chunks.first()
+            && let Some((key, coords, _)) = h.chunks.get(first)
+        {
+            let err = SampleError::Decode {
+                path: PathBuf::from(&**key),
+                chunk: coords.clone(),
+                source: zarr::Error::Decompress {
+                    codec: "zstd (nvCOMP)",
+                    message: "a corrupt chunk in the same device wave may have overwritten \
+                              this sample's data"
+                        .into(),
+                },
+            };
+            for (_, _, samples) in &h.chunks {
+                errors.extend(samples.iter().map(|&p| (p, err.clone())));
+            }
+        }
+        Ok(())
+    }
+
+    /// The harvest thread: waits for each submitted wave in order, reads its report,
+    /// frees its slot, and hands out each batch once its last wave finished.
+    pub(super) fn harvest_loop<M, P>(
+        &self,
+        rx: &crossbeam_channel::Receiver<ToHarvestMsg<M, P>>,
+        stats: &StatCounters,
+        emit: &dyn Fn(Harvested<M, P>),
+    ) {
+        // A failure here fails every wait below, which report it.
+        let _ = self.bind();
+        let mut errors: Vec<(usize, SampleError)> = Vec::new();
+        let mut failure: Option<Error> = None;
+        while let Ok(ToHarvestMsg(msg)) = rx.recv() {
+            match msg {
+                ToHarvest::Wave { slot, harvest, errors: host_errors } => {
+                    errors.extend(host_errors);
+                    let t = Instant::now();
+                    let w = slot.buffer();
+                    let outcome = match &harvest {
+                        Some(h) => self.harvest(w, h, &mut errors),
+                        // Nothing was submitted after the failure: the slot's last device
+                        // use is still covered by its `done` event.
+                        None => gs("cuEventSynchronize", w.done.synchronize()),
+                    };
+                    stats.gpu_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    if let Err(e) = outcome {
+                        failure.get_or_insert(e);
+                    }
+                    self.release_wave(slot);
+                }
+                ToHarvest::End { meta, lease } => {
+                    let t = Instant::now();
+                    let ready = gs("cuEventSynchronize", self.ready[lease.slot()].synchronize());
+                    stats.gpu_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    let errs = std::mem::take(&mut errors);
+                    match failure.take().or(ready.err()) {
+                        None => emit(Harvested::Ran { meta, lease, errors: errs }),
+                        Some(error) => {
+                            // The device state of this batch is unknown: keep its buffer
+                            // out of circulation until teardown.
+                            std::mem::forget(lease);
+                            drop(meta);
+                            emit(Harvested::Failed { error });
+                        }
+                    }
+                }
+                ToHarvest::Failed { meta, error } => {
+                    errors.clear();
+                    failure = None;
+                    drop(meta);
+                    emit(Harvested::Failed { error });
+                }
+                ToHarvest::Pass(p) => emit(Harvested::Pass(p)),
+            }
+        }
+    }
+}
