@@ -36,6 +36,15 @@ pub(super) struct WaveBufs {
     pub(super) done: CudaEventHandle,
 }
 
+/// Which device batch buffers are held, and whether the engine is closing.
+#[derive(Debug)]
+struct Held {
+    /// Per batch buffer: acquired and not released.
+    leased: Vec<bool>,
+    /// Teardown began: acquires fail with `Closed`.
+    closed: bool,
+}
+
 pub(super) type WaveLease = Lease<CudaBackend, WaveBufs>;
 pub(super) type BatchLease = Lease<CudaBackend, CudaDeviceMem>;
 
@@ -49,8 +58,7 @@ pub(super) struct Engine {
     sched: Scheduler<CudaBackend>,
     batches: Pool<CudaBackend, CudaDeviceMem>,
     waves: Pool<CudaBackend, WaveBufs>,
-    /// Per batch buffer: held (acquired and not released); and the closed flag.
-    held: Mutex<(Vec<bool>, bool)>,
+    held: Mutex<Held>,
     held_cv: Condvar,
     /// Per wave slot: free for the submit thread to take.
     wave_free: Mutex<Vec<bool>>,
@@ -223,7 +231,7 @@ impl Engine {
             sched,
             batches,
             waves,
-            held: Mutex::new((vec![false; n], false)),
+            held: Mutex::new(Held { leased: vec![false; n], closed: false }),
             held_cv: Condvar::new(),
             wave_free: Mutex::new(vec![true; WAVES]),
             wave_cv: Condvar::new(),
@@ -260,7 +268,7 @@ impl Engine {
     }
 
     fn closed(&self) -> bool {
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).1
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).closed
     }
 
     /// Leases a released device batch buffer on `compute`, any free one starting at
@@ -274,12 +282,12 @@ impl Engine {
         let slot = {
             let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                if h.1 {
+                if h.closed {
                     return Err(Error::Closed);
                 }
                 let first = (id % n as u64) as usize;
-                if let Some(s) = (0..n).map(|k| (first + k) % n).find(|&s| !h.0[s]) {
-                    h.0[s] = true;
+                if let Some(s) = (0..n).map(|k| (first + k) % n).find(|&s| !h.leased[s]) {
+                    h.leased[s] = true;
                     break s;
                 }
                 if !block {
@@ -344,7 +352,7 @@ impl Engine {
         let released =
             self.batches.release(lease, consumer).map_err(|e| gpu_err("pool release", e));
         let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        h.0[slot] = false;
+        h.leased[slot] = false;
         self.held_cv.notify_all();
         outcome.and(released)
     }
@@ -352,7 +360,7 @@ impl Engine {
     /// Teardown: wakes waiting acquires.
     pub(super) fn close(&self) {
         let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        h.1 = true;
+        h.closed = true;
         self.held_cv.notify_all();
         drop(h);
         let _f = self.wave_free.lock().unwrap_or_else(|e| e.into_inner());

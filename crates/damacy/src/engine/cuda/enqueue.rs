@@ -8,13 +8,30 @@ use std::time::Instant;
 use kernels::nvcomp::ZstdBatch;
 use kernels::{CopyRange, DeviceRange, Placement, ShuffleSpec};
 use planner::ChunkSource;
+use zarr::DataType;
 
 use super::core::{Engine, WaveBufs};
-use super::harvest::Harvest;
+use super::harvest::{ChunkOrigin, Harvest};
 use super::stage::{ChunkState, WaveState, WaveWork};
 use super::{DESC_CAP, REGION_ALIGN, align_up, gpu_err, gs};
 use crate::error::{Error, Result};
 use crate::stats::StatCounters;
+
+/// One placement of a staged chunk into the batch, owning the coordinates that the
+/// packed [`Placement`] borrows.
+struct StagedPlacement {
+    /// Device address of the chunk's decoded bytes in the wave's arena.
+    src: u64,
+    src_dtype: DataType,
+    shuffle: ShuffleSpec,
+    /// The chunk's array (index into the batch's arrays).
+    array: usize,
+    in_chunk_lo: Vec<u64>,
+    /// Batch position of the sample.
+    sample: u64,
+    in_sample_lo: Vec<u64>,
+    extent: Vec<u64>,
+}
 
 impl Engine {
     /// Enqueues a staged wave's device work: uploads on `h2d`; nvCOMP decode, raw block
@@ -196,30 +213,30 @@ impl Engine {
             let chunk = &plan.chunks[wave.chunks.start + i];
             let Some(facts) = ctx.facts.get(chunk.array.index()) else { continue };
             for p in &chunk.placements {
-                keep.push((
-                    ar0 + reg.arena,
-                    facts.0.data_type,
+                keep.push(StagedPlacement {
+                    src: ar0 + reg.arena,
+                    src_dtype: facts.repr.data_type,
                     shuffle,
-                    chunk.array.index(),
-                    p.in_chunk.lo.clone(),
-                    ctx.positions[p.sample] as u64,
-                    p.in_sample.lo.clone(),
-                    p.in_chunk.shape(),
-                ));
+                    array: chunk.array.index(),
+                    in_chunk_lo: p.in_chunk.lo.clone(),
+                    sample: ctx.positions[p.sample] as u64,
+                    in_sample_lo: p.in_sample.lo.clone(),
+                    extent: p.in_chunk.shape(),
+                });
             }
         }
         let places: Vec<Placement<'_>> = keep
             .iter()
             .map(|k| Placement {
-                src: k.0,
-                src_dtype: k.1,
-                shuffle: k.2,
-                chunk_shape: &ctx.facts[k.3].0.shape,
-                in_chunk_lo: &k.4,
-                sample: k.5,
+                src: k.src,
+                src_dtype: k.src_dtype,
+                shuffle: k.shuffle,
+                chunk_shape: &ctx.facts[k.array].repr.shape,
+                in_chunk_lo: &k.in_chunk_lo,
+                sample: k.sample,
                 sample_shape: &ctx.sample_shape,
-                in_sample_lo: &k.6,
-                extent: &k.7,
+                in_sample_lo: &k.in_sample_lo,
+                extent: &k.extent,
             })
             .collect();
         let kind = ctx.out_dtype;
@@ -254,11 +271,11 @@ impl Engine {
                     .unwrap_or_else(|| Arc::from("")),
                 ChunkSource::Fill { .. } => Arc::from(""),
             };
-            chunks_meta.push((
+            chunks_meta.push(ChunkOrigin {
                 key,
-                chunk.chunk.clone(),
-                chunk.placements.iter().map(|p| p.sample).collect(),
-            ));
+                coords: chunk.chunk.clone(),
+                samples: chunk.placements.iter().map(|p| p.sample).collect(),
+            });
         }
         Ok(Harvest {
             stream_chunk: state.streams.iter().map(|f| f.chunk as u32).collect(),

@@ -14,12 +14,22 @@ use super::gs;
 use crate::error::{Error, Result, SampleError};
 use crate::stats::StatCounters;
 
+/// A wave-local chunk as a decode error names it.
+pub(super) struct ChunkOrigin {
+    /// The store key of the chunk's file.
+    pub(super) key: Arc<str>,
+    /// The chunk's grid coordinates.
+    pub(super) coords: Vec<u64>,
+    /// The plan samples it feeds.
+    pub(super) samples: Vec<usize>,
+}
+
 /// What the host needs to turn a wave's decode report into errors.
 pub(super) struct Harvest {
     /// Per nvCOMP stream: the wave-local chunk it belongs to.
     pub(super) stream_chunk: Vec<u32>,
-    /// Per wave-local chunk: (file key, chunk coords, plan samples).
-    pub(super) chunks: Vec<(Arc<str>, Vec<u64>, Vec<usize>)>,
+    /// Per wave-local chunk: where it came from.
+    pub(super) chunks: Vec<ChunkOrigin>,
     /// Offsets of the statuses and sizes arrays in `meta`.
     pub(super) statuses_off: u64,
     pub(super) actual_off: u64,
@@ -88,7 +98,7 @@ impl Engine {
                 let c = h.stream_chunk[i] as usize;
                 if !failed_chunks.contains(&c) {
                     failed_chunks.push(c);
-                    if let Some((key, coords, samples)) = h.chunks.get(c) {
+                    if let Some(ChunkOrigin { key, coords, samples }) = h.chunks.get(c) {
                         let err = SampleError::Decode {
                             path: PathBuf::from(&**key),
                             chunk: coords.clone(),
@@ -107,7 +117,7 @@ impl Engine {
         // on this wave is suspect, not only the failed chunk's. It is reported, never
         // delivered as good data (`OnError::Fill` fills it).
         if let Some(&first) = failed_chunks.first()
-            && let Some((key, coords, _)) = h.chunks.get(first)
+            && let Some(ChunkOrigin { key, coords, .. }) = h.chunks.get(first)
         {
             let err = SampleError::Decode {
                 path: PathBuf::from(&**key),
@@ -119,7 +129,7 @@ impl Engine {
                         .into(),
                 },
             };
-            for (_, _, samples) in &h.chunks {
+            for ChunkOrigin { samples, .. } in &h.chunks {
                 errors.extend(samples.iter().map(|&p| (p, err.clone())));
             }
         }

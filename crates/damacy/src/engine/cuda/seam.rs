@@ -143,7 +143,7 @@ impl CudaEngine {
         let ctx = BatchCtx {
             routes: Arc::new(arrays.iter().map(|a| route(a.chunk_codecs())).collect()),
             arrays: Arc::new(arrays),
-            facts: Arc::new(facts.into_iter().map(|f| (f.repr, f.fill_out)).collect()),
+            facts: Arc::new(facts),
             plan: Arc::new(plan),
             positions: Arc::clone(&positions),
             sample_shape: self.sample_shape.clone(),

@@ -9,12 +9,11 @@ use std::time::Instant;
 use gpu_schedule::CudaPinnedMem;
 use kernels::{Shuffle, ShuffleSpec};
 use planner::{ArrayEntry, BatchPlan, ChunkSource};
-use zarr::ChunkRepr;
 
 use super::route::Route;
 use super::{MAX_GPU_STREAM, align_up};
 use crate::config::OutDtype;
-use crate::engine::{Job, Worker};
+use crate::engine::{ArrayFacts, Job, Worker};
 use crate::error::SampleError;
 use crate::stats::StatCounters;
 
@@ -23,7 +22,7 @@ use crate::stats::StatCounters;
 pub(super) struct BatchCtx {
     pub arrays: Arc<Vec<ArrayEntry>>,
     /// Per array: chunk representation and the fill value cast to the output.
-    pub facts: Arc<Vec<(ChunkRepr, Vec<u8>)>>,
+    pub facts: Arc<Vec<ArrayFacts>>,
     pub routes: Arc<Vec<Route>>,
     pub plan: Arc<BatchPlan>,
     pub positions: Arc<Vec<usize>>,
@@ -237,7 +236,9 @@ impl WaveWork {
                     // SAFETY: this chunk's arena region, owned by this job.
                     let out = unsafe { Self::pinned(&self.decoded, reg.arena, decompressed_len) };
                     let decoded = match out {
-                        Some(out) => zarr::decode_chunk(entry.chunk_codecs(), &facts.0, src, out),
+                        Some(out) => {
+                            zarr::decode_chunk(entry.chunk_codecs(), &facts.repr, src, out)
+                        }
                         None => Err(zarr::Error::Overflow { what: "arena region" }),
                     };
                     match decoded {

@@ -316,7 +316,7 @@ impl Engine {
                 })
                 .collect();
             let t = Instant::now();
-            self.fill_boxes(lease.buffer(), &fs, &facts.1, ctx.out_elems, &self.end_descs)?;
+            self.fill_boxes(lease.buffer(), &fs, &facts.fill_out, ctx.out_elems, &self.end_descs)?;
             stats.assemble_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         gs("cuEventRecord", self.ready[lease.slot()].record(compute))
