@@ -43,7 +43,7 @@
 //! - `core`: the device, its streams, kernels and nvCOMP decoder, the pools of batch
 //!   buffers and wave slots, and their allocation;
 //! - `seam`: [`CudaEngine`], the engine as the pipeline sees it, with its threads;
-//! - `route`: which arrays' chunks nvCOMP can decode;
+//! - `route`: which arrays' chunks nvCOMP can decode, and the CPU's share of them;
 //! - `submit`: the submit thread: reads ahead, dispatches waves, ends batches;
 //! - `stage`: the decode workers' part of a wave: read, check frames, stage or decode;
 //! - `enqueue`: one staged wave's device work, on `h2d` and `compute`;

@@ -10,7 +10,8 @@ use gpu_schedule::{
 use kernels::nvcomp::{NvcompLib, ZstdDecoder};
 use kernels::{DeviceRange, FillSpec, Kernels};
 
-use super::sizing::{Sizing, WAVE_CHUNKS, meta_bytes, size};
+use super::route::cpu_share_from_env;
+use super::sizing::{Sizing, choose, meta_bytes};
 use super::{
     DESC_BYTES, DESC_CAP, MAX_GPU_STREAM, REGION_ALIGN, STAGING_PAD, WAVES, gpu_err, gs, new_event,
     nvcomp_disabled,
@@ -111,30 +112,7 @@ impl Engine {
             }
             None => Default::default(),
         };
-        // The largest wave whose buffers fit the budgets with bytes enough to fill it
-        // (128 KiB per chunk on average); otherwise the smallest candidate's error, which
-        // names the least budget that would do.
-        let mut chosen = None;
-        let mut smallest_err = None;
-        for (i, &chunks) in WAVE_CHUNKS.iter().enumerate() {
-            let temp = match &lib {
-                Some(l) => l
-                    .temp_size(chunks as usize, MAX_GPU_STREAM as usize)
-                    .map_err(|e| gpu_err("nvCOMP temp size", e))? as u64,
-                None => 0,
-            };
-            match size(cfg, temp, chunks) {
-                Ok(s) if s.decompressed >= chunks * (128 << 10) || i + 1 == WAVE_CHUNKS.len() => {
-                    chosen = Some((s, temp));
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => smallest_err = Some(e),
-            }
-        }
-        let Some((sizing, temp)) = chosen else {
-            return Err(smallest_err.unwrap_or(Error::Closed));
-        };
+        let (sizing, temp) = choose(cfg, lib.as_deref())?;
         let chunks = sizing.chunks as usize;
         let decoder = match lib {
             Some(l) => Some(
@@ -157,60 +135,9 @@ impl Engine {
             EdgeTable::new(Arc::clone(&backend), n.max(WAVES))
                 .map_err(|e| gpu_err("edge table", e))?,
         );
-        let mut bufs = Vec::with_capacity(n);
-        for _ in 0..n {
-            bufs.push(
-                backend
-                    .alloc_device(sizing.batch_bytes as usize)
-                    .map_err(|e| gpu_err("device batch buffer", e))?,
-            );
-        }
-        let batches = Pool::new(
-            &table,
-            PoolSpec {
-                name: "device_batches",
-                acquirer: Endpoint::Stream("compute"),
-                releaser: Endpoint::Stream("consumer"),
-            },
-            bufs,
-        )
-        .map_err(|e| gpu_err("device batch pool", e))?;
+        let batches = batch_pool(&backend, &table, n, &sizing)?;
         let ready = (0..n).map(|_| new_event(&backend)).collect::<Result<Vec<_>>>()?;
-        let pad_staging = sizing.chunks * (STAGING_PAD + REGION_ALIGN);
-        let pad_arena = sizing.chunks * REGION_ALIGN;
-        let meta_bytes = meta_bytes(sizing.streams) as usize;
-        let mut slots = Vec::with_capacity(WAVES);
-        for _ in 0..WAVES {
-            let st = (sizing.staging + pad_staging) as usize;
-            let ar = (sizing.decompressed + pad_arena) as usize;
-            let pinned = |len, what| backend.alloc_pinned(len).map_err(|e| gpu_err(what, e));
-            let device = |len, what| backend.alloc_device(len).map_err(|e| gpu_err(what, e));
-            slots.push(WaveBufs {
-                staging: pinned(st, "pinned staging")?,
-                decoded: pinned(ar, "pinned decoded")?,
-                d_staging: device(st, "device staging")?,
-                arena: device(ar, "device arena")?,
-                meta: device(meta_bytes, "device metadata")?,
-                meta_host: pinned(meta_bytes, "pinned metadata")?,
-                descs: device(DESC_BYTES as usize, "device descriptors")?,
-                descs_host: pinned(DESC_BYTES as usize, "pinned descriptors")?,
-                report: pinned(64, "pinned report")?,
-                h2d_done: new_event(&backend)?,
-                done: new_event(&backend)?,
-            });
-        }
-        // The submit thread fills a slot's pinned memory; the harvest thread gives it back
-        // once the device finished with it and its report was read.
-        let waves = Pool::new(
-            &table,
-            PoolSpec {
-                name: "wave_slots",
-                acquirer: Endpoint::Host("stager"),
-                releaser: Endpoint::Host("harvester"),
-            },
-            slots,
-        )
-        .map_err(|e| gpu_err("wave slot pool", e))?;
+        let waves = wave_pool(&backend, &table, &sizing)?;
         let descs = backend
             .alloc_device(DESC_BYTES as usize)
             .map_err(|e| gpu_err("descriptor buffer", e))?;
@@ -218,10 +145,6 @@ impl Engine {
             .alloc_device(DESC_BYTES as usize)
             .map_err(|e| gpu_err("descriptor buffer", e))?;
         let committed = sizing.device_bytes + temp;
-        let fixed_share = std::env::var("DAMACY_CPU_SHARE")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .map(|v| v.min(1000));
         Ok(Self {
             backend,
             kernels,
@@ -238,7 +161,7 @@ impl Engine {
             ready,
             descs,
             end_descs,
-            cpu_share: fixed_share.unwrap_or(0),
+            cpu_share: cpu_share_from_env(),
             sizing,
             committed,
         })
@@ -397,6 +320,76 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Allocates the device batch buffers, acquired on `compute` and released on `consumer`.
+fn batch_pool(
+    backend: &CudaBackend,
+    table: &Arc<EdgeTable<CudaBackend>>,
+    n: usize,
+    sizing: &Sizing,
+) -> Result<Pool<CudaBackend, CudaDeviceMem>> {
+    let mut bufs = Vec::with_capacity(n);
+    for _ in 0..n {
+        bufs.push(
+            backend
+                .alloc_device(sizing.batch_bytes as usize)
+                .map_err(|e| gpu_err("device batch buffer", e))?,
+        );
+    }
+    Pool::new(
+        table,
+        PoolSpec {
+            name: "device_batches",
+            acquirer: Endpoint::Stream("compute"),
+            releaser: Endpoint::Stream("consumer"),
+        },
+        bufs,
+    )
+    .map_err(|e| gpu_err("device batch pool", e))
+}
+
+/// Allocates the wave slots' pinned and device buffers and events.
+fn wave_pool(
+    backend: &CudaBackend,
+    table: &Arc<EdgeTable<CudaBackend>>,
+    sizing: &Sizing,
+) -> Result<Pool<CudaBackend, WaveBufs>> {
+    let pad_staging = sizing.chunks * (STAGING_PAD + REGION_ALIGN);
+    let pad_arena = sizing.chunks * REGION_ALIGN;
+    let meta_bytes = meta_bytes(sizing.streams) as usize;
+    let mut slots = Vec::with_capacity(WAVES);
+    for _ in 0..WAVES {
+        let st = (sizing.staging + pad_staging) as usize;
+        let ar = (sizing.decompressed + pad_arena) as usize;
+        let pinned = |len, what| backend.alloc_pinned(len).map_err(|e| gpu_err(what, e));
+        let device = |len, what| backend.alloc_device(len).map_err(|e| gpu_err(what, e));
+        slots.push(WaveBufs {
+            staging: pinned(st, "pinned staging")?,
+            decoded: pinned(ar, "pinned decoded")?,
+            d_staging: device(st, "device staging")?,
+            arena: device(ar, "device arena")?,
+            meta: device(meta_bytes, "device metadata")?,
+            meta_host: pinned(meta_bytes, "pinned metadata")?,
+            descs: device(DESC_BYTES as usize, "device descriptors")?,
+            descs_host: pinned(DESC_BYTES as usize, "pinned descriptors")?,
+            report: pinned(64, "pinned report")?,
+            h2d_done: new_event(backend)?,
+            done: new_event(backend)?,
+        });
+    }
+    // The submit thread fills a slot's pinned memory; the harvest thread gives it back
+    // once the device finished with it and its report was read.
+    Pool::new(
+        table,
+        PoolSpec {
+            name: "wave_slots",
+            acquirer: Endpoint::Host("stager"),
+            releaser: Endpoint::Host("harvester"),
+        },
+        slots,
+    )
+    .map_err(|e| gpu_err("wave slot pool", e))
 }
 
 impl Drop for Engine {

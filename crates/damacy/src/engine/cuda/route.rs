@@ -1,4 +1,5 @@
-//! Which chunks the GPU decodes: the route of each array's codec chain.
+//! Which chunks the GPU decodes: the route of each array's codec chain, and the share
+//! of GPU-decodable chunks the CPU takes instead.
 
 /// How the chunks of an array can be decoded on the GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,4 +28,20 @@ pub(super) fn route(chain: &zarr::CodecChain) -> Route {
         [BytesToBytes::Blosc { cname: BloscCname::Zstd, .. }] => Route::BloscZstd,
         _ => Route::Cpu,
     }
+}
+
+/// The CPU's share of GPU-decodable chunks, per mille: `DAMACY_CPU_SHARE`, at most 1000,
+/// default 0.
+pub(super) fn cpu_share_from_env() -> u32 {
+    let fixed_share = std::env::var("DAMACY_CPU_SHARE")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .map(|v| v.min(1000));
+    fixed_share.unwrap_or(0)
+}
+
+/// Whether wave-local chunk `li` goes to the CPU under a share of `per_mille` (a fixed
+/// scatter of the indices, so the CPU's chunks spread over the wave's files).
+pub(super) fn cpu_takes(per_mille: u32, li: usize) -> bool {
+    per_mille > 0 && (li as u64).wrapping_mul(0x9E37_79B9) % 1000 < u64::from(per_mille)
 }

@@ -1,10 +1,12 @@
 //! Sizing the CUDA engine's buffers from the memory budgets, before anything is
 //! allocated.
 
+use kernels::nvcomp::NvcompLib;
 use planner::PlanLimits;
 
 use super::{
     DESC_BYTES, MAX_GPU_STREAM, META_PER_STREAM, MIN_WAVE_BYTES, REGION_ALIGN, STAGING_PAD, WAVES,
+    gpu_err,
 };
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -12,7 +14,7 @@ use crate::error::{Error, Result};
 /// Chunks per wave the engine tries, largest first: nvCOMP's batched zstd runs faster the
 /// more chunks one call decodes (measured on the H200: 11.8 GB/s at 512, 34.7 at 2048,
 /// 53.6 at 8192), at a temp buffer growing with the count.
-pub(super) const WAVE_CHUNKS: [u64; 6] = [8192, 4096, 2048, 1024, 512, 256];
+const WAVE_CHUNKS: [u64; 6] = [8192, 4096, 2048, 1024, 512, 256];
 
 /// Per-wave sizes derived from the budgets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +61,7 @@ pub(super) fn meta_bytes(streams: u64) -> u64 {
 /// # Errors
 /// `Budget` naming `max_gpu_memory_bytes` or `max_pinned_host_bytes` and the minimum
 /// that would do (nvCOMP's temp buffer, `temp`, is counted against the GPU budget).
-pub(super) fn size(cfg: &Config, temp: u64, chunks: u64) -> Result<Sizing> {
+fn size(cfg: &Config, temp: u64, chunks: u64) -> Result<Sizing> {
     let streams = chunks * 4;
     let waves = WAVES as u64;
     let over = |knob| Error::ConfigOverflow { knob };
@@ -102,4 +104,30 @@ pub(super) fn size(cfg: &Config, temp: u64, chunks: u64) -> Result<Sizing> {
     let device_bytes = batches + fixed - temp + waves * (staging + decompressed);
     let pinned_bytes = pinned_fixed + waves * (staging + decompressed);
     Ok(Sizing { batch_bytes, staging, decompressed, chunks, streams, device_bytes, pinned_bytes })
+}
+
+/// The largest wave whose buffers fit the budgets with bytes enough to fill it (128 KiB
+/// per chunk on average), with nvCOMP's temp bytes for it (0 without nvCOMP).
+///
+/// # Errors
+/// Otherwise the smallest candidate's error, which names the least budget that would do;
+/// `Gpu` when nvCOMP cannot size its temp buffer.
+pub(super) fn choose(cfg: &Config, lib: Option<&NvcompLib>) -> Result<(Sizing, u64)> {
+    let mut smallest_err = None;
+    for (i, &chunks) in WAVE_CHUNKS.iter().enumerate() {
+        let temp = match lib {
+            Some(l) => l
+                .temp_size(chunks as usize, MAX_GPU_STREAM as usize)
+                .map_err(|e| gpu_err("nvCOMP temp size", e))? as u64,
+            None => 0,
+        };
+        match size(cfg, temp, chunks) {
+            Ok(s) if s.decompressed >= chunks * (128 << 10) || i + 1 == WAVE_CHUNKS.len() => {
+                return Ok((s, temp));
+            }
+            Ok(_) => {}
+            Err(e) => smallest_err = Some(e),
+        }
+    }
+    Err(smallest_err.unwrap_or(Error::Closed))
 }

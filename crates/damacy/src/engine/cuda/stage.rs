@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use gpu_schedule::CudaPinnedMem;
 use kernels::{Shuffle, ShuffleSpec};
-use planner::{ArrayEntry, BatchPlan, ChunkSource};
+use planner::{ArrayEntry, BatchPlan, ChunkPlan, ChunkSource};
 
-use super::route::Route;
+use super::route::{Route, cpu_takes};
 use super::{MAX_GPU_STREAM, align_up};
 use crate::config::OutDtype;
 use crate::engine::{ArrayFacts, Job, Worker};
@@ -116,13 +116,6 @@ impl WaveWork {
         }
     }
 
-    /// Whether wave-local chunk `li` goes to the CPU under the wave's share (a fixed
-    /// scatter of the indices, so the CPU's chunks spread over the wave's files).
-    fn cpu_takes(&self, li: usize) -> bool {
-        self.cpu_share > 0
-            && (li as u64).wrapping_mul(0x9E37_79B9) % 1000 < u64::from(self.cpu_share)
-    }
-
     /// A mutable view of `len` pinned bytes at `off` of `mem`.
     ///
     /// # Safety
@@ -189,74 +182,103 @@ impl WaveWork {
         for (j, chunk) in group.iter().enumerate() {
             let gi = op.chunks.start + j;
             let li = gi.wrapping_sub(self.chunks0);
-            let ChunkSource::Copy { offset_in_read, compressed_len, decompressed_len, .. } =
-                chunk.source
-            else {
-                continue;
-            };
-            let a = chunk.array.index();
-            let (Some(entry), Some(facts), Some(route)) =
-                (self.ctx.arrays.get(a), self.ctx.facts.get(a), self.ctx.routes.get(a))
-            else {
-                continue;
-            };
-            let decode_err = |source| SampleError::Decode {
-                path: PathBuf::from(&*file.key),
-                chunk: chunk.chunk.clone(),
-                source,
-            };
-            let Some(reg) = self.regions.get(li).copied().flatten() else {
-                let err = SampleError::Unsupported {
-                    path: PathBuf::from(&*file.key),
-                    what: "a chunk larger than the CUDA engine's wave buffers",
-                };
-                local.errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
-                states.push((li, ChunkState::Failed));
-                continue;
-            };
-            let lo = offset_in_read as usize;
-            let Some(src) = buf.get(lo..lo.saturating_add(compressed_len as usize)) else {
-                continue;
-            };
-            let t = Instant::now();
-            let staged = if self.gpu && !self.cpu_takes(li) {
-                match route {
-                    Route::Zstd => self.stage_zstd(li, reg, src, decompressed_len, &mut local),
-                    Route::BloscZstd => {
-                        self.stage_blosc(li, reg, src, decompressed_len, &mut local)
-                    }
-                    Route::Cpu => None,
-                }
-            } else {
-                None
-            };
-            let state = match staged {
-                Some(spec) => ChunkState::Gpu(spec),
-                None => {
-                    // SAFETY: this chunk's arena region, owned by this job.
-                    let out = unsafe { Self::pinned(&self.decoded, reg.arena, decompressed_len) };
-                    let decoded = match out {
-                        Some(out) => {
-                            zarr::decode_chunk(entry.chunk_codecs(), &facts.repr, src, out)
-                        }
-                        None => Err(zarr::Error::Overflow { what: "arena region" }),
-                    };
-                    match decoded {
-                        Ok(()) => ChunkState::Cpu,
-                        Err(e) => {
-                            let err = decode_err(e);
-                            local
-                                .errors
-                                .extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
-                            ChunkState::Failed
-                        }
-                    }
-                }
-            };
-            stats.decode_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            states.push((li, state));
+            if let Some(state) = self.stage_chunk(li, chunk, &file.key, buf, stats, &mut local) {
+                states.push((li, state));
+            }
         }
         self.merge(local, &states);
+    }
+
+    /// Stages wave-local chunk `li` of the read in `buf` for nvCOMP, or decodes it on the
+    /// CPU; its state, or `None` for a chunk this job leaves alone (a fill chunk, one of
+    /// an unknown array, or bytes outside the read).
+    fn stage_chunk(
+        &self,
+        li: usize,
+        chunk: &ChunkPlan,
+        key: &str,
+        buf: &[u8],
+        stats: &StatCounters,
+        local: &mut WaveState,
+    ) -> Option<ChunkState> {
+        let ChunkSource::Copy { offset_in_read, compressed_len, decompressed_len, .. } =
+            chunk.source
+        else {
+            return None;
+        };
+        let a = chunk.array.index();
+        let (Some(entry), Some(facts), Some(route)) =
+            (self.ctx.arrays.get(a), self.ctx.facts.get(a), self.ctx.routes.get(a))
+        else {
+            return None;
+        };
+        let Some(reg) = self.regions.get(li).copied().flatten() else {
+            let err = SampleError::Unsupported {
+                path: PathBuf::from(key),
+                what: "a chunk larger than the CUDA engine's wave buffers",
+            };
+            local.errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
+            return Some(ChunkState::Failed);
+        };
+        let lo = offset_in_read as usize;
+        let src = buf.get(lo..lo.saturating_add(compressed_len as usize))?;
+        let t = Instant::now();
+        let staged = self.stage_for_gpu(li, *route, reg, src, decompressed_len, local);
+        let state = match staged {
+            Some(spec) => ChunkState::Gpu(spec),
+            None => match self.decode_on_cpu(entry, facts, reg, src, decompressed_len) {
+                Ok(()) => ChunkState::Cpu,
+                Err(source) => {
+                    let err = SampleError::Decode {
+                        path: PathBuf::from(key),
+                        chunk: chunk.chunk.clone(),
+                        source,
+                    };
+                    local.errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
+                    ChunkState::Failed
+                }
+            },
+        };
+        stats.decode_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        Some(state)
+    }
+
+    /// Stages a chunk's frames for nvCOMP when its route and the CPU's share allow;
+    /// `None` sends it to the CPU.
+    fn stage_for_gpu(
+        &self,
+        li: usize,
+        route: Route,
+        reg: Region,
+        src: &[u8],
+        dlen: u64,
+        local: &mut WaveState,
+    ) -> Option<ShuffleSpec> {
+        if !self.gpu || cpu_takes(self.cpu_share, li) {
+            return None;
+        }
+        match route {
+            Route::Zstd => self.stage_zstd(li, reg, src, dlen, local),
+            Route::BloscZstd => self.stage_blosc(li, reg, src, dlen, local),
+            Route::Cpu => None,
+        }
+    }
+
+    /// Decodes a chunk on the worker straight into its region of the pinned arena.
+    fn decode_on_cpu(
+        &self,
+        entry: &ArrayEntry,
+        facts: &ArrayFacts,
+        reg: Region,
+        src: &[u8],
+        dlen: u64,
+    ) -> Result<(), zarr::Error> {
+        // SAFETY: this chunk's arena region, owned by this job.
+        let out = unsafe { Self::pinned(&self.decoded, reg.arena, dlen) };
+        match out {
+            Some(out) => zarr::decode_chunk(entry.chunk_codecs(), &facts.repr, src, out),
+            None => Err(zarr::Error::Overflow { what: "arena region" }),
+        }
     }
 
     fn merge(&self, local: WaveState, states: &[(usize, ChunkState)]) {
