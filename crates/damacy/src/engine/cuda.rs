@@ -9,7 +9,7 @@
 //! each batch out in order once its last wave finished.
 //!
 //! Per wave (the planner's unit of at most `max_chunks_per_wave` chunks; the engine picks
-//! the largest count in [`sizing::WAVE_CHUNKS`] its budgets allow, as nvCOMP runs faster
+//! the largest count in `sizing::WAVE_CHUNKS` its budgets allow, as nvCOMP runs faster
 //! the more chunks one call decodes), in one of [`WAVES`] wave slots:
 //! 1. the decode workers read each read op of the wave; zstd frames (plain zstd chunks,
 //!    and the zstd streams of blosc-zstd chunks, split with `zarr::blosc::streams`) are

@@ -35,8 +35,9 @@ struct StagedPlacement {
 }
 
 /// Where each array of a wave's nvCOMP metadata lives in its slot's `meta` buffer (byte
-/// offsets): [comp ptrs][comp bytes][capacity][out ptrs][actual][expected][statuses]
-/// [copy ranges][report].
+/// offsets), in this order: comp ptrs, comp bytes, capacity, out ptrs, actual, expected
+/// (a u64 per stream each), statuses (an i32 per stream), copy ranges (a `CopyRange` per
+/// raw block), the report.
 #[derive(Debug, Clone, Copy)]
 struct MetaLayout {
     /// Device address of the slot's `meta` buffer.
