@@ -1,0 +1,400 @@
+//! The CUDA engine's core: the opened device, its streams, kernels and nvCOMP decoder,
+//! and the pools of device batch buffers and wave slots, all allocated at construction.
+
+use std::sync::{Arc, Condvar, Mutex};
+
+use gpu_schedule::{
+    Backend as _, CudaBackend, CudaDeviceMem, CudaEventHandle, CudaPinnedMem, CudaStreamHandle,
+    EdgeTable, Endpoint, Lease, Pool, PoolSpec, Scheduler, SchedulerConfig, Stream,
+};
+use kernels::nvcomp::{NvcompLib, ZstdDecoder};
+use kernels::{DeviceRange, FillSpec, Kernels};
+
+use super::route::cpu_share_from_env;
+use super::sizing::{Sizing, choose, meta_bytes};
+use super::{
+    DESC_BYTES, DESC_CAP, MAX_GPU_STREAM, REGION_ALIGN, STAGING_PAD, WAVES, gpu_err, gs, new_event,
+    nvcomp_disabled,
+};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// One wave slot's buffers: host-written pinned memory, its device copies, and the events
+/// that order their reuse. Cycled through the `wave_slots` pool.
+pub(super) struct WaveBufs {
+    pub(super) staging: CudaPinnedMem,
+    pub(super) decoded: CudaPinnedMem,
+    pub(super) d_staging: CudaDeviceMem,
+    pub(super) arena: CudaDeviceMem,
+    pub(super) meta: CudaDeviceMem,
+    /// Host side of `meta` (nvCOMP pointer arrays, raw copy ranges), copied on `h2d`.
+    pub(super) meta_host: CudaPinnedMem,
+    /// Assemble and fill descriptors, host and device side.
+    pub(super) descs: CudaDeviceMem,
+    pub(super) descs_host: CudaPinnedMem,
+    pub(super) report: CudaPinnedMem,
+    pub(super) h2d_done: CudaEventHandle,
+    pub(super) done: CudaEventHandle,
+}
+
+/// Which device batch buffers are held, and whether the engine is closing.
+#[derive(Debug)]
+struct Held {
+    /// Per batch buffer: acquired and not released.
+    leased: Vec<bool>,
+    /// Teardown began: acquires fail with `Closed`.
+    closed: bool,
+}
+
+pub(super) type WaveLease = Lease<CudaBackend, WaveBufs>;
+pub(super) type BatchLease = Lease<CudaBackend, CudaDeviceMem>;
+
+/// The CUDA engine of one pipeline.
+pub(super) struct Engine {
+    pub(super) backend: Arc<CudaBackend>,
+    pub(super) kernels: Arc<Kernels>,
+    pub(super) decoder: Option<ZstdDecoder>,
+    pub(super) in_align: u64,
+    pub(super) out_align: u64,
+    sched: Scheduler<CudaBackend>,
+    batches: Pool<CudaBackend, CudaDeviceMem>,
+    waves: Pool<CudaBackend, WaveBufs>,
+    held: Mutex<Held>,
+    held_cv: Condvar,
+    /// Per wave slot: free for the submit thread to take.
+    wave_free: Mutex<Vec<bool>>,
+    wave_cv: Condvar,
+    pub(super) ready: Vec<CudaEventHandle>,
+    /// Descriptors of fills applied at `pop` (`OnError::Fill`), on `compute`.
+    pub(super) descs: CudaDeviceMem,
+    /// Descriptors of the submit thread's fill chunks, on `compute`.
+    pub(super) end_descs: CudaDeviceMem,
+    /// Per mille of GPU-decodable chunks the workers decode instead (`DAMACY_CPU_SHARE`,
+    /// default 0). Measured on the H200 (`default`, 16 threads): 100, 200 and 300 per
+    /// mille cut throughput from 12.1 to 9.4, 7.6 and 5.8 Gvox/s, since a wave goes to
+    /// the device only once its slowest CPU decode is done (docs/PERFORMANCE.md).
+    pub(super) cpu_share: u32,
+    pub(super) sizing: Sizing,
+    pub(super) committed: u64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("nvcomp", &self.decoder.is_some())
+            .field("sizing", &self.sizing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens device `device` and allocates everything.
+    ///
+    /// # Errors
+    /// `BackendUnavailable` without a driver or device, or when the kernels do not
+    /// compile; `Budget` when a budget is too small; `Gpu` when an allocation fails.
+    pub(super) fn new(cfg: &Config, device: usize) -> Result<Self> {
+        if !gpu_schedule::driver_present() {
+            return Err(Error::BackendUnavailable { reason: "no CUDA driver on this machine" });
+        }
+        let backend =
+            Arc::new(CudaBackend::new(device).map_err(|_| Error::BackendUnavailable {
+                reason: "the CUDA device could not be opened (no such device index?)",
+            })?);
+        let kernels = Kernels::for_backend(&backend).map_err(|_| Error::BackendUnavailable {
+            reason: "the CUDA kernels could not be compiled (is libnvrtc installed?)",
+        })?;
+        let lib = if nvcomp_disabled() { None } else { NvcompLib::global().ok() };
+        let align = match &lib {
+            Some(l) => {
+                backend.context().bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))?;
+                l.alignments().map_err(|e| gpu_err("nvCOMP alignments", e))?
+            }
+            None => Default::default(),
+        };
+        let (sizing, temp) = choose(cfg, lib.as_deref())?;
+        let chunks = sizing.chunks as usize;
+        let decoder = match lib {
+            Some(l) => Some(
+                ZstdDecoder::new(l, &backend, chunks, MAX_GPU_STREAM as usize)
+                    .map_err(|e| gpu_err("nvCOMP decoder", e))?,
+            ),
+            None => None,
+        };
+        let sched = Scheduler::new(
+            Arc::clone(&backend),
+            &SchedulerConfig {
+                streams: vec!["h2d", "compute", "consumer"],
+                movers: 1,
+                orderable_on_device: true,
+            },
+        )
+        .map_err(|e| gpu_err("scheduler", e))?;
+        let n = cfg.batches_in_flight;
+        let table = Arc::new(
+            EdgeTable::new(Arc::clone(&backend), n.max(WAVES))
+                .map_err(|e| gpu_err("edge table", e))?,
+        );
+        let batches = batch_pool(&backend, &table, n, &sizing)?;
+        let ready = (0..n).map(|_| new_event(&backend)).collect::<Result<Vec<_>>>()?;
+        let waves = wave_pool(&backend, &table, &sizing)?;
+        let descs = backend
+            .alloc_device(DESC_BYTES as usize)
+            .map_err(|e| gpu_err("descriptor buffer", e))?;
+        let end_descs = backend
+            .alloc_device(DESC_BYTES as usize)
+            .map_err(|e| gpu_err("descriptor buffer", e))?;
+        let committed = sizing.device_bytes + temp;
+        Ok(Self {
+            backend,
+            kernels,
+            decoder,
+            in_align: (align.input as u64).max(1),
+            out_align: (align.output as u64).max(1),
+            sched,
+            batches,
+            waves,
+            held: Mutex::new(Held { leased: vec![false; n], closed: false }),
+            held_cv: Condvar::new(),
+            wave_free: Mutex::new(vec![true; WAVES]),
+            wave_cv: Condvar::new(),
+            ready,
+            descs,
+            end_descs,
+            cpu_share: cpu_share_from_env(),
+            sizing,
+            committed,
+        })
+    }
+
+    /// The CPU's current decode share, per mille.
+    pub(super) fn cpu_share(&self) -> u64 {
+        u64::from(self.cpu_share)
+    }
+
+    /// Whether nvCOMP decodes on this engine.
+    #[allow(dead_code)]
+    pub(super) fn has_nvcomp(&self) -> bool {
+        self.decoder.is_some()
+    }
+
+    fn stream(&self, name: &'static str) -> Result<&Stream<CudaBackend>> {
+        self.sched.stream(name).map_err(|e| gpu_err("stream", e))
+    }
+
+    pub(super) fn cu(&self, name: &'static str) -> Result<&CudaStreamHandle> {
+        Ok(self.stream(name)?.raw())
+    }
+
+    pub(super) fn bind(&self) -> Result<()> {
+        self.backend.context().bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))
+    }
+
+    fn closed(&self) -> bool {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).closed
+    }
+
+    /// Leases a released device batch buffer on `compute`, any free one starting at
+    /// `id % n` (a caller holding an old batch must not stall the others). Waits for one
+    /// when `block`; otherwise `None` when all are held.
+    ///
+    /// # Errors
+    /// `Closed` on teardown; `Gpu` when the pool refuses.
+    pub(super) fn acquire(&self, id: u64, block: bool) -> Result<Option<BatchLease>> {
+        let n = self.batches.slots();
+        let slot = {
+            let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if h.closed {
+                    return Err(Error::Closed);
+                }
+                let first = (id % n as u64) as usize;
+                if let Some(s) = (0..n).map(|k| (first + k) % n).find(|&s| !h.leased[s]) {
+                    h.leased[s] = true;
+                    break s;
+                }
+                if !block {
+                    return Ok(None);
+                }
+                h = self.held_cv.wait(h).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        self.batches
+            .acquire(slot, self.stream("compute")?)
+            .map(Some)
+            .map_err(|e| gpu_err("pool acquire", e))
+    }
+
+    /// Takes a free wave slot; waits for one when `block`, otherwise `None` if none is.
+    pub(super) fn acquire_wave(&self, block: bool) -> Result<Option<WaveLease>> {
+        let slot = {
+            let mut f = self.wave_free.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if self.closed() {
+                    return Err(Error::Closed);
+                }
+                if let Some(s) = f.iter().position(|&free| free) {
+                    f[s] = false;
+                    break s;
+                }
+                if !block {
+                    return Ok(None);
+                }
+                f = self.wave_cv.wait(f).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        // Free in `wave_free` means released in the pool: this does not block.
+        self.waves.acquire_blocking(slot, "stager").map(Some).map_err(|e| gpu_err("wave slot", e))
+    }
+
+    pub(super) fn release_wave(&self, lease: WaveLease) {
+        let slot = lease.slot();
+        // A refusal would mean a bookkeeping bug; the slot is freed either way so that
+        // nothing waits forever (its next acquire reports the pool's error).
+        let _ = self.waves.release_host(lease, "harvester");
+        let mut f = self.wave_free.lock().unwrap_or_else(|e| e.into_inner());
+        f[slot] = true;
+        self.wave_cv.notify_all();
+    }
+
+    /// Returns a device batch buffer on `consumer`, after `after` (a raw event) if given.
+    pub(super) fn release(&self, lease: BatchLease, after: Option<u64>) -> Result<()> {
+        let slot = lease.slot();
+        self.bind()?;
+        let consumer = self.stream("consumer")?;
+        let mut outcome = Ok(());
+        if let Some(ev) = after {
+            // SAFETY: the caller vouches that `ev` is a live event of this context.
+            outcome =
+                gs("cuStreamWaitEvent", unsafe { self.backend.wait_raw_event(consumer.raw(), ev) });
+        }
+        // The consumer must also be ordered after the batch's own writes.
+        if outcome.is_ok() {
+            outcome = gs("cuStreamWaitEvent", self.ready[slot].wait_in(consumer.raw()));
+        }
+        let released =
+            self.batches.release(lease, consumer).map_err(|e| gpu_err("pool release", e));
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        h.leased[slot] = false;
+        self.held_cv.notify_all();
+        outcome.and(released)
+    }
+
+    /// Teardown: wakes waiting acquires.
+    pub(super) fn close(&self) {
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        h.closed = true;
+        self.held_cv.notify_all();
+        drop(h);
+        let _f = self.wave_free.lock().unwrap_or_else(|e| e.into_inner());
+        self.wave_cv.notify_all();
+    }
+
+    /// Fills boxes of `dst` with `value` on `compute`, the descriptors uploaded from
+    /// pageable memory into `descs` (the driver copies them before returning; the
+    /// launch that reads them is ordered after the copy on the same stream).
+    pub(super) fn fill_boxes(
+        &self,
+        dst: &CudaDeviceMem,
+        specs: &[FillSpec<'_>],
+        value: &[u8],
+        out_elems: u64,
+        descs: &CudaDeviceMem,
+    ) -> Result<()> {
+        let compute = self.cu("compute")?;
+        for piece in specs.chunks(DESC_CAP) {
+            let packed = kernels::pack_fills(piece, value, out_elems)
+                .map_err(|e| gpu_err("pack fills", e))?;
+            gs("upload", self.backend.upload(compute, descs, 0, bytemuck::cast_slice(&packed)))?;
+            // SAFETY: live allocations of this engine.
+            let (d, b) = unsafe {
+                (
+                    DeviceRange::from_raw(dst.device_ptr(), dst.len() as u64),
+                    DeviceRange::from_raw(descs.device_ptr(), descs.len() as u64),
+                )
+            };
+            // SAFETY: boxes packed for this output size; the descriptor upload precedes
+            // the launch on the same stream.
+            unsafe { self.kernels.fill(compute, value.len() as u32, d, b, packed.len() as u32) }
+                .map_err(|e| gpu_err("fill", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Allocates the device batch buffers, acquired on `compute` and released on `consumer`.
+fn batch_pool(
+    backend: &CudaBackend,
+    table: &Arc<EdgeTable<CudaBackend>>,
+    n: usize,
+    sizing: &Sizing,
+) -> Result<Pool<CudaBackend, CudaDeviceMem>> {
+    let mut bufs = Vec::with_capacity(n);
+    for _ in 0..n {
+        bufs.push(
+            backend
+                .alloc_device(sizing.batch_bytes as usize)
+                .map_err(|e| gpu_err("device batch buffer", e))?,
+        );
+    }
+    Pool::new(
+        table,
+        PoolSpec {
+            name: "device_batches",
+            acquirer: Endpoint::Stream("compute"),
+            releaser: Endpoint::Stream("consumer"),
+        },
+        bufs,
+    )
+    .map_err(|e| gpu_err("device batch pool", e))
+}
+
+/// Allocates the wave slots' pinned and device buffers and events.
+fn wave_pool(
+    backend: &CudaBackend,
+    table: &Arc<EdgeTable<CudaBackend>>,
+    sizing: &Sizing,
+) -> Result<Pool<CudaBackend, WaveBufs>> {
+    let pad_staging = sizing.chunks * (STAGING_PAD + REGION_ALIGN);
+    let pad_arena = sizing.chunks * REGION_ALIGN;
+    let meta_bytes = meta_bytes(sizing.streams) as usize;
+    let mut slots = Vec::with_capacity(WAVES);
+    for _ in 0..WAVES {
+        let st = (sizing.staging + pad_staging) as usize;
+        let ar = (sizing.decompressed + pad_arena) as usize;
+        let pinned = |len, what| backend.alloc_pinned(len).map_err(|e| gpu_err(what, e));
+        let device = |len, what| backend.alloc_device(len).map_err(|e| gpu_err(what, e));
+        slots.push(WaveBufs {
+            staging: pinned(st, "pinned staging")?,
+            decoded: pinned(ar, "pinned decoded")?,
+            d_staging: device(st, "device staging")?,
+            arena: device(ar, "device arena")?,
+            meta: device(meta_bytes, "device metadata")?,
+            meta_host: pinned(meta_bytes, "pinned metadata")?,
+            descs: device(DESC_BYTES as usize, "device descriptors")?,
+            descs_host: pinned(DESC_BYTES as usize, "pinned descriptors")?,
+            report: pinned(64, "pinned report")?,
+            h2d_done: new_event(backend)?,
+            done: new_event(backend)?,
+        });
+    }
+    // The submit thread fills a slot's pinned memory; the harvest thread gives it back
+    // once the device finished with it and its report was read.
+    Pool::new(
+        table,
+        PoolSpec {
+            name: "wave_slots",
+            acquirer: Endpoint::Host("stager"),
+            releaser: Endpoint::Host("harvester"),
+        },
+        slots,
+    )
+    .map_err(|e| gpu_err("wave slot pool", e))
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Nothing may still run on buffers about to be freed.
+        let _ = self.sched.synchronize_all();
+    }
+}

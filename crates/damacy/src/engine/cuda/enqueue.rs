@@ -1,0 +1,472 @@
+//! One staged wave's device work: uploads on `h2d`; nvCOMP decode, raw block copies, the
+//! status reduction and the assembly on `compute`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use gpu_schedule::CudaStreamHandle;
+use kernels::nvcomp::ZstdBatch;
+use kernels::{CopyRange, DeviceRange, Placement, ShuffleSpec};
+use planner::{BatchPlan, ChunkSource, Wave};
+use zarr::DataType;
+
+use super::core::{Engine, WaveBufs};
+use super::harvest::{ChunkOrigin, Harvest};
+use super::stage::{ChunkState, WaveState, WaveWork};
+use super::{DESC_CAP, REGION_ALIGN, align_up, gpu_err, gs};
+use crate::error::{Error, Result};
+use crate::stats::StatCounters;
+
+/// One placement of a staged chunk into the batch, owning the coordinates that the
+/// packed [`Placement`] borrows.
+struct StagedPlacement {
+    /// Device address of the chunk's decoded bytes in the wave's arena.
+    src: u64,
+    src_dtype: DataType,
+    shuffle: ShuffleSpec,
+    /// The chunk's array (index into the batch's arrays).
+    array: usize,
+    in_chunk_lo: Vec<u64>,
+    /// Batch position of the sample.
+    sample: u64,
+    in_sample_lo: Vec<u64>,
+    extent: Vec<u64>,
+}
+
+/// Where each array of a wave's nvCOMP metadata lives in its slot's `meta` buffer (byte
+/// offsets), in this order: comp ptrs, comp bytes, capacity, out ptrs, actual, expected
+/// (a u64 per stream each), statuses (an i32 per stream), copy ranges (a `CopyRange` per
+/// raw block), the report.
+#[derive(Debug, Clone, Copy)]
+struct MetaLayout {
+    /// Device address of the slot's `meta` buffer.
+    base: u64,
+    /// zstd streams: entries of each per-stream array.
+    streams: usize,
+    /// Raw blosc blocks: entries of the copy ranges.
+    raws: usize,
+    comp_ptrs: u64,
+    comp_bytes: u64,
+    capacity: u64,
+    out_ptrs: u64,
+    actual: u64,
+    expected: u64,
+    statuses: u64,
+    ranges: u64,
+    report: u64,
+}
+
+impl MetaLayout {
+    /// Bytes of one per-stream u64 array.
+    fn n8(&self) -> u64 {
+        self.streams as u64 * 8
+    }
+
+    /// `len` bytes at `off` of the slot's device metadata.
+    fn range(&self, off: u64, len: u64) -> DeviceRange {
+        // SAFETY: inside this slot's metadata allocation, whose size covers `streams`
+        // entries (checked by `meta_layout`); callers pass ranges inside the layout.
+        unsafe { DeviceRange::from_raw(self.base + off, len) }
+    }
+}
+
+impl Engine {
+    /// Enqueues a staged wave's device work: uploads on `h2d`; nvCOMP decode, raw block
+    /// copies, the status reduction and the assembly on `compute`; records `done`.
+    pub(super) fn submit_wave(
+        &self,
+        work: &WaveWork,
+        k: usize,
+        out: (u64, u64),
+        state: &WaveState,
+        w: &WaveBufs,
+        stats: &StatCounters,
+    ) -> Result<Harvest> {
+        let plan = &work.ctx.plan;
+        let Some(wave) = plan.waves.get(k) else {
+            return Err(gpu_err("staging a wave", "wave index out of range"));
+        };
+        let t = Instant::now();
+        let h2d = self.cu("h2d")?;
+        let compute = self.cu("compute")?;
+        self.upload_staging(work, state, w, h2d)?;
+        let runs = cpu_runs(work, wave, state);
+        self.upload_runs(&runs, w, h2d)?;
+        let layout = self.meta_layout(state, w)?;
+        let max_len = write_meta(&layout, state, w);
+        gs(
+            "metadata upload",
+            self.backend.copy_range_to_device(
+                h2d,
+                &w.meta,
+                0,
+                &w.meta_host,
+                0,
+                layout.report as usize,
+            ),
+        )?;
+        gs("cuEventRecord", w.h2d_done.record(h2d))?;
+        gs("cuStreamWaitEvent", w.h2d_done.wait_in(compute))?;
+        self.decode_streams(&layout, max_len, compute)?;
+        self.copy_raw_blocks(&layout, compute)?;
+        self.reduce_statuses(&layout, w, compute)?;
+        self.assemble_wave(work, wave, state, w, out, compute)?;
+        gs("cuEventRecord", w.done.record(compute))?;
+        stats.h2d_bytes.fetch_add(
+            work.staging_used + runs.iter().map(|r| r.1).sum::<u64>(),
+            Ordering::Relaxed,
+        );
+        stats.gpu_submit_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        Ok(Harvest {
+            stream_chunk: state.streams.iter().map(|f| f.chunk as u32).collect(),
+            chunks: chunk_origins(plan, wave),
+            statuses_off: layout.statuses,
+            actual_off: layout.actual,
+            expected_off: layout.expected,
+        })
+    }
+
+    /// Uploads the staged frames and raw blocks on `h2d`, if the wave has any.
+    fn upload_staging(
+        &self,
+        work: &WaveWork,
+        state: &WaveState,
+        w: &WaveBufs,
+        h2d: &CudaStreamHandle,
+    ) -> Result<()> {
+        let staging_used = work.staging_used as usize;
+        if staging_used > 0 && (!state.streams.is_empty() || !state.raws.is_empty()) {
+            // The workers finished writing the pinned side (joined by the caller).
+            gs(
+                "staging upload",
+                self.backend.copy_range_to_device(
+                    h2d,
+                    &w.d_staging,
+                    0,
+                    &w.staging,
+                    0,
+                    staging_used,
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Uploads the CPU-decoded runs (arena offset, length) on `h2d`.
+    fn upload_runs(&self, runs: &[(u64, u64)], w: &WaveBufs, h2d: &CudaStreamHandle) -> Result<()> {
+        for (off, len) in runs {
+            // Both buffers share the arena layout.
+            let (o, l) = (*off as usize, *len as usize);
+            gs(
+                "decoded upload",
+                self.backend.copy_range_to_device(h2d, &w.arena, o, &w.decoded, o, l),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The wave's metadata layout, checked against what the slot's buffers were sized for.
+    fn meta_layout(&self, state: &WaveState, w: &WaveBufs) -> Result<MetaLayout> {
+        let n = state.streams.len();
+        if n as u64 > self.sizing.streams || state.raws.len() as u64 > self.sizing.streams {
+            // The metadata buffers were sized for `streams` entries of each kind.
+            return Err(Error::Gpu {
+                what: "staging a wave",
+                detail: format!(
+                    "{n} zstd streams and {} raw blocks exceed the {} per wave the engine \
+                     was sized for",
+                    state.raws.len(),
+                    self.sizing.streams
+                ),
+            });
+        }
+        let n8 = n as u64 * 8;
+        let statuses = 6 * n8;
+        let ranges = align_up(statuses + n as u64 * 4, 8);
+        let report = align_up(ranges + state.raws.len() as u64 * 24, 8);
+        if report + 8 > w.meta_host.len() as u64 {
+            return Err(gpu_err("staging a wave", "metadata larger than its buffer"));
+        }
+        Ok(MetaLayout {
+            base: w.meta.device_ptr(),
+            streams: n,
+            raws: state.raws.len(),
+            comp_ptrs: 0,
+            comp_bytes: n8,
+            capacity: 2 * n8,
+            out_ptrs: 3 * n8,
+            actual: 4 * n8,
+            expected: 5 * n8,
+            statuses,
+            ranges,
+            report,
+        })
+    }
+
+    /// Decodes the wave's zstd streams with nvCOMP on `compute`, at most the decoder's
+    /// capacity per call; nothing without nvCOMP.
+    fn decode_streams(
+        &self,
+        l: &MetaLayout,
+        max_len: u64,
+        compute: &CudaStreamHandle,
+    ) -> Result<()> {
+        let Some(dec) = &self.decoder else { return Ok(()) };
+        let n = l.streams;
+        let cap = dec.capacity().0;
+        let mut i = 0;
+        while i < n {
+            let m = (n - i).min(cap);
+            let at = i as u64 * 8;
+            let batch = ZstdBatch {
+                chunks: m,
+                max_chunk_bytes: max_len as usize,
+                comp_ptrs: l.range(l.comp_ptrs + at, m as u64 * 8),
+                comp_bytes: l.range(l.comp_bytes + at, m as u64 * 8),
+                out_capacity: l.range(l.capacity + at, m as u64 * 8),
+                out_ptrs: l.range(l.out_ptrs + at, m as u64 * 8),
+                out_actual: l.range(l.actual + at, m as u64 * 8),
+                statuses: l.range(l.statuses + i as u64 * 4, m as u64 * 4),
+            };
+            // SAFETY: frames were checked on the host and staged whole; outputs are
+            // disjoint arena regions of the given capacity.
+            unsafe { dec.decode(compute, &batch) }.map_err(|e| gpu_err("nvCOMP decode", e))?;
+            i += m;
+        }
+        Ok(())
+    }
+
+    /// Copies the wave's raw (uncompressed) blosc blocks into the arena on `compute`.
+    fn copy_raw_blocks(&self, l: &MetaLayout, compute: &CudaStreamHandle) -> Result<()> {
+        if l.raws == 0 {
+            return Ok(());
+        }
+        // SAFETY: raw streams staged whole, destinations disjoint arena ranges.
+        unsafe {
+            self.kernels.memcpy_batch(compute, l.range(l.ranges, l.raws as u64 * 24), l.raws as u32)
+        }
+        .map_err(|e| gpu_err("memcpy_batch", e))
+    }
+
+    /// Reduces nvCOMP's statuses and sizes into the wave's report on `compute`, and copies
+    /// the report into the slot's pinned memory.
+    fn reduce_statuses(
+        &self,
+        l: &MetaLayout,
+        w: &WaveBufs,
+        compute: &CudaStreamHandle,
+    ) -> Result<()> {
+        let n = l.streams;
+        self.kernels
+            .status_reduce(
+                compute,
+                l.range(l.statuses, n as u64 * 4),
+                l.range(l.actual, l.n8()),
+                l.range(l.expected, l.n8()),
+                n as u32,
+                l.range(l.report, 8),
+            )
+            .map_err(|e| gpu_err("status_reduce", e))?;
+        // Read by the host only after `done`.
+        gs(
+            "report download",
+            self.backend.copy_range_to_pinned(compute, &w.report, 0, &w.meta, l.report as usize, 8),
+        )
+    }
+
+    /// Assembles every placement of the wave's decoded chunks into the batch buffer `out`
+    /// (device address, length) on `compute`.
+    fn assemble_wave(
+        &self,
+        work: &WaveWork,
+        wave: &Wave,
+        state: &WaveState,
+        w: &WaveBufs,
+        out: (u64, u64),
+        compute: &CudaStreamHandle,
+    ) -> Result<()> {
+        let ctx = &work.ctx;
+        let keep = staged_placements(work, wave, state, w.arena.device_ptr());
+        let places: Vec<Placement<'_>> = keep
+            .iter()
+            .map(|k| Placement {
+                src: k.src,
+                src_dtype: k.src_dtype,
+                shuffle: k.shuffle,
+                chunk_shape: &ctx.facts[k.array].repr.shape,
+                in_chunk_lo: &k.in_chunk_lo,
+                sample: k.sample,
+                sample_shape: &ctx.sample_shape,
+                in_sample_lo: &k.in_sample_lo,
+                extent: &k.extent,
+            })
+            .collect();
+        let kind = ctx.out_dtype;
+        let mut used = 0u64;
+        for piece in places.chunks(DESC_CAP) {
+            let packed = kernels::pack_placements(piece, kind, ctx.out_elems)
+                .map_err(|e| gpu_err("pack placements", e))?;
+            self.with_descs(w, &mut used, bytemuck::cast_slice(&packed), |b| {
+                // SAFETY: the leased batch buffer, held until the batch is handed out.
+                let d = unsafe { DeviceRange::from_raw(out.0, out.1) };
+                // SAFETY: sources are arena regions written earlier on this stream
+                // (decode, memcpy) or on `h2d` (ordered by `h2d_done`); descriptors
+                // validated by packing and copied before the launch on this stream.
+                unsafe { self.kernels.assemble(compute, kind, d, b, packed.len() as u32) }
+                    .map_err(|e| gpu_err("assemble", e))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Uploads one descriptor piece and calls `launch` with its device range, on
+    /// `compute`: through the wave slot's pinned buffer while it has room (an asynchronous
+    /// copy), else from pageable memory into the slot's device buffer (the driver copies
+    /// it before returning; the launch reading it is ordered after, on the same stream).
+    fn with_descs(
+        &self,
+        w: &WaveBufs,
+        used: &mut u64,
+        packed: &[u8],
+        launch: impl FnOnce(DeviceRange) -> Result<()>,
+    ) -> Result<()> {
+        let compute = self.cu("compute")?;
+        let len = packed.len() as u64;
+        if *used + len <= w.descs_host.len() as u64 {
+            let at = *used as usize;
+            // SAFETY: the slot is leased by this thread; the device read its previous
+            // contents before the slot was released (harvested after `done`).
+            unsafe { std::slice::from_raw_parts_mut(w.descs_host.as_ptr().add(at), packed.len()) }
+                .copy_from_slice(packed);
+            gs(
+                "descriptor upload",
+                self.backend.copy_range_to_device(
+                    compute,
+                    &w.descs,
+                    at,
+                    &w.descs_host,
+                    at,
+                    packed.len(),
+                ),
+            )?;
+            *used = align_up(*used + len, REGION_ALIGN);
+            // SAFETY: inside the slot's descriptor allocation.
+            return launch(unsafe { DeviceRange::from_raw(w.descs.device_ptr() + at as u64, len) });
+        }
+        let dst = &w.descs;
+        gs("upload", self.backend.upload(compute, dst, 0, packed))?;
+        // SAFETY: a live allocation of this engine, written just before on this stream.
+        launch(unsafe { DeviceRange::from_raw(dst.device_ptr(), dst.len() as u64) })
+    }
+}
+
+/// The wave's CPU-decoded chunks as runs of the arena (offset, length), neighbours merged
+/// so that each run is one upload.
+fn cpu_runs(work: &WaveWork, wave: &Wave, state: &WaveState) -> Vec<(u64, u64)> {
+    let plan = &work.ctx.plan;
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for (i, cs) in state.chunk_state.iter().enumerate() {
+        if let (ChunkState::Cpu, Some(r)) = (cs, work.regions[i]) {
+            let len = plan.chunks[wave.chunks.start + i].decompressed_len();
+            match runs.last_mut() {
+                Some(last) if align_up(last.0 + last.1, REGION_ALIGN) == r.arena => {
+                    last.1 = r.arena + len - last.0;
+                }
+                _ => runs.push((r.arena, len)),
+            }
+        }
+    }
+    runs
+}
+
+/// Writes the nvCOMP pointer and size arrays and the raw copy ranges into the slot's
+/// pinned metadata; returns the largest decoded stream.
+fn write_meta(l: &MetaLayout, state: &WaveState, w: &WaveBufs) -> u64 {
+    let dst0 = w.d_staging.device_ptr();
+    let ar0 = w.arena.device_ptr();
+    let mut max_len = 0u64;
+    // SAFETY: the slot is leased by this thread and its previous device use finished
+    // before it was released (harvested after `done`); in bounds (checked by
+    // `meta_layout`).
+    let meta = unsafe { std::slice::from_raw_parts_mut(w.meta_host.as_ptr(), l.report as usize) };
+    for (i, f) in state.streams.iter().enumerate() {
+        let mut put = |off: u64, v: u64| {
+            let at = off as usize + i * 8;
+            meta[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+        };
+        put(l.comp_ptrs, dst0 + f.comp_off);
+        put(l.comp_bytes, f.comp_len);
+        put(l.capacity, f.len);
+        put(l.out_ptrs, ar0 + f.out_off);
+        put(l.expected, f.len);
+        max_len = max_len.max(f.len);
+    }
+    let ranges: Vec<CopyRange> = state
+        .raws
+        .iter()
+        .map(|r| CopyRange { src: dst0 + r.comp_off, dst: ar0 + r.out_off, len: r.len })
+        .collect();
+    meta[l.ranges as usize..l.ranges as usize + ranges.len() * 24]
+        .copy_from_slice(bytemuck::cast_slice(&ranges));
+    max_len
+}
+
+/// Every placement of the wave's decoded chunks (failed chunks are left out), their
+/// sources in the arena at device address `ar0`.
+fn staged_placements(
+    work: &WaveWork,
+    wave: &Wave,
+    state: &WaveState,
+    ar0: u64,
+) -> Vec<StagedPlacement> {
+    let ctx = &work.ctx;
+    let plan = &ctx.plan;
+    let mut keep = Vec::new();
+    for (i, cs) in state.chunk_state.iter().enumerate() {
+        let shuffle = match cs {
+            ChunkState::Failed => continue,
+            ChunkState::Cpu => ShuffleSpec::default(),
+            ChunkState::Gpu(spec) => *spec,
+        };
+        let Some(reg) = work.regions[i] else { continue };
+        let chunk = &plan.chunks[wave.chunks.start + i];
+        let Some(facts) = ctx.facts.get(chunk.array.index()) else { continue };
+        for p in &chunk.placements {
+            keep.push(StagedPlacement {
+                src: ar0 + reg.arena,
+                src_dtype: facts.repr.data_type,
+                shuffle,
+                array: chunk.array.index(),
+                in_chunk_lo: p.in_chunk.lo.clone(),
+                sample: ctx.positions[p.sample] as u64,
+                in_sample_lo: p.in_sample.lo.clone(),
+                extent: p.in_chunk.shape(),
+            });
+        }
+    }
+    keep
+}
+
+/// Per wave-local chunk, its file key, coordinates and plan samples, for the harvest
+/// thread's errors.
+fn chunk_origins(plan: &BatchPlan, wave: &Wave) -> Vec<ChunkOrigin> {
+    let mut chunks_meta = Vec::with_capacity(wave.chunks.len());
+    for chunk in plan.chunks.get(wave.chunks.clone()).unwrap_or(&[]) {
+        let key = match chunk.source {
+            ChunkSource::Copy { read, .. } => plan
+                .reads
+                .get(read)
+                .and_then(|op| plan.files.get(op.file))
+                .map(|f| Arc::clone(&f.key))
+                .unwrap_or_else(|| Arc::from("")),
+            ChunkSource::Fill { .. } => Arc::from(""),
+        };
+        chunks_meta.push(ChunkOrigin {
+            key,
+            coords: chunk.chunk.clone(),
+            samples: chunk.placements.iter().map(|p| p.sample).collect(),
+        });
+    }
+    chunks_meta
+}

@@ -1,0 +1,237 @@
+//! The harvest thread: waits for each wave's device work in order, turns its decode
+//! report into sample errors, frees its slot, and hands each batch out.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use gpu_schedule::Backend as _;
+use kernels::DecodeReport;
+
+use super::core::{BatchLease, Engine, WaveBufs, WaveLease};
+use super::gs;
+use crate::error::{Error, Result, SampleError};
+use crate::stats::StatCounters;
+
+/// A wave-local chunk as a decode error names it.
+pub(super) struct ChunkOrigin {
+    /// The store key of the chunk's file.
+    pub(super) key: Arc<str>,
+    /// The chunk's grid coordinates.
+    pub(super) coords: Vec<u64>,
+    /// The plan samples it feeds.
+    pub(super) samples: Vec<usize>,
+}
+
+/// What the host needs to turn a wave's decode report into errors.
+pub(super) struct Harvest {
+    /// Per nvCOMP stream: the wave-local chunk it belongs to.
+    pub(super) stream_chunk: Vec<u32>,
+    /// Per wave-local chunk: where it came from.
+    pub(super) chunks: Vec<ChunkOrigin>,
+    /// Offsets of the statuses and sizes arrays in `meta`.
+    pub(super) statuses_off: u64,
+    pub(super) actual_off: u64,
+    pub(super) expected_off: u64,
+}
+
+/// What the harvest thread hands out, in submission order.
+pub(super) enum Harvested<M, P> {
+    /// Complete on the device; `errors` name plan samples.
+    Ran {
+        meta: M,
+        lease: BatchLease,
+        errors: Vec<(usize, SampleError)>,
+    },
+    /// The device state of this batch is unknown (a driver failure), or teardown.
+    Failed {
+        error: Error,
+    },
+    Pass(P),
+}
+
+/// Messages from the submit thread to the harvest thread, in order.
+pub(super) enum ToHarvest<M, P> {
+    Wave { slot: WaveLease, harvest: Option<Harvest>, errors: Vec<(usize, SampleError)> },
+    End { meta: M, lease: BatchLease },
+    Failed { meta: M, error: Error },
+    Pass(P),
+}
+
+/// A message to the harvest thread (opaque outside this module).
+pub(super) struct ToHarvestMsg<M, P>(pub(super) ToHarvest<M, P>);
+
+/// What the harvest thread gathered of the batch whose waves it is harvesting.
+#[derive(Default)]
+struct Gathered {
+    /// Sample errors (plan samples) of the batch's waves so far.
+    errors: Vec<(usize, SampleError)>,
+    /// The first device failure of the batch's waves.
+    failure: Option<Error>,
+}
+
+impl Engine {
+    /// Waits for a wave to finish on the device and turns its report into errors.
+    fn harvest(
+        &self,
+        w: &WaveBufs,
+        h: &Harvest,
+        errors: &mut Vec<(usize, SampleError)>,
+    ) -> Result<()> {
+        gs("cuEventSynchronize", w.done.synchronize())?;
+        let report = self.backend.read_pinned(&w.report, |b| {
+            let mut r = [0u8; 8];
+            r.copy_from_slice(&b[..8]);
+            DecodeReport::from_bytes(r)
+        });
+        if report.failures == 0 || h.stream_chunk.is_empty() {
+            return Ok(());
+        }
+        let failed_chunks = self.failed_chunks(w, h, errors)?;
+        // nvCOMP may write past the output of a corrupt frame that passed the host
+        // check, into other chunks of this wave (seen on the H200): every sample drawing
+        // on this wave is suspect, not only the failed chunk's. It is reported, never
+        // delivered as good data (`OnError::Fill` fills it).
+        if let Some(&first) = failed_chunks.first()
+            && let Some(origin) = h.chunks.get(first)
+        {
+            let err = nvcomp_error(
+                origin,
+                "a corrupt chunk in the same device wave may have overwritten this sample's \
+                 data"
+                    .into(),
+            );
+            for ChunkOrigin { samples, .. } in &h.chunks {
+                errors.extend(samples.iter().map(|&p| (p, err.clone())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a finished wave's nvCOMP statuses and sizes back and names each failed chunk
+    /// once, in stream order, with an error for each of its samples; returns the failed
+    /// chunks.
+    fn failed_chunks(
+        &self,
+        w: &WaveBufs,
+        h: &Harvest,
+        errors: &mut Vec<(usize, SampleError)>,
+    ) -> Result<Vec<usize>> {
+        let n = h.stream_chunk.len();
+        // Inside the metadata allocation (offsets from `submit_wave`); the wave finished.
+        let get = |off: u64, len: usize| -> Result<Vec<u8>> {
+            let mut v = vec![0u8; len];
+            gs("download", self.backend.download(&mut v, &w.meta, off as usize))?;
+            Ok(v)
+        };
+        let st = get(h.statuses_off, n * 4)?;
+        let act = get(h.actual_off, n * 8)?;
+        let exp = get(h.expected_off, n * 8)?;
+        let mut failed_chunks = Vec::new();
+        for i in 0..n {
+            let s = i32::from_ne_bytes(st[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]));
+            let a = u64::from_ne_bytes(act[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+            let e = u64::from_ne_bytes(exp[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+            let c = h.stream_chunk[i] as usize;
+            if (s == 0 && a == e) || failed_chunks.contains(&c) {
+                continue;
+            }
+            failed_chunks.push(c);
+            if let Some(origin) = h.chunks.get(c) {
+                let err = nvcomp_error(origin, format!("status {s}, decoded {a} of {e} bytes"));
+                errors.extend(origin.samples.iter().map(|&p| (p, err.clone())));
+            }
+        }
+        Ok(failed_chunks)
+    }
+
+    /// The harvest thread: waits for each submitted wave in order, reads its report,
+    /// frees its slot, and hands out each batch once its last wave finished.
+    pub(super) fn harvest_loop<M, P>(
+        &self,
+        rx: &crossbeam_channel::Receiver<ToHarvestMsg<M, P>>,
+        stats: &StatCounters,
+        emit: &dyn Fn(Harvested<M, P>),
+    ) {
+        // A failure here fails every wait below, which report it.
+        let _ = self.bind();
+        let mut g = Gathered::default();
+        while let Ok(ToHarvestMsg(msg)) = rx.recv() {
+            match msg {
+                ToHarvest::Wave { slot, harvest, errors: host_errors } => {
+                    self.harvest_wave(slot, harvest, host_errors, &mut g, stats);
+                }
+                ToHarvest::End { meta, lease } => {
+                    emit(self.harvest_end(meta, lease, &mut g, stats))
+                }
+                ToHarvest::Failed { meta, error } => {
+                    g.errors.clear();
+                    g.failure = None;
+                    drop(meta);
+                    emit(Harvested::Failed { error });
+                }
+                ToHarvest::Pass(p) => emit(Harvested::Pass(p)),
+            }
+        }
+    }
+
+    /// Waits for a wave, gathers its errors and any device failure, and frees its slot.
+    fn harvest_wave(
+        &self,
+        slot: WaveLease,
+        harvest: Option<Harvest>,
+        host_errors: Vec<(usize, SampleError)>,
+        g: &mut Gathered,
+        stats: &StatCounters,
+    ) {
+        g.errors.extend(host_errors);
+        let t = Instant::now();
+        let w = slot.buffer();
+        let outcome = match &harvest {
+            Some(h) => self.harvest(w, h, &mut g.errors),
+            // Nothing was submitted after the failure: the slot's last device
+            // use is still covered by its `done` event.
+            None => gs("cuEventSynchronize", w.done.synchronize()),
+        };
+        stats.gpu_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if let Err(e) = outcome {
+            g.failure.get_or_insert(e);
+        }
+        self.release_wave(slot);
+    }
+
+    /// Waits for a batch's ready event and hands it out with the errors gathered from its
+    /// waves, or as failed after a device failure.
+    fn harvest_end<M, P>(
+        &self,
+        meta: M,
+        lease: BatchLease,
+        g: &mut Gathered,
+        stats: &StatCounters,
+    ) -> Harvested<M, P> {
+        let t = Instant::now();
+        let ready = gs("cuEventSynchronize", self.ready[lease.slot()].synchronize());
+        stats.gpu_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let errs = std::mem::take(&mut g.errors);
+        match g.failure.take().or(ready.err()) {
+            None => Harvested::Ran { meta, lease, errors: errs },
+            Some(error) => {
+                // The device state of this batch is unknown: keep its buffer
+                // out of circulation until teardown.
+                std::mem::forget(lease);
+                drop(meta);
+                Harvested::Failed { error }
+            }
+        }
+    }
+}
+
+/// A decode error nvCOMP reported for a chunk, or for a chunk of its wave.
+fn nvcomp_error(origin: &ChunkOrigin, message: String) -> SampleError {
+    SampleError::Decode {
+        path: PathBuf::from(&*origin.key),
+        chunk: origin.coords.clone(),
+        source: zarr::Error::Decompress { codec: "zstd (nvCOMP)", message },
+    }
+}

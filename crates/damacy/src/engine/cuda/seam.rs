@@ -1,0 +1,155 @@
+//! The CUDA engine as the pipeline sees it (`crate::engine::Engine`): the core engine and
+//! its submit and harvest threads.
+
+use std::sync::{Arc, Mutex};
+
+use planner::PlanLimits;
+
+use super::core::Engine;
+use super::device_batch::{DeviceMeta, pending};
+use super::harvest::Harvested;
+use super::route::route;
+use super::stage::BatchCtx;
+use super::submit::Submit;
+use crate::config::{Config, OutDtype};
+use crate::engine::{Engine as EngineApi, EngineCtx, Ordered, Pending, Planned, lock};
+use crate::error::{Error, Result};
+use crate::stats::Stats;
+
+type SubmitTx = crossbeam_channel::Sender<Submit<DeviceMeta, Pending>>;
+
+/// The CUDA engine as the pipeline sees it: the device engine and its submit and
+/// harvest threads.
+pub(crate) struct CudaEngine {
+    core: Arc<Engine>,
+    /// Dropped at the end of input: the submit thread drains and ends, then harvest.
+    submit: Mutex<Option<SubmitTx>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    sample_shape: Vec<u64>,
+    /// Elements of one sample.
+    sample_elems: u64,
+    out_dtype: OutDtype,
+}
+
+impl CudaEngine {
+    /// Opens device `device`, allocates everything and starts the submit and harvest
+    /// threads.
+    ///
+    /// # Errors
+    /// As [`Engine::new`]; `Spawn` when a thread cannot start.
+    pub(crate) fn start(cfg: &Config, device: usize, ctx: EngineCtx) -> Result<Self> {
+        let core = Arc::new(Engine::new(cfg, device)?);
+        // One planned batch waits for the submit thread: planning runs one batch ahead,
+        // bounded.
+        let (stx, srx) = crossbeam_channel::bounded(1);
+        let (htx, hrx) = crossbeam_channel::unbounded();
+        let (e, stats, jobs) = (Arc::clone(&core), Arc::clone(&ctx.stats), ctx.jobs);
+        let submit = spawn("damacy-gpu-submit", move || e.submit_loop(&srx, &jobs, &htx, &stats));
+        let this = Self {
+            core: Arc::clone(&core),
+            submit: Mutex::new(Some(stx)),
+            threads: Mutex::new(Vec::new()),
+            sample_shape: cfg.sample_shape.clone(),
+            sample_elems: cfg.sample_elements()?,
+            out_dtype: cfg.dtype,
+        };
+        lock(&this.threads).push(submit?);
+        let (e, stats, output) = (core, ctx.stats, ctx.output);
+        let harvest = spawn("damacy-gpu-harvest", move || {
+            let emit = |h: Harvested<DeviceMeta, Pending>| output.push(pending(&e, h));
+            e.harvest_loop(&hrx, &stats, &emit);
+            output.close();
+        });
+        match harvest {
+            Ok(h) => lock(&this.threads).push(h),
+            Err(err) => {
+                // Without a harvest thread nothing may be submitted: end the submit
+                // thread before reporting.
+                this.end_of_input();
+                this.join();
+                return Err(err);
+            }
+        }
+        Ok(this)
+    }
+}
+
+fn spawn(
+    name: &'static str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| Error::Spawn { name, kind: e.kind() })
+}
+
+impl EngineApi for CudaEngine {
+    fn limits(&self, cfg: &Config) -> PlanLimits {
+        self.core.sizing.limits(cfg)
+    }
+
+    fn dispatch(&self, batch: Ordered) -> Result<()> {
+        let item = match batch {
+            Ordered::Failed(e) => Submit::Pass(Pending::Failed(e)),
+            Ordered::Planned(p) => {
+                let (ctx, meta) = self.batch_ctx(*p);
+                Submit::Run { id: meta.meta.id, ctx, meta }
+            }
+        };
+        let Some(tx) = lock(&self.submit).clone() else {
+            return Err(Error::Closed);
+        };
+        tx.send(item).map_err(|_| Error::Closed)
+    }
+
+    fn end_of_input(&self) {
+        lock(&self.submit).take();
+    }
+
+    fn shutdown(&self) {
+        self.core.close();
+    }
+
+    fn join(&self) {
+        let threads: Vec<_> = lock(&self.threads).drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    fn add_stats(&self, s: &mut Stats) {
+        s.gpu_bytes_committed = self.core.committed;
+        s.gpu_wave_chunks = self.core.sizing.chunks;
+        s.cpu_decode_share_permille = self.core.cpu_share();
+    }
+}
+
+impl Drop for CudaEngine {
+    fn drop(&mut self) {
+        // Normally the pipeline ended and joined the threads already.
+        self.shutdown();
+        self.end_of_input();
+        self.join();
+    }
+}
+
+impl CudaEngine {
+    /// The device view of a planned batch.
+    fn batch_ctx(&self, p: Planned) -> (BatchCtx, DeviceMeta) {
+        let Planned { meta, arrays, facts, plan, positions } = p;
+        let out_elems = self.sample_elems * meta.infos.len() as u64;
+        let positions = Arc::new(positions);
+        let ctx = BatchCtx {
+            routes: Arc::new(arrays.iter().map(|a| route(a.chunk_codecs())).collect()),
+            arrays: Arc::new(arrays),
+            facts: Arc::new(facts),
+            plan: Arc::new(plan),
+            positions: Arc::clone(&positions),
+            sample_shape: self.sample_shape.clone(),
+            out_dtype: self.out_dtype,
+            out_elems,
+        };
+        (ctx, DeviceMeta { meta, out_elems, positions })
+    }
+}
