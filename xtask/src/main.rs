@@ -11,6 +11,7 @@
 //! - `gpu-bundle`: release GPU test binaries, the `damacy` CLI, nvCOMP and `run.sh` in
 //!   `target/gpu-bundle/` for the GPU host (see `gpu.rs`).
 //! - `test-gpu`: the GPU test suite through cargo, on a machine with a GPU.
+//! - `check-imports`: no import cycle between the files of one crate (see `imports.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +21,8 @@ use anyhow::{Context, Result, bail};
 mod compare;
 
 mod gpu;
+
+mod imports;
 
 /// Crates that carry loom models under `cfg(damacy_loom)`.
 const LOOM_CRATES: &[&str] = &["prefetch-cache", "gpu-schedule"];
@@ -34,8 +37,11 @@ fn main() -> Result<()> {
         "bench-compare" => compare::run(&args[1..]),
         "gpu-bundle" => gpu::bundle(),
         "test-gpu" => gpu::test_gpu(),
+        "check-imports" => imports::check(),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <test|loom|fixtures|gpu-bundle|test-gpu|bench-compare>");
+            println!(
+                "usage: cargo xtask <test|loom|fixtures|gpu-bundle|test-gpu|bench-compare|check-imports>"
+            );
             println!(
                 "       cargo xtask bench-compare --scenario NAME|FILE.json [--threads 1,2,4,...] [--out DIR]"
             );
@@ -65,6 +71,7 @@ fn run(mut cmd: Command) -> Result<()> {
 }
 
 fn test() -> Result<()> {
+    imports::check()?;
     let mut t = cargo();
     t.args(["test", "--workspace", "--locked"]);
     run(t)?;
