@@ -36,7 +36,7 @@ pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<Box<dyn Engine>> {
 
 #[cfg(feature = "cuda")]
 fn open_cuda(cfg: &Config, device: usize, ctx: EngineCtx) -> Result<Box<dyn Engine>> {
-    Ok(Box::new(crate::engine::cuda::CudaEngine::start(cfg, device, ctx)?))
+    Ok(Box::new(crate::engine::cuda::seam::CudaEngine::start(cfg, device, ctx)?))
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -51,20 +51,18 @@
 //! - `device_batch`: a batch living on the device, delivered at `pop`.
 //!
 //! The root holds what the parts share (constants, error mapping) and imports none of
-//! them (it re-exports [`CudaEngine`] for `crate::backend`); a part imports the root and
-//! the parts it builds on, never the reverse.
+//! them (`crate::backend` reaches `seam::CudaEngine` directly); a part imports the root
+//! and the parts it builds on, never the reverse.
 
 mod core;
 mod device_batch;
 mod enqueue;
 mod harvest;
 mod route;
-mod seam;
+pub(crate) mod seam;
 mod sizing;
 mod stage;
 mod submit;
-
-pub(crate) use seam::CudaEngine;
 
 use gpu_schedule::{Backend as _, CudaBackend, CudaEventHandle};
 
