@@ -5,21 +5,25 @@ use std::sync::Arc;
 
 use crate::config::{Backend, Config};
 use crate::engine::host::HostEngine;
-use crate::engine::{Engine, EngineCtx};
-use crate::error::Result;
+use crate::engine::{Engine, EngineCtx, Running};
+use crate::error::{Error, Result};
 
-/// Chooses and builds the engine for `cfg.backend`.
+/// Chooses and builds the engine for `cfg.backend`, and says which one runs and why.
 ///
 /// # Errors
 /// `BackendUnavailable` for `Backend::Cuda` in a build without the `cuda` feature or on
-/// a machine where the device cannot be used; the CUDA engine's `Budget` and `Gpu`
-/// errors; `Config` errors of the host engine.
-pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<Box<dyn Engine>> {
+/// a machine where the device cannot be used; for `Backend::Auto` only when the CUDA
+/// engine fails for another reason than a missing driver or device (kernels that do not
+/// compile, for example); the CUDA engine's `Budget` and `Gpu` errors, for `Auto` too;
+/// `Config` errors of the host engine.
+pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<(Box<dyn Engine>, Running)> {
     match cfg.backend {
-        Backend::Host => Ok(Box::new(HostEngine::new(cfg, ctx)?)),
-        Backend::Cuda { device } => open_cuda(cfg, device, ctx),
-        // Any CUDA engine failure falls back to the host engine here; `Auto` is meant to
-        // run wherever it is started.
+        Backend::Host => Ok((Box::new(HostEngine::new(cfg, ctx)?), Running::Host)),
+        Backend::Cuda { device } => {
+            let e = open_cuda(cfg, device, ctx)?;
+            let running = e.running();
+            Ok((e, running))
+        }
         Backend::Auto => {
             let host_ctx = EngineCtx {
                 output: Arc::clone(&ctx.output),
@@ -27,8 +31,15 @@ pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<Box<dyn Engine>> {
                 jobs: ctx.jobs.clone(),
             };
             match open_cuda(cfg, 0, ctx) {
-                Ok(e) => Ok(e),
-                Err(_) => Ok(Box::new(HostEngine::new(cfg, host_ctx)?)),
+                Ok(e) => {
+                    let running = e.running();
+                    Ok((e, running))
+                }
+                Err(Error::BackendUnavailable { reason }) if reason.allows_fallback() => {
+                    let host = HostEngine::new(cfg, host_ctx)?;
+                    Ok((Box::new(host), Running::HostFallback { reason }))
+                }
+                Err(e) => Err(e),
             }
         }
     }
@@ -41,7 +52,5 @@ fn open_cuda(cfg: &Config, device: usize, ctx: EngineCtx) -> Result<Box<dyn Engi
 
 #[cfg(not(feature = "cuda"))]
 fn open_cuda(_cfg: &Config, _device: usize, _ctx: EngineCtx) -> Result<Box<dyn Engine>> {
-    Err(crate::error::Error::BackendUnavailable {
-        reason: "this build of damacy has no CUDA engine (build with the `cuda` feature)",
-    })
+    Err(Error::BackendUnavailable { reason: crate::error::Unavailable::NotBuilt })
 }

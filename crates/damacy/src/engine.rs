@@ -274,6 +274,37 @@ pub(crate) trait Engine: Send + Sync {
 
     /// Adds the engine's own figures to a stats snapshot.
     fn add_stats(&self, _stats: &mut Stats) {}
+
+    /// Which engine this is.
+    fn running(&self) -> Running;
+}
+
+/// Which engine a pipeline runs, and why ([`crate::Pipeline::backend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Running {
+    /// The host engine, as configured (`Backend::Host`).
+    Host,
+    /// The host engine, because `Backend::Auto` found no CUDA here.
+    HostFallback { reason: crate::error::Unavailable },
+    /// The CUDA engine on `device`; `nvcomp` says whether nvCOMP decodes zstd chunks on the
+    /// device (otherwise CPU threads decode every chunk and upload it).
+    Cuda { device: usize, nvcomp: bool },
+}
+
+impl std::fmt::Display for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Running::Host => f.write_str("host engine"),
+            Running::HostFallback { reason } => write!(f, "host engine (Auto: {reason})"),
+            Running::Cuda { device, nvcomp: true } => {
+                write!(f, "CUDA engine on device {device}, nvCOMP decode")
+            }
+            Running::Cuda { device, nvcomp: false } => {
+                write!(f, "CUDA engine on device {device}, CPU decode (nvCOMP not loaded)")
+            }
+        }
+    }
 }
 
 /// A worker's reusable buffers.

@@ -52,7 +52,10 @@ pub enum Error {
     Store(#[from] Box<store::Error>),
     /// The requested backend cannot be used here.
     #[error("backend: {reason}")]
-    BackendUnavailable { reason: &'static str },
+    BackendUnavailable { reason: Unavailable },
+    /// The metadata prefetcher could not be set up (its configuration or its threads).
+    #[error("metadata prefetcher: {0}")]
+    Prefetch(Box<prefetch_cache::Error>),
     /// A worker thread could not be started (a failure of the machine).
     #[error("could not start thread `{name}`: {kind:?}")]
     Spawn { name: &'static str, kind: std::io::ErrorKind },
@@ -76,6 +79,36 @@ pub enum Error {
     /// A CUDA driver, kernel or nvCOMP call failed.
     #[error("gpu: {what} failed: {detail}")]
     Gpu { what: &'static str, detail: String },
+}
+
+/// Why an engine cannot run on this machine or in this build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The build has no CUDA engine.
+    #[error("this build of damacy has no CUDA engine (build with the `cuda` feature)")]
+    NotBuilt,
+    /// No CUDA driver library could be loaded.
+    #[error("no CUDA driver on this machine (libcuda could not be loaded)")]
+    NoDriver,
+    /// The driver is there but the device cannot be opened.
+    #[error("CUDA device {device} could not be opened (no such device index, or it is busy)")]
+    NoDevice { device: usize },
+    /// The kernels do not compile for the device.
+    #[error("the CUDA kernels could not be compiled for device {device} (is libnvrtc installed?)")]
+    KernelsDidNotCompile { device: usize },
+    /// The batch buffer pool could not be set up.
+    #[error("the batch buffer pool could not be created")]
+    BufferPool,
+}
+
+impl Unavailable {
+    /// Whether `Backend::Auto` may run the host engine instead: only when this machine
+    /// has no CUDA at all (no engine built, no driver, no device). Every other failure of
+    /// a CUDA engine that could run (kernels, budgets, allocations) is the caller's to see.
+    pub fn allows_fallback(self) -> bool {
+        matches!(self, Unavailable::NotBuilt | Unavailable::NoDriver | Unavailable::NoDevice { .. })
+    }
 }
 
 /// Why one sample's data could not be read.
@@ -144,6 +177,19 @@ impl From<store::Error> for Error {
 
 #[cfg(test)]
 mod tests {
+    use super::Unavailable;
+
+    /// `Backend::Auto` may run the host engine only where there is no CUDA at all.
+    #[test]
+    fn only_a_missing_cuda_allows_the_auto_fallback() {
+        assert!(Unavailable::NotBuilt.allows_fallback());
+        assert!(Unavailable::NoDriver.allows_fallback());
+        assert!(Unavailable::NoDevice { device: 3 }.allows_fallback());
+        assert!(!Unavailable::KernelsDidNotCompile { device: 0 }.allows_fallback());
+        assert!(!Unavailable::BufferPool.allows_fallback());
+        assert!(Unavailable::NoDevice { device: 3 }.to_string().contains("device 3"));
+    }
+
     /// Keeps `Result<T, Error>` cheap to return (clippy's `result_large_err` bound).
     #[test]
     fn error_stays_small() {

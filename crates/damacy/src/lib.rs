@@ -45,7 +45,8 @@ pub mod stats;
 
 pub use batch::{Batch, Sample, SampleInfo};
 pub use config::{Backend, Config, ConfigBuilder, OnError, OutDtype};
-pub use error::{Error, Result, SampleError};
+pub use engine::Running;
+pub use error::{Error, Result, SampleError, Unavailable};
 pub use pipeline::Pipeline;
 pub use stats::Stats;
 pub use zarr::{Aabb, DataType};

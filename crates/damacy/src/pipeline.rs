@@ -22,7 +22,7 @@ use prefetch_cache::{PrefetchConfig, Prefetcher, ReadySample, SampleRequest};
 use crate::batch::{Batch, Sample};
 use crate::config::Config;
 use crate::engine::{
-    DeliverCtx, Engine, EngineCtx, Job, Next, Output, Pending, Scratch, Worker, lock,
+    DeliverCtx, Engine, EngineCtx, Job, Next, Output, Pending, Running, Scratch, Worker, lock,
 };
 use crate::error::{Error, Result, SampleError};
 use crate::stats::{StatCounters, Stats};
@@ -61,6 +61,7 @@ struct Shared {
     engine: Box<dyn Engine>,
     /// The engine's plan limits, fixed at construction.
     limits: PlanLimits,
+    running: Running,
 }
 
 /// Samples moved into the prefetcher's ring by the feeder and taken out by the
@@ -136,7 +137,7 @@ impl Pipeline {
         let output = Arc::new(Output::default());
         let stats = Arc::new(StatCounters::default());
         let ctx = EngineCtx { output: Arc::clone(&output), stats: Arc::clone(&stats), jobs: tx };
-        let engine = crate::backend::open(&cfg, ctx)?;
+        let (engine, running) = crate::backend::open(&cfg, ctx)?;
         let limits = engine.limits(&cfg);
         let workers = spawn_workers(cfg.effective_decode_threads(), &store, &stats, &rx)?;
         let shared = Arc::new(Shared {
@@ -153,6 +154,7 @@ impl Pipeline {
             cache_base: Mutex::new((0, 0)),
             engine,
             limits,
+            running,
         });
         let mut p = Self { shared, feeder: None, coordinator: None, workers };
         let sh = Arc::clone(&p.shared);
@@ -160,6 +162,12 @@ impl Pipeline {
         let sh = Arc::clone(&p.shared);
         p.coordinator = Some(spawn("damacy-coordinator", move || coordinator(&sh))?);
         Ok(p)
+    }
+
+    /// Which engine runs this pipeline, and why (for `Backend::Auto`, whether it fell
+    /// back to the host engine and for what reason).
+    pub fn backend(&self) -> Running {
+        self.shared.running
     }
 
     /// The configuration in force.

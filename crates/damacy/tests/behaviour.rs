@@ -430,3 +430,30 @@ fn absurd_chunk_counts_are_a_sample_error_not_a_hang() {
     assert!(first.contains("Overflow") && first.contains("huge.zarr"), "{first}");
     assert_eq!(second, Some(1));
 }
+
+#[test]
+fn backend_says_which_engine_runs_and_auto_falls_back_only_without_cuda() {
+    let host = Pipeline::new(cfg(1).backend(damacy::Backend::Host).build().unwrap()).unwrap();
+    assert_eq!(host.backend(), damacy::Running::Host);
+    assert_eq!(host.backend().to_string(), "host engine");
+    let cuda = Pipeline::new(cfg(1).backend(damacy::Backend::Cuda { device: 0 }).build().unwrap());
+    if cfg!(feature = "cuda") {
+        // The GPU suite runs this on a GPU host; without a device the reason is typed.
+        match cuda {
+            Ok(p) => assert!(matches!(p.backend(), damacy::Running::Cuda { device: 0, .. })),
+            Err(Error::BackendUnavailable { reason }) => assert!(reason.allows_fallback()),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    } else {
+        let Err(Error::BackendUnavailable { reason }) = cuda else {
+            panic!("Backend::Cuda must fail in a build without the cuda feature")
+        };
+        assert_eq!(reason, damacy::Unavailable::NotBuilt);
+        let auto = Pipeline::new(cfg(1).build().unwrap()).unwrap();
+        assert_eq!(
+            auto.backend(),
+            damacy::Running::HostFallback { reason: damacy::Unavailable::NotBuilt }
+        );
+        assert!(auto.backend().to_string().contains("no CUDA engine"), "{}", auto.backend());
+    }
+}

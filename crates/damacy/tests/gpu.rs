@@ -536,3 +536,17 @@ fn gpu_memory_does_not_grow_over_1000_batches_gpu() {
     eprintln!("GPU memory in use after 10 / 1000 batches: {used:?}");
     assert!(used[1] <= used[0] + (4 << 20), "grew: {used:?}");
 }
+
+#[test]
+fn auto_runs_the_cuda_engine_and_reports_its_errors_instead_of_falling_back_gpu() {
+    let shape = [4u64, 4, 4];
+    let p = Pipeline::new(cfg(&shape, 1, OutDtype::F32, Backend::Auto)).expect("auto");
+    assert!(matches!(p.backend(), damacy::Running::Cuda { device: 0, .. }), "{}", p.backend());
+    // A budget the CUDA engine cannot fit is the caller's error, not a silent host run.
+    let tiny = builder(&shape, 1, OutDtype::F32, Backend::Auto).max_gpu_memory_bytes(1 << 20);
+    match Pipeline::new(tiny.build().expect("config")) {
+        Err(damacy::Error::Budget { knob, .. }) => assert_eq!(knob, "max_gpu_memory_bytes"),
+        Err(e) => panic!("expected a Budget error, got {e}"),
+        Ok(p) => panic!("Auto fell back to {} instead of reporting the budget", p.backend()),
+    }
+}

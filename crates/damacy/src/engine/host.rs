@@ -26,7 +26,7 @@ use crate::cast::{self, Scatter};
 use crate::config::{Config, OutDtype};
 use crate::engine::{
     ArrayFacts, BatchMeta, Deliver, DeliverCtx, Engine, EngineCtx, Job, JobTx, Ordered, Output,
-    Pending, Planned, Scratch, Worker, lock,
+    Pending, Planned, Running, Scratch, Worker, lock,
 };
 use crate::error::{Error, Result, SampleError};
 use crate::stats::StatCounters;
@@ -124,6 +124,10 @@ impl Engine for HostEngine {
     }
 
     fn join(&self) {}
+
+    fn running(&self) -> Running {
+        Running::Host
+    }
 }
 
 /// A host batch buffer handed to the caller; dropping it returns the buffer.

@@ -17,7 +17,7 @@ use super::{
     nvcomp_disabled,
 };
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Unavailable};
 
 /// One wave slot's buffers: host-written pinned memory, its device copies, and the events
 /// that order their reuse. Cycled through the `wave_slots` pool.
@@ -95,14 +95,14 @@ impl Engine {
     /// compile; `Budget` when a budget is too small; `Gpu` when an allocation fails.
     pub(super) fn new(cfg: &Config, device: usize) -> Result<Self> {
         if !gpu_schedule::driver_present() {
-            return Err(Error::BackendUnavailable { reason: "no CUDA driver on this machine" });
+            return Err(Error::BackendUnavailable { reason: Unavailable::NoDriver });
         }
         let backend =
             Arc::new(CudaBackend::new(device).map_err(|_| Error::BackendUnavailable {
-                reason: "the CUDA device could not be opened (no such device index?)",
+                reason: Unavailable::NoDevice { device },
             })?);
         let kernels = Kernels::for_backend(&backend).map_err(|_| Error::BackendUnavailable {
-            reason: "the CUDA kernels could not be compiled (is libnvrtc installed?)",
+            reason: Unavailable::KernelsDidNotCompile { device },
         })?;
         let lib = if nvcomp_disabled() { None } else { NvcompLib::global().ok() };
         let align = match &lib {

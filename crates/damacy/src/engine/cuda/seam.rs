@@ -12,7 +12,7 @@ use super::route::route;
 use super::stage::BatchCtx;
 use super::submit::Submit;
 use crate::config::{Config, OutDtype};
-use crate::engine::{Engine as EngineApi, EngineCtx, Ordered, Pending, Planned, lock};
+use crate::engine::{Engine as EngineApi, EngineCtx, Ordered, Pending, Planned, Running, lock};
 use crate::error::{Error, Result};
 use crate::stats::Stats;
 
@@ -29,6 +29,7 @@ pub(crate) struct CudaEngine {
     /// Elements of one sample.
     sample_elems: u64,
     out_dtype: OutDtype,
+    device: usize,
 }
 
 impl CudaEngine {
@@ -52,6 +53,7 @@ impl CudaEngine {
             sample_shape: cfg.sample_shape.clone(),
             sample_elems: cfg.sample_elements()?,
             out_dtype: cfg.dtype,
+            device,
         };
         lock(&this.threads).push(submit?);
         let (e, stats, output) = (core, ctx.stats, ctx.output);
@@ -122,6 +124,10 @@ impl EngineApi for CudaEngine {
         s.gpu_bytes_committed = self.core.committed;
         s.gpu_wave_chunks = self.core.sizing.chunks;
         s.cpu_decode_share_permille = self.core.cpu_share();
+    }
+
+    fn running(&self) -> Running {
+        Running::Cuda { device: self.device, nvcomp: self.core.decoder.is_some() }
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use gpu_schedule::{EdgeTable, Endpoint, HostBackend, Lease, Pool, PoolSpec};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Unavailable};
 
 const ACQUIRER: &str = "assemble";
 const RELEASER: &str = "consumer";
@@ -75,19 +75,18 @@ impl Slots {
     /// `n` buffers of `bytes` each.
     pub(crate) fn new(n: usize, bytes: usize) -> Result<Self> {
         let backend = Arc::new(HostBackend::new());
-        let table =
-            Arc::new(EdgeTable::new(backend, n).map_err(|_| Error::BackendUnavailable {
-                reason: "could not create the batch buffer pool's edge table",
-            })?);
+        let table = Arc::new(
+            EdgeTable::new(backend, n)
+                .map_err(|_| Error::BackendUnavailable { reason: Unavailable::BufferPool })?,
+        );
         let spec = PoolSpec {
             name: "batch_buffers",
             acquirer: Endpoint::Host(ACQUIRER),
             releaser: Endpoint::Host(RELEASER),
         };
         let buffers = (0..n).map(|_| SlotBuf::new(bytes)).collect();
-        let pool = Pool::new(&table, spec, buffers).map_err(|_| Error::BackendUnavailable {
-            reason: "could not create the batch buffer pool",
-        })?;
+        let pool = Pool::new(&table, spec, buffers)
+            .map_err(|_| Error::BackendUnavailable { reason: Unavailable::BufferPool })?;
         Ok(Self {
             pool,
             held: Mutex::new(Held { held: vec![false; n], closed: false }),
