@@ -475,6 +475,17 @@ fn coordinator(sh: &Shared) {
     sh.engine.end_of_input();
 }
 
+/// A failure to set up the prefetcher: a machine failure (threads) or a configuration
+/// the prefetcher refuses; never a sample's error (there is no sample yet).
+fn prefetcher_error(e: prefetch_cache::Error) -> Error {
+    match e {
+        prefetch_cache::Error::SpawnThread { kind } => {
+            Error::Spawn { name: "damacy-prefetch", kind }
+        }
+        other => Error::Prefetch(Box::new(other)),
+    }
+}
+
 /// The prefetcher's configuration for `cfg`.
 fn prefetch_config(cfg: &Config) -> Result<PrefetchConfig> {
     let mut pcfg = PrefetchConfig::for_batch(cfg.samples_per_batch);
@@ -513,4 +524,26 @@ fn spawn_workers(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefetcher_setup_failures_are_not_sample_errors() {
+        let spawn = prefetch_cache::Error::SpawnThread { kind: std::io::ErrorKind::WouldBlock };
+        assert!(matches!(
+            prefetcher_error(spawn),
+            Error::Spawn { name: "damacy-prefetch", kind: std::io::ErrorKind::WouldBlock }
+        ));
+        let cfg = prefetch_cache::Error::Config {
+            field: "metadata_capacity",
+            value: 1,
+            needed: 8,
+            reason: "too small",
+        };
+        let Error::Prefetch(e) = prefetcher_error(cfg) else { panic!("not a Prefetch error") };
+        assert!(matches!(*e, prefetch_cache::Error::Config { field: "metadata_capacity", .. }));
+    }
 }
