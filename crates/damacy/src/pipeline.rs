@@ -10,7 +10,6 @@
 //! no lock is held across I/O, planning or a wait on a batch's jobs.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -24,7 +23,7 @@ use crate::config::Config;
 use crate::engine::{
     DeliverCtx, Engine, EngineCtx, Job, Next, Output, Pending, Running, Scratch, Worker, lock,
 };
-use crate::error::{Error, Result, SampleError};
+use crate::error::{Error, Result};
 use crate::stats::{StatCounters, Stats};
 
 /// A lazily consumed source of samples.
@@ -125,14 +124,8 @@ impl Pipeline {
         store: Arc<dyn store::Store>,
     ) -> Result<Self> {
         cfg.validate()?;
-        let prefetcher =
-            Prefetcher::new(Arc::clone(&meta_store), prefetch_config(&cfg)?).map_err(|e| {
-                Error::Sample {
-                    index: u64::MAX,
-                    uri: PathBuf::new(),
-                    source: Box::new(SampleError::Prefetch(Box::new(e))),
-                }
-            })?;
+        let prefetcher = Prefetcher::new(Arc::clone(&meta_store), prefetch_config(&cfg)?)
+            .map_err(prefetcher_error)?;
         let (tx, rx) = crossbeam_channel::unbounded::<Box<dyn Job>>();
         let output = Arc::new(Output::default());
         let stats = Arc::new(StatCounters::default());

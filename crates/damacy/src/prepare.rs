@@ -13,7 +13,7 @@ use prefetch_cache::ReadySample;
 use zarr::DataType;
 
 use crate::batch::SampleInfo;
-use crate::config::Config;
+use crate::config::{Config, OnError};
 use crate::engine::{ArrayFacts, BatchMeta, Ordered, Planned};
 use crate::error::{Error, SampleError};
 use crate::resolve::resolved;
@@ -32,13 +32,13 @@ pub(crate) fn prepare(
         Ok(infos) => infos,
         Err(e) => return Ordered::Failed(e),
     };
-    let inputs = match gather_arrays(cfg, &infos, samples) {
+    let mut inputs = match gather_arrays(cfg, &infos, samples) {
         Ok(inputs) => inputs,
         Err(e) => return Ordered::Failed(e),
     };
-    let plan = match planner::plan(&inputs.arrays, &inputs.samples, limits, cfg.dtype) {
+    let plan = match plan(cfg, limits, &infos, &mut inputs) {
         Ok(p) => p,
-        Err(e) => return Ordered::Failed(plan_error(&infos, e)),
+        Err(e) => return Ordered::Failed(e),
     };
     stats.plan_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
     stats.add_plan(&plan.stats, plan.reads.len() as u64);
@@ -175,14 +175,43 @@ impl Inputs {
     }
 }
 
-/// A planning failure, blamed on the batch's first sample.
-fn plan_error(infos: &[SampleInfo], e: planner::Error) -> Error {
-    match infos.first() {
-        Some(info) => Error::Sample {
-            index: info.index,
-            uri: info.uri.clone(),
-            source: Box::new(SampleError::Plan(Box::new(e))),
-        },
-        None => Error::Closed,
+/// Plans the batch. A planning error caused by one sample's data (a corrupt index, a
+/// zero-length or implausibly large stored chunk, a box outside its array) names that
+/// sample; under `OnError::Fill` the sample is set aside (filled and listed at delivery)
+/// and the rest of the batch is planned again, so one bad sample never costs the batch.
+///
+/// # Errors
+/// `Error::Sample` naming the sample at fault (or, for limits and other batch-wide
+/// errors, the batch's first sample).
+fn plan(
+    cfg: &Config,
+    limits: &PlanLimits,
+    infos: &[SampleInfo],
+    inputs: &mut Inputs,
+) -> Result<planner::BatchPlan, Error> {
+    loop {
+        let e = match planner::plan(&inputs.arrays, &inputs.samples, limits, cfg.dtype) {
+            Ok(p) => return Ok(p),
+            Err(e) => e,
+        };
+        let at_fault = e.data_sample().filter(|&s| s < inputs.samples.len());
+        let pos = at_fault.map_or(0, |s| inputs.positions[s]);
+        let source = SampleError::Plan(Box::new(e));
+        match at_fault {
+            // Each pass removes one sample, so this ends.
+            Some(s) if cfg.on_error == OnError::Fill => {
+                inputs.samples.remove(s);
+                inputs.positions.remove(s);
+                inputs.early.push((pos, source));
+            }
+            _ => {
+                let Some(info) = infos.get(pos) else { return Err(Error::Closed) };
+                return Err(Error::Sample {
+                    index: info.index,
+                    uri: info.uri.clone(),
+                    source: Box::new(source),
+                });
+            }
+        }
     }
 }

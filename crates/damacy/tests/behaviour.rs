@@ -457,3 +457,58 @@ fn backend_says_which_engine_runs_and_auto_falls_back_only_without_cuda() {
         assert!(auto.backend().to_string().contains("no CUDA engine"), "{}", auto.backend());
     }
 }
+
+/// A copy of `shard_end_u16_zstd` whose shard `c/0/0/0` lists inner chunk 0 as stored
+/// with zero bytes (a corrupt index the planner refuses), and the fixture's reference.
+fn zero_length_chunk_copy(dir: &Path) -> PathBuf {
+    let arr = dir.join("a");
+    copy_dir(&fixture("shard_end_u16_zstd"), &arr);
+    let meta = zarr::ArrayMetadata::parse(&std::fs::read(arr.join("zarr.json")).unwrap()).unwrap();
+    let zarr::ArrayToBytes::Sharding(codec) = &meta.codecs.array_to_bytes else {
+        panic!("the fixture is sharded")
+    };
+    let shard_path = arr.join("c/0/0/0");
+    let mut shard = std::fs::read(&shard_path).unwrap();
+    let n = 8; // 16³ shards of 8³ chunks
+    let range = zarr::ShardIndex::byte_range(codec, n, shard.len() as u64).unwrap();
+    let (lo, hi) = (range.start as usize, range.end as usize);
+    let index = zarr::ShardIndex::decode(codec, n, shard.len() as u64, &shard[lo..hi]).unwrap();
+    let mut entries = index.entries().to_vec();
+    let zarr::ChunkLocation::Range { offset, .. } = entries[0] else { panic!("chunk 0 stored") };
+    entries[0] = zarr::ChunkLocation::Range { offset, nbytes: 0 };
+    shard[lo..hi].copy_from_slice(&zarr::ShardIndex::encode(codec, &entries).unwrap());
+    std::fs::write(&shard_path, shard).unwrap();
+    arr
+}
+
+#[test]
+fn a_planning_error_names_the_sample_at_fault_and_fill_fills_only_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_arr = zero_length_chunk_copy(dir.path());
+    let good_arr = fixture("shard_end_u16_zstd");
+    let full = reference("shard_end_u16_zstd");
+    // The good sample comes first: the error must not be blamed on the batch's first sample.
+    let good = Sample::new(&good_arr, vec![0, 16, 0], vec![4, 20, 4]).unwrap();
+    let bad = Sample::new(&bad_arr, vec![0, 0, 0], vec![4, 4, 4]).unwrap();
+
+    let mut p = Pipeline::new(cfg(2).build().unwrap()).unwrap();
+    p.push(vec![good.clone(), bad.clone()]).unwrap();
+    p.finish();
+    let Err(Error::Sample { index, uri, source }) = p.pop() else { panic!("the batch must fail") };
+    assert_eq!((index, uri), (1, bad_arr.clone()));
+    assert!(
+        matches!(&*source, SampleError::Plan(e) if matches!(**e, planner::Error::ZeroLengthChunk { .. })),
+        "{source}"
+    );
+
+    let mut p = Pipeline::new(cfg(2).on_error(OnError::Fill).build().unwrap()).unwrap();
+    p.push(vec![good, bad]).unwrap();
+    p.finish();
+    let b = p.pop().unwrap().expect("a batch");
+    assert_eq!(b.errors().len(), 1, "only the bad sample is filled");
+    assert_eq!(b.errors()[0].0, 1);
+    expect_sample(&b, 0, &full);
+    // The fixture's fill value is 0.
+    assert!(b.data()[128..256].iter().all(|&x| x == 0), "the bad sample is filled");
+    assert!(p.pop().unwrap().is_none());
+}

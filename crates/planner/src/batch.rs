@@ -389,12 +389,18 @@ impl<L> SampleWalk<'_, L> {
                 key: file.key.clone(),
                 chunk: ch.chunk.to_vec(),
             }),
-            ChunkLocation::Range { offset, nbytes } => self.copy(offset, nbytes),
+            ChunkLocation::Range { offset, nbytes } => self.copy(file, ch, offset, nbytes),
         }
     }
 
     /// A stored chunk at `offset..offset + nbytes`, checked against the chunk caps.
-    fn copy(&self, offset: u64, nbytes: u64) -> Result<Stored> {
+    fn copy(
+        &self,
+        file: &FileBuild,
+        ch: &ChunkView<'_>,
+        offset: u64,
+        nbytes: u64,
+    ) -> Result<Stored> {
         if offset.checked_add(nbytes).is_none() {
             return Err(Error::Overflow { what: "chunk end offset" });
         }
@@ -410,11 +416,15 @@ impl<L> SampleWalk<'_, L> {
         // Stored bytes are read whole into memory: a forged index entry (or a huge
         // unsharded object) must not size a buffer past the chunk cap. Legitimate encodings
         // stay far below twice their decoded size except in tiny chunks.
+        // Such an entry is the data's fault (a forged or corrupt index), not the
+        // configuration's: it names the sample, so `OnError::Fill` can fill just that one.
         let stored_cap = cap.max(decompressed.saturating_mul(2));
         if nbytes > stored_cap {
-            return Err(Error::Budget {
-                knob: "max_chunk_decompressed_bytes",
-                needed: nbytes,
+            return Err(Error::ChunkTooLarge {
+                sample: self.s,
+                key: file.key.clone(),
+                chunk: ch.chunk.to_vec(),
+                nbytes,
                 limit: stored_cap,
             });
         }

@@ -55,7 +55,31 @@ pub enum Error {
     /// A stored chunk has zero bytes, which no codec chain can decode.
     #[error("sample {sample}: chunk {chunk:?} of `{key}` is stored with zero bytes")]
     ZeroLengthChunk { sample: usize, key: Arc<str>, chunk: Vec<u64> },
+    /// A stored chunk is far larger than its decoded size could need (a forged or corrupt
+    /// index entry): reading it would size a buffer past the chunk cap.
+    #[error(
+        "sample {sample}: chunk {chunk:?} of `{key}` is stored with {nbytes} bytes, over the \
+         {limit}-byte bound for it (a corrupt index?); raise `max_chunk_decompressed_bytes` if it is real"
+    )]
+    ChunkTooLarge { sample: usize, key: Arc<str>, chunk: Vec<u64>, nbytes: u64, limit: u64 },
     /// Size arithmetic overflowed.
     #[error("arithmetic overflow computing {what}")]
     Overflow { what: &'static str },
+}
+
+impl Error {
+    /// The sample (its index in the planned batch) whose data made the batch unplannable:
+    /// a box outside its array, a corrupt shard index, a zero-length or implausibly large
+    /// stored chunk. `None` for limits, mixed types and inconsistent inputs, which are the
+    /// batch's or the caller's, not one sample's data.
+    pub fn data_sample(&self) -> Option<usize> {
+        match self {
+            Error::Geometry { sample, .. }
+            | Error::IndexEntries { sample, .. }
+            | Error::InconsistentShard { sample, .. }
+            | Error::ZeroLengthChunk { sample, .. }
+            | Error::ChunkTooLarge { sample, .. } => Some(*sample),
+            _ => None,
+        }
+    }
 }

@@ -40,14 +40,12 @@ fn stored_chunk_far_larger_than_its_decoded_size_is_refused() {
     let huge = |_: &[u64]| ShardState::Present(packed_index(4, |_| Some(1 << 40)));
     let s = sample(&arrays, 0, &[0, 0], &[4, 4], huge);
     let lim = PlanLimits { max_chunk_decompressed_bytes: 1 << 20, ..PlanLimits::default() };
-    assert_eq!(
-        planner::plan(&arrays, &[s], &lim, OutDtype::F32),
-        Err(Error::Budget {
-            knob: "max_chunk_decompressed_bytes",
-            needed: 1 << 40,
-            limit: 1 << 20
-        })
-    );
+    let e = planner::plan(&arrays, &[s], &lim, OutDtype::F32).unwrap_err();
+    let Error::ChunkTooLarge { sample: 0, nbytes, limit, ref chunk, .. } = e else {
+        panic!("expected ChunkTooLarge, got {e:?}")
+    };
+    assert_eq!((nbytes, limit, chunk.len()), (1 << 40, 1 << 20, 2));
+    assert_eq!(e.data_sample(), Some(0), "a forged entry is the sample's data error");
 }
 
 #[test]
