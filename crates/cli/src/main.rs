@@ -133,7 +133,7 @@ fn read(args: &ReadArgs) -> Result<()> {
     p.finish();
     let batch = p.pop()?.context("the pipeline produced no batch")?;
     let descr = damacy::npy::descr_of(batch.element());
-    damacy::npy::write_npy_file(&args.out, descr, &shape, batch.data())
+    damacy::npy::write_npy_file(&args.out, descr, &shape, batch.data()?)
         .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {} ({} {:?})", args.out.display(), batch.element(), shape);
     Ok(())

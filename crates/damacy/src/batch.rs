@@ -88,7 +88,10 @@ pub(crate) trait Tensor: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// `Gpu` when the driver refuses the wait.
-    fn release_event(self: Box<Self>, _event: u64) -> Result<()> {
+    ///
+    /// # Safety
+    /// As [`Batch::release_event`].
+    unsafe fn release_event(self: Box<Self>, _event: u64) -> Result<()> {
         Ok(())
     }
 }
@@ -176,23 +179,43 @@ impl Batch {
     }
 
     /// The tensor's bytes (native endian). For a batch of the CUDA engine the first call
-    /// copies the tensor to the host (synchronously) and keeps the copy; a failing copy
-    /// reads as empty (use [`Batch::to_host`] to see the error).
-    pub fn data(&self) -> &[u8] {
+    /// copies the tensor to the host (synchronously) and keeps the copy.
+    ///
+    /// # Errors
+    /// `Gpu` when the device copy fails (a later call tries again); never an empty or
+    /// partial slice in place of the data.
+    pub fn data(&self) -> Result<&[u8]> {
         if let Some(d) = self.device() {
-            return self.host_copy.get_or_init(|| d.to_host().unwrap_or_default());
+            if let Some(copy) = self.host_copy.get() {
+                return Ok(copy);
+            }
+            let copy = d.to_host()?;
+            return Ok(self.host_copy.get_or_init(|| copy));
         }
-        self.storage.as_ref().and_then(|t| t.host()).unwrap_or(&[])
+        Ok(self.storage.as_ref().and_then(|t| t.host()).unwrap_or(&[]))
     }
 
-    /// The tensor as `f32` values, when the element type is `Float32`.
-    pub fn as_f32(&self) -> Option<&[f32]> {
-        (self.element == DataType::Float32).then(|| bytemuck::cast_slice(self.data()))
+    /// The tensor as `f32` values; `None` when the element type is not `Float32`.
+    ///
+    /// # Errors
+    /// As [`Batch::data`].
+    pub fn as_f32(&self) -> Result<Option<&[f32]>> {
+        if self.element != DataType::Float32 {
+            return Ok(None);
+        }
+        Ok(Some(bytemuck::cast_slice(self.data()?)))
     }
 
-    /// The tensor as `u16` values (bf16/f16 bits, or a u16 source with `Native`).
-    pub fn as_u16(&self) -> Option<&[u16]> {
-        (self.element.size() == 2).then(|| bytemuck::cast_slice(self.data()))
+    /// The tensor as `u16` values (bf16/f16 bits, or a 2-byte source with `Native`);
+    /// `None` for other element types.
+    ///
+    /// # Errors
+    /// As [`Batch::data`].
+    pub fn as_u16(&self) -> Result<Option<&[u16]>> {
+        if self.element.size() != 2 {
+            return Ok(None);
+        }
+        Ok(Some(bytemuck::cast_slice(self.data()?)))
     }
 
     /// A copy of the tensor in host memory (synchronous for a device batch).
@@ -202,7 +225,7 @@ impl Batch {
     pub fn to_host(&self) -> Result<Vec<u8>> {
         match self.device() {
             Some(d) => d.to_host(),
-            None => Ok(self.data().to_vec()),
+            None => Ok(self.data()?.to_vec()),
         }
     }
 
@@ -233,10 +256,70 @@ impl Batch {
     ///
     /// # Errors
     /// `Gpu` when the driver refuses the wait.
-    pub fn release_event(mut self, event: u64) -> Result<()> {
+    ///
+    /// # Safety
+    /// For a device batch, `event` must be a live `CUevent` of the pipeline's CUDA context
+    /// (the device's primary context, as torch and cupy use it), recorded after the
+    /// consumer's last use of the tensor, and it must stay alive until that wait has been
+    /// enqueued (this call returns). The driver dereferences it: any other integer is
+    /// undefined behaviour. For a host batch the event is not used.
+    pub unsafe fn release_event(mut self, event: u64) -> Result<()> {
         match self.storage.take() {
-            Some(t) => t.release_event(event),
+            // SAFETY: the caller's contract above is the tensor's.
+            Some(t) => unsafe { t.release_event(event) },
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device tensor whose copy to the host fails, as a broken device would.
+    #[derive(Debug)]
+    struct FailingDevice;
+
+    impl Tensor for FailingDevice {
+        fn host(&self) -> Option<&[u8]> {
+            None
+        }
+        fn device(&self) -> Option<&dyn DeviceTensor> {
+            Some(self)
+        }
+    }
+
+    impl DeviceTensor for FailingDevice {
+        fn device_ptr(&self) -> Option<u64> {
+            Some(0x1000)
+        }
+        fn ready_event(&self) -> Option<u64> {
+            None
+        }
+        fn ready_stream(&self) -> Option<u64> {
+            None
+        }
+        fn to_host(&self) -> Result<Vec<u8>> {
+            Err(Error::Closed)
+        }
+    }
+
+    #[test]
+    fn a_failed_device_copy_is_an_error_never_an_empty_tensor() {
+        let b = Batch::new(
+            0,
+            vec![1, 4],
+            OutDtype::F32,
+            DataType::Float32,
+            Vec::new(),
+            Vec::new(),
+            Box::new(FailingDevice),
+        );
+        assert!(b.is_device());
+        assert!(matches!(b.data(), Err(Error::Closed)));
+        assert!(matches!(b.as_f32(), Err(Error::Closed)));
+        assert!(matches!(b.to_host(), Err(Error::Closed)));
+        // A later call tries again rather than caching the failure as data.
+        assert!(b.data().is_err());
     }
 }

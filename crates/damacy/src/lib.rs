@@ -15,7 +15,7 @@
 //! p.push(samples)?;
 //! p.finish();
 //! while let Some(batch) = p.pop()? {
-//!     let t: &[f32] = batch.as_f32().expect("f32 output");
+//!     let t: &[f32] = batch.as_f32()?.expect("f32 output");
 //!     assert_eq!(t.len(), 8 * 64 * 64 * 64);
 //! }
 //! # Ok::<(), damacy::Error>(())

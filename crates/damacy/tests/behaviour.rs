@@ -36,7 +36,12 @@ fn expect_sample(batch: &damacy::Batch, k: usize, full: &(Vec<u64>, Vec<u8>)) {
     let s = &batch.samples()[k];
     let want = sub_box(&full.1, &full.0, 2, &s.aabb.lo, &s.aabb.hi);
     let per = 64 * 2;
-    assert_eq!(&batch.data()[k * per..(k + 1) * per], &want[..], "sample {k} ({:?})", s.aabb);
+    assert_eq!(
+        &batch.data().unwrap()[k * per..(k + 1) * per],
+        &want[..],
+        "sample {k} ({:?})",
+        s.aabb
+    );
 }
 
 #[test]
@@ -85,7 +90,7 @@ fn held_batches_keep_their_own_data_and_release_from_another_thread_works() {
     let b0 = p.pop().unwrap().unwrap();
     let b1 = p.pop().unwrap().unwrap();
     // Both held at once: distinct buffers, each with its own samples.
-    assert_ne!(b0.data().as_ptr(), b1.data().as_ptr());
+    assert_ne!(b0.data().unwrap().as_ptr(), b1.data().unwrap().as_ptr());
     for k in 0..2 {
         expect_sample(&b0, k, &full);
         expect_sample(&b1, k, &full);
@@ -117,7 +122,7 @@ fn dropping_a_pipeline_mid_flight_returns_and_joins() {
         let held = p.pop().unwrap().unwrap();
         drop(p);
         // A batch outliving its pipeline stays readable.
-        tx.send(held.data().len()).unwrap();
+        tx.send(held.data().unwrap().len()).unwrap();
     });
     // Generous: a hang is the failure this test exists to catch.
     assert_eq!(rx.recv_timeout(Duration::from_secs(60)).unwrap(), 4 * 64 * 2);
@@ -262,7 +267,7 @@ fn on_error_fill_fills_the_sample_and_lists_it() {
     let b = p.pop().unwrap().unwrap();
     let idx: Vec<u64> = b.errors().iter().map(|(i, _)| *i).collect();
     assert_eq!(idx, vec![0, 1]);
-    let vals: Vec<i32> = bytemuck::cast_slice::<u8, i32>(b.data()).to_vec();
+    let vals: Vec<i32> = bytemuck::cast_slice::<u8, i32>(b.data().unwrap()).to_vec();
     // The corrupt sample gets its array's fill value (-7); the missing array, zeros.
     assert!(vals[..256].iter().all(|&v| v == -7), "{:?}", &vals[..256]);
     assert!(vals[256..].iter().all(|&v| v == 0), "{:?}", &vals[256..]);
@@ -329,7 +334,7 @@ fn holding_one_old_batch_does_not_stall_the_others() {
     let kept = p.pop().unwrap().unwrap();
     let mut rest = 0;
     while let Some(b) = p.pop_timeout(Duration::from_secs(60)).unwrap() {
-        assert_ne!(b.data().as_ptr(), kept.data().as_ptr());
+        assert_ne!(b.data().unwrap().as_ptr(), kept.data().unwrap().as_ptr());
         rest += 1;
     }
     assert_eq!(rest, 9);
@@ -509,6 +514,6 @@ fn a_planning_error_names_the_sample_at_fault_and_fill_fills_only_it() {
     assert_eq!(b.errors()[0].0, 1);
     expect_sample(&b, 0, &full);
     // The fixture's fill value is 0.
-    assert!(b.data()[128..256].iter().all(|&x| x == 0), "the bad sample is filled");
+    assert!(b.data().unwrap()[128..256].iter().all(|&x| x == 0), "the bad sample is filled");
     assert!(p.pop().unwrap().is_none());
 }

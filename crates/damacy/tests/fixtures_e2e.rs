@@ -28,7 +28,7 @@ fn read_one(
     let batch = p.pop()?.expect("one batch");
     assert_eq!(batch.shape()[0], 1);
     assert!(p.pop()?.is_none(), "exactly one batch");
-    Ok(batch.data().to_vec())
+    Ok(batch.data()?.to_vec())
 }
 
 #[test]
@@ -93,7 +93,7 @@ fn mixed_dtype_batch_casts_each_sample_to_f32() {
     p.push(samples).unwrap();
     p.finish();
     let batch = p.pop().unwrap().unwrap();
-    let t = batch.as_f32().unwrap();
+    let t = batch.as_f32().unwrap().unwrap();
     let per = 9 * 16 * 13;
     for (k, f) in picked.iter().enumerate() {
         // crop0 of every fixture is the whole array.

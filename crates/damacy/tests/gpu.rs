@@ -400,9 +400,10 @@ fn held_batches_stay_distinct_and_device_api_works_gpu() {
     assert!(a.ready_event().is_some() && a.ready_stream().is_some());
     assert_eq!(a.to_host().expect("a"), host[0]);
     assert_eq!(b.to_host().expect("b"), host[1]);
-    assert_eq!(a.data(), &host[0][..]);
+    assert_eq!(a.data().expect("copy"), &host[0][..]);
     let ev = b.ready_event().expect("event");
-    b.release_event(ev).expect("release_event");
+    // SAFETY: the batch's own ready event, a live event of the pipeline's context.
+    unsafe { b.release_event(ev) }.expect("release_event");
     drop(a);
     let mut i = 2;
     while let Some(c) = p.pop().expect("pop") {
@@ -487,7 +488,9 @@ fn release_event_gates_reuse_of_the_batch_buffer_gpu() {
     unsafe { k.memcpy_batch(&stream, range_of(&copy), copy_n) }.expect("copy of the batch");
     let done = backend.create_event().expect("event");
     done.record(&stream).expect("record");
-    a.release_event(done.raw()).expect("release_event");
+    // SAFETY: `done` is a live event of the device's primary context, recorded after our
+    // last use of the batch, and it outlives the call.
+    unsafe { a.release_event(done.raw()) }.expect("release_event");
 
     let b = p.pop().expect("pop").expect("batch 1");
     assert_eq!(b.device_ptr(), Some(a_ptr), "batch 1 must reuse the only buffer");

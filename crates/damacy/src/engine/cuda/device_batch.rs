@@ -34,7 +34,7 @@ impl Tensor for DeviceBatch {
         Some(self)
     }
 
-    fn release_event(self: Box<Self>, event: u64) -> Result<()> {
+    unsafe fn release_event(self: Box<Self>, event: u64) -> Result<()> {
         let mut this = *self;
         match this.lease.take() {
             Some(l) => this.engine.release(l, Some(event)),
