@@ -45,7 +45,7 @@ use gpu_schedule::{
     Backend as _, CudaBackend, CudaDeviceMem, CudaEventHandle, CudaPinnedMem, CudaStreamHandle,
     EdgeTable, Endpoint, Lease, Pool, PoolSpec, Scheduler, SchedulerConfig, Stream,
 };
-use kernels::nvcomp::{NvcompLib, ZstdBatch, ZstdDecoder};
+use kernels::nvcomp::{NvcompLib, ZstdBatch, ZstdDecoder, nvcomp_disabled};
 use kernels::{
     CopyRange, DecodeReport, DeviceRange, FillSpec, Kernels, OutKind, Placement, Shuffle,
     ShuffleSpec, SrcDtype,
@@ -357,12 +357,6 @@ impl std::fmt::Debug for Engine {
             .field("sizing", &self.sizing)
             .finish_non_exhaustive()
     }
-}
-
-/// Whether nvCOMP use is switched off by `DAMACY_NVCOMP=off` (the bench's nvCOMP ceiling
-/// reads it too: a ceiling for a decoder the engine does not use would mislead).
-pub(crate) fn nvcomp_disabled() -> bool {
-    std::env::var("DAMACY_NVCOMP").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
 }
 
 /// Chunks per wave the engine tries, largest first: nvCOMP's batched zstd runs faster the
