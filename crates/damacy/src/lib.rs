@@ -26,21 +26,14 @@
 #![allow(clippy::result_large_err)]
 
 pub mod batch;
-pub mod bench;
 pub mod cast;
 pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda;
-pub mod datagen;
 pub mod error;
 mod host;
-pub mod npy;
-#[cfg(feature = "cuda")]
-mod nvcomp_ceiling;
 pub mod pipeline;
 mod resolve;
-pub mod rng;
-pub mod scenario;
 mod slots;
 pub mod stats;
 

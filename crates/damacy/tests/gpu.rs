@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use damacy::scenario::Scenario;
+use bench::Scenario;
 use damacy::{
     Backend, Config, ConfigBuilder, Error, OnError, OutDtype, Pipeline, Sample, SampleError,
 };
@@ -124,7 +124,7 @@ fn fixtures_equal_the_host_engine_without_nvcomp_gpu() {
 
 fn smoke(dir: &Path) -> (Scenario, Vec<Sample>) {
     let sc = Scenario::builtin("smoke").expect("smoke");
-    damacy::datagen::generate(&sc, dir, 4, &|_| {}).expect("generate");
+    bench::datagen::generate(&sc, dir, 4, &|_| {}).expect("generate");
     let samples = sc
         .samples(dir)
         .take(sc.samples_per_batch as usize * 6)

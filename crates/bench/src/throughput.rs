@@ -7,16 +7,46 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use damacy::{Backend, Config, OutDtype, Pipeline, Sample, Stats};
 use serde::Serialize;
 use zarr::{ArrayMetadata, ArrayToBytes, ChunkLocation, ShardIndex};
 
-use crate::Sample;
-use crate::config::{Backend, Config, OutDtype};
-use crate::datagen::{self, GenProgress, GenReport};
-use crate::error::{Error, Result};
-use crate::pipeline::Pipeline;
+use crate::datagen::{self, GenError, GenProgress, GenReport};
 use crate::scenario::{OutputDtype, Scenario};
-use crate::stats::Stats;
+
+/// Why a bench run failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// The scenario's dataset could not be generated (the error names the path).
+    #[error("dataset: {0}")]
+    Dataset(#[source] Box<GenError>),
+    /// The file store (or the latency store around it) could not be created.
+    #[error("store: {0}")]
+    Store(#[source] Box<store::Error>),
+    /// The pipeline refused the configuration or a batch failed: synthetic data must
+    /// read cleanly, so any failure aborts the run.
+    #[error(transparent)]
+    Pipeline(Box<damacy::Error>),
+}
+
+impl From<GenError> for BenchError {
+    fn from(e: GenError) -> Self {
+        Self::Dataset(Box::new(e))
+    }
+}
+
+impl From<store::Error> for BenchError {
+    fn from(e: store::Error) -> Self {
+        Self::Store(Box::new(e))
+    }
+}
+
+impl From<damacy::Error> for BenchError {
+    fn from(e: damacy::Error) -> Self {
+        Self::Pipeline(Box::new(e))
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -103,9 +133,13 @@ fn out_dtype(d: OutputDtype) -> OutDtype {
 /// Generates the dataset if needed, then runs warm-up and timed batches.
 ///
 /// # Errors
-/// `Dataset` when generation fails; pipeline errors (a failing batch aborts the bench:
-/// synthetic data must read cleanly).
-pub fn run(opts: &BenchOptions, progress: &dyn Fn(BenchProgress)) -> Result<BenchReport> {
+/// `Dataset` when generation fails; `Store` when the file store cannot be created;
+/// `Pipeline` for the pipeline's errors (a failing batch aborts the bench: synthetic data
+/// must read cleanly).
+pub fn run(
+    opts: &BenchOptions,
+    progress: &dyn Fn(BenchProgress),
+) -> Result<BenchReport, BenchError> {
     let sc = &opts.scenario;
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -155,7 +189,7 @@ pub fn run(opts: &BenchOptions, progress: &dyn Fn(BenchProgress)) -> Result<Benc
     let t0 = Instant::now();
     let mut first = None;
     for b in 0..sc.warmup_batches {
-        let batch = p.pop()?.ok_or(Error::Closed)?;
+        let batch = p.pop()?.ok_or(damacy::Error::Closed)?;
         first.get_or_insert(t0.elapsed());
         drop(batch);
         progress(BenchProgress::Warmup { done: b + 1, total: sc.warmup_batches });
@@ -163,7 +197,7 @@ pub fn run(opts: &BenchOptions, progress: &dyn Fn(BenchProgress)) -> Result<Benc
     p.reset_stats();
     let t1 = Instant::now();
     for b in 0..sc.timed_batches {
-        let batch = p.pop()?.ok_or(Error::Closed)?;
+        let batch = p.pop()?.ok_or(damacy::Error::Closed)?;
         first.get_or_insert(t0.elapsed());
         drop(batch);
         progress(BenchProgress::Timed { done: b + 1, total: sc.timed_batches });
