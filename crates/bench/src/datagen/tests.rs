@@ -390,3 +390,41 @@ fn quickstart_chunks_compress_two_to_three_times_at_zstd_3() {
     println!("quickstart u16 32x64x64 chunks at zstd 3: ratio {ratio:.3}");
     assert!((1.8..=3.5).contains(&ratio), "ratio {ratio}");
 }
+
+/// FNV-1a 64 of `bytes`.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// The voxels of the `smoke` dataset, pinned: its array seeds and a digest of every
+/// array's values (little-endian u16, C order), so a change to the generator's arithmetic
+/// or to the PRNG under it shows here (the cache key would not notice: it hashes the
+/// scenario, not the data).
+#[test]
+fn smoke_voxels_are_pinned() {
+    let s = Scenario::builtin("smoke").unwrap();
+    let pinned = [
+        ("vol_0000", 0xf1f1_cd85_4bbc_b7e8u64, 0x4f7e_013c_1afe_71abu64),
+        ("vol_0001", 0x04d1_a60c_0cca_9b0a, 0xabd0_0503_80f4_35d7),
+    ];
+    let got: Vec<(String, u64, u64)> = s
+        .array_instances()
+        .into_iter()
+        .map(|inst| {
+            let mut buf = vec![0u8; 64 * 64 * 64 * 2];
+            let field = Field::new(inst.seed);
+            fill_block(&field, DataType::UInt16, &[64; 3], &[0; 3], &[64; 3], &mut buf);
+            let le: Vec<u8> = buf
+                .chunks_exact(2)
+                .flat_map(|e| u16::from_ne_bytes([e[0], e[1]]).to_le_bytes())
+                .collect();
+            (inst.name, inst.seed, fnv1a(&le))
+        })
+        .collect();
+    let pinned: Vec<(String, u64, u64)> =
+        pinned.iter().map(|&(n, seed, digest)| (n.to_owned(), seed, digest)).collect();
+    assert_eq!(got, pinned);
+    assert_eq!(voxel(42, &[1, 2, 3]).to_bits(), 4_589_618_142_366_233_393);
+}
