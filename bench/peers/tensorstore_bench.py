@@ -3,7 +3,7 @@
 
 Reads a scenario file (bench/scenarios/*.json, format documented in
 crates/bench/src/scenario.rs), replays its crop sequence with the splitmix64 Rng of
-crates/bench/src/rng.rs, and reads the crops with tensorstore (zarr3 driver, file
+crates/splitmix/src/lib.rs, and reads the crops with tensorstore (zarr3 driver, file
 kvstore, no cache), batch by batch: one batch is `samples_per_batch` reads issued
 concurrently as futures, then awaited and copied into one batch array of the scenario's
 output dtype (what a training loop's collate step does). Warm-up batches first, then
@@ -34,7 +34,7 @@ M64 = (1 << 64) - 1
 
 
 class Rng:
-    """splitmix64, exactly as crates/bench/src/rng.rs documents it."""
+    """splitmix64, exactly as crates/splitmix/src/lib.rs documents it."""
 
     def __init__(self, seed):
         self.s = seed & M64

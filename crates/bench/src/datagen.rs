@@ -37,8 +37,8 @@ use serde::{Deserialize, Serialize};
 use zarr::codec::{BloscCname, BloscShuffle};
 use zarr::{ArrayMetadata, BytesToBytes, ChunkRepr, CodecChain, DataType, Endian, FillValue};
 
-use crate::rng::{Rng, mix64};
 use crate::scenario::{ArrayGroup, Codec, MAX_RANK, Scenario, ScenarioError, Shuffle};
+use splitmix::{SplitMix64, mix64};
 
 /// Bumped whenever the bytes written for a scenario change, so caches are redone.
 pub const GENERATOR_VERSION: u32 = 1;
@@ -198,10 +198,10 @@ pub struct Field {
 }
 
 impl Field {
-    /// Draws the parameters from `Rng::new(array_seed)`: `base`, then per term `amp` and
+    /// Draws the parameters from `SplitMix64::new(array_seed)`: `base`, then per term `amp` and
     /// per axis (all [`MAX_RANK`] of them) the period and phase.
     pub fn new(array_seed: u64) -> Self {
-        let mut r = Rng::new(array_seed);
+        let mut r = SplitMix64::new(array_seed);
         let base = 0.04 + 0.04 * r.next_f64();
         let mut amp = [0.0; TERMS];
         let mut inv_period = [[0.0; MAX_RANK]; TERMS];

@@ -9,13 +9,14 @@
 //! - [`throughput`]: [`run`], warm-up and timed batches, amplification, stage load, and
 //!   the CPU (and, with the `cuda` feature, nvCOMP) decode ceiling on the same chunks.
 //! - [`npy`]: `.npy` reading and writing (`damacy read`, the conformance tests).
-//! - [`rng`]: the splitmix64 generator the crop sequence and the voxels are drawn from.
+//!
+//! The crop sequence and the voxels are drawn from `splitmix` (splitmix64), exactly
+//! specified there so that other implementations can replay them.
 
 pub mod datagen;
 pub mod npy;
 #[cfg(feature = "cuda")]
 mod nvcomp_ceiling;
-pub mod rng;
 pub mod scenario;
 pub mod throughput;
 

@@ -37,7 +37,7 @@
 //!
 //! # Crop sequence ([`Scenario::samples`])
 //!
-//! With `rng = Rng::new(seed)` (see [`crate::rng`]) and `n` the number of arrays, each
+//! With `rng = SplitMix64::new(seed)` (see the `splitmix` crate) and `n` the number of arrays, each
 //! sample draws, in this order: `g = rng.below(n)`, then for each axis `a` in order
 //! `lo[a] = rng.below(shape_g[a] - sample_shape[a] + 1)`; `hi[a] = lo[a] + sample_shape[a]`.
 //! The sequence is infinite; batch `b` is samples `b*samples_per_batch ..
@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use zarr::DataType;
 
-use crate::rng::{Rng, mix64};
+use splitmix::{SplitMix64, mix64};
 
 /// Highest array rank a scenario may use.
 pub const MAX_RANK: usize = 8;
@@ -565,7 +565,11 @@ impl Scenario {
         } else {
             Vec::new()
         };
-        SampleIter { rng: Rng::new(self.seed), arrays, sample_shape: self.sample_shape.clone() }
+        SampleIter {
+            rng: SplitMix64::new(self.seed),
+            arrays,
+            sample_shape: self.sample_shape.clone(),
+        }
     }
 }
 
@@ -605,7 +609,7 @@ fn collapse_number_arrays(pretty: &str) -> String {
 /// The crop sequence of [`Scenario::samples`].
 #[derive(Debug, Clone)]
 pub struct SampleIter {
-    rng: Rng,
+    rng: SplitMix64,
     /// (path, shape) of every array, in order.
     arrays: Vec<(PathBuf, Vec<u64>)>,
     sample_shape: Vec<u64>,
@@ -792,7 +796,7 @@ mod tests {
     #[test]
     fn samples_follow_the_documented_draws() {
         let s = Scenario::builtin("smoke").unwrap();
-        let mut rng = Rng::new(s.seed);
+        let mut rng = SplitMix64::new(s.seed);
         for (path, lo, hi) in s.samples(Path::new("d")).take(20) {
             let g = rng.below(2);
             assert_eq!(path, Path::new("d").join(format!("vol_{g:04}")));
@@ -804,7 +808,7 @@ mod tests {
     }
 
     // The first crops of `smoke` (seed 42, 2 arrays of 64³, 16³ samples), computed with
-    // the Python of crate::rng's documentation:
+    // the Python of the splitmix crate's documentation:
     // python3 -c "
     // M=(1<<64)-1
     // s=42
