@@ -662,6 +662,7 @@ mod tests {
     }
 
     use proptest::prelude::*;
+    use splitmix::SplitMix64;
 
     fn repr(shape: &[u64], dt: DataType) -> ChunkRepr {
         ChunkRepr { shape: shape.to_vec(), data_type: dt, fill_value: FillValue::zero(dt) }
@@ -922,30 +923,16 @@ mod tests {
         assert_eq!(decode(&outer, &r, &enc).unwrap(), data);
     }
 
-    /// A deterministic generator for random chains (proptest supplies the seed).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        fn chance(&mut self, percent: u64) -> bool {
-            self.below(100) < percent
-        }
+    /// True with probability `percent` / 100.
+    fn chance(rng: &mut SplitMix64, percent: u64) -> bool {
+        rng.below(100) < percent
     }
 
-    fn random_b2b(rng: &mut Rng) -> Vec<BytesToBytes> {
+    fn random_b2b(rng: &mut SplitMix64) -> Vec<BytesToBytes> {
         (0..rng.below(3))
             .map(|_| match rng.below(4) {
                 0 => {
-                    BytesToBytes::Zstd { level: rng.below(5) as i32 - 1, checksum: rng.chance(50) }
+                    BytesToBytes::Zstd { level: rng.below(5) as i32 - 1, checksum: chance(rng, 50) }
                 }
                 1 => BytesToBytes::Gzip { level: rng.below(10) as u32 },
                 2 => BytesToBytes::Crc32c,
@@ -966,8 +953,8 @@ mod tests {
             .collect()
     }
 
-    fn random_transpose(rng: &mut Rng, rank: usize) -> Vec<ArrayToArray> {
-        if !rng.chance(40) {
+    fn random_transpose(rng: &mut SplitMix64, rank: usize) -> Vec<ArrayToArray> {
+        if !chance(rng, 40) {
             return vec![];
         }
         let mut order: Vec<usize> = (0..rank).collect();
@@ -979,12 +966,12 @@ mod tests {
 
     /// A random chain for chunks of `shape` (the shape the chain's first codec sees),
     /// sharded up to `depth` more levels.
-    fn random_chain(rng: &mut Rng, dt: DataType, shape: &[u64], depth: u32) -> CodecChain {
+    fn random_chain(rng: &mut SplitMix64, dt: DataType, shape: &[u64], depth: u32) -> CodecChain {
         let array_to_array = random_transpose(rng, shape.len());
         let stored =
             CodecChain { array_to_array: array_to_array.clone(), ..CodecChain::bytes(None) }
                 .inner_shape(shape);
-        let array_to_bytes = if depth > 0 && rng.chance(60) {
+        let array_to_bytes = if depth > 0 && chance(rng, 60) {
             // Inner extents: divisors of the stored extents.
             let inner: Vec<u64> = stored
                 .iter()
@@ -995,17 +982,17 @@ mod tests {
                 .collect();
             let codecs = random_chain(rng, dt, &inner, depth - 1);
             let mut s = ShardingCodec::new(inner, codecs);
-            if rng.chance(50) {
+            if chance(rng, 50) {
                 s.index_location = IndexLocation::Start;
             }
-            if rng.chance(50) {
+            if chance(rng, 50) {
                 s.index_codecs = CodecChain::bytes(Some(Endian::Big));
             }
             ArrayToBytes::Sharding(Box::new(s))
         } else {
-            let endian = if dt.size() == 1 && rng.chance(50) {
+            let endian = if dt.size() == 1 && chance(rng, 50) {
                 None
-            } else if rng.chance(50) {
+            } else if chance(rng, 50) {
                 Some(Endian::Big)
             } else {
                 Some(Endian::Little)
@@ -1028,20 +1015,20 @@ mod tests {
         /// both byte orders, zstd, gzip, crc32c, blosc, sharding nested up to 3 deep).
         #[test]
         fn decode_inverts_encode(seed in any::<u64>()) {
-            let mut rng = Rng(seed);
+            let mut rng = SplitMix64::new(seed);
             let dt = DataType::ALL[rng.below(13) as usize];
             let rank = 1 + rng.below(3) as usize;
             let shape: Vec<u64> = (0..rank).map(|_| [1, 2, 3, 4, 6, 8, 12][rng.below(7) as usize]).collect();
             let chain = random_chain(&mut rng, dt, &shape, 3);
-            let fill_bytes: Vec<u8> = (0..dt.size()).map(|_| rng.next() as u8).collect();
+            let fill_bytes: Vec<u8> = (0..dt.size()).map(|_| rng.next_u64() as u8).collect();
             let fill = FillValue::from_ne_bytes(dt, &fill_bytes).unwrap();
             let r = ChunkRepr { shape, data_type: dt, fill_value: fill };
             // Sparse data so that sharding writes empty inner chunks.
             let density = rng.below(101);
             let mut data = Vec::new();
             for _ in 0..r.num_bytes().unwrap() / dt.size() {
-                if rng.chance(density) {
-                    data.extend((0..dt.size()).map(|_| rng.next() as u8));
+                if chance(&mut rng, density) {
+                    data.extend((0..dt.size()).map(|_| rng.next_u64() as u8));
                 } else {
                     data.extend_from_slice(&fill_bytes);
                 }
@@ -1057,7 +1044,7 @@ mod tests {
         /// Any corruption of an encoded chunk decodes to Ok or Err, never a panic.
         #[test]
         fn decode_never_panics_on_corrupt_chunks(seed in any::<u64>(), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4), cut in any::<prop::sample::Index>()) {
-            let mut rng = Rng(seed);
+            let mut rng = SplitMix64::new(seed);
             let dt = DataType::ALL[rng.below(13) as usize];
             let shape: Vec<u64> = (0..1 + rng.below(2) as usize).map(|_| [2, 4, 6][rng.below(3) as usize]).collect();
             let chain = random_chain(&mut rng, dt, &shape, 2);
