@@ -1,5 +1,8 @@
 //! Host references for the GPU tests: the host engine's casts (`crate::cast`, which
-//! `damacy::cast` uses too), the host scatter and fill, and a small deterministic RNG.
+//! `damacy::cast` uses too), the host scatter and fill, and deterministic test data
+//! (splitmix64).
+
+use splitmix::SplitMix64;
 
 use crate::desc::{OutKind, SrcDtype};
 
@@ -106,25 +109,24 @@ pub(crate) fn scatter(
     }
 }
 
-/// xorshift64*: deterministic bytes for test data.
+/// Deterministic test data: the workspace's splitmix64 stream, with the element and byte
+/// helpers the tests need.
 #[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+pub(crate) struct Rng(SplitMix64);
 
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 impl Rng {
     pub(crate) fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+        Self(SplitMix64::new(seed))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.next_u64()
     }
 
+    /// Uniform in `0..n`; `0` when `n == 0`.
     pub(crate) fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
+        self.0.below(n)
     }
 
     pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
