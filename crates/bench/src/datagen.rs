@@ -141,7 +141,7 @@ pub fn cached_report(scenario: &Scenario, out_dir: &Path) -> Option<GenReport> {
 
 /// The codec chain of one (inner) chunk of `group`.
 pub fn chunk_codecs(group: &ArrayGroup) -> CodecChain {
-    let dt = group.dtype.data_type();
+    let dt = group.dtype;
     let endian = (dt.size() > 1).then_some(Endian::Little);
     let b2b = match group.codec {
         Codec::Zstd { level } => vec![BytesToBytes::Zstd { level, checksum: false }],
@@ -166,7 +166,7 @@ pub fn chunk_codecs(group: &ArrayGroup) -> CodecChain {
 /// # Errors
 /// The zarr crate's validation errors (which a validated scenario does not cause).
 pub fn array_metadata(group: &ArrayGroup) -> Result<ArrayMetadata, zarr::Error> {
-    let dt = group.dtype.data_type();
+    let dt = group.dtype;
     let fill = FillValue::zero(dt);
     match &group.shard_shape {
         Some(shard) => ArrayMetadata::sharded(

@@ -83,44 +83,6 @@ pub enum ScenarioError {
     Invalid { scenario: String, field: String, reason: String },
 }
 
-/// Element types a scenario array may have (zarr spellings in JSON).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VoxelType {
-    Int8,
-    Int16,
-    Int32,
-    Int64,
-    Uint8,
-    Uint16,
-    Uint32,
-    Uint64,
-    Float16,
-    Bfloat16,
-    Float32,
-    Float64,
-}
-
-impl VoxelType {
-    /// The zarr data type.
-    pub fn data_type(self) -> DataType {
-        match self {
-            VoxelType::Int8 => DataType::Int8,
-            VoxelType::Int16 => DataType::Int16,
-            VoxelType::Int32 => DataType::Int32,
-            VoxelType::Int64 => DataType::Int64,
-            VoxelType::Uint8 => DataType::UInt8,
-            VoxelType::Uint16 => DataType::UInt16,
-            VoxelType::Uint32 => DataType::UInt32,
-            VoxelType::Uint64 => DataType::UInt64,
-            VoxelType::Float16 => DataType::Float16,
-            VoxelType::Bfloat16 => DataType::BFloat16,
-            VoxelType::Float32 => DataType::Float32,
-            VoxelType::Float64 => DataType::Float64,
-        }
-    }
-}
-
 /// blosc shuffle filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -169,11 +131,51 @@ pub struct ArrayGroup {
     pub count: u64,
     pub name_prefix: String,
     pub shape: Vec<u64>,
-    pub dtype: VoxelType,
+    /// Any numeric zarr data type (not bool), spelled as in `zarr.json` (`"uint16"`).
+    #[serde(with = "dtype_name")]
+    pub dtype: DataType,
     /// `None` (JSON `null`) for an unsharded array.
     pub shard_shape: Option<Vec<u64>>,
     pub chunk_shape: Vec<u64>,
     pub codec: Codec,
+}
+
+/// [`ArrayGroup::dtype`] in JSON: the zarr spelling, through [`DataType::name`] and
+/// [`DataType::parse`] (the one place names are mapped); `bool` is refused, as the
+/// generator's voxels are intensities.
+mod dtype_name {
+    use serde::de::{Error as _, Expected, Unexpected};
+    use serde::{Deserialize, Deserializer, Serializer};
+    use zarr::DataType;
+
+    pub(super) fn serialize<S: Serializer>(dtype: &DataType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(dtype.name())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DataType, D::Error> {
+        let name = String::deserialize(d)?;
+        match DataType::parse(&name) {
+            Ok(DataType::Bool) | Err(_) => {
+                Err(D::Error::invalid_value(Unexpected::Str(&name), &NumericName))
+            }
+            Ok(dtype) => Ok(dtype),
+        }
+    }
+
+    /// What the error says was expected: every numeric type's name.
+    struct NumericName;
+
+    impl Expected for NumericName {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a numeric zarr data type (")?;
+            let numeric = DataType::ALL.into_iter().filter(|&d| d != DataType::Bool);
+            for (i, d) in numeric.enumerate() {
+                f.write_str(if i == 0 { "" } else { ", " })?;
+                f.write_str(d.name())?;
+            }
+            f.write_str(")")
+        }
+    }
 }
 
 /// A benchmark scenario; see the module documentation for the format and semantics.
@@ -208,7 +210,7 @@ fn group(
     count: u64,
     name_prefix: &str,
     shape: [u64; 3],
-    dtype: VoxelType,
+    dtype: DataType,
     shard: Option<[u64; 3]>,
     chunk: [u64; 3],
     codec: Codec,
@@ -230,10 +232,10 @@ impl Scenario {
     /// # Errors
     /// `UnknownBuiltin` for any other name.
     pub fn builtin(name: &str) -> Result<Self, ScenarioError> {
-        use VoxelType::{Float32, Uint8, Uint16};
+        use DataType::{Float32, UInt8, UInt16};
         let zstd3 = Codec::Zstd { level: 3 };
         let default_group =
-            |codec| group(8, "vol_", [512; 3], Uint16, Some([256, 256, 512]), [32, 64, 64], codec);
+            |codec| group(8, "vol_", [512; 3], UInt16, Some([256, 256, 512]), [32, 64, 64], codec);
         let base = |name: &str, arrays, sample: u64, per_batch, warmup, timed| Scenario {
             name: name.to_owned(),
             arrays,
@@ -248,7 +250,7 @@ impl Scenario {
         let s = match name {
             "smoke" => base(
                 name,
-                vec![group(2, "vol_", [64; 3], Uint16, Some([32, 32, 64]), [16, 16, 16], zstd3)],
+                vec![group(2, "vol_", [64; 3], UInt16, Some([32, 32, 64]), [16, 16, 16], zstd3)],
                 16,
                 4,
                 1,
@@ -260,7 +262,7 @@ impl Scenario {
                     2,
                     "vol_",
                     [256; 3],
-                    Uint16,
+                    UInt16,
                     Some([128, 128, 256]),
                     [32, 64, 64],
                     zstd3,
@@ -293,7 +295,7 @@ impl Scenario {
                 };
                 base(
                     name,
-                    vec![g("u8_", Uint8), g("u16_", Uint16), g("f32_", Float32)],
+                    vec![g("u8_", UInt8), g("u16_", UInt16), g("f32_", Float32)],
                     64,
                     64,
                     2,
@@ -302,7 +304,7 @@ impl Scenario {
             }
             "many-arrays" => base(
                 name,
-                vec![group(1000, "small_", [64; 3], Uint16, Some([64; 3]), [32; 3], zstd3)],
+                vec![group(1000, "small_", [64; 3], UInt16, Some([64; 3]), [32; 3], zstd3)],
                 32,
                 128,
                 2,
@@ -316,7 +318,7 @@ impl Scenario {
                         4,
                         "vol_",
                         [256; 3],
-                        Uint16,
+                        UInt16,
                         Some([128, 128, 256]),
                         [32, 64, 64],
                         zstd3,
@@ -439,6 +441,9 @@ impl Scenario {
                     format!("`{}` is used by an earlier group", g.name_prefix),
                 ));
             }
+            if g.dtype == DataType::Bool {
+                return Err(bad(f("dtype"), "is bool; scenario arrays hold numeric voxels".into()));
+            }
             if g.shape.len() != rank {
                 return Err(bad(
                     f("shape"),
@@ -477,14 +482,14 @@ impl Scenario {
             }
             // Keep one chunk (and one shard) addressable in memory on every platform.
             let elems = |shape: &[u64]| shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
-            let chunk_bytes = elems(&g.chunk_shape)
-                .and_then(|n| n.checked_mul(g.dtype.data_type().size() as u64));
+            let chunk_bytes =
+                elems(&g.chunk_shape).and_then(|n| n.checked_mul(g.dtype.size() as u64));
             if chunk_bytes.is_none_or(|b| b > 1 << 30) {
                 return Err(bad(f("chunk_shape"), "makes chunks larger than 1 GiB".into()));
             }
             if let Some(shard) = &g.shard_shape
                 && elems(shard)
-                    .and_then(|n| n.checked_mul(g.dtype.data_type().size() as u64))
+                    .and_then(|n| n.checked_mul(g.dtype.size() as u64))
                     .is_none_or(|b| b > 4 << 30)
             {
                 return Err(bad(f("shard_shape"), "makes shards larger than 4 GiB".into()));
@@ -728,6 +733,32 @@ mod tests {
         assert_eq!(s.latency, None);
         let names: Vec<String> = s.array_instances().into_iter().map(|a| a.name).collect();
         assert_eq!(names, ["a0000", "b0000", "b0001"]);
+        assert_eq!((s.arrays[0].dtype, s.arrays[1].dtype), (DataType::UInt8, DataType::Float32));
+    }
+
+    #[test]
+    fn dtypes_are_spelled_as_in_zarr_json() {
+        let mut s = Scenario::builtin("smoke").unwrap();
+        for dtype in DataType::ALL.into_iter().filter(|&d| d != DataType::Bool) {
+            s.arrays[0].dtype = dtype;
+            let text = s.to_json();
+            assert!(text.contains(&format!("\"dtype\": \"{}\"", dtype.name())), "{text}");
+            assert_eq!(Scenario::from_json(&text, Path::new("x")).unwrap(), s);
+        }
+        let good = Scenario::builtin("smoke").unwrap().to_json();
+        for bad in ["bool", "uint12", "UInt16", "u2"] {
+            let text = good.replacen("\"uint16\"", &format!("\"{bad}\""), 1);
+            let err = Scenario::from_json(&text, Path::new("x")).unwrap_err();
+            assert!(
+                matches!(&err, ScenarioError::Parse { message, .. }
+                    if message.contains(bad) && message.contains("uint16, uint32")),
+                "{bad}: {err}"
+            );
+        }
+        s.arrays[0].dtype = DataType::Bool;
+        assert!(
+            matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "arrays[0].dtype")
+        );
     }
 
     #[test]

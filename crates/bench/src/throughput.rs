@@ -205,7 +205,7 @@ pub fn run(
     let wall = t1.elapsed().as_secs_f64();
     let stats = p.stats();
     drop(p);
-    let src_size = sc.arrays.first().map(|g| g.dtype.data_type().size()).unwrap_or(2);
+    let src_size = sc.arrays.first().map(|g| g.dtype.size()).unwrap_or(2);
     let load = |stage, ns: u64, n: usize| StageLoad {
         stage,
         seconds: ns as f64 * 1e-9,
