@@ -45,6 +45,7 @@
 
 use std::path::{Path, PathBuf};
 
+use damacy::OutDtype;
 use serde::{Deserialize, Serialize};
 use zarr::DataType;
 
@@ -103,17 +104,6 @@ pub enum Codec {
     BloscZstd { level: u8, shuffle: Shuffle },
     /// No compressor: `bytes` only.
     Raw,
-}
-
-/// The output dtype the bench asks the pipeline for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputDtype {
-    F32,
-    Bf16,
-    F16,
-    /// The arrays' own dtype (all arrays must share it).
-    Native,
 }
 
 /// Added store latency, for the `latency` scenario.
@@ -189,7 +179,8 @@ pub struct Scenario {
     pub warmup_batches: u64,
     pub timed_batches: u64,
     pub seed: u64,
-    pub output_dtype: OutputDtype,
+    /// The batches' element type (`native`: every array must share one dtype).
+    pub output_dtype: OutDtype,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<Latency>,
 }
@@ -244,7 +235,7 @@ impl Scenario {
             warmup_batches: warmup,
             timed_batches: timed,
             seed: 42,
-            output_dtype: OutputDtype::F32,
+            output_dtype: OutDtype::F32,
             latency: None,
         };
         let s = match name {
@@ -510,7 +501,7 @@ impl Scenario {
                 _ => {}
             }
         }
-        if self.output_dtype == OutputDtype::Native
+        if self.output_dtype == OutDtype::Native
             && self.arrays.iter().any(|g| g.dtype != self.arrays[0].dtype)
         {
             return Err(bad(
@@ -701,7 +692,7 @@ mod tests {
         assert_eq!(d.arrays[0].codec, Codec::Zstd { level: 3 });
         assert_eq!(d.sample_shape, [128, 128, 128]);
         assert_eq!(d.samples_per_batch, 128);
-        assert_eq!(d.output_dtype, OutputDtype::F32);
+        assert_eq!(d.output_dtype, OutDtype::F32);
         assert_eq!(Scenario::builtin("many-arrays").unwrap().n_arrays(), 1000);
         assert_eq!(
             Scenario::builtin("bitshuffle").unwrap().arrays[0].codec,
@@ -729,7 +720,7 @@ mod tests {
         assert_eq!(s.arrays[0].codec, Codec::Raw);
         assert_eq!(s.arrays[0].shard_shape, None);
         assert_eq!(s.arrays[1].codec, Codec::BloscZstd { level: 5, shuffle: Shuffle::None });
-        assert_eq!(s.output_dtype, OutputDtype::Bf16);
+        assert_eq!(s.output_dtype, OutDtype::Bf16);
         assert_eq!(s.latency, None);
         let names: Vec<String> = s.array_instances().into_iter().map(|a| a.name).collect();
         assert_eq!(names, ["a0000", "b0000", "b0001"]);
@@ -786,7 +777,7 @@ mod tests {
             matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "arrays[0].shard_shape")
         );
         let mut s = Scenario::builtin("mixed-dtype").unwrap();
-        s.output_dtype = OutputDtype::Native;
+        s.output_dtype = OutDtype::Native;
         assert!(
             matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "output_dtype")
         );

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use damacy::{Backend, Config, OutDtype, Pipeline, Sample, Stats};
+use damacy::{Backend, Config, Pipeline, Sample, Stats};
 use serde::Serialize;
 use zarr::{ArrayMetadata, ArrayToBytes, ChunkLocation, ShardIndex};
 
 use crate::datagen::{self, GenError, GenProgress, GenReport};
-use crate::scenario::{OutputDtype, Scenario};
+use crate::scenario::Scenario;
 
 /// Why a bench run failed.
 #[derive(Debug, thiserror::Error)]
@@ -121,15 +121,6 @@ pub struct BenchReport {
     pub stats: Stats,
 }
 
-fn out_dtype(d: OutputDtype) -> OutDtype {
-    match d {
-        OutputDtype::F32 => OutDtype::F32,
-        OutputDtype::Bf16 => OutDtype::Bf16,
-        OutputDtype::F16 => OutDtype::F16,
-        OutputDtype::Native => OutDtype::Native,
-    }
-}
-
 /// Generates the dataset if needed, then runs warm-up and timed batches.
 ///
 /// # Errors
@@ -152,7 +143,7 @@ pub fn run(
     let cfg = Config::builder()
         .sample_shape(&sc.sample_shape)
         .samples_per_batch(sc.samples_per_batch as usize)
-        .dtype(out_dtype(sc.output_dtype))
+        .dtype(sc.output_dtype)
         .backend(opts.backend)
         // The GPU host has 139 GiB: give the CUDA engine room for large waves and
         // nvCOMP's temp buffer (ignored by the host engine). Pinned memory for three

@@ -7,7 +7,6 @@ use std::path::Path;
 use zarr::{ArrayMetadata, ChunkRepr, DataType};
 
 use super::*;
-use crate::scenario::OutputDtype;
 
 /// Elements of a native-endian buffer as f64.
 fn elements(dtype: DataType, bytes: &[u8]) -> Vec<f64> {
@@ -173,7 +172,7 @@ fn varied() -> Scenario {
         warmup_batches: 0,
         timed_batches: 1,
         seed: 9,
-        output_dtype: OutputDtype::F32,
+        output_dtype: damacy::OutDtype::F32,
         latency: None,
     }
 }
