@@ -4,9 +4,9 @@
 //! the `.npy` zarr-python saved. One test per array, so a failure names the case.
 
 use anyhow::{Context, Result, bail, ensure};
+use bench::npy::Npy;
 use tests::compare::compare;
 use tests::manifest::{Manifest, data_dir};
-use tests::npy::Npy;
 use tests::reference::ReferenceArray;
 use zarr::{ArrayMetadata, DataType};
 

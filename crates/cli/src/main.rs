@@ -132,8 +132,7 @@ fn read(args: &ReadArgs) -> Result<()> {
     p.push([sample])?;
     p.finish();
     let batch = p.pop()?.context("the pipeline produced no batch")?;
-    let descr = bench::npy::descr_of(batch.element());
-    bench::npy::write_npy_file(&args.out, descr, &shape, batch.data())
+    bench::npy::write_npy_file(&args.out, batch.element(), &shape, batch.data())
         .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {} ({} {:?})", args.out.display(), batch.element(), shape);
     Ok(())

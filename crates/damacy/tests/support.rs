@@ -60,10 +60,10 @@ pub fn fixtures() -> Vec<Fixture> {
         .collect()
 }
 
-/// A `.npy` file's elements as native-endian bytes (the `tests` crate's reader swaps
-/// big-endian files).
+/// A `.npy` file's elements as native-endian bytes (`bench::npy` swaps big-endian
+/// files).
 pub fn npy_native(path: &Path) -> (String, Vec<u64>, Vec<u8>) {
-    let npy = tests::npy::Npy::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = bench::npy::Npy::read(path).unwrap_or_else(|e| panic!("{e}"));
     (npy.data_type.name().to_owned(), npy.shape.clone(), npy.data)
 }
 
