@@ -515,11 +515,7 @@ fn decode_shard(
     dst: &mut [u8],
 ) -> Result<()> {
     let (per_axis, n_chunks) = inner_grid(s, shape)?;
-    let shard_len = shard.len() as u64;
-    let range = ShardIndex::byte_range(s, n_chunks, shard_len)?;
-    // byte_range returned a range inside the shard, so the casts and the slice hold.
-    let index_bytes = &shard[range.start as usize..range.end as usize];
-    let index = ShardIndex::decode(s, n_chunks, shard_len, index_bytes)?;
+    let index = ShardIndex::of_shard(s, n_chunks, shard)?;
     if index.entries().contains(&ChunkLocation::Empty) {
         fill.fill(dst);
     }
@@ -528,10 +524,8 @@ fn decode_shard(
     let place = Placement::new(shape, &s.chunk_shape, dt.size());
     let direct = place.run_bytes == chunk_bytes;
     let mut scratch = if direct { Vec::new() } else { vec![0u8; chunk_bytes] };
-    for (i, entry) in (0u64..).zip(index.entries()) {
-        let ChunkLocation::Range { offset, nbytes } = *entry else { continue };
-        // ShardIndex::decode checked offset + nbytes <= shard_len.
-        let src = &shard[offset as usize..(offset + nbytes) as usize];
+    for i in 0..n_chunks {
+        let Some(src) = index.chunk_bytes(shard, i)? else { continue };
         let origin: Vec<u64> =
             unravel(i, &per_axis).iter().zip(&s.chunk_shape).map(|(c, n)| c * n).collect();
         if direct {
@@ -879,18 +873,10 @@ mod tests {
             // 3 stored chunks of 8 bytes, a 4-entry index with crc32c.
             assert_eq!(enc.len(), 3 * 8 + 4 * 16 + 4);
             let ArrayToBytes::Sharding(s) = &chain.array_to_bytes else { unreachable!() };
-            let range = ShardIndex::byte_range(s, 4, enc.len() as u64).unwrap();
-            let idx = ShardIndex::decode(
-                s,
-                4,
-                enc.len() as u64,
-                &enc[range.start as usize..range.end as usize],
-            )
-            .unwrap();
+            let idx = ShardIndex::of_shard(s, 4, &enc).unwrap();
             assert_eq!(idx.get(1), Some(ChunkLocation::Empty));
-            let ChunkLocation::Range { offset, nbytes: 8 } = idx.get(0).unwrap() else { panic!() };
             // Chunk (0,0) is stored big-endian: 1, 2, 3, 4.
-            assert_eq!(&enc[offset as usize..offset as usize + 8], &[0, 1, 0, 2, 0, 3, 0, 4]);
+            assert_eq!(idx.chunk_bytes(&enc, 0), Ok(Some(&[0, 1, 0, 2, 0, 3, 0, 4][..])));
             assert_eq!(decode(&chain, &r, &enc).unwrap(), a);
         }
         // A shard of only fill is just its index.
