@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
-use zarr::shard_index::ChunkLocation;
 use zarr::{Aabb, ArrayGeometry, ArrayMetadata, ArrayToBytes, ChunkRepr, ShardIndex, decode_chunk};
 
 /// Byte every output buffer starts as, so elements nobody wrote cannot match a reference.
@@ -104,28 +103,22 @@ impl ReferenceArray {
             {
                 // The shard object is the raw shard: read its index, then each chunk.
                 let n = self.geometry.num_chunks_per_shard()?;
-                let len = u64::try_from(object.len())?;
-                let range = ShardIndex::byte_range(sharding, n, len)?;
-                let index_bytes =
-                    &object[usize::try_from(range.start)?..usize::try_from(range.end)?];
-                let index = ShardIndex::decode(sharding, n, len, index_bytes)
+                let index = ShardIndex::of_shard(sharding, n, object)
                     .with_context(|| format!("shard index of `{key}`"))?;
                 shard_hit
                     .chunks
                     .iter()
-                    .map(|hit| match index.get(hit.index_in_shard) {
-                        None => anyhow::bail!("shard `{key}` has no entry {}", hit.index_in_shard),
-                        Some(ChunkLocation::Empty) => Ok(fill_chunk()),
-                        Some(ChunkLocation::Range { offset, nbytes }) => {
-                            let start = usize::try_from(offset)?;
-                            let end = start + usize::try_from(nbytes)?;
-                            let mut chunk = vec![POISON; chunk_len];
-                            decode_chunk(&sharding.codecs, repr, &object[start..end], &mut chunk)
-                                .with_context(|| {
-                                format!("inner chunk {:?} of shard `{key}`", hit.inner)
-                            })?;
-                            Ok(chunk)
-                        }
+                    .map(|hit| {
+                        let inner = || format!("inner chunk {:?} of shard `{key}`", hit.inner);
+                        let Some(stored) =
+                            index.chunk_bytes(object, hit.index_in_shard).with_context(inner)?
+                        else {
+                            return Ok(fill_chunk());
+                        };
+                        let mut chunk = vec![POISON; chunk_len];
+                        decode_chunk(&sharding.codecs, repr, stored, &mut chunk)
+                            .with_context(inner)?;
+                        Ok(chunk)
                     })
                     .collect()
             }

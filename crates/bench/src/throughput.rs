@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use damacy::{Backend, Config, Pipeline, Sample, Stats};
 use serde::Serialize;
-use zarr::{ArrayMetadata, ArrayToBytes, ChunkLocation, ShardIndex};
+use zarr::{ArrayMetadata, ArrayToBytes, ShardIndex};
 
 use crate::datagen::{self, GenError, GenProgress, GenReport};
 use crate::scenario::Scenario;
@@ -352,24 +352,13 @@ impl ArrayChunks {
         match &self.meta.codecs.array_to_bytes {
             ArrayToBytes::Sharding(s) => {
                 let Ok(n) = self.geom.num_chunks_per_shard() else { return };
-                let len = object.len() as u64;
-                let Ok(r) = ShardIndex::byte_range(s, n, len) else { return };
-                let (Ok(lo), Ok(hi)) = (usize::try_from(r.start), usize::try_from(r.end)) else {
-                    return;
-                };
-                let Some(index_bytes) = object.get(lo..hi) else { return };
-                let Ok(idx) = ShardIndex::decode(s, n, len, index_bytes) else { return };
-                for e in idx.entries() {
+                let Ok(idx) = ShardIndex::of_shard(s, n, &object) else { return };
+                for i in 0..n {
                     if out.len() >= want {
                         return;
                     }
-                    if let ChunkLocation::Range { offset, nbytes } = *e {
-                        let range = usize::try_from(offset).ok().and_then(|o| {
-                            usize::try_from(nbytes).ok().and_then(|n| Some(o..o.checked_add(n)?))
-                        });
-                        if let Some(c) = range.and_then(|r| object.get(r)) {
-                            out.push(c.to_vec());
-                        }
+                    if let Ok(Some(c)) = idx.chunk_bytes(&object, i) {
+                        out.push(c.to_vec());
                     }
                 }
             }
