@@ -17,6 +17,7 @@ use crate::codec::{
 };
 use crate::dtype::{DataType, FillValue};
 use crate::error::{Error, Result};
+use crate::odometer::{advance, c_strides};
 use crate::shard_index::{ChunkLocation, ShardIndex};
 
 /// What a chunk decodes to: its shape (after all array→array codecs are undone, i.e. in
@@ -177,18 +178,16 @@ fn permute(
     }
     // Element strides of the array layout, then seen from each stored axis. Sizes fit in
     // usize because the caller allocated the buffers.
-    let mut array_strides = vec![1usize; rank];
-    for a in (0..rank.saturating_sub(1)).rev() {
-        array_strides[a] = array_strides[a + 1] * array_shape[a + 1] as usize;
-    }
-    let strides: Vec<usize> = order.iter().map(|&o| array_strides[o]).collect();
+    let array_strides = c_strides(&array_shape);
+    let strides: Vec<usize> = order.iter().map(|&o| array_strides[o] as usize).collect();
     let shape: Vec<usize> = stored_shape.iter().map(|&s| s as usize).collect();
     if shape.contains(&0) {
         return;
     }
     let last = rank - 1;
     let (inner_len, inner_stride) = (shape[last], strides[last]);
-    let mut idx = vec![0usize; rank];
+    // Every axis but the last, row by row.
+    let mut idx = vec![0usize; last];
     let mut stored_off = 0usize;
     loop {
         let base: usize = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
@@ -202,18 +201,8 @@ fn permute(
             dst[to..to + size].copy_from_slice(&src[from..from + size]);
         }
         stored_off += inner_len;
-        // Advance the odometer over every axis but the last.
-        let mut axis = last;
-        loop {
-            if axis == 0 {
-                return;
-            }
-            axis -= 1;
-            idx[axis] += 1;
-            if idx[axis] < shape[axis] {
-                break;
-            }
-            idx[axis] = 0;
+        if !advance(&mut idx, &shape[..last]) {
+            return;
         }
     }
 }
@@ -462,10 +451,7 @@ impl Placement {
             outer_axes -= 1;
         }
         let run_elems: u64 = chunk[outer_axes..].iter().product();
-        let mut strides = vec![size; rank];
-        for a in (0..rank.saturating_sub(1)).rev() {
-            strides[a] = strides[a + 1] * shape[a + 1] as usize;
-        }
+        let strides = c_strides(shape).into_iter().map(|s| s as usize * size).collect();
         Self { outer_axes, run_bytes: run_elems as usize * size, strides }
     }
 
@@ -480,30 +466,16 @@ impl Placement {
                 base + idx.iter().zip(&self.strides).map(|(&i, &s)| i as usize * s).sum::<usize>();
             f(off, chunk_off);
             chunk_off += self.run_bytes;
-            let mut axis = outer.len();
-            loop {
-                if axis == 0 {
-                    return;
-                }
-                axis -= 1;
-                idx[axis] += 1;
-                if idx[axis] < outer[axis] {
-                    break;
-                }
-                idx[axis] = 0;
+            if !advance(&mut idx, outer) {
+                return;
             }
         }
     }
 }
 
-/// The C-order coordinates of entry `i` in a grid of `per_axis`.
-fn unravel(mut i: u64, per_axis: &[u64]) -> Vec<u64> {
-    let mut c = vec![0u64; per_axis.len()];
-    for a in (0..per_axis.len()).rev() {
-        c[a] = i % per_axis[a];
-        i /= per_axis[a];
-    }
-    c
+/// The array origin of the inner chunk at grid coordinates `inner` of a shard.
+fn chunk_origin(inner: &[u64], chunk_shape: &[u64]) -> Vec<u64> {
+    inner.iter().zip(chunk_shape).map(|(c, n)| c * n).collect()
 }
 
 fn decode_shard(
@@ -524,10 +496,12 @@ fn decode_shard(
     let place = Placement::new(shape, &s.chunk_shape, dt.size());
     let direct = place.run_bytes == chunk_bytes;
     let mut scratch = if direct { Vec::new() } else { vec![0u8; chunk_bytes] };
+    // The inner grid in C order, the order of the index's entries.
+    let mut inner_idx = vec![0u64; per_axis.len()];
     for i in 0..n_chunks {
+        let origin = chunk_origin(&inner_idx, &s.chunk_shape);
+        advance(&mut inner_idx, &per_axis);
         let Some(src) = index.chunk_bytes(shard, i)? else { continue };
-        let origin: Vec<u64> =
-            unravel(i, &per_axis).iter().zip(&s.chunk_shape).map(|(c, n)| c * n).collect();
         if direct {
             let mut at = 0;
             place.for_each_run(&s.chunk_shape, &origin, |off, _| at = off);
@@ -563,9 +537,11 @@ fn encode_shard(
     let mut entries = Vec::new();
     let mut scratch = vec![0u8; chunk_bytes];
     let fill_bytes = fill.as_ne_bytes();
-    for i in 0..n_chunks {
-        let origin: Vec<u64> =
-            unravel(i, &per_axis).iter().zip(&s.chunk_shape).map(|(c, n)| c * n).collect();
+    // The inner grid in C order, the order of the index's entries.
+    let mut inner_idx = vec![0u64; per_axis.len()];
+    for _ in 0..n_chunks {
+        let origin = chunk_origin(&inner_idx, &s.chunk_shape);
+        advance(&mut inner_idx, &per_axis);
         let run = place.run_bytes;
         place.for_each_run(&s.chunk_shape, &origin, |off, c| {
             scratch[c..c + run].copy_from_slice(&data[off..off + run]);
