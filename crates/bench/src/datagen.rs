@@ -35,6 +35,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use zarr::codec::{BloscCname, BloscShuffle};
+use zarr::odometer::advance;
 use zarr::{ArrayMetadata, BytesToBytes, ChunkRepr, CodecChain, DataType, Endian, FillValue};
 
 use crate::scenario::{ArrayGroup, Codec, MAX_RANK, Scenario, ScenarioError, Shuffle};
@@ -364,18 +365,8 @@ pub fn fill_block(
             let h = mix64(h_row ^ (origin[last] + x as u64));
             put(dtype, stored_value(dtype, s + NOISE * Field::tri(h)), e);
         }
-        // Advance the odometer over the outer axes.
-        let mut a = last;
-        loop {
-            if a == 0 {
-                return;
-            }
-            a -= 1;
-            outer[a] += 1;
-            if outer[a] < inside[a] {
-                break;
-            }
-            outer[a] = 0;
+        if !advance(&mut outer, &inside[..last]) {
+            return;
         }
     }
 }
@@ -493,13 +484,11 @@ pub fn generate(
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .ok_or_else(|| overflow("object count"))?;
         let array_index = plans.len();
-        for i in 0..n_objects {
-            let mut coords = vec![0u64; grid.len()];
-            let mut rest = i;
-            for a in (0..grid.len()).rev() {
-                coords[a] = rest % grid[a];
-                rest /= grid[a];
-            }
+        // The object grid in C order.
+        let mut next_coords = vec![0u64; grid.len()];
+        for _ in 0..n_objects {
+            let coords = next_coords.clone();
+            advance(&mut next_coords, &grid);
             // Raw bytes of the part of this object inside the array.
             let raw_bytes = (0..grid.len())
                 .map(|a| {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use damacy::{Backend, Config, Pipeline, Sample, Stats};
 use serde::Serialize;
+use zarr::odometer::advance;
 use zarr::{ArrayMetadata, ArrayToBytes, ShardIndex};
 
 use crate::datagen::{self, GenError, GenProgress, GenReport};
@@ -382,18 +383,8 @@ impl ArrayChunks {
                 return;
             }
             self.read_object(&idx, want, out);
-            // The next multi-index in C order; done after the last.
-            let mut axis = grid.len();
-            loop {
-                if axis == 0 {
-                    return;
-                }
-                axis -= 1;
-                idx[axis] += 1;
-                if idx[axis] < grid[axis] {
-                    break;
-                }
-                idx[axis] = 0;
+            if !advance(&mut idx, &grid) {
+                return;
             }
         }
     }
