@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
+use zarr::odometer::{advance, c_strides};
 use zarr::{Aabb, ArrayGeometry, ArrayMetadata, ArrayToBytes, ChunkRepr, ShardIndex, decode_chunk};
 
 /// Byte every output buffer starts as, so elements nobody wrote cannot match a reference.
@@ -194,14 +195,7 @@ pub fn copy_box(
     let rank = src_shape.len();
     let extent = src_box.shape();
     let row = extent[rank - 1] as usize * esize;
-    let strides = |shape: &[u64]| {
-        let mut s = vec![1u64; rank];
-        for a in (0..rank.saturating_sub(1)).rev() {
-            s[a] = s[a + 1] * shape[a + 1];
-        }
-        s
-    };
-    let (ss, ds) = (strides(src_shape), strides(dst_shape));
+    let (ss, ds) = (c_strides(src_shape), c_strides(dst_shape));
     // Walk every row (all axes but the last) of the box in C order.
     let mut pos = vec![0u64; rank];
     loop {
@@ -209,17 +203,8 @@ pub fn copy_box(
         let d_off: u64 = (0..rank).map(|a| (dst_lo[a] + pos[a]) * ds[a]).sum();
         let (s, d) = (s_off as usize * esize, d_off as usize * esize);
         dst[d..d + row].copy_from_slice(&src[s..s + row]);
-        let mut axis = rank - 1;
-        loop {
-            if axis == 0 {
-                return;
-            }
-            axis -= 1;
-            pos[axis] += 1;
-            if pos[axis] < extent[axis] {
-                break;
-            }
-            pos[axis] = 0;
+        if !advance(&mut pos[..rank - 1], &extent[..rank - 1]) {
+            return;
         }
     }
 }

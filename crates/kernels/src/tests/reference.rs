@@ -3,6 +3,7 @@
 //! (splitmix64).
 
 use splitmix::SplitMix64;
+use zarr::odometer::{advance, c_strides};
 
 use crate::desc::{OutKind, SrcDtype};
 
@@ -56,25 +57,15 @@ pub(crate) fn cast_run(src_t: SrcDtype, out: OutKind, src: &[u8], dst: &mut [u8]
     }
 }
 
-pub(crate) fn strides(shape: &[u64]) -> Vec<u64> {
-    let mut s = vec![1u64; shape.len()];
-    for a in (0..shape.len().saturating_sub(1)).rev() {
-        s[a] = s[a + 1] * shape[a + 1];
-    }
-    s
-}
-
 /// Every element coordinate of a box of extent `ext`, in C order.
 pub(crate) fn box_coords(ext: &[u64]) -> Vec<Vec<u64>> {
-    let total: u64 = ext.iter().product();
-    let mut out = Vec::with_capacity(total as usize);
-    for mut e in 0..total {
-        let mut c = vec![0u64; ext.len()];
-        for a in (0..ext.len()).rev() {
-            c[a] = e % ext[a];
-            e /= ext[a];
-        }
-        out.push(c);
+    if ext.contains(&0) {
+        return Vec::new();
+    }
+    let mut c = vec![0u64; ext.len()];
+    let mut out = vec![c.clone()];
+    while advance(&mut c, ext) {
+        out.push(c.clone());
     }
     out
 }
@@ -95,7 +86,7 @@ pub(crate) fn scatter(
     dst: &mut [u8],
 ) {
     let (s, o) = (src_t.size(), out.size(src_t));
-    let (cs, ss) = (strides(chunk_shape), strides(sample_shape));
+    let (cs, ss) = (c_strides(chunk_shape), c_strides(sample_shape));
     let sample_elems: u64 = sample_shape.iter().product();
     for c in box_coords(ext) {
         let mut si = 0u64;
