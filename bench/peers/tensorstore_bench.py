@@ -2,8 +2,8 @@
 """tensorstore peer of `damacy bench`: the same arrays, the same crop sequence, counted the same way.
 
 Reads a scenario file (bench/scenarios/*.json, format documented in
-crates/damacy/src/scenario.rs), replays its crop sequence with the splitmix64 Rng of
-crates/damacy/src/rng.rs, and reads the crops with tensorstore (zarr3 driver, file
+crates/bench/src/scenario.rs), replays its crop sequence with the splitmix64 Rng of
+crates/splitmix/src/lib.rs, and reads the crops with tensorstore (zarr3 driver, file
 kvstore, no cache), batch by batch: one batch is `samples_per_batch` reads issued
 concurrently as futures, then awaited and copied into one batch array of the scenario's
 output dtype (what a training loop's collate step does). Warm-up batches first, then
@@ -11,8 +11,8 @@ timed batches. Each thread count N of the sweep uses a fresh context with
 data_copy_concurrency = file_io_concurrency = N and a zero-byte cache pool, and restarts
 the crop sequence from the seed, like a fresh `damacy bench --threads N`.
 
-Counting matches damacy::bench: voxels = samples × prod(sample_shape); source bytes =
-voxels × the element size of each sample's array.
+Counting matches bench::run (crates/bench/src/throughput.rs): voxels = samples ×
+prod(sample_shape); source bytes = voxels × the element size of each sample's array.
 
 Output: one JSON object per thread count on stdout (JSON lines) and, with --json, a JSON
 list of them in that file. Progress goes to stderr.
@@ -34,7 +34,7 @@ M64 = (1 << 64) - 1
 
 
 class Rng:
-    """splitmix64, exactly as crates/damacy/src/rng.rs documents it."""
+    """splitmix64, exactly as crates/splitmix/src/lib.rs documents it."""
 
     def __init__(self, seed):
         self.s = seed & M64

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
-use zarr::shard_index::ChunkLocation;
+use zarr::odometer::{advance, c_strides};
 use zarr::{Aabb, ArrayGeometry, ArrayMetadata, ArrayToBytes, ChunkRepr, ShardIndex, decode_chunk};
 
 /// Byte every output buffer starts as, so elements nobody wrote cannot match a reference.
@@ -104,28 +104,22 @@ impl ReferenceArray {
             {
                 // The shard object is the raw shard: read its index, then each chunk.
                 let n = self.geometry.num_chunks_per_shard()?;
-                let len = u64::try_from(object.len())?;
-                let range = ShardIndex::byte_range(sharding, n, len)?;
-                let index_bytes =
-                    &object[usize::try_from(range.start)?..usize::try_from(range.end)?];
-                let index = ShardIndex::decode(sharding, n, len, index_bytes)
+                let index = ShardIndex::of_shard(sharding, n, object)
                     .with_context(|| format!("shard index of `{key}`"))?;
                 shard_hit
                     .chunks
                     .iter()
-                    .map(|hit| match index.get(hit.index_in_shard) {
-                        None => anyhow::bail!("shard `{key}` has no entry {}", hit.index_in_shard),
-                        Some(ChunkLocation::Empty) => Ok(fill_chunk()),
-                        Some(ChunkLocation::Range { offset, nbytes }) => {
-                            let start = usize::try_from(offset)?;
-                            let end = start + usize::try_from(nbytes)?;
-                            let mut chunk = vec![POISON; chunk_len];
-                            decode_chunk(&sharding.codecs, repr, &object[start..end], &mut chunk)
-                                .with_context(|| {
-                                format!("inner chunk {:?} of shard `{key}`", hit.inner)
-                            })?;
-                            Ok(chunk)
-                        }
+                    .map(|hit| {
+                        let inner = || format!("inner chunk {:?} of shard `{key}`", hit.inner);
+                        let Some(stored) =
+                            index.chunk_bytes(object, hit.index_in_shard).with_context(inner)?
+                        else {
+                            return Ok(fill_chunk());
+                        };
+                        let mut chunk = vec![POISON; chunk_len];
+                        decode_chunk(&sharding.codecs, repr, stored, &mut chunk)
+                            .with_context(inner)?;
+                        Ok(chunk)
                     })
                     .collect()
             }
@@ -201,14 +195,7 @@ pub fn copy_box(
     let rank = src_shape.len();
     let extent = src_box.shape();
     let row = extent[rank - 1] as usize * esize;
-    let strides = |shape: &[u64]| {
-        let mut s = vec![1u64; rank];
-        for a in (0..rank.saturating_sub(1)).rev() {
-            s[a] = s[a + 1] * shape[a + 1];
-        }
-        s
-    };
-    let (ss, ds) = (strides(src_shape), strides(dst_shape));
+    let (ss, ds) = (c_strides(src_shape), c_strides(dst_shape));
     // Walk every row (all axes but the last) of the box in C order.
     let mut pos = vec![0u64; rank];
     loop {
@@ -216,17 +203,8 @@ pub fn copy_box(
         let d_off: u64 = (0..rank).map(|a| (dst_lo[a] + pos[a]) * ds[a]).sum();
         let (s, d) = (s_off as usize * esize, d_off as usize * esize);
         dst[d..d + row].copy_from_slice(&src[s..s + row]);
-        let mut axis = rank - 1;
-        loop {
-            if axis == 0 {
-                return;
-            }
-            axis -= 1;
-            pos[axis] += 1;
-            if pos[axis] < extent[axis] {
-                break;
-            }
-            pos[axis] = 0;
+        if !advance(&mut pos[..rank - 1], &extent[..rank - 1]) {
+            return;
         }
     }
 }

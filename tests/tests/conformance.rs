@@ -4,9 +4,9 @@
 //! the `.npy` zarr-python saved. One test per array, so a failure names the case.
 
 use anyhow::{Context, Result, bail, ensure};
+use bench::npy::Npy;
 use tests::compare::compare;
 use tests::manifest::{Manifest, data_dir};
-use tests::npy::Npy;
 use tests::reference::ReferenceArray;
 use zarr::{ArrayMetadata, DataType};
 
@@ -179,14 +179,7 @@ fn sparse_fixtures_are_really_sparse() -> Result<()> {
         panic!("shard_empty_inner_i32_fill is not sharded");
     };
     let shard = std::fs::read(dir.join("shard_empty_inner_i32_fill/c/0/0"))?;
-    let len = shard.len() as u64;
-    let range = zarr::ShardIndex::byte_range(sharding, 4, len)?;
-    let index = zarr::ShardIndex::decode(
-        sharding,
-        4,
-        len,
-        &shard[range.start as usize..range.end as usize],
-    )?;
+    let index = zarr::ShardIndex::of_shard(sharding, 4, &shard)?;
     use zarr::shard_index::ChunkLocation::{Empty, Range};
     assert_eq!(index.get(0), Some(Empty));
     assert!(matches!(index.get(1), Some(Range { .. })));

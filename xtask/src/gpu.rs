@@ -11,9 +11,9 @@ use anyhow::{Context, Result, bail};
 use crate::{cargo, root, run};
 
 /// Packages whose test binaries carry `_gpu` tests.
-const GPU_TEST_CRATES: &[&str] = &["gpu-schedule", "kernels", "damacy"];
+const GPU_TEST_CRATES: &[&str] = &["gpu-schedule", "kernels", "damacy", "bench"];
 /// Features that turn the CUDA code on in those packages.
-const GPU_FEATURES: &str = "gpu-schedule/cuda,kernels/cuda,damacy/cuda";
+const GPU_FEATURES: &str = "gpu-schedule/cuda,kernels/cuda,damacy/cuda,bench/cuda";
 /// The pinned nvCOMP wheel (CUDA 13 build), see shared/GPU.md.
 const NVCOMP_WHEEL: &str = "nvidia-libnvcomp-cu13==6.0.0.12";
 /// The bundle must travel in one piece to the GPU host.

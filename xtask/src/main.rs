@@ -79,7 +79,7 @@ fn test() -> Result<()> {
     // The CUDA code paths must build on a machine with no CUDA toolkit and no GPU.
     let mut b = cargo();
     b.args(["check", "--locked", "--all-targets", "--features", "cuda"]);
-    for p in ["gpu-schedule", "kernels", "damacy", "cli"] {
+    for p in ["gpu-schedule", "kernels", "damacy", "cli", "bench"] {
         b.args(["-p", p]);
     }
     run(b)

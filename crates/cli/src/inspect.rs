@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use serde_json::json;
+use zarr::odometer::advance;
 use zarr::{ArrayGeometry, ArrayMetadata, ArrayToBytes, BytesToBytes, CodecChain};
 
 #[derive(clap::Args, Debug)]
@@ -76,13 +77,7 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<()> {
             if args.array.join(&key).is_file() {
                 n += 1;
             }
-            for a in (0..idx.len()).rev() {
-                idx[a] += 1;
-                if idx[a] < grid[a] {
-                    break;
-                }
-                idx[a] = 0;
-            }
+            advance(&mut idx, &grid);
         }
         n
     });

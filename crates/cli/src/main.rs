@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
-mod bench;
+mod benchmark;
 mod inspect;
 
 #[derive(Parser, Debug)]
@@ -27,13 +27,13 @@ struct Cli {
 enum Cmd {
     /// Benchmark the loader on a scenario's dataset (generated if absent). With no
     /// arguments, runs the `quickstart` scenario.
-    Bench(bench::BenchArgs),
+    Bench(benchmark::BenchArgs),
     /// Read one crop of an array and write it as a NumPy .npy file.
     Read(ReadArgs),
     /// Describe an array: shape, dtype, chunking, codecs, shards, fill value.
     Inspect(inspect::InspectArgs),
     /// Write a scenario's dataset as sharded zarr v3 arrays.
-    Gen(bench::GenArgs),
+    Gen(benchmark::GenArgs),
 }
 
 /// Output dtype on the command line.
@@ -132,8 +132,7 @@ fn read(args: &ReadArgs) -> Result<()> {
     p.push([sample])?;
     p.finish();
     let batch = p.pop()?.context("the pipeline produced no batch")?;
-    let descr = damacy::npy::descr_of(batch.element());
-    damacy::npy::write_npy_file(&args.out, descr, &shape, batch.data()?)
+    bench::npy::write_npy_file(&args.out, batch.element(), &shape, batch.data()?)
         .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {} ({} {:?})", args.out.display(), batch.element(), shape);
     Ok(())
@@ -141,11 +140,11 @@ fn read(args: &ReadArgs) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.cmd.unwrap_or(Cmd::Bench(bench::BenchArgs::default())) {
-        Cmd::Bench(a) => bench::bench(&a),
+    let result = match cli.cmd.unwrap_or(Cmd::Bench(benchmark::BenchArgs::default())) {
+        Cmd::Bench(a) => benchmark::bench(&a),
         Cmd::Read(a) => read(&a),
         Cmd::Inspect(a) => inspect::inspect(&a),
-        Cmd::Gen(a) => bench::generate(&a),
+        Cmd::Gen(a) => benchmark::generate(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,8 +47,8 @@ fn read_writes_the_crop_as_npy_equal_to_the_reference() {
             dir.path(),
         );
         assert!(o.status.success(), "{name}: {:?}", stderr_lines(&o));
-        let got = tests::npy::Npy::read(&out).unwrap();
-        let want = tests::npy::Npy::read(&data().join(&crop.npy)).unwrap();
+        let got = bench::npy::Npy::read(&out).unwrap();
+        let want = bench::npy::Npy::read(&data().join(&crop.npy)).unwrap();
         assert_eq!(got.shape, want.shape, "{name}");
         assert_eq!(got.data_type, want.data_type, "{name}");
         assert_eq!(got.data, want.data, "{name}");
@@ -74,7 +74,7 @@ fn read_as_f32_casts() {
         dir.path(),
     );
     assert!(o.status.success(), "{:?}", stderr_lines(&o));
-    let got = tests::npy::Npy::read(&out).unwrap();
+    let got = bench::npy::Npy::read(&out).unwrap();
     assert_eq!(got.shape, vec![2, 3, 4]);
     assert_eq!(got.data_type, zarr::DataType::Float32);
 }

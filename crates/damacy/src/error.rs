@@ -44,9 +44,6 @@ pub enum Error {
         #[source]
         source: Box<SampleError>,
     },
-    /// Generating a benchmark dataset failed (the error names the path).
-    #[error("dataset: {0}")]
-    Dataset(#[from] Box<crate::datagen::GenError>),
     /// The byte store could not be created (bad configuration, threads).
     #[error("store: {0}")]
     Store(#[from] Box<store::Error>),
@@ -161,12 +158,6 @@ pub enum SampleError {
         "touches {shards} shards, more than max_shards_per_sample = {limit}; raise it or use smaller samples"
     )]
     TooManyShards { shards: u64, limit: u64 },
-}
-
-impl From<crate::datagen::GenError> for Error {
-    fn from(e: crate::datagen::GenError) -> Self {
-        Error::Dataset(Box::new(e))
-    }
 }
 
 impl From<store::Error> for Error {

@@ -27,20 +27,13 @@
 
 mod backend;
 pub mod batch;
-pub mod bench;
 pub mod cast;
 pub mod config;
-pub mod datagen;
 mod engine;
 pub mod error;
-pub mod npy;
-#[cfg(feature = "cuda")]
-mod nvcomp_ceiling;
 pub mod pipeline;
 mod prepare;
 mod resolve;
-pub mod rng;
-pub mod scenario;
 pub mod stats;
 
 pub use batch::{Batch, Sample, SampleInfo};

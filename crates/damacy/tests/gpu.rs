@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use damacy::scenario::Scenario;
+use bench::Scenario;
 use damacy::{
     Backend, Config, ConfigBuilder, Error, OnError, OutDtype, Pipeline, Sample, SampleError,
 };
@@ -124,7 +124,7 @@ fn fixtures_equal_the_host_engine_without_nvcomp_gpu() {
 
 fn smoke(dir: &Path) -> (Scenario, Vec<Sample>) {
     let sc = Scenario::builtin("smoke").expect("smoke");
-    damacy::datagen::generate(&sc, dir, 4, &|_| {}).expect("generate");
+    bench::datagen::generate(&sc, dir, 4, &|_| {}).expect("generate");
     let samples = sc
         .samples(dir)
         .take(sc.samples_per_batch as usize * 6)
@@ -174,14 +174,17 @@ enum Corruption {
     Header,
 }
 
-/// Bytes of chunk (0,0,0) in the fixture's shard `c/0/0/0` (the index at the end gives
-/// its offset and size).
-fn first_frame_range(shard: &[u8]) -> std::ops::Range<usize> {
-    // 2×2×2 chunks per shard: 8 entries of (offset, nbytes) u64 then a crc32c.
-    let index = &shard[shard.len() - (8 * 16 + 4)..];
-    let word = |i: usize| u64::from_le_bytes(index[i * 8..i * 8 + 8].try_into().expect("8"));
-    let (off, len) = (word(0) as usize, word(1) as usize);
-    off..off + len
+/// Bytes of chunk (0,0,0) in the shard `c/0/0/0` of `array` (its index says where).
+fn first_frame_range(array: &Path, shard: &[u8]) -> std::ops::Range<usize> {
+    let json = std::fs::read(array.join("zarr.json")).expect("read zarr.json");
+    let meta = zarr::ArrayMetadata::parse(&json).expect("zarr.json");
+    let zarr::ArrayToBytes::Sharding(codec) = &meta.codecs.array_to_bytes else {
+        panic!("the fixture is sharded")
+    };
+    // 2×2×2 chunks per shard.
+    let index = zarr::ShardIndex::of_shard(codec, 8, shard).expect("shard index");
+    let r = index.chunk_range(0).expect("entry 0").expect("chunk (0,0,0) is stored");
+    r.start as usize..r.end as usize
 }
 
 /// Copies the fixture to `dir/a.zarr` and corrupts chunk (0,0,0) as `how` says; returns
@@ -192,7 +195,7 @@ fn corrupt_copy(dir: &Path, how: Corruption) -> (PathBuf, PathBuf) {
     crate::support::copy_dir(&f.path, &copy);
     let shard = copy.join("c/0/0/0");
     let mut bytes = std::fs::read(&shard).expect("read shard");
-    let r = first_frame_range(&bytes);
+    let r = first_frame_range(&copy, &bytes);
     let decoded = 8 * 8 * 8 * 2;
     assert!(kernels::check_zstd_frame(&bytes[r.clone()], decoded).is_ok(), "intact frame");
     match how {

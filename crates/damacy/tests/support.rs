@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use damacy::DataType;
+use zarr::odometer::{advance, c_strides};
 
 pub fn data_dir() -> PathBuf {
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
@@ -60,37 +61,28 @@ pub fn fixtures() -> Vec<Fixture> {
         .collect()
 }
 
-/// A `.npy` file's elements as native-endian bytes (the `tests` crate's reader swaps
-/// big-endian files).
+/// A `.npy` file's elements as native-endian bytes (`bench::npy` swaps big-endian
+/// files).
 pub fn npy_native(path: &Path) -> (String, Vec<u64>, Vec<u8>) {
-    let npy = tests::npy::Npy::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = bench::npy::Npy::read(path).unwrap_or_else(|e| panic!("{e}"));
     (npy.data_type.name().to_owned(), npy.shape.clone(), npy.data)
 }
 
 /// Extracts the box `lo..hi` from a C-order array of `shape` with `size`-byte elements.
 pub fn sub_box(data: &[u8], shape: &[u64], size: usize, lo: &[u64], hi: &[u64]) -> Vec<u8> {
     let rank = shape.len();
+    let strides = c_strides(shape);
+    let extent: Vec<u64> = lo.iter().zip(hi).map(|(l, h)| h - l).collect();
+    let row = extent[rank - 1] as usize;
     let mut out = Vec::new();
-    let mut idx = lo.to_vec();
+    // Every row of the box (all axes but the last), in C order.
+    let mut pos = vec![0u64; rank];
     loop {
-        let mut lin = 0u64;
-        for a in 0..rank {
-            lin = lin * shape[a] + idx[a];
-        }
-        let row = (hi[rank - 1] - lo[rank - 1]) as usize;
+        let lin: u64 = (0..rank).map(|a| (lo[a] + pos[a]) * strides[a]).sum();
         let start = lin as usize * size;
         out.extend_from_slice(&data[start..start + row * size]);
-        let mut a = rank - 1;
-        loop {
-            if a == 0 {
-                return out;
-            }
-            a -= 1;
-            idx[a] += 1;
-            if idx[a] < hi[a] {
-                break;
-            }
-            idx[a] = lo[a];
+        if !advance(&mut pos[..rank - 1], &extent[..rank - 1]) {
+            return out;
         }
     }
 }

@@ -108,6 +108,18 @@ impl std::fmt::Debug for NvcompLib {
     }
 }
 
+/// Whether nvCOMP use is switched off by `DAMACY_NVCOMP=off` (or `0`): the CUDA engine
+/// then decodes every chunk on CPU threads, and the bench's nvCOMP ceiling is not
+/// measured (a ceiling for a decoder the engine does not use would mislead).
+pub fn nvcomp_disabled() -> bool {
+    disabled_by(std::env::var("DAMACY_NVCOMP").ok().as_deref())
+}
+
+/// [`nvcomp_disabled`] for a given value of the variable.
+fn disabled_by(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
+}
+
 fn symbol<T: Copy>(lib: &libloading::Library, path: &Path, name: &'static str) -> Result<T> {
     // SAFETY: `T` is the function pointer type declared in `raw` for this very symbol,
     // taken from nvCOMP's header.
@@ -380,6 +392,19 @@ impl ZstdDecoder {
                 batch.statuses.ptr(),
                 stream.cu_stream(),
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn off_and_zero_disable_nvcomp_anything_else_keeps_it() {
+        for v in ["off", "OFF", "Off", "0"] {
+            assert!(super::disabled_by(Some(v)), "{v}");
+        }
+        for v in [None, Some("on"), Some("1"), Some(""), Some("no")] {
+            assert!(!super::disabled_by(v), "{v:?}");
         }
     }
 }

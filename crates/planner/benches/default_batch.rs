@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use planner::{ArrayEntry, ArrayId, SampleInput, ShardState};
+use splitmix::splitmix64;
 use zarr::{
     Aabb, ArrayMetadata, ArrayToBytes, BytesToBytes, ChunkKeyEncoding, ChunkLocation, CodecChain,
     DataType, Endian, FillValue, IndexLocation, Separator, ShardIndex, ShardingCodec,
@@ -16,13 +17,6 @@ const SHARD: [u64; 3] = [256, 256, 512];
 const CHUNK: [u64; 3] = [32, 64, 64];
 const CHUNKS_PER_SHARD: u64 = 8 * 4 * 8;
 const CROP: u64 = 128;
-
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
 
 fn meta() -> Arc<ArrayMetadata> {
     let bytes = |b2b| CodecChain {
@@ -56,7 +50,7 @@ fn index(seed: u64) -> Arc<ShardIndex> {
     let mut offset = 0;
     let entries = (0..CHUNKS_PER_SHARD)
         .map(|i| {
-            let nbytes = 200_000 + mix(seed ^ i) % 24_000;
+            let nbytes = 200_000 + splitmix64(seed ^ i, 0) % 24_000;
             let e = ChunkLocation::Range { offset, nbytes };
             offset += nbytes;
             e
@@ -76,9 +70,10 @@ pub fn batch() -> (Vec<ArrayEntry>, Vec<SampleInput>) {
         (0..8u64).map(|a| (0..4u64).map(|s| index(a * 16 + s)).collect()).collect();
     let samples = (0..128u64)
         .map(|s| {
-            let a = (mix(s) % 8) as usize;
-            let lo: Vec<u64> =
-                (0..3).map(|ax| mix(s * 3 + ax + 1000) % (SHAPE[ax as usize] - CROP + 1)).collect();
+            let a = (splitmix64(s, 0) % 8) as usize;
+            let lo: Vec<u64> = (0..3)
+                .map(|ax| splitmix64(s * 3 + ax + 1000, 0) % (SHAPE[ax as usize] - CROP + 1))
+                .collect();
             let hi = lo.iter().map(|l| l + CROP).collect();
             let aabb = Aabb::new(lo, hi).unwrap();
             let hits = arrays[a].geometry.intersect(&aabb).unwrap();

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use planner::{ArrayEntry, SampleInput, ShardState};
+use splitmix::splitmix64;
 use zarr::{
     Aabb, ArrayMetadata, ArrayToBytes, BytesToBytes, ChunkKeyEncoding, ChunkLocation, CodecChain,
     DataType, Endian, FillValue, IndexLocation, Separator, ShardIndex, ShardingCodec,
@@ -100,15 +101,7 @@ pub fn packed_index(n: u64, mut size: impl FnMut(u64) -> Option<u64>) -> Arc<Sha
     Arc::new(ShardIndex::from_entries(entries))
 }
 
-/// splitmix64: a small, seedable hash for deterministic synthetic data.
-pub fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// Hash of a seed and coordinates.
+/// Hash of a seed and coordinates, folded with splitmix64's one-shot hash.
 pub fn mix_coords(seed: u64, coords: &[u64]) -> u64 {
-    coords.iter().fold(mix(seed), |h, &c| mix(h ^ c))
+    coords.iter().fold(splitmix64(seed, 0), |h, &c| splitmix64(h ^ c, 0))
 }

@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use planner::{ArrayEntry, ArrayId, OutDtype, PlanLimits, SampleInput, ShardState};
 use zarr::{Aabb, DataType, FillValue};
 
-use crate::common::{meta, mix, mix_coords, packed_index};
+use crate::common::{meta, mix_coords, packed_index};
+use splitmix::splitmix64;
 
 /// FNV-1a: a fixed hash, unlike `DefaultHasher`, whose algorithm may change.
 fn fnv(hash: u64, text: &str) -> u64 {
@@ -25,7 +26,7 @@ struct Rng(u64);
 
 impl Rng {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = mix(self.0);
+        self.0 = splitmix64(self.0, 0);
         self.0 % n
     }
 
@@ -79,7 +80,7 @@ fn seeded_batch(seed: u64) -> (Vec<ArrayEntry>, Vec<SampleInput>, PlanLimits, Ou
                     ShardState::Whole { len: 1 + (h >> 8) % 60 }
                 } else {
                     ShardState::Present(packed_index(per, |i| {
-                        let r = mix(h ^ i);
+                        let r = splitmix64(h ^ i, 0);
                         (!r.is_multiple_of(7)).then_some(1 + (r >> 8) % 60)
                     }))
                 }

@@ -12,7 +12,8 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use zarr::{Aabb, ChunkLocation, DataType, FillValue, ShardIndex};
 
-use crate::common::{meta, mix, mix_coords};
+use crate::common::{meta, mix_coords};
+use splitmix::splitmix64;
 
 const DTYPES: [DataType; 4] =
     [DataType::UInt8, DataType::UInt16, DataType::Float32, DataType::Int64];
@@ -64,12 +65,12 @@ impl ArraySpec {
         let n: u64 = self.per_shard().iter().product();
         // Storage order is a seeded permutation of index order, as writers may reorder.
         let mut storage: Vec<u64> = (0..n).collect();
-        storage.sort_by_key(|&i| mix(h ^ i));
+        storage.sort_by_key(|&i| splitmix64(h ^ i, 0));
         let mut entries = vec![ChunkLocation::Empty; n as usize];
         let mut cursor = (h >> 16) % 5;
         let mut prev: Option<(u64, u64)> = None;
         for i in storage {
-            let r = mix(h ^ (i + 1000));
+            let r = splitmix64(h ^ (i + 1000), 0);
             if r.is_multiple_of(7) {
                 continue;
             }
@@ -402,7 +403,7 @@ fn check(case: &Case, plan: &BatchPlan) -> Result<(), TestCaseError> {
 
 fn permutation(n: usize, seed: u64) -> Vec<usize> {
     let mut p: Vec<usize> = (0..n).collect();
-    p.sort_by_key(|&i| mix(seed ^ i as u64));
+    p.sort_by_key(|&i| splitmix64(seed ^ i as u64, 0));
     p
 }
 

@@ -4,22 +4,15 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prefetch_cache::SlotCache;
+use splitmix::splitmix64;
 
 const REQUESTS: u64 = 100_000;
 const KEYS: u64 = 10_000;
 const CAPACITY: usize = 4_096;
 
 fn keys() -> Vec<u64> {
-    // A fixed xorshift stream: uniform keys, reproducible across runs.
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..REQUESTS)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % KEYS
-        })
-        .collect()
+    // A fixed splitmix64 stream: uniform keys, reproducible across runs.
+    (0..REQUESTS).map(|i| splitmix64(0, i) % KEYS).collect()
 }
 
 fn run(keys: &[u64]) -> u64 {

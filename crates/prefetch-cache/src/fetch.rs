@@ -6,7 +6,7 @@ use crate::sync::StdArc as Arc;
 
 use store::Store;
 use zarr::blosc::{self, BloscLayout, Compressor};
-use zarr::{ArrayGeometry, ArrayMetadata, ArrayToBytes, BytesToBytes, ChunkLocation, ShardIndex};
+use zarr::{ArrayGeometry, ArrayMetadata, ArrayToBytes, BytesToBytes, ShardIndex};
 
 use crate::error::Error;
 
@@ -152,11 +152,9 @@ pub fn layout_probe<'a>(
     shards.into_iter().find_map(|(key, state)| match state {
         ShardState::Absent => None,
         ShardState::Whole { len } => (*len > 0).then(|| (key.to_owned(), 0, *len)),
-        ShardState::Present(index) => index.entries().iter().find_map(|e| match *e {
-            ChunkLocation::Range { offset, nbytes } if nbytes > 0 => {
-                Some((key.to_owned(), offset, nbytes))
-            }
-            _ => None,
+        ShardState::Present(index) => (0..index.len() as u64).find_map(|i| {
+            let range = index.chunk_range(i).ok().flatten().filter(|r| !r.is_empty())?;
+            Some((key.to_owned(), range.start, range.end - range.start))
         }),
     })
 }

@@ -7,14 +7,13 @@ mod stress;
 
 use std::path::{Path, PathBuf};
 
+use splitmix::splitmix64;
 use store::{FsStore, FsStoreConfig};
 
-/// The byte at `pos` of test file `file`: position-dependent so a misplaced byte fails.
+/// The byte at `pos` of test file `file`: position-dependent so a misplaced byte fails
+/// (the top byte of output `pos` of the splitmix64 stream seeded by `file`).
 pub fn byte(file: u64, pos: u64) -> u8 {
-    let mut z = file.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ pos.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z ^= z >> 29;
-    z = z.wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z >> 32) as u8
+    (splitmix64(file, pos) >> 56) as u8
 }
 
 /// Writes `name` with `len` bytes of `byte(file, _)` and returns its path.

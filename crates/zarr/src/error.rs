@@ -79,6 +79,9 @@ pub enum Error {
     /// The index buffer has the wrong length for the shard's chunk count.
     #[error("shard index has {got} bytes, expected {expected}")]
     IndexLength { expected: u64, got: u64 },
+    /// An inner chunk number past the end of the shard index.
+    #[error("inner chunk {chunk} is past the end of the {entries}-entry shard index")]
+    ChunkNotInIndex { chunk: u64, entries: u64 },
 
     // ---- blosc ----
     /// A blosc frame is malformed; `reason` says which check failed.

@@ -9,7 +9,8 @@
 //! - [`dtype`]: [`DataType`] and [`FillValue`] (core spec §"Data types", §"fill_value").
 //! - [`metadata`]: [`ArrayMetadata::parse`] for `zarr.json` (core spec §"Array metadata").
 //! - [`codec`]: the codec chain model ([`CodecChain`]) and its validation.
-//! - [`shard_index`]: [`ShardIndex`] decode and encode (sharding codec spec §"Binary shard format").
+//! - [`shard_index`]: [`ShardIndex`] decode and encode, and where an inner chunk's bytes lie
+//!   ([`ShardIndex::chunk_bytes`]) (sharding codec spec §"Binary shard format").
 //! - [`blosc`]: blosc1 frame parsing into a [`blosc::BloscLayout`], CPU decode and a small encoder.
 //! - [`decode`]: [`decode_chunk`], the whole codec chain for one chunk into a caller buffer.
 //! - [`geometry`]: [`Aabb`], [`ArrayGeometry`]: box ∩ array → shards → inner chunks.

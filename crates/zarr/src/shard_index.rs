@@ -171,6 +171,61 @@ impl ShardIndex {
         Ok(Self { entries })
     }
 
+    /// Reads and validates the index of a whole shard held in memory:
+    /// [`ShardIndex::byte_range`] of `shard.len()`, then [`ShardIndex::decode`] of those
+    /// bytes.
+    ///
+    /// # Errors
+    /// As [`ShardIndex::byte_range`] and [`ShardIndex::decode`].
+    pub fn of_shard(codec: &ShardingCodec, n_chunks: u64, shard: &[u8]) -> Result<Self> {
+        let shard_len = shard.len() as u64;
+        let range = Self::byte_range(codec, n_chunks, shard_len)?;
+        // byte_range returned a range inside the shard; the conversions are checked anyway.
+        let index_bytes = usize::try_from(range.start)
+            .ok()
+            .zip(usize::try_from(range.end).ok())
+            .and_then(|(lo, hi)| shard.get(lo..hi))
+            .ok_or(Error::ShardTooShort { shard_len, index_len: range.end - range.start })?;
+        Self::decode(codec, n_chunks, shard_len, index_bytes)
+    }
+
+    /// Where inner chunk `chunk` (C order) lies in its shard: `None` for an empty entry.
+    ///
+    /// # Errors
+    /// `ChunkNotInIndex` past the last entry; `Overflow` when the entry's end overflows
+    /// (only an index built with [`ShardIndex::from_entries`] can hold one).
+    pub fn chunk_range(&self, chunk: u64) -> Result<Option<Range<u64>>> {
+        let entries = self.entries.len() as u64;
+        match self.get(chunk).ok_or(Error::ChunkNotInIndex { chunk, entries })? {
+            ChunkLocation::Empty => Ok(None),
+            ChunkLocation::Range { offset, nbytes } => {
+                let end = offset
+                    .checked_add(nbytes)
+                    .ok_or(Error::Overflow { what: "shard index entry end" })?;
+                Ok(Some(offset..end))
+            }
+        }
+    }
+
+    /// The stored bytes of inner chunk `chunk` (C order) in `shard`, the shard object
+    /// this index was read from: `None` for an empty entry (the chunk is fill value).
+    ///
+    /// # Errors
+    /// As [`ShardIndex::chunk_range`]; `IndexEntryOutOfRange` when the entry does not lie
+    /// inside `shard`.
+    pub fn chunk_bytes<'a>(&self, shard: &'a [u8], chunk: u64) -> Result<Option<&'a [u8]>> {
+        let Some(range) = self.chunk_range(chunk)? else { return Ok(None) };
+        let outside = || Error::IndexEntryOutOfRange {
+            entry: chunk,
+            offset: range.start,
+            nbytes: range.end - range.start,
+            shard_len: shard.len() as u64,
+        };
+        let lo = usize::try_from(range.start).map_err(|_| outside())?;
+        let hi = usize::try_from(range.end).map_err(|_| outside())?;
+        shard.get(lo..hi).map(Some).ok_or_else(outside)
+    }
+
     /// Encodes `entries` with the codec's index encoding (used by writers and tests).
     ///
     /// # Errors
@@ -314,7 +369,81 @@ mod tests {
         );
     }
 
+    #[test]
+    fn chunk_bytes_slices_present_entries_and_reports_the_others() {
+        for loc in [IndexLocation::Start, IndexLocation::End] {
+            let c = codec(loc, Endian::Little, true);
+            let index_len = ShardIndex::encoded_len(&c, 3).unwrap();
+            let base = if loc == IndexLocation::Start { index_len } else { 0 };
+            let body = b"abcdefg";
+            let entries = [
+                ChunkLocation::Range { offset: base + 3, nbytes: 4 },
+                ChunkLocation::Empty,
+                ChunkLocation::Range { offset: base, nbytes: 3 },
+            ];
+            let index = ShardIndex::encode(&c, &entries).unwrap();
+            let shard = match loc {
+                IndexLocation::Start => [&index[..], body].concat(),
+                IndexLocation::End => [body, &index[..]].concat(),
+            };
+            let idx = ShardIndex::of_shard(&c, 3, &shard).unwrap();
+            assert_eq!(idx.entries(), &entries[..]);
+            assert_eq!(idx.chunk_bytes(&shard, 0), Ok(Some(&b"defg"[..])));
+            assert_eq!(idx.chunk_bytes(&shard, 1), Ok(None));
+            assert_eq!(idx.chunk_bytes(&shard, 2), Ok(Some(&b"abc"[..])));
+            assert_eq!(idx.chunk_range(2), Ok(Some(base..base + 3)));
+            assert_eq!(
+                idx.chunk_bytes(&shard, 3),
+                Err(Error::ChunkNotInIndex { chunk: 3, entries: 3 })
+            );
+            // Another (shorter) shard than the one the index was read from.
+            assert_eq!(
+                idx.chunk_bytes(&shard[..base as usize + 5], 0),
+                Err(Error::IndexEntryOutOfRange {
+                    entry: 0,
+                    offset: base + 3,
+                    nbytes: 4,
+                    shard_len: base + 5
+                })
+            );
+            // A shard too short for its index.
+            assert_eq!(
+                ShardIndex::of_shard(&c, 3, &shard[..10]),
+                Err(Error::ShardTooShort { shard_len: 10, index_len })
+            );
+        }
+        // Unvalidated entries: an overflowing end is an error, not a wrap.
+        let forged = ShardIndex::from_entries(vec![ChunkLocation::Range {
+            offset: u64::MAX - 1,
+            nbytes: 4,
+        }]);
+        assert_eq!(forged.chunk_range(0), Err(Error::Overflow { what: "shard index entry end" }));
+        assert!(matches!(forged.chunk_bytes(&[0; 8], 0), Err(Error::Overflow { .. })));
+        let past = ShardIndex::from_entries(vec![ChunkLocation::Range { offset: 6, nbytes: 4 }]);
+        assert_eq!(
+            past.chunk_bytes(&[0; 8], 0),
+            Err(Error::IndexEntryOutOfRange { entry: 0, offset: 6, nbytes: 4, shard_len: 8 })
+        );
+    }
+
     proptest! {
+        #[test]
+        fn chunk_bytes_never_panics(entries in prop::collection::vec(
+                                        prop::option::of((any::<u64>(), any::<u64>())), 0..8),
+                                    shard_len in 0usize..64, chunk in 0u64..10) {
+            let entries = entries.into_iter().map(|e| match e {
+                None => ChunkLocation::Empty,
+                Some((offset, nbytes)) => ChunkLocation::Range { offset: offset % 80, nbytes: nbytes % 80 },
+            }).collect();
+            let idx = ShardIndex::from_entries(entries);
+            let shard = vec![0u8; shard_len];
+            if let Ok(Some(bytes)) = idx.chunk_bytes(&shard, chunk) {
+                let r = idx.chunk_range(chunk).unwrap().unwrap();
+                prop_assert_eq!(bytes.len() as u64, r.end - r.start);
+                prop_assert!(r.end <= shard_len as u64);
+            }
+        }
+
         #[test]
         fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200),
                                n in 0u64..12, shard_len in any::<u64>(),

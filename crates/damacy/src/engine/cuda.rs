@@ -107,9 +107,3 @@ fn gs<T>(what: &'static str, r: gpu_schedule::Result<T>) -> Result<T> {
 fn align_up(v: u64, a: u64) -> u64 {
     v.div_ceil(a.max(1)) * a.max(1)
 }
-
-/// Whether nvCOMP use is switched off by `DAMACY_NVCOMP=off` (the bench's nvCOMP ceiling
-/// reads it too: a ceiling for a decoder the engine does not use would mislead).
-pub(crate) fn nvcomp_disabled() -> bool {
-    std::env::var("DAMACY_NVCOMP").is_ok_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
-}

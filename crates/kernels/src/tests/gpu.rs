@@ -3,9 +3,10 @@
 //! bundle's `run.sh test` runs them.
 
 use gpu_schedule::{Backend, CudaBackend, CudaDeviceMem, CudaStreamHandle};
+use zarr::odometer::c_strides;
 use zarr::{DataType, OutDtype};
 
-use super::reference::{Rng, box_coords, scatter, strides};
+use super::reference::{Rng, box_coords, scatter};
 use crate::desc::*;
 use crate::error::Error;
 use crate::mem::{download, upload};
@@ -399,7 +400,7 @@ fn fill_writes_each_box_and_nothing_else_gpu() {
         unsafe { g.kernels.fill(&g.stream, size as u32, r(&dst), r(&dboxes), 3) }.unwrap();
         let got = g.down(&dst);
         let mut want = vec![POISON; n as usize * size];
-        let ss = strides(shape);
+        let ss = c_strides(shape);
         let se: u64 = shape.iter().product();
         for (s, lo, e) in &boxes {
             for c in box_coords(e) {

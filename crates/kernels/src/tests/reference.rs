@@ -1,5 +1,9 @@
 //! Host references for the GPU tests: the host engine's casts (`crate::cast`, which
-//! `damacy::cast` uses too), the host scatter and fill, and a small deterministic RNG.
+//! `damacy::cast` uses too), the host scatter and fill, and deterministic test data
+//! (splitmix64).
+
+use splitmix::SplitMix64;
+use zarr::odometer::{advance, c_strides};
 
 use zarr::{DataType, OutDtype};
 
@@ -53,25 +57,15 @@ pub(crate) fn cast_run(src_t: DataType, out: OutDtype, src: &[u8], dst: &mut [u8
     }
 }
 
-pub(crate) fn strides(shape: &[u64]) -> Vec<u64> {
-    let mut s = vec![1u64; shape.len()];
-    for a in (0..shape.len().saturating_sub(1)).rev() {
-        s[a] = s[a + 1] * shape[a + 1];
-    }
-    s
-}
-
 /// Every element coordinate of a box of extent `ext`, in C order.
 pub(crate) fn box_coords(ext: &[u64]) -> Vec<Vec<u64>> {
-    let total: u64 = ext.iter().product();
-    let mut out = Vec::with_capacity(total as usize);
-    for mut e in 0..total {
-        let mut c = vec![0u64; ext.len()];
-        for a in (0..ext.len()).rev() {
-            c[a] = e % ext[a];
-            e /= ext[a];
-        }
-        out.push(c);
+    if ext.contains(&0) {
+        return Vec::new();
+    }
+    let mut c = vec![0u64; ext.len()];
+    let mut out = vec![c.clone()];
+    while advance(&mut c, ext) {
+        out.push(c.clone());
     }
     out
 }
@@ -92,7 +86,7 @@ pub(crate) fn scatter(
     dst: &mut [u8],
 ) {
     let (s, o) = (src_t.size(), out.size(src_t));
-    let (cs, ss) = (strides(chunk_shape), strides(sample_shape));
+    let (cs, ss) = (c_strides(chunk_shape), c_strides(sample_shape));
     let sample_elems: u64 = sample_shape.iter().product();
     for c in box_coords(ext) {
         let mut si = 0u64;
@@ -106,25 +100,24 @@ pub(crate) fn scatter(
     }
 }
 
-/// xorshift64*: deterministic bytes for test data.
+/// Deterministic test data: the workspace's splitmix64 stream, with the element and byte
+/// helpers the tests need.
 #[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+pub(crate) struct Rng(SplitMix64);
 
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 impl Rng {
     pub(crate) fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+        Self(SplitMix64::new(seed))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.next_u64()
     }
 
+    /// Uniform in `0..n`; `0` when `n == 0`.
     pub(crate) fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
+        self.0.below(n)
     }
 
     pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {

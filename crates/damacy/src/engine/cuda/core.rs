@@ -14,7 +14,6 @@ use super::route::cpu_share_from_env;
 use super::sizing::{Sizing, choose, meta_bytes};
 use super::{
     DESC_BYTES, DESC_CAP, MAX_GPU_STREAM, REGION_ALIGN, STAGING_PAD, WAVES, gpu_err, gs, new_event,
-    nvcomp_disabled,
 };
 use crate::config::Config;
 use crate::error::{Error, Result, Unavailable};
@@ -104,7 +103,7 @@ impl Engine {
         let kernels = Kernels::for_backend(&backend).map_err(|_| Error::BackendUnavailable {
             reason: Unavailable::KernelsDidNotCompile { device },
         })?;
-        let lib = if nvcomp_disabled() { None } else { NvcompLib::global().ok() };
+        let lib = if kernels::nvcomp::nvcomp_disabled() { None } else { NvcompLib::global().ok() };
         let align = match &lib {
             Some(l) => {
                 backend.context().bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))?;

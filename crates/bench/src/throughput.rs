@@ -7,16 +7,47 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use damacy::{Backend, Config, Pipeline, Sample, Stats};
 use serde::Serialize;
-use zarr::{ArrayMetadata, ArrayToBytes, ChunkLocation, ShardIndex};
+use zarr::odometer::advance;
+use zarr::{ArrayMetadata, ArrayToBytes, ShardIndex};
 
-use crate::Sample;
-use crate::config::{Backend, Config, OutDtype};
-use crate::datagen::{self, GenProgress, GenReport};
-use crate::error::{Error, Result};
-use crate::pipeline::Pipeline;
-use crate::scenario::{OutputDtype, Scenario};
-use crate::stats::Stats;
+use crate::datagen::{self, GenError, GenProgress, GenReport};
+use crate::scenario::Scenario;
+
+/// Why a bench run failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// The scenario's dataset could not be generated (the error names the path).
+    #[error("dataset: {0}")]
+    Dataset(#[source] Box<GenError>),
+    /// The file store (or the latency store around it) could not be created.
+    #[error("store: {0}")]
+    Store(#[source] Box<store::Error>),
+    /// The pipeline refused the configuration or a batch failed: synthetic data must
+    /// read cleanly, so any failure aborts the run.
+    #[error(transparent)]
+    Pipeline(Box<damacy::Error>),
+}
+
+impl From<GenError> for BenchError {
+    fn from(e: GenError) -> Self {
+        Self::Dataset(Box::new(e))
+    }
+}
+
+impl From<store::Error> for BenchError {
+    fn from(e: store::Error) -> Self {
+        Self::Store(Box::new(e))
+    }
+}
+
+impl From<damacy::Error> for BenchError {
+    fn from(e: damacy::Error) -> Self {
+        Self::Pipeline(Box::new(e))
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -91,21 +122,16 @@ pub struct BenchReport {
     pub stats: Stats,
 }
 
-fn out_dtype(d: OutputDtype) -> OutDtype {
-    match d {
-        OutputDtype::F32 => OutDtype::F32,
-        OutputDtype::Bf16 => OutDtype::Bf16,
-        OutputDtype::F16 => OutDtype::F16,
-        OutputDtype::Native => OutDtype::Native,
-    }
-}
-
 /// Generates the dataset if needed, then runs warm-up and timed batches.
 ///
 /// # Errors
-/// `Dataset` when generation fails; pipeline errors (a failing batch aborts the bench:
-/// synthetic data must read cleanly).
-pub fn run(opts: &BenchOptions, progress: &dyn Fn(BenchProgress)) -> Result<BenchReport> {
+/// `Dataset` when generation fails; `Store` when the file store cannot be created;
+/// `Pipeline` for the pipeline's errors (a failing batch aborts the bench: synthetic data
+/// must read cleanly).
+pub fn run(
+    opts: &BenchOptions,
+    progress: &dyn Fn(BenchProgress),
+) -> Result<BenchReport, BenchError> {
     let sc = &opts.scenario;
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -118,7 +144,7 @@ pub fn run(opts: &BenchOptions, progress: &dyn Fn(BenchProgress)) -> Result<Benc
     let cfg = Config::builder()
         .sample_shape(&sc.sample_shape)
         .samples_per_batch(sc.samples_per_batch as usize)
-        .dtype(out_dtype(sc.output_dtype))
+        .dtype(sc.output_dtype)
         .backend(opts.backend)
         // The GPU host has 139 GiB: give the CUDA engine room for large waves and
         // nvCOMP's temp buffer (ignored by the host engine). Pinned memory for three
@@ -155,7 +181,7 @@ pub fn run(opts: &BenchOptions, progress: &dyn Fn(BenchProgress)) -> Result<Benc
     let t0 = Instant::now();
     let mut first = None;
     for b in 0..sc.warmup_batches {
-        let batch = p.pop()?.ok_or(Error::Closed)?;
+        let batch = p.pop()?.ok_or(damacy::Error::Closed)?;
         first.get_or_insert(t0.elapsed());
         drop(batch);
         progress(BenchProgress::Warmup { done: b + 1, total: sc.warmup_batches });
@@ -163,7 +189,7 @@ pub fn run(opts: &BenchOptions, progress: &dyn Fn(BenchProgress)) -> Result<Benc
     p.reset_stats();
     let t1 = Instant::now();
     for b in 0..sc.timed_batches {
-        let batch = p.pop()?.ok_or(Error::Closed)?;
+        let batch = p.pop()?.ok_or(damacy::Error::Closed)?;
         first.get_or_insert(t0.elapsed());
         drop(batch);
         progress(BenchProgress::Timed { done: b + 1, total: sc.timed_batches });
@@ -171,7 +197,7 @@ pub fn run(opts: &BenchOptions, progress: &dyn Fn(BenchProgress)) -> Result<Benc
     let wall = t1.elapsed().as_secs_f64();
     let stats = p.stats();
     drop(p);
-    let src_size = sc.arrays.first().map(|g| g.dtype.data_type().size()).unwrap_or(2);
+    let src_size = sc.arrays.first().map(|g| g.dtype.size()).unwrap_or(2);
     let load = |stage, ns: u64, n: usize| StageLoad {
         stage,
         seconds: ns as f64 * 1e-9,
@@ -327,24 +353,13 @@ impl ArrayChunks {
         match &self.meta.codecs.array_to_bytes {
             ArrayToBytes::Sharding(s) => {
                 let Ok(n) = self.geom.num_chunks_per_shard() else { return };
-                let len = object.len() as u64;
-                let Ok(r) = ShardIndex::byte_range(s, n, len) else { return };
-                let (Ok(lo), Ok(hi)) = (usize::try_from(r.start), usize::try_from(r.end)) else {
-                    return;
-                };
-                let Some(index_bytes) = object.get(lo..hi) else { return };
-                let Ok(idx) = ShardIndex::decode(s, n, len, index_bytes) else { return };
-                for e in idx.entries() {
+                let Ok(idx) = ShardIndex::of_shard(s, n, &object) else { return };
+                for i in 0..n {
                     if out.len() >= want {
                         return;
                     }
-                    if let ChunkLocation::Range { offset, nbytes } = *e {
-                        let range = usize::try_from(offset).ok().and_then(|o| {
-                            usize::try_from(nbytes).ok().and_then(|n| Some(o..o.checked_add(n)?))
-                        });
-                        if let Some(c) = range.and_then(|r| object.get(r)) {
-                            out.push(c.to_vec());
-                        }
+                    if let Ok(Some(c)) = idx.chunk_bytes(&object, i) {
+                        out.push(c.to_vec());
                     }
                 }
             }
@@ -368,18 +383,8 @@ impl ArrayChunks {
                 return;
             }
             self.read_object(&idx, want, out);
-            // The next multi-index in C order; done after the last.
-            let mut axis = grid.len();
-            loop {
-                if axis == 0 {
-                    return;
-                }
-                axis -= 1;
-                idx[axis] += 1;
-                if idx[axis] < grid[axis] {
-                    break;
-                }
-                idx[axis] = 0;
+            if !advance(&mut idx, &grid) {
+                return;
             }
         }
     }

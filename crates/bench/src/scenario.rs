@@ -37,7 +37,7 @@
 //!
 //! # Crop sequence ([`Scenario::samples`])
 //!
-//! With `rng = Rng::new(seed)` (see [`crate::rng`]) and `n` the number of arrays, each
+//! With `rng = SplitMix64::new(seed)` (see the `splitmix` crate) and `n` the number of arrays, each
 //! sample draws, in this order: `g = rng.below(n)`, then for each axis `a` in order
 //! `lo[a] = rng.below(shape_g[a] - sample_shape[a] + 1)`; `hi[a] = lo[a] + sample_shape[a]`.
 //! The sequence is infinite; batch `b` is samples `b*samples_per_batch ..
@@ -45,10 +45,11 @@
 
 use std::path::{Path, PathBuf};
 
+use damacy::OutDtype;
 use serde::{Deserialize, Serialize};
 use zarr::DataType;
 
-use crate::rng::{Rng, mix64};
+use splitmix::{SplitMix64, mix64};
 
 /// Highest array rank a scenario may use.
 pub const MAX_RANK: usize = 8;
@@ -83,44 +84,6 @@ pub enum ScenarioError {
     Invalid { scenario: String, field: String, reason: String },
 }
 
-/// Element types a scenario array may have (zarr spellings in JSON).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VoxelType {
-    Int8,
-    Int16,
-    Int32,
-    Int64,
-    Uint8,
-    Uint16,
-    Uint32,
-    Uint64,
-    Float16,
-    Bfloat16,
-    Float32,
-    Float64,
-}
-
-impl VoxelType {
-    /// The zarr data type.
-    pub fn data_type(self) -> DataType {
-        match self {
-            VoxelType::Int8 => DataType::Int8,
-            VoxelType::Int16 => DataType::Int16,
-            VoxelType::Int32 => DataType::Int32,
-            VoxelType::Int64 => DataType::Int64,
-            VoxelType::Uint8 => DataType::UInt8,
-            VoxelType::Uint16 => DataType::UInt16,
-            VoxelType::Uint32 => DataType::UInt32,
-            VoxelType::Uint64 => DataType::UInt64,
-            VoxelType::Float16 => DataType::Float16,
-            VoxelType::Bfloat16 => DataType::BFloat16,
-            VoxelType::Float32 => DataType::Float32,
-            VoxelType::Float64 => DataType::Float64,
-        }
-    }
-}
-
 /// blosc shuffle filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -143,17 +106,6 @@ pub enum Codec {
     Raw,
 }
 
-/// The output dtype the bench asks the pipeline for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputDtype {
-    F32,
-    Bf16,
-    F16,
-    /// The arrays' own dtype (all arrays must share it).
-    Native,
-}
-
 /// Added store latency, for the `latency` scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,11 +121,51 @@ pub struct ArrayGroup {
     pub count: u64,
     pub name_prefix: String,
     pub shape: Vec<u64>,
-    pub dtype: VoxelType,
+    /// Any numeric zarr data type (not bool), spelled as in `zarr.json` (`"uint16"`).
+    #[serde(with = "dtype_name")]
+    pub dtype: DataType,
     /// `None` (JSON `null`) for an unsharded array.
     pub shard_shape: Option<Vec<u64>>,
     pub chunk_shape: Vec<u64>,
     pub codec: Codec,
+}
+
+/// [`ArrayGroup::dtype`] in JSON: the zarr spelling, through [`DataType::name`] and
+/// [`DataType::parse`] (the one place names are mapped); `bool` is refused, as the
+/// generator's voxels are intensities.
+mod dtype_name {
+    use serde::de::{Error as _, Expected, Unexpected};
+    use serde::{Deserialize, Deserializer, Serializer};
+    use zarr::DataType;
+
+    pub(super) fn serialize<S: Serializer>(dtype: &DataType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(dtype.name())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DataType, D::Error> {
+        let name = String::deserialize(d)?;
+        match DataType::parse(&name) {
+            Ok(DataType::Bool) | Err(_) => {
+                Err(D::Error::invalid_value(Unexpected::Str(&name), &NumericName))
+            }
+            Ok(dtype) => Ok(dtype),
+        }
+    }
+
+    /// What the error says was expected: every numeric type's name.
+    struct NumericName;
+
+    impl Expected for NumericName {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a numeric zarr data type (")?;
+            let numeric = DataType::ALL.into_iter().filter(|&d| d != DataType::Bool);
+            for (i, d) in numeric.enumerate() {
+                f.write_str(if i == 0 { "" } else { ", " })?;
+                f.write_str(d.name())?;
+            }
+            f.write_str(")")
+        }
+    }
 }
 
 /// A benchmark scenario; see the module documentation for the format and semantics.
@@ -187,7 +179,8 @@ pub struct Scenario {
     pub warmup_batches: u64,
     pub timed_batches: u64,
     pub seed: u64,
-    pub output_dtype: OutputDtype,
+    /// The batches' element type (`native`: every array must share one dtype).
+    pub output_dtype: OutDtype,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<Latency>,
 }
@@ -208,7 +201,7 @@ fn group(
     count: u64,
     name_prefix: &str,
     shape: [u64; 3],
-    dtype: VoxelType,
+    dtype: DataType,
     shard: Option<[u64; 3]>,
     chunk: [u64; 3],
     codec: Codec,
@@ -230,10 +223,10 @@ impl Scenario {
     /// # Errors
     /// `UnknownBuiltin` for any other name.
     pub fn builtin(name: &str) -> Result<Self, ScenarioError> {
-        use VoxelType::{Float32, Uint8, Uint16};
+        use DataType::{Float32, UInt8, UInt16};
         let zstd3 = Codec::Zstd { level: 3 };
         let default_group =
-            |codec| group(8, "vol_", [512; 3], Uint16, Some([256, 256, 512]), [32, 64, 64], codec);
+            |codec| group(8, "vol_", [512; 3], UInt16, Some([256, 256, 512]), [32, 64, 64], codec);
         let base = |name: &str, arrays, sample: u64, per_batch, warmup, timed| Scenario {
             name: name.to_owned(),
             arrays,
@@ -242,13 +235,13 @@ impl Scenario {
             warmup_batches: warmup,
             timed_batches: timed,
             seed: 42,
-            output_dtype: OutputDtype::F32,
+            output_dtype: OutDtype::F32,
             latency: None,
         };
         let s = match name {
             "smoke" => base(
                 name,
-                vec![group(2, "vol_", [64; 3], Uint16, Some([32, 32, 64]), [16, 16, 16], zstd3)],
+                vec![group(2, "vol_", [64; 3], UInt16, Some([32, 32, 64]), [16, 16, 16], zstd3)],
                 16,
                 4,
                 1,
@@ -260,7 +253,7 @@ impl Scenario {
                     2,
                     "vol_",
                     [256; 3],
-                    Uint16,
+                    UInt16,
                     Some([128, 128, 256]),
                     [32, 64, 64],
                     zstd3,
@@ -293,7 +286,7 @@ impl Scenario {
                 };
                 base(
                     name,
-                    vec![g("u8_", Uint8), g("u16_", Uint16), g("f32_", Float32)],
+                    vec![g("u8_", UInt8), g("u16_", UInt16), g("f32_", Float32)],
                     64,
                     64,
                     2,
@@ -302,7 +295,7 @@ impl Scenario {
             }
             "many-arrays" => base(
                 name,
-                vec![group(1000, "small_", [64; 3], Uint16, Some([64; 3]), [32; 3], zstd3)],
+                vec![group(1000, "small_", [64; 3], UInt16, Some([64; 3]), [32; 3], zstd3)],
                 32,
                 128,
                 2,
@@ -316,7 +309,7 @@ impl Scenario {
                         4,
                         "vol_",
                         [256; 3],
-                        Uint16,
+                        UInt16,
                         Some([128, 128, 256]),
                         [32, 64, 64],
                         zstd3,
@@ -439,6 +432,9 @@ impl Scenario {
                     format!("`{}` is used by an earlier group", g.name_prefix),
                 ));
             }
+            if g.dtype == DataType::Bool {
+                return Err(bad(f("dtype"), "is bool; scenario arrays hold numeric voxels".into()));
+            }
             if g.shape.len() != rank {
                 return Err(bad(
                     f("shape"),
@@ -477,14 +473,14 @@ impl Scenario {
             }
             // Keep one chunk (and one shard) addressable in memory on every platform.
             let elems = |shape: &[u64]| shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
-            let chunk_bytes = elems(&g.chunk_shape)
-                .and_then(|n| n.checked_mul(g.dtype.data_type().size() as u64));
+            let chunk_bytes =
+                elems(&g.chunk_shape).and_then(|n| n.checked_mul(g.dtype.size() as u64));
             if chunk_bytes.is_none_or(|b| b > 1 << 30) {
                 return Err(bad(f("chunk_shape"), "makes chunks larger than 1 GiB".into()));
             }
             if let Some(shard) = &g.shard_shape
                 && elems(shard)
-                    .and_then(|n| n.checked_mul(g.dtype.data_type().size() as u64))
+                    .and_then(|n| n.checked_mul(g.dtype.size() as u64))
                     .is_none_or(|b| b > 4 << 30)
             {
                 return Err(bad(f("shard_shape"), "makes shards larger than 4 GiB".into()));
@@ -505,7 +501,7 @@ impl Scenario {
                 _ => {}
             }
         }
-        if self.output_dtype == OutputDtype::Native
+        if self.output_dtype == OutDtype::Native
             && self.arrays.iter().any(|g| g.dtype != self.arrays[0].dtype)
         {
             return Err(bad(
@@ -565,7 +561,11 @@ impl Scenario {
         } else {
             Vec::new()
         };
-        SampleIter { rng: Rng::new(self.seed), arrays, sample_shape: self.sample_shape.clone() }
+        SampleIter {
+            rng: SplitMix64::new(self.seed),
+            arrays,
+            sample_shape: self.sample_shape.clone(),
+        }
     }
 }
 
@@ -605,7 +605,7 @@ fn collapse_number_arrays(pretty: &str) -> String {
 /// The crop sequence of [`Scenario::samples`].
 #[derive(Debug, Clone)]
 pub struct SampleIter {
-    rng: Rng,
+    rng: SplitMix64,
     /// (path, shape) of every array, in order.
     arrays: Vec<(PathBuf, Vec<u64>)>,
     sample_shape: Vec<u64>,
@@ -692,7 +692,7 @@ mod tests {
         assert_eq!(d.arrays[0].codec, Codec::Zstd { level: 3 });
         assert_eq!(d.sample_shape, [128, 128, 128]);
         assert_eq!(d.samples_per_batch, 128);
-        assert_eq!(d.output_dtype, OutputDtype::F32);
+        assert_eq!(d.output_dtype, OutDtype::F32);
         assert_eq!(Scenario::builtin("many-arrays").unwrap().n_arrays(), 1000);
         assert_eq!(
             Scenario::builtin("bitshuffle").unwrap().arrays[0].codec,
@@ -720,10 +720,36 @@ mod tests {
         assert_eq!(s.arrays[0].codec, Codec::Raw);
         assert_eq!(s.arrays[0].shard_shape, None);
         assert_eq!(s.arrays[1].codec, Codec::BloscZstd { level: 5, shuffle: Shuffle::None });
-        assert_eq!(s.output_dtype, OutputDtype::Bf16);
+        assert_eq!(s.output_dtype, OutDtype::Bf16);
         assert_eq!(s.latency, None);
         let names: Vec<String> = s.array_instances().into_iter().map(|a| a.name).collect();
         assert_eq!(names, ["a0000", "b0000", "b0001"]);
+        assert_eq!((s.arrays[0].dtype, s.arrays[1].dtype), (DataType::UInt8, DataType::Float32));
+    }
+
+    #[test]
+    fn dtypes_are_spelled_as_in_zarr_json() {
+        let mut s = Scenario::builtin("smoke").unwrap();
+        for dtype in DataType::ALL.into_iter().filter(|&d| d != DataType::Bool) {
+            s.arrays[0].dtype = dtype;
+            let text = s.to_json();
+            assert!(text.contains(&format!("\"dtype\": \"{}\"", dtype.name())), "{text}");
+            assert_eq!(Scenario::from_json(&text, Path::new("x")).unwrap(), s);
+        }
+        let good = Scenario::builtin("smoke").unwrap().to_json();
+        for bad in ["bool", "uint12", "UInt16", "u2"] {
+            let text = good.replacen("\"uint16\"", &format!("\"{bad}\""), 1);
+            let err = Scenario::from_json(&text, Path::new("x")).unwrap_err();
+            assert!(
+                matches!(&err, ScenarioError::Parse { message, .. }
+                    if message.contains(bad) && message.contains("uint16, uint32")),
+                "{bad}: {err}"
+            );
+        }
+        s.arrays[0].dtype = DataType::Bool;
+        assert!(
+            matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "arrays[0].dtype")
+        );
     }
 
     #[test]
@@ -751,7 +777,7 @@ mod tests {
             matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "arrays[0].shard_shape")
         );
         let mut s = Scenario::builtin("mixed-dtype").unwrap();
-        s.output_dtype = OutputDtype::Native;
+        s.output_dtype = OutDtype::Native;
         assert!(
             matches!(s.validate(), Err(ScenarioError::Invalid { field, .. }) if field == "output_dtype")
         );
@@ -792,7 +818,7 @@ mod tests {
     #[test]
     fn samples_follow_the_documented_draws() {
         let s = Scenario::builtin("smoke").unwrap();
-        let mut rng = Rng::new(s.seed);
+        let mut rng = SplitMix64::new(s.seed);
         for (path, lo, hi) in s.samples(Path::new("d")).take(20) {
             let g = rng.below(2);
             assert_eq!(path, Path::new("d").join(format!("vol_{g:04}")));
@@ -804,7 +830,7 @@ mod tests {
     }
 
     // The first crops of `smoke` (seed 42, 2 arrays of 64³, 16³ samples), computed with
-    // the Python of crate::rng's documentation:
+    // the Python of the splitmix crate's documentation:
     // python3 -c "
     // M=(1<<64)-1
     // s=42

@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use damacy::bench::{BenchOptions, BenchProgress, BenchReport};
-use damacy::datagen::GenProgress;
-use damacy::scenario::Scenario;
+use bench::{BenchOptions, BenchProgress, BenchReport, GenProgress, Scenario};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::BackendArg;
@@ -90,7 +88,7 @@ pub(crate) fn generate(args: &GenArgs) -> Result<()> {
     let sc = load(&args.scenario)?;
     let b = bar(0, "generate");
     let report =
-        damacy::datagen::generate(&sc, &args.out, threads(args.threads), &|p| gen_progress(&b, p))
+        bench::datagen::generate(&sc, &args.out, threads(args.threads), &|p| gen_progress(&b, p))
             .with_context(|| format!("generating `{}` into {}", sc.name, args.out.display()))?;
     b.finish_and_clear();
     println!(
@@ -120,7 +118,7 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
     let gen_bar = bar(0, "generate");
     let run_bar = bar(sc.warmup_batches + sc.timed_batches, "batches");
     run_bar.set_position(0);
-    let report = damacy::bench::run(&opts, &|p| match p {
+    let report = bench::run(&opts, &|p| match p {
         BenchProgress::Generating(g) => gen_progress(&gen_bar, g),
         BenchProgress::Warmup { done, .. } => {
             gen_bar.finish_and_clear();

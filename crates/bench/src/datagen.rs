@@ -35,10 +35,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use zarr::codec::{BloscCname, BloscShuffle};
+use zarr::odometer::advance;
 use zarr::{ArrayMetadata, BytesToBytes, ChunkRepr, CodecChain, DataType, Endian, FillValue};
 
-use crate::rng::{Rng, mix64};
 use crate::scenario::{ArrayGroup, Codec, MAX_RANK, Scenario, ScenarioError, Shuffle};
+use splitmix::{SplitMix64, mix64};
 
 /// Bumped whenever the bytes written for a scenario change, so caches are redone.
 pub const GENERATOR_VERSION: u32 = 1;
@@ -141,7 +142,7 @@ pub fn cached_report(scenario: &Scenario, out_dir: &Path) -> Option<GenReport> {
 
 /// The codec chain of one (inner) chunk of `group`.
 pub fn chunk_codecs(group: &ArrayGroup) -> CodecChain {
-    let dt = group.dtype.data_type();
+    let dt = group.dtype;
     let endian = (dt.size() > 1).then_some(Endian::Little);
     let b2b = match group.codec {
         Codec::Zstd { level } => vec![BytesToBytes::Zstd { level, checksum: false }],
@@ -166,7 +167,7 @@ pub fn chunk_codecs(group: &ArrayGroup) -> CodecChain {
 /// # Errors
 /// The zarr crate's validation errors (which a validated scenario does not cause).
 pub fn array_metadata(group: &ArrayGroup) -> Result<ArrayMetadata, zarr::Error> {
-    let dt = group.dtype.data_type();
+    let dt = group.dtype;
     let fill = FillValue::zero(dt);
     match &group.shard_shape {
         Some(shard) => ArrayMetadata::sharded(
@@ -198,10 +199,10 @@ pub struct Field {
 }
 
 impl Field {
-    /// Draws the parameters from `Rng::new(array_seed)`: `base`, then per term `amp` and
+    /// Draws the parameters from `SplitMix64::new(array_seed)`: `base`, then per term `amp` and
     /// per axis (all [`MAX_RANK`] of them) the period and phase.
     pub fn new(array_seed: u64) -> Self {
-        let mut r = Rng::new(array_seed);
+        let mut r = SplitMix64::new(array_seed);
         let base = 0.04 + 0.04 * r.next_f64();
         let mut amp = [0.0; TERMS];
         let mut inv_period = [[0.0; MAX_RANK]; TERMS];
@@ -364,18 +365,8 @@ pub fn fill_block(
             let h = mix64(h_row ^ (origin[last] + x as u64));
             put(dtype, stored_value(dtype, s + NOISE * Field::tri(h)), e);
         }
-        // Advance the odometer over the outer axes.
-        let mut a = last;
-        loop {
-            if a == 0 {
-                return;
-            }
-            a -= 1;
-            outer[a] += 1;
-            if outer[a] < inside[a] {
-                break;
-            }
-            outer[a] = 0;
+        if !advance(&mut outer, &inside[..last]) {
+            return;
         }
     }
 }
@@ -493,13 +484,11 @@ pub fn generate(
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .ok_or_else(|| overflow("object count"))?;
         let array_index = plans.len();
-        for i in 0..n_objects {
-            let mut coords = vec![0u64; grid.len()];
-            let mut rest = i;
-            for a in (0..grid.len()).rev() {
-                coords[a] = rest % grid[a];
-                rest /= grid[a];
-            }
+        // The object grid in C order.
+        let mut next_coords = vec![0u64; grid.len()];
+        for _ in 0..n_objects {
+            let coords = next_coords.clone();
+            advance(&mut next_coords, &grid);
             // Raw bytes of the part of this object inside the array.
             let raw_bytes = (0..grid.len())
                 .map(|a| {

@@ -1,6 +1,12 @@
-//! A tiny, exactly specified PRNG (splitmix64) shared by the scenario crop sequence and
-//! the synthetic data generator, so that other implementations (the Python tensorstore
-//! peer of `bench-compare`) can replay the same sequence bit for bit.
+//! splitmix64, the one small PRNG of the workspace: the bench's crop sequence and
+//! synthetic voxels, the latency store's delays, and the tests' deterministic data all
+//! draw from it, and other implementations (the Python tensorstore peer of
+//! `bench-compare`) replay it bit for bit. No dependencies, no `unsafe`.
+//!
+//! Three forms of one sequence: [`mix64`], the output function; [`splitmix64`]`(seed, i)`,
+//! the `i`-th output of the stream seeded by `seed`, computed without state (so
+//! concurrent callers need only a counter); and [`SplitMix64`], the stream as a generator
+//! with unbiased bounded draws and floats.
 //!
 //! # Algorithm (all arithmetic modulo 2^64)
 //!
@@ -43,12 +49,15 @@
 //!             if x >= t: return x % n
 //! ```
 
+#![forbid(unsafe_code)]
+
 /// The splitmix64 increment (the golden ratio in 64-bit fixed point).
-const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+pub const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// splitmix64's output function: a bijective 64-bit mixer.
 ///
-/// Also used on its own by the generator to hash voxel coordinates into noise.
+/// Also a hash on its own: the bench's generator hashes voxel coordinates into noise
+/// with it.
 #[inline]
 pub fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -56,13 +65,21 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A splitmix64 generator; see the module documentation for the exact algorithm.
+/// Output `i` (0-based) of the stream seeded by `seed`:
+/// `mix64(seed + (i + 1) * GAMMA)`, equal to the `i + 1`-th [`SplitMix64::next_u64`] of
+/// `SplitMix64::new(seed)`. `splitmix64(x, 0)` is the common one-shot hash of `x`.
+#[inline]
+pub fn splitmix64(seed: u64, i: u64) -> u64 {
+    mix64(seed.wrapping_add(i.wrapping_add(1).wrapping_mul(GAMMA)))
+}
+
+/// A splitmix64 generator; see the crate documentation for the exact algorithm.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rng {
+pub struct SplitMix64 {
     state: u64,
 }
 
-impl Rng {
+impl SplitMix64 {
     /// A generator whose first output is `mix64(seed + GAMMA)`.
     pub fn new(seed: u64) -> Self {
         Self { state: seed }
@@ -112,7 +129,7 @@ mod tests {
     // print([hex(x) for x in sm(0)]); print([hex(x) for x in sm(42)])"
     #[test]
     fn golden_seed_0() {
-        let mut r = Rng::new(0);
+        let mut r = SplitMix64::new(0);
         let got: Vec<u64> = (0..4).map(|_| r.next_u64()).collect();
         assert_eq!(
             got,
@@ -122,7 +139,7 @@ mod tests {
 
     #[test]
     fn golden_seed_42() {
-        let mut r = Rng::new(42);
+        let mut r = SplitMix64::new(42);
         let got: Vec<u64> = (0..4).map(|_| r.next_u64()).collect();
         assert_eq!(
             got,
@@ -142,24 +159,41 @@ mod tests {
     // print(out)"
     #[test]
     fn golden_below_seed_42() {
-        let mut r = Rng::new(42);
+        let mut r = SplitMix64::new(42);
         let got: Vec<u64> = [10, 1000, 3, 7].into_iter().map(|n| r.below(n)).collect();
         assert_eq!(got, [3, 291, 0, 2]);
     }
 
+    // The same reference sequence (seed 0) through the stateless form, as the latency
+    // store's normal generator uses it.
+    #[test]
+    fn stateless_form_is_the_same_stream() {
+        assert_eq!(splitmix64(0, 0), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(splitmix64(0, 1), 0x6E78_9E6A_A1B9_65F4);
+        for seed in [0, 42, u64::MAX, 0x6461_7461_7365_6564] {
+            let mut r = SplitMix64::new(seed);
+            for i in 0..100 {
+                assert_eq!(splitmix64(seed, i), r.next_u64(), "seed {seed} output {i}");
+            }
+        }
+        // The one-shot hash: mix64 of seed + GAMMA.
+        assert_eq!(splitmix64(42, 0), mix64(42u64.wrapping_add(GAMMA)));
+        assert_eq!(splitmix64(42, 0), 0xbdd7_3226_2feb_6e95);
+    }
+
     #[test]
     fn below_zero_and_one_draw_correctly() {
-        let mut r = Rng::new(7);
+        let mut r = SplitMix64::new(7);
         assert_eq!(r.below(0), 0);
         // below(0) draws nothing, so the stream is unchanged.
-        assert_eq!(r, Rng::new(7));
+        assert_eq!(r, SplitMix64::new(7));
         assert_eq!(r.below(1), 0);
-        assert_ne!(r, Rng::new(7));
+        assert_ne!(r, SplitMix64::new(7));
     }
 
     #[test]
     fn below_stays_in_range_and_covers_it() {
-        let mut r = Rng::new(1);
+        let mut r = SplitMix64::new(1);
         let mut seen = [0u32; 5];
         for _ in 0..1000 {
             let v = r.below(5);
@@ -171,7 +205,7 @@ mod tests {
 
     #[test]
     fn f64_in_unit_interval() {
-        let mut r = Rng::new(3);
+        let mut r = SplitMix64::new(3);
         for _ in 0..1000 {
             let x = r.next_f64();
             assert!((0.0..1.0).contains(&x));

@@ -74,7 +74,7 @@ pub(crate) fn measure(
     if frames.is_empty()
         || chunk_bytes == 0
         || chunks_per_call == 0
-        || crate::engine::cuda::nvcomp_disabled()
+        || kernels::nvcomp::nvcomp_disabled()
     {
         return None;
     }

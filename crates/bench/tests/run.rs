@@ -1,0 +1,66 @@
+//! `bench::run` on the `smoke` scenario with the host engine: what it reports, and how it
+//! fails.
+
+use bench::{BenchError, BenchOptions, GenError, Scenario, ScenarioError};
+use damacy::Backend;
+
+fn options(scenario: Scenario, data_dir: &std::path::Path, measure_ceiling: bool) -> BenchOptions {
+    BenchOptions {
+        scenario,
+        data_dir: data_dir.to_owned(),
+        backend: Backend::Host,
+        threads: 2,
+        measure_ceiling,
+    }
+}
+
+#[test]
+fn smoke_on_the_host_engine_reports_its_batches_and_the_cpu_ceiling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sc = Scenario::builtin("smoke").expect("smoke");
+    let progress = std::cell::RefCell::new(Vec::new());
+    let r = bench::run(&options(sc.clone(), dir.path(), true), &|p| {
+        progress.borrow_mut().push(format!("{p:?}"));
+    })
+    .expect("bench");
+    assert_eq!((r.scenario.as_str(), r.engine, r.threads), ("smoke", "host", 2));
+    // smoke: 4 timed batches of 4 samples of 16³ u16, after 1 warm-up batch.
+    assert_eq!((r.batches, r.samples), (4, 16));
+    assert_eq!(r.source_dtype_bytes, 2);
+    assert_eq!(r.output_dtype, "f32");
+    // Voxels are counted when a batch is planned, also for batches planned ahead of the
+    // pops (before or after the reset), so only their unit is fixed: whole batches.
+    assert!(r.stats.voxels_delivered > 0);
+    assert_eq!(r.stats.voxels_delivered % (4 * 16 * 16 * 16), 0, "{}", r.stats.voxels_delivered);
+    assert!(r.gvox_per_s > 0.0 && r.seconds > 0.0);
+    assert!(r.read_amplification >= 1.0 && r.decode_amplification >= 1.0);
+    assert_eq!((r.dataset.arrays, r.dataset.objects, r.dataset.cached), (2, 8, false));
+    // The host engine has no GPU term; the ceiling is the CPU's alone.
+    assert_eq!((r.gpu_decode_gb_per_s, r.gpu_decode_chunks_per_call), (None, None));
+    assert!(r.cpu_decode_gb_per_s.is_some_and(|g| g > 0.0), "{:?}", r.cpu_decode_gb_per_s);
+    assert_eq!(r.ceiling_gvox_per_s, r.cpu_ceiling_gvox_per_s);
+    let stages: Vec<&str> = r.stages.iter().map(|s| s.stage).collect();
+    assert_eq!(stages, ["plan", "io", "decode", "assemble", "pop_wait"]);
+    let progress = progress.into_inner();
+    assert!(progress.iter().any(|p| p.starts_with("Generating")), "{progress:?}");
+    assert_eq!(progress.last().map(String::as_str), Some("Timed { done: 4, total: 4 }"));
+
+    // A second run finds the dataset in place.
+    let again = bench::run(&options(sc, dir.path(), false), &|_| {}).expect("bench");
+    assert!(again.dataset.cached);
+    assert_eq!(again.ceiling_gvox_per_s, None);
+}
+
+#[test]
+fn an_invalid_scenario_is_a_dataset_error_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sc = Scenario::builtin("smoke").expect("smoke");
+    sc.timed_batches = 0;
+    let err = bench::run(&options(sc, dir.path(), false), &|_| {}).expect_err("invalid");
+    let BenchError::Dataset(gen_err) = &err else { panic!("{err}") };
+    assert!(
+        matches!(&**gen_err, GenError::Scenario(ScenarioError::Invalid { field, .. }) if field == "timed_batches"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("timed_batches"), "{err}");
+}
