@@ -9,7 +9,6 @@ use serde_json::{Map, Value, json};
 
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
-use crate::shard_index::ShardIndex;
 
 /// Byte order of the `bytes` codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -552,6 +551,56 @@ fn parse_sharding(cfg: &mut Config, data_type: DataType, shape: &[u64]) -> Resul
         },
     };
     let codec = ShardingCodec { chunk_shape, codecs, index_codecs, index_location };
-    ShardIndex::validate_codecs(&codec)?;
+    IndexFormat::of(&codec.index_codecs)?;
     Ok(codec)
+}
+/// The index codec chain reduced to the two facts decoding needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexFormat {
+    pub(crate) endian: Endian,
+    pub(crate) crc32c: bool,
+}
+
+impl IndexFormat {
+    /// The format of `chain` (a shard's `index_codecs`).
+    ///
+    /// # Errors
+    /// `CodecChain` naming what is not supported.
+    pub(crate) fn of(chain: &CodecChain) -> Result<Self> {
+        if !chain.array_to_array.is_empty() {
+            return Err(Error::CodecChain {
+                reason: "shard index_codecs must not contain array→array codecs",
+            });
+        }
+        let endian = match chain.array_to_bytes {
+            // u64 entries need an endianness; the spec's default is little.
+            ArrayToBytes::Bytes { endian } => endian.unwrap_or(Endian::Little),
+            ArrayToBytes::Sharding(_) => {
+                return Err(Error::CodecChain {
+                    reason: "shard index_codecs must use `bytes`, not `sharding_indexed`",
+                });
+            }
+        };
+        let crc32c = match chain.bytes_to_bytes.as_slice() {
+            [] => false,
+            [BytesToBytes::Crc32c] => true,
+            _ => {
+                return Err(Error::CodecChain {
+                    reason: "shard index_codecs support only `bytes` optionally followed by `crc32c`",
+                });
+            }
+        };
+        Ok(Self { endian, crc32c })
+    }
+
+    /// Bytes of an encoded index of `n_chunks` entries.
+    ///
+    /// # Errors
+    /// `Overflow` for an impossible chunk count.
+    pub(crate) fn encoded_len(self, n_chunks: u64) -> Result<u64> {
+        n_chunks
+            .checked_mul(16)
+            .and_then(|b| b.checked_add(if self.crc32c { 4 } else { 0 }))
+            .ok_or(Error::Overflow { what: "shard index length" })
+    }
 }

@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use crate::codec::{ArrayToBytes, BytesToBytes, CodecChain, Endian, IndexLocation, ShardingCodec};
+use crate::codec::{Endian, IndexFormat, IndexLocation, ShardingCodec};
 use crate::error::{Error, Result};
 
 /// Where an inner chunk's bytes are, per the shard index.
@@ -23,49 +23,6 @@ pub enum ChunkLocation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardIndex {
     entries: Vec<ChunkLocation>,
-}
-
-/// The index codec chain reduced to the two facts decoding needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct IndexFormat {
-    endian: Endian,
-    crc32c: bool,
-}
-
-impl IndexFormat {
-    fn of(chain: &CodecChain) -> Result<Self> {
-        if !chain.array_to_array.is_empty() {
-            return Err(Error::CodecChain {
-                reason: "shard index_codecs must not contain array→array codecs",
-            });
-        }
-        let endian = match chain.array_to_bytes {
-            // u64 entries need an endianness; the spec's default is little.
-            ArrayToBytes::Bytes { endian } => endian.unwrap_or(Endian::Little),
-            ArrayToBytes::Sharding(_) => {
-                return Err(Error::CodecChain {
-                    reason: "shard index_codecs must use `bytes`, not `sharding_indexed`",
-                });
-            }
-        };
-        let crc32c = match chain.bytes_to_bytes.as_slice() {
-            [] => false,
-            [BytesToBytes::Crc32c] => true,
-            _ => {
-                return Err(Error::CodecChain {
-                    reason: "shard index_codecs support only `bytes` optionally followed by `crc32c`",
-                });
-            }
-        };
-        Ok(Self { endian, crc32c })
-    }
-
-    fn encoded_len(self, n_chunks: u64) -> Result<u64> {
-        n_chunks
-            .checked_mul(16)
-            .and_then(|b| b.checked_add(if self.crc32c { 4 } else { 0 }))
-            .ok_or(Error::Overflow { what: "shard index length" })
-    }
 }
 
 impl ShardIndex {
@@ -287,6 +244,7 @@ impl ShardIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{ArrayToBytes, BytesToBytes, CodecChain};
     use proptest::prelude::*;
 
     fn codec(loc: IndexLocation, endian: Endian, crc: bool) -> ShardingCodec {
