@@ -36,24 +36,9 @@ enum Cmd {
     Gen(benchmark::GenArgs),
 }
 
-/// Output dtype on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub(crate) enum DtypeArg {
-    Native,
-    F32,
-    Bf16,
-    F16,
-}
-
-impl From<DtypeArg> for damacy::OutDtype {
-    fn from(d: DtypeArg) -> Self {
-        match d {
-            DtypeArg::Native => damacy::OutDtype::Native,
-            DtypeArg::F32 => damacy::OutDtype::F32,
-            DtypeArg::Bf16 => damacy::OutDtype::Bf16,
-            DtypeArg::F16 => damacy::OutDtype::F16,
-        }
-    }
+/// Parses `--dtype` with the one spelling of the output dtype (`zarr::OutDtype::parse`).
+fn parse_dtype(s: &str) -> Result<damacy::OutDtype, String> {
+    damacy::OutDtype::parse(s).map_err(|e| e.to_string())
 }
 
 /// Engine selection on the command line.
@@ -81,9 +66,9 @@ struct ReadArgs {
     /// The box, one half-open `lo:hi` range per axis, comma separated (e.g. 0:64,10:74,0:32).
     #[arg(long)]
     aabb: String,
-    /// Output element type.
-    #[arg(long, value_enum, default_value = "native")]
-    dtype: DtypeArg,
+    /// Output element type: native, f32, bf16 or f16.
+    #[arg(long, value_parser = parse_dtype, default_value = "native")]
+    dtype: damacy::OutDtype,
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
     /// Where to write the .npy file.
@@ -122,7 +107,7 @@ fn read(args: &ReadArgs) -> Result<()> {
     let cfg = damacy::Config::builder()
         .sample_shape(&shape)
         .samples_per_batch(1)
-        .dtype(args.dtype.into())
+        .dtype(args.dtype)
         .backend(args.backend.into())
         .batches_in_flight(1)
         .decode_threads(0)
