@@ -61,8 +61,22 @@ fn nvcomp_lib() -> Result<PathBuf> {
     find(&dir).context("the nvCOMP wheel holds no libnvcomp.so")
 }
 
-/// Test executables built by `cargo test --no-run --message-format=json`.
-fn test_executables() -> Result<Vec<PathBuf>> {
+/// The package of a compiler-artifact line: `…/crates/NAME#0.1.0` (or `…#NAME@0.1.0`)
+/// in its `package_id`.
+fn package_of(line: &str) -> Option<&str> {
+    let start = line.find("\"package_id\":\"")? + 14;
+    let id = &line[start..start + line[start..].find('"')?];
+    let (path, version) = id.rsplit_once('#')?;
+    match version.split_once('@') {
+        Some((name, _)) => Some(name),
+        None => path.rsplit('/').next(),
+    }
+}
+
+/// Test executables built by `cargo test --no-run --message-format=json`, each with the
+/// name it gets in the bundle: `PACKAGE-TARGET` (every crate's integration binary is
+/// called `tests`, so the package keeps their logs apart).
+fn test_executables() -> Result<Vec<(PathBuf, String)>> {
     let mut c = cargo();
     c.args(["test", "--release", "--no-run", "--message-format=json", "--features", GPU_FEATURES]);
     for k in GPU_TEST_CRATES {
@@ -85,7 +99,11 @@ fn test_executables() -> Result<Vec<PathBuf>> {
         if let Some(start) = line.find("\"executable\":\"") {
             let rest = &line[start + 14..];
             if let Some(end) = rest.find('"') {
-                exes.push(PathBuf::from(&rest[..end]));
+                let exe = PathBuf::from(&rest[..end]);
+                let stem = exe.file_stem().and_then(|n| n.to_str()).unwrap_or("test");
+                let target = stem.rsplit_once('-').map_or(stem, |(t, _)| t);
+                let name = format!("{}-{target}", package_of(line).unwrap_or("unknown"));
+                exes.push((exe, name));
             }
         }
     }
@@ -137,8 +155,7 @@ pub fn bundle() -> Result<()> {
     for sub in ["tests", "bin", "lib"] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
-    for exe in &tests {
-        let name = exe.file_name().context("test executable without a name")?;
+    for (exe, name) in &tests {
         copy_stripped(exe, &dir.join("tests").join(name))?;
     }
     copy_stripped(&cli, &dir.join("bin/damacy"))?;
@@ -189,8 +206,7 @@ test)
     status=0
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>&1
     for t in "$HERE"/tests/*; do
-        name="$(basename "$t")"
-        crate="${name%-*}"
+        crate="$(basename "$t")"
         log="$OUT/test-$crate.log"
         start=$(date +%s)
         "$t" --test-threads=1 > "$log" 2>&1
@@ -218,3 +234,15 @@ bench)
     ;;
 esac
 "#;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn package_names_come_from_package_ids() {
+        let path = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/damacy#0.1.0","target":{}}"#;
+        assert_eq!(super::package_of(path), Some("damacy"));
+        let named = r#"{"package_id":"path+file:///w/crates/gpu-schedule#gpu-schedule@0.1.0"}"#;
+        assert_eq!(super::package_of(named), Some("gpu-schedule"));
+        assert_eq!(super::package_of("{}"), None);
+    }
+}
