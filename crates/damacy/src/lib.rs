@@ -33,6 +33,8 @@ pub mod config;
 pub mod datagen;
 mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod fault;
 pub mod npy;
 #[cfg(feature = "cuda")]
 mod nvcomp_ceiling;
@@ -45,7 +47,7 @@ pub mod stats;
 
 pub use batch::{Batch, Sample, SampleInfo};
 pub use config::{Backend, Config, ConfigBuilder, OnError, OutDtype};
-pub use error::{Error, Result, SampleError};
+pub use error::{Error, GpuError, PlanFault, Result, SampleError};
 pub use pipeline::Pipeline;
 pub use stats::Stats;
 pub use zarr::{Aabb, DataType};
