@@ -273,16 +273,6 @@ pub enum SampleError {
     TooManyShards { shards: u64, limit: u64 },
 }
 
-/// " on chunk [..] in <path>" for [`SampleError::Gpu`]'s message, or nothing.
-fn on_chunk(chunk: Option<&[u64]>, path: Option<&std::path::Path>) -> String {
-    match (chunk, path) {
-        (Some(c), Some(p)) => format!(" on chunk {c:?} in {}", p.display()),
-        (Some(c), None) => format!(" on chunk {c:?}"),
-        (None, Some(p)) => format!(" in {}", p.display()),
-        (None, None) => String::new(),
-    }
-}
-
 impl From<crate::datagen::GenError> for Error {
     fn from(e: crate::datagen::GenError) -> Self {
         Error::Dataset(Box::new(e))
@@ -292,6 +282,16 @@ impl From<crate::datagen::GenError> for Error {
 impl From<store::Error> for Error {
     fn from(e: store::Error) -> Self {
         Error::Store(Box::new(e))
+    }
+}
+
+/// " on chunk [..] in <path>" for [`SampleError::Gpu`]'s message, or nothing.
+fn on_chunk(chunk: Option<&[u64]>, path: Option<&std::path::Path>) -> String {
+    match (chunk, path) {
+        (Some(c), Some(p)) => format!(" on chunk {c:?} in {}", p.display()),
+        (Some(c), None) => format!(" on chunk {c:?}"),
+        (None, Some(p)) => format!(" in {}", p.display()),
+        (None, None) => String::new(),
     }
 }
 
