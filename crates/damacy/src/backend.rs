@@ -29,6 +29,8 @@ pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<(Box<dyn Engine>, Run
                 output: Arc::clone(&ctx.output),
                 stats: Arc::clone(&ctx.stats),
                 jobs: ctx.jobs.clone(),
+                fatal: Arc::clone(&ctx.fatal),
+                faults: Arc::clone(&ctx.faults),
             };
             match open_cuda(cfg, 0, ctx) {
                 Ok(e) => {

@@ -27,12 +27,55 @@ use crate::batch::{Batch, SampleInfo, Tensor};
 use crate::cast;
 use crate::config::{Config, OnError, OutDtype};
 use crate::error::{Error, Result, SampleError};
+use crate::fault::Faults;
 use crate::stats::{StatCounters, Stats};
 
 /// Locks `m`, taking the data of a poisoned lock: a panicking thread must not turn every
 /// later call into a panic (each engine thread contains its panics; see its loop).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The first of a pipeline's threads that panicked, with its message. Once set, the
+/// pipeline is dead: dispatches to the CUDA engine fail with it, and so does every `pop`
+/// once the batches before it are out.
+#[derive(Debug, Default)]
+pub(crate) struct Fatal(Mutex<Option<(&'static str, String)>>);
+
+impl Fatal {
+    /// The recorded panic as an error, if a thread panicked.
+    pub(crate) fn error(&self) -> Option<Error> {
+        lock(&self.0)
+            .as_ref()
+            .map(|(thread, message)| Error::EnginePanicked { thread, message: message.clone() })
+    }
+
+    fn record(&self, thread: &'static str, message: &str) {
+        lock(&self.0).get_or_insert_with(|| (thread, message.to_owned()));
+    }
+}
+
+/// Runs the loop of the pipeline thread `thread`, containing a panic: instead of ending
+/// the thread silently (a `pop` would then see the end of the stream, or wait forever),
+/// the panic is recorded in `fatal` and returned as `EnginePanicked`, for the caller to
+/// wake whatever waits on the thread.
+///
+/// # Errors
+/// `EnginePanicked` naming `thread` and the panic's message when `f` panicked.
+pub(crate) fn contain<T>(thread: &'static str, fatal: &Fatal, f: impl FnOnce() -> T) -> Result<T> {
+    // Unwind safety: after a panic, what `f` touched is only dropped or reported, and every
+    // lock of the pipeline tolerates poisoning (`lock`).
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let message = if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "<not a string>".to_owned()
+        };
+        fatal.record(thread, &message);
+        Error::EnginePanicked { thread, message }
+    })
 }
 
 /// Per-array facts the jobs need, computed once per batch.
@@ -248,6 +291,10 @@ pub(crate) struct EngineCtx {
     pub output: Arc<Output>,
     pub stats: Arc<StatCounters>,
     pub jobs: JobTx,
+    /// Where a thread of the engine records its panic (shared with the pipeline).
+    pub fatal: Arc<Fatal>,
+    /// Faults armed by a test.
+    pub faults: Arc<Faults>,
 }
 
 /// An engine: takes planned batches in push order and delivers them through the output
@@ -260,7 +307,8 @@ pub(crate) trait Engine: Send + Sync {
     /// batch buffer). Puts exactly one [`Pending`] for it into the output queue.
     ///
     /// # Errors
-    /// `Closed` on teardown (the batch was not taken; the coordinator stops).
+    /// `Closed` on teardown, `EnginePanicked` once a thread of the pipeline panicked (the
+    /// batch was not taken; the coordinator stops).
     fn dispatch(&self, batch: Ordered) -> Result<()>;
 
     /// No more batches come: the engine closes the output queue once the last one is in.
@@ -330,5 +378,35 @@ impl Scratch {
                 v.shrink_to(cap);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Fatal, contain};
+    use crate::error::Error;
+
+    fn panicked(r: crate::error::Result<()>) -> (&'static str, String) {
+        match r {
+            Err(Error::EnginePanicked { thread, message }) => (thread, message),
+            other => panic!("expected EnginePanicked, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn contain_turns_a_panic_into_an_error_naming_the_thread_and_message() {
+        let fatal = Fatal::default();
+        assert_eq!(contain("t0", &fatal, || 7).expect("no panic"), 7);
+        assert!(fatal.error().is_none(), "nothing recorded without a panic");
+        let (thread, message) = panicked(contain("t1", &fatal, || panic!("a str payload")));
+        assert_eq!((thread, message.as_str()), ("t1", "a str payload"));
+        let n = 3;
+        let (thread, message) = panicked(contain("t2", &fatal, || panic!("a String payload {n}")));
+        assert_eq!((thread, message.as_str()), ("t2", "a String payload 3"));
+        let r = contain("t3", &fatal, || std::panic::panic_any(42u32));
+        assert_eq!(panicked(r), ("t3", "<not a string>".to_owned()));
+        // The first panic is the pipeline's: later ones do not replace it.
+        let (thread, message) = panicked(fatal.error().map_or(Ok(()), Err));
+        assert_eq!((thread, message.as_str()), ("t1", "a str payload"));
     }
 }

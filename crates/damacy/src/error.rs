@@ -73,9 +73,127 @@ pub enum Error {
     /// The pipeline is shutting down or a worker died; no further batches come.
     #[error("the pipeline is closed")]
     Closed,
-    /// A CUDA driver, kernel or nvCOMP call failed.
-    #[error("gpu: {what} failed: {detail}")]
-    Gpu { what: &'static str, detail: String },
+    /// A CUDA driver, kernel or nvCOMP call failed outside the work of any one batch: at
+    /// construction, or on a delivered batch (its download, fills or release). A failure of
+    /// a batch's own device work is a [`SampleError::Gpu`] naming the batch's first sample.
+    #[error("gpu: {call} failed: {source}")]
+    Gpu {
+        /// The engine's step or the driver call that failed.
+        call: &'static str,
+        #[source]
+        source: Box<GpuError>,
+    },
+    /// The GPU is unusable: after a device failure the engine could not even wait for its
+    /// own work to finish. Every later batch of this pipeline fails with this error at once
+    /// (instead of waiting for buffers that may never come back); drop the pipeline and
+    /// create a new one, or use the host backend.
+    #[error(
+        "gpu: the device is unusable since {call} failed: {source}; no batch of this pipeline can succeed, create a new one"
+    )]
+    DeviceBroken {
+        /// The call that found the device unusable.
+        call: &'static str,
+        #[source]
+        source: Box<GpuError>,
+    },
+    /// A thread of the pipeline panicked (a bug in damacy: please report it). The batches
+    /// returned before this error are complete and correct; no further batch comes, and
+    /// every later `pop` returns this error again.
+    #[error(
+        "the pipeline's thread `{thread}` panicked: {message} (a bug in damacy: please report it)"
+    )]
+    EnginePanicked {
+        /// The thread's name (`damacy-coordinator`, `damacy-gpu-submit`, ...).
+        thread: &'static str,
+        /// The panic's message (`<not a string>` for another payload).
+        message: String,
+    },
+}
+
+/// What failed on the GPU, typed by the layer that reported it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GpuError {
+    /// A driver call, stream, event, pool or copy (`gpu-schedule`; the error names the
+    /// CUDA call and its error code).
+    #[error(transparent)]
+    Schedule(#[from] gpu_schedule::Error),
+    /// A kernel, its descriptors, or nvCOMP (`kernels`).
+    #[error(transparent)]
+    Kernels(#[from] kernels::Error),
+    /// nvCOMP could not decode a chunk whose zstd frame passed the host check.
+    #[error("nvCOMP status {status}, decoded {decoded} of {expected} bytes")]
+    ChunkDecode {
+        /// nvCOMP's per-chunk status (0 is success).
+        status: i32,
+        /// Bytes nvCOMP reported decoded.
+        decoded: u64,
+        /// Bytes the chunk decodes to.
+        expected: u64,
+    },
+    /// nvCOMP failed on a chunk (the [`SampleError::Gpu`] names it where nvCOMP's report
+    /// does) of the device wave that also held this sample's data; nvCOMP can write past
+    /// a corrupt frame's output, so that data may be overwritten and is not delivered.
+    #[error(
+        "it shared a device wave with this sample's data, which nvCOMP may have overwritten past the corrupt frame's output"
+    )]
+    WaveOverrun,
+    /// A wave needs more nvCOMP streams or raw blosc blocks than its slot was sized for.
+    #[error(
+        "a wave of {streams} zstd streams and {raws} raw blosc blocks exceeds the {limit} of each the engine was sized for"
+    )]
+    WaveTooLarge {
+        /// zstd streams of the wave.
+        streams: u64,
+        /// Raw (uncompressed) blosc blocks of the wave.
+        raws: u64,
+        /// Streams (and raw blocks) per wave the buffers hold.
+        limit: u64,
+    },
+    /// A wave's nvCOMP metadata does not fit its slot's buffer.
+    #[error("a wave's metadata needs {needed} bytes but its buffer holds {len}")]
+    MetadataTooLarge {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes of the buffer.
+        len: u64,
+    },
+}
+
+/// How a batch plan contradicted itself (indices are into the plan's own tables).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanFault {
+    /// A read op a wave lists, or its group of chunks, is not in the plan.
+    #[error("read op {read} is not in the plan")]
+    Read { read: usize },
+    /// A read op names a file the plan does not have.
+    #[error("read op {read} names file {file}, which is not in the plan")]
+    File { read: usize, file: usize },
+    /// A chunk names an array the batch does not have.
+    #[error("chunk {chunk} names array {array}, which the batch does not have")]
+    Array { chunk: usize, array: usize },
+    /// A placement names a plan sample the batch does not have.
+    #[error("chunk {chunk} names plan sample {sample}, which the batch does not have")]
+    Sample { chunk: usize, sample: usize },
+    /// A chunk's bytes lie outside the read op that holds it.
+    #[error("the bytes of chunk {chunk} lie outside its read op {read}")]
+    ChunkBytes { chunk: usize, read: usize },
+    /// A fill chunk (stored nowhere) is in a read op's group.
+    #[error("chunk {chunk} in the group of read op {read} is a fill chunk")]
+    FillInRead { chunk: usize, read: usize },
+    /// A read op's chunk lies outside the wave the read op belongs to.
+    #[error("chunk {chunk} of read op {read} lies outside the read op's wave")]
+    OutsideWave { chunk: usize, read: usize },
+    /// A chunk of a wave was neither decoded nor reported by the read ops of its wave.
+    #[error("chunk {chunk} was neither decoded nor reported by the read ops of its wave")]
+    Unreported { chunk: usize },
+    /// A range of chunks (a wave's, or the fills) is not in the plan.
+    #[error("chunks {start}..{end} are not in the plan")]
+    Chunks { start: usize, end: usize },
+    /// A wave is not in the plan.
+    #[error("wave {wave} is not in the plan")]
+    Wave { wave: usize },
 }
 
 /// Why an engine cannot run on this machine or in this build.
@@ -153,6 +271,31 @@ pub enum SampleError {
     /// inconsistent); the sample's data was not produced.
     #[error("internal error in the {stage} stage (a bug: please report it)")]
     Internal { stage: &'static str },
+    /// The batch plan contradicted itself (a bug in damacy: please report it), so the
+    /// sample's data was not produced; it is reported, never delivered as whatever the
+    /// batch buffer held before.
+    #[error("internal error in the {stage} stage: {fault} (a bug in damacy: please report it)")]
+    PlanInconsistent {
+        /// The engine stage that found it.
+        stage: &'static str,
+        /// What was inconsistent.
+        fault: PlanFault,
+    },
+    /// The GPU failed on this sample's data. With a chunk and its file: nvCOMP's failure on
+    /// that chunk (or on a chunk of the same device wave). Without: a device call of the
+    /// sample's batch failed, which fails the whole batch; it is reported for the batch's
+    /// first sample.
+    #[error("gpu: {call} failed{}: {source}", on_chunk(.chunk.as_deref(), .path.as_deref()))]
+    Gpu {
+        /// The engine's step or the driver call that failed.
+        call: &'static str,
+        /// The chunk concerned (grid coordinates), if the failure was one chunk's.
+        chunk: Option<Vec<u64>>,
+        /// The file holding that chunk.
+        path: Option<PathBuf>,
+        #[source]
+        source: Box<GpuError>,
+    },
     /// The sample touches more shards than `max_shards_per_sample`.
     #[error(
         "touches {shards} shards, more than max_shards_per_sample = {limit}; raise it or use smaller samples"
@@ -166,9 +309,22 @@ impl From<store::Error> for Error {
     }
 }
 
+/// " on chunk [..] in <path>" for [`SampleError::Gpu`]'s message, or nothing.
+fn on_chunk(chunk: Option<&[u64]>, path: Option<&std::path::Path>) -> String {
+    match (chunk, path) {
+        (Some(c), Some(p)) => format!(" on chunk {c:?} in {}", p.display()),
+        (Some(c), None) => format!(" on chunk {c:?}"),
+        (None, Some(p)) => format!(" in {}", p.display()),
+        (None, None) => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Unavailable;
+    use std::error::Error as _;
+    use std::path::PathBuf;
+
+    use super::{Error, GpuError, PlanFault, SampleError, Unavailable};
 
     /// `Backend::Auto` may run the host engine only where there is no CUDA at all.
     #[test]
@@ -189,5 +345,63 @@ mod tests {
             "{}",
             std::mem::size_of::<super::Error>()
         );
+    }
+
+    /// GPU failures keep the lower crates' typed errors (no text), and a sample's names
+    /// the call, the chunk and the file.
+    #[test]
+    fn gpu_errors_are_structured_and_name_what_failed() {
+        let driver = gpu_schedule::Error::CudaDriver {
+            call: "cuEventSynchronize",
+            code: "CUDA_ERROR_LAUNCH_FAILED".into(),
+        };
+        assert_eq!(GpuError::from(driver.clone()), GpuError::Schedule(driver.clone()));
+        let status =
+            kernels::Error::Nvcomp { call: "nvcompBatchedZstdDecompressAsync", status: 10 };
+        assert_eq!(GpuError::from(status.clone()), GpuError::Kernels(status));
+
+        let e = Error::Gpu { call: "waiting for a wave", source: Box::new(driver.clone().into()) };
+        let shown = e.to_string();
+        assert!(shown.contains("waiting for a wave") && shown.contains("cuEventSynchronize"));
+        assert!(shown.contains("CUDA_ERROR_LAUNCH_FAILED"), "{shown}");
+        let source = e.source().map(ToString::to_string);
+        assert_eq!(source, Some(GpuError::Schedule(driver).to_string()), "the source chain");
+
+        let chunk = SampleError::Gpu {
+            call: "nvCOMP decode",
+            chunk: Some(vec![0, 1, 2]),
+            path: Some(PathBuf::from("/d/a.zarr/c/0/0/0")),
+            source: Box::new(GpuError::ChunkDecode { status: 1, decoded: 0, expected: 1024 }),
+        };
+        assert_eq!(
+            chunk.to_string(),
+            "gpu: nvCOMP decode failed on chunk [0, 1, 2] in /d/a.zarr/c/0/0/0: nvCOMP status 1, \
+             decoded 0 of 1024 bytes"
+        );
+        let batch = SampleError::Gpu {
+            call: "cuEventRecord",
+            chunk: None,
+            path: None,
+            source: Box::new(GpuError::WaveTooLarge { streams: 9, raws: 0, limit: 8 }),
+        };
+        assert!(batch.to_string().starts_with("gpu: cuEventRecord failed: a wave of 9 zstd"));
+    }
+
+    #[test]
+    fn plan_and_thread_failures_name_what_was_inconsistent_or_died() {
+        let e = SampleError::PlanInconsistent {
+            stage: "CUDA staging",
+            fault: PlanFault::File { read: 3, file: 9 },
+        };
+        assert_eq!(
+            e.to_string(),
+            "internal error in the CUDA staging stage: read op 3 names file 9, which is not in \
+             the plan (a bug in damacy: please report it)"
+        );
+        let e = Error::EnginePanicked { thread: "damacy-gpu-harvest", message: "boom".into() };
+        assert!(e.to_string().contains("`damacy-gpu-harvest` panicked: boom"), "{e}");
+        let lost = gpu_schedule::Error::CudaDriver { call: "cuEventSynchronize", code: "X".into() };
+        let e = Error::DeviceBroken { call: "cuEventSynchronize", source: Box::new(lost.into()) };
+        assert!(e.to_string().contains("device is unusable since cuEventSynchronize failed"));
     }
 }

@@ -31,6 +31,8 @@ pub mod cast;
 pub mod config;
 mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod fault;
 pub mod pipeline;
 mod prepare;
 mod resolve;
@@ -39,7 +41,7 @@ pub mod stats;
 pub use batch::{Batch, Sample, SampleInfo};
 pub use config::{Backend, Config, ConfigBuilder, OnError, OutDtype};
 pub use engine::Running;
-pub use error::{Error, Result, SampleError, Unavailable};
+pub use error::{Error, GpuError, PlanFault, Result, SampleError, Unavailable};
 pub use pipeline::Pipeline;
 pub use stats::Stats;
 pub use zarr::{Aabb, DataType};

@@ -21,9 +21,11 @@ use prefetch_cache::{PrefetchConfig, Prefetcher, ReadySample, SampleRequest};
 use crate::batch::{Batch, Sample};
 use crate::config::Config;
 use crate::engine::{
-    DeliverCtx, Engine, EngineCtx, Job, Next, Output, Pending, Running, Scratch, Worker, lock,
+    DeliverCtx, Engine, EngineCtx, Fatal, Job, Next, Output, Pending, Running, Scratch, Worker,
+    contain, lock,
 };
 use crate::error::{Error, Result};
+use crate::fault::{Fault, Faults};
 use crate::stats::{StatCounters, Stats};
 
 /// A lazily consumed source of samples.
@@ -61,6 +63,10 @@ struct Shared {
     /// The engine's plan limits, fixed at construction.
     limits: PlanLimits,
     running: Running,
+    /// The first of the pipeline's threads (or the engine's) that panicked.
+    fatal: Arc<Fatal>,
+    /// Faults armed by a test.
+    faults: Arc<Faults>,
 }
 
 /// Samples moved into the prefetcher's ring by the feeder and taken out by the
@@ -129,7 +135,14 @@ impl Pipeline {
         let (tx, rx) = crossbeam_channel::unbounded::<Box<dyn Job>>();
         let output = Arc::new(Output::default());
         let stats = Arc::new(StatCounters::default());
-        let ctx = EngineCtx { output: Arc::clone(&output), stats: Arc::clone(&stats), jobs: tx };
+        let (fatal, faults) = (Arc::new(Fatal::default()), Arc::new(Faults::default()));
+        let ctx = EngineCtx {
+            output: Arc::clone(&output),
+            stats: Arc::clone(&stats),
+            jobs: tx,
+            fatal: Arc::clone(&fatal),
+            faults: Arc::clone(&faults),
+        };
         let (engine, running) = crate::backend::open(&cfg, ctx)?;
         let limits = engine.limits(&cfg);
         let workers = spawn_workers(cfg.effective_decode_threads(), &store, &stats, &rx)?;
@@ -148,12 +161,26 @@ impl Pipeline {
             engine,
             limits,
             running,
+            fatal,
+            faults,
         });
         let mut p = Self { shared, feeder: None, coordinator: None, workers };
         let sh = Arc::clone(&p.shared);
-        p.feeder = Some(spawn("damacy-feeder", move || feeder(&sh))?);
+        p.feeder = Some(spawn(FEEDER, move || {
+            if contain(FEEDER, &sh.fatal, || feeder(&sh)).is_err() {
+                // The coordinator waits for samples only this thread feeds: it takes those
+                // fed so far, and `pop` reports the panic after their batches.
+                lock(&sh.feed).done = true;
+                sh.feed_cv.notify_all();
+            }
+        })?);
         let sh = Arc::clone(&p.shared);
-        p.coordinator = Some(spawn("damacy-coordinator", move || coordinator(&sh))?);
+        p.coordinator = Some(spawn(COORDINATOR, move || {
+            // After a panic the engine still gets the end of its input, so it closes the
+            // output once the batches before the panic are out; `pop` then reports it.
+            let _ = contain(COORDINATOR, &sh.fatal, || coordinator(&sh));
+            sh.engine.end_of_input();
+        })?);
         Ok(p)
     }
 
@@ -166,6 +193,13 @@ impl Pipeline {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.shared.cfg
+    }
+
+    /// Arms `fault` for the next `times` times its point in the pipeline's threads is
+    /// reached. For the tests of the failure paths; not part of the API.
+    #[doc(hidden)]
+    pub fn inject_fault(&self, fault: Fault, times: u32) {
+        self.shared.faults.arm(fault, times);
     }
 
     /// Queues samples. The iterator is consumed lazily, as the pipeline needs samples, so
@@ -237,6 +271,8 @@ impl Pipeline {
     /// `Sample` naming the first failing sample's uri and push index when a sample of this
     /// batch failed (with `OnError::Fail`); the next `pop` continues with the next batch.
     /// `SampleShape` for a sample whose box has the wrong extent. `Closed` on teardown.
+    /// `EnginePanicked` once a thread of the pipeline panicked, at this and every later
+    /// `pop`; `DeviceBroken` for every batch after the GPU became unusable.
     pub fn pop(&mut self) -> Result<Option<Batch>> {
         self.pop_deadline(None)
     }
@@ -263,6 +299,10 @@ impl Pipeline {
                 // Reported once, after every batch before it.
                 if let Some(index) = lock(&sh.feed).source_panicked.take() {
                     return Err(Error::SourcePanicked { index });
+                }
+                // A dead thread ended the stream early: never `Ok(None)`, at any later pop.
+                if let Some(e) = sh.fatal.error() {
+                    return Err(e);
                 }
                 return Ok(None);
             }
@@ -405,6 +445,7 @@ fn feeder(sh: &Shared) {
                 }
             },
         };
+        sh.faults.panic_point(Fault::FeederPanic);
         match sh.prefetcher.try_push(req) {
             Ok(_) => {
                 lock(&sh.feed).fed += 1;
@@ -455,17 +496,18 @@ fn gather(sh: &Shared, n: usize) -> Option<Vec<ReadySample>> {
     }
 }
 
-/// Prepares batches in push order and hands them to the engine.
+/// Prepares batches in push order and hands them to the engine (the caller ends the
+/// engine's input when this returns).
 fn coordinator(sh: &Shared) {
     let mut id = 0u64;
     while let Some(samples) = gather(sh, sh.cfg.samples_per_batch) {
         let batch = crate::prepare::prepare(&sh.cfg, &sh.limits, &sh.stats, id, samples);
         id += 1;
+        sh.faults.panic_point(Fault::CoordinatorPanic);
         if sh.engine.dispatch(batch).is_err() {
             break;
         }
     }
-    sh.engine.end_of_input();
 }
 
 /// A failure to set up the prefetcher: a machine failure (threads) or a configuration
@@ -491,6 +533,11 @@ fn prefetch_config(cfg: &Config) -> Result<PrefetchConfig> {
         pcfg.shard_index_capacity.max(cfg.effective_shard_index_cache_capacity()?);
     Ok(pcfg)
 }
+
+/// The feeder thread's name.
+const FEEDER: &str = "damacy-feeder";
+/// The coordinator thread's name.
+const COORDINATOR: &str = "damacy-coordinator";
 
 fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()

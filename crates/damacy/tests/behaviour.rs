@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use damacy::fault::Fault;
 use damacy::{Config, Error, OnError, OutDtype, Pipeline, Sample, SampleError};
 
 use crate::support::{copy_dir, fixtures, npy_native, sub_box};
@@ -358,6 +359,40 @@ fn a_panicking_sample_iterator_is_reported_after_the_batches_before_it() {
     let e = p.pop_timeout(Duration::from_secs(60)).unwrap_err();
     assert!(matches!(e, Error::SourcePanicked { index: 4 }), "{e}");
     assert!(p.pop().unwrap().is_none());
+}
+
+/// Issue 14: a panic in the coordinator or the feeder ends the stream with an error that
+/// names the thread and the panic, at this and every later `pop` (never `Ok(None)`, which
+/// would end an epoch early, nor a hang); dropping the pipeline afterwards returns.
+#[test]
+fn a_panicking_pipeline_thread_is_an_error_at_every_later_pop() {
+    let path = fixture("zstd_u16");
+    for (fault, thread) in
+        [(Fault::CoordinatorPanic, "damacy-coordinator"), (Fault::FeederPanic, "damacy-feeder")]
+    {
+        let samples = boxes(&path, 4);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut p = Pipeline::new(cfg(2).build().unwrap()).unwrap();
+            p.inject_fault(fault, 1);
+            p.push(samples).unwrap();
+            p.finish();
+            let pops: Vec<String> = (0..3)
+                .map(|_| match p.pop_timeout(Duration::from_secs(60)) {
+                    Err(Error::EnginePanicked { thread, message }) => {
+                        format!("{thread}: {message}")
+                    }
+                    other => format!("{:?}", other.map(|b| b.map(|b| b.samples().len()))),
+                })
+                .collect();
+            drop(p);
+            tx.send(pops).unwrap();
+        });
+        // Generous: a hang (of pop or of the drop) is a failure this test exists to catch.
+        let pops = rx.recv_timeout(Duration::from_secs(120)).expect("pop or drop hung");
+        let want = format!("{thread}: injected fault {fault:?}");
+        assert_eq!(pops, vec![want.clone(), want.clone(), want], "{fault:?}");
+    }
 }
 
 /// Review finding: a blocking sample iterator must not hold the input lock, so `finish`

@@ -2,11 +2,14 @@
 //! bundle; compiled only with the `cuda` feature).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
 
 use bench::Scenario;
+use damacy::fault::{Fault, INJECTED};
 use damacy::{
-    Backend, Config, ConfigBuilder, Error, OnError, OutDtype, Pipeline, Sample, SampleError,
+    Backend, Config, ConfigBuilder, Error, GpuError, OnError, OutDtype, Pipeline, Sample,
+    SampleError,
 };
 use gpu_schedule::Backend as _;
 
@@ -215,7 +218,7 @@ fn corrupt_copy(dir: &Path, how: Corruption) -> (PathBuf, PathBuf) {
     (copy, shard)
 }
 
-/// Asserts `e` is the decode error of chunk (0,0,0) in `shard`.
+/// Asserts `e` is the decode error of chunk (0,0,0) in `shard` (the CPU decoder's).
 fn assert_decode_of_first_chunk(e: &SampleError, shard: &Path, what: &str) {
     match e {
         SampleError::Decode { path, chunk, .. } => {
@@ -224,6 +227,28 @@ fn assert_decode_of_first_chunk(e: &SampleError, shard: &Path, what: &str) {
             assert_eq!(chunk, &vec![0, 0, 0], "{what}: chunk");
         }
         other => panic!("{what}: expected a Decode error, got {other:?}"),
+    }
+}
+
+/// Asserts `e` is nvCOMP's failure on chunk (0,0,0) in `shard`, typed: the chunk's own
+/// decode failure (`overrun` false), or the failure of another sample of its wave.
+fn assert_nvcomp_failure_of_first_chunk(e: &SampleError, shard: &Path, overrun: bool, what: &str) {
+    match e {
+        SampleError::Gpu { call, chunk: Some(chunk), path: Some(path), source } => {
+            assert_eq!(*call, "nvCOMP decode", "{what}: call");
+            assert_eq!(Path::new("/").join(path), shard, "{what}: path");
+            assert_eq!(chunk, &vec![0, 0, 0], "{what}: chunk");
+            match (&**source, overrun) {
+                (GpuError::ChunkDecode { status, decoded, expected }, false) => {
+                    // 8³ u16.
+                    assert_eq!(*expected, 1024, "{what}: expected bytes");
+                    assert!(*status != 0 || *decoded != 1024, "{what}: {source:?} is no failure");
+                }
+                (GpuError::WaveOverrun, true) => {}
+                (other, _) => panic!("{what}: overrun={overrun}, got {other:?}"),
+            }
+        }
+        other => panic!("{what}: expected nvCOMP's failure naming the chunk, got {other:?}"),
     }
 }
 
@@ -265,9 +290,18 @@ fn corrupt_zstd_frame_is_a_decode_error_naming_the_chunk_and_later_batches_arriv
         p.push(samples).expect("push");
         p.finish();
         match p.pop() {
-            Err(Error::Sample { index, source, .. }) => {
-                assert_eq!(index, 0);
-                assert_decode_of_first_chunk(&source, &shard, &format!("cuda {how:?}"));
+            Err(Error::Sample { index, uri, source }) => {
+                let what = format!("cuda {how:?}");
+                assert_eq!((index, uri.as_path()), (0, copy.as_path()), "{what}: the sample");
+                // A frame that passes the host check reaches nvCOMP, whose failure is typed
+                // and names the sample, the chunk and the file; one that fails it is
+                // decoded (and refused) by the CPU.
+                match how {
+                    Corruption::Content => {
+                        assert_nvcomp_failure_of_first_chunk(&source, &shard, false, &what)
+                    }
+                    Corruption::Header => assert_decode_of_first_chunk(&source, &shard, &what),
+                }
             }
             other => {
                 panic!("cuda {how:?}: expected an error, got {:?}", other.map(|b| b.is_some()))
@@ -340,8 +374,15 @@ fn on_error_fill_fills_the_failed_sample_on_the_device_and_keeps_the_others_gpu(
         let nvcomp_decoded_it = matches!(how, Corruption::Content) && nvcomp == "on";
         let listed: Vec<u64> = errors.iter().map(|e| e.0).collect();
         let first = errors.iter().find(|e| e.0 == 1).expect("the corrupt sample is listed");
-        assert_decode_of_first_chunk(&first.1, &shard, &format!("{what} cuda"));
-        if !nvcomp_decoded_it {
+        if nvcomp_decoded_it {
+            // The corrupt sample names its chunk's failure; every other listed sample names
+            // the same chunk as the cause of the possible overrun.
+            assert_nvcomp_failure_of_first_chunk(&first.1, &shard, false, &what);
+            for (s, e) in errors.iter().filter(|e| e.0 != 1) {
+                assert_nvcomp_failure_of_first_chunk(e, &shard, true, &format!("{what} {s}"));
+            }
+        } else {
+            assert_decode_of_first_chunk(&first.1, &shard, &format!("{what} cuda"));
             assert_eq!(listed, vec![1], "{what} cuda: {errors:?}");
         }
         let per = 4 * 4 * 4 * 4;
@@ -554,5 +595,161 @@ fn auto_runs_the_cuda_engine_and_reports_its_errors_instead_of_falling_back_gpu(
         Err(damacy::Error::Budget { knob, .. }) => assert_eq!(knob, "max_gpu_memory_bytes"),
         Err(e) => panic!("expected a Budget error, got {e}"),
         Ok(p) => panic!("Auto fell back to {} instead of reporting the budget", p.backend()),
+    }
+}
+
+/// One-chunk samples of the `shard_end_u16_zstd` fixture (1³ boxes at chunk origins), so
+/// that each batch of one sample is one wave of one chunk; and the host engine's batches.
+fn one_chunk_samples(n: usize) -> (Vec<Sample>, Vec<Vec<u8>>) {
+    let f = shard_end_fixture();
+    let samples: Vec<Sample> = (0..n)
+        .map(|k| {
+            let lo = [0u64, 8][k % 2];
+            Sample::new(&f.path, vec![lo, 8 - lo, lo], vec![lo + 1, 9 - lo, lo + 1]).expect("box")
+        })
+        .collect();
+    let host = read_all(cfg(&[1; 3], 1, OutDtype::Native, Backend::Host), samples.clone());
+    (samples, host.expect("host"))
+}
+
+/// Asserts `e` is a batch-level failure caused by an injected driver failure: typed, for
+/// the batch as a whole (no chunk), naming the failed call.
+fn assert_injected_batch_failure(e: &SampleError, what: &str) {
+    match e {
+        SampleError::Gpu { chunk: None, path: None, source, .. } => match &**source {
+            GpuError::Schedule(gpu_schedule::Error::CudaDriver { code, .. }) => {
+                assert_eq!(code, INJECTED, "{what}")
+            }
+            other => panic!("{what}: expected the injected driver failure, got {other:?}"),
+        },
+        other => panic!("{what}: expected a batch-level GPU failure, got {other:?}"),
+    }
+}
+
+/// Issue 14: a batch whose device work failed gives its buffer back. Before, each such
+/// batch kept its buffer for good: after `batches_in_flight` failures no batch could be
+/// started, and `pop` waited forever (here: `Timeout` at the third batch).
+#[test]
+fn device_failures_never_keep_a_batch_buffer_and_later_batches_arrive_gpu() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let (samples, host) = one_chunk_samples(12);
+    let in_flight = 2;
+    let failing = 2 * in_flight + 1;
+    // A wave's device work failing (the submit thread's path), and the wait for a batch's
+    // ready event failing (the harvest thread's).
+    for fault in [Fault::WaveSubmit, Fault::BatchReady] {
+        let c = builder(&[1; 3], 1, OutDtype::Native, CUDA)
+            .batches_in_flight(in_flight)
+            .build()
+            .expect("config");
+        let mut p = Pipeline::new(c).expect("pipeline");
+        p.inject_fault(fault, failing as u32);
+        p.push(samples.clone()).expect("push");
+        p.finish();
+        for (k, want) in host.iter().enumerate() {
+            let what = format!("{fault:?} batch {k}");
+            match p.pop_timeout(Duration::from_secs(60)) {
+                Err(Error::Sample { index, uri, source }) if k < failing => {
+                    assert_eq!((index, uri.as_path()), (k as u64, samples[k].uri()));
+                    assert_injected_batch_failure(&source, &what);
+                }
+                Ok(Some(b)) if k >= failing => {
+                    assert!(b.errors().is_empty(), "{what}: {:?}", b.errors());
+                    assert_eq!(&b.to_host().expect("to_host"), want, "{what}");
+                }
+                other => panic!("{what}: got {:?}", other.map(|b| b.is_some())),
+            }
+        }
+        assert!(p.pop_timeout(Duration::from_secs(60)).expect("end").is_none(), "{fault:?}");
+    }
+}
+
+/// Issue 14: when even the wait after a device failure fails, the device is unusable:
+/// every later batch fails at once with `DeviceBroken` (none waits for a buffer that may
+/// never come back), and the pipeline still ends and drops.
+#[test]
+fn a_lost_device_fails_every_later_batch_at_once_gpu() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let (samples, host) = one_chunk_samples(8);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let c = builder(&[1; 3], 1, OutDtype::Native, CUDA)
+            .batches_in_flight(2)
+            .build()
+            .expect("config");
+        let mut p = Pipeline::new(c).expect("pipeline");
+        p.inject_fault(Fault::WaveSubmit, 1);
+        p.inject_fault(Fault::DeviceLost, 1);
+        p.push(samples).expect("push");
+        p.finish();
+        let mut got = Vec::new();
+        for _ in 0..9 {
+            got.push(p.pop_timeout(Duration::from_secs(60)));
+        }
+        drop(p);
+        tx.send(got).expect("send");
+    });
+    let got = rx.recv_timeout(Duration::from_secs(300)).expect("pop or drop hung");
+    match &got[0] {
+        Err(Error::Sample { index: 0, source, .. }) => {
+            assert_injected_batch_failure(source, "batch 0")
+        }
+        other => panic!("batch 0: got {:?}", other.as_ref().map(|b| b.is_some())),
+    }
+    // The batch already holding the other buffer may still complete; from the first
+    // batch that needs a buffer after the loss on, every one fails at once.
+    let mut broken = 0;
+    for (k, r) in got[1..8].iter().enumerate().map(|(i, r)| (i + 1, r)) {
+        match r {
+            Ok(Some(b)) if broken == 0 => {
+                assert_eq!(b.to_host().expect("to_host"), host[k], "batch {k}")
+            }
+            Err(Error::DeviceBroken { source, .. }) => {
+                broken += 1;
+                match &**source {
+                    GpuError::Schedule(gpu_schedule::Error::CudaDriver { code, .. }) => {
+                        assert_eq!(code, INJECTED, "batch {k}")
+                    }
+                    other => panic!("batch {k}: {other:?}"),
+                }
+            }
+            other => panic!("batch {k}: got {:?}", other.as_ref().map(|b| b.is_some())),
+        }
+    }
+    assert!(broken >= 5, "only {broken} of 7 later batches failed fast");
+    assert!(matches!(got[8], Ok(None)), "the end: {:?}", got[8].as_ref().map(|b| b.is_some()));
+}
+
+/// Issue 14: a panic in the CUDA engine's submit or harvest thread is an error at `pop`,
+/// naming the thread and the panic, at every later `pop` too; never `Ok(None)` (the epoch
+/// would end early as if complete) nor a hang. Dropping the pipeline afterwards returns.
+#[test]
+fn a_panicking_engine_thread_is_an_error_at_pop_and_drop_returns_gpu() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let (samples, _) = one_chunk_samples(4);
+    for (fault, thread) in
+        [(Fault::SubmitPanic, "damacy-gpu-submit"), (Fault::HarvestPanic, "damacy-gpu-harvest")]
+    {
+        let samples = samples.clone();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut p = Pipeline::new(cfg(&[1; 3], 1, OutDtype::Native, CUDA)).expect("pipeline");
+            p.inject_fault(fault, 1);
+            p.push(samples).expect("push");
+            p.finish();
+            let pops: Vec<String> = (0..3)
+                .map(|_| match p.pop_timeout(Duration::from_secs(60)) {
+                    Err(Error::EnginePanicked { thread, message }) => {
+                        format!("{thread}: {message}")
+                    }
+                    other => format!("{:?}", other.map(|b| b.is_some())),
+                })
+                .collect();
+            drop(p);
+            tx.send(pops).expect("send");
+        });
+        let pops = rx.recv_timeout(Duration::from_secs(300)).expect("pop or drop hung");
+        let want = format!("{thread}: injected fault {fault:?}");
+        assert_eq!(pops, vec![want.clone(), want.clone(), want], "{fault:?}");
     }
 }

@@ -66,7 +66,7 @@ mod submit;
 
 use gpu_schedule::{Backend as _, CudaBackend, CudaEventHandle};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, GpuError, Result};
 
 /// Wave slots: the device works on one while the workers fill the others.
 const WAVES: usize = 3;
@@ -90,8 +90,9 @@ const DESC_BYTES: u64 = (DESC_CAP as u64) * 256;
 /// Device bytes per stream of nvCOMP metadata: 6 u64 arrays and an i32 array.
 const META_PER_STREAM: u64 = 6 * 8 + 4;
 
-fn gpu_err(what: &'static str, detail: impl std::fmt::Debug) -> Error {
-    Error::Gpu { what, detail: format!("{detail:?}") }
+/// A failed GPU call as the facade's error, naming the call.
+fn gpu_err(call: &'static str, source: impl Into<GpuError>) -> Error {
+    Error::Gpu { call, source: Box::new(source.into()) }
 }
 
 /// A new event of the engine's device (blocking sync, no timing).
@@ -100,10 +101,42 @@ fn new_event(backend: &CudaBackend) -> Result<CudaEventHandle> {
 }
 
 /// Maps a `gpu-schedule` error onto the facade's, naming the call.
-fn gs<T>(what: &'static str, r: gpu_schedule::Result<T>) -> Result<T> {
-    r.map_err(|e| gpu_err(what, e))
+fn gs<T>(call: &'static str, r: gpu_schedule::Result<T>) -> Result<T> {
+    r.map_err(|e| gpu_err(call, e))
 }
 
 fn align_up(v: u64, a: u64) -> u64 {
     v.div_ceil(a.max(1)) * a.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{gpu_err, gs};
+    use crate::error::{Error, GpuError};
+
+    #[test]
+    fn gpu_failures_are_typed_and_name_the_call() {
+        let driver = gpu_schedule::Error::CudaDriver {
+            call: "cuEventSynchronize",
+            code: "CUDA_ERROR_ILLEGAL_ADDRESS".into(),
+        };
+        match gs::<()>("waiting for a wave", Err(driver.clone())) {
+            Err(Error::Gpu { call, source }) => {
+                assert_eq!(call, "waiting for a wave");
+                assert_eq!(*source, GpuError::Schedule(driver));
+            }
+            other => panic!("expected Gpu, got {other:?}"),
+        }
+        let nvcomp =
+            kernels::Error::Nvcomp { call: "nvcompBatchedZstdDecompressAsync", status: 10 };
+        match gpu_err("nvCOMP decode", nvcomp.clone()) {
+            Error::Gpu { call, source } => {
+                assert_eq!(call, "nvCOMP decode");
+                assert_eq!(*source, GpuError::Kernels(nvcomp));
+                let shown = Error::Gpu { call, source }.to_string();
+                assert!(shown.starts_with("gpu: nvCOMP decode failed: nvCOMP "), "{shown}");
+            }
+            other => panic!("expected Gpu, got {other:?}"),
+        }
+    }
 }

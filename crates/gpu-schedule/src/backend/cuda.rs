@@ -72,7 +72,12 @@ impl CudaBackend {
         &self.ctx
     }
 
-    fn bind(&self) -> Result<()> {
+    /// Makes this backend's context current on the calling thread (for calls made
+    /// through [`CudaBackend::context`] directly).
+    ///
+    /// # Errors
+    /// [`Error::CudaDriver`] or [`Error::CudaPanicked`] naming `cuCtxSetCurrent`.
+    pub fn bind(&self) -> Result<()> {
         guarded("cuCtxSetCurrent", || self.ctx.bind_to_thread())
     }
 }

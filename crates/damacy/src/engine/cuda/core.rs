@@ -16,7 +16,9 @@ use super::{
     DESC_BYTES, DESC_CAP, MAX_GPU_STREAM, REGION_ALIGN, STAGING_PAD, WAVES, gpu_err, gs, new_event,
 };
 use crate::config::Config;
-use crate::error::{Error, Result, Unavailable};
+use crate::engine::lock;
+use crate::error::{Error, GpuError, Result, Unavailable};
+use crate::fault::{Fault, Faults};
 
 /// One wave slot's buffers: host-written pinned memory, its device copies, and the events
 /// that order their reuse. Cycled through the `wave_slots` pool.
@@ -36,13 +38,27 @@ pub(super) struct WaveBufs {
     pub(super) done: CudaEventHandle,
 }
 
-/// Which device batch buffers are held, and whether the engine is closing.
+/// Which device batch buffers are held, and whether the engine can take batches.
 #[derive(Debug)]
 struct Held {
     /// Per batch buffer: acquired and not released.
     leased: Vec<bool>,
     /// Teardown began: acquires fail with `Closed`.
     closed: bool,
+    /// The device became unusable: the call that found it so, and its error. Acquires
+    /// fail with `DeviceBroken`.
+    broken: Option<(&'static str, GpuError)>,
+}
+
+impl Held {
+    /// Why nothing can be acquired now, if so.
+    fn refusal(&self) -> Option<Error> {
+        if self.closed {
+            return Some(Error::Closed);
+        }
+        let (call, source) = self.broken.as_ref()?;
+        Some(Error::DeviceBroken { call, source: Box::new(source.clone()) })
+    }
 }
 
 pub(super) type WaveLease = Lease<CudaBackend, WaveBufs>;
@@ -75,6 +91,8 @@ pub(super) struct Engine {
     pub(super) cpu_share: u32,
     pub(super) sizing: Sizing,
     pub(super) committed: u64,
+    /// Faults armed by a test.
+    pub(super) faults: Arc<Faults>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -92,7 +110,7 @@ impl Engine {
     /// # Errors
     /// `BackendUnavailable` without a driver or device, or when the kernels do not
     /// compile; `Budget` when a budget is too small; `Gpu` when an allocation fails.
-    pub(super) fn new(cfg: &Config, device: usize) -> Result<Self> {
+    pub(super) fn new(cfg: &Config, device: usize, faults: Arc<Faults>) -> Result<Self> {
         if !gpu_schedule::driver_present() {
             return Err(Error::BackendUnavailable { reason: Unavailable::NoDriver });
         }
@@ -106,7 +124,7 @@ impl Engine {
         let lib = if kernels::nvcomp::nvcomp_disabled() { None } else { NvcompLib::global().ok() };
         let align = match &lib {
             Some(l) => {
-                backend.context().bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))?;
+                gs("binding the device", backend.bind())?;
                 l.alignments().map_err(|e| gpu_err("nvCOMP alignments", e))?
             }
             None => Default::default(),
@@ -153,7 +171,7 @@ impl Engine {
             sched,
             batches,
             waves,
-            held: Mutex::new(Held { leased: vec![false; n], closed: false }),
+            held: Mutex::new(Held { leased: vec![false; n], closed: false, broken: None }),
             held_cv: Condvar::new(),
             wave_free: Mutex::new(vec![true; WAVES]),
             wave_cv: Condvar::new(),
@@ -163,6 +181,7 @@ impl Engine {
             cpu_share: cpu_share_from_env(),
             sizing,
             committed,
+            faults,
         })
     }
 
@@ -186,11 +205,12 @@ impl Engine {
     }
 
     pub(super) fn bind(&self) -> Result<()> {
-        self.backend.context().bind_to_thread().map_err(|e| gpu_err("cuCtxSetCurrent", e))
+        gs("binding the device", self.backend.bind())
     }
 
-    fn closed(&self) -> bool {
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).closed
+    /// Why nothing can be acquired now (teardown, a broken device), if so.
+    fn refusal(&self) -> Option<Error> {
+        lock(&self.held).refusal()
     }
 
     /// Leases a released device batch buffer on `compute`, any free one starting at
@@ -198,14 +218,15 @@ impl Engine {
     /// when `block`; otherwise `None` when all are held.
     ///
     /// # Errors
-    /// `Closed` on teardown; `Gpu` when the pool refuses.
+    /// `Closed` on teardown; `DeviceBroken` once the device is unusable; `Gpu` when the
+    /// pool refuses.
     pub(super) fn acquire(&self, id: u64, block: bool) -> Result<Option<BatchLease>> {
         let n = self.batches.slots();
         let slot = {
-            let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            let mut h = lock(&self.held);
             loop {
-                if h.closed {
-                    return Err(Error::Closed);
+                if let Some(e) = h.refusal() {
+                    return Err(e);
                 }
                 let first = (id % n as u64) as usize;
                 if let Some(s) = (0..n).map(|k| (first + k) % n).find(|&s| !h.leased[s]) {
@@ -218,19 +239,25 @@ impl Engine {
                 h = self.held_cv.wait(h).unwrap_or_else(|e| e.into_inner());
             }
         };
-        self.batches
-            .acquire(slot, self.stream("compute")?)
-            .map(Some)
-            .map_err(|e| gpu_err("pool acquire", e))
+        let leased = self.stream("compute").and_then(|compute| {
+            self.batches.acquire(slot, compute).map_err(|e| gpu_err("pool acquire", e))
+        });
+        leased.map(Some).inspect_err(|e| {
+            // The buffer was never handed out: its slot is free again. A pool that refuses
+            // (or cannot enqueue the wait for the slot's last release) leaves the device's
+            // ordering unknown, so nothing may use the buffers any more.
+            lock(&self.held).leased[slot] = false;
+            self.mark_broken(e);
+        })
     }
 
     /// Takes a free wave slot; waits for one when `block`, otherwise `None` if none is.
     pub(super) fn acquire_wave(&self, block: bool) -> Result<Option<WaveLease>> {
         let slot = {
-            let mut f = self.wave_free.lock().unwrap_or_else(|e| e.into_inner());
+            let mut f = lock(&self.wave_free);
             loop {
-                if self.closed() {
-                    return Err(Error::Closed);
+                if let Some(e) = self.refusal() {
+                    return Err(e);
                 }
                 if let Some(s) = f.iter().position(|&free| free) {
                     f[s] = false;
@@ -243,7 +270,14 @@ impl Engine {
             }
         };
         // Free in `wave_free` means released in the pool: this does not block.
-        self.waves.acquire_blocking(slot, "stager").map(Some).map_err(|e| gpu_err("wave slot", e))
+        self.waves.acquire_blocking(slot, "stager").map(Some).map_err(|e| {
+            // A refusal is a bookkeeping bug: the slot is freed again so that nothing waits
+            // for it, and the engine takes no more batches.
+            let e = gpu_err("wave slot", e);
+            lock(&self.wave_free)[slot] = true;
+            self.mark_broken(&e);
+            e
+        })
     }
 
     pub(super) fn release_wave(&self, lease: WaveLease) {
@@ -251,41 +285,97 @@ impl Engine {
         // A refusal would mean a bookkeeping bug; the slot is freed either way so that
         // nothing waits forever (its next acquire reports the pool's error).
         let _ = self.waves.release_host(lease, "harvester");
-        let mut f = self.wave_free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = lock(&self.wave_free);
         f[slot] = true;
         self.wave_cv.notify_all();
     }
 
     /// Returns a device batch buffer on `consumer`, after `after` (a raw event) if given.
+    ///
+    /// The buffer is never lost, whatever fails: its slot is free for `acquire` afterwards.
+    /// A failure of the engine's own calls (binding, ordering `consumer` after the batch's
+    /// writes, the pool's release) means the device is unusable: the engine is marked
+    /// broken, so nothing acquires the buffer again. A failed wait on the caller's `after`
+    /// event is the caller's error: reported, and the buffer goes back regardless.
+    ///
+    /// # Errors
+    /// The first failed call.
     pub(super) fn release(&self, lease: BatchLease, after: Option<u64>) -> Result<()> {
         let slot = lease.slot();
-        self.bind()?;
-        let consumer = self.stream("consumer")?;
-        let mut outcome = Ok(());
-        if let Some(ev) = after {
-            // SAFETY: the caller vouches that `ev` is a live event of this context.
-            outcome =
-                gs("cuStreamWaitEvent", unsafe { self.backend.wait_raw_event(consumer.raw(), ev) });
+        let mut theirs = Ok(());
+        let ours = self.bind().and_then(|()| self.stream("consumer")).and_then(|consumer| {
+            if let Some(ev) = after {
+                // SAFETY: the caller vouches that `ev` is a live event of this context.
+                theirs = gs("cuStreamWaitEvent", unsafe {
+                    self.backend.wait_raw_event(consumer.raw(), ev)
+                });
+            }
+            // The consumer must also be ordered after the batch's own writes.
+            gs("cuStreamWaitEvent", self.ready[slot].wait_in(consumer.raw()))?;
+            self.batches.release(lease, consumer).map_err(|e| gpu_err("pool release", e))
+        });
+        if let Err(e) = &ours {
+            self.mark_broken(e);
         }
-        // The consumer must also be ordered after the batch's own writes.
-        if outcome.is_ok() {
-            outcome = gs("cuStreamWaitEvent", self.ready[slot].wait_in(consumer.raw()));
-        }
-        let released =
-            self.batches.release(lease, consumer).map_err(|e| gpu_err("pool release", e));
-        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = lock(&self.held);
         h.leased[slot] = false;
         self.held_cv.notify_all();
-        outcome.and(released)
+        drop(h);
+        theirs.and(ours)
     }
 
-    /// Teardown: wakes waiting acquires.
+    /// Gives back the buffer of a batch whose device work failed.
+    ///
+    /// The rule, for every failure path: a batch buffer is never kept out of circulation
+    /// (after `batches_in_flight` kept buffers `acquire` would wait forever, and `pop`
+    /// with it). What the failed batch enqueued may still run, so first everything
+    /// enqueued on `compute` so far, the only stream that writes batch buffers, is waited
+    /// for (the buffer's ready event, recorded now). If even that fails the device is
+    /// unusable: the engine is marked broken, and every later batch fails at once with
+    /// `DeviceBroken`. Then the buffer goes back to the pool either way (a broken engine
+    /// acquires nothing again).
+    pub(super) fn recover(&self, lease: BatchLease) {
+        let ready = &self.ready[lease.slot()];
+        let synced = self
+            .cu("compute")
+            .and_then(|compute| gs("cuEventRecord", ready.record(compute)))
+            .and_then(|()| gs("cuEventSynchronize", ready.synchronize()))
+            .and_then(|()| {
+                gs(
+                    "cuEventSynchronize",
+                    self.faults.driver(Fault::DeviceLost, "cuEventSynchronize"),
+                )
+            });
+        if let Err(e) = &synced {
+            self.mark_broken(e);
+        }
+        // A failure here marks the engine broken in `release` itself.
+        let _ = self.release(lease, None);
+    }
+
+    /// Marks the device unusable after `e`, a failed call of the engine's own: every
+    /// later acquire fails with `DeviceBroken`, and waiting ones wake up. Only a `Gpu`
+    /// error says anything about the device; another error changes nothing.
+    pub(super) fn mark_broken(&self, e: &Error) {
+        let Error::Gpu { call, source } = e else { return };
+        lock(&self.held).broken.get_or_insert_with(|| (call, (**source).clone()));
+        self.wake();
+    }
+
+    /// Teardown: wakes waiting acquires, which fail with `Closed` from now on.
     pub(super) fn close(&self) {
-        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        h.closed = true;
+        lock(&self.held).closed = true;
+        self.wake();
+    }
+
+    /// Wakes every waiting acquire, to look at the engine's state again. Each notify is
+    /// taken under its condvar's lock, so a waiter between its check and its wait cannot
+    /// miss it.
+    fn wake(&self) {
+        let h = lock(&self.held);
         self.held_cv.notify_all();
         drop(h);
-        let _f = self.wave_free.lock().unwrap_or_else(|e| e.into_inner());
+        let _f = lock(&self.wave_free);
         self.wave_cv.notify_all();
     }
 

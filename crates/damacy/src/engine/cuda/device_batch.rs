@@ -7,7 +7,7 @@ use kernels::FillSpec;
 
 use super::core::{BatchLease, Engine};
 use super::gs;
-use super::harvest::Harvested;
+use super::harvest::{Failure, Harvested};
 use crate::batch::{Batch, DeviceTensor, Tensor};
 use crate::engine::{BatchMeta, Deliver, DeliverCtx, Pending};
 use crate::error::Result;
@@ -86,9 +86,19 @@ pub(super) fn pending(engine: &Arc<Engine>, h: Harvested<DeviceMeta, Pending>) -
     match h {
         Harvested::Ran { meta, lease, errors } => {
             let DeviceMeta { mut meta, out_elems, positions } = meta;
-            meta.early.extend(
-                errors.into_iter().filter_map(|(s, e)| positions.get(s).map(|&pos| (pos, e))),
-            );
+            let mut unplaced = None;
+            for (s, e) in errors {
+                match positions.get(s) {
+                    Some(&pos) => meta.early.push((pos, e)),
+                    None => unplaced = unplaced.or(Some(e)),
+                }
+            }
+            // An error of a plan sample the batch has no position for cannot be listed
+            // against its sample: rather than drop it, the whole batch fails with it.
+            if let Some(e) = unplaced {
+                let _ = engine.release(lease, None);
+                return Pending::Failed(Failure::Batch(e).into_error(&meta.infos));
+            }
             Pending::Ready(Box::new(DevicePending {
                 engine: Arc::clone(engine),
                 meta,
@@ -96,7 +106,9 @@ pub(super) fn pending(engine: &Arc<Engine>, h: Harvested<DeviceMeta, Pending>) -
                 out_elems,
             }))
         }
-        Harvested::Failed { error } => Pending::Failed(error),
+        Harvested::Failed { meta, failure } => {
+            Pending::Failed(failure.into_error(&meta.meta.infos))
+        }
         Harvested::Pass(p) => p,
     }
 }

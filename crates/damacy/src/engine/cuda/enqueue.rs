@@ -12,10 +12,11 @@ use planner::{BatchPlan, ChunkSource, Wave};
 use zarr::DataType;
 
 use super::core::{Engine, WaveBufs};
-use super::harvest::{ChunkOrigin, Harvest};
+use super::harvest::{ChunkOrigin, Failure, Harvest};
 use super::stage::{ChunkState, WaveState, WaveWork};
 use super::{DESC_CAP, REGION_ALIGN, align_up, gpu_err, gs};
-use crate::error::{Error, Result};
+use crate::error::{GpuError, PlanFault, Result, SampleError};
+use crate::fault::Fault;
 use crate::stats::StatCounters;
 
 /// One placement of a staged chunk into the batch, owning the coordinates that the
@@ -73,7 +74,12 @@ impl MetaLayout {
 
 impl Engine {
     /// Enqueues a staged wave's device work: uploads on `h2d`; nvCOMP decode, raw block
-    /// copies, the status reduction and the assembly on `compute`; records `done`.
+    /// copies, the status reduction and the assembly on `compute`; records `done`. The
+    /// state is the wave's after [`WaveWork::take_state`]: every chunk it marks staged or
+    /// decoded can be placed.
+    ///
+    /// # Errors
+    /// The failed call, as a failure of the wave's batch.
     pub(super) fn submit_wave(
         &self,
         work: &WaveWork,
@@ -82,10 +88,14 @@ impl Engine {
         state: &WaveState,
         w: &WaveBufs,
         stats: &StatCounters,
-    ) -> Result<Harvest> {
+    ) -> std::result::Result<Harvest, Failure> {
         let plan = &work.ctx.plan;
         let Some(wave) = plan.waves.get(k) else {
-            return Err(gpu_err("staging a wave", "wave index out of range"));
+            let fault = PlanFault::Wave { wave: k };
+            return Err(Failure::Batch(SampleError::PlanInconsistent {
+                stage: "CUDA submit",
+                fault,
+            }));
         };
         let t = Instant::now();
         let h2d = self.cu("h2d")?;
@@ -108,6 +118,7 @@ impl Engine {
         )?;
         gs("cuEventRecord", w.h2d_done.record(h2d))?;
         gs("cuStreamWaitEvent", w.h2d_done.wait_in(compute))?;
+        gs("cuLaunchKernel", self.faults.driver(Fault::WaveSubmit, "cuLaunchKernel"))?;
         self.decode_streams(&layout, max_len, compute)?;
         self.copy_raw_blocks(&layout, compute)?;
         self.reduce_statuses(&layout, w, compute)?;
@@ -171,22 +182,18 @@ impl Engine {
         let n = state.streams.len();
         if n as u64 > self.sizing.streams || state.raws.len() as u64 > self.sizing.streams {
             // The metadata buffers were sized for `streams` entries of each kind.
-            return Err(Error::Gpu {
-                what: "staging a wave",
-                detail: format!(
-                    "{n} zstd streams and {} raw blocks exceed the {} per wave the engine \
-                     was sized for",
-                    state.raws.len(),
-                    self.sizing.streams
-                ),
-            });
+            let (streams, raws) = (n as u64, state.raws.len() as u64);
+            let too_large = GpuError::WaveTooLarge { streams, raws, limit: self.sizing.streams };
+            return Err(gpu_err("staging a wave", too_large));
         }
         let n8 = n as u64 * 8;
         let statuses = 6 * n8;
         let ranges = align_up(statuses + n as u64 * 4, 8);
         let report = align_up(ranges + state.raws.len() as u64 * 24, 8);
         if report + 8 > w.meta_host.len() as u64 {
-            return Err(gpu_err("staging a wave", "metadata larger than its buffer"));
+            let too_large =
+                GpuError::MetadataTooLarge { needed: report + 8, len: w.meta_host.len() as u64 };
+            return Err(gpu_err("staging a wave", too_large));
         }
         Ok(MetaLayout {
             base: w.meta.device_ptr(),
@@ -367,8 +374,9 @@ fn cpu_runs(work: &WaveWork, wave: &Wave, state: &WaveState) -> Vec<(u64, u64)> 
     let plan = &work.ctx.plan;
     let mut runs: Vec<(u64, u64)> = Vec::new();
     for (i, cs) in state.chunk_state.iter().enumerate() {
-        if let (ChunkState::Cpu, Some(r)) = (cs, work.regions[i]) {
-            let len = plan.chunks[wave.chunks.start + i].decompressed_len();
+        // `take_state` failed any chunk without a region.
+        if let (ChunkState::Cpu, Some(r)) = (cs, work.regions.get(i).copied().flatten()) {
+            let len = plan.chunks.get(wave.chunks.start + i).map_or(0, |c| c.decompressed_len());
             match runs.last_mut() {
                 Some(last) if align_up(last.0 + last.1, REGION_ALIGN) == r.arena => {
                     last.1 = r.arena + len - last.0;
@@ -414,6 +422,11 @@ fn write_meta(l: &MetaLayout, state: &WaveState, w: &WaveBufs) -> u64 {
 
 /// Every placement of the wave's decoded chunks (failed chunks are left out), their
 /// sources in the arena at device address `ar0`.
+///
+/// Failed chunks have their samples reported, and every chunk staged or decoded has a
+/// region, its array's facts and a batch position for each sample: `take_state`
+/// enforced both before the wave was submitted, so the lookups below always succeed
+/// (they are lookups, not indexing, so that a bug cannot become a panic).
 fn staged_placements(
     work: &WaveWork,
     wave: &Wave,
@@ -429,17 +442,21 @@ fn staged_placements(
             ChunkState::Cpu => ShuffleSpec::default(),
             ChunkState::Gpu(spec) => *spec,
         };
-        let Some(reg) = work.regions[i] else { continue };
-        let chunk = &plan.chunks[wave.chunks.start + i];
+        let (Some(reg), Some(chunk)) =
+            (work.regions.get(i).copied().flatten(), plan.chunks.get(wave.chunks.start + i))
+        else {
+            continue;
+        };
         let Some(facts) = ctx.facts.get(chunk.array.index()) else { continue };
         for p in &chunk.placements {
+            let Some(&pos) = ctx.positions.get(p.sample) else { continue };
             keep.push(StagedPlacement {
                 src: ar0 + reg.arena,
                 src_dtype: facts.repr.data_type,
                 shuffle,
                 array: chunk.array.index(),
                 in_chunk_lo: p.in_chunk.lo.clone(),
-                sample: ctx.positions[p.sample] as u64,
+                sample: pos as u64,
                 in_sample_lo: p.in_sample.lo.clone(),
                 extent: p.in_chunk.shape(),
             });

@@ -11,8 +11,49 @@ use kernels::DecodeReport;
 
 use super::core::{BatchLease, Engine, WaveBufs, WaveLease};
 use super::gs;
-use crate::error::{Error, Result, SampleError};
+use crate::batch::SampleInfo;
+use crate::error::{Error, GpuError, Result, SampleError};
+use crate::fault::Fault;
 use crate::stats::StatCounters;
+
+/// Why a batch failed in the submit or harvest thread.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// The batch's own plan or device work failed: `pop` reports it for the batch's first
+    /// sample (a device failure spoils the whole batch, not one sample's part of it).
+    Batch(SampleError),
+    /// The engine takes no batches now (teardown, an unusable device): reported as is.
+    Engine(Error),
+}
+
+impl From<Error> for Failure {
+    /// A failed device call fails the batch it was made for; any other error is the
+    /// engine's.
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Gpu { call, source } => {
+                Failure::Batch(SampleError::Gpu { call, chunk: None, path: None, source })
+            }
+            e => Failure::Engine(e),
+        }
+    }
+}
+
+impl Failure {
+    /// The error `pop` returns for a batch of the samples `infos` that failed so.
+    pub(super) fn into_error(self, infos: &[SampleInfo]) -> Error {
+        match self {
+            Failure::Engine(e) => e,
+            // A batch always has a sample (the coordinator never plans an empty one); the
+            // cause is kept even without one.
+            Failure::Batch(source) => {
+                let (index, uri) =
+                    infos.first().map_or((u64::MAX, PathBuf::new()), |i| (i.index, i.uri.clone()));
+                Error::Sample { index, uri, source: Box::new(source) }
+            }
+        }
+    }
+}
 
 /// A wave-local chunk as a decode error names it.
 pub(super) struct ChunkOrigin {
@@ -44,18 +85,34 @@ pub(super) enum Harvested<M, P> {
         lease: BatchLease,
         errors: Vec<(usize, SampleError)>,
     },
-    /// The device state of this batch is unknown (a driver failure), or teardown.
+    /// A device failure (its buffer went back to the pool), or teardown.
     Failed {
-        error: Error,
+        meta: M,
+        failure: Failure,
     },
     Pass(P),
 }
 
 /// Messages from the submit thread to the harvest thread, in order.
 pub(super) enum ToHarvest<M, P> {
-    Wave { slot: WaveLease, harvest: Option<Harvest>, errors: Vec<(usize, SampleError)> },
-    End { meta: M, lease: BatchLease },
-    Failed { meta: M, error: Error },
+    Wave {
+        slot: WaveLease,
+        harvest: Option<Harvest>,
+        errors: Vec<(usize, SampleError)>,
+    },
+    /// The batch's device work is enqueued; `errors` are its fill chunks' (plan samples).
+    End {
+        meta: M,
+        lease: BatchLease,
+        errors: Vec<(usize, SampleError)>,
+    },
+    /// The batch failed; its buffer, if it holds one, goes back once the device is done
+    /// with it ([`Engine::recover`]).
+    Failed {
+        meta: M,
+        failure: Failure,
+        lease: Option<BatchLease>,
+    },
     Pass(P),
 }
 
@@ -68,7 +125,7 @@ struct Gathered {
     /// Sample errors (plan samples) of the batch's waves so far.
     errors: Vec<(usize, SampleError)>,
     /// The first device failure of the batch's waves.
-    failure: Option<Error>,
+    failure: Option<Failure>,
 }
 
 impl Engine {
@@ -92,19 +149,19 @@ impl Engine {
         // nvCOMP may write past the output of a corrupt frame that passed the host
         // check, into other chunks of this wave (seen on the H200): every sample drawing
         // on this wave is suspect, not only the failed chunk's. It is reported, never
-        // delivered as good data (`OnError::Fill` fills it).
-        if let Some(&first) = failed_chunks.first()
-            && let Some(origin) = h.chunks.get(first)
-        {
-            let err = nvcomp_error(
-                origin,
-                "a corrupt chunk in the same device wave may have overwritten this sample's \
-                 data"
-                    .into(),
-            );
-            for ChunkOrigin { samples, .. } in &h.chunks {
-                errors.extend(samples.iter().map(|&p| (p, err.clone())));
-            }
+        // delivered as good data (`OnError::Fill` fills it); also when the report's
+        // failure names no chunk of the wave.
+        let err = match failed_chunks.first().and_then(|&c| h.chunks.get(c)) {
+            Some(origin) => nvcomp_error(origin, GpuError::WaveOverrun),
+            None => SampleError::Gpu {
+                call: "nvCOMP decode",
+                chunk: None,
+                path: None,
+                source: Box::new(GpuError::WaveOverrun),
+            },
+        };
+        for ChunkOrigin { samples, .. } in &h.chunks {
+            errors.extend(samples.iter().map(|&p| (p, err.clone())));
         }
         Ok(())
     }
@@ -139,7 +196,10 @@ impl Engine {
             }
             failed_chunks.push(c);
             if let Some(origin) = h.chunks.get(c) {
-                let err = nvcomp_error(origin, format!("status {s}, decoded {a} of {e} bytes"));
+                let err = nvcomp_error(
+                    origin,
+                    GpuError::ChunkDecode { status: s, decoded: a, expected: e },
+                );
                 errors.extend(origin.samples.iter().map(|&p| (p, err.clone())));
             }
         }
@@ -162,14 +222,18 @@ impl Engine {
                 ToHarvest::Wave { slot, harvest, errors: host_errors } => {
                     self.harvest_wave(slot, harvest, host_errors, &mut g, stats);
                 }
-                ToHarvest::End { meta, lease } => {
+                ToHarvest::End { meta, lease, errors } => {
+                    self.faults.panic_point(Fault::HarvestPanic);
+                    g.errors.extend(errors);
                     emit(self.harvest_end(meta, lease, &mut g, stats))
                 }
-                ToHarvest::Failed { meta, error } => {
+                ToHarvest::Failed { meta, failure, lease } => {
                     g.errors.clear();
                     g.failure = None;
-                    drop(meta);
-                    emit(Harvested::Failed { error });
+                    if let Some(lease) = lease {
+                        self.recover(lease);
+                    }
+                    emit(Harvested::Failed { meta, failure });
                 }
                 ToHarvest::Pass(p) => emit(Harvested::Pass(p)),
             }
@@ -196,13 +260,13 @@ impl Engine {
         };
         stats.gpu_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         if let Err(e) = outcome {
-            g.failure.get_or_insert(e);
+            g.failure.get_or_insert(e.into());
         }
         self.release_wave(slot);
     }
 
     /// Waits for a batch's ready event and hands it out with the errors gathered from its
-    /// waves, or as failed after a device failure.
+    /// waves, or as failed after a device failure (its buffer back in the pool).
     fn harvest_end<M, P>(
         &self,
         meta: M,
@@ -211,27 +275,69 @@ impl Engine {
         stats: &StatCounters,
     ) -> Harvested<M, P> {
         let t = Instant::now();
-        let ready = gs("cuEventSynchronize", self.ready[lease.slot()].synchronize());
+        let ready =
+            gs("cuEventSynchronize", self.ready[lease.slot()].synchronize()).and_then(|()| {
+                let injected = self.faults.driver(Fault::BatchReady, "cuEventSynchronize");
+                gs("cuEventSynchronize", injected)
+            });
         stats.gpu_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let errs = std::mem::take(&mut g.errors);
-        match g.failure.take().or(ready.err()) {
+        match g.failure.take().or(ready.err().map(Failure::from)) {
             None => Harvested::Ran { meta, lease, errors: errs },
-            Some(error) => {
-                // The device state of this batch is unknown: keep its buffer
-                // out of circulation until teardown.
-                std::mem::forget(lease);
-                drop(meta);
-                Harvested::Failed { error }
+            Some(failure) => {
+                self.recover(lease);
+                Harvested::Failed { meta, failure }
             }
         }
     }
 }
 
-/// A decode error nvCOMP reported for a chunk, or for a chunk of its wave.
-fn nvcomp_error(origin: &ChunkOrigin, message: String) -> SampleError {
-    SampleError::Decode {
-        path: PathBuf::from(&*origin.key),
-        chunk: origin.coords.clone(),
-        source: zarr::Error::Decompress { codec: "zstd (nvCOMP)", message },
+/// A failure nvCOMP reported for a chunk, or for a chunk of its wave.
+fn nvcomp_error(origin: &ChunkOrigin, source: GpuError) -> SampleError {
+    SampleError::Gpu {
+        call: "nvCOMP decode",
+        chunk: Some(origin.coords.clone()),
+        path: Some(PathBuf::from(&*origin.key)),
+        source: Box::new(source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::Failure;
+    use crate::batch::SampleInfo;
+    use crate::error::{Error, GpuError, SampleError};
+
+    /// A failed device call fails its batch, reported at `pop` for the batch's first
+    /// sample (push index and uri) with the typed cause; engine-wide errors pass as they
+    /// are.
+    #[test]
+    fn a_batch_device_failure_names_the_batch_first_sample() {
+        let nvcomp = kernels::Error::Nvcomp { call: "nvcompBatchedZstdDecompressAsync", status: 7 };
+        let failure = Failure::from(Error::Gpu {
+            call: "nvCOMP decode",
+            source: Box::new(GpuError::Kernels(nvcomp.clone())),
+        });
+        let infos = [7u64, 8].map(|index| SampleInfo {
+            index,
+            uri: PathBuf::from(format!("/d/{index}.zarr")),
+            aabb: zarr::Aabb::from_shape(&[1]).expect("box"),
+        });
+        match failure.into_error(&infos) {
+            Error::Sample { index, uri, source } => {
+                assert_eq!((index, uri), (7, PathBuf::from("/d/7.zarr")));
+                match *source {
+                    SampleError::Gpu { call, chunk: None, path: None, source } => {
+                        assert_eq!(call, "nvCOMP decode");
+                        assert_eq!(*source, GpuError::Kernels(nvcomp));
+                    }
+                    other => panic!("expected a batch-level Gpu error, got {other:?}"),
+                }
+            }
+            other => panic!("expected Sample, got {other:?}"),
+        }
+        assert!(matches!(Failure::from(Error::Closed).into_error(&infos), Error::Closed));
     }
 }

@@ -1,5 +1,12 @@
 //! The CUDA engine as the pipeline sees it (`crate::engine::Engine`): the core engine and
 //! its submit and harvest threads.
+//!
+//! Each thread's loop runs under [`contain`]: a panic becomes `EnginePanicked`, which the
+//! harvest thread puts into the output queue after the batches before it (so `pop`
+//! returns it, never the end of the stream), and later dispatches fail with it. Neither
+//! thread can then wait forever on the dead one: the harvest thread sees the submit
+//! channel close when the submit thread ends, and a dying harvest thread closes the
+//! engine, which wakes the submit thread's waits for wave slots and batch buffers.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +19,9 @@ use super::route::route;
 use super::stage::BatchCtx;
 use super::submit::Submit;
 use crate::config::{Config, OutDtype};
-use crate::engine::{Engine as EngineApi, EngineCtx, Ordered, Pending, Planned, Running, lock};
+use crate::engine::{
+    Engine as EngineApi, EngineCtx, Fatal, Ordered, Pending, Planned, Running, contain, lock,
+};
 use crate::error::{Error, Result};
 use crate::stats::Stats;
 
@@ -25,6 +34,8 @@ pub(crate) struct CudaEngine {
     /// Dropped at the end of input: the submit thread drains and ends, then harvest.
     submit: Mutex<Option<SubmitTx>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The pipeline's record of a panicked thread.
+    fatal: Arc<Fatal>,
     sample_shape: Vec<u64>,
     /// Elements of one sample.
     sample_elems: u64,
@@ -39,27 +50,44 @@ impl CudaEngine {
     /// # Errors
     /// As [`Engine::new`]; `Spawn` when a thread cannot start.
     pub(crate) fn start(cfg: &Config, device: usize, ctx: EngineCtx) -> Result<Self> {
-        let core = Arc::new(Engine::new(cfg, device)?);
+        let core = Arc::new(Engine::new(cfg, device, ctx.faults)?);
         // One planned batch waits for the submit thread: planning runs one batch ahead,
         // bounded.
         let (stx, srx) = crossbeam_channel::bounded(1);
         let (htx, hrx) = crossbeam_channel::unbounded();
         let (e, stats, jobs) = (Arc::clone(&core), Arc::clone(&ctx.stats), ctx.jobs);
-        let submit = spawn("damacy-gpu-submit", move || e.submit_loop(&srx, &jobs, &htx, &stats));
+        let fatal = Arc::clone(&ctx.fatal);
+        let submit = spawn(SUBMIT, move || {
+            // Nothing waits on this thread but the harvest thread, which learns of its end
+            // when `htx` drops, after the panic was recorded; and the coordinator, whose
+            // send fails once `srx` drops.
+            let _ = contain(SUBMIT, &fatal, || e.submit_loop(&srx, &jobs, &htx, &stats));
+            drop(htx);
+        });
         let this = Self {
             core: Arc::clone(&core),
             submit: Mutex::new(Some(stx)),
             threads: Mutex::new(Vec::new()),
+            fatal: Arc::clone(&ctx.fatal),
             sample_shape: cfg.sample_shape.clone(),
             sample_elems: cfg.sample_elements()?,
             out_dtype: cfg.dtype,
             device,
         };
         lock(&this.threads).push(submit?);
-        let (e, stats, output) = (core, ctx.stats, ctx.output);
-        let harvest = spawn("damacy-gpu-harvest", move || {
+        let (e, stats, output, fatal) = (core, ctx.stats, ctx.output, ctx.fatal);
+        let harvest = spawn(HARVEST, move || {
             let emit = |h: Harvested<DeviceMeta, Pending>| output.push(pending(&e, h));
-            e.harvest_loop(&hrx, &stats, &emit);
+            if contain(HARVEST, &fatal, || e.harvest_loop(&hrx, &stats, &emit)).is_err() {
+                // The submit thread may wait for a wave slot or a batch buffer that only
+                // this thread would have freed: closing the engine wakes it, and it drains.
+                e.close();
+            }
+            // After a panic of either thread (or of the coordinator or feeder), the error
+            // comes after every batch handed out before it.
+            if let Some(error) = fatal.error() {
+                output.push(Pending::Failed(error));
+            }
             output.close();
         });
         match harvest {
@@ -75,6 +103,11 @@ impl CudaEngine {
         Ok(this)
     }
 }
+
+/// The submit thread's name.
+const SUBMIT: &str = "damacy-gpu-submit";
+/// The harvest thread's name.
+const HARVEST: &str = "damacy-gpu-harvest";
 
 fn spawn(
     name: &'static str,
@@ -92,6 +125,12 @@ impl EngineApi for CudaEngine {
     }
 
     fn dispatch(&self, batch: Ordered) -> Result<()> {
+        // With a dead engine thread nothing more gets through. (After the feeder's or
+        // the coordinator's panic, the batches already fed are still delivered.)
+        if let Some(e @ Error::EnginePanicked { thread: SUBMIT | HARVEST, .. }) = self.fatal.error()
+        {
+            return Err(e);
+        }
         let item = match batch {
             Ordered::Failed(e) => Submit::Pass(Pending::Failed(e)),
             Ordered::Planned(p) => {
@@ -102,7 +141,7 @@ impl EngineApi for CudaEngine {
         let Some(tx) = lock(&self.submit).clone() else {
             return Err(Error::Closed);
         };
-        tx.send(item).map_err(|_| Error::Closed)
+        tx.send(item).map_err(|_| self.fatal.error().unwrap_or(Error::Closed))
     }
 
     fn end_of_input(&self) {

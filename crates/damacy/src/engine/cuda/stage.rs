@@ -1,6 +1,12 @@
 //! The decode workers' part of a wave: read each read op, check and stage zstd frames in
 //! the wave slot's pinned memory, or decode on the CPU into it.
+//!
+//! The rule: once a wave's jobs are done ([`WaveWork::take_state`]), every chunk of the
+//! wave is either staged or decoded, and placeable, or reported, with an error for each
+//! sample it feeds. A chunk is never left out silently: assembly skips failed chunks, so a
+//! sample with an unreported one would ship with the previous batch's bytes in its place.
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -13,9 +19,43 @@ use planner::{ArrayEntry, BatchPlan, ChunkPlan, ChunkSource};
 use super::route::{Route, cpu_takes};
 use super::{MAX_GPU_STREAM, align_up};
 use crate::config::OutDtype;
-use crate::engine::{ArrayFacts, Job, Worker};
-use crate::error::SampleError;
+use crate::engine::{ArrayFacts, Job, Worker, lock};
+use crate::error::{PlanFault, SampleError};
 use crate::stats::StatCounters;
+
+/// The stage named in this module's errors.
+const STAGE: &str = "CUDA staging";
+
+/// A plan inconsistency found while staging, as the error of the samples it affects.
+fn plan_error(fault: PlanFault) -> SampleError {
+    SampleError::PlanInconsistent { stage: STAGE, fault }
+}
+
+/// Host memory the workers stage a wave into: a wave slot's pinned buffers (plain memory
+/// in the unit tests, which run without a GPU).
+pub(super) trait StageMem: std::fmt::Debug + Send + Sync {
+    /// Bytes of the buffer.
+    fn len(&self) -> usize;
+    /// Its first byte, writable through a shared reference (see [`WaveWork::pinned`]).
+    fn as_ptr(&self) -> *mut u8;
+}
+
+impl StageMem for CudaPinnedMem {
+    fn len(&self) -> usize {
+        CudaPinnedMem::len(self)
+    }
+
+    fn as_ptr(&self) -> *mut u8 {
+        CudaPinnedMem::as_ptr(self)
+    }
+}
+
+/// A chunk of a read op, as the errors name them (indices into the plan's tables).
+#[derive(Debug, Clone, Copy)]
+struct ChunkAt {
+    read: usize,
+    chunk: usize,
+}
 
 /// Per-batch facts shared by the wave jobs.
 #[derive(Debug, Clone)]
@@ -71,16 +111,18 @@ pub(super) struct WaveState {
 
 /// One wave's jobs: a read op each.
 #[derive(Debug)]
-pub(super) struct WaveWork {
+pub(super) struct WaveWork<S: StageMem = CudaPinnedMem> {
     pub(super) ctx: BatchCtx,
-    pub(super) chunks0: usize,
+    /// The wave's chunks (indices into the plan's chunks).
+    pub(super) chunks: Range<usize>,
+    /// Per wave-local chunk: its region in the slot (`None`: it does not fit).
     pub(super) regions: Vec<Option<Region>>,
     /// Bytes of `staging` the regions span (what is uploaded).
     pub(super) staging_used: u64,
     /// Per mille of the GPU-decodable chunks decoded by the workers instead.
     pub(super) cpu_share: u32,
-    pub(super) staging: CudaPinnedMem,
-    pub(super) decoded: CudaPinnedMem,
+    pub(super) staging: S,
+    pub(super) decoded: S,
     pub(super) gpu: bool,
     pub(super) in_align: u64,
     pub(super) out_align: u64,
@@ -101,9 +143,9 @@ impl Job for WaveJob {
     }
 }
 
-impl WaveWork {
+impl<S: StageMem> WaveWork<S> {
     pub(super) fn wait(&self) {
-        let mut d = self.done.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut d = lock(&self.done.0);
         while !*d {
             d = self.done.1.wait(d).unwrap_or_else(|e| e.into_inner());
         }
@@ -111,8 +153,82 @@ impl WaveWork {
 
     fn finish_job(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            *self.done.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            *lock(&self.done.0) = true;
             self.done.1.notify_all();
+        }
+    }
+
+    /// The wave's state once every job finished (after [`WaveWork::wait`]), with this
+    /// module's rule enforced: a chunk that the jobs left neither staged nor reported (no
+    /// read op of the wave holds it, say), or that is staged but could not be placed (no
+    /// fill value for its array, a sample without a batch position), gets an error for
+    /// each sample it feeds that has none yet, and is failed.
+    pub(super) fn take_state(&self) -> WaveState {
+        let mut st = std::mem::take(&mut *lock(&self.state));
+        let plan = &self.ctx.plan;
+        let samples = self.ctx.positions.len();
+        let Some(chunks) = plan.chunks.get(self.chunks.clone()) else {
+            let fault = PlanFault::Chunks { start: self.chunks.start, end: self.chunks.end };
+            let err = plan_error(fault);
+            st.chunk_state.fill(ChunkState::Failed);
+            st.errors.extend((0..samples).map(|s| (s, err.clone())));
+            return st;
+        };
+        let WaveState { chunk_state, errors, .. } = &mut st;
+        chunk_state.resize(chunks.len(), ChunkState::Failed);
+        let mut reported = vec![false; samples];
+        for (s, _) in errors.iter() {
+            if let Some(r) = reported.get_mut(*s) {
+                *r = true;
+            }
+        }
+        for (li, (chunk, cs)) in chunks.iter().zip(chunk_state.iter_mut()).enumerate() {
+            let gi = self.chunks.start + li;
+            let unplaceable = if *cs == ChunkState::Failed {
+                None
+            } else if self.regions.get(li).copied().flatten().is_none() {
+                // Only a chunk with a region is ever staged or decoded.
+                Some(SampleError::Internal { stage: STAGE })
+            } else if self.ctx.facts.get(chunk.array.index()).is_none() {
+                Some(plan_error(PlanFault::Array { chunk: gi, array: chunk.array.index() }))
+            } else {
+                chunk
+                    .placements
+                    .iter()
+                    .find(|p| p.sample >= samples)
+                    .map(|p| plan_error(PlanFault::Sample { chunk: gi, sample: p.sample }))
+            };
+            if let Some(err) = unplaceable {
+                *cs = ChunkState::Failed;
+                for p in &chunk.placements {
+                    errors.push((p.sample, err.clone()));
+                    if let Some(r) = reported.get_mut(p.sample) {
+                        *r = true;
+                    }
+                }
+                continue;
+            }
+            if *cs != ChunkState::Failed {
+                continue;
+            }
+            let err = plan_error(PlanFault::Unreported { chunk: gi });
+            for p in &chunk.placements {
+                if !reported.get(p.sample).copied().unwrap_or(false) {
+                    errors.push((p.sample, err.clone()));
+                }
+            }
+        }
+        st
+    }
+
+    /// The plan samples the wave's chunks feed, every planned sample of the batch when
+    /// the wave's chunks are not in the plan.
+    fn wave_samples(&self) -> Vec<usize> {
+        match self.ctx.plan.chunks.get(self.chunks.clone()) {
+            Some(chunks) => {
+                chunks.iter().flat_map(|c| c.placements.iter().map(|p| p.sample)).collect()
+            }
+            None => (0..self.ctx.positions.len()).collect(),
         }
     }
 
@@ -122,7 +238,7 @@ impl WaveWork {
     /// Chunk regions are disjoint and each is written by the one job owning its read op;
     /// the device reads them only after every job finished.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn pinned(mem: &CudaPinnedMem, off: u64, len: u64) -> Option<&mut [u8]> {
+    unsafe fn pinned(mem: &S, off: u64, len: u64) -> Option<&mut [u8]> {
         let end = off.checked_add(len)?;
         if end > mem.len() as u64 {
             return None;
@@ -133,7 +249,9 @@ impl WaveWork {
         })
     }
 
-    /// Runs read op `r`: read, check and stage frames, or decode on the CPU.
+    /// Runs read op `r`: read, check and stage frames, or decode on the CPU. The job
+    /// counts as finished however it ends: a panic fails every sample of the wave, rather
+    /// than leaving the submit thread waiting for a job that never finishes.
     pub(super) fn run(
         &self,
         r: usize,
@@ -141,7 +259,16 @@ impl WaveWork {
         buf: &mut Vec<u8>,
         stats: &StatCounters,
     ) {
-        self.run_inner(r, store, buf, stats);
+        // Unwind safety: `buf` is resized before every read; the wave's state is merged
+        // only at the end of a job, under a lock that tolerates poisoning.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_inner(r, store, buf, stats)
+        }));
+        if ran.is_err() {
+            let err = SampleError::Internal { stage: "CUDA decode worker" };
+            let errors = self.wave_samples().into_iter().map(|s| (s, err.clone())).collect();
+            self.merge(WaveState { errors, ..WaveState::default() }, &[]);
+        }
         self.finish_job();
     }
 
@@ -153,13 +280,23 @@ impl WaveWork {
         stats: &StatCounters,
     ) {
         let plan = &self.ctx.plan;
-        let (Some(op), Some(group)) = (plan.reads.get(r), plan.group(r)) else { return };
-        let Some(file) = plan.files.get(op.file) else { return };
         let mut local = WaveState::default();
+        let (Some(op), Some(group)) = (plan.reads.get(r), plan.group(r)) else {
+            // Which chunks the op holds is unknown: every sample of the wave is suspect.
+            let err = plan_error(PlanFault::Read { read: r });
+            local.errors = self.wave_samples().into_iter().map(|s| (s, err.clone())).collect();
+            self.merge(local, &[]);
+            return;
+        };
         let fail_all = |local: &mut WaveState, err: SampleError| {
             for c in group {
                 local.errors.extend(c.placements.iter().map(|p| (p.sample, err.clone())));
             }
+        };
+        let Some(file) = plan.files.get(op.file) else {
+            fail_all(&mut local, plan_error(PlanFault::File { read: r, file: op.file }));
+            self.merge(local, &[]);
+            return;
         };
         let Ok(len) = usize::try_from(op.len) else {
             fail_all(
@@ -180,48 +317,60 @@ impl WaveWork {
         }
         let mut states = Vec::with_capacity(group.len());
         for (j, chunk) in group.iter().enumerate() {
-            let gi = op.chunks.start + j;
-            let li = gi.wrapping_sub(self.chunks0);
-            if let Some(state) = self.stage_chunk(li, chunk, &file.key, buf, stats, &mut local) {
-                states.push((li, state));
+            let at = ChunkAt { read: r, chunk: op.chunks.start + j };
+            if let Some(state) = self.stage_chunk(at, chunk, &file.key, buf, stats, &mut local) {
+                states.push(state);
             }
         }
         self.merge(local, &states);
     }
 
-    /// Stages wave-local chunk `li` of the read in `buf` for nvCOMP, or decodes it on the
-    /// CPU; its state, or `None` for a chunk this job leaves alone (a fill chunk, one of
-    /// an unknown array, or bytes outside the read).
+    /// Stages chunk `at` of the read in `buf` for nvCOMP, or decodes it on the CPU;
+    /// returns its wave-local index and state, `None` for a chunk outside the wave. A chunk
+    /// that cannot be staged or decoded gets an error for each sample it feeds.
     fn stage_chunk(
         &self,
-        li: usize,
+        at: ChunkAt,
         chunk: &ChunkPlan,
         key: &str,
         buf: &[u8],
         stats: &StatCounters,
         local: &mut WaveState,
-    ) -> Option<ChunkState> {
+    ) -> Option<(usize, ChunkState)> {
+        let fail = |local: &mut WaveState, err: SampleError| {
+            local.errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
+        };
+        let li = at.chunk.checked_sub(self.chunks.start).filter(|&li| li < self.chunks.len());
+        let Some(li) = li else {
+            fail(local, plan_error(PlanFault::OutsideWave { chunk: at.chunk, read: at.read }));
+            return None;
+        };
         let ChunkSource::Copy { offset_in_read, compressed_len, decompressed_len, .. } =
             chunk.source
         else {
-            return None;
+            fail(local, plan_error(PlanFault::FillInRead { chunk: at.chunk, read: at.read }));
+            return Some((li, ChunkState::Failed));
         };
         let a = chunk.array.index();
         let (Some(entry), Some(facts), Some(route)) =
             (self.ctx.arrays.get(a), self.ctx.facts.get(a), self.ctx.routes.get(a))
         else {
-            return None;
+            fail(local, plan_error(PlanFault::Array { chunk: at.chunk, array: a }));
+            return Some((li, ChunkState::Failed));
         };
         let Some(reg) = self.regions.get(li).copied().flatten() else {
             let err = SampleError::Unsupported {
                 path: PathBuf::from(key),
                 what: "a chunk larger than the CUDA engine's wave buffers",
             };
-            local.errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
-            return Some(ChunkState::Failed);
+            fail(local, err);
+            return Some((li, ChunkState::Failed));
         };
         let lo = offset_in_read as usize;
-        let src = buf.get(lo..lo.saturating_add(compressed_len as usize))?;
+        let Some(src) = buf.get(lo..lo.saturating_add(compressed_len as usize)) else {
+            fail(local, plan_error(PlanFault::ChunkBytes { chunk: at.chunk, read: at.read }));
+            return Some((li, ChunkState::Failed));
+        };
         let t = Instant::now();
         let staged = self.stage_for_gpu(li, *route, reg, src, decompressed_len, local);
         let state = match staged {
@@ -234,13 +383,13 @@ impl WaveWork {
                         chunk: chunk.chunk.clone(),
                         source,
                     };
-                    local.errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
+                    fail(local, err);
                     ChunkState::Failed
                 }
             },
         };
         stats.decode_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        Some(state)
+        Some((li, state))
     }
 
     /// Stages a chunk's frames for nvCOMP when its route and the CPU's share allow;
@@ -282,7 +431,7 @@ impl WaveWork {
     }
 
     fn merge(&self, local: WaveState, states: &[(usize, ChunkState)]) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lock(&self.state);
         for &(li, s) in states {
             if let Some(slot) = st.chunk_state.get_mut(li) {
                 *slot = s;
@@ -387,3 +536,6 @@ impl WaveWork {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,11 +10,12 @@ use kernels::FillSpec;
 use planner::{BatchPlan, ChunkSource, Wave};
 
 use super::core::{BatchLease, Engine, WaveBufs, WaveLease};
-use super::harvest::{ToHarvest, ToHarvestMsg};
+use super::harvest::{Failure, ToHarvest, ToHarvestMsg};
 use super::stage::{BatchCtx, ChunkState, Region, WaveJob, WaveState, WaveWork};
 use super::{AHEAD, REGION_ALIGN, STAGING_PAD, align_up, gs};
 use crate::engine::JobTx;
-use crate::error::{Error, Result};
+use crate::error::{Error, PlanFault, Result, SampleError};
+use crate::fault::Fault;
 use crate::stats::StatCounters;
 
 /// A batch handed to the submit thread: the plan's context and the caller's payload.
@@ -39,9 +40,23 @@ struct Dispatched {
 
 /// The submit thread's queue, in submission order.
 enum Ahead<M, P> {
-    Wave { id: u64, wave: Dispatched },
-    End { id: u64, ctx: BatchCtx, meta: M, lease: BatchLease },
-    Failed { meta: M, error: Error },
+    Wave {
+        id: u64,
+        wave: Dispatched,
+    },
+    End {
+        id: u64,
+        ctx: BatchCtx,
+        meta: M,
+        lease: BatchLease,
+    },
+    /// A batch that failed, after its dispatched waves; its buffer, if it holds one, goes
+    /// to the harvest thread to be given back once the device is done with it.
+    Failed {
+        meta: M,
+        failure: Failure,
+        lease: Option<BatchLease>,
+    },
     Pass(P),
 }
 
@@ -78,8 +93,10 @@ struct Submitter<'a, M, P> {
     cur: Option<Current<M>>,
     /// The coordinator may still send batches.
     input_open: bool,
-    /// A batch whose device work failed: its later waves are only drained.
-    poisoned: Option<(u64, Error)>,
+    /// Batches whose device work or dispatch failed, with the first failure of each: their
+    /// later waves are only drained, and their end reports the failure. Keyed by batch, as
+    /// a dispatch (ahead) can fail for a later batch than a submission (behind).
+    poisoned: Vec<(u64, Failure)>,
 }
 
 impl Engine {
@@ -103,7 +120,7 @@ impl Engine {
             queue: VecDeque::new(),
             cur: None,
             input_open: true,
-            poisoned: None,
+            poisoned: Vec::new(),
         };
         loop {
             s.top_up();
@@ -126,16 +143,18 @@ impl Engine {
         out: (u64, u64),
         slot: WaveLease,
         jobs: &JobTx,
-    ) -> std::result::Result<Dispatched, (WaveLease, Error)> {
+    ) -> std::result::Result<Dispatched, (WaveLease, Failure)> {
         let plan = &ctx.plan;
         let Some(wave) = plan.waves.get(k) else {
-            return Err((slot, Error::Closed));
+            let fault = PlanFault::Wave { wave: k };
+            let error = SampleError::PlanInconsistent { stage: "CUDA submit", fault };
+            return Err((slot, Failure::Batch(error)));
         };
         let w = slot.buffer();
         let (regions, staging_used) = lay_out_regions(plan, wave, w);
         let work = Arc::new(WaveWork {
             ctx: ctx.clone(),
-            chunks0: wave.chunks.start,
+            chunks: wave.chunks.clone(),
             regions,
             staging_used,
             cpu_share: self.cpu_share,
@@ -154,31 +173,24 @@ impl Engine {
         for r in wave.reads.clone() {
             if jobs.send(Box::new(WaveJob { work: Arc::clone(&work), read: r })).is_err() {
                 // No worker is left to run this or any job: nothing writes the slot.
-                return Err((slot, Error::Closed));
+                return Err((slot, Failure::Engine(Error::Closed)));
             }
         }
         Ok(Dispatched { work, slot, k, out })
     }
 
     /// A batch's last device work: its fill chunks (grouped by array, one value per
-    /// launch), then the ready event.
-    fn end_batch(&self, ctx: &BatchCtx, lease: &BatchLease, stats: &StatCounters) -> Result<()> {
-        let plan = &ctx.plan;
+    /// launch), then the ready event. Returns the errors (plan samples) of fill chunks the
+    /// plan contradicts itself about, which are not filled.
+    fn end_batch(
+        &self,
+        ctx: &BatchCtx,
+        lease: &BatchLease,
+        stats: &StatCounters,
+    ) -> Result<Vec<(usize, SampleError)>> {
+        let (specs_by_array, errors) = fill_specs(ctx);
         let compute = self.cu("compute")?;
-        for (a, facts) in ctx.facts.iter().enumerate() {
-            let mut specs = Vec::new();
-            for chunk in plan.chunks.get(plan.fills.clone()).unwrap_or(&[]) {
-                if chunk.array.index() != a {
-                    continue;
-                }
-                for p in &chunk.placements {
-                    specs.push((
-                        ctx.positions[p.sample] as u64,
-                        p.in_sample.lo.clone(),
-                        p.in_sample.shape(),
-                    ));
-                }
-            }
+        for (specs, facts) in specs_by_array.iter().zip(ctx.facts.iter()) {
             if specs.is_empty() {
                 continue;
             }
@@ -195,8 +207,59 @@ impl Engine {
             self.fill_boxes(lease.buffer(), &fs, &facts.fill_out, ctx.out_elems, &self.end_descs)?;
             stats.assemble_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
-        gs("cuEventRecord", self.ready[lease.slot()].record(compute))
+        gs("cuEventRecord", self.ready[lease.slot()].record(compute))?;
+        Ok(errors)
     }
+
+    /// Records a wave slot's `done` after everything enqueued so far on `h2d` and
+    /// `compute`, so that it covers whatever part of a failed wave's device work was
+    /// enqueued before the harvest thread frees the slot.
+    fn fence_wave(&self, w: &WaveBufs) -> Result<()> {
+        let (h2d, compute) = (self.cu("h2d")?, self.cu("compute")?);
+        gs("cuEventRecord", w.h2d_done.record(h2d))?;
+        gs("cuStreamWaitEvent", w.h2d_done.wait_in(compute))?;
+        gs("cuEventRecord", w.done.record(compute))
+    }
+}
+
+/// A fill box: batch position of the sample, its corner in the sample, its extent.
+type FillBox = (u64, Vec<u64>, Vec<u64>);
+
+/// The fill boxes of a batch per array, and errors (plan samples) for the fill chunks
+/// the plan contradicts itself about: one of an array the batch does not have (no fill
+/// value), one whose placement names a sample without a batch position, or fills outside
+/// the plan's chunks. Such a chunk is not filled, so its samples must not be delivered.
+fn fill_specs(ctx: &BatchCtx) -> (Vec<Vec<FillBox>>, Vec<(usize, SampleError)>) {
+    let plan = &ctx.plan;
+    let mut specs = vec![Vec::new(); ctx.facts.len()];
+    let mut errors = Vec::new();
+    let fail = |errors: &mut Vec<_>, samples: &mut dyn Iterator<Item = usize>, fault| {
+        let err = SampleError::PlanInconsistent { stage: "CUDA fill", fault };
+        errors.extend(samples.map(|s| (s, err.clone())));
+    };
+    let Some(fills) = plan.chunks.get(plan.fills.clone()) else {
+        let fault = PlanFault::Chunks { start: plan.fills.start, end: plan.fills.end };
+        fail(&mut errors, &mut (0..ctx.positions.len()), fault);
+        return (specs, errors);
+    };
+    for (i, chunk) in fills.iter().enumerate() {
+        let gi = plan.fills.start + i;
+        let a = chunk.array.index();
+        let Some(boxes) = specs.get_mut(a) else {
+            let fault = PlanFault::Array { chunk: gi, array: a };
+            fail(&mut errors, &mut chunk.placements.iter().map(|p| p.sample), fault);
+            continue;
+        };
+        for p in &chunk.placements {
+            let Some(&pos) = ctx.positions.get(p.sample) else {
+                let fault = PlanFault::Sample { chunk: gi, sample: p.sample };
+                fail(&mut errors, &mut std::iter::once(p.sample), fault);
+                continue;
+            };
+            boxes.push((pos as u64, p.in_sample.lo.clone(), p.in_sample.shape()));
+        }
+    }
+    (specs, errors)
 }
 
 /// The region of every chunk of `wave` in a wave slot's staging and arena (`None` for a
@@ -258,6 +321,7 @@ impl<M, P> Submitter<'_, M, P> {
         match item {
             Ok(Submit::Pass(p)) => self.queue.push_back(Ahead::Pass(p)),
             Ok(Submit::Run { id, ctx, meta }) => {
+                self.engine.faults.panic_point(Fault::SubmitPanic);
                 self.cur = Some(Current { id, ctx, meta, lease: None, next: 0 });
             }
             Err(crossbeam_channel::TryRecvError::Empty) => return TopUp::Stop,
@@ -297,7 +361,8 @@ impl<M, P> Submitter<'_, M, P> {
             Ok(None) => TopUp::Stop,
             Err(error) => {
                 if let Some(c) = self.cur.take() {
-                    self.queue.push_back(Ahead::Failed { meta: c.meta, error });
+                    let failure = error.into();
+                    self.queue.push_back(Ahead::Failed { meta: c.meta, failure, lease: None });
                 }
                 TopUp::Again
             }
@@ -318,12 +383,12 @@ impl<M, P> Submitter<'_, M, P> {
             Ok(Some(s)) => s,
             Ok(None) => return TopUp::Stop,
             Err(error) => {
-                // Teardown: the batch's buffer goes back with it.
+                // Teardown or an unusable device. The batch's buffer goes back with it,
+                // after its waves already queued (their device work writes it); an earlier
+                // failure of the batch is the one reported.
                 if let Some(c) = self.cur.take() {
-                    if let Some(l) = c.lease {
-                        let _ = self.engine.release(l, None);
-                    }
-                    self.queue.push_back(Ahead::Failed { meta: c.meta, error });
+                    let failure = self.take_poison(c.id).unwrap_or_else(|| error.into());
+                    self.queue.push_back(Ahead::Failed { meta: c.meta, failure, lease: c.lease });
                 }
                 return TopUp::Again;
             }
@@ -332,14 +397,32 @@ impl<M, P> Submitter<'_, M, P> {
         c.next += 1;
         let out =
             c.lease.as_ref().map_or((0, 0), |l| (l.buffer().device_ptr(), l.buffer().len() as u64));
+        let id = c.id;
         match self.engine.dispatch(&c.ctx, k, out, slot, self.jobs) {
-            Ok(wave) => self.queue.push_back(Ahead::Wave { id: c.id, wave }),
-            Err((slot, error)) => {
+            Ok(wave) => self.queue.push_back(Ahead::Wave { id, wave }),
+            Err((slot, failure)) => {
                 self.engine.release_wave(slot);
-                self.poisoned.get_or_insert((c.id, error));
+                self.poison(id, failure);
             }
         }
         TopUp::Proceed
+    }
+
+    /// Records `failure` as batch `id`'s, unless it failed already.
+    fn poison(&mut self, id: u64, failure: Failure) {
+        if !self.is_poisoned(id) {
+            self.poisoned.push((id, failure));
+        }
+    }
+
+    fn is_poisoned(&self, id: u64) -> bool {
+        self.poisoned.iter().any(|(p, _)| *p == id)
+    }
+
+    /// Takes batch `id`'s failure, if it failed.
+    fn take_poison(&mut self, id: u64) -> Option<Failure> {
+        let at = self.poisoned.iter().position(|(p, _)| *p == id)?;
+        Some(self.poisoned.swap_remove(at).1)
     }
 
     /// Once every wave of the current batch is dispatched, queues the batch's end.
@@ -347,11 +430,17 @@ impl<M, P> Submitter<'_, M, P> {
         if self.cur.as_ref().is_some_and(|c| c.next >= c.ctx.plan.waves.len())
             && let Some(c) = self.cur.take()
         {
-            // The lease was taken above, before any wave was dispatched.
-            self.queue.push_back(match c.lease {
+            // The lease was taken above, before any wave was dispatched: a batch here
+            // without one is a bug, reported as such.
+            let end = match c.lease {
                 Some(lease) => Ahead::End { id: c.id, ctx: c.ctx, meta: c.meta, lease },
-                None => Ahead::Failed { meta: c.meta, error: Error::Closed },
-            });
+                None => {
+                    let _ = self.take_poison(c.id);
+                    let failure = Failure::Batch(SampleError::Internal { stage: "CUDA submit" });
+                    Ahead::Failed { meta: c.meta, failure, lease: None }
+                }
+            };
+            self.queue.push_back(end);
         }
     }
 
@@ -360,7 +449,9 @@ impl<M, P> Submitter<'_, M, P> {
     fn submit_oldest(&mut self, front: Ahead<M, P>) {
         match front {
             Ahead::Pass(p) => self.send(ToHarvest::Pass(p)),
-            Ahead::Failed { meta, error } => self.send(ToHarvest::Failed { meta, error }),
+            Ahead::Failed { meta, failure, lease } => {
+                self.send(ToHarvest::Failed { meta, failure, lease })
+            }
             Ahead::Wave { id, wave } => self.submit_dispatched(id, wave),
             Ahead::End { id, ctx, meta, lease } => self.finish_batch(id, ctx, meta, lease),
         }
@@ -373,20 +464,20 @@ impl<M, P> Submitter<'_, M, P> {
         let t = Instant::now();
         work.wait();
         self.stats.wave_jobs_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        let mut state = std::mem::take(&mut *work.state.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut state = work.take_state();
         let host_errors = std::mem::take(&mut state.errors);
-        let poisoned = matches!(&self.poisoned, Some((pid, _)) if *pid == id);
-        let harvest = if poisoned {
+        let harvest = if self.is_poisoned(id) {
             None
         } else {
             match self.engine.submit_wave(&work, k, out, &state, slot.buffer(), self.stats) {
                 Ok(h) => Some(h),
                 Err(e) => {
-                    // What was enqueued is covered by `done` if it records.
-                    if let Ok(c) = self.engine.cu("compute") {
-                        let _ = slot.buffer().done.record(c);
+                    // `done` must cover what of the wave was enqueued before the harvest
+                    // thread frees the slot; if it cannot, the device is unusable.
+                    if let Err(fence) = self.engine.fence_wave(slot.buffer()) {
+                        self.engine.mark_broken(&fence);
                     }
-                    self.poisoned = Some((id, e));
+                    self.poison(id, e);
                     None
                 }
             }
@@ -395,21 +486,17 @@ impl<M, P> Submitter<'_, M, P> {
     }
 
     /// A batch's end, after its last wave: enqueues its fills and ready event, unless its
-    /// device work failed.
+    /// device work failed. A failed batch's buffer goes to the harvest thread, which
+    /// gives it back once the device is done with it (never kept: see
+    /// [`Engine::recover`]).
     fn finish_batch(&mut self, id: u64, ctx: BatchCtx, meta: M, lease: BatchLease) {
-        let outcome = if self.poisoned.as_ref().is_some_and(|p| p.0 == id) {
-            Err(self.poisoned.take().map_or(Error::Closed, |p| p.1))
-        } else {
-            self.engine.end_batch(&ctx, &lease, self.stats)
+        let outcome = match self.take_poison(id) {
+            Some(failure) => Err(failure),
+            None => self.engine.end_batch(&ctx, &lease, self.stats).map_err(Failure::from),
         };
         match outcome {
-            Ok(()) => self.send(ToHarvest::End { meta, lease }),
-            Err(error) => {
-                // The device state of this batch is unknown: keep its buffer
-                // out of circulation until teardown.
-                std::mem::forget(lease);
-                self.send(ToHarvest::Failed { meta, error });
-            }
+            Ok(errors) => self.send(ToHarvest::End { meta, lease, errors }),
+            Err(failure) => self.send(ToHarvest::Failed { meta, failure, lease: Some(lease) }),
         }
     }
 }
