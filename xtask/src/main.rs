@@ -4,6 +4,8 @@
 //! - `test`: the whole CPU test suite: workspace tests, loom models, and a build of the
 //!   `cuda` features (which must compile on a machine without CUDA). This is the README's
 //!   test command and what `.ci/run` runs.
+//! - `fuzz`: the stable fuzz targets (`crates/fuzz`) for a bounded time (see `fuzz.rs`);
+//!   `test` runs them too.
 //! - `loom`: only the loom models (`--cfg damacy_loom`, release, preemption bound 2).
 //! - `fixtures`: regenerates `tests/data` with the pinned zarr-python script.
 //! - `bench-compare`: `damacy bench` against the tensorstore peer on one scenario
@@ -20,6 +22,8 @@ use anyhow::{Context, Result, bail};
 
 mod compare;
 
+mod fuzz;
+
 mod gpu;
 
 mod imports;
@@ -33,6 +37,7 @@ fn main() -> Result<()> {
     match task {
         "test" => test(),
         "loom" => loom(),
+        "fuzz" => fuzz::run(&args[1..]),
         "fixtures" => fixtures(),
         "bench-compare" => compare::run(&args[1..]),
         "gpu-bundle" => gpu::bundle(),
@@ -40,7 +45,10 @@ fn main() -> Result<()> {
         "check-imports" => imports::check(),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask <test|loom|fixtures|gpu-bundle|test-gpu|bench-compare|check-imports>"
+                "usage: cargo xtask <test|loom|fuzz|fixtures|gpu-bundle|test-gpu|bench-compare|check-imports>"
+            );
+            println!(
+                "       cargo xtask fuzz [--seconds N] [--target NAME]... [--execs N] [--seed S]"
             );
             println!(
                 "       cargo xtask bench-compare --scenario NAME|FILE.json [--threads 1,2,4,...] [--out DIR]"
@@ -76,6 +84,7 @@ fn test() -> Result<()> {
     t.args(["test", "--workspace", "--locked"]);
     run(t)?;
     loom()?;
+    fuzz::run(&[])?;
     // The CUDA code paths must build on a machine with no CUDA toolkit and no GPU.
     let mut b = cargo();
     b.args(["check", "--locked", "--all-targets", "--features", "cuda"]);

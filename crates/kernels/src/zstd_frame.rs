@@ -16,6 +16,10 @@ use crate::error::{Error, Result};
 const MAGIC: u32 = 0xfd2f_b528;
 /// The largest decoded size of one block (`Block_Maximum_Size`).
 const BLOCK_MAX: u64 = 128 << 10;
+/// The largest window log libzstd decodes on 64-bit hosts (`ZSTD_WINDOWLOG_MAX_64`).
+/// RFC 8878 allows window logs up to 41, but the CPU path refuses frames above this, so
+/// the GPU path must too.
+const WINDOW_LOG_MAX: u64 = 31;
 
 fn fault(reason: &'static str, offset: usize, value: u64) -> Error {
     Error::ZstdFrame { reason, offset, value }
@@ -33,7 +37,8 @@ fn le(frame: &[u8], at: usize, n: usize) -> Result<u64> {
 ///
 /// # Errors
 /// [`Error::ZstdFrame`] naming the first fault and its byte offset: a wrong magic, a
-/// reserved bit set, a dictionary (zarr frames have none), no content size, a content
+/// reserved bit set, a window log above libzstd's 31, a dictionary (zarr frames have none), no
+/// content size, a content
 /// size other than `expected`, a block header or block past the end, a reserved block
 /// type, a block larger than 128 KiB, raw/RLE blocks decoding past the content size, or
 /// bytes after the frame.
@@ -57,6 +62,12 @@ pub fn check_zstd_frame(frame: &[u8], expected: u64) -> Result<()> {
         _ => 8,
     };
     let mut at = 5 + usize::from(!single_segment);
+    if !single_segment {
+        let descriptor = le(frame, 5, 1)?;
+        if (descriptor >> 3) + 10 > WINDOW_LOG_MAX {
+            return Err(fault("window log above libzstd's limit of 31", 5, descriptor));
+        }
+    }
     if dict_bytes > 0 && le(frame, at, dict_bytes)? != 0 {
         return Err(fault("frame needs a dictionary", at, dict_bytes as u64));
     }
@@ -114,4 +125,34 @@ pub fn check_zstd_frame(frame: &[u8], expected: u64) -> Result<()> {
         return Err(fault("bytes after the frame", at, (frame.len() - at) as u64));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `cargo xtask fuzz` (target `zstd_frame`): a window descriptor asking for
+    /// a 2^41-byte window passed the check although libzstd, the CPU decoder, refuses
+    /// window logs above 31.
+    #[test]
+    fn windows_libzstd_refuses_are_refused() {
+        // Not single-segment, 2-byte content size 5000 (4744 + 256), one empty raw last
+        // block: only the window descriptor varies.
+        let frame = |descriptor: u8| {
+            let mut f = MAGIC.to_le_bytes().to_vec();
+            f.extend_from_slice(&[0x40, descriptor, 0x88, 0x12]);
+            f.extend_from_slice(&[0x01, 0x00, 0x00]);
+            f
+        };
+        for descriptor in [0xff, 22 << 3] {
+            assert_eq!(
+                check_zstd_frame(&frame(descriptor), 5000),
+                Err(fault("window log above libzstd's limit of 31", 5, u64::from(descriptor)))
+            );
+        }
+        // Window log 31 is the largest libzstd accepts. (That an empty block cannot make
+        // 5000 bytes is for the decoder to find; this check cannot see it.)
+        assert_eq!(check_zstd_frame(&frame(21 << 3 | 7), 5000), Ok(()));
+        assert_eq!(check_zstd_frame(&frame(0), 5000), Ok(()));
+    }
 }

@@ -1,0 +1,77 @@
+//! The fuzz targets: one module per parser, each with `run_one(data)` that feeds the
+//! parser `data` and asserts the parser's properties (a violated property panics, which
+//! the runner reports like any other panic).
+//!
+//! Inputs are the same byte layouts as the cargo-fuzz targets in `crates/zarr/fuzz`
+//! where those exist, so corpora move between the two.
+
+pub mod blosc;
+pub mod chunk;
+pub mod metadata;
+pub mod shard_index;
+pub mod zstd_frame;
+
+/// The most bytes a harness itself allocates for a parser's output (16 MiB): frames that
+/// declare more are only parsed, not decoded. The parsers' own allocations are held to
+/// the larger [`crate::allocation::CAP`].
+pub const HARNESS_OUTPUT_LIMIT: usize = 16 << 20;
+
+/// One fuzz target.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// The name on the command line and of the corpus folder.
+    pub name: &'static str,
+    /// What is fuzzed and which properties are checked.
+    pub about: &'static str,
+    /// Feeds one input to the parser and asserts its properties.
+    pub run_one: fn(&[u8]),
+    /// The inputs are JSON documents (structural mutations apply).
+    pub json: bool,
+}
+
+/// Every target, in the order `cargo xtask fuzz` runs them.
+pub const ALL: [Target; 5] = [
+    Target {
+        name: "metadata",
+        about: "zarr::ArrayMetadata::parse on zarr.json bytes; what it accepts round-trips",
+        run_one: metadata::run_one,
+        json: true,
+    },
+    Target {
+        name: "shard_index",
+        about: "zarr::ShardIndex::decode; accepted entries lie inside the shard, outside the index, and re-encode to the same bytes",
+        run_one: shard_index::run_one,
+        json: false,
+    },
+    Target {
+        name: "blosc",
+        about: "zarr::blosc::layout, streams and decode; a decoded frame fills exactly the size its header declares",
+        run_one: blosc::run_one,
+        json: false,
+    },
+    Target {
+        name: "chunk",
+        about: "zarr::decode_chunk through fixed zstd, gzip, blosc, transpose and sharding chains; a decoded chunk writes every output byte",
+        run_one: chunk::run_one,
+        json: false,
+    },
+    Target {
+        name: "zstd_frame",
+        about: "kernels::check_zstd_frame; an accepted frame agrees with libzstd on its size and decodes to exactly the expected bytes",
+        run_one: zstd_frame::run_one,
+        json: false,
+    },
+];
+
+/// The target called `name`.
+pub fn by_name(name: &str) -> Option<&'static Target> {
+    ALL.iter().find(|t| t.name == name)
+}
+
+/// Fills `buf` with a byte pattern that decoded data is unlikely to repeat by chance, so
+/// a comparison of two runs with different patterns finds bytes a decoder left unwritten.
+pub(crate) fn poison(buf: &mut [u8], pattern: u8) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = pattern ^ (i as u8).wrapping_mul(31);
+    }
+}
