@@ -8,13 +8,9 @@
 pub mod blosc;
 pub mod chunk;
 pub mod metadata;
+pub mod output;
 pub mod shard_index;
 pub mod zstd_frame;
-
-/// The most bytes a harness itself allocates for a parser's output (16 MiB): frames that
-/// declare more are only parsed, not decoded. The parsers' own allocations are held to
-/// the larger [`crate::allocation::CAP`].
-pub const HARNESS_OUTPUT_LIMIT: usize = 16 << 20;
 
 /// One fuzz target.
 #[derive(Debug, Clone, Copy)]
@@ -66,12 +62,4 @@ pub const ALL: [Target; 5] = [
 /// The target called `name`.
 pub fn by_name(name: &str) -> Option<&'static Target> {
     ALL.iter().find(|t| t.name == name)
-}
-
-/// Fills `buf` with a byte pattern that decoded data is unlikely to repeat by chance, so
-/// a comparison of two runs with different patterns finds bytes a decoder left unwritten.
-pub(crate) fn poison(buf: &mut [u8], pattern: u8) {
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = pattern ^ (i as u8).wrapping_mul(31);
-    }
 }

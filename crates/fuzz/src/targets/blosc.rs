@@ -12,7 +12,7 @@
 
 use zarr::blosc;
 
-use super::{HARNESS_OUTPUT_LIMIT, poison};
+use super::output::{HARNESS_OUTPUT_LIMIT, poison};
 
 /// Bytes of slack after the declared size, which decoding must leave alone.
 const SLACK: usize = 64;

@@ -26,7 +26,7 @@ use zarr::{
     ShardingCodec,
 };
 
-use super::poison;
+use super::output::poison;
 
 /// The fixtures whose chains are fuzzed, in selector order.
 pub const CHAINS: [(&str, &[u8]); 12] = [
