@@ -28,10 +28,10 @@ fn smoke_on_the_host_engine_reports_its_batches_and_the_cpu_ceiling() {
     assert_eq!((r.batches, r.samples), (4, 16));
     assert_eq!(r.source_dtype_bytes, 2);
     assert_eq!(r.output_dtype, "f32");
-    // Voxels are counted when a batch is planned, also for batches planned ahead of the
-    // pops (before or after the reset), so only their unit is fixed: whole batches.
-    assert!(r.stats.voxels_delivered > 0);
-    assert_eq!(r.stats.voxels_delivered % (4 * 16 * 16 * 16), 0, "{}", r.stats.voxels_delivered);
+    // Voxels are counted when a batch is popped: exactly the 4 timed batches' (batches
+    // planned ahead of the pops, before or after the reset, do not count in the window).
+    assert_eq!(r.stats.voxels_delivered, 4 * 4 * 16 * 16 * 16);
+    assert_eq!(r.stats.source_bytes_delivered, 2 * 4 * 4 * 16 * 16 * 16);
     assert!(r.gvox_per_s > 0.0 && r.seconds > 0.0);
     assert!(r.read_amplification >= 1.0 && r.decode_amplification >= 1.0);
     assert_eq!((r.dataset.arrays, r.dataset.objects, r.dataset.cached), (2, 8, false));

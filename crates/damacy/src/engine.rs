@@ -114,6 +114,11 @@ pub(crate) struct BatchMeta {
     pub fills: Vec<Vec<u8>>,
     /// Samples that failed before planning: (batch position, error).
     pub early: Vec<(usize, SampleError)>,
+    /// The plan's byte and voxel counts and its read count, added to the pipeline's
+    /// counters when the batch is delivered (not when it is planned: batches planned
+    /// ahead of the caller would otherwise count in a window they are not delivered in).
+    pub plan_stats: planner::PlanStats,
+    pub reads: u64,
 }
 
 /// A batch ready for an engine: its samples, their arrays and the plan.
@@ -196,6 +201,7 @@ impl DeliverCtx<'_> {
         shape.extend_from_slice(&self.cfg.sample_shape);
         let bytes = meta.sample_bytes * meta.infos.len();
         self.stats.count_delivered(n, bytes as u64);
+        self.stats.add_plan(&meta.plan_stats, meta.reads);
         let errors = errors.into_iter().map(|(pos, e)| (meta.infos[pos].index, e)).collect();
         Batch::new(meta.id, shape, self.cfg.dtype, meta.element, meta.infos, errors, storage)
     }

@@ -41,7 +41,6 @@ pub(crate) fn prepare(
         Err(e) => return Ordered::Failed(e),
     };
     stats.plan_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    stats.add_plan(&plan.stats, plan.reads.len() as u64);
     let sample_bytes = cfg.sample_elements().unwrap_or(0) as usize * cfg.dtype.size(inputs.element);
     Ordered::Planned(Box::new(Planned {
         meta: BatchMeta {
@@ -51,6 +50,8 @@ pub(crate) fn prepare(
             sample_bytes,
             fills: inputs.fills,
             early: inputs.early,
+            plan_stats: plan.stats,
+            reads: plan.reads.len() as u64,
         },
         arrays: inputs.arrays,
         facts: inputs.facts,

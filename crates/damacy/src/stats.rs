@@ -6,6 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 /// A snapshot of a pipeline's counters since creation or the last `reset_stats`.
+///
+/// Counts of delivered data (batches, samples, voxels, bytes read and decoded for them,
+/// chunks, reads) grow when `pop` hands a batch out, so a timed window counts exactly the
+/// batches popped in it; stage times grow as the stages run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Stats {
     pub batches: u64,
