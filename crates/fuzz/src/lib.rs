@@ -1,8 +1,8 @@
 //! Fuzzing of damacy's parsers on stable Rust, run by `cargo xtask fuzz` (and in CI by
 //! `cargo xtask test`).
 //!
-//! cargo-fuzz needs nightly (its targets remain in `crates/zarr/fuzz` for those who have
-//! it); this crate needs nothing but the workspace. It has no coverage feedback: it
+//! cargo-fuzz needs nightly, which these machines cannot install (its targets, which this
+//! crate replaced, were removed); this crate needs nothing but the workspace. It has no coverage feedback: it
 //! mutates a committed seed corpus of valid inputs written by other implementations, with
 //! mutations aimed at what breaks these parsers (forged lengths and offsets, structural
 //! JSON edits), and checks every input for panics, for the targets' own properties and

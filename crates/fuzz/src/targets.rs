@@ -2,8 +2,7 @@
 //! parser `data` and asserts the parser's properties (a violated property panics, which
 //! the runner reports like any other panic).
 //!
-//! Inputs are the same byte layouts as the cargo-fuzz targets in `crates/zarr/fuzz`
-//! where those exist, so corpora move between the two.
+//! Each target documents its input layout.
 
 pub mod blosc;
 pub mod chunk;
