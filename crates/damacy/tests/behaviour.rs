@@ -541,12 +541,19 @@ fn a_planning_error_names_the_sample_at_fault_and_fill_fills_only_it() {
         "{source}"
     );
 
-    let mut p = Pipeline::new(cfg(2).on_error(OnError::Fill).build().unwrap()).unwrap();
-    p.push(vec![good, bad]).unwrap();
+    // One batch buffer: the first batch leaves non-zero data where the bad sample goes, so
+    // only a real fill can make that region zero.
+    let fill_cfg = cfg(2).on_error(OnError::Fill).batches_in_flight(1).build().unwrap();
+    let mut p = Pipeline::new(fill_cfg).unwrap();
+    let nonzero = Sample::new(&good_arr, vec![4, 4, 4], vec![8, 8, 8]).unwrap();
+    p.push(vec![good.clone(), nonzero, good, bad]).unwrap();
     p.finish();
+    let first = p.pop().unwrap().expect("the first batch");
+    assert!(first.data().unwrap()[128..256].iter().any(|&x| x != 0), "poisoned region");
+    drop(first);
     let b = p.pop().unwrap().expect("a batch");
     assert_eq!(b.errors().len(), 1, "only the bad sample is filled");
-    assert_eq!(b.errors()[0].0, 1);
+    assert_eq!(b.errors()[0].0, 3);
     expect_sample(&b, 0, &full);
     // The fixture's fill value is 0.
     assert!(b.data().unwrap()[128..256].iter().all(|&x| x == 0), "the bad sample is filled");
