@@ -459,6 +459,67 @@ impl DeviceRange {
     }
 }
 
+/// One batch to decode with nvCOMP's batched zstd (or its host twin): device arrays of
+/// `chunks` entries each (`u64` pointers and sizes, `i32` statuses).
+#[derive(Debug, Clone, Copy)]
+pub struct ZstdBatch {
+    /// Number of chunks.
+    pub chunks: usize,
+    /// Largest output buffer of the batch (at most the decoder's maximum).
+    pub max_chunk_bytes: usize,
+    /// Device pointers to each compressed frame (aligned to the input alignment).
+    pub comp_ptrs: DeviceRange,
+    /// Compressed sizes.
+    pub comp_bytes: DeviceRange,
+    /// Output buffer sizes.
+    pub out_capacity: DeviceRange,
+    /// Device pointers to each output buffer.
+    pub out_ptrs: DeviceRange,
+    /// Written: bytes actually decoded per chunk.
+    pub out_actual: DeviceRange,
+    /// Written: `nvcompStatus_t` per chunk.
+    pub statuses: DeviceRange,
+}
+
+/// The outcome of a decode-status reduction, as read back from its two device words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecodeReport {
+    /// The lowest index of a failing chunk, if any failed.
+    pub first_failing: Option<u32>,
+    /// How many chunks failed.
+    pub failures: u32,
+}
+
+impl DecodeReport {
+    /// Bytes of the device report (two `u32`).
+    pub const BYTES: u64 = 8;
+
+    /// Interprets the report's bytes (native-endian `[first, count]`).
+    pub fn from_bytes(b: [u8; 8]) -> Self {
+        let first = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let failures = u32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+        Self { first_failing: (first != u32::MAX).then_some(first), failures }
+    }
+}
+
+/// Fails with `BufferTooSmall` when `range` is shorter than `needed` bytes.
+pub(crate) fn need(
+    kernel: &'static str,
+    what: &'static str,
+    range: DeviceRange,
+    needed: u64,
+) -> Result<()> {
+    if range.len() < needed {
+        return Err(Error::BufferTooSmall { kernel, what, needed, len: range.len() });
+    }
+    Ok(())
+}
+
+/// Bytes of `count` items of `size` bytes, checked.
+pub(crate) fn bytes_for(kernel: &'static str, count: u32, size: usize) -> Result<u64> {
+    u64::from(count).checked_mul(size as u64).ok_or(Error::Overflow { index: 0, what: kernel })
+}
+
 #[cfg(feature = "cuda")]
 impl From<&gpu_schedule::CudaDeviceMem> for DeviceRange {
     fn from(m: &gpu_schedule::CudaDeviceMem) -> Self {

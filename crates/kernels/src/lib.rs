@@ -20,6 +20,7 @@
 pub mod cast;
 pub mod desc;
 pub mod error;
+pub mod host;
 pub mod search;
 #[cfg(feature = "cuda")]
 mod sync;
@@ -36,12 +37,12 @@ pub mod nvcomp;
 mod tests;
 
 pub use desc::{
-    CopyRange, DeviceRange, FillBox, FillSpec, MAX_RANK, PackedFill, PackedPlacement, Placement,
-    Shuffle, ShuffleSpec, pack_fills, pack_placements, src_code,
+    CopyRange, DecodeReport, DeviceRange, FillBox, FillSpec, MAX_RANK, PackedFill, PackedPlacement,
+    Placement, Shuffle, ShuffleSpec, ZstdBatch, pack_fills, pack_placements, src_code,
 };
 pub use error::{Error, Result};
 #[cfg(feature = "cuda")]
-pub use module::{DecodeReport, Kernels};
+pub use module::Kernels;
 pub use zstd_frame::check_zstd_frame;
 
 /// The CUDA C source of every kernel, compiled by NVRTC at run time.

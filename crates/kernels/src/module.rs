@@ -16,7 +16,9 @@ use cudarc::nvrtc::{CompileError, CompileOptions, compile_ptx_with_opts};
 use gpu_schedule::{CudaBackend, CudaStreamHandle};
 use zarr::{DataType, OutDtype};
 
-use crate::desc::{CopyRange, DeviceRange, PackedFill, PackedPlacement, ShuffleSpec};
+use crate::desc::{
+    CopyRange, DecodeReport, DeviceRange, PackedFill, PackedPlacement, ShuffleSpec, bytes_for, need,
+};
 use crate::error::{Error, Result};
 use crate::sync::{Arc, Mutex, OnceLock, PoisonError};
 use crate::{ENTRY_POINTS, KERNELS_CU};
@@ -40,27 +42,6 @@ pub(crate) fn guarded<T>(
 
 pub(crate) fn check(kernel: &'static str, call: &'static str, r: sys::CUresult) -> Result<()> {
     r.result().map_err(|e| Error::Driver { kernel, call, code: format!("{e:?}") })
-}
-
-/// The outcome of a decode-status reduction, as read back from its two device words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DecodeReport {
-    /// The lowest index of a failing chunk, if any failed.
-    pub first_failing: Option<u32>,
-    /// How many chunks failed.
-    pub failures: u32,
-}
-
-impl DecodeReport {
-    /// Bytes of the device report (two `u32`).
-    pub const BYTES: u64 = 8;
-
-    /// Interprets the report's bytes (native-endian `[first, count]`).
-    pub fn from_bytes(b: [u8; 8]) -> Self {
-        let first = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-        let failures = u32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
-        Self { first_failing: (first != u32::MAX).then_some(first), failures }
-    }
 }
 
 /// The kernels of one device, compiled and loaded.
@@ -88,17 +69,6 @@ fn cache() -> &'static Cache {
 
 fn grid_for(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(MAX_GRID).clamp(1, MAX_GRID)
-}
-
-fn need(kernel: &'static str, what: &'static str, range: DeviceRange, needed: u64) -> Result<()> {
-    if range.len() < needed {
-        return Err(Error::BufferTooSmall { kernel, what, needed, len: range.len() });
-    }
-    Ok(())
-}
-
-fn bytes_for(kernel: &'static str, count: u32, size: usize) -> Result<u64> {
-    u64::from(count).checked_mul(size as u64).ok_or(Error::Overflow { index: 0, what: kernel })
 }
 
 impl Kernels {

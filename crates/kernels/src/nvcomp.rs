@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use cudarc::driver::CudaContext;
 use gpu_schedule::{Backend, CudaBackend, CudaDeviceMem, CudaStreamHandle};
 
-use crate::desc::DeviceRange;
+pub use crate::desc::ZstdBatch;
 use crate::error::{Error, Result};
 use crate::module::guarded;
 use crate::search::{Candidate, SearchInputs, candidates};
@@ -258,28 +258,6 @@ impl NvcompLib {
         };
         status(raw::DECOMPRESS_ASYNC, s)
     }
-}
-
-/// One batch to decode: device arrays of `chunks` entries each (`u64` pointers and sizes,
-/// `i32` statuses).
-#[derive(Debug, Clone, Copy)]
-pub struct ZstdBatch {
-    /// Number of chunks.
-    pub chunks: usize,
-    /// Largest output buffer of the batch (at most the decoder's maximum).
-    pub max_chunk_bytes: usize,
-    /// Device pointers to each compressed frame (aligned to the input alignment).
-    pub comp_ptrs: DeviceRange,
-    /// Compressed sizes.
-    pub comp_bytes: DeviceRange,
-    /// Output buffer sizes.
-    pub out_capacity: DeviceRange,
-    /// Device pointers to each output buffer.
-    pub out_ptrs: DeviceRange,
-    /// Written: bytes actually decoded per chunk.
-    pub out_actual: DeviceRange,
-    /// Written: `nvcompStatus_t` per chunk.
-    pub statuses: DeviceRange,
 }
 
 /// A batched zstd decoder for one device, with a temp buffer sized at construction for

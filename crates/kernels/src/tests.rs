@@ -6,3 +6,4 @@
 mod gpu;
 mod host;
 mod reference;
+mod twins;

@@ -6,11 +6,14 @@ use gpu_schedule::{Backend, CudaBackend, CudaDeviceMem, CudaStreamHandle};
 use zarr::odometer::c_strides;
 use zarr::{DataType, OutDtype};
 
-use super::reference::{Rng, box_coords, scatter};
+use super::reference::{
+    Case, Rng, SHAPES, blosc_shuffled, box_coords, case, compressible, random_box, scatter,
+};
+use crate::desc::DecodeReport;
 use crate::desc::*;
 use crate::error::Error;
 use crate::mem::{download, upload};
-use crate::module::{DecodeReport, Kernels};
+use crate::module::Kernels;
 use crate::nvcomp::{NvcompLib, ZstdBatch, ZstdDecoder};
 use crate::sync::Arc;
 
@@ -58,43 +61,6 @@ fn assert_same(got: &[u8], want: &[u8], elem: usize, what: &str) {
     }
 }
 
-/// A random box of extent at most `min(chunk, sample)` per axis, anywhere in both.
-fn random_box(rng: &mut Rng, chunk: &[u64], sample: &[u64]) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
-    let ext: Vec<u64> = chunk.iter().zip(sample).map(|(&c, &s)| 1 + rng.below(c.min(s))).collect();
-    let lo_c = chunk.iter().zip(&ext).map(|(&c, &e)| rng.below(c - e + 1)).collect();
-    let lo_s = sample.iter().zip(&ext).map(|(&s, &e)| rng.below(s - e + 1)).collect();
-    (lo_c, lo_s, ext)
-}
-
-/// (chunk index, sample, lo in chunk, lo in sample, extent)
-type BoxSpec = (usize, u64, Vec<u64>, Vec<u64>, Vec<u64>);
-
-struct Case {
-    chunk_shape: Vec<u64>,
-    sample_shape: Vec<u64>,
-    /// (chunk index, sample, lo in chunk, lo in sample, extent)
-    boxes: Vec<BoxSpec>,
-    samples: u64,
-}
-
-const SHAPES: [(&[u64], &[u64]); 5] = [
-    (&[37], &[29]),
-    (&[5, 9], &[6, 7]),
-    (&[3, 4, 7], &[4, 3, 6]),
-    (&[2, 3, 4, 5], &[3, 2, 5, 4]),
-    (&[2, 2, 3, 3, 4], &[3, 2, 2, 4, 3]),
-];
-
-fn case(rng: &mut Rng, chunk: &[u64], sample: &[u64]) -> Case {
-    // Samples 0, 1 and 3 get one box each (from chunks 0, 1, 0); sample 2 stays poisoned.
-    let mut boxes = Vec::new();
-    for (c, s) in [(0usize, 0u64), (1, 1), (0, 3)] {
-        let (lc, ls, e) = random_box(rng, chunk, sample);
-        boxes.push((c, s, lc, ls, e));
-    }
-    Case { chunk_shape: chunk.to_vec(), sample_shape: sample.to_vec(), boxes, samples: 4 }
-}
-
 /// Runs one assemble launch for `case` over device chunks, returning (got, want).
 #[allow(clippy::too_many_arguments)]
 fn run_assemble(
@@ -131,6 +97,29 @@ fn run_assemble(
     unsafe { g.kernels.assemble(&g.stream, out, r(&dst), r(&descs), packed.len() as u32) }
         .expect("assemble launches");
     let got = g.down(&dst);
+    // The host twin, on host copies of the same chunk bytes, must write the same bits.
+    let host_chunks: Vec<Vec<u8>> = chunks_dev.iter().map(|d| g.down(d)).collect();
+    let host_places: Vec<Placement<'_>> = placements
+        .iter()
+        .zip(&case.boxes)
+        .map(|(p, (c, ..))| Placement { src: host_chunks[*c].as_ptr() as u64, ..*p })
+        .collect();
+    let host_packed = pack_placements(&host_places, out, out_elems).expect("valid placements");
+    let mut twin = vec![POISON; bytes];
+    // SAFETY: host buffers standing in for device memory, alive for the call.
+    unsafe {
+        crate::host::assemble(
+            out,
+            DeviceRange::from_raw(twin.as_mut_ptr() as u64, bytes as u64),
+            DeviceRange::from_raw(
+                host_packed.as_ptr() as u64,
+                std::mem::size_of_val(host_packed.as_slice()) as u64,
+            ),
+            host_packed.len() as u32,
+        )
+    }
+    .expect("host twin");
+    assert!(got == twin, "the host twin of assemble differs from the kernel ({out:?})");
     let mut want = vec![POISON; bytes];
     for (c, s, lc, ls, e) in &case.boxes {
         scatter(
@@ -177,40 +166,6 @@ fn assemble_every_dtype_rank_and_output_matches_the_host_cast_gpu() {
         }
     }
     assert_eq!(launches, 5 * 13 * 4);
-}
-
-/// Encodes `plain` as a blosc zstd frame and returns its decoded but still shuffled bytes
-/// (what the GPU engine holds after nvCOMP) with the frame's shuffle description.
-fn blosc_shuffled(plain: &[u8], opts: &zarr::blosc::EncodeOptions) -> (Vec<u8>, ShuffleSpec) {
-    let frame = zarr::blosc::encode(plain, opts).expect("blosc encode");
-    let lay = zarr::blosc::layout(&frame).expect("layout");
-    let mut buf = vec![0u8; lay.nbytes];
-    for s in zarr::blosc::streams(&frame).expect("streams") {
-        let at = s.block * lay.blocksize + s.offset;
-        let dst = &mut buf[at..at + s.len];
-        if s.raw {
-            dst.copy_from_slice(&frame[s.src.clone()]);
-        } else {
-            let n =
-                zstd::bulk::decompress_to_buffer(&frame[s.src.clone()], dst).expect("zstd stream");
-            assert_eq!(n, s.len);
-        }
-    }
-    // The project's CPU decoder is the reference for what the frame holds.
-    let mut check = vec![0u8; lay.nbytes];
-    zarr::blosc::decode(&frame, &mut check).expect("blosc decode");
-    assert_eq!(check, plain);
-    let shuffle = match lay.shuffle {
-        zarr::blosc::Shuffle::None => Shuffle::None,
-        zarr::blosc::Shuffle::Byte => Shuffle::Byte,
-        zarr::blosc::Shuffle::Bit => Shuffle::Bit,
-    };
-    (buf, ShuffleSpec { shuffle, typesize: lay.typesize as u32, blocksize: lay.blocksize as u64 })
-}
-
-/// Compressible bytes (small values with noise), so blosc keeps its filters.
-fn compressible(rng: &mut Rng, n: usize) -> Vec<u8> {
-    (0..n).map(|i| ((i / 3) % 11) as u8 ^ (rng.below(4) as u8)).collect()
 }
 
 #[test]

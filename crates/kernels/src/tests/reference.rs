@@ -7,32 +7,10 @@ use zarr::odometer::{advance, c_strides};
 
 use zarr::{DataType, OutDtype};
 
-pub(crate) use crate::cast::{f32_to_bf16_bits, f32_to_f16_bits};
+use crate::desc::{Shuffle, ShuffleSpec};
 
-fn load_f32(src: DataType, b: &[u8]) -> f32 {
-    macro_rules! ne {
-        ($t:ty) => {{
-            let mut a = [0u8; std::mem::size_of::<$t>()];
-            a.copy_from_slice(b);
-            <$t>::from_ne_bytes(a)
-        }};
-    }
-    match src {
-        DataType::Bool => f32::from(u8::from(b[0] != 0)),
-        DataType::Int8 => f32::from(ne!(i8)),
-        DataType::UInt8 => f32::from(ne!(u8)),
-        DataType::Int16 => f32::from(ne!(i16)),
-        DataType::UInt16 => f32::from(ne!(u16)),
-        DataType::Int32 => ne!(i32) as f32,
-        DataType::UInt32 => ne!(u32) as f32,
-        DataType::Int64 => ne!(i64) as f32,
-        DataType::UInt64 => ne!(u64) as f32,
-        DataType::Float16 => half::f16::from_bits(ne!(u16)).to_f32(),
-        DataType::BFloat16 => f32::from_bits(u32::from(ne!(u16)) << 16),
-        DataType::Float32 => ne!(f32),
-        DataType::Float64 => ne!(f64) as f32,
-    }
-}
+pub(crate) use crate::cast::{f32_to_bf16_bits, f32_to_f16_bits};
+use crate::host::load_f32;
 
 /// `cast_run` of the host engine.
 pub(crate) fn cast_run(src_t: DataType, out: OutDtype, src: &[u8], dst: &mut [u8]) {
@@ -170,4 +148,82 @@ impl Rng {
         }
         out
     }
+}
+
+/// A random box of extent at most `min(chunk, sample)` per axis, anywhere in both.
+pub(crate) fn random_box(
+    rng: &mut Rng,
+    chunk: &[u64],
+    sample: &[u64],
+) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+    let ext: Vec<u64> = chunk.iter().zip(sample).map(|(&c, &s)| 1 + rng.below(c.min(s))).collect();
+    let lo_c = chunk.iter().zip(&ext).map(|(&c, &e)| rng.below(c - e + 1)).collect();
+    let lo_s = sample.iter().zip(&ext).map(|(&s, &e)| rng.below(s - e + 1)).collect();
+    (lo_c, lo_s, ext)
+}
+
+/// (chunk index, sample, lo in chunk, lo in sample, extent)
+pub(crate) type BoxSpec = (usize, u64, Vec<u64>, Vec<u64>, Vec<u64>);
+
+pub(crate) struct Case {
+    pub(crate) chunk_shape: Vec<u64>,
+    pub(crate) sample_shape: Vec<u64>,
+    /// (chunk index, sample, lo in chunk, lo in sample, extent)
+    pub(crate) boxes: Vec<BoxSpec>,
+    pub(crate) samples: u64,
+}
+
+pub(crate) const SHAPES: [(&[u64], &[u64]); 5] = [
+    (&[37], &[29]),
+    (&[5, 9], &[6, 7]),
+    (&[3, 4, 7], &[4, 3, 6]),
+    (&[2, 3, 4, 5], &[3, 2, 5, 4]),
+    (&[2, 2, 3, 3, 4], &[3, 2, 2, 4, 3]),
+];
+
+pub(crate) fn case(rng: &mut Rng, chunk: &[u64], sample: &[u64]) -> Case {
+    // Samples 0, 1 and 3 get one box each (from chunks 0, 1, 0); sample 2 stays poisoned.
+    let mut boxes = Vec::new();
+    for (c, s) in [(0usize, 0u64), (1, 1), (0, 3)] {
+        let (lc, ls, e) = random_box(rng, chunk, sample);
+        boxes.push((c, s, lc, ls, e));
+    }
+    Case { chunk_shape: chunk.to_vec(), sample_shape: sample.to_vec(), boxes, samples: 4 }
+}
+
+/// Encodes `plain` as a blosc zstd frame and returns its decoded but still shuffled bytes
+/// (what the GPU engine holds after nvCOMP) with the frame's shuffle description.
+pub(crate) fn blosc_shuffled(
+    plain: &[u8],
+    opts: &zarr::blosc::EncodeOptions,
+) -> (Vec<u8>, ShuffleSpec) {
+    let frame = zarr::blosc::encode(plain, opts).expect("blosc encode");
+    let lay = zarr::blosc::layout(&frame).expect("layout");
+    let mut buf = vec![0u8; lay.nbytes];
+    for s in zarr::blosc::streams(&frame).expect("streams") {
+        let at = s.block * lay.blocksize + s.offset;
+        let dst = &mut buf[at..at + s.len];
+        if s.raw {
+            dst.copy_from_slice(&frame[s.src.clone()]);
+        } else {
+            let n =
+                zstd::bulk::decompress_to_buffer(&frame[s.src.clone()], dst).expect("zstd stream");
+            assert_eq!(n, s.len);
+        }
+    }
+    // The project's CPU decoder is the reference for what the frame holds.
+    let mut check = vec![0u8; lay.nbytes];
+    zarr::blosc::decode(&frame, &mut check).expect("blosc decode");
+    assert_eq!(check, plain);
+    let shuffle = match lay.shuffle {
+        zarr::blosc::Shuffle::None => Shuffle::None,
+        zarr::blosc::Shuffle::Byte => Shuffle::Byte,
+        zarr::blosc::Shuffle::Bit => Shuffle::Bit,
+    };
+    (buf, ShuffleSpec { shuffle, typesize: lay.typesize as u32, blocksize: lay.blocksize as u64 })
+}
+
+/// Compressible bytes (small values with noise), so blosc keeps its filters.
+pub(crate) fn compressible(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i / 3) % 11) as u8 ^ (rng.below(4) as u8)).collect()
 }
