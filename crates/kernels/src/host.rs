@@ -91,8 +91,10 @@ unsafe fn read_descs<T: bytemuck::Pod>(range: DeviceRange, count: u32) -> Vec<T>
 /// # Safety
 /// `src` must be readable for the chunk's `nbytes` bytes.
 unsafe fn shuffled_byte(src: *const u8, b: u64, p: &PackedPlacement) -> u8 {
-    // SAFETY (every read below): offsets inside the chunk's `nbytes`, by the layout.
-    let at = |o: u64| unsafe { *src.add(o as usize) };
+    let at = |o: u64| {
+        // SAFETY: every offset read is inside the chunk's `nbytes`, by the layout.
+        unsafe { *src.add(o as usize) }
+    };
     let (ts, blocksize, nbytes) = (u64::from(p.typesize), p.blocksize, p.nbytes);
     if p.shuffle == Shuffle::None as u32 || (ts <= 1 && p.shuffle == Shuffle::Byte as u32) {
         return at(b);
