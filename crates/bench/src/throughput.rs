@@ -484,7 +484,7 @@ fn measure_gpu_decode(
         .flatten();
     let device = match backend {
         Backend::Cuda { device } => device,
-        Backend::Auto | Backend::Host => 0,
+        Backend::Auto | Backend::Host | Backend::Simulated => 0,
     };
     let rate = crate::nvcomp_ceiling::measure(
         device,

@@ -24,6 +24,10 @@ pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<(Box<dyn Engine>, Run
             let running = e.running();
             Ok((e, running))
         }
+        Backend::Simulated => {
+            let e = crate::engine::cuda::seam::start_simulated(cfg, ctx)?;
+            Ok((e, Running::Simulated))
+        }
         Backend::Auto => {
             let host_ctx = EngineCtx {
                 output: Arc::clone(&ctx.output),
@@ -49,7 +53,7 @@ pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<(Box<dyn Engine>, Run
 
 #[cfg(feature = "cuda")]
 fn open_cuda(cfg: &Config, device: usize, ctx: EngineCtx) -> Result<Box<dyn Engine>> {
-    Ok(Box::new(crate::engine::cuda::seam::CudaEngine::start(cfg, device, ctx)?))
+    crate::engine::cuda::seam::start_cuda(cfg, device, ctx)
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 pub use zarr::OutDtype;
 
 /// Which engine builds the batches.
+// `Simulated` is hidden because it is for tests, not because more variants may come.
+#[allow(clippy::manual_non_exhaustive)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum Backend {
@@ -22,6 +24,13 @@ pub enum Backend {
     Host,
     /// The CUDA engine on the given device.
     Cuda { device: usize },
+    /// The CUDA engine on a simulated device: host threads as streams, host memory as
+    /// device memory, the kernels' and nvCOMP's host twins. Not for production: it is what
+    /// the tests of the CUDA engine's orchestration and failure paths run on without a
+    /// GPU. Not accepted in configuration files.
+    #[doc(hidden)]
+    #[serde(skip)]
+    Simulated,
 }
 
 /// What to do with a sample whose data cannot be read.

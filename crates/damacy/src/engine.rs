@@ -14,7 +14,6 @@
 
 pub(crate) mod host;
 
-#[cfg(feature = "cuda")]
 pub(crate) mod cuda;
 
 use std::collections::VecDeque;
@@ -344,6 +343,10 @@ pub enum Running {
     /// The CUDA engine on `device`; `nvcomp` says whether nvCOMP decodes zstd chunks on the
     /// device (otherwise CPU threads decode every chunk and upload it).
     Cuda { device: usize, nvcomp: bool },
+    /// The CUDA engine on the simulated device (`Backend::Simulated`, for tests): host
+    /// threads as streams, host memory as device memory, the kernels' host twins.
+    #[doc(hidden)]
+    Simulated,
 }
 
 impl std::fmt::Display for Running {
@@ -357,6 +360,7 @@ impl std::fmt::Display for Running {
             Running::Cuda { device, nvcomp: false } => {
                 write!(f, "CUDA engine on device {device}, CPU decode (nvCOMP not loaded)")
             }
+            Running::Simulated => f.write_str("CUDA engine on the simulated device"),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! A programmatic switch rather than an environment variable: tests of one process run in
 //! parallel, and each arms only its own pipeline.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A fault a test can inject, and where it fires.
 #[doc(hidden)]
@@ -29,30 +29,53 @@ pub enum Fault {
     SubmitPanic,
     /// The CUDA harvest thread panics at a batch's end (once per batch).
     HarvestPanic,
+    /// A zstd frame staged for the device decoder (nvCOMP, or its twin on the simulated
+    /// device) is handed to it truncated to half its length, so that it fails to decode
+    /// there, as a corrupt frame that passed the host check would (the CUDA submit
+    /// thread, once per frame, in the order of the wave's decode streams).
+    TruncatedFrame,
 }
 
 /// Variants of [`Fault`].
-const FAULTS: usize = 7;
+const FAULTS: usize = 8;
 
 /// The error code of an injected driver failure (`gpu_schedule::Error::CudaDriver`).
 #[doc(hidden)]
 pub const INJECTED: &str = "DAMACY_INJECTED_FAULT";
 
-/// The armed faults of one pipeline: how many more times each fires.
+/// The armed faults of one pipeline: per fault, how many times its point passes before
+/// it fires (high 32 bits), and how many more times it fires then (low 32 bits).
 #[derive(Debug, Default)]
-pub(crate) struct Faults([AtomicU32; FAULTS]);
+pub(crate) struct Faults([AtomicU64; FAULTS]);
 
 impl Faults {
     /// Arms `fault` to fire the next `times` times its point is reached.
     pub(crate) fn arm(&self, fault: Fault, times: u32) {
-        self.0[fault as usize].store(times, Ordering::SeqCst);
+        self.arm_after(fault, 0, times);
     }
 
-    /// Whether `fault` fires here (each firing uses up one of its armed times).
+    /// Arms `fault` to let its point pass `skip` times, then fire `times` times.
+    pub(crate) fn arm_after(&self, fault: Fault, skip: u32, times: u32) {
+        let armed = if times == 0 { 0 } else { (u64::from(skip) << 32) | u64::from(times) };
+        self.0[fault as usize].store(armed, Ordering::SeqCst);
+    }
+
+    /// Whether `fault` fires here (each pass uses up a skip, or else one of its times).
     pub(crate) fn fire(&self, fault: Fault) -> bool {
         let n = &self.0[fault as usize];
-        n.load(Ordering::Relaxed) > 0
-            && n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1)).is_ok()
+        if n.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let step = |v: u64| match (v >> 32, v & u64::from(u32::MAX)) {
+            (_, 0) => None,
+            (0, times) => Some(times - 1),
+            (skip, times) => Some(((skip - 1) << 32) | times),
+        };
+        match n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, step) {
+            // Fired when no skip was left.
+            Ok(before) => before >> 32 == 0,
+            Err(_) => false,
+        }
     }
 
     /// Panics with a message naming `fault` when it fires.
@@ -92,6 +115,12 @@ mod tests {
             gpu_schedule::Error::CudaDriver { call: "cuEventRecord", code: INJECTED.into() }
         );
         assert!(!f.fire(Fault::WaveSubmit), "used up");
-        assert_eq!(Fault::HarvestPanic as usize, FAULTS - 1, "FAULTS counts every variant");
+        assert_eq!(Fault::TruncatedFrame as usize, FAULTS - 1, "FAULTS counts every variant");
+        // Skips first, then fires, then is used up.
+        f.arm_after(Fault::TruncatedFrame, 3, 2);
+        let seen: Vec<bool> = (0..7).map(|_| f.fire(Fault::TruncatedFrame)).collect();
+        assert_eq!(seen, [false, false, false, true, true, false, false]);
+        f.arm_after(Fault::TruncatedFrame, 5, 0);
+        assert!(!f.fire(Fault::TruncatedFrame), "armed zero times never fires");
     }
 }

@@ -202,6 +202,13 @@ impl Pipeline {
         self.shared.faults.arm(fault, times);
     }
 
+    /// Arms `fault` to let its point pass `skip` times, then fire the next `times` times.
+    /// For the tests of the failure paths; not part of the API.
+    #[doc(hidden)]
+    pub fn inject_fault_after(&self, fault: Fault, skip: u32, times: u32) {
+        self.shared.faults.arm_after(fault, skip, times);
+    }
+
     /// Queues samples. The iterator is consumed lazily, as the pipeline needs samples, so
     /// an endless generator is fine and nothing is buffered beyond the lookahead; `push`
     /// itself returns at once. Samples get their push index in the order they are taken.

@@ -4,6 +4,7 @@
 mod support;
 
 mod behaviour;
+mod device;
 mod fixtures_e2e;
 #[cfg(feature = "cuda")]
 mod gpu;

@@ -170,15 +170,12 @@ fn widen(b: &[u8]) -> [u8; 8] {
     w
 }
 
-/// The host twin of [`crate::Kernels::assemble`]: gathers and casts `count` packed
-/// placements from `descs` into `dst`.
+/// What [`assemble`] checks before it touches memory: what the kernel's wrapper checks
+/// before it launches.
 ///
 /// # Errors
-/// As the kernel's wrapper: [`Error::BufferTooSmall`], [`Error::Misaligned`].
-///
-/// # Safety
-/// As [`crate::Kernels::assemble`], with host memory for device memory.
-pub unsafe fn assemble(
+/// [`Error::BufferTooSmall`], [`Error::Misaligned`].
+pub fn check_assemble(
     out: OutDtype,
     dst: DeviceRange,
     descs: DeviceRange,
@@ -193,6 +190,24 @@ pub unsafe fn assemble(
     if !dst.ptr().is_multiple_of(align) {
         return Err(Error::Misaligned { index: 0, addr: dst.ptr(), align });
     }
+    Ok(())
+}
+
+/// The host twin of [`crate::Kernels::assemble`]: gathers and casts `count` packed
+/// placements from `descs` into `dst`.
+///
+/// # Errors
+/// As [`check_assemble`].
+///
+/// # Safety
+/// As [`crate::Kernels::assemble`], with host memory for device memory.
+pub unsafe fn assemble(
+    out: OutDtype,
+    dst: DeviceRange,
+    descs: DeviceRange,
+    count: u32,
+) -> Result<()> {
+    check_assemble(out, dst, descs, count)?;
     // SAFETY: `descs` holds `count` descriptors (checked, and the caller's contract).
     for p in unsafe { read_descs::<PackedPlacement>(descs, count) } {
         let Some(src) = src_type(p.src_dtype) else { continue };
@@ -210,15 +225,12 @@ pub unsafe fn assemble(
     Ok(())
 }
 
-/// The host twin of [`crate::Kernels::fill`]: writes each box's value into `dst`.
+/// What [`fill`] checks before it touches memory.
 ///
 /// # Errors
-/// As the kernel's wrapper: [`Error::BadBox`] for an element size other than 1, 2, 4, 8;
-/// [`Error::BufferTooSmall`]; [`Error::Misaligned`].
-///
-/// # Safety
-/// As [`crate::Kernels::fill`], with host memory for device memory.
-pub unsafe fn fill(elem_size: u32, dst: DeviceRange, boxes: DeviceRange, count: u32) -> Result<()> {
+/// [`Error::BadBox`] for an element size other than 1, 2, 4, 8; [`Error::BufferTooSmall`];
+/// [`Error::Misaligned`].
+pub fn check_fill(elem_size: u32, dst: DeviceRange, boxes: DeviceRange, count: u32) -> Result<()> {
     let name = "damacy_fill (host)";
     if !matches!(elem_size, 1 | 2 | 4 | 8) {
         return Err(Error::BadBox {
@@ -233,6 +245,18 @@ pub unsafe fn fill(elem_size: u32, dst: DeviceRange, boxes: DeviceRange, count: 
     if !dst.ptr().is_multiple_of(u64::from(elem_size)) {
         return Err(Error::Misaligned { index: 0, addr: dst.ptr(), align: u64::from(elem_size) });
     }
+    Ok(())
+}
+
+/// The host twin of [`crate::Kernels::fill`]: writes each box's value into `dst`.
+///
+/// # Errors
+/// As [`check_fill`].
+///
+/// # Safety
+/// As [`crate::Kernels::fill`], with host memory for device memory.
+pub unsafe fn fill(elem_size: u32, dst: DeviceRange, boxes: DeviceRange, count: u32) -> Result<()> {
+    check_fill(elem_size, dst, boxes, count)?;
     let zero = [0u64; crate::MAX_RANK];
     let width = elem_size as usize;
     // SAFETY: `boxes` holds `count` boxes (checked, and the caller's contract).
@@ -251,16 +275,24 @@ pub unsafe fn fill(elem_size: u32, dst: DeviceRange, boxes: DeviceRange, count: 
     Ok(())
 }
 
-/// The host twin of [`crate::Kernels::memcpy_batch`].
+/// What [`memcpy_batch`] checks before it touches memory.
 ///
 /// # Errors
 /// [`Error::BufferTooSmall`] when `ranges` holds fewer than `count`.
+pub fn check_memcpy_batch(ranges: DeviceRange, count: u32) -> Result<()> {
+    let name = "damacy_memcpy (host)";
+    need(name, "ranges", ranges, bytes_for(name, count, size_of::<CopyRange>())?)
+}
+
+/// The host twin of [`crate::Kernels::memcpy_batch`].
+///
+/// # Errors
+/// As [`check_memcpy_batch`].
 ///
 /// # Safety
 /// As [`crate::Kernels::memcpy_batch`], with host memory for device memory.
 pub unsafe fn memcpy_batch(ranges: DeviceRange, count: u32) -> Result<()> {
-    let name = "damacy_memcpy (host)";
-    need(name, "ranges", ranges, bytes_for(name, count, size_of::<CopyRange>())?)?;
+    check_memcpy_batch(ranges, count)?;
     // SAFETY: `ranges` holds `count` ranges (checked); each names valid memory.
     for r in unsafe { read_descs::<CopyRange>(ranges, count) } {
         // SAFETY: the caller's contract: valid, non-overlapping ranges.
@@ -271,14 +303,11 @@ pub unsafe fn memcpy_batch(ranges: DeviceRange, count: u32) -> Result<()> {
     Ok(())
 }
 
-/// The host twin of [`crate::Kernels::status_reduce`]: writes the report's two words.
+/// What [`status_reduce`] checks before it touches memory.
 ///
 /// # Errors
-/// As the kernel's wrapper: [`Error::BufferTooSmall`], [`Error::Misaligned`].
-///
-/// # Safety
-/// Every range must be host memory of its length.
-pub unsafe fn status_reduce(
+/// [`Error::BufferTooSmall`], [`Error::Misaligned`].
+pub fn check_status_reduce(
     statuses: DeviceRange,
     actual: DeviceRange,
     expected: DeviceRange,
@@ -293,6 +322,24 @@ pub unsafe fn status_reduce(
     if !report.ptr().is_multiple_of(4) {
         return Err(Error::Misaligned { index: 0, addr: report.ptr(), align: 4 });
     }
+    Ok(())
+}
+
+/// The host twin of [`crate::Kernels::status_reduce`]: writes the report's two words.
+///
+/// # Errors
+/// As [`check_status_reduce`].
+///
+/// # Safety
+/// Every range must be host memory of its length.
+pub unsafe fn status_reduce(
+    statuses: DeviceRange,
+    actual: DeviceRange,
+    expected: DeviceRange,
+    count: u32,
+    report: DeviceRange,
+) -> Result<()> {
+    check_status_reduce(statuses, actual, expected, count, report)?;
     // SAFETY: lengths checked above.
     let (s, a, e) = unsafe {
         (
@@ -313,18 +360,11 @@ pub unsafe fn status_reduce(
     Ok(())
 }
 
-/// The host twin of nvCOMP's batched zstd decode (`ZstdDecoder::decode`): each frame
-/// decoded into its output buffer, its decoded size in `out_actual` and its status in
-/// `statuses` (0, or [`STATUS_CANNOT_DECOMPRESS`] for a frame that does not decode into
-/// its capacity; its decoded size is then 0). Per-frame failures are reported there, not
-/// as an `Err`, as nvCOMP does.
+/// What [`zstd_decode`] checks before it touches memory.
 ///
 /// # Errors
 /// [`Error::BufferTooSmall`] when an array holds fewer than `chunks` entries.
-///
-/// # Safety
-/// As `ZstdDecoder::decode`, with host memory for device memory.
-pub unsafe fn zstd_decode(batch: &ZstdBatch) -> Result<()> {
+pub fn check_zstd_decode(batch: &ZstdBatch) -> Result<()> {
     let name = "nvcomp zstd decode (host)";
     let n = u32::try_from(batch.chunks).map_err(|_| Error::Overflow { index: 0, what: name })?;
     for (what, range, size) in [
@@ -337,6 +377,23 @@ pub unsafe fn zstd_decode(batch: &ZstdBatch) -> Result<()> {
     ] {
         need(name, what, range, bytes_for(name, n, size)?)?;
     }
+    Ok(())
+}
+
+/// The host twin of nvCOMP's batched zstd decode (`ZstdDecoder::decode`): each frame
+/// decoded into its output buffer, its decoded size in `out_actual` and its status in
+/// `statuses` (0, or [`STATUS_CANNOT_DECOMPRESS`] for a frame that does not decode into
+/// its capacity; its decoded size is then 0). Per-frame failures are reported there, not
+/// as an `Err`, as nvCOMP does.
+///
+/// # Errors
+/// As [`check_zstd_decode`].
+///
+/// # Safety
+/// As `ZstdDecoder::decode`, with host memory for device memory.
+pub unsafe fn zstd_decode(batch: &ZstdBatch) -> Result<()> {
+    check_zstd_decode(batch)?;
+    let n = batch.chunks as u32;
     // SAFETY: lengths checked above.
     let (cp, cb, cap, op) = unsafe {
         (

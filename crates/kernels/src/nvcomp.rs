@@ -15,6 +15,7 @@ use gpu_schedule::{Backend, CudaBackend, CudaDeviceMem, CudaStreamHandle};
 pub use crate::desc::ZstdBatch;
 use crate::error::{Error, Result};
 use crate::module::guarded;
+pub use crate::search::nvcomp_disabled;
 use crate::search::{Candidate, SearchInputs, candidates};
 use crate::sync::{Arc, OnceLock};
 
@@ -106,18 +107,6 @@ impl std::fmt::Debug for NvcompLib {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NvcompLib").field("path", &self.path).finish()
     }
-}
-
-/// Whether nvCOMP use is switched off by `DAMACY_NVCOMP=off` (or `0`): the CUDA engine
-/// then decodes every chunk on CPU threads, and the bench's nvCOMP ceiling is not
-/// measured (a ceiling for a decoder the engine does not use would mislead).
-pub fn nvcomp_disabled() -> bool {
-    disabled_by(std::env::var("DAMACY_NVCOMP").ok().as_deref())
-}
-
-/// [`nvcomp_disabled`] for a given value of the variable.
-fn disabled_by(value: Option<&str>) -> bool {
-    value.is_some_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
 }
 
 fn symbol<T: Copy>(lib: &libloading::Library, path: &Path, name: &'static str) -> Result<T> {
@@ -379,10 +368,10 @@ mod tests {
     #[test]
     fn off_and_zero_disable_nvcomp_anything_else_keeps_it() {
         for v in ["off", "OFF", "Off", "0"] {
-            assert!(super::disabled_by(Some(v)), "{v}");
+            assert!(crate::search::disabled_by(Some(v)), "{v}");
         }
         for v in [None, Some("on"), Some("1"), Some(""), Some("no")] {
-            assert!(!super::disabled_by(v), "{v:?}");
+            assert!(!crate::search::disabled_by(v), "{v:?}");
         }
     }
 }

@@ -150,3 +150,16 @@ pub fn nvcomp_status_name(status: i32) -> &'static str {
         _ => "unknown status",
     }
 }
+
+/// Whether nvCOMP use is switched off by `DAMACY_NVCOMP=off` (or `0`): the CUDA engine
+/// (on a GPU, or the simulated device's twin of nvCOMP) then decodes every chunk on CPU
+/// threads, and the bench's nvCOMP ceiling is not measured (a ceiling for a decoder the
+/// engine does not use would mislead).
+pub fn nvcomp_disabled() -> bool {
+    disabled_by(std::env::var("DAMACY_NVCOMP").ok().as_deref())
+}
+
+/// [`nvcomp_disabled`] for a given value of the variable.
+pub(crate) fn disabled_by(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
+}

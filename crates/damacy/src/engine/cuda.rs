@@ -55,6 +55,7 @@
 //! and the parts it builds on, never the reverse.
 
 mod core;
+pub(crate) mod device;
 mod device_batch;
 mod enqueue;
 mod harvest;
@@ -63,8 +64,6 @@ pub(crate) mod seam;
 mod sizing;
 mod stage;
 mod submit;
-
-use gpu_schedule::{Backend as _, CudaBackend, CudaEventHandle};
 
 use crate::error::{Error, GpuError, Result};
 
@@ -93,11 +92,6 @@ const META_PER_STREAM: u64 = 6 * 8 + 4;
 /// A failed GPU call as the facade's error, naming the call.
 fn gpu_err(call: &'static str, source: impl Into<GpuError>) -> Error {
     Error::Gpu { call, source: Box::new(source.into()) }
-}
-
-/// A new event of the engine's device (blocking sync, no timing).
-fn new_event(backend: &CudaBackend) -> Result<CudaEventHandle> {
-    backend.create_event().map_err(|e| gpu_err("cuEventCreate", e))
 }
 
 /// Maps a `gpu-schedule` error onto the facade's, naming the call.

@@ -4,38 +4,35 @@
 use std::sync::{Arc, Condvar, Mutex};
 
 use gpu_schedule::{
-    Backend as _, CudaBackend, CudaDeviceMem, CudaEventHandle, CudaPinnedMem, CudaStreamHandle,
     EdgeTable, Endpoint, Lease, Pool, PoolSpec, Scheduler, SchedulerConfig, Stream,
 };
-use kernels::nvcomp::{NvcompLib, ZstdDecoder};
-use kernels::{DeviceRange, FillSpec, Kernels};
+use kernels::FillSpec;
 
+use super::device::Device;
 use super::route::cpu_share_from_env;
-use super::sizing::{Sizing, choose, meta_bytes};
-use super::{
-    DESC_BYTES, DESC_CAP, MAX_GPU_STREAM, REGION_ALIGN, STAGING_PAD, WAVES, gpu_err, gs, new_event,
-};
+use super::sizing::{Sizing, meta_bytes};
+use super::{DESC_BYTES, DESC_CAP, REGION_ALIGN, STAGING_PAD, WAVES, gpu_err, gs};
 use crate::config::Config;
 use crate::engine::lock;
-use crate::error::{Error, GpuError, Result, Unavailable};
+use crate::error::{Error, GpuError, Result};
 use crate::fault::{Fault, Faults};
 
 /// One wave slot's buffers: host-written pinned memory, its device copies, and the events
 /// that order their reuse. Cycled through the `wave_slots` pool.
-pub(super) struct WaveBufs {
-    pub(super) staging: CudaPinnedMem,
-    pub(super) decoded: CudaPinnedMem,
-    pub(super) d_staging: CudaDeviceMem,
-    pub(super) arena: CudaDeviceMem,
-    pub(super) meta: CudaDeviceMem,
+pub(super) struct WaveBufs<D: Device> {
+    pub(super) staging: D::PinMem,
+    pub(super) decoded: D::PinMem,
+    pub(super) d_staging: D::DevMem,
+    pub(super) arena: D::DevMem,
+    pub(super) meta: D::DevMem,
     /// Host side of `meta` (nvCOMP pointer arrays, raw copy ranges), copied on `h2d`.
-    pub(super) meta_host: CudaPinnedMem,
+    pub(super) meta_host: D::PinMem,
     /// Assemble and fill descriptors, host and device side.
-    pub(super) descs: CudaDeviceMem,
-    pub(super) descs_host: CudaPinnedMem,
-    pub(super) report: CudaPinnedMem,
-    pub(super) h2d_done: CudaEventHandle,
-    pub(super) done: CudaEventHandle,
+    pub(super) descs: D::DevMem,
+    pub(super) descs_host: D::PinMem,
+    pub(super) report: D::PinMem,
+    pub(super) h2d_done: D::Event,
+    pub(super) done: D::Event,
 }
 
 /// Which device batch buffers are held, and whether the engine can take batches.
@@ -61,29 +58,27 @@ impl Held {
     }
 }
 
-pub(super) type WaveLease = Lease<CudaBackend, WaveBufs>;
-pub(super) type BatchLease = Lease<CudaBackend, CudaDeviceMem>;
+pub(super) type WaveLease<D> = Lease<<D as Device>::Sched, WaveBufs<D>>;
+pub(super) type BatchLease<D> = Lease<<D as Device>::Sched, <D as Device>::DevMem>;
 
-/// The CUDA engine of one pipeline.
-pub(super) struct Engine {
-    pub(super) backend: Arc<CudaBackend>,
-    pub(super) kernels: Arc<Kernels>,
-    pub(super) decoder: Option<ZstdDecoder>,
+/// The CUDA engine of one pipeline, on device `D` (a GPU, or the simulated one).
+pub(super) struct Engine<D: Device> {
+    pub(super) dev: D,
     pub(super) in_align: u64,
     pub(super) out_align: u64,
-    sched: Scheduler<CudaBackend>,
-    batches: Pool<CudaBackend, CudaDeviceMem>,
-    waves: Pool<CudaBackend, WaveBufs>,
+    sched: Scheduler<D::Sched>,
+    batches: Pool<D::Sched, D::DevMem>,
+    waves: Pool<D::Sched, WaveBufs<D>>,
     held: Mutex<Held>,
     held_cv: Condvar,
     /// Per wave slot: free for the submit thread to take.
     wave_free: Mutex<Vec<bool>>,
     wave_cv: Condvar,
-    pub(super) ready: Vec<CudaEventHandle>,
+    pub(super) ready: Vec<D::Event>,
     /// Descriptors of fills applied at `pop` (`OnError::Fill`), on `compute`.
-    pub(super) descs: CudaDeviceMem,
+    pub(super) descs: D::DevMem,
     /// Descriptors of the submit thread's fill chunks, on `compute`.
-    pub(super) end_descs: CudaDeviceMem,
+    pub(super) end_descs: D::DevMem,
     /// Per mille of GPU-decodable chunks the workers decode instead (`DAMACY_CPU_SHARE`,
     /// default 0). Measured on the H200 (`default`, 16 threads): 100, 200 and 300 per
     /// mille cut throughput from 12.1 to 9.4, 7.6 and 5.8 Gvox/s, since a wave goes to
@@ -95,49 +90,34 @@ pub(super) struct Engine {
     pub(super) faults: Arc<Faults>,
 }
 
-impl std::fmt::Debug for Engine {
+impl<D: Device> std::fmt::Debug for Engine<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("nvcomp", &self.decoder.is_some())
+            .field("device", &self.dev)
             .field("sizing", &self.sizing)
             .finish_non_exhaustive()
     }
 }
 
-impl Engine {
-    /// Opens device `device` and allocates everything.
+/// What opening a device found, for [`Engine::build`].
+pub(super) struct Opened<D> {
+    pub(super) dev: D,
+    pub(super) sizing: Sizing,
+    /// Device bytes the decoder holds (counted against the budget by `sizing`).
+    pub(super) temp: u64,
+    /// nvCOMP's alignment of compressed inputs and decoded outputs (1: none).
+    pub(super) in_align: u64,
+    pub(super) out_align: u64,
+}
+
+impl<D: Device> Engine<D> {
+    /// Allocates everything on an opened device.
     ///
     /// # Errors
-    /// `BackendUnavailable` without a driver or device, or when the kernels do not
-    /// compile; `Budget` when a budget is too small; `Gpu` when an allocation fails.
-    pub(super) fn new(cfg: &Config, device: usize, faults: Arc<Faults>) -> Result<Self> {
-        if !gpu_schedule::driver_present() {
-            return Err(Error::BackendUnavailable { reason: Unavailable::NoDriver });
-        }
-        let backend =
-            Arc::new(CudaBackend::new(device).map_err(|_| Error::BackendUnavailable {
-                reason: Unavailable::NoDevice { device },
-            })?);
-        let kernels = Kernels::for_backend(&backend).map_err(|_| Error::BackendUnavailable {
-            reason: Unavailable::KernelsDidNotCompile { device },
-        })?;
-        let lib = if kernels::nvcomp::nvcomp_disabled() { None } else { NvcompLib::global().ok() };
-        let align = match &lib {
-            Some(l) => {
-                gs("binding the device", backend.bind())?;
-                l.alignments().map_err(|e| gpu_err("nvCOMP alignments", e))?
-            }
-            None => Default::default(),
-        };
-        let (sizing, temp) = choose(cfg, lib.as_deref())?;
-        let chunks = sizing.chunks as usize;
-        let decoder = match lib {
-            Some(l) => Some(
-                ZstdDecoder::new(l, &backend, chunks, MAX_GPU_STREAM as usize)
-                    .map_err(|e| gpu_err("nvCOMP decoder", e))?,
-            ),
-            None => None,
-        };
+    /// `Gpu` when an allocation or the scheduler's setup fails.
+    pub(super) fn build(cfg: &Config, opened: Opened<D>, faults: Arc<Faults>) -> Result<Self> {
+        let Opened { dev, sizing, temp, in_align, out_align } = opened;
+        let backend = Arc::clone(dev.sched());
         let sched = Scheduler::new(
             Arc::clone(&backend),
             &SchedulerConfig {
@@ -152,22 +132,18 @@ impl Engine {
             EdgeTable::new(Arc::clone(&backend), n.max(WAVES))
                 .map_err(|e| gpu_err("edge table", e))?,
         );
-        let batches = batch_pool(&backend, &table, n, &sizing)?;
-        let ready = (0..n).map(|_| new_event(&backend)).collect::<Result<Vec<_>>>()?;
-        let waves = wave_pool(&backend, &table, &sizing)?;
-        let descs = backend
-            .alloc_device(DESC_BYTES as usize)
-            .map_err(|e| gpu_err("descriptor buffer", e))?;
-        let end_descs = backend
-            .alloc_device(DESC_BYTES as usize)
-            .map_err(|e| gpu_err("descriptor buffer", e))?;
+        let batches = batch_pool(&dev, &table, n, &sizing)?;
+        let ready = (0..n).map(|_| new_event(&dev)).collect::<Result<Vec<_>>>()?;
+        let waves = wave_pool(&dev, &table, &sizing)?;
+        let descs =
+            dev.alloc_device(DESC_BYTES as usize).map_err(|e| gpu_err("descriptor buffer", e))?;
+        let end_descs =
+            dev.alloc_device(DESC_BYTES as usize).map_err(|e| gpu_err("descriptor buffer", e))?;
         let committed = sizing.device_bytes + temp;
         Ok(Self {
-            backend,
-            kernels,
-            decoder,
-            in_align: (align.input as u64).max(1),
-            out_align: (align.output as u64).max(1),
+            dev,
+            in_align: in_align.max(1),
+            out_align: out_align.max(1),
             sched,
             batches,
             waves,
@@ -190,22 +166,21 @@ impl Engine {
         u64::from(self.cpu_share)
     }
 
-    /// Whether nvCOMP decodes on this engine.
-    #[allow(dead_code)]
-    pub(super) fn has_nvcomp(&self) -> bool {
-        self.decoder.is_some()
+    /// Whether a batched zstd decoder (nvCOMP, or its twin) decodes on this engine.
+    pub(super) fn has_decoder(&self) -> bool {
+        self.dev.decoder_capacity().is_some()
     }
 
-    fn stream(&self, name: &'static str) -> Result<&Stream<CudaBackend>> {
+    fn stream(&self, name: &'static str) -> Result<&Stream<D::Sched>> {
         self.sched.stream(name).map_err(|e| gpu_err("stream", e))
     }
 
-    pub(super) fn cu(&self, name: &'static str) -> Result<&CudaStreamHandle> {
+    pub(super) fn cu(&self, name: &'static str) -> Result<&D::Stream> {
         Ok(self.stream(name)?.raw())
     }
 
     pub(super) fn bind(&self) -> Result<()> {
-        gs("binding the device", self.backend.bind())
+        gs("binding the device", self.dev.bind())
     }
 
     /// Why nothing can be acquired now (teardown, a broken device), if so.
@@ -220,7 +195,7 @@ impl Engine {
     /// # Errors
     /// `Closed` on teardown; `DeviceBroken` once the device is unusable; `Gpu` when the
     /// pool refuses.
-    pub(super) fn acquire(&self, id: u64, block: bool) -> Result<Option<BatchLease>> {
+    pub(super) fn acquire(&self, id: u64, block: bool) -> Result<Option<BatchLease<D>>> {
         let n = self.batches.slots();
         let slot = {
             let mut h = lock(&self.held);
@@ -252,7 +227,7 @@ impl Engine {
     }
 
     /// Takes a free wave slot; waits for one when `block`, otherwise `None` if none is.
-    pub(super) fn acquire_wave(&self, block: bool) -> Result<Option<WaveLease>> {
+    pub(super) fn acquire_wave(&self, block: bool) -> Result<Option<WaveLease<D>>> {
         let slot = {
             let mut f = lock(&self.wave_free);
             loop {
@@ -280,7 +255,7 @@ impl Engine {
         })
     }
 
-    pub(super) fn release_wave(&self, lease: WaveLease) {
+    pub(super) fn release_wave(&self, lease: WaveLease<D>) {
         let slot = lease.slot();
         // A refusal would mean a bookkeeping bug; the slot is freed either way so that
         // nothing waits forever (its next acquire reports the pool's error).
@@ -300,18 +275,17 @@ impl Engine {
     ///
     /// # Errors
     /// The first failed call.
-    pub(super) fn release(&self, lease: BatchLease, after: Option<u64>) -> Result<()> {
+    pub(super) fn release(&self, lease: BatchLease<D>, after: Option<u64>) -> Result<()> {
         let slot = lease.slot();
         let mut theirs = Ok(());
         let ours = self.bind().and_then(|()| self.stream("consumer")).and_then(|consumer| {
             if let Some(ev) = after {
                 // SAFETY: the caller vouches that `ev` is a live event of this context.
-                theirs = gs("cuStreamWaitEvent", unsafe {
-                    self.backend.wait_raw_event(consumer.raw(), ev)
-                });
+                theirs =
+                    gs("cuStreamWaitEvent", unsafe { self.dev.wait_raw_event(consumer.raw(), ev) });
             }
             // The consumer must also be ordered after the batch's own writes.
-            gs("cuStreamWaitEvent", self.ready[slot].wait_in(consumer.raw()))?;
+            gs("cuStreamWaitEvent", self.dev.wait_in(&self.ready[slot], consumer.raw()))?;
             self.batches.release(lease, consumer).map_err(|e| gpu_err("pool release", e))
         });
         if let Err(e) = &ours {
@@ -334,12 +308,12 @@ impl Engine {
     /// unusable: the engine is marked broken, and every later batch fails at once with
     /// `DeviceBroken`. Then the buffer goes back to the pool either way (a broken engine
     /// acquires nothing again).
-    pub(super) fn recover(&self, lease: BatchLease) {
+    pub(super) fn recover(&self, lease: BatchLease<D>) {
         let ready = &self.ready[lease.slot()];
         let synced = self
             .cu("compute")
-            .and_then(|compute| gs("cuEventRecord", ready.record(compute)))
-            .and_then(|()| gs("cuEventSynchronize", ready.synchronize()))
+            .and_then(|compute| gs("cuEventRecord", self.dev.record(ready, compute)))
+            .and_then(|()| gs("cuEventSynchronize", self.dev.sync_event(ready)))
             .and_then(|()| {
                 gs(
                     "cuEventSynchronize",
@@ -384,45 +358,43 @@ impl Engine {
     /// launch that reads them is ordered after the copy on the same stream).
     pub(super) fn fill_boxes(
         &self,
-        dst: &CudaDeviceMem,
+        dst: &D::DevMem,
         specs: &[FillSpec<'_>],
         value: &[u8],
         out_elems: u64,
-        descs: &CudaDeviceMem,
+        descs: &D::DevMem,
     ) -> Result<()> {
         let compute = self.cu("compute")?;
         for piece in specs.chunks(DESC_CAP) {
             let packed = kernels::pack_fills(piece, value, out_elems)
                 .map_err(|e| gpu_err("pack fills", e))?;
-            gs("upload", self.backend.upload(compute, descs, 0, bytemuck::cast_slice(&packed)))?;
-            // SAFETY: live allocations of this engine.
-            let (d, b) = unsafe {
-                (
-                    DeviceRange::from_raw(dst.device_ptr(), dst.len() as u64),
-                    DeviceRange::from_raw(descs.device_ptr(), descs.len() as u64),
-                )
-            };
+            gs("upload", self.dev.upload(compute, descs, 0, bytemuck::cast_slice(&packed)))?;
+            let (d, b) = (D::dev_range(dst), D::dev_range(descs));
             // SAFETY: boxes packed for this output size; the descriptor upload precedes
             // the launch on the same stream.
-            unsafe { self.kernels.fill(compute, value.len() as u32, d, b, packed.len() as u32) }
+            unsafe { self.dev.fill(compute, value.len() as u32, d, b, packed.len() as u32) }
                 .map_err(|e| gpu_err("fill", e))?;
         }
         Ok(())
     }
 }
 
+/// A new event of the engine's device (blocking sync, no timing).
+pub(super) fn new_event<D: Device>(dev: &D) -> Result<D::Event> {
+    dev.new_event().map_err(|e| gpu_err("cuEventCreate", e))
+}
+
 /// Allocates the device batch buffers, acquired on `compute` and released on `consumer`.
-fn batch_pool(
-    backend: &CudaBackend,
-    table: &Arc<EdgeTable<CudaBackend>>,
+fn batch_pool<D: Device>(
+    dev: &D,
+    table: &Arc<EdgeTable<D::Sched>>,
     n: usize,
     sizing: &Sizing,
-) -> Result<Pool<CudaBackend, CudaDeviceMem>> {
+) -> Result<Pool<D::Sched, D::DevMem>> {
     let mut bufs = Vec::with_capacity(n);
     for _ in 0..n {
         bufs.push(
-            backend
-                .alloc_device(sizing.batch_bytes as usize)
+            dev.alloc_device(sizing.batch_bytes as usize)
                 .map_err(|e| gpu_err("device batch buffer", e))?,
         );
     }
@@ -439,11 +411,11 @@ fn batch_pool(
 }
 
 /// Allocates the wave slots' pinned and device buffers and events.
-fn wave_pool(
-    backend: &CudaBackend,
-    table: &Arc<EdgeTable<CudaBackend>>,
+fn wave_pool<D: Device>(
+    dev: &D,
+    table: &Arc<EdgeTable<D::Sched>>,
     sizing: &Sizing,
-) -> Result<Pool<CudaBackend, WaveBufs>> {
+) -> Result<Pool<D::Sched, WaveBufs<D>>> {
     let pad_staging = sizing.chunks * (STAGING_PAD + REGION_ALIGN);
     let pad_arena = sizing.chunks * REGION_ALIGN;
     let meta_bytes = meta_bytes(sizing.streams) as usize;
@@ -451,8 +423,8 @@ fn wave_pool(
     for _ in 0..WAVES {
         let st = (sizing.staging + pad_staging) as usize;
         let ar = (sizing.decompressed + pad_arena) as usize;
-        let pinned = |len, what| backend.alloc_pinned(len).map_err(|e| gpu_err(what, e));
-        let device = |len, what| backend.alloc_device(len).map_err(|e| gpu_err(what, e));
+        let pinned = |len, what| dev.alloc_pinned(len).map_err(|e| gpu_err(what, e));
+        let device = |len, what| dev.alloc_device(len).map_err(|e| gpu_err(what, e));
         slots.push(WaveBufs {
             staging: pinned(st, "pinned staging")?,
             decoded: pinned(ar, "pinned decoded")?,
@@ -463,8 +435,8 @@ fn wave_pool(
             descs: device(DESC_BYTES as usize, "device descriptors")?,
             descs_host: pinned(DESC_BYTES as usize, "pinned descriptors")?,
             report: pinned(64, "pinned report")?,
-            h2d_done: new_event(backend)?,
-            done: new_event(backend)?,
+            h2d_done: new_event(dev)?,
+            done: new_event(dev)?,
         });
     }
     // The submit thread fills a slot's pinned memory; the harvest thread gives it back
@@ -481,7 +453,7 @@ fn wave_pool(
     .map_err(|e| gpu_err("wave slot pool", e))
 }
 
-impl Drop for Engine {
+impl<D: Device> Drop for Engine<D> {
     fn drop(&mut self) {
         // Nothing may still run on buffers about to be freed.
         let _ = self.sched.synchronize_all();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use kernels::FillSpec;
 
 use super::core::{BatchLease, Engine};
+use super::device::Device;
 use super::gs;
 use super::harvest::{Failure, Harvested};
 use crate::batch::{Batch, DeviceTensor, Tensor};
@@ -13,19 +14,19 @@ use crate::engine::{BatchMeta, Deliver, DeliverCtx, Pending};
 use crate::error::Result;
 
 /// A batch living in device memory.
-pub(super) struct DeviceBatch {
-    engine: Arc<Engine>,
-    lease: Option<BatchLease>,
+pub(super) struct DeviceBatch<D: Device> {
+    engine: Arc<Engine<D>>,
+    lease: Option<BatchLease<D>>,
     bytes: usize,
 }
 
-impl std::fmt::Debug for DeviceBatch {
+impl<D: Device> std::fmt::Debug for DeviceBatch<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeviceBatch").field("bytes", &self.bytes).finish_non_exhaustive()
     }
 }
 
-impl Tensor for DeviceBatch {
+impl<D: Device> Tensor for DeviceBatch<D> {
     fn host(&self) -> Option<&[u8]> {
         None
     }
@@ -43,17 +44,17 @@ impl Tensor for DeviceBatch {
     }
 }
 
-impl DeviceTensor for DeviceBatch {
+impl<D: Device> DeviceTensor for DeviceBatch<D> {
     fn device_ptr(&self) -> Option<u64> {
-        self.lease.as_ref().map(|l| l.buffer().device_ptr())
+        self.lease.as_ref().map(|l| D::dev_range(l.buffer()).ptr())
     }
 
     fn ready_event(&self) -> Option<u64> {
-        self.lease.as_ref().map(|l| self.engine.ready[l.slot()].raw())
+        self.lease.as_ref().map(|l| D::event_raw(&self.engine.ready[l.slot()]))
     }
 
     fn ready_stream(&self) -> Option<u64> {
-        self.engine.cu("compute").ok().map(|s| s.cu_stream() as u64)
+        self.engine.cu("compute").ok().map(D::stream_raw)
     }
 
     fn to_host(&self) -> Result<Vec<u8>> {
@@ -64,7 +65,7 @@ impl DeviceTensor for DeviceBatch {
     }
 }
 
-impl Drop for DeviceBatch {
+impl<D: Device> Drop for DeviceBatch<D> {
     fn drop(&mut self) {
         if let Some(l) = self.lease.take() {
             let _ = self.engine.release(l, None);
@@ -82,7 +83,10 @@ pub(super) struct DeviceMeta {
 }
 
 /// Turns what the harvest thread hands out into an output-queue entry.
-pub(super) fn pending(engine: &Arc<Engine>, h: Harvested<DeviceMeta, Pending>) -> Pending {
+pub(super) fn pending<D: Device>(
+    engine: &Arc<Engine<D>>,
+    h: Harvested<D, DeviceMeta, Pending>,
+) -> Pending {
     match h {
         Harvested::Ran { meta, lease, errors } => {
             let DeviceMeta { mut meta, out_elems, positions } = meta;
@@ -114,15 +118,15 @@ pub(super) fn pending(engine: &Arc<Engine>, h: Harvested<DeviceMeta, Pending>) -
 }
 
 /// A batch complete on the device, waiting for `pop`.
-struct DevicePending {
-    engine: Arc<Engine>,
+struct DevicePending<D: Device> {
+    engine: Arc<Engine<D>>,
     /// `early` holds every sample error of the batch, before and after planning.
     meta: BatchMeta,
-    lease: BatchLease,
+    lease: BatchLease<D>,
     out_elems: u64,
 }
 
-impl Deliver for DevicePending {
+impl<D: Device> Deliver for DevicePending<D> {
     /// Applies the error policy and records the batch's ready event.
     fn deliver(self: Box<Self>, ctx: &DeliverCtx<'_>) -> Result<Batch> {
         let DevicePending { engine, mut meta, lease, out_elems } = *self;
@@ -146,13 +150,13 @@ impl Deliver for DevicePending {
     }
 }
 
-impl Engine {
+impl<D: Device> Engine<D> {
     /// Fills whole samples of a delivered batch with one value each (`OnError::Fill`),
     /// then re-records its ready event and waits for it. Nothing to do without fills: the
     /// submit thread recorded the event after the batch's last write.
     pub(super) fn finish(
         &self,
-        lease: &BatchLease,
+        lease: &BatchLease<D>,
         fills: &[(usize, Vec<u8>)],
         sample_shape: &[u64],
         out_elems: u64,
@@ -172,16 +176,16 @@ impl Engine {
             };
             self.fill_boxes(lease.buffer(), &[spec], value, out_elems, &self.descs)?;
         }
-        gs("cuEventRecord", self.ready[lease.slot()].record(compute))?;
-        gs("cuEventSynchronize", self.ready[lease.slot()].synchronize())
+        gs("cuEventRecord", self.dev.record(&self.ready[lease.slot()], compute))?;
+        gs("cuEventSynchronize", self.dev.sync_event(&self.ready[lease.slot()]))
     }
 
     /// Copies a finished batch back to the host (synchronous).
-    pub(super) fn download(&self, lease: &BatchLease, bytes: usize) -> Result<Vec<u8>> {
+    pub(super) fn download(&self, lease: &BatchLease<D>, bytes: usize) -> Result<Vec<u8>> {
         // The ready event orders the batch's writes before this synchronous copy.
-        gs("cuEventSynchronize", self.ready[lease.slot()].synchronize())?;
+        gs("cuEventSynchronize", self.dev.sync_event(&self.ready[lease.slot()]))?;
         let mut out = vec![0u8; bytes];
-        gs("download", self.backend.download(&mut out, lease.buffer(), 0))?;
+        gs("download", self.dev.download(&mut out, lease.buffer(), 0))?;
         Ok(out)
     }
 }

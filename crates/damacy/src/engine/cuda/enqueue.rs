@@ -5,15 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use gpu_schedule::CudaStreamHandle;
-use kernels::nvcomp::ZstdBatch;
-use kernels::{CopyRange, DeviceRange, Placement, ShuffleSpec};
+use kernels::{CopyRange, DeviceRange, Placement, ShuffleSpec, ZstdBatch};
 use planner::{BatchPlan, ChunkSource, Wave};
 use zarr::DataType;
 
 use super::core::{Engine, WaveBufs};
+use super::device::Device;
 use super::harvest::{ChunkOrigin, Failure, Harvest};
-use super::stage::{ChunkState, WaveState, WaveWork};
+use super::stage::{ChunkState, StageMem, WaveState, WaveWork};
 use super::{DESC_CAP, REGION_ALIGN, align_up, gpu_err, gs};
 use crate::error::{GpuError, PlanFault, Result, SampleError};
 use crate::fault::Fault;
@@ -72,7 +71,7 @@ impl MetaLayout {
     }
 }
 
-impl Engine {
+impl<D: Device> Engine<D> {
     /// Enqueues a staged wave's device work: uploads on `h2d`; nvCOMP decode, raw block
     /// copies, the status reduction and the assembly on `compute`; records `done`. The
     /// state is the wave's after [`WaveWork::take_state`]: every chunk it marks staged or
@@ -82,11 +81,11 @@ impl Engine {
     /// The failed call, as a failure of the wave's batch.
     pub(super) fn submit_wave(
         &self,
-        work: &WaveWork,
+        work: &WaveWork<D::PinMem>,
         k: usize,
         out: (u64, u64),
         state: &WaveState,
-        w: &WaveBufs,
+        w: &WaveBufs<D>,
         stats: &StatCounters,
     ) -> std::result::Result<Harvest, Failure> {
         let plan = &work.ctx.plan;
@@ -104,26 +103,19 @@ impl Engine {
         let runs = cpu_runs(work, wave, state);
         self.upload_runs(&runs, w, h2d)?;
         let layout = self.meta_layout(state, w)?;
-        let max_len = write_meta(&layout, state, w);
+        let max_len = write_meta(&layout, state, w, &|| self.faults.fire(Fault::TruncatedFrame));
         gs(
             "metadata upload",
-            self.backend.copy_range_to_device(
-                h2d,
-                &w.meta,
-                0,
-                &w.meta_host,
-                0,
-                layout.report as usize,
-            ),
+            self.dev.copy_range_to_device(h2d, &w.meta, 0, &w.meta_host, 0, layout.report as usize),
         )?;
-        gs("cuEventRecord", w.h2d_done.record(h2d))?;
-        gs("cuStreamWaitEvent", w.h2d_done.wait_in(compute))?;
+        gs("cuEventRecord", self.dev.record(&w.h2d_done, h2d))?;
+        gs("cuStreamWaitEvent", self.dev.wait_in(&w.h2d_done, compute))?;
         gs("cuLaunchKernel", self.faults.driver(Fault::WaveSubmit, "cuLaunchKernel"))?;
         self.decode_streams(&layout, max_len, compute)?;
         self.copy_raw_blocks(&layout, compute)?;
         self.reduce_statuses(&layout, w, compute)?;
         self.assemble_wave(work, wave, state, w, out, compute)?;
-        gs("cuEventRecord", w.done.record(compute))?;
+        gs("cuEventRecord", self.dev.record(&w.done, compute))?;
         stats.h2d_bytes.fetch_add(
             work.staging_used + runs.iter().map(|r| r.1).sum::<u64>(),
             Ordering::Relaxed,
@@ -141,44 +133,37 @@ impl Engine {
     /// Uploads the staged frames and raw blocks on `h2d`, if the wave has any.
     fn upload_staging(
         &self,
-        work: &WaveWork,
+        work: &WaveWork<D::PinMem>,
         state: &WaveState,
-        w: &WaveBufs,
-        h2d: &CudaStreamHandle,
+        w: &WaveBufs<D>,
+        h2d: &D::Stream,
     ) -> Result<()> {
         let staging_used = work.staging_used as usize;
         if staging_used > 0 && (!state.streams.is_empty() || !state.raws.is_empty()) {
             // The workers finished writing the pinned side (joined by the caller).
             gs(
                 "staging upload",
-                self.backend.copy_range_to_device(
-                    h2d,
-                    &w.d_staging,
-                    0,
-                    &w.staging,
-                    0,
-                    staging_used,
-                ),
+                self.dev.copy_range_to_device(h2d, &w.d_staging, 0, &w.staging, 0, staging_used),
             )?;
         }
         Ok(())
     }
 
     /// Uploads the CPU-decoded runs (arena offset, length) on `h2d`.
-    fn upload_runs(&self, runs: &[(u64, u64)], w: &WaveBufs, h2d: &CudaStreamHandle) -> Result<()> {
+    fn upload_runs(&self, runs: &[(u64, u64)], w: &WaveBufs<D>, h2d: &D::Stream) -> Result<()> {
         for (off, len) in runs {
             // Both buffers share the arena layout.
             let (o, l) = (*off as usize, *len as usize);
             gs(
                 "decoded upload",
-                self.backend.copy_range_to_device(h2d, &w.arena, o, &w.decoded, o, l),
+                self.dev.copy_range_to_device(h2d, &w.arena, o, &w.decoded, o, l),
             )?;
         }
         Ok(())
     }
 
     /// The wave's metadata layout, checked against what the slot's buffers were sized for.
-    fn meta_layout(&self, state: &WaveState, w: &WaveBufs) -> Result<MetaLayout> {
+    fn meta_layout(&self, state: &WaveState, w: &WaveBufs<D>) -> Result<MetaLayout> {
         let n = state.streams.len();
         if n as u64 > self.sizing.streams || state.raws.len() as u64 > self.sizing.streams {
             // The metadata buffers were sized for `streams` entries of each kind.
@@ -196,7 +181,7 @@ impl Engine {
             return Err(gpu_err("staging a wave", too_large));
         }
         Ok(MetaLayout {
-            base: w.meta.device_ptr(),
+            base: D::dev_range(&w.meta).ptr(),
             streams: n,
             raws: state.raws.len(),
             comp_ptrs: 0,
@@ -213,15 +198,9 @@ impl Engine {
 
     /// Decodes the wave's zstd streams with nvCOMP on `compute`, at most the decoder's
     /// capacity per call; nothing without nvCOMP.
-    fn decode_streams(
-        &self,
-        l: &MetaLayout,
-        max_len: u64,
-        compute: &CudaStreamHandle,
-    ) -> Result<()> {
-        let Some(dec) = &self.decoder else { return Ok(()) };
+    fn decode_streams(&self, l: &MetaLayout, max_len: u64, compute: &D::Stream) -> Result<()> {
+        let Some(cap) = self.dev.decoder_capacity() else { return Ok(()) };
         let n = l.streams;
-        let cap = dec.capacity().0;
         let mut i = 0;
         while i < n {
             let m = (n - i).min(cap);
@@ -238,34 +217,29 @@ impl Engine {
             };
             // SAFETY: frames were checked on the host and staged whole; outputs are
             // disjoint arena regions of the given capacity.
-            unsafe { dec.decode(compute, &batch) }.map_err(|e| gpu_err("nvCOMP decode", e))?;
+            unsafe { self.dev.decode(compute, &batch) }.map_err(|e| gpu_err("nvCOMP decode", e))?;
             i += m;
         }
         Ok(())
     }
 
     /// Copies the wave's raw (uncompressed) blosc blocks into the arena on `compute`.
-    fn copy_raw_blocks(&self, l: &MetaLayout, compute: &CudaStreamHandle) -> Result<()> {
+    fn copy_raw_blocks(&self, l: &MetaLayout, compute: &D::Stream) -> Result<()> {
         if l.raws == 0 {
             return Ok(());
         }
         // SAFETY: raw streams staged whole, destinations disjoint arena ranges.
         unsafe {
-            self.kernels.memcpy_batch(compute, l.range(l.ranges, l.raws as u64 * 24), l.raws as u32)
+            self.dev.memcpy_batch(compute, l.range(l.ranges, l.raws as u64 * 24), l.raws as u32)
         }
         .map_err(|e| gpu_err("memcpy_batch", e))
     }
 
     /// Reduces nvCOMP's statuses and sizes into the wave's report on `compute`, and copies
     /// the report into the slot's pinned memory.
-    fn reduce_statuses(
-        &self,
-        l: &MetaLayout,
-        w: &WaveBufs,
-        compute: &CudaStreamHandle,
-    ) -> Result<()> {
+    fn reduce_statuses(&self, l: &MetaLayout, w: &WaveBufs<D>, compute: &D::Stream) -> Result<()> {
         let n = l.streams;
-        self.kernels
+        self.dev
             .status_reduce(
                 compute,
                 l.range(l.statuses, n as u64 * 4),
@@ -278,7 +252,7 @@ impl Engine {
         // Read by the host only after `done`.
         gs(
             "report download",
-            self.backend.copy_range_to_pinned(compute, &w.report, 0, &w.meta, l.report as usize, 8),
+            self.dev.copy_range_to_pinned(compute, &w.report, 0, &w.meta, l.report as usize, 8),
         )
     }
 
@@ -286,15 +260,15 @@ impl Engine {
     /// (device address, length) on `compute`.
     fn assemble_wave(
         &self,
-        work: &WaveWork,
+        work: &WaveWork<D::PinMem>,
         wave: &Wave,
         state: &WaveState,
-        w: &WaveBufs,
+        w: &WaveBufs<D>,
         out: (u64, u64),
-        compute: &CudaStreamHandle,
+        compute: &D::Stream,
     ) -> Result<()> {
         let ctx = &work.ctx;
-        let keep = staged_placements(work, wave, state, w.arena.device_ptr());
+        let keep = staged_placements(work, wave, state, D::dev_range(&w.arena).ptr());
         let places: Vec<Placement<'_>> = keep
             .iter()
             .map(|k| Placement {
@@ -320,7 +294,7 @@ impl Engine {
                 // SAFETY: sources are arena regions written earlier on this stream
                 // (decode, memcpy) or on `h2d` (ordered by `h2d_done`); descriptors
                 // validated by packing and copied before the launch on this stream.
-                unsafe { self.kernels.assemble(compute, kind, d, b, packed.len() as u32) }
+                unsafe { self.dev.assemble(compute, kind, d, b, packed.len() as u32) }
                     .map_err(|e| gpu_err("assemble", e))
             })?;
         }
@@ -333,7 +307,7 @@ impl Engine {
     /// it before returning; the launch reading it is ordered after, on the same stream).
     fn with_descs(
         &self,
-        w: &WaveBufs,
+        w: &WaveBufs<D>,
         used: &mut u64,
         packed: &[u8],
         launch: impl FnOnce(DeviceRange) -> Result<()>,
@@ -348,7 +322,7 @@ impl Engine {
                 .copy_from_slice(packed);
             gs(
                 "descriptor upload",
-                self.backend.copy_range_to_device(
+                self.dev.copy_range_to_device(
                     compute,
                     &w.descs,
                     at,
@@ -359,18 +333,20 @@ impl Engine {
             )?;
             *used = align_up(*used + len, REGION_ALIGN);
             // SAFETY: inside the slot's descriptor allocation.
-            return launch(unsafe { DeviceRange::from_raw(w.descs.device_ptr() + at as u64, len) });
+            return launch(unsafe {
+                DeviceRange::from_raw(D::dev_range(&w.descs).ptr() + at as u64, len)
+            });
         }
         let dst = &w.descs;
-        gs("upload", self.backend.upload(compute, dst, 0, packed))?;
-        // SAFETY: a live allocation of this engine, written just before on this stream.
-        launch(unsafe { DeviceRange::from_raw(dst.device_ptr(), dst.len() as u64) })
+        gs("upload", self.dev.upload(compute, dst, 0, packed))?;
+        // A live allocation of this engine, written just before on this stream.
+        launch(D::dev_range(dst))
     }
 }
 
 /// The wave's CPU-decoded chunks as runs of the arena (offset, length), neighbours merged
 /// so that each run is one upload.
-fn cpu_runs(work: &WaveWork, wave: &Wave, state: &WaveState) -> Vec<(u64, u64)> {
+fn cpu_runs<S: StageMem>(work: &WaveWork<S>, wave: &Wave, state: &WaveState) -> Vec<(u64, u64)> {
     let plan = &work.ctx.plan;
     let mut runs: Vec<(u64, u64)> = Vec::new();
     for (i, cs) in state.chunk_state.iter().enumerate() {
@@ -389,10 +365,16 @@ fn cpu_runs(work: &WaveWork, wave: &Wave, state: &WaveState) -> Vec<(u64, u64)> 
 }
 
 /// Writes the nvCOMP pointer and size arrays and the raw copy ranges into the slot's
-/// pinned metadata; returns the largest decoded stream.
-fn write_meta(l: &MetaLayout, state: &WaveState, w: &WaveBufs) -> u64 {
-    let dst0 = w.d_staging.device_ptr();
-    let ar0 = w.arena.device_ptr();
+/// pinned metadata; returns the largest decoded stream. A frame for which `truncate`
+/// says so (an injected fault) is handed to the decoder with half its length.
+fn write_meta<D: Device>(
+    l: &MetaLayout,
+    state: &WaveState,
+    w: &WaveBufs<D>,
+    truncate: &dyn Fn() -> bool,
+) -> u64 {
+    let dst0 = D::dev_range(&w.d_staging).ptr();
+    let ar0 = D::dev_range(&w.arena).ptr();
     let mut max_len = 0u64;
     // SAFETY: the slot is leased by this thread and its previous device use finished
     // before it was released (harvested after `done`); in bounds (checked by
@@ -404,7 +386,7 @@ fn write_meta(l: &MetaLayout, state: &WaveState, w: &WaveBufs) -> u64 {
             meta[at..at + 8].copy_from_slice(&v.to_ne_bytes());
         };
         put(l.comp_ptrs, dst0 + f.comp_off);
-        put(l.comp_bytes, f.comp_len);
+        put(l.comp_bytes, if truncate() { f.comp_len / 2 } else { f.comp_len });
         put(l.capacity, f.len);
         put(l.out_ptrs, ar0 + f.out_off);
         put(l.expected, f.len);
@@ -427,8 +409,8 @@ fn write_meta(l: &MetaLayout, state: &WaveState, w: &WaveBufs) -> u64 {
 /// region, its array's facts and a batch position for each sample: `take_state`
 /// enforced both before the wave was submitted, so the lookups below always succeed
 /// (they are lookups, not indexing, so that a bug cannot become a panic).
-fn staged_placements(
-    work: &WaveWork,
+fn staged_placements<S: StageMem>(
+    work: &WaveWork<S>,
     wave: &Wave,
     state: &WaveState,
     ar0: u64,

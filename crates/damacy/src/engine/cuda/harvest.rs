@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use gpu_schedule::Backend as _;
 use kernels::DecodeReport;
 
 use super::core::{BatchLease, Engine, WaveBufs, WaveLease};
+use super::device::Device;
 use super::gs;
+use super::stage::StageMem;
 use crate::batch::SampleInfo;
 use crate::error::{Error, GpuError, Result, SampleError};
 use crate::fault::Fault;
@@ -78,11 +79,11 @@ pub(super) struct Harvest {
 }
 
 /// What the harvest thread hands out, in submission order.
-pub(super) enum Harvested<M, P> {
+pub(super) enum Harvested<D: Device, M, P> {
     /// Complete on the device; `errors` name plan samples.
     Ran {
         meta: M,
-        lease: BatchLease,
+        lease: BatchLease<D>,
         errors: Vec<(usize, SampleError)>,
     },
     /// A device failure (its buffer went back to the pool), or teardown.
@@ -94,16 +95,16 @@ pub(super) enum Harvested<M, P> {
 }
 
 /// Messages from the submit thread to the harvest thread, in order.
-pub(super) enum ToHarvest<M, P> {
+pub(super) enum ToHarvest<D: Device, M, P> {
     Wave {
-        slot: WaveLease,
+        slot: WaveLease<D>,
         harvest: Option<Harvest>,
         errors: Vec<(usize, SampleError)>,
     },
     /// The batch's device work is enqueued; `errors` are its fill chunks' (plan samples).
     End {
         meta: M,
-        lease: BatchLease,
+        lease: BatchLease<D>,
         errors: Vec<(usize, SampleError)>,
     },
     /// The batch failed; its buffer, if it holds one, goes back once the device is done
@@ -111,13 +112,13 @@ pub(super) enum ToHarvest<M, P> {
     Failed {
         meta: M,
         failure: Failure,
-        lease: Option<BatchLease>,
+        lease: Option<BatchLease<D>>,
     },
     Pass(P),
 }
 
 /// A message to the harvest thread (opaque outside this module).
-pub(super) struct ToHarvestMsg<M, P>(pub(super) ToHarvest<M, P>);
+pub(super) struct ToHarvestMsg<D: Device, M, P>(pub(super) ToHarvest<D, M, P>);
 
 /// What the harvest thread gathered of the batch whose waves it is harvesting.
 #[derive(Default)]
@@ -128,20 +129,16 @@ struct Gathered {
     failure: Option<Failure>,
 }
 
-impl Engine {
+impl<D: Device> Engine<D> {
     /// Waits for a wave to finish on the device and turns its report into errors.
     fn harvest(
         &self,
-        w: &WaveBufs,
+        w: &WaveBufs<D>,
         h: &Harvest,
         errors: &mut Vec<(usize, SampleError)>,
     ) -> Result<()> {
-        gs("cuEventSynchronize", w.done.synchronize())?;
-        let report = self.backend.read_pinned(&w.report, |b| {
-            let mut r = [0u8; 8];
-            r.copy_from_slice(&b[..8]);
-            DecodeReport::from_bytes(r)
-        });
+        gs("cuEventSynchronize", self.dev.sync_event(&w.done))?;
+        let report = read_report::<D>(&w.report);
         if report.failures == 0 || h.stream_chunk.is_empty() {
             return Ok(());
         }
@@ -171,7 +168,7 @@ impl Engine {
     /// chunks.
     fn failed_chunks(
         &self,
-        w: &WaveBufs,
+        w: &WaveBufs<D>,
         h: &Harvest,
         errors: &mut Vec<(usize, SampleError)>,
     ) -> Result<Vec<usize>> {
@@ -179,7 +176,7 @@ impl Engine {
         // Inside the metadata allocation (offsets from `submit_wave`); the wave finished.
         let get = |off: u64, len: usize| -> Result<Vec<u8>> {
             let mut v = vec![0u8; len];
-            gs("download", self.backend.download(&mut v, &w.meta, off as usize))?;
+            gs("download", self.dev.download(&mut v, &w.meta, off as usize))?;
             Ok(v)
         };
         let st = get(h.statuses_off, n * 4)?;
@@ -210,9 +207,9 @@ impl Engine {
     /// frees its slot, and hands out each batch once its last wave finished.
     pub(super) fn harvest_loop<M, P>(
         &self,
-        rx: &crossbeam_channel::Receiver<ToHarvestMsg<M, P>>,
+        rx: &crossbeam_channel::Receiver<ToHarvestMsg<D, M, P>>,
         stats: &StatCounters,
-        emit: &dyn Fn(Harvested<M, P>),
+        emit: &dyn Fn(Harvested<D, M, P>),
     ) {
         // A failure here fails every wait below, which report it.
         let _ = self.bind();
@@ -243,7 +240,7 @@ impl Engine {
     /// Waits for a wave, gathers its errors and any device failure, and frees its slot.
     fn harvest_wave(
         &self,
-        slot: WaveLease,
+        slot: WaveLease<D>,
         harvest: Option<Harvest>,
         host_errors: Vec<(usize, SampleError)>,
         g: &mut Gathered,
@@ -256,7 +253,7 @@ impl Engine {
             Some(h) => self.harvest(w, h, &mut g.errors),
             // Nothing was submitted after the failure: the slot's last device
             // use is still covered by its `done` event.
-            None => gs("cuEventSynchronize", w.done.synchronize()),
+            None => gs("cuEventSynchronize", self.dev.sync_event(&w.done)),
         };
         stats.gpu_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         if let Err(e) = outcome {
@@ -270,13 +267,13 @@ impl Engine {
     fn harvest_end<M, P>(
         &self,
         meta: M,
-        lease: BatchLease,
+        lease: BatchLease<D>,
         g: &mut Gathered,
         stats: &StatCounters,
-    ) -> Harvested<M, P> {
+    ) -> Harvested<D, M, P> {
         let t = Instant::now();
-        let ready =
-            gs("cuEventSynchronize", self.ready[lease.slot()].synchronize()).and_then(|()| {
+        let ready = gs("cuEventSynchronize", self.dev.sync_event(&self.ready[lease.slot()]))
+            .and_then(|()| {
                 let injected = self.faults.driver(Fault::BatchReady, "cuEventSynchronize");
                 gs("cuEventSynchronize", injected)
             });
@@ -290,6 +287,17 @@ impl Engine {
             }
         }
     }
+}
+
+/// A finished wave's decode report, from the slot's pinned memory.
+fn read_report<D: Device>(report: &D::PinMem) -> DecodeReport {
+    let mut r = [0u8; 8];
+    if report.len() >= 8 {
+        // SAFETY: the slot is leased by the harvest thread and the wave finished (its
+        // `done` event was waited for): nothing writes the report now; 8 bytes in bounds.
+        unsafe { std::ptr::copy_nonoverlapping(report.as_ptr().cast_const(), r.as_mut_ptr(), 8) };
+    }
+    DecodeReport::from_bytes(r)
 }
 
 /// A failure nvCOMP reported for a chunk, or for a chunk of its wave.

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use planner::PlanLimits;
 
-use super::core::Engine;
+use super::core::{Engine, Opened};
+use super::device::Device;
 use super::device_batch::{DeviceMeta, pending};
 use super::harvest::Harvested;
 use super::route::route;
@@ -25,14 +26,12 @@ use crate::engine::{
 use crate::error::{Error, Result};
 use crate::stats::Stats;
 
-type SubmitTx = crossbeam_channel::Sender<Submit<DeviceMeta, Pending>>;
-
 /// The CUDA engine as the pipeline sees it: the device engine and its submit and
 /// harvest threads.
-pub(crate) struct CudaEngine {
-    core: Arc<Engine>,
+pub(crate) struct CudaEngine<D: Device> {
+    core: Arc<Engine<D>>,
     /// Dropped at the end of input: the submit thread drains and ends, then harvest.
-    submit: Mutex<Option<SubmitTx>>,
+    submit: Mutex<Option<crossbeam_channel::Sender<Submit<DeviceMeta, Pending>>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// The pipeline's record of a panicked thread.
     fatal: Arc<Fatal>,
@@ -40,17 +39,42 @@ pub(crate) struct CudaEngine {
     /// Elements of one sample.
     sample_elems: u64,
     out_dtype: OutDtype,
-    device: usize,
+    /// What `Pipeline::backend` says runs.
+    running: Running,
 }
 
-impl CudaEngine {
-    /// Opens device `device`, allocates everything and starts the submit and harvest
+/// Starts the CUDA engine on a GPU.
+///
+/// # Errors
+/// As `CudaDevice::open` and [`CudaEngine::start`].
+#[cfg(feature = "cuda")]
+pub(crate) fn start_cuda(
+    cfg: &Config,
+    device: usize,
+    ctx: EngineCtx,
+) -> Result<Box<dyn EngineApi>> {
+    let opened = super::device::cuda::CudaDevice::open(cfg, device)?;
+    let nvcomp = opened.dev.decoder.is_some();
+    Ok(Box::new(CudaEngine::start(cfg, opened, ctx, Running::Cuda { device, nvcomp })?))
+}
+
+/// Starts the CUDA engine on the simulated device (`Backend::Simulated`).
+///
+/// # Errors
+/// As `SimDevice::open` and [`CudaEngine::start`].
+pub(crate) fn start_simulated(cfg: &Config, ctx: EngineCtx) -> Result<Box<dyn EngineApi>> {
+    let opened = super::device::sim::SimDevice::open(cfg)?;
+    Ok(Box::new(CudaEngine::start(cfg, opened, ctx, Running::Simulated)?))
+}
+
+impl<D: Device> CudaEngine<D> {
+    /// Allocates everything on an opened device and starts the submit and harvest
     /// threads.
     ///
     /// # Errors
-    /// As [`Engine::new`]; `Spawn` when a thread cannot start.
-    pub(crate) fn start(cfg: &Config, device: usize, ctx: EngineCtx) -> Result<Self> {
-        let core = Arc::new(Engine::new(cfg, device, ctx.faults)?);
+    /// As [`Engine::build`]; `Spawn` when a thread cannot start.
+    fn start(cfg: &Config, opened: Opened<D>, ctx: EngineCtx, running: Running) -> Result<Self> {
+        let core = Arc::new(Engine::build(cfg, opened, ctx.faults)?);
         // One planned batch waits for the submit thread: planning runs one batch ahead,
         // bounded.
         let (stx, srx) = crossbeam_channel::bounded(1);
@@ -72,12 +96,12 @@ impl CudaEngine {
             sample_shape: cfg.sample_shape.clone(),
             sample_elems: cfg.sample_elements()?,
             out_dtype: cfg.dtype,
-            device,
+            running,
         };
         lock(&this.threads).push(submit?);
         let (e, stats, output, fatal) = (core, ctx.stats, ctx.output, ctx.fatal);
         let harvest = spawn(HARVEST, move || {
-            let emit = |h: Harvested<DeviceMeta, Pending>| output.push(pending(&e, h));
+            let emit = |h: Harvested<D, DeviceMeta, Pending>| output.push(pending(&e, h));
             if contain(HARVEST, &fatal, || e.harvest_loop(&hrx, &stats, &emit)).is_err() {
                 // The submit thread may wait for a wave slot or a batch buffer that only
                 // this thread would have freed: closing the engine wakes it, and it drains.
@@ -119,7 +143,7 @@ fn spawn(
         .map_err(|e| Error::Spawn { name, kind: e.kind() })
 }
 
-impl EngineApi for CudaEngine {
+impl<D: Device> EngineApi for CudaEngine<D> {
     fn limits(&self, cfg: &Config) -> PlanLimits {
         self.core.sizing.limits(cfg)
     }
@@ -166,11 +190,11 @@ impl EngineApi for CudaEngine {
     }
 
     fn running(&self) -> Running {
-        Running::Cuda { device: self.device, nvcomp: self.core.decoder.is_some() }
+        self.running
     }
 }
 
-impl Drop for CudaEngine {
+impl<D: Device> Drop for CudaEngine<D> {
     fn drop(&mut self) {
         // Normally the pipeline ended and joined the threads already.
         self.shutdown();
@@ -179,7 +203,7 @@ impl Drop for CudaEngine {
     }
 }
 
-impl CudaEngine {
+impl<D: Device> CudaEngine<D> {
     /// The device view of a planned batch.
     fn batch_ctx(&self, p: Planned) -> (BatchCtx, DeviceMeta) {
         let Planned { meta, arrays, facts, plan, positions } = p;

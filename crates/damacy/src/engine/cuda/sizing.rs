@@ -1,12 +1,10 @@
 //! Sizing the CUDA engine's buffers from the memory budgets, before anything is
 //! allocated.
 
-use kernels::nvcomp::NvcompLib;
 use planner::PlanLimits;
 
 use super::{
     DESC_BYTES, MAX_GPU_STREAM, META_PER_STREAM, MIN_WAVE_BYTES, REGION_ALIGN, STAGING_PAD, WAVES,
-    gpu_err,
 };
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -107,20 +105,16 @@ fn size(cfg: &Config, temp: u64, chunks: u64) -> Result<Sizing> {
 }
 
 /// The largest wave whose buffers fit the budgets with bytes enough to fill it (128 KiB
-/// per chunk on average), with nvCOMP's temp bytes for it (0 without nvCOMP).
+/// per chunk on average), with the decoder's temp bytes for it (`temp(chunks)`: nvCOMP's,
+/// 0 without nvCOMP or on the simulated device).
 ///
 /// # Errors
 /// Otherwise the smallest candidate's error, which names the least budget that would do;
-/// `Gpu` when nvCOMP cannot size its temp buffer.
-pub(super) fn choose(cfg: &Config, lib: Option<&NvcompLib>) -> Result<(Sizing, u64)> {
+/// `temp`'s error (nvCOMP cannot size its temp buffer).
+pub(super) fn choose(cfg: &Config, temp: &dyn Fn(u64) -> Result<u64>) -> Result<(Sizing, u64)> {
     let mut smallest_err = None;
     for (i, &chunks) in WAVE_CHUNKS.iter().enumerate() {
-        let temp = match lib {
-            Some(l) => l
-                .temp_size(chunks as usize, MAX_GPU_STREAM as usize)
-                .map_err(|e| gpu_err("nvCOMP temp size", e))? as u64,
-            None => 0,
-        };
+        let temp = temp(chunks)?;
         match size(cfg, temp, chunks) {
             Ok(s) if s.decompressed >= chunks * (128 << 10) || i + 1 == WAVE_CHUNKS.len() => {
                 return Ok((s, temp));

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use gpu_schedule::CudaPinnedMem;
 use kernels::{Shuffle, ShuffleSpec};
 use planner::{ArrayEntry, BatchPlan, ChunkPlan, ChunkSource};
 
@@ -31,23 +30,13 @@ fn plan_error(fault: PlanFault) -> SampleError {
     SampleError::PlanInconsistent { stage: STAGE, fault }
 }
 
-/// Host memory the workers stage a wave into: a wave slot's pinned buffers (plain memory
-/// in the unit tests, which run without a GPU).
-pub(super) trait StageMem: std::fmt::Debug + Send + Sync {
+/// Host memory the workers stage a wave into: a wave slot's pinned buffers (the
+/// simulated device's, or plain memory in the unit tests).
+pub(crate) trait StageMem: std::fmt::Debug + Send + Sync {
     /// Bytes of the buffer.
     fn len(&self) -> usize;
     /// Its first byte, writable through a shared reference (see [`WaveWork::pinned`]).
     fn as_ptr(&self) -> *mut u8;
-}
-
-impl StageMem for CudaPinnedMem {
-    fn len(&self) -> usize {
-        CudaPinnedMem::len(self)
-    }
-
-    fn as_ptr(&self) -> *mut u8 {
-        CudaPinnedMem::as_ptr(self)
-    }
 }
 
 /// A chunk of a read op, as the errors name them (indices into the plan's tables).
@@ -111,7 +100,7 @@ pub(super) struct WaveState {
 
 /// One wave's jobs: a read op each.
 #[derive(Debug)]
-pub(super) struct WaveWork<S: StageMem = CudaPinnedMem> {
+pub(super) struct WaveWork<S: StageMem> {
     pub(super) ctx: BatchCtx,
     /// The wave's chunks (indices into the plan's chunks).
     pub(super) chunks: Range<usize>,
@@ -132,12 +121,12 @@ pub(super) struct WaveWork<S: StageMem = CudaPinnedMem> {
 }
 
 /// One read op of a wave, for the decode workers.
-pub(super) struct WaveJob {
-    pub(super) work: Arc<WaveWork>,
+pub(super) struct WaveJob<S: StageMem> {
+    pub(super) work: Arc<WaveWork<S>>,
     pub(super) read: usize,
 }
 
-impl Job for WaveJob {
+impl<S: StageMem + 'static> Job for WaveJob<S> {
     fn run(self: Box<Self>, w: &mut Worker<'_>) {
         self.work.run(self.read, w.store, w.scratch.read_buf(), w.stats);
     }

@@ -10,8 +10,9 @@ use kernels::FillSpec;
 use planner::{BatchPlan, ChunkSource, Wave};
 
 use super::core::{BatchLease, Engine, WaveBufs, WaveLease};
+use super::device::Device;
 use super::harvest::{Failure, ToHarvest, ToHarvestMsg};
-use super::stage::{BatchCtx, ChunkState, Region, WaveJob, WaveState, WaveWork};
+use super::stage::{BatchCtx, ChunkState, Region, StageMem, WaveJob, WaveState, WaveWork};
 use super::{AHEAD, REGION_ALIGN, STAGING_PAD, align_up, gs};
 use crate::engine::JobTx;
 use crate::error::{Error, PlanFault, Result, SampleError};
@@ -30,42 +31,42 @@ pub(super) enum Submit<M, P> {
 }
 
 /// A wave whose reads are with the workers.
-struct Dispatched {
-    work: Arc<WaveWork>,
-    slot: WaveLease,
+struct Dispatched<D: Device> {
+    work: Arc<WaveWork<D::PinMem>>,
+    slot: WaveLease<D>,
     k: usize,
     /// The batch buffer's device address and length (its lease is held until `End`).
     out: (u64, u64),
 }
 
 /// The submit thread's queue, in submission order.
-enum Ahead<M, P> {
+enum Ahead<D: Device, M, P> {
     Wave {
         id: u64,
-        wave: Dispatched,
+        wave: Dispatched<D>,
     },
     End {
         id: u64,
         ctx: BatchCtx,
         meta: M,
-        lease: BatchLease,
+        lease: BatchLease<D>,
     },
     /// A batch that failed, after its dispatched waves; its buffer, if it holds one, goes
     /// to the harvest thread to be given back once the device is done with it.
     Failed {
         meta: M,
         failure: Failure,
-        lease: Option<BatchLease>,
+        lease: Option<BatchLease<D>>,
     },
     Pass(P),
 }
 
 /// The batch whose waves are being dispatched.
-struct Current<M> {
+struct Current<D: Device, M> {
     id: u64,
     ctx: BatchCtx,
     meta: M,
-    lease: Option<BatchLease>,
+    lease: Option<BatchLease<D>>,
     /// The next wave to dispatch.
     next: usize,
 }
@@ -83,14 +84,14 @@ enum TopUp {
 
 /// The submit thread's state: its channels, the waves and batch ends it queued in
 /// submission order, and the batch whose waves it is dispatching.
-struct Submitter<'a, M, P> {
-    engine: &'a Engine,
+struct Submitter<'a, D: Device, M, P> {
+    engine: &'a Engine<D>,
     rx: &'a crossbeam_channel::Receiver<Submit<M, P>>,
     jobs: &'a JobTx,
-    out: &'a crossbeam_channel::Sender<ToHarvestMsg<M, P>>,
+    out: &'a crossbeam_channel::Sender<ToHarvestMsg<D, M, P>>,
     stats: &'a StatCounters,
-    queue: VecDeque<Ahead<M, P>>,
-    cur: Option<Current<M>>,
+    queue: VecDeque<Ahead<D, M, P>>,
+    cur: Option<Current<D, M>>,
     /// The coordinator may still send batches.
     input_open: bool,
     /// Batches whose device work or dispatch failed, with the first failure of each: their
@@ -99,7 +100,7 @@ struct Submitter<'a, M, P> {
     poisoned: Vec<(u64, Failure)>,
 }
 
-impl Engine {
+impl<D: Device> Engine<D> {
     /// The submit thread: takes planned batches in order, keeps up to `AHEAD` waves'
     /// reads with the decode workers while it submits the oldest wave's device work, and
     /// tells the harvest thread about every wave and batch, in order.
@@ -107,7 +108,7 @@ impl Engine {
         &self,
         rx: &crossbeam_channel::Receiver<Submit<M, P>>,
         jobs: &JobTx,
-        out: &crossbeam_channel::Sender<ToHarvestMsg<M, P>>,
+        out: &crossbeam_channel::Sender<ToHarvestMsg<D, M, P>>,
         stats: &StatCounters,
     ) {
         let _ = self.bind();
@@ -141,9 +142,9 @@ impl Engine {
         ctx: &BatchCtx,
         k: usize,
         out: (u64, u64),
-        slot: WaveLease,
+        slot: WaveLease<D>,
         jobs: &JobTx,
-    ) -> std::result::Result<Dispatched, (WaveLease, Failure)> {
+    ) -> std::result::Result<Dispatched<D>, (WaveLease<D>, Failure)> {
         let plan = &ctx.plan;
         let Some(wave) = plan.waves.get(k) else {
             let fault = PlanFault::Wave { wave: k };
@@ -160,7 +161,7 @@ impl Engine {
             cpu_share: self.cpu_share,
             staging: w.staging.clone(),
             decoded: w.decoded.clone(),
-            gpu: self.decoder.is_some(),
+            gpu: self.has_decoder(),
             in_align: self.in_align,
             out_align: self.out_align,
             state: Mutex::new(WaveState {
@@ -185,7 +186,7 @@ impl Engine {
     fn end_batch(
         &self,
         ctx: &BatchCtx,
-        lease: &BatchLease,
+        lease: &BatchLease<D>,
         stats: &StatCounters,
     ) -> Result<Vec<(usize, SampleError)>> {
         let (specs_by_array, errors) = fill_specs(ctx);
@@ -207,18 +208,18 @@ impl Engine {
             self.fill_boxes(lease.buffer(), &fs, &facts.fill_out, ctx.out_elems, &self.end_descs)?;
             stats.assemble_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
-        gs("cuEventRecord", self.ready[lease.slot()].record(compute))?;
+        gs("cuEventRecord", self.dev.record(&self.ready[lease.slot()], compute))?;
         Ok(errors)
     }
 
     /// Records a wave slot's `done` after everything enqueued so far on `h2d` and
     /// `compute`, so that it covers whatever part of a failed wave's device work was
     /// enqueued before the harvest thread frees the slot.
-    fn fence_wave(&self, w: &WaveBufs) -> Result<()> {
+    fn fence_wave(&self, w: &WaveBufs<D>) -> Result<()> {
         let (h2d, compute) = (self.cu("h2d")?, self.cu("compute")?);
-        gs("cuEventRecord", w.h2d_done.record(h2d))?;
-        gs("cuStreamWaitEvent", w.h2d_done.wait_in(compute))?;
-        gs("cuEventRecord", w.done.record(compute))
+        gs("cuEventRecord", self.dev.record(&w.h2d_done, h2d))?;
+        gs("cuStreamWaitEvent", self.dev.wait_in(&w.h2d_done, compute))?;
+        gs("cuEventRecord", self.dev.record(&w.done, compute))
     }
 }
 
@@ -264,10 +265,14 @@ fn fill_specs(ctx: &BatchCtx) -> (Vec<Vec<FillBox>>, Vec<(usize, SampleError)>) 
 
 /// The region of every chunk of `wave` in a wave slot's staging and arena (`None` for a
 /// fill chunk or one that does not fit), and the staging bytes they span.
-fn lay_out_regions(plan: &BatchPlan, wave: &Wave, w: &WaveBufs) -> (Vec<Option<Region>>, u64) {
+fn lay_out_regions<D: Device>(
+    plan: &BatchPlan,
+    wave: &Wave,
+    w: &WaveBufs<D>,
+) -> (Vec<Option<Region>>, u64) {
     let mut regions = Vec::with_capacity(wave.chunks.len());
     let (mut st, mut ar) = (0u64, 0u64);
-    let (st_cap, ar_cap) = (w.staging.len() as u64, w.arena.len() as u64);
+    let (st_cap, ar_cap) = (w.staging.len() as u64, D::dev_range(&w.arena).len());
     for chunk in plan.chunks.get(wave.chunks.clone()).unwrap_or(&[]) {
         let ChunkSource::Copy { compressed_len, decompressed_len, .. } = chunk.source else {
             regions.push(None);
@@ -284,8 +289,8 @@ fn lay_out_regions(plan: &BatchPlan, wave: &Wave, w: &WaveBufs) -> (Vec<Option<R
     (regions, st.min(st_cap))
 }
 
-impl<M, P> Submitter<'_, M, P> {
-    fn send(&self, m: ToHarvest<M, P>) {
+impl<D: Device, M, P> Submitter<'_, D, M, P> {
+    fn send(&self, m: ToHarvest<D, M, P>) {
         let _ = self.out.send(ToHarvestMsg(m));
     }
 
@@ -395,8 +400,10 @@ impl<M, P> Submitter<'_, M, P> {
         };
         let k = c.next;
         c.next += 1;
-        let out =
-            c.lease.as_ref().map_or((0, 0), |l| (l.buffer().device_ptr(), l.buffer().len() as u64));
+        let out = c.lease.as_ref().map_or((0, 0), |l| {
+            let r = D::dev_range(l.buffer());
+            (r.ptr(), r.len())
+        });
         let id = c.id;
         match self.engine.dispatch(&c.ctx, k, out, slot, self.jobs) {
             Ok(wave) => self.queue.push_back(Ahead::Wave { id, wave }),
@@ -446,7 +453,7 @@ impl<M, P> Submitter<'_, M, P> {
 
     /// Hands the oldest queued entry on to the harvest thread, enqueuing its device work
     /// first.
-    fn submit_oldest(&mut self, front: Ahead<M, P>) {
+    fn submit_oldest(&mut self, front: Ahead<D, M, P>) {
         match front {
             Ahead::Pass(p) => self.send(ToHarvest::Pass(p)),
             Ahead::Failed { meta, failure, lease } => {
@@ -459,7 +466,7 @@ impl<M, P> Submitter<'_, M, P> {
 
     /// Waits for a dispatched wave's reads, then enqueues its device work unless its
     /// batch already failed.
-    fn submit_dispatched(&mut self, id: u64, wave: Dispatched) {
+    fn submit_dispatched(&mut self, id: u64, wave: Dispatched<D>) {
         let Dispatched { work, slot, k, out } = wave;
         let t = Instant::now();
         work.wait();
@@ -489,7 +496,7 @@ impl<M, P> Submitter<'_, M, P> {
     /// device work failed. A failed batch's buffer goes to the harvest thread, which
     /// gives it back once the device is done with it (never kept: see
     /// [`Engine::recover`]).
-    fn finish_batch(&mut self, id: u64, ctx: BatchCtx, meta: M, lease: BatchLease) {
+    fn finish_batch(&mut self, id: u64, ctx: BatchCtx, meta: M, lease: BatchLease<D>) {
         let outcome = match self.take_poison(id) {
             Some(failure) => Err(failure),
             None => self.engine.end_batch(&ctx, &lease, self.stats).map_err(Failure::from),

@@ -1,0 +1,788 @@
+//! The dev engine against the host engine, bit for bit, and its failure paths under
+//! injected faults: every test runs on the simulated device (`_sim`: host threads as
+//! streams, the kernels' and nvCOMP's host twins; in CI) and, with the `cuda` feature, on
+//! a GPU (`_gpu`, on the GPU host through the bundle), from one body.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
+
+use bench::Scenario;
+use damacy::fault::{Fault, INJECTED};
+use damacy::{
+    Backend, Config, ConfigBuilder, Error, GpuError, OnError, OutDtype, Pipeline, Sample,
+    SampleError,
+};
+
+/// The fixtures with absolute paths: a bundled test binary finds `tests/data` relative
+/// to the repository root it runs from, and a relative sample uri is looked up from the
+/// file store's root (`/`), not from the working directory.
+pub(crate) fn fixtures() -> Vec<crate::support::Fixture> {
+    crate::support::fixtures()
+        .into_iter()
+        .map(|mut f| {
+            f.path = std::path::absolute(&f.path).expect("absolute fixture path");
+            f
+        })
+        .collect()
+}
+
+/// `DAMACY_NVCOMP` is process-wide: tests that set it must not overlap.
+pub(crate) static ENV: Mutex<()> = Mutex::new(());
+
+pub(crate) fn read_all(cfg: Config, samples: Vec<Sample>) -> damacy::Result<Vec<Vec<u8>>> {
+    let mut p = Pipeline::new(cfg)?;
+    p.push(samples)?;
+    p.finish();
+    let mut out = Vec::new();
+    while let Some(b) = p.pop()? {
+        out.push(b.to_host()?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn builder(shape: &[u64], n: usize, dtype: OutDtype, backend: Backend) -> ConfigBuilder {
+    Config::builder()
+        .sample_shape(shape)
+        .samples_per_batch(n)
+        .dtype(dtype)
+        .backend(backend)
+        .decode_threads(4)
+        .max_shards_per_sample(4096)
+        .max_gpu_memory_bytes(4 << 30)
+        .max_pinned_host_bytes(80 << 20)
+}
+
+pub(crate) fn cfg(shape: &[u64], n: usize, dtype: OutDtype, backend: Backend) -> Config {
+    builder(shape, n, dtype, backend).build().expect("config")
+}
+
+/// Sets process-wide variables for one test (the caller holds `ENV`) and removes them
+/// when dropped, also when the test fails.
+struct EnvVars(Vec<&'static str>);
+
+impl EnvVars {
+    fn set(vars: &[(&'static str, &str)]) -> Self {
+        for (k, v) in vars {
+            // SAFETY: tests touching the environment hold ENV.
+            unsafe { std::env::set_var(k, v) };
+        }
+        Self(vars.iter().map(|(k, _)| *k).collect())
+    }
+}
+
+impl Drop for EnvVars {
+    fn drop(&mut self) {
+        for k in &self.0 {
+            // SAFETY: as in `set`; the guard lives inside the ENV lock's scope.
+            unsafe { std::env::remove_var(k) };
+        }
+    }
+}
+
+/// The dev engine on a GPU.
+#[cfg(feature = "cuda")]
+pub(crate) const CUDA: Backend = Backend::Cuda { device: 0 };
+/// The dev engine on the simulated device.
+const SIM: Backend = Backend::Simulated;
+
+fn fixture_parity(dev: Backend, nvcomp: bool) -> usize {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: tests touching the environment hold ENV.
+    unsafe { std::env::set_var("DAMACY_NVCOMP", if nvcomp { "on" } else { "off" }) };
+    let mut checked = 0;
+    for f in fixtures() {
+        for c in &f.crops {
+            let shape: Vec<u64> = c.lo.iter().zip(&c.hi).map(|(l, h)| h - l).collect();
+            for dtype in [OutDtype::F32, OutDtype::Bf16, OutDtype::F16, OutDtype::Native] {
+                let s = vec![Sample::new(&f.path, c.lo.clone(), c.hi.clone()).expect("box")];
+                let host = read_all(cfg(&shape, 1, dtype, Backend::Host), s.clone());
+                let gpu = read_all(cfg(&shape, 1, dtype, dev), s);
+                match (host, gpu) {
+                    (Ok(h), Ok(g)) => {
+                        assert_eq!(h, g, "{} {:?}..{:?} {dtype:?}", f.name, c.lo, c.hi);
+                        checked += 1;
+                    }
+                    (Err(h), Err(g)) => {
+                        assert_eq!(format!("{h}"), format!("{g}"), "{}: same error", f.name)
+                    }
+                    (h, g) => panic!("{}: host {:?} vs cuda {:?}", f.name, h.err(), g.err()),
+                }
+            }
+        }
+    }
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("DAMACY_NVCOMP") };
+    checked
+}
+
+fn fixtures_equal_the_host_engine_with_nvcomp(dev: Backend) {
+    let n = fixture_parity(dev, true);
+    eprintln!("fixture crops x dtypes checked (nvCOMP): {n}");
+    assert!(n >= 400, "only {n} checked");
+}
+
+fn fixtures_equal_the_host_engine_without_nvcomp(dev: Backend) {
+    let n = fixture_parity(dev, false);
+    eprintln!("fixture crops x dtypes checked (CPU decode + upload): {n}");
+    assert!(n >= 400, "only {n} checked");
+}
+
+pub(crate) fn smoke(dir: &Path) -> (Scenario, Vec<Sample>) {
+    let sc = Scenario::builtin("smoke").expect("smoke");
+    bench::datagen::generate(&sc, dir, 4, &|_| {}).expect("generate");
+    let samples = sc
+        .samples(dir)
+        .take(sc.samples_per_batch as usize * 6)
+        .map(|(u, lo, hi)| Sample::new(u, lo, hi).expect("box"))
+        .collect();
+    (sc, samples)
+}
+
+fn smoke_scenario_equals_the_host_engine(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples) = smoke(dir.path());
+    for nvcomp in ["on", "off"] {
+        // SAFETY: tests touching the environment hold ENV.
+        unsafe { std::env::set_var("DAMACY_NVCOMP", nvcomp) };
+        for dtype in [OutDtype::F32, OutDtype::Bf16, OutDtype::F16, OutDtype::Native] {
+            let n = sc.samples_per_batch as usize;
+            let host = read_all(cfg(&sc.sample_shape, n, dtype, Backend::Host), samples.clone())
+                .expect("host");
+            let gpu =
+                read_all(cfg(&sc.sample_shape, n, dtype, dev), samples.clone()).expect("cuda");
+            assert_eq!(host.len(), 6);
+            assert!(host.iter().any(|b| b.iter().any(|&x| x != 0)), "data not all zero");
+            assert_eq!(host, gpu, "smoke {dtype:?} nvcomp={nvcomp}");
+        }
+    }
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("DAMACY_NVCOMP") };
+}
+
+/// The `shard_end_u16_zstd` fixture: 8³ u16 chunks of zstd (compressed blocks, no
+/// checksum) in 16³ shards with the index at the end, so chunk (0,0,0) is the frame at
+/// offset 0 of shard `c/0/0/0`.
+fn shard_end_fixture() -> crate::support::Fixture {
+    let f = fixtures().into_iter().find(|f| f.name == "shard_end_u16_zstd");
+    f.unwrap_or_else(|| panic!("no sharded zstd fixture"))
+}
+
+/// How a test breaks chunk (0,0,0)'s zstd frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Corruption {
+    /// The last 40 bytes of the compressed block (its sequences' bitstream): the frame
+    /// still passes the host check, so it reaches nvCOMP, and decoding it fails.
+    Content,
+    /// The magic number: the host check refuses the frame, which goes to the CPU decoder.
+    Header,
+}
+
+/// Bytes of chunk (0,0,0) in the shard `c/0/0/0` of `array` (its index says where).
+fn first_frame_range(array: &Path, shard: &[u8]) -> std::ops::Range<usize> {
+    let json = std::fs::read(array.join("zarr.json")).expect("read zarr.json");
+    let meta = zarr::ArrayMetadata::parse(&json).expect("zarr.json");
+    let zarr::ArrayToBytes::Sharding(codec) = &meta.codecs.array_to_bytes else {
+        panic!("the fixture is sharded")
+    };
+    // 2×2×2 chunks per shard.
+    let index = zarr::ShardIndex::of_shard(codec, 8, shard).expect("shard index");
+    let r = index.chunk_range(0).expect("entry 0").expect("chunk (0,0,0) is stored");
+    r.start as usize..r.end as usize
+}
+
+/// Copies the fixture to `dir/a.zarr` and corrupts chunk (0,0,0) as `how` says; returns
+/// the copy and the corrupted shard's path.
+fn corrupt_copy(dir: &Path, how: Corruption) -> (PathBuf, PathBuf) {
+    let f = shard_end_fixture();
+    let copy = dir.join("a.zarr");
+    crate::support::copy_dir(&f.path, &copy);
+    let shard = copy.join("c/0/0/0");
+    let mut bytes = std::fs::read(&shard).expect("read shard");
+    let r = first_frame_range(&copy, &bytes);
+    let decoded = 8 * 8 * 8 * 2;
+    assert!(kernels::check_zstd_frame(&bytes[r.clone()], decoded).is_ok(), "intact frame");
+    match how {
+        Corruption::Content => {
+            for b in &mut bytes[r.end - 40..r.end] {
+                *b ^= 0xff;
+            }
+        }
+        Corruption::Header => {
+            bytes[r.start] ^= 0xff;
+            bytes[r.start + 1] ^= 0xff;
+        }
+    }
+    let passes = kernels::check_zstd_frame(&bytes[r.clone()], decoded).is_ok();
+    assert_eq!(passes, how == Corruption::Content, "{how:?}: host frame check");
+    std::fs::write(&shard, bytes).expect("write shard");
+    (copy, shard)
+}
+
+/// Asserts `e` is the decode error of chunk (0,0,0) in `shard` (the CPU decoder's).
+fn assert_decode_of_first_chunk(e: &SampleError, shard: &Path, what: &str) {
+    match e {
+        SampleError::Decode { path, chunk, .. } => {
+            // The store key may be relative to the file store's root, `/`.
+            assert_eq!(Path::new("/").join(path), shard, "{what}: path");
+            assert_eq!(chunk, &vec![0, 0, 0], "{what}: chunk");
+        }
+        other => panic!("{what}: expected a Decode error, got {other:?}"),
+    }
+}
+
+/// Asserts `e` is nvCOMP's failure on chunk (0,0,0) in `shard`, typed: the chunk's own
+/// decode failure (`overrun` false), or the failure of another sample of its wave.
+fn assert_nvcomp_failure_of_first_chunk(e: &SampleError, shard: &Path, overrun: bool, what: &str) {
+    match e {
+        SampleError::Gpu { call, chunk: Some(chunk), path: Some(path), source } => {
+            assert_eq!(*call, "nvCOMP decode", "{what}: call");
+            assert_eq!(Path::new("/").join(path), shard, "{what}: path");
+            assert_eq!(chunk, &vec![0, 0, 0], "{what}: chunk");
+            match (&**source, overrun) {
+                (GpuError::ChunkDecode { status, decoded, expected }, false) => {
+                    // 8³ u16.
+                    assert_eq!(*expected, 1024, "{what}: expected bytes");
+                    assert!(*status != 0 || *decoded != 1024, "{what}: {source:?} is no failure");
+                }
+                (GpuError::WaveOverrun, true) => {}
+                (other, _) => panic!("{what}: overrun={overrun}, got {other:?}"),
+            }
+        }
+        other => panic!("{what}: expected nvCOMP's failure naming the chunk, got {other:?}"),
+    }
+}
+
+fn corrupt_zstd_frame_is_a_decode_error_naming_the_chunk_and_later_batches_arrive(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    // nvCOMP on, and no share of the decode for the CPU workers: a frame that passes the
+    // host check is decoded by nvCOMP.
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let f = shard_end_fixture();
+    for how in [Corruption::Content, Corruption::Header] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (copy, shard) = corrupt_copy(dir.path(), how);
+        let one =
+            |uri: &Path, lo: u64| Sample::new(uri, vec![lo; 3], vec![lo + 1; 3]).expect("box");
+        // The corrupt chunk; then an intact chunk of the same shard; then the original.
+        let samples = vec![one(&copy, 0), one(&copy, 8), one(&f.path, 0)];
+        let shape = [1u64; 3];
+        // The host engine sees the same failure (the corruption is a decode failure for
+        // libzstd too) and gives the references for the intact samples.
+        let mut host =
+            Pipeline::new(cfg(&shape, 1, OutDtype::Native, Backend::Host)).expect("host");
+        host.push(samples.clone()).expect("push");
+        host.finish();
+        match host.pop() {
+            Err(Error::Sample { source, .. }) => {
+                assert_decode_of_first_chunk(&source, &shard, &format!("host {how:?}"))
+            }
+            other => {
+                panic!("host {how:?}: expected an error, got {:?}", other.map(|b| b.is_some()))
+            }
+        }
+        let host_rest: Vec<Vec<u8>> = (0..2)
+            .map(|_| host.pop().expect("host pop").expect("host batch").to_host().expect("host"))
+            .collect();
+        assert!(host.pop().expect("end").is_none());
+
+        let mut p = Pipeline::new(cfg(&shape, 1, OutDtype::Native, dev)).expect("pipeline");
+        p.push(samples).expect("push");
+        p.finish();
+        match p.pop() {
+            Err(Error::Sample { index, uri, source }) => {
+                let what = format!("cuda {how:?}");
+                assert_eq!((index, uri.as_path()), (0, copy.as_path()), "{what}: the sample");
+                // A frame that passes the host check reaches nvCOMP, whose failure is typed
+                // and names the sample, the chunk and the file; one that fails it is
+                // decoded (and refused) by the CPU.
+                match how {
+                    Corruption::Content => {
+                        assert_nvcomp_failure_of_first_chunk(&source, &shard, false, &what)
+                    }
+                    Corruption::Header => assert_decode_of_first_chunk(&source, &shard, &what),
+                }
+            }
+            other => {
+                panic!("cuda {how:?}: expected an error, got {:?}", other.map(|b| b.is_some()))
+            }
+        }
+        for (k, want) in host_rest.iter().enumerate() {
+            let b = p.pop().expect("later batch").expect("present");
+            assert!(b.errors().is_empty(), "{how:?} batch {}: {:?}", k + 1, b.errors());
+            assert_eq!(&b.to_host().expect("to_host"), want, "{how:?} batch {}", k + 1);
+        }
+        assert!(p.pop().expect("end").is_none());
+    }
+}
+
+fn on_error_fill_fills_the_failed_sample_on_the_device_and_keeps_the_others(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let f = shard_end_fixture();
+    // The CPU decoder's cases first: each case's failure names it.
+    for (how, nvcomp) in
+        [(Corruption::Header, "off"), (Corruption::Header, "on"), (Corruption::Content, "on")]
+    {
+        let _env = EnvVars::set(&[("DAMACY_NVCOMP", nvcomp), ("DAMACY_CPU_SHARE", "0")]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (copy, shard) = corrupt_copy(dir.path(), how);
+        // A fill value no crop of this data holds everywhere, so the filled sample cannot
+        // pass by accident (the fixture's own is 0).
+        let meta_path = copy.join("zarr.json");
+        let meta = std::fs::read_to_string(&meta_path).expect("zarr.json");
+        assert!(meta.contains("\"fill_value\": 0"), "fixture fill value moved");
+        std::fs::write(&meta_path, meta.replace("\"fill_value\": 0", "\"fill_value\": 7"))
+            .expect("write zarr.json");
+        let b4 = |uri: &Path, lo: [u64; 3]| {
+            Sample::new(uri, lo.to_vec(), lo.iter().map(|v| v + 4).collect()).expect("box")
+        };
+        // Sample 1 holds the corrupt chunk (0,0,0); the others intact chunks of the copy,
+        // and the original's chunk (0,0,0).
+        let samples = vec![
+            b4(&copy, [8, 8, 8]),
+            b4(&copy, [0, 0, 0]),
+            b4(&copy, [4, 8, 0]),
+            b4(&f.path, [0, 0, 0]),
+        ];
+        let shape = [4u64; 3];
+        let run = |backend| {
+            let c = builder(&shape, 4, OutDtype::F32, backend)
+                .on_error(OnError::Fill)
+                .build()
+                .expect("config");
+            let mut p = Pipeline::new(c).expect("pipeline");
+            p.push(samples.clone()).expect("push");
+            p.finish();
+            let b = p.pop().expect("pop").expect("batch");
+            let errors: Vec<(u64, SampleError)> = b.errors().to_vec();
+            let data = b.to_host().expect("to_host");
+            assert!(p.pop().expect("end").is_none());
+            (errors, data)
+        };
+        let what = format!("{how:?} nvcomp={nvcomp}");
+        let (host_errors, host) = run(Backend::Host);
+        let (errors, data) = run(dev);
+        // The host engine fails exactly the corrupt sample.
+        assert_eq!(host_errors.len(), 1, "{what} host: {host_errors:?}");
+        assert_eq!(host_errors[0].0, 1, "{what} host: failed sample");
+        assert_decode_of_first_chunk(&host_errors[0].1, &shard, &format!("{what} host"));
+        // The dev engine names the corrupt sample's chunk first. A corrupt frame that
+        // passed the host check can make nvCOMP write past its output into other chunks
+        // of the wave (seen on the H200), so then every sample of that wave is reported
+        // and filled too: never delivered as good data.
+        let nvcomp_decoded_it = matches!(how, Corruption::Content) && nvcomp == "on";
+        let listed: Vec<u64> = errors.iter().map(|e| e.0).collect();
+        let first = errors.iter().find(|e| e.0 == 1).expect("the corrupt sample is listed");
+        if nvcomp_decoded_it {
+            // The corrupt sample names its chunk's failure; every other listed sample names
+            // the same chunk as the cause of the possible overrun.
+            assert_nvcomp_failure_of_first_chunk(&first.1, &shard, false, &what);
+            for (s, e) in errors.iter().filter(|e| e.0 != 1) {
+                assert_nvcomp_failure_of_first_chunk(e, &shard, true, &format!("{what} {s}"));
+            }
+        } else {
+            assert_decode_of_first_chunk(&first.1, &shard, &format!("{what} cuda"));
+            assert_eq!(listed, vec![1], "{what} cuda: {errors:?}");
+        }
+        let per = 4 * 4 * 4 * 4;
+        assert_eq!(data.len(), 4 * per);
+        for s in 0..4u64 {
+            let r = s as usize * per..(s as usize + 1) * per;
+            let vals: &[f32] = bytemuck::cast_slice(&data[r.clone()]);
+            if listed.contains(&s) {
+                // Filled with its own array's fill value: 7 in the copy, 0 in the original.
+                let fill = if s == 3 { 0.0 } else { 7.0 };
+                assert!(vals.iter().all(|&v| v == fill), "{what}: listed sample {s} not filled");
+            } else {
+                // Unlisted means intact: bit for bit the host engine's.
+                assert_eq!(data[r.clone()], host[r.clone()], "{what}: intact sample {s}");
+                assert!(vals.iter().any(|&v| v != 7.0), "{what}: sample {s} looks filled");
+            }
+        }
+        if !nvcomp_decoded_it {
+            assert_eq!(data, host, "{what}: whole batch");
+        }
+    }
+}
+
+fn too_small_gpu_budget_is_a_budget_error_at_construction(dev: Backend) {
+    let c = Config::builder()
+        .sample_shape([64, 64, 64])
+        .samples_per_batch(8)
+        .backend(dev)
+        .max_gpu_memory_bytes(1 << 20)
+        .build()
+        .expect("config");
+    match Pipeline::new(c) {
+        Err(Error::Budget { knob, needed, limit }) => {
+            assert_eq!(knob, "max_gpu_memory_bytes");
+            assert_eq!(limit, 1 << 20);
+            assert!(needed > limit);
+        }
+        other => panic!("expected Budget, got {:?}", other.err()),
+    }
+}
+
+fn held_batches_stay_distinct_and_device_api_works(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples) = smoke(dir.path());
+    let n = sc.samples_per_batch as usize;
+    let host = read_all(cfg(&sc.sample_shape, n, OutDtype::F32, Backend::Host), samples.clone())
+        .expect("host");
+    let mut p = Pipeline::new(cfg(&sc.sample_shape, n, OutDtype::F32, dev)).expect("cuda");
+    assert!(p.stats().gpu_bytes_committed > 0);
+    p.push(samples).expect("push");
+    p.finish();
+    let a = p.pop().expect("pop").expect("a");
+    let b = p.pop().expect("pop").expect("b");
+    assert!(a.is_device() && b.is_device());
+    assert_ne!(a.device_ptr(), b.device_ptr());
+    assert!(a.ready_event().is_some() && a.ready_stream().is_some());
+    assert_eq!(a.to_host().expect("a"), host[0]);
+    assert_eq!(b.to_host().expect("b"), host[1]);
+    assert_eq!(a.data().expect("copy"), &host[0][..]);
+    let ev = b.ready_event().expect("event");
+    // SAFETY: the batch's own ready event, a live event of the pipeline's context.
+    unsafe { b.release_event(ev) }.expect("release_event");
+    drop(a);
+    let mut i = 2;
+    while let Some(c) = p.pop().expect("pop") {
+        assert_eq!(c.to_host().expect("c"), host[i]);
+        i += 1;
+    }
+    assert_eq!(i, host.len());
+}
+
+/// One-chunk samples of the `shard_end_u16_zstd` fixture (1³ boxes at chunk origins), so
+/// that each batch of one sample is one wave of one chunk; and the host engine's batches.
+fn one_chunk_samples(n: usize) -> (Vec<Sample>, Vec<Vec<u8>>) {
+    let f = shard_end_fixture();
+    let samples: Vec<Sample> = (0..n)
+        .map(|k| {
+            let lo = [0u64, 8][k % 2];
+            Sample::new(&f.path, vec![lo, 8 - lo, lo], vec![lo + 1, 9 - lo, lo + 1]).expect("box")
+        })
+        .collect();
+    let host = read_all(cfg(&[1; 3], 1, OutDtype::Native, Backend::Host), samples.clone());
+    (samples, host.expect("host"))
+}
+
+/// Asserts `e` is a batch-level failure caused by an injected driver failure: typed, for
+/// the batch as a whole (no chunk), naming the failed call.
+fn assert_injected_batch_failure(e: &SampleError, what: &str) {
+    match e {
+        SampleError::Gpu { chunk: None, path: None, source, .. } => match &**source {
+            GpuError::Schedule(gpu_schedule::Error::CudaDriver { code, .. }) => {
+                assert_eq!(code, INJECTED, "{what}")
+            }
+            other => panic!("{what}: expected the injected driver failure, got {other:?}"),
+        },
+        other => panic!("{what}: expected a batch-level GPU failure, got {other:?}"),
+    }
+}
+
+/// Issue 14: a batch whose device work failed gives its buffer back. Before, each such
+/// batch kept its buffer for good: after `batches_in_flight` failures no batch could be
+/// started, and `pop` waited forever (here: `Timeout` at the third batch).
+fn device_failures_never_keep_a_batch_buffer_and_later_batches_arrive(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let (samples, host) = one_chunk_samples(12);
+    let in_flight = 2;
+    let failing = 2 * in_flight + 1;
+    // A wave's device work failing (the submit thread's path), and the wait for a batch's
+    // ready event failing (the harvest thread's).
+    for fault in [Fault::WaveSubmit, Fault::BatchReady] {
+        let c = builder(&[1; 3], 1, OutDtype::Native, dev)
+            .batches_in_flight(in_flight)
+            .build()
+            .expect("config");
+        let mut p = Pipeline::new(c).expect("pipeline");
+        p.inject_fault(fault, failing as u32);
+        p.push(samples.clone()).expect("push");
+        p.finish();
+        for (k, want) in host.iter().enumerate() {
+            let what = format!("{fault:?} batch {k}");
+            match p.pop_timeout(Duration::from_secs(60)) {
+                Err(Error::Sample { index, uri, source }) if k < failing => {
+                    assert_eq!((index, uri.as_path()), (k as u64, samples[k].uri()));
+                    assert_injected_batch_failure(&source, &what);
+                }
+                Ok(Some(b)) if k >= failing => {
+                    assert!(b.errors().is_empty(), "{what}: {:?}", b.errors());
+                    assert_eq!(&b.to_host().expect("to_host"), want, "{what}");
+                }
+                other => panic!("{what}: got {:?}", other.map(|b| b.is_some())),
+            }
+        }
+        assert!(p.pop_timeout(Duration::from_secs(60)).expect("end").is_none(), "{fault:?}");
+    }
+}
+
+/// Issue 14: a frame that fails in the device decoder (nvCOMP on a GPU, its host twin on
+/// the simulated device), injected at every position of the wave's decode streams. Under
+/// `Fail` the batch is an error naming one of its samples and the failed chunk's file;
+/// under `Fill` every sample drawing on the wave is filled and listed (the decoder may
+/// have written past the failed chunk's output), the failed chunk's own samples with its
+/// decode failure. Either way the next batch arrives intact.
+fn a_device_decode_failure_at_every_wave_position_is_reported(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let f = shard_end_fixture();
+    // Eight one-voxel samples at the origins of eight distinct chunks (of four shards):
+    // one batch is one wave of eight zstd frames.
+    let origins = [
+        [0u64, 0, 0],
+        [0, 0, 8],
+        [0, 8, 0],
+        [8, 0, 0],
+        [8, 8, 8],
+        [16, 16, 0],
+        [0, 32, 16],
+        [16, 24, 8],
+    ];
+    let one = |o: &[u64; 3]| Sample::new(&f.path, o.to_vec(), o.iter().map(|v| v + 1).collect());
+    let batch: Vec<Sample> = origins.iter().map(|o| one(o).expect("box")).collect();
+    let n = batch.len();
+    let samples: Vec<Sample> = batch.iter().chain(&batch).cloned().collect();
+    let host =
+        read_all(cfg(&[1; 3], n, OutDtype::Native, Backend::Host), samples.clone()).expect("host");
+    assert_eq!(host.len(), 2);
+    let shard_of =
+        |o: &[u64; 3]| f.path.join(format!("c/{}/{}/{}", o[0] / 16, o[1] / 16, o[2] / 16));
+    let canonical = |p: &Path| std::fs::canonicalize(p).expect("a file of the fixture");
+    let shards: Vec<PathBuf> = origins.iter().map(|o| canonical(&shard_of(o))).collect();
+    let names_a_shard = |path: &Path| shards.contains(&canonical(&Path::new("/").join(path)));
+    for on_error in [OnError::Fail, OnError::Fill] {
+        for pos in 0..n as u32 {
+            let what = format!("{on_error:?} frame {pos}");
+            let c = builder(&[1; 3], n, OutDtype::Native, dev)
+                .on_error(on_error)
+                .build()
+                .expect("config");
+            let mut p = Pipeline::new(c).expect("pipeline");
+            p.inject_fault_after(Fault::TruncatedFrame, pos, 1);
+            p.push(samples.clone()).expect("push");
+            p.finish();
+            match (on_error, p.pop_timeout(Duration::from_secs(60))) {
+                (OnError::Fail, Err(Error::Sample { index, source, .. })) => {
+                    assert!(index < n as u64, "{what}: sample {index}");
+                    match &*source {
+                        SampleError::Gpu {
+                            call: "nvCOMP decode",
+                            chunk: Some(_),
+                            path: Some(path),
+                            ..
+                        } => {
+                            assert!(names_a_shard(path), "{what}: {path:?} not in {shards:?}")
+                        }
+                        other => panic!("{what}: expected nvCOMP's failure, got {other:?}"),
+                    }
+                }
+                (OnError::Fill, Ok(Some(b))) => {
+                    let listed: Vec<u64> = b.errors().iter().map(|e| e.0).collect();
+                    assert_eq!(listed, (0..n as u64).collect::<Vec<_>>(), "{what}: listed");
+                    let mut own = 0;
+                    for (s, e) in b.errors() {
+                        match e {
+                            SampleError::Gpu {
+                                call: "nvCOMP decode",
+                                chunk: Some(_),
+                                path: Some(path),
+                                source,
+                            } => {
+                                assert!(names_a_shard(path), "{what} {s}: {path:?}");
+                                match &**source {
+                                    GpuError::ChunkDecode { expected, .. } => {
+                                        assert_eq!(*expected, 1024, "{what} {s}");
+                                        own += 1;
+                                    }
+                                    GpuError::WaveOverrun => {}
+                                    other => panic!("{what} {s}: {other:?}"),
+                                }
+                            }
+                            other => panic!("{what} {s}: expected nvCOMP's failure, got {other:?}"),
+                        }
+                    }
+                    assert_eq!(
+                        own, 1,
+                        "{what}: exactly the failed chunk's sample names its failure"
+                    );
+                    // Every sample filled with the fill value (0).
+                    assert!(
+                        b.to_host().expect("to_host").iter().all(|&v| v == 0),
+                        "{what}: filled"
+                    );
+                }
+                (_, other) => panic!("{what}: got {:?}", other.map(|b| b.is_some())),
+            }
+            let next = p.pop_timeout(Duration::from_secs(60)).expect("batch 1").expect("present");
+            assert!(next.errors().is_empty(), "{what}: batch 1 {:?}", next.errors());
+            assert_eq!(next.to_host().expect("to_host"), host[1], "{what}: batch 1");
+            assert!(p.pop_timeout(Duration::from_secs(60)).expect("end").is_none(), "{what}");
+        }
+    }
+}
+
+/// Issue 14: a decode failure on the device in each of `2 × batches_in_flight + 1`
+/// consecutive batches, then good ones: each failed batch is an error naming its sample
+/// and the chunk, no buffer is kept, and every later batch arrives intact.
+fn device_decode_failures_in_consecutive_batches_keep_no_buffer(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let (samples, host) = one_chunk_samples(12);
+    let in_flight = 2;
+    let failing = 2 * in_flight + 1;
+    let c = builder(&[1; 3], 1, OutDtype::Native, dev)
+        .batches_in_flight(in_flight)
+        .build()
+        .expect("config");
+    let mut p = Pipeline::new(c).expect("pipeline");
+    // One frame per batch: the first `failing` batches' frames fail.
+    p.inject_fault(Fault::TruncatedFrame, failing as u32);
+    p.push(samples.clone()).expect("push");
+    p.finish();
+    for (k, want) in host.iter().enumerate() {
+        match p.pop_timeout(Duration::from_secs(60)) {
+            Err(Error::Sample { index, uri, source }) if k < failing => {
+                assert_eq!((index, uri.as_path()), (k as u64, samples[k].uri()), "batch {k}");
+                match &*source {
+                    SampleError::Gpu { source, chunk: Some(_), .. } => {
+                        assert!(
+                            matches!(**source, GpuError::ChunkDecode { .. }),
+                            "batch {k}: {source:?}"
+                        )
+                    }
+                    other => panic!("batch {k}: expected nvCOMP's failure, got {other:?}"),
+                }
+            }
+            Ok(Some(b)) if k >= failing => {
+                assert!(b.errors().is_empty(), "batch {k}: {:?}", b.errors());
+                assert_eq!(&b.to_host().expect("to_host"), want, "batch {k}");
+            }
+            other => panic!("batch {k}: got {:?}", other.map(|b| b.is_some())),
+        }
+    }
+    assert!(p.pop_timeout(Duration::from_secs(60)).expect("end").is_none());
+}
+
+/// Issue 14: when even the wait after a device failure fails, the device is unusable:
+/// every later batch fails at once with `DeviceBroken` (none waits for a buffer that may
+/// never come back), and the pipeline still ends and drops.
+fn a_lost_device_fails_every_later_batch_at_once(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let (samples, host) = one_chunk_samples(8);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let c = builder(&[1; 3], 1, OutDtype::Native, dev)
+            .batches_in_flight(2)
+            .build()
+            .expect("config");
+        let mut p = Pipeline::new(c).expect("pipeline");
+        p.inject_fault(Fault::WaveSubmit, 1);
+        p.inject_fault(Fault::DeviceLost, 1);
+        p.push(samples).expect("push");
+        p.finish();
+        let mut got = Vec::new();
+        for _ in 0..9 {
+            got.push(p.pop_timeout(Duration::from_secs(60)));
+        }
+        drop(p);
+        tx.send(got).expect("send");
+    });
+    let got = rx.recv_timeout(Duration::from_secs(300)).expect("pop or drop hung");
+    match &got[0] {
+        Err(Error::Sample { index: 0, source, .. }) => {
+            assert_injected_batch_failure(source, "batch 0")
+        }
+        other => panic!("batch 0: got {:?}", other.as_ref().map(|b| b.is_some())),
+    }
+    // The batch already holding the other buffer may still complete; from the first
+    // batch that needs a buffer after the loss on, every one fails at once.
+    let mut broken = 0;
+    for (k, r) in got[1..8].iter().enumerate().map(|(i, r)| (i + 1, r)) {
+        match r {
+            Ok(Some(b)) if broken == 0 => {
+                assert_eq!(b.to_host().expect("to_host"), host[k], "batch {k}")
+            }
+            Err(Error::DeviceBroken { source, .. }) => {
+                broken += 1;
+                match &**source {
+                    GpuError::Schedule(gpu_schedule::Error::CudaDriver { code, .. }) => {
+                        assert_eq!(code, INJECTED, "batch {k}")
+                    }
+                    other => panic!("batch {k}: {other:?}"),
+                }
+            }
+            other => panic!("batch {k}: got {:?}", other.as_ref().map(|b| b.is_some())),
+        }
+    }
+    assert!(broken >= 5, "only {broken} of 7 later batches failed fast");
+    assert!(matches!(got[8], Ok(None)), "the end: {:?}", got[8].as_ref().map(|b| b.is_some()));
+}
+
+/// Issue 14: a panic in the dev engine's submit or harvest thread is an error at `pop`,
+/// naming the thread and the panic, at every later `pop` too; never `Ok(None)` (the epoch
+/// would end early as if complete) nor a hang. Dropping the pipeline afterwards returns.
+fn a_panicking_engine_thread_is_an_error_at_pop_and_drop_returns(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let (samples, _) = one_chunk_samples(4);
+    for (fault, thread) in
+        [(Fault::SubmitPanic, "damacy-gpu-submit"), (Fault::HarvestPanic, "damacy-gpu-harvest")]
+    {
+        let samples = samples.clone();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut p = Pipeline::new(cfg(&[1; 3], 1, OutDtype::Native, dev)).expect("pipeline");
+            p.inject_fault(fault, 1);
+            p.push(samples).expect("push");
+            p.finish();
+            let pops: Vec<String> = (0..3)
+                .map(|_| match p.pop_timeout(Duration::from_secs(60)) {
+                    Err(Error::EnginePanicked { thread, message }) => {
+                        format!("{thread}: {message}")
+                    }
+                    other => format!("{:?}", other.map(|b| b.is_some())),
+                })
+                .collect();
+            drop(p);
+            tx.send(pops).expect("send");
+        });
+        let pops = rx.recv_timeout(Duration::from_secs(300)).expect("pop or drop hung");
+        let want = format!("{thread}: injected fault {fault:?}");
+        assert_eq!(pops, vec![want.clone(), want.clone(), want], "{fault:?}");
+    }
+}
+
+/// Runs each body on the simulated device (`_sim`) and, with the `cuda` feature, on GPU 0
+/// (`_gpu`).
+macro_rules! on_each_device {
+    ($($body:ident => $sim:ident, $gpu:ident;)*) => {$(
+        #[test]
+        fn $sim() {
+            $body(SIM)
+        }
+
+        #[cfg(feature = "cuda")]
+        #[test]
+        fn $gpu() {
+            $body(CUDA)
+        }
+    )*};
+}
+
+on_each_device! {
+    fixtures_equal_the_host_engine_with_nvcomp => fixtures_equal_the_host_engine_with_nvcomp_sim, fixtures_equal_the_host_engine_with_nvcomp_gpu;
+    fixtures_equal_the_host_engine_without_nvcomp => fixtures_equal_the_host_engine_without_nvcomp_sim, fixtures_equal_the_host_engine_without_nvcomp_gpu;
+    smoke_scenario_equals_the_host_engine => smoke_scenario_equals_the_host_engine_sim, smoke_scenario_equals_the_host_engine_gpu;
+    corrupt_zstd_frame_is_a_decode_error_naming_the_chunk_and_later_batches_arrive => corrupt_zstd_frame_is_a_decode_error_naming_the_chunk_and_later_batches_arrive_sim, corrupt_zstd_frame_is_a_decode_error_naming_the_chunk_and_later_batches_arrive_gpu;
+    on_error_fill_fills_the_failed_sample_on_the_device_and_keeps_the_others => on_error_fill_fills_the_failed_sample_on_the_device_and_keeps_the_others_sim, on_error_fill_fills_the_failed_sample_on_the_device_and_keeps_the_others_gpu;
+    too_small_gpu_budget_is_a_budget_error_at_construction => too_small_gpu_budget_is_a_budget_error_at_construction_sim, too_small_gpu_budget_is_a_budget_error_at_construction_gpu;
+    held_batches_stay_distinct_and_device_api_works => held_batches_stay_distinct_and_device_api_works_sim, held_batches_stay_distinct_and_device_api_works_gpu;
+    device_failures_never_keep_a_batch_buffer_and_later_batches_arrive => device_failures_never_keep_a_batch_buffer_and_later_batches_arrive_sim, device_failures_never_keep_a_batch_buffer_and_later_batches_arrive_gpu;
+    a_lost_device_fails_every_later_batch_at_once => a_lost_device_fails_every_later_batch_at_once_sim, a_lost_device_fails_every_later_batch_at_once_gpu;
+    a_panicking_engine_thread_is_an_error_at_pop_and_drop_returns => a_panicking_engine_thread_is_an_error_at_pop_and_drop_returns_sim, a_panicking_engine_thread_is_an_error_at_pop_and_drop_returns_gpu;
+    a_device_decode_failure_at_every_wave_position_is_reported => a_device_decode_failure_at_every_wave_position_is_reported_sim, a_device_decode_failure_at_every_wave_position_is_reported_gpu;
+    device_decode_failures_in_consecutive_batches_keep_no_buffer => device_decode_failures_in_consecutive_batches_keep_no_buffer_sim, device_decode_failures_in_consecutive_batches_keep_no_buffer_gpu;
+}
