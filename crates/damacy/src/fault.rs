@@ -30,10 +30,12 @@ pub enum Fault {
     /// The CUDA harvest thread panics at a batch's end (once per batch).
     HarvestPanic,
     /// A zstd frame staged for the device decoder (nvCOMP, or its twin on the simulated
-    /// device) is handed to it truncated to half its length, so that it fails to decode
-    /// there, as a corrupt frame that passed the host check would (the CUDA submit
-    /// thread, once per frame, in the order of the wave's decode streams).
-    TruncatedFrame,
+    /// device) has its magic number broken after the host check, before the upload, so
+    /// that it fails to decode there, as a corrupt frame that passed the host check would
+    /// (the CUDA submit thread, once per frame, in the order of the wave's decode
+    /// streams). (A frame handed over with a shortened length is no fault for nvCOMP,
+    /// which read and decoded the whole frame on the H200.)
+    CorruptFrame,
 }
 
 /// Variants of [`Fault`].
@@ -115,12 +117,12 @@ mod tests {
             gpu_schedule::Error::CudaDriver { call: "cuEventRecord", code: INJECTED.into() }
         );
         assert!(!f.fire(Fault::WaveSubmit), "used up");
-        assert_eq!(Fault::TruncatedFrame as usize, FAULTS - 1, "FAULTS counts every variant");
+        assert_eq!(Fault::CorruptFrame as usize, FAULTS - 1, "FAULTS counts every variant");
         // Skips first, then fires, then is used up.
-        f.arm_after(Fault::TruncatedFrame, 3, 2);
-        let seen: Vec<bool> = (0..7).map(|_| f.fire(Fault::TruncatedFrame)).collect();
+        f.arm_after(Fault::CorruptFrame, 3, 2);
+        let seen: Vec<bool> = (0..7).map(|_| f.fire(Fault::CorruptFrame)).collect();
         assert_eq!(seen, [false, false, false, true, true, false, false]);
-        f.arm_after(Fault::TruncatedFrame, 5, 0);
-        assert!(!f.fire(Fault::TruncatedFrame), "armed zero times never fires");
+        f.arm_after(Fault::CorruptFrame, 5, 0);
+        assert!(!f.fire(Fault::CorruptFrame), "armed zero times never fires");
     }
 }

@@ -521,7 +521,8 @@ fn device_failures_never_keep_a_batch_buffer_and_later_batches_arrive(dev: Backe
 }
 
 /// Issue 14: a frame that fails in the device decoder (nvCOMP on a GPU, its host twin on
-/// the simulated device), injected at every position of the wave's decode streams. Under
+/// the simulated device; its magic broken after the host check), injected at every
+/// position of the wave's decode streams. Under
 /// `Fail` the batch is an error naming one of its samples and the failed chunk's file;
 /// under `Fill` every sample drawing on the wave is filled and listed (the decoder may
 /// have written past the failed chunk's output), the failed chunk's own samples with its
@@ -562,7 +563,7 @@ fn a_device_decode_failure_at_every_wave_position_is_reported(dev: Backend) {
                 .build()
                 .expect("config");
             let mut p = Pipeline::new(c).expect("pipeline");
-            p.inject_fault_after(Fault::TruncatedFrame, pos, 1);
+            p.inject_fault_after(Fault::CorruptFrame, pos, 1);
             p.push(samples.clone()).expect("push");
             p.finish();
             match (on_error, p.pop_timeout(Duration::from_secs(60))) {
@@ -640,7 +641,7 @@ fn device_decode_failures_in_consecutive_batches_keep_no_buffer(dev: Backend) {
         .expect("config");
     let mut p = Pipeline::new(c).expect("pipeline");
     // One frame per batch: the first `failing` batches' frames fail.
-    p.inject_fault(Fault::TruncatedFrame, failing as u32);
+    p.inject_fault(Fault::CorruptFrame, failing as u32);
     p.push(samples.clone()).expect("push");
     p.finish();
     for (k, want) in host.iter().enumerate() {
