@@ -30,11 +30,11 @@ pub enum Fault {
     /// The CUDA harvest thread panics at a batch's end (once per batch).
     HarvestPanic,
     /// A zstd frame staged for the device decoder (nvCOMP, or its twin on the simulated
-    /// device) has its magic number broken after the host check, before the upload, so
-    /// that it fails to decode there, as a corrupt frame that passed the host check would
-    /// (the CUDA submit thread, once per frame, in the order of the wave's decode
-    /// streams). (A frame handed over with a shortened length is no fault for nvCOMP,
-    /// which read and decoded the whole frame on the H200.)
+    /// device) is given half the output capacity it decodes to, so that the decoder
+    /// fails on it as on a corrupt frame that passed the host check (the CUDA submit
+    /// thread, once per frame, in the order of the wave's decode streams). Seen on the
+    /// H200: nvCOMP decodes a frame with a broken magic number, and one handed over with
+    /// half its stated length, without reporting a failure, so neither serves here.
     CorruptFrame,
 }
 

@@ -521,7 +521,7 @@ fn device_failures_never_keep_a_batch_buffer_and_later_batches_arrive(dev: Backe
 }
 
 /// Issue 14: a frame that fails in the device decoder (nvCOMP on a GPU, its host twin on
-/// the simulated device; its magic broken after the host check), injected at every
+/// the simulated device; given half the output capacity it needs), injected at every
 /// position of the wave's decode streams. Under
 /// `Fail` the batch is an error naming one of its samples and the failed chunk's file;
 /// under `Fill` every sample drawing on the wave is filled and listed (the decoder may
