@@ -30,11 +30,13 @@ pub enum Fault {
     /// The CUDA harvest thread panics at a batch's end (once per batch).
     HarvestPanic,
     /// A zstd frame staged for the device decoder (nvCOMP, or its twin on the simulated
-    /// device) is given half the output capacity it decodes to, so that the decoder
-    /// fails on it as on a corrupt frame that passed the host check (the CUDA submit
-    /// thread, once per frame, in the order of the wave's decode streams). Seen on the
-    /// H200: nvCOMP decodes a frame with a broken magic number, and one handed over with
-    /// half its stated length, without reporting a failure, so neither serves here.
+    /// device) has the last 40 bytes of its compressed data flipped after the host check,
+    /// before the upload, so that the decoder fails on it as on a frame corrupted in
+    /// storage (the CUDA submit thread, once per frame, in the order of the wave's decode
+    /// streams). Seen on the H200: nvCOMP reported no failure for a frame with a broken
+    /// magic number, nor for one handed over with half its length or half its output
+    /// capacity, so none of those serves here (the host frame check is what keeps such
+    /// frames from nvCOMP).
     CorruptFrame,
 }
 

@@ -521,7 +521,7 @@ fn device_failures_never_keep_a_batch_buffer_and_later_batches_arrive(dev: Backe
 }
 
 /// Issue 14: a frame that fails in the device decoder (nvCOMP on a GPU, its host twin on
-/// the simulated device; given half the output capacity it needs), injected at every
+/// the simulated device; its compressed data corrupted after the host check), injected at every
 /// position of the wave's decode streams. Under
 /// `Fail` the batch is an error naming one of its samples and the failed chunk's file;
 /// under `Fill` every sample drawing on the wave is filled and listed (the decoder may
@@ -616,7 +616,10 @@ fn a_device_decode_failure_at_every_wave_position_is_reported(dev: Backend) {
                         "{what}: filled"
                     );
                 }
-                (_, other) => panic!("{what}: got {:?}", other.map(|b| b.is_some())),
+                (_, other) => {
+                    let got = other.map(|b| b.is_some());
+                    panic!("{what}: got {got:?}; backend {}, {:?}", p.backend(), p.stats())
+                }
             }
             let next = p.pop_timeout(Duration::from_secs(60)).expect("batch 1").expect("present");
             assert!(next.errors().is_empty(), "{what}: batch 1 {:?}", next.errors());
@@ -662,7 +665,10 @@ fn device_decode_failures_in_consecutive_batches_keep_no_buffer(dev: Backend) {
                 assert!(b.errors().is_empty(), "batch {k}: {:?}", b.errors());
                 assert_eq!(&b.to_host().expect("to_host"), want, "batch {k}");
             }
-            other => panic!("batch {k}: got {:?}", other.map(|b| b.is_some())),
+            other => {
+                let got = other.map(|b| b.is_some());
+                panic!("batch {k}: got {got:?}; backend {}, {:?}", p.backend(), p.stats())
+            }
         }
     }
     assert!(p.pop_timeout(Duration::from_secs(60)).expect("end").is_none());
