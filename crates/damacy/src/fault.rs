@@ -29,15 +29,14 @@ pub enum Fault {
     SubmitPanic,
     /// The CUDA harvest thread panics at a batch's end (once per batch).
     HarvestPanic,
-    /// A zstd frame staged for the device decoder (nvCOMP, or its twin on the simulated
-    /// device) has the last 40 bytes of its compressed data flipped after the host check,
-    /// before the upload, so that the decoder fails on it as on a frame corrupted in
-    /// storage (the CUDA submit thread, once per frame, in the order of the wave's decode
-    /// streams). Seen on the H200: nvCOMP reported no failure for a frame with a broken
-    /// magic number, nor for one handed over with half its length or half its output
-    /// capacity, so none of those serves here (the host frame check is what keeps such
-    /// frames from nvCOMP).
-    CorruptFrame,
+    /// The device decoder's result for a frame is reported failed: the frame is expected
+    /// one byte longer than it decodes to, so the status reduction on the device flags it
+    /// and the harvest thread reports it (the CUDA submit thread, once per frame, in the
+    /// order of the wave's decode streams). Corrupting the frame itself is no fault to
+    /// inject on a GPU: on the H200 nvCOMP reported nothing for a broken magic number, a
+    /// halved length or a halved output capacity, and a frame whose last 40 bytes were
+    /// flipped made it fault with an illegal address, which ends the CUDA context.
+    DecodeFailure,
 }
 
 /// Variants of [`Fault`].
@@ -119,12 +118,12 @@ mod tests {
             gpu_schedule::Error::CudaDriver { call: "cuEventRecord", code: INJECTED.into() }
         );
         assert!(!f.fire(Fault::WaveSubmit), "used up");
-        assert_eq!(Fault::CorruptFrame as usize, FAULTS - 1, "FAULTS counts every variant");
+        assert_eq!(Fault::DecodeFailure as usize, FAULTS - 1, "FAULTS counts every variant");
         // Skips first, then fires, then is used up.
-        f.arm_after(Fault::CorruptFrame, 3, 2);
-        let seen: Vec<bool> = (0..7).map(|_| f.fire(Fault::CorruptFrame)).collect();
+        f.arm_after(Fault::DecodeFailure, 3, 2);
+        let seen: Vec<bool> = (0..7).map(|_| f.fire(Fault::DecodeFailure)).collect();
         assert_eq!(seen, [false, false, false, true, true, false, false]);
-        f.arm_after(Fault::CorruptFrame, 5, 0);
-        assert!(!f.fire(Fault::CorruptFrame), "armed zero times never fires");
+        f.arm_after(Fault::DecodeFailure, 5, 0);
+        assert!(!f.fire(Fault::DecodeFailure), "armed zero times never fires");
     }
 }

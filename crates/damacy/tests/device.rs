@@ -520,9 +520,9 @@ fn device_failures_never_keep_a_batch_buffer_and_later_batches_arrive(dev: Backe
     }
 }
 
-/// Issue 14: a frame that fails in the device decoder (nvCOMP on a GPU, its host twin on
-/// the simulated device; its compressed data corrupted after the host check), injected at every
-/// position of the wave's decode streams. Under
+/// Issue 14: a frame whose decode on the device (nvCOMP on a GPU, its host twin on the
+/// simulated device) is reported failed by the device's status reduction
+/// (`Fault::DecodeFailure`), injected at every position of the wave's decode streams. Under
 /// `Fail` the batch is an error naming one of its samples and the failed chunk's file;
 /// under `Fill` every sample drawing on the wave is filled and listed (the decoder may
 /// have written past the failed chunk's output), the failed chunk's own samples with its
@@ -563,7 +563,7 @@ fn a_device_decode_failure_at_every_wave_position_is_reported(dev: Backend) {
                 .build()
                 .expect("config");
             let mut p = Pipeline::new(c).expect("pipeline");
-            p.inject_fault_after(Fault::CorruptFrame, pos, 1);
+            p.inject_fault_after(Fault::DecodeFailure, pos, 1);
             p.push(samples.clone()).expect("push");
             p.finish();
             match (on_error, p.pop_timeout(Duration::from_secs(60))) {
@@ -595,8 +595,13 @@ fn a_device_decode_failure_at_every_wave_position_is_reported(dev: Backend) {
                             } => {
                                 assert!(names_a_shard(path), "{what} {s}: {path:?}");
                                 match &**source {
-                                    GpuError::ChunkDecode { expected, .. } => {
-                                        assert_eq!(*expected, 1024, "{what} {s}");
+                                    GpuError::ChunkDecode { status, decoded, expected } => {
+                                        // Decoded whole, but expected one byte more.
+                                        assert_eq!(
+                                            (*status, *decoded, *expected),
+                                            (0, 1024, 1025),
+                                            "{what} {s}"
+                                        );
                                         own += 1;
                                     }
                                     GpuError::WaveOverrun => {}
@@ -644,7 +649,7 @@ fn device_decode_failures_in_consecutive_batches_keep_no_buffer(dev: Backend) {
         .expect("config");
     let mut p = Pipeline::new(c).expect("pipeline");
     // One frame per batch: the first `failing` batches' frames fail.
-    p.inject_fault(Fault::CorruptFrame, failing as u32);
+    p.inject_fault(Fault::DecodeFailure, failing as u32);
     p.push(samples.clone()).expect("push");
     p.finish();
     for (k, want) in host.iter().enumerate() {

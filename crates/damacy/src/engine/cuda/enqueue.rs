@@ -99,12 +99,11 @@ impl<D: Device> Engine<D> {
         let t = Instant::now();
         let h2d = self.cu("h2d")?;
         let compute = self.cu("compute")?;
-        self.corrupt_frames(state, w);
         self.upload_staging(work, state, w, h2d)?;
         let runs = cpu_runs(work, wave, state);
         self.upload_runs(&runs, w, h2d)?;
         let layout = self.meta_layout(state, w)?;
-        let max_len = write_meta(&layout, state, w);
+        let max_len = write_meta(&layout, state, w, &|| self.faults.fire(Fault::DecodeFailure));
         gs(
             "metadata upload",
             self.dev.copy_range_to_device(h2d, &w.meta, 0, &w.meta_host, 0, layout.report as usize),
@@ -129,28 +128,6 @@ impl<D: Device> Engine<D> {
             actual_off: layout.actual,
             expected_off: layout.expected,
         })
-    }
-
-    /// Corrupts the compressed data at the end of each staged frame [`Fault::CorruptFrame`]
-    /// picks (a test's injected fault; nothing is armed otherwise), after the host check
-    /// and before the upload.
-    fn corrupt_frames(&self, state: &WaveState, w: &WaveBufs<D>) {
-        for f in &state.streams {
-            if !self.faults.fire(Fault::CorruptFrame) {
-                continue;
-            }
-            // The last bytes of the last block (its sequences' bitstream), header kept.
-            let len = f.comp_len.saturating_sub(12).min(40);
-            let at = (f.comp_off + f.comp_len - len) as usize;
-            if at + len as usize <= w.staging.len() {
-                // SAFETY: inside the slot's staging, leased by this thread; the workers
-                // finished with it and the upload that reads it is enqueued after this.
-                let tail = unsafe {
-                    std::slice::from_raw_parts_mut(w.staging.as_ptr().add(at), len as usize)
-                };
-                tail.iter_mut().for_each(|b| *b ^= 0xff);
-            }
-        }
     }
 
     /// Uploads the staged frames and raw blocks on `h2d`, if the wave has any.
@@ -388,8 +365,15 @@ fn cpu_runs<S: StageMem>(work: &WaveWork<S>, wave: &Wave, state: &WaveState) -> 
 }
 
 /// Writes the nvCOMP pointer and size arrays and the raw copy ranges into the slot's
-/// pinned metadata; returns the largest decoded stream.
-fn write_meta<D: Device>(l: &MetaLayout, state: &WaveState, w: &WaveBufs<D>) -> u64 {
+/// pinned metadata; returns the largest decoded stream. A frame `fail` picks (a test's
+/// injected fault, [`Fault::DecodeFailure`]) is expected one byte longer than it decodes
+/// to, so that the device's status reduction reports its decode as failed.
+fn write_meta<D: Device>(
+    l: &MetaLayout,
+    state: &WaveState,
+    w: &WaveBufs<D>,
+    fail: &dyn Fn() -> bool,
+) -> u64 {
     let dst0 = D::dev_range(&w.d_staging).ptr();
     let ar0 = D::dev_range(&w.arena).ptr();
     let mut max_len = 0u64;
@@ -406,7 +390,7 @@ fn write_meta<D: Device>(l: &MetaLayout, state: &WaveState, w: &WaveBufs<D>) -> 
         put(l.comp_bytes, f.comp_len);
         put(l.capacity, f.len);
         put(l.out_ptrs, ar0 + f.out_off);
-        put(l.expected, f.len);
+        put(l.expected, if fail() { f.len + 1 } else { f.len });
         max_len = max_len.max(f.len);
     }
     let ranges: Vec<CopyRange> = state
