@@ -3,6 +3,7 @@
 mod batch;
 mod errors;
 mod latency;
+mod remote;
 mod stress;
 
 use std::path::{Path, PathBuf};
