@@ -7,3 +7,4 @@ mod behaviour;
 mod fixtures_e2e;
 #[cfg(feature = "cuda")]
 mod gpu;
+mod object_stores;
