@@ -61,8 +61,12 @@ impl From<BackendArg> for damacy::Backend {
 
 #[derive(clap::Args, Debug)]
 struct ReadArgs {
-    /// The array's directory (the one holding zarr.json).
-    array: PathBuf,
+    /// The array: its directory (the one holding zarr.json), or an `s3://`, `gs://`,
+    /// `az://` or `http(s)://` uri (credentials and endpoints from the environment,
+    /// e.g. AWS_ENDPOINT_URL, or from --object-option).
+    array: String,
+    #[command(flatten)]
+    object: ObjectArgs,
     /// The box, one half-open `lo:hi` range per axis, comma separated (e.g. 0:64,10:74,0:32).
     #[arg(long)]
     aabb: String,
@@ -101,6 +105,51 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("cannot make {} absolute", p.display()))
 }
 
+/// Object-store options on the command line.
+#[derive(clap::Args, Debug, Default)]
+pub(crate) struct ObjectArgs {
+    /// An object-store option as SCHEME.KEY=VALUE (SCHEME: s3, gs, az, http), e.g.
+    /// `s3.aws_endpoint=http://127.0.0.1:9000` or `s3.aws_skip_signature=true` for a
+    /// public bucket. Repeat for several; they override the environment.
+    #[arg(long = "object-option", value_name = "SCHEME.KEY=VALUE")]
+    options: Vec<String>,
+}
+
+impl ObjectArgs {
+    pub(crate) fn config(&self) -> Result<damacy::ObjectStoreConfig> {
+        let mut cfg = damacy::ObjectStoreConfig::default();
+        for o in &self.options {
+            let (key, value) = o
+                .split_once('=')
+                .with_context(|| format!("--object-option `{o}` is not SCHEME.KEY=VALUE"))?;
+            let (scheme, key) = key
+                .split_once('.')
+                .with_context(|| format!("--object-option `{o}`: no SCHEME. before the key"))?;
+            cfg.options.entry(scheme.into()).or_default().insert(key.into(), value.into());
+        }
+        Ok(cfg)
+    }
+}
+
+/// A uri with a scheme stays as given; a path becomes absolute, with `.` and `..`
+/// resolved lexically (stores refuse keys with `..`).
+pub(crate) fn array_uri(array: &str) -> Result<PathBuf> {
+    if array.contains("://") {
+        return Ok(PathBuf::from(array));
+    }
+    let mut out = PathBuf::new();
+    for c in absolute(Path::new(array))?.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
 fn read(args: &ReadArgs) -> Result<()> {
     let (lo, hi) = parse_aabb(&args.aabb)?;
     let shape: Vec<u64> = lo.iter().zip(&hi).map(|(l, h)| h - l).collect();
@@ -111,9 +160,10 @@ fn read(args: &ReadArgs) -> Result<()> {
         .backend(args.backend.into())
         .batches_in_flight(1)
         .decode_threads(0)
+        .object_store(args.object.config()?)
         .build()?;
     let mut p = damacy::Pipeline::new(cfg)?;
-    let sample = damacy::Sample::new(absolute(&args.array)?, lo, hi)?;
+    let sample = damacy::Sample::new(array_uri(&args.array)?, lo, hi)?;
     p.push([sample])?;
     p.finish();
     let batch = p.pop()?.context("the pipeline produced no batch")?;
