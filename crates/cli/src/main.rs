@@ -34,6 +34,33 @@ enum Cmd {
     Inspect(inspect::InspectArgs),
     /// Write a scenario's dataset as sharded zarr v3 arrays.
     Gen(benchmark::GenArgs),
+    /// Serve a directory from the loopback S3-compatible server `bench --store s3` uses
+    /// (for peers such as bench/peers/tensorstore_s3_bench.py). Prints the endpoint and
+    /// credentials, serves until standard input closes.
+    ServeS3(ServeS3Args),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeS3Args {
+    /// The directory served as bucket `damacy`.
+    #[arg(long)]
+    data: PathBuf,
+    /// Milliseconds the server waits before answering each request.
+    #[arg(long, default_value_t = 0.0)]
+    latency_ms: f64,
+}
+
+fn serve_s3(args: &ServeS3Args) -> Result<()> {
+    let server = loopback::S3Server::serve(&args.data)
+        .with_context(|| format!("serving {}", args.data.display()))?;
+    server.set_latency(std::time::Duration::from_secs_f64(args.latency_ms.max(0.0) / 1000.0));
+    for (k, v) in server.client_options() {
+        println!("{}={v}", k.to_ascii_uppercase());
+    }
+    println!("# bucket s3://{}; serving until standard input closes", loopback::BUCKET);
+    // Blocks until EOF (or an error) on stdin: the caller decides when the server stops.
+    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+    Ok(())
 }
 
 /// Parses `--dtype` with the one spelling of the output dtype (`zarr::OutDtype::parse`).
@@ -179,6 +206,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => benchmark::bench(&a),
         Cmd::Read(a) => read(&a),
         Cmd::Inspect(a) => inspect::inspect(&a),
+        Cmd::ServeS3(a) => serve_s3(&a),
         Cmd::Gen(a) => benchmark::generate(&a),
     };
     match result {

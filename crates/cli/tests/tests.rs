@@ -219,7 +219,7 @@ fn bench_smoke_runs_and_reports_throughput() {
 #[test]
 fn every_subcommand_has_help() {
     let dir = tempfile::tempdir().unwrap();
-    for sub in ["bench", "read", "inspect", "gen"] {
+    for sub in ["bench", "read", "inspect", "gen", "serve-s3"] {
         let o = damacy(&[sub, "--help"], dir.path());
         assert!(o.status.success(), "{sub}");
         assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"), "{sub}");
@@ -280,4 +280,36 @@ fn read_and_inspect_accept_object_store_uris() {
         lines.len() == 1 && lines[0].contains(&uri) && lines[0].contains("not found"),
         "{lines:?}"
     );
+}
+
+/// `serve-s3` serves a directory until its standard input closes; another `damacy`
+/// reads through it with the options it printed.
+#[test]
+fn serve_s3_serves_until_stdin_closes() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_damacy"))
+        .args(["serve-s3", "--data", data().to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve-s3");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut args: Vec<String> =
+        vec!["inspect".into(), "s3://damacy/zarr/zstd_u16".into(), "--json".into()];
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with('#') {
+            break;
+        }
+        let (k, v) = line.split_once('=').unwrap();
+        args.extend(["--object-option".into(), format!("s3.{}={v}", k.to_ascii_lowercase())]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = damacy(&args, dir.path());
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["shape"], serde_json::json!([20, 33, 17]));
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
 }
