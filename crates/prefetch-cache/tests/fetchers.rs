@@ -191,6 +191,7 @@ fn layout_fetch_reads_the_frame_and_refuses_undecodable_compressors() {
 /// Through an object store a shard index costs one request (a suffix, or for an index at
 /// the start a prefix, range GET that also tells the shard's length), not a HEAD and a
 /// GET; the index equals the one read from the file, and an absent shard is `Absent`.
+#[cfg(not(damacy_loom))]
 #[test]
 fn a_shard_index_through_s3_is_one_request_and_equals_the_file() {
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/zarr");

@@ -21,12 +21,14 @@ mod error;
 mod fs;
 mod key;
 mod latency;
+#[cfg(not(damacy_loom))]
 mod remote;
 mod request;
 mod split;
 mod stats;
 mod sync;
 mod ticket;
+#[cfg(not(damacy_loom))]
 mod uri;
 
 pub use error::{Error, IoOp, RemoteFailure, Result};

@@ -3,6 +3,7 @@
 mod batch;
 mod errors;
 mod latency;
+#[cfg(not(damacy_loom))]
 mod remote;
 mod stress;
 
