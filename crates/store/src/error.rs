@@ -94,7 +94,7 @@ pub enum Error {
     /// worth retrying (5xx, throttling, timeouts, dropped connections), at once for the
     /// others. `status` is the HTTP status where the server answered one.
     #[error(
-        "{url}{}: {failure}{} after the retry budget: {detail}",
+        "{url}{}: {failure}{}: {detail}",
         fmt_range(*range),
         status.map_or_else(String::new, |s| format!(" (HTTP {s})"))
     )]

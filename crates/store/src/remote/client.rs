@@ -2,32 +2,15 @@
 //! (`AWS_*`, `GOOGLE_*`, `AZURE_*`, as the crate's `from_env` reads them), then the
 //! per-scheme options of [`RemoteConfig`], with this store's timeouts and retry policy.
 
-use std::str::FromStr;
-
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::http::HttpBuilder;
-use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
-use super::{RemoteConfig, Scheme};
+use super::config::{RemoteConfig, Scheme};
 use crate::error::{Error, Result};
 use crate::sync::Arc;
-
-/// Checks that `key` is an option `scheme`'s builder knows.
-pub(super) fn check_key(scheme: Scheme, key: &str) -> Result<()> {
-    let known = match scheme {
-        Scheme::S3 => AmazonS3ConfigKey::from_str(key).is_ok(),
-        Scheme::Gcs => GoogleConfigKey::from_str(key).is_ok(),
-        Scheme::Azure => AzureConfigKey::from_str(key).is_ok(),
-        Scheme::Http | Scheme::Https => ClientConfigKey::from_str(key).is_ok(),
-    };
-    if known {
-        Ok(())
-    } else {
-        Err(Error::UnknownOption { scheme: scheme.options_key(), key: key.to_owned() })
-    }
-}
 
 /// The environment variables starting with `prefix`, as lowercase option keys.
 fn env_options(prefix: &str) -> Vec<(String, String)> {
@@ -40,7 +23,7 @@ fn env_options(prefix: &str) -> Vec<(String, String)> {
 
 /// Applies `(key, value)` pairs that parse as `K` (environment entries that do not are
 /// skipped, as `from_env` does; configured ones were checked by `validate`).
-fn apply<B, K: FromStr>(
+fn apply<B, K: std::str::FromStr>(
     mut b: B,
     pairs: impl IntoIterator<Item = (String, String)>,
     with: fn(B, K, String) -> B,
