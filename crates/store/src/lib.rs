@@ -34,10 +34,12 @@ mod uri;
 pub use error::{Error, IoOp, RemoteFailure, Result};
 pub use fs::{FsStore, FsStoreConfig};
 pub use latency::{DelayModel, LatencyConfig, LatencyStore};
+#[cfg(not(damacy_loom))]
 pub use remote::{RemoteConfig, RemoteStore, Scheme};
 pub use request::{IoBuf, ReadRequest, ReadResult, TrySubmitError, downcast_buf};
 pub use stats::{HISTOGRAM_BUCKETS, LatencyHistogram, OpKind, StoreStats};
 pub use ticket::{Completer, Ticket};
+#[cfg(not(damacy_loom))]
 pub use uri::{UriStore, is_remote_uri};
 
 /// A source of bytes addressed by key. Object safe: use it as `Arc<dyn Store>`.
