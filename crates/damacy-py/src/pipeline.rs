@@ -220,6 +220,18 @@ impl PyPipeline {
         PyConfig { inner: self.config.clone() }
     }
 
+    /// Test hook, not API: arms a fault of the pipeline's threads (`"coordinator_panic"`,
+    /// `"feeder_panic"`) for the next `times` times its point is reached.
+    fn _inject_fault(&self, py: Python<'_>, name: &str, times: u32) -> PyResult<()> {
+        use damacy::fault::Fault;
+        let fault = match name {
+            "coordinator_panic" => Fault::CoordinatorPanic,
+            "feeder_panic" => Fault::FeederPanic,
+            other => return Err(PyValueError::new_err(format!("unknown fault {other:?}"))),
+        };
+        self.with(py, |p| p.inject_fault(fault, times))
+    }
+
     fn __repr__(&self) -> String {
         format!("damacy.Pipeline(backend={:?})", self.backend())
     }
