@@ -45,7 +45,7 @@ impl SampleStream {
 }
 
 /// Generates the built-in scenario `name` (`smoke`, `quickstart`, `default`, ...) or a
-/// scenario JSON file into the directory `path` (nothing is written when a complete copy
+/// scenario JSON file into the directory `path` (made absolute; nothing is written when a complete copy
 /// is already there), with `threads` threads (0: one per core).
 #[pyfunction]
 #[pyo3(signature = (name, path, threads=0))]
@@ -55,6 +55,9 @@ pub(crate) fn gen_scenario(
     path: PathBuf,
     threads: usize,
 ) -> PyResult<PyDataset> {
+    // Sample uris are absolute paths (the pipeline's store is rooted at `/`).
+    let path = std::path::absolute(&path)
+        .map_err(|e| PyValueError::new_err(format!("{}: {e}", path.display())))?;
     let scenario = bench::Scenario::load(name).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let threads = if threads == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
