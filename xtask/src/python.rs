@@ -17,6 +17,8 @@ use crate::{root, run};
 const MATURIN: &str = "maturin==1.16.0";
 const NUMPY: &str = "numpy==2.3.5";
 const PYTEST: &str = "pytest==8.4.2";
+/// A hung test fails (with every thread's stack) instead of holding CI to its limit.
+const PYTEST_TIMEOUT: &str = "pytest-timeout==2.4.0";
 
 /// The package's directory (its `pyproject.toml`).
 fn package() -> PathBuf {
@@ -35,7 +37,7 @@ fn venv() -> Result<PathBuf> {
     }
     let mut pip = Command::new(&python);
     pip.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]);
-    pip.args([MATURIN, NUMPY, PYTEST]);
+    pip.args([MATURIN, NUMPY, PYTEST, PYTEST_TIMEOUT]);
     run(pip)?;
     Ok(dir)
 }
@@ -77,7 +79,7 @@ pub(crate) fn test() -> Result<()> {
     install.env("MATURIN_PEP517_ARGS", "--profile dev --locked");
     run(install)?;
     let mut pytest = in_venv(&venv, "python");
-    pytest.args(["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
+    pytest.args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "300"]);
     pytest.arg(package().join("tests"));
     run(pytest)?;
     eprintln!("xtask: the Python step took {:.1} s", start.elapsed().as_secs_f64());

@@ -99,7 +99,10 @@ impl PyBatch {
             errors: batch.errors().iter().map(|(i, e)| (*i, uri_of(*i), e.to_string())).collect(),
             device,
             data_ptr,
-            held: Mutex::new(Some(Arc::new(Held { batch: Some(batch), release: Mutex::new(None) }))),
+            held: Mutex::new(Some(Arc::new(Held {
+                batch: Some(batch),
+                release: Mutex::new(None),
+            }))),
         })
     }
 
@@ -163,13 +166,14 @@ impl PyBatch {
         let versioned = max_version.is_some_and(|(major, _)| major >= 1);
         let dtype = dlpack::dl_dtype(self.element);
         let to_host = matches!(dl_device, Some((t, _)) if t == KDL_CPU) && self.device.0 != KDL_CPU;
-        if let Some(d) = dl_device {
-            if d != self.device && d.0 != KDL_CPU {
-                return Err(PyBufferError::new_err(format!(
-                    "the batch lives on device {:?} and cannot be exported to {d:?}",
-                    self.device
-                )));
-            }
+        if let Some(d) = dl_device
+            && d != self.device
+            && d.0 != KDL_CPU
+        {
+            return Err(PyBufferError::new_err(format!(
+                "the batch lives on device {:?} and cannot be exported to {d:?}",
+                self.device
+            )));
         }
         if to_host && copy == Some(false) {
             return Err(PyBufferError::new_err(
@@ -220,7 +224,9 @@ impl PyBatch {
             me.export_in_place(held, dt)
         } else {
             if copy == Some(false) {
-                return Err(PyBufferError::new_err("a device batch cannot be viewed without a copy"));
+                return Err(PyBufferError::new_err(
+                    "a device batch cannot be viewed without a copy",
+                ));
             }
             me.export_copy(py, &held, dt)?
         };
@@ -241,10 +247,11 @@ impl PyBatch {
     fn release(&self, py: Python<'_>, stream: Option<i64>) -> PyResult<()> {
         let held = self.held.lock().unwrap_or_else(PoisonError::into_inner).take();
         let Some(held) = held else { return Ok(()) };
-        if self.device.0 != KDL_CPU {
-            if let Some(point) = stream::release_point(py, self.device.1, ConsumerStream::from_arg(stream)?)? {
-                *held.release.lock().unwrap_or_else(PoisonError::into_inner) = Some(point);
-            }
+        if self.device.0 != KDL_CPU
+            && let Some(point) =
+                stream::release_point(py, self.device.1, ConsumerStream::from_arg(stream)?)?
+        {
+            *held.release.lock().unwrap_or_else(PoisonError::into_inner) = Some(point);
         }
         py.detach(move || drop(held));
         Ok(())

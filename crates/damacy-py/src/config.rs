@@ -78,9 +78,8 @@ pub(crate) fn from_knobs(knobs: &Bound<'_, PyDict>) -> PyResult<damacy::Config> 
             &[("knob", Attr::None)],
         )
     })?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        ConfigError::new_err(format!("config: the knobs do not form JSON: {e}"))
-    })?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ConfigError::new_err(format!("config: the knobs do not form JSON: {e}")))?;
     match serde_json::from_value::<damacy::Config>(value.clone()) {
         Ok(cfg) => {
             cfg.validate().map_err(|e| to_py(py, e))?;
@@ -113,11 +112,7 @@ fn parse_error(py: Python<'_>, value: &serde_json::Value, whole: &serde_json::Er
             }
         }
     }
-    raise_with(
-        py,
-        ConfigError::new_err(format!("config: {whole}")),
-        &[("knob", Attr::None)],
-    )
+    raise_with(py, ConfigError::new_err(format!("config: {whole}")), &[("knob", Attr::None)])
 }
 
 #[pymethods]

@@ -64,9 +64,10 @@ pub(crate) fn gen_scenario(
     } else {
         threads
     };
-    let report = py
-        .detach(|| bench::datagen::generate(&scenario, &path, threads, &|_| {}))
-        .map_err(|e| PyValueError::new_err(format!("generating {name} into {}: {e}", path.display())))?;
+    let report =
+        py.detach(|| bench::datagen::generate(&scenario, &path, threads, &|_| {})).map_err(
+            |e| PyValueError::new_err(format!("generating {name} into {}: {e}", path.display())),
+        )?;
     Ok(PyDataset { scenario, path, report })
 }
 
@@ -90,7 +91,9 @@ impl PyDataset {
         self.scenario
             .array_instances()
             .into_iter()
-            .map(|a| (self.path.join(&a.name).to_string_lossy().into_owned(), a.group.shape.clone()))
+            .map(|a| {
+                (self.path.join(&a.name).to_string_lossy().into_owned(), a.group.shape.clone())
+            })
             .collect()
     }
 
@@ -121,7 +124,11 @@ impl PyDataset {
     /// A `Config` with the scenario's sample shape, batch size and output dtype, plus any
     /// other knobs given.
     #[pyo3(signature = (**knobs))]
-    fn config(&self, py: Python<'_>, knobs: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<PyConfig> {
+    fn config(
+        &self,
+        py: Python<'_>,
+        knobs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<PyConfig> {
         let d = pyo3::types::PyDict::new(py);
         d.set_item("sample_shape", self.scenario.sample_shape.clone())?;
         d.set_item("samples_per_batch", self.scenario.samples_per_batch)?;

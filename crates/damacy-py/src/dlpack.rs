@@ -193,10 +193,13 @@ unsafe extern "C" fn destroy_versioned(capsule: *mut ffi::PyObject) {
 }
 
 /// `shape` and its row-major strides (in elements) as DLPack's `int64_t` arrays.
-fn shape_and_strides(shape: &[u64]) -> PyResult<(Box<[i64]>, Box<[i64]>)> {
+/// DLPack's `int64_t` shape (or strides) array.
+type Dims = Box<[i64]>;
+
+fn shape_and_strides(shape: &[u64]) -> PyResult<(Dims, Dims)> {
     let too_big = || PyValueError::new_err(format!("shape {shape:?} does not fit int64"));
-    let dims: Vec<i64> = shape.iter().map(|&d| i64::try_from(d)).collect::<Result<_, _>>()
-        .map_err(|_| too_big())?;
+    let dims: Vec<i64> =
+        shape.iter().map(|&d| i64::try_from(d)).collect::<Result<_, _>>().map_err(|_| too_big())?;
     let mut strides = vec![1i64; dims.len()];
     for i in (0..dims.len().saturating_sub(1)).rev() {
         strides[i] = strides[i + 1].checked_mul(dims[i + 1].max(1)).ok_or_else(too_big)?;

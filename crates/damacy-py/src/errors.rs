@@ -6,12 +6,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::{PyErr, create_exception};
 
-create_exception!(
-    damacy,
-    Error,
-    PyException,
-    "The base of every error damacy raises."
-);
+create_exception!(damacy, Error, PyException, "The base of every error damacy raises.");
 create_exception!(
     damacy,
     ConfigError,
@@ -54,12 +49,7 @@ create_exception!(
     "The iterable given to `Pipeline.push` raised (its exception is `__cause__`) while \
      producing sample `.index`; the batches before it were delivered."
 );
-create_exception!(
-    damacy,
-    ClosedError,
-    Error,
-    "The pipeline is closed: no further batches come."
-);
+create_exception!(damacy, ClosedError, Error, "The pipeline is closed: no further batches come.");
 create_exception!(
     damacy,
     TimeoutError,
@@ -106,19 +96,18 @@ pub(crate) enum Attr {
 }
 
 /// Builds `cls(message)` with `attrs` set on the instance.
-pub(crate) fn raise_with(
-    py: Python<'_>,
-    err: PyErr,
-    attrs: &[(&'static str, Attr)],
-) -> PyErr {
+pub(crate) fn raise_with(py: Python<'_>, err: PyErr, attrs: &[(&'static str, Attr)]) -> PyErr {
     let value = err.value(py);
     for (name, attr) in attrs {
         let set = match attr {
             Attr::Int(v) => value.setattr(*name, *v),
             Attr::Str(s) => value.setattr(*name, s.as_str()),
-            Attr::Ints(v) => value.setattr(*name, pyo3::types::PyTuple::new(py, v.iter().copied())
-                .map(|t| t.into_any())
-                .unwrap_or_else(|_| py.None().into_bound(py))),
+            Attr::Ints(v) => value.setattr(
+                *name,
+                pyo3::types::PyTuple::new(py, v.iter().copied())
+                    .map(|t| t.into_any())
+                    .unwrap_or_else(|_| py.None().into_bound(py)),
+            ),
             Attr::None => value.setattr(*name, py.None()),
         };
         if let Err(e) = set {
@@ -168,9 +157,7 @@ pub(crate) fn to_py(py: Python<'_>, e: damacy::Error) -> PyErr {
         E::ConfigOverflow { knob } => {
             raise_with(py, ConfigError::new_err(msg), &[("knob", Attr::Str(knob.into()))])
         }
-        E::ConfigParse { .. } => {
-            raise_with(py, ConfigError::new_err(msg), &[("knob", Attr::None)])
-        }
+        E::ConfigParse { .. } => raise_with(py, ConfigError::new_err(msg), &[("knob", Attr::None)]),
         E::Budget { knob, needed, limit } => raise_with(
             py,
             BudgetError::new_err(msg),
@@ -186,9 +173,7 @@ pub(crate) fn to_py(py: Python<'_>, e: damacy::Error) -> PyErr {
         E::Sample { index, uri, source } => {
             sample_error(py, msg, Some(index), &uri, chunk_of(&source))
         }
-        E::InvalidSample { uri, source } => {
-            sample_error(py, msg, None, &uri, chunk_of(&source))
-        }
+        E::InvalidSample { uri, source } => sample_error(py, msg, None, &uri, chunk_of(&source)),
         E::Store(_) => StoreError::new_err(msg),
         E::BackendUnavailable { .. } | E::Gpu { .. } | E::DeviceBroken { .. } => {
             GpuError::new_err(msg)

@@ -119,12 +119,11 @@ impl PySample {
     #[getter]
     fn r#box<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let a = self.inner.aabb();
-        let slices: Vec<Bound<'py, PySlice>> = a
-            .lo
-            .iter()
-            .zip(&a.hi)
-            .map(|(&l, &h)| PySlice::new(py, l as isize, h as isize, 1))
-            .collect();
+        let slices: Vec<Bound<'py, PySlice>> =
+            a.lo.iter()
+                .zip(&a.hi)
+                .map(|(&l, &h)| PySlice::new(py, l as isize, h as isize, 1))
+                .collect();
         PyTuple::new(py, slices)
     }
 
