@@ -60,9 +60,9 @@ fn in_venv(venv: &Path, program: &str) -> Command {
 
 /// Builds the package and installs it into the environment with pip, as a user's `pip
 /// install` does, then runs pytest on `crates/damacy-py/tests` (the CPU suite;
-/// `tests_gpu` is for the GPU host). The build uses cargo's `test` profile: the
-/// workspace tests built every dependency in it already, so only the package itself
-/// (and pyo3) compile here.
+/// `tests_gpu` is for the GPU host). The build uses cargo's `dev` profile (maturin's
+/// `--profile test` would build the test harness, not the module): the tests need no
+/// optimized build.
 pub(crate) fn test() -> Result<()> {
     let start = Instant::now();
     let venv = venv()?;
@@ -78,7 +78,7 @@ pub(crate) fn test() -> Result<()> {
         "--no-deps",
     ]);
     install.arg(package());
-    install.env("MATURIN_PEP517_ARGS", "--profile test --locked");
+    install.env("MATURIN_PEP517_ARGS", "--profile dev --locked");
     run(install)?;
     let mut pytest = in_venv(&venv, "python");
     pytest.args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "300"]);
