@@ -15,10 +15,12 @@ pub(crate) struct PyConfig {
     pub(crate) inner: damacy::Config,
 }
 
-/// `json.dumps(value)`.
+/// `json.dumps(value)`, with integer-like objects (numpy's integers) as integers.
 fn dumps(value: &Bound<'_, PyAny>) -> PyResult<String> {
-    let json = value.py().import("json")?;
-    json.call_method1("dumps", (value,))?.extract()
+    let py = value.py();
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("default", py.import("operator")?.getattr("index")?)?;
+    py.import("json")?.call_method("dumps", (value,), Some(&kwargs))?.extract()
 }
 
 /// Spellings Python users reach for, mapped to the serde form: `backend="host"`,

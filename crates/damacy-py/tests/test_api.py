@@ -4,6 +4,7 @@ backend."""
 import itertools
 
 import numpy as np
+import pytest
 
 import damacy
 from conftest import host_config
@@ -24,6 +25,11 @@ def test_config_round_trips_and_matches_the_rust_defaults():
     assert damacy.Config(sample_shape=[4], backend="cuda:1").backend == {"kind": "cuda", "device": 1}
     assert damacy.Config(sample_shape=[4], backend="host").backend == {"kind": "host"}
     assert eval(repr(cfg), {"damacy": damacy}) == cfg
+    # numpy integers are integers; other objects are not knob values.
+    shape = np.array([8, 16])
+    assert damacy.Config(sample_shape=list(shape), samples_per_batch=np.int64(3)).sample_shape == [8, 16]
+    with pytest.raises(damacy.ConfigError, match="not plain data"):
+        damacy.Config(sample_shape=[4], lookahead=object())
 
 
 def test_sample_boxes():
