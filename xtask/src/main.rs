@@ -14,6 +14,9 @@
 //!   `target/gpu-bundle/` for the GPU host (see `gpu.rs`).
 //! - `test-gpu`: the GPU test suite through cargo, on a machine with a GPU.
 //! - `check-imports`: no import cycle between the files of one crate (see `imports.rs`).
+//! - `wheel`: a release wheel of the `damacy` Python package, with the CUDA engine (see
+//!   `python.rs`); `test` builds the package into its own virtual environment and runs
+//!   its pytest suite.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +30,8 @@ mod fuzz;
 mod gpu;
 
 mod imports;
+
+mod python;
 
 /// Crates that carry loom models under `cfg(damacy_loom)`.
 const LOOM_CRATES: &[&str] = &["prefetch-cache", "gpu-schedule"];
@@ -43,9 +48,10 @@ fn main() -> Result<()> {
         "gpu-bundle" => gpu::bundle(),
         "test-gpu" => gpu::test_gpu(),
         "check-imports" => imports::check(),
+        "wheel" => python::wheel(),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask <test|loom|fuzz|fixtures|gpu-bundle|test-gpu|bench-compare|check-imports>"
+                "usage: cargo xtask <test|loom|fuzz|fixtures|gpu-bundle|test-gpu|bench-compare|check-imports|wheel>"
             );
             println!(
                 "       cargo xtask fuzz [--seconds N] [--target NAME]... [--execs N] [--seed S]"
@@ -88,10 +94,11 @@ fn test() -> Result<()> {
     // The CUDA code paths must build on a machine with no CUDA toolkit and no GPU.
     let mut b = cargo();
     b.args(["check", "--locked", "--all-targets", "--features", "cuda"]);
-    for p in ["gpu-schedule", "kernels", "damacy", "cli", "bench"] {
+    for p in ["gpu-schedule", "kernels", "damacy", "cli", "bench", "damacy-py"] {
         b.args(["-p", p]);
     }
-    run(b)
+    run(b)?;
+    python::test()
 }
 
 fn loom() -> Result<()> {

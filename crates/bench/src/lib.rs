@@ -22,4 +22,6 @@ pub mod throughput;
 
 pub use datagen::{GenError, GenProgress, GenReport};
 pub use scenario::{Scenario, ScenarioError};
-pub use throughput::{BenchError, BenchOptions, BenchProgress, BenchReport, StageLoad, run};
+pub use throughput::{
+    BenchError, BenchOptions, BenchProgress, BenchReport, StageLoad, StoreKind, run,
+};

@@ -29,6 +29,20 @@ pub enum BenchError {
     /// read cleanly, so any failure aborts the run.
     #[error(transparent)]
     Pipeline(Box<damacy::Error>),
+    /// The loopback S3 server of `--store s3` could not start.
+    #[error("loopback S3 server: {0}")]
+    Server(#[source] Box<loopback::Error>),
+}
+
+/// Where the bench reads the dataset from.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum StoreKind {
+    /// The files, through the file store.
+    #[default]
+    File,
+    /// `s3://` uris served from the files by the loopback S3 server (the tests' server),
+    /// each request delayed by `latency_ms`.
+    S3 { latency_ms: f64 },
 }
 
 impl From<GenError> for BenchError {
@@ -61,6 +75,8 @@ pub struct BenchOptions {
     /// Measure the decode rates on the dataset's chunks (CPU, and nvCOMP for the CUDA
     /// engine; about a second each).
     pub measure_ceiling: bool,
+    /// Files, or the loopback S3 server.
+    pub store: StoreKind,
 }
 
 /// Progress of a bench, for a progress bar.
@@ -84,6 +100,8 @@ pub struct StageLoad {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub scenario: String,
+    /// `file`, or `s3 (loopback, N ms per request)`.
+    pub store: String,
     pub engine: &'static str,
     pub threads: usize,
     pub source_dtype_bytes: usize,
@@ -156,10 +174,30 @@ pub fn run(
         .decode_threads(threads)
         .io_threads(threads.max(4))
         .build()?;
-    let data_store: Arc<dyn store::Store> = Arc::new(store::FsStore::new(
-        "/",
-        store::FsStoreConfig { io_threads: cfg.io_threads, ..Default::default() },
-    )?);
+    let data_dir = std::path::absolute(&opts.data_dir).unwrap_or_else(|_| opts.data_dir.clone());
+    // `--store s3`: the server lives as long as the run; sample uris become
+    // `s3://damacy/<array>` and the pipeline reads them through its object store.
+    let (server, data_store) = match opts.store {
+        StoreKind::File => {
+            let fs = store::FsStore::new(
+                "/",
+                store::FsStoreConfig { io_threads: cfg.io_threads, ..Default::default() },
+            )?;
+            (None, Arc::new(fs) as Arc<dyn store::Store>)
+        }
+        StoreKind::S3 { latency_ms } => {
+            let server = loopback::S3Server::serve(&data_dir)
+                .map_err(|e| BenchError::Server(Box::new(e)))?;
+            server.set_latency(Duration::from_secs_f64(latency_ms.max(0.0) / 1000.0));
+            let mut os = cfg.object_store.clone();
+            let s3 = os.options.entry("s3".into()).or_default();
+            for (k, v) in server.client_options() {
+                s3.insert(k.into(), v);
+            }
+            let uris = store::UriStore::new(store::FsStoreConfig::default(), os.to_remote()?)?;
+            (Some(server), Arc::new(uris) as Arc<dyn store::Store>)
+        }
+    };
     let meta_store: Arc<dyn store::Store> = match sc.latency {
         None => Arc::clone(&data_store),
         Some(l) => {
@@ -174,8 +212,12 @@ pub fn run(
         }
     };
     let mut p = Pipeline::with_stores(cfg, meta_store, data_store)?;
-    let data_dir = std::path::absolute(&opts.data_dir).unwrap_or_else(|_| opts.data_dir.clone());
-    let samples = sc.samples(&data_dir).map(|(uri, lo, hi)| Sample::new(uri, lo, hi));
+    let (s3, root) = (server.is_some(), data_dir.clone());
+    let to_uri = move |path: std::path::PathBuf| match path.strip_prefix(&root) {
+        Ok(rel) if s3 => format!("s3://{}/{}", loopback::BUCKET, rel.display()).into(),
+        _ => path,
+    };
+    let samples = sc.samples(&data_dir).map(move |(uri, lo, hi)| Sample::new(to_uri(uri), lo, hi));
     // Scenario crops are valid by construction; a bad one surfaces at pop.
     p.push(samples.filter_map(Result::ok))?;
     let t0 = Instant::now();
@@ -197,6 +239,7 @@ pub fn run(
     let wall = t1.elapsed().as_secs_f64();
     let stats = p.stats();
     drop(p);
+    drop(server);
     let src_size = sc.arrays.first().map(|g| g.dtype.size()).unwrap_or(2);
     let load = |stage, ns: u64, n: usize| StageLoad {
         stage,
@@ -229,6 +272,10 @@ pub fn run(
     let ceiling = ceiling_gvox_per_s(gpu_decode.map(|g| g.0), cpu_decode, decode_amp, src_size);
     Ok(BenchReport {
         scenario: sc.name.clone(),
+        store: match opts.store {
+            StoreKind::File => "file".into(),
+            StoreKind::S3 { latency_ms } => format!("s3 (loopback, {latency_ms} ms per request)"),
+        },
         engine: if stats.gpu_bytes_committed > 0 { "cuda" } else { "host" },
         threads,
         source_dtype_bytes: src_size,
@@ -515,6 +562,7 @@ mod tests {
         let amp = 2.5;
         BenchReport {
             scenario: "t".into(),
+            store: "file".into(),
             engine: if gpu.is_some() { "cuda" } else { "host" },
             threads: 4,
             source_dtype_bytes: 2,

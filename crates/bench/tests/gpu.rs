@@ -13,6 +13,7 @@ fn smoke_bench_on_the_cuda_engine_measures_the_nvcomp_ceiling_gpu() {
         backend: Backend::Cuda { device: 0 },
         threads: 4,
         measure_ceiling: true,
+        store: bench::StoreKind::File,
     };
     let r = bench::run(&opts, &|_| {}).expect("bench");
     assert_eq!(r.engine, "cuda");

@@ -11,6 +11,7 @@ fn options(scenario: Scenario, data_dir: &std::path::Path, measure_ceiling: bool
         backend: Backend::Host,
         threads: 2,
         measure_ceiling,
+        store: bench::StoreKind::File,
     }
 }
 
@@ -63,4 +64,24 @@ fn an_invalid_scenario_is_a_dataset_error_naming_the_field() {
         "{err}"
     );
     assert!(err.to_string().contains("timed_batches"), "{err}");
+}
+
+/// `--store s3`: the same scenario served by the loopback S3 server reports the same
+/// counts as from files (the crops are the same), with the reads made through `s3://`.
+#[test]
+fn smoke_over_the_loopback_s3_server_reports_the_same_figures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sc = Scenario::builtin("smoke").expect("smoke");
+    let files = bench::run(&options(sc.clone(), dir.path(), false), &|_| {}).expect("files");
+    let mut opts = options(sc, dir.path(), false);
+    opts.store = bench::StoreKind::S3 { latency_ms: 2.0 };
+    let s3 = bench::run(&opts, &|_| {}).expect("s3");
+    assert_eq!(files.store, "file");
+    assert_eq!(s3.store, "s3 (loopback, 2 ms per request)");
+    assert_eq!((s3.batches, s3.samples), (files.batches, files.samples));
+    assert_eq!(s3.stats.voxels_delivered, files.stats.voxels_delivered);
+    assert_eq!(s3.stats.source_bytes_delivered, files.stats.source_bytes_delivered);
+    // The object-store gap may merge more ranges (reading through gaps), never fewer.
+    assert!(s3.stats.bytes_read >= files.stats.bytes_read);
+    assert!(s3.gvox_per_s > 0.0);
 }

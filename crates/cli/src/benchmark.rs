@@ -30,6 +30,19 @@ pub(crate) struct BenchArgs {
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Where the dataset is read from: `file`, or `s3` (served from the files by the
+    /// loopback S3-compatible server the tests use, as `s3://damacy/...`).
+    #[arg(long, value_enum, default_value = "file")]
+    store: StoreArg,
+    /// With `--store s3`: milliseconds the server waits before answering each request.
+    #[arg(long, default_value_t = 0.0)]
+    latency_ms: f64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StoreArg {
+    File,
+    S3,
 }
 
 impl Default for BenchArgs {
@@ -41,6 +54,8 @@ impl Default for BenchArgs {
             threads: 0,
             no_ceiling: false,
             json: None,
+            store: StoreArg::File,
+            latency_ms: 0.0,
         }
     }
 }
@@ -114,6 +129,10 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
         backend: args.backend.into(),
         threads: args.threads,
         measure_ceiling: !args.no_ceiling,
+        store: match args.store {
+            StoreArg::File => bench::StoreKind::File,
+            StoreArg::S3 => bench::StoreKind::S3 { latency_ms: args.latency_ms },
+        },
     };
     let gen_bar = bar(0, "generate");
     let run_bar = bar(sc.warmup_batches + sc.timed_batches, "batches");
@@ -144,8 +163,8 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
 
 fn print_report(r: &BenchReport) {
     println!(
-        "scenario {}  engine {}  threads {}  output {}",
-        r.scenario, r.engine, r.threads, r.output_dtype
+        "scenario {}  engine {}  threads {}  output {}  store {}",
+        r.scenario, r.engine, r.threads, r.output_dtype, r.store
     );
     println!(
         "dataset  {} arrays, zstd ratio {:.2}x{}",

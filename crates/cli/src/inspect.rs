@@ -1,24 +1,27 @@
 //! `damacy inspect`: what an array is and how it is stored.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 use serde_json::json;
+use store::Store;
 use zarr::odometer::advance;
 use zarr::{ArrayGeometry, ArrayMetadata, ArrayToBytes, BytesToBytes, CodecChain};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct InspectArgs {
-    /// The array's directory (the one holding zarr.json).
-    array: PathBuf,
+    /// The array: its directory (the one holding zarr.json), or an `s3://`, `gs://`,
+    /// `az://` or `http(s)://` uri.
+    array: String,
+    #[command(flatten)]
+    object: crate::ObjectArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// Shards whose presence is counted by stat-ing every key; larger grids report only
-/// their size.
+/// their size. An object store pays a request per key: fewer there.
 const MAX_SHARDS_COUNTED: u64 = 1 << 16;
+const MAX_OBJECTS_COUNTED_REMOTE: u64 = 1 << 10;
 
 fn chain_summary(c: &CodecChain) -> String {
     let mut parts: Vec<String> = c
@@ -55,37 +58,46 @@ fn chain_summary(c: &CodecChain) -> String {
 }
 
 pub(crate) fn inspect(args: &InspectArgs) -> Result<()> {
-    let path = args.array.join("zarr.json");
-    if !path.exists() && args.array.join(".zarray").exists() {
-        anyhow::bail!(
-            "{}: {}",
-            args.array.display(),
-            zarr::Error::UnsupportedFormat { zarr_format: 2 }
-        );
-    }
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("{}: not found or unreadable", path.display()))?;
-    let meta = ArrayMetadata::parse(&bytes).with_context(|| format!("{}", path.display()))?;
-    let geom = ArrayGeometry::new(&meta).with_context(|| format!("{}", path.display()))?;
+    let array = crate::array_uri(&args.array)?.display().to_string();
+    let remote = store::is_remote_uri(&array);
+    let remote_cfg = args.object.config()?.to_remote()?;
+    let fs_cfg = store::FsStoreConfig { io_threads: 2, ..Default::default() };
+    let store = store::UriStore::new(fs_cfg, remote_cfg)?;
+    let key = |rel: &str| format!("{}/{rel}", array.trim_end_matches('/'));
+    let path = key("zarr.json");
+    let bytes = match store.read_all(&path) {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() && matches!(store.stat(&key(".zarray")), Ok(Some(_))) => {
+            anyhow::bail!("{array}: {}", zarr::Error::UnsupportedFormat { zarr_format: 2 });
+        }
+        Err(e) => return Err(e).with_context(|| format!("{path}: not found or unreadable")),
+    };
+    let meta = ArrayMetadata::parse(&bytes).with_context(|| path.clone())?;
+    let geom = ArrayGeometry::new(&meta).with_context(|| path.clone())?;
     let grid = geom.shard_grid_shape();
     let total: u64 = grid.iter().product();
-    let present = (total <= MAX_SHARDS_COUNTED).then(|| {
+    let limit = if remote { MAX_OBJECTS_COUNTED_REMOTE } else { MAX_SHARDS_COUNTED };
+    let present = if total <= limit {
         let mut n = 0u64;
         let mut idx = vec![0u64; grid.len()];
         for _ in 0..total {
-            let key = meta.chunk_key_encoding.chunk_key(&idx);
-            if args.array.join(&key).is_file() {
-                n += 1;
+            let k = key(&meta.chunk_key_encoding.chunk_key(&idx));
+            match store.stat(&k) {
+                Ok(Some(_)) => n += 1,
+                Ok(None) | Err(store::Error::IsDirectory { .. }) => {}
+                Err(e) => return Err(e).with_context(|| k.clone()),
             }
             advance(&mut idx, &grid);
         }
-        n
-    });
+        Some(n)
+    } else {
+        None
+    };
     let fill: Vec<u8> = meta.fill_value.as_ne_bytes().to_vec();
     let codecs = chain_summary(&meta.codecs);
     if args.json {
         let v = json!({
-            "path": args.array,
+            "path": array,
             "shape": meta.shape,
             "dtype": meta.data_type.name(),
             "sharded": geom.sharded,
@@ -100,7 +112,7 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("array       {}", args.array.display());
+        println!("array       {array}");
         println!("shape       {:?}", meta.shape);
         println!("dtype       {}", meta.data_type);
         if geom.sharded {

@@ -34,6 +34,33 @@ enum Cmd {
     Inspect(inspect::InspectArgs),
     /// Write a scenario's dataset as sharded zarr v3 arrays.
     Gen(benchmark::GenArgs),
+    /// Serve a directory from the loopback S3-compatible server `bench --store s3` uses
+    /// (for peers such as bench/peers/tensorstore_s3_bench.py). Prints the endpoint and
+    /// credentials, serves until standard input closes.
+    ServeS3(ServeS3Args),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeS3Args {
+    /// The directory served as bucket `damacy`.
+    #[arg(long)]
+    data: PathBuf,
+    /// Milliseconds the server waits before answering each request.
+    #[arg(long, default_value_t = 0.0)]
+    latency_ms: f64,
+}
+
+fn serve_s3(args: &ServeS3Args) -> Result<()> {
+    let server = loopback::S3Server::serve(&args.data)
+        .with_context(|| format!("serving {}", args.data.display()))?;
+    server.set_latency(std::time::Duration::from_secs_f64(args.latency_ms.max(0.0) / 1000.0));
+    for (k, v) in server.client_options() {
+        println!("{}={v}", k.to_ascii_uppercase());
+    }
+    println!("# bucket s3://{}; serving until standard input closes", loopback::BUCKET);
+    // Blocks until EOF (or an error) on stdin: the caller decides when the server stops.
+    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+    Ok(())
 }
 
 /// Parses `--dtype` with the one spelling of the output dtype (`zarr::OutDtype::parse`).
@@ -61,8 +88,12 @@ impl From<BackendArg> for damacy::Backend {
 
 #[derive(clap::Args, Debug)]
 struct ReadArgs {
-    /// The array's directory (the one holding zarr.json).
-    array: PathBuf,
+    /// The array: its directory (the one holding zarr.json), or an `s3://`, `gs://`,
+    /// `az://` or `http(s)://` uri (credentials and endpoints from the environment,
+    /// e.g. AWS_ENDPOINT_URL, or from --object-option).
+    array: String,
+    #[command(flatten)]
+    object: ObjectArgs,
     /// The box, one half-open `lo:hi` range per axis, comma separated (e.g. 0:64,10:74,0:32).
     #[arg(long)]
     aabb: String,
@@ -101,6 +132,51 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("cannot make {} absolute", p.display()))
 }
 
+/// Object-store options on the command line.
+#[derive(clap::Args, Debug, Default)]
+pub(crate) struct ObjectArgs {
+    /// An object-store option as SCHEME.KEY=VALUE (SCHEME: s3, gs, az, http), e.g.
+    /// `s3.aws_endpoint=http://127.0.0.1:9000` or `s3.aws_skip_signature=true` for a
+    /// public bucket. Repeat for several; they override the environment.
+    #[arg(long = "object-option", value_name = "SCHEME.KEY=VALUE")]
+    options: Vec<String>,
+}
+
+impl ObjectArgs {
+    pub(crate) fn config(&self) -> Result<damacy::ObjectStoreConfig> {
+        let mut cfg = damacy::ObjectStoreConfig::default();
+        for o in &self.options {
+            let (key, value) = o
+                .split_once('=')
+                .with_context(|| format!("--object-option `{o}` is not SCHEME.KEY=VALUE"))?;
+            let (scheme, key) = key
+                .split_once('.')
+                .with_context(|| format!("--object-option `{o}`: no SCHEME. before the key"))?;
+            cfg.options.entry(scheme.into()).or_default().insert(key.into(), value.into());
+        }
+        Ok(cfg)
+    }
+}
+
+/// A uri with a scheme stays as given; a path becomes absolute, with `.` and `..`
+/// resolved lexically (stores refuse keys with `..`).
+pub(crate) fn array_uri(array: &str) -> Result<PathBuf> {
+    if array.contains("://") {
+        return Ok(PathBuf::from(array));
+    }
+    let mut out = PathBuf::new();
+    for c in absolute(Path::new(array))?.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
 fn read(args: &ReadArgs) -> Result<()> {
     let (lo, hi) = parse_aabb(&args.aabb)?;
     let shape: Vec<u64> = lo.iter().zip(&hi).map(|(l, h)| h - l).collect();
@@ -111,9 +187,10 @@ fn read(args: &ReadArgs) -> Result<()> {
         .backend(args.backend.into())
         .batches_in_flight(1)
         .decode_threads(0)
+        .object_store(args.object.config()?)
         .build()?;
     let mut p = damacy::Pipeline::new(cfg)?;
-    let sample = damacy::Sample::new(absolute(&args.array)?, lo, hi)?;
+    let sample = damacy::Sample::new(array_uri(&args.array)?, lo, hi)?;
     p.push([sample])?;
     p.finish();
     let batch = p.pop()?.context("the pipeline produced no batch")?;
@@ -129,6 +206,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => benchmark::bench(&a),
         Cmd::Read(a) => read(&a),
         Cmd::Inspect(a) => inspect::inspect(&a),
+        Cmd::ServeS3(a) => serve_s3(&a),
         Cmd::Gen(a) => benchmark::generate(&a),
     };
     match result {

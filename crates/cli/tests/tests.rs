@@ -219,9 +219,97 @@ fn bench_smoke_runs_and_reports_throughput() {
 #[test]
 fn every_subcommand_has_help() {
     let dir = tempfile::tempdir().unwrap();
-    for sub in ["bench", "read", "inspect", "gen"] {
+    for sub in ["bench", "read", "inspect", "gen", "serve-s3"] {
         let o = damacy(&[sub, "--help"], dir.path());
         assert!(o.status.success(), "{sub}");
         assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"), "{sub}");
     }
+}
+
+/// `read` and `inspect` take `s3://` and `http://` uris: the crop equals the reference,
+/// the description equals the one of the directory.
+#[test]
+fn read_and_inspect_accept_object_store_uris() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = loopback::S3Server::serve(&data()).unwrap();
+    let http = loopback::HttpServer::serve(&data()).unwrap();
+    let mut s3_args: Vec<String> = Vec::new();
+    for (k, v) in s3.client_options() {
+        s3_args.extend(["--object-option".into(), format!("s3.{k}={v}")]);
+    }
+    let manifest = tests::manifest::Manifest::load().unwrap();
+    let a = manifest.array("shard_end_u16_zstd").unwrap();
+    let crop = &a.crops[1];
+    let aabb: Vec<String> = crop.lo.iter().zip(&crop.hi).map(|(l, h)| format!("{l}:{h}")).collect();
+    let aabb = aabb.join(",");
+    let want = bench::npy::Npy::read(&data().join(&crop.npy)).unwrap();
+    let uris = [
+        (format!("s3://{}/{}", loopback::BUCKET, a.path), s3_args.clone()),
+        (format!("{}/{}", http.endpoint(), a.path), Vec::new()),
+    ];
+    let local = damacy(&["inspect", data().join(&a.path).to_str().unwrap(), "--json"], dir.path());
+    let mut local: serde_json::Value = serde_json::from_slice(&local.stdout).unwrap();
+    for (uri, extra) in uris {
+        let out = dir.path().join("o.npy");
+        let mut args = vec!["read", &uri, "--aabb", &aabb, "--backend", "host"];
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend(extra.iter().map(String::as_str));
+        let o = damacy(&args, dir.path());
+        assert!(o.status.success(), "{uri}: {:?}", stderr_lines(&o));
+        let got = bench::npy::Npy::read(&out).unwrap();
+        assert_eq!((got.shape, got.data), (want.shape.clone(), want.data.clone()), "{uri}");
+
+        let mut args = vec!["inspect", &uri, "--json"];
+        args.extend(extra.iter().map(String::as_str));
+        let o = damacy(&args, dir.path());
+        assert!(o.status.success(), "{uri}: {:?}", stderr_lines(&o));
+        let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["path"], uri.as_str());
+        v["path"] = serde_json::Value::Null;
+        local["path"] = serde_json::Value::Null;
+        assert_eq!(v, local, "{uri}");
+    }
+    // A missing array through s3: one line naming the uri.
+    let uri = format!("s3://{}/zarr/no_such_array", loopback::BUCKET);
+    let mut args = vec!["inspect", &uri];
+    args.extend(s3_args.iter().map(String::as_str));
+    let o = damacy(&args, dir.path());
+    let lines = stderr_lines(&o);
+    assert_eq!(o.status.code(), Some(1), "{lines:?}");
+    assert!(
+        lines.len() == 1 && lines[0].contains(&uri) && lines[0].contains("not found"),
+        "{lines:?}"
+    );
+}
+
+/// `serve-s3` serves a directory until its standard input closes; another `damacy`
+/// reads through it with the options it printed.
+#[test]
+fn serve_s3_serves_until_stdin_closes() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_damacy"))
+        .args(["serve-s3", "--data", data().to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve-s3");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut args: Vec<String> =
+        vec!["inspect".into(), "s3://damacy/zarr/zstd_u16".into(), "--json".into()];
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with('#') {
+            break;
+        }
+        let (k, v) = line.split_once('=').unwrap();
+        args.extend(["--object-option".into(), format!("s3.{}={v}", k.to_ascii_lowercase())]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = damacy(&args, dir.path());
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["shape"], serde_json::json!([20, 33, 17]));
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
 }

@@ -44,9 +44,34 @@ impl Sample {
     }
 }
 
-/// Removes `.` components and resolves `..` against the preceding component.
+/// Removes `.` components and resolves `..` against the preceding component. A uri with
+/// a scheme (`s3://bucket/a/../b`) keeps its `scheme://authority` and has its path part
+/// normalized the same way (a `..` never climbs above the bucket).
 fn normalize(p: &std::path::Path) -> PathBuf {
     use std::path::Component;
+    if let Some(text) = p.to_str()
+        && let Some((scheme, rest)) = text.split_once("://")
+        && !scheme.is_empty()
+        && !scheme.contains('/')
+    {
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut parts: Vec<&str> = Vec::new();
+        for seg in path.split('/') {
+            match seg {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                s => parts.push(s),
+            }
+        }
+        let path = parts.join("/");
+        return PathBuf::from(if scheme == "file" {
+            format!("file:///{path}")
+        } else {
+            format!("{scheme}://{authority}/{path}")
+        });
+    }
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
@@ -321,5 +346,16 @@ mod tests {
         assert!(matches!(b.to_host(), Err(Error::Closed)));
         // A later call tries again rather than caching the failure as data.
         assert!(b.data().is_err());
+    }
+
+    #[test]
+    fn uris_with_a_scheme_keep_it_and_normalize_their_path() {
+        let n = |s: &str| normalize(std::path::Path::new(s)).display().to_string();
+        assert_eq!(n("s3://bucket/a.zarr"), "s3://bucket/a.zarr");
+        assert_eq!(n("s3://bucket/x/../a.zarr/./"), "s3://bucket/a.zarr");
+        assert_eq!(n("s3://bucket/../../a.zarr"), "s3://bucket/a.zarr", "never above the bucket");
+        assert_eq!(n("http://127.0.0.1:80/d//a.zarr"), "http://127.0.0.1:80/d/a.zarr");
+        assert_eq!(n("file:///data/../a.zarr"), "file:///a.zarr");
+        assert_eq!(n("/data/run/../a.zarr"), "/data/a.zarr");
     }
 }

@@ -5,6 +5,9 @@
 //! own validation for every `samples_per_batch` (lesson 12 of the C predecessor): the
 //! cache capacities that depend on the batch size are derived, not fixed.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -92,6 +95,105 @@ pub struct Config {
     pub merge_gap_bytes: u64,
     /// Largest decompressed chunk accepted.
     pub max_chunk_decompressed_bytes: u64,
+    /// Object stores (`s3://`, `gs://`, `az://`, `http(s)://` sample uris).
+    pub object_store: ObjectStoreConfig,
+}
+
+/// How sample uris with an object-store scheme are read: the clients' options per scheme
+/// and the request knobs. Credentials and endpoints also come from the usual environment
+/// variables (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_REGION`, `AWS_ALLOW_HTTP`, `GOOGLE_*`, `AZURE_*`); options given here win.
+///
+/// ```
+/// let cfg = damacy::Config::from_toml(
+///     r#"
+///     sample_shape = [64, 64, 64]
+///     [object_store]
+///     max_in_flight = 128
+///     [object_store.options.s3]
+///     aws_endpoint = "http://127.0.0.1:9000"
+///     aws_region = "us-east-1"
+///     aws_skip_signature = "true"   # anonymous: a public bucket
+///     "#,
+/// )?;
+/// assert_eq!(cfg.object_store.options["s3"]["aws_endpoint"], "http://127.0.0.1:9000");
+/// # Ok::<(), damacy::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObjectStoreConfig {
+    /// Per scheme (`s3`, `gs`, `az`, `http`), options of the `object_store` crate's
+    /// builders: `aws_endpoint`, `aws_access_key_id`, `aws_skip_signature` (anonymous),
+    /// `google_service_account`, `azure_storage_account_name`, `allow_http`, ...
+    pub options: BTreeMap<String, BTreeMap<String, String>>,
+    /// Most requests in flight per bucket or host.
+    pub max_in_flight: usize,
+    /// Reads larger than this are split into concurrent ranged requests...
+    pub max_part_bytes: u64,
+    /// ...none smaller than this.
+    pub min_part_bytes: u64,
+    /// Chunk ranges of one object closer than this are read as one request (the
+    /// planner's gap for batches with object-store samples; `merge_gap_bytes` applies to
+    /// local files).
+    pub merge_gap_bytes: u64,
+    /// Retries of a request failing with a 5xx, throttling, a timeout or a reset.
+    pub max_retries: usize,
+    /// One attempt's limit, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Connection limit, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// No retry starts later than this after the first attempt, in milliseconds.
+    pub retry_timeout_ms: u64,
+    /// Threads of each object store's async runtime.
+    pub runtime_threads: usize,
+}
+
+impl Default for ObjectStoreConfig {
+    fn default() -> Self {
+        let d = store::RemoteConfig::default();
+        let ms = |t: Duration| u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            options: BTreeMap::new(),
+            max_in_flight: d.max_in_flight,
+            max_part_bytes: d.max_part as u64,
+            min_part_bytes: d.min_part as u64,
+            merge_gap_bytes: d.merge_gap,
+            max_retries: d.max_retries,
+            request_timeout_ms: ms(d.request_timeout),
+            connect_timeout_ms: ms(d.connect_timeout),
+            retry_timeout_ms: ms(d.retry_timeout),
+            runtime_threads: d.runtime_threads,
+        }
+    }
+}
+
+impl ObjectStoreConfig {
+    /// The `store` crate's configuration.
+    ///
+    /// # Errors
+    /// `ConfigValue` for a part size that does not fit in memory on this platform.
+    pub fn to_remote(&self) -> Result<store::RemoteConfig> {
+        let bytes = |knob, v: u64| {
+            usize::try_from(v).map_err(|_| Error::ConfigValue {
+                knob,
+                value: v,
+                expected: "a size that fits in memory on this platform",
+            })
+        };
+        Ok(store::RemoteConfig {
+            options: self.options.clone(),
+            max_in_flight: self.max_in_flight,
+            min_part: bytes("object_store.min_part_bytes", self.min_part_bytes)?,
+            max_part: bytes("object_store.max_part_bytes", self.max_part_bytes)?,
+            merge_gap: self.merge_gap_bytes,
+            max_retries: self.max_retries,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            retry_timeout: Duration::from_millis(self.retry_timeout_ms),
+            runtime_threads: self.runtime_threads,
+            ..store::RemoteConfig::default()
+        })
+    }
 }
 
 impl Default for Config {
@@ -114,6 +216,7 @@ impl Default for Config {
             max_read_op_bytes: 8 << 20,
             merge_gap_bytes: 0,
             max_chunk_decompressed_bytes: 64 << 20,
+            object_store: ObjectStoreConfig::default(),
         }
     }
 }
@@ -270,6 +373,9 @@ impl Config {
                 expected: "at least 1 byte",
             });
         }
+        range("object_store.max_in_flight", self.object_store.max_in_flight, 1, 1 << 16)?;
+        range("object_store.runtime_threads", self.object_store.runtime_threads, 1, MAX_THREADS)?;
+        self.object_store.to_remote()?.validate()?;
         // The batch must be addressable on this machine at the widest element (8 bytes).
         self.batch_elements()?
             .checked_mul(8)
@@ -349,6 +455,8 @@ impl ConfigBuilder {
         merge_gap_bytes: u64,
         /// Largest decompressed chunk.
         max_chunk_decompressed_bytes: u64,
+        /// Object-store options and request knobs.
+        object_store: ObjectStoreConfig,
     }
 
     /// Validates and returns the configuration.
@@ -424,6 +532,22 @@ mod tests {
         let e = Config::from_json(r#"{"sample_shape":[4],"sampels_per_batch":3}"#).unwrap_err();
         assert!(matches!(e, Error::ConfigParse { format: "JSON", .. }));
         assert!(e.to_string().contains("sampels_per_batch"));
+        let mut remote = cfg.clone();
+        remote.object_store.max_in_flight = 7;
+        remote
+            .object_store
+            .options
+            .entry("s3".into())
+            .or_default()
+            .insert("aws_endpoint".into(), "http://127.0.0.1:1".into());
+        let json = serde_json::to_string(&remote).unwrap();
+        assert_eq!(Config::from_json(&json).unwrap(), remote);
+        assert_eq!(Config::from_toml(&toml::to_string(&remote).unwrap()).unwrap(), remote);
+        let e = Config::from_json(
+            r#"{"sample_shape":[4],"object_store":{"options":{"s3":{"aws_endpoitn":"x"}}}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("aws_endpoitn"), "{e}");
         let partial = Config::from_toml("sample_shape = [2, 2]\nsamples_per_batch = 5\n").unwrap();
         assert_eq!(partial.samples_per_batch, 5);
         assert_eq!(partial.dtype, OutDtype::F32);

@@ -39,7 +39,7 @@ mod resolve;
 pub mod stats;
 
 pub use batch::{Batch, Sample, SampleInfo};
-pub use config::{Backend, Config, ConfigBuilder, OnError, OutDtype};
+pub use config::{Backend, Config, ConfigBuilder, ObjectStoreConfig, OnError, OutDtype};
 pub use engine::Running;
 pub use error::{Error, GpuError, PlanFault, Result, SampleError, Unavailable};
 pub use pipeline::Pipeline;

@@ -95,16 +95,19 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    /// Creates a pipeline reading from the local file system (sample uris are absolute
-    /// paths). All batch buffers are allocated here.
+    /// Creates a pipeline reading sample uris that are absolute paths (or `file://`
+    /// uris) from the local file system and `s3://`, `gs://`, `az://` and `http(s)://`
+    /// uris from object stores (configured by [`Config::object_store`] and the
+    /// environment). All batch buffers are allocated here.
     ///
     /// # Errors
     /// Any [`Config::validate`] error; `BackendUnavailable` for `Backend::Cuda` in a build
     /// or on a machine without CUDA; `Spawn` when threads cannot start.
     pub fn new(cfg: Config) -> Result<Self> {
-        let store = store::FsStore::new(
-            "/",
+        cfg.validate()?;
+        let store = store::UriStore::new(
             store::FsStoreConfig { io_threads: cfg.io_threads, ..Default::default() },
+            cfg.object_store.to_remote()?,
         )?;
         Self::with_store(cfg, Arc::new(store))
     }

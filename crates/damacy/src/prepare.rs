@@ -36,6 +36,15 @@ pub(crate) fn prepare(
         Ok(inputs) => inputs,
         Err(e) => return Ordered::Failed(e),
     };
+    // Each object-store request costs tens of milliseconds: ranges closer than the
+    // object-store gap are cheaper read through than requested apart.
+    let remote = infos.iter().any(|i| i.uri.to_str().is_some_and(store::is_remote_uri));
+    let gap = if remote {
+        limits.merge_gap_bytes.max(cfg.object_store.merge_gap_bytes)
+    } else {
+        limits.merge_gap_bytes
+    };
+    let limits = &PlanLimits { merge_gap_bytes: gap, ..*limits };
     let plan = match plan(cfg, limits, &infos, &mut inputs) {
         Ok(p) => p,
         Err(e) => return Ordered::Failed(e),

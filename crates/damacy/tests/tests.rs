@@ -8,3 +8,4 @@ mod device;
 mod fixtures_e2e;
 #[cfg(feature = "cuda")]
 mod gpu;
+mod object_stores;

@@ -4,9 +4,9 @@
 
 use crate::sync::StdArc as Arc;
 
-use store::Store;
+use store::{Span, Store};
 use zarr::blosc::{self, BloscLayout, Compressor};
-use zarr::{ArrayGeometry, ArrayMetadata, ArrayToBytes, BytesToBytes, ShardIndex};
+use zarr::{ArrayGeometry, ArrayMetadata, ArrayToBytes, BytesToBytes, IndexLocation, ShardIndex};
 
 use crate::error::Error;
 
@@ -84,22 +84,21 @@ pub fn fetch_metadata(store: &dyn Store, uri: &Arc<str>) -> Result<ArrayInfo, Er
     Ok(ArrayInfo { uri: uri.clone(), meta: Arc::new(meta), geometry: Arc::new(geometry) })
 }
 
-/// Stats the object at `key` (a shard, or an unsharded array's chunk) and, for a shard,
-/// reads and validates its index.
+/// Reads a shard's index (or, for an unsharded array, learns a chunk's length).
+///
+/// A shard's index is read with its length in one request, a suffix or prefix range
+/// ([`Store::read_span`]), so an object store pays one round trip, not a HEAD and a GET.
 ///
 /// # Errors
 /// `EmptyShard` for a zero-byte shard, `ShardTooShort`, `IndexChecksum`,
 /// `IndexEntryOutOfRange`, `ShardIndex` for other index defects, `Store` for I/O failures.
 pub fn fetch_shard(store: &dyn Store, info: &ArrayInfo, key: &str) -> Result<ShardState, Error> {
-    let Some(len) = store.stat(key).map_err(store_err(key))? else {
-        return Ok(ShardState::Absent);
-    };
     let ArrayToBytes::Sharding(codec) = &info.meta.codecs.array_to_bytes else {
-        return Ok(ShardState::Whole { len });
+        return Ok(match store.stat(key).map_err(store_err(key))? {
+            None => ShardState::Absent,
+            Some(len) => ShardState::Whole { len },
+        });
     };
-    if len == 0 {
-        return Err(Error::EmptyShard { key: key.to_owned() });
-    }
     let index_err = |source| match source {
         zarr::Error::ShardTooShort { shard_len, index_len } => {
             Error::ShardTooShort { key: key.to_owned(), shard_len, index_len }
@@ -113,21 +112,34 @@ pub fn fetch_shard(store: &dyn Store, info: &ArrayInfo, key: &str) -> Result<Sha
         source => Error::ShardIndex { key: key.to_owned(), source },
     };
     let n = info.geometry.num_chunks_per_shard().map_err(index_err)?;
-    let range = ShardIndex::byte_range(codec, n, len).map_err(index_err)?;
-    let index_len = range.end - range.start;
-    let Ok(buf_len) = usize::try_from(index_len) else {
+    let index_len = ShardIndex::encoded_len(codec, n).map_err(index_err)?;
+    let Ok(want) = usize::try_from(index_len) else {
         return Err(index_err(zarr::Error::Overflow { what: "shard index length" }));
     };
-    let mut buf = vec![0; buf_len];
-    match store.read_exact(key, range.start, &mut buf) {
-        Ok(()) => {}
-        // The shard shrank (or vanished) between stat and read: report it as truncated.
-        Err(store::Error::ShortRead { .. }) => {
-            return Err(Error::ShardTooShort { key: key.to_owned(), shard_len: len, index_len });
+    let span = match codec.index_location {
+        IndexLocation::Start => Span::Head(want),
+        IndexLocation::End => Span::Tail(want),
+    };
+    let read = match store.read_span(key, span) {
+        Ok(Some(read)) => read,
+        Ok(None) => return Ok(ShardState::Absent),
+        // The shard shrank between the length and the bytes: report it as truncated.
+        Err(store::Error::ShortRead { got, .. }) => {
+            return Err(Error::ShardTooShort {
+                key: key.to_owned(),
+                shard_len: got as u64,
+                index_len,
+            });
         }
         Err(e) => return Err(store_err(key)(e)),
+    };
+    let len = read.object_len;
+    if len == 0 {
+        return Err(Error::EmptyShard { key: key.to_owned() });
     }
-    let index = ShardIndex::decode(codec, n, len, &buf).map_err(index_err)?;
+    // Checks the length against the index (ShardTooShort) exactly as before.
+    ShardIndex::byte_range(codec, n, len).map_err(index_err)?;
+    let index = ShardIndex::decode(codec, n, len, &read.bytes).map_err(index_err)?;
     Ok(ShardState::Present(Arc::new(index)))
 }
 

@@ -187,3 +187,36 @@ fn layout_fetch_reads_the_frame_and_refuses_undecodable_compressors() {
         Err(Error::Layout { .. })
     ));
 }
+
+/// Through an object store a shard index costs one request (a suffix, or for an index at
+/// the start a prefix, range GET that also tells the shard's length), not a HEAD and a
+/// GET; the index equals the one read from the file, and an absent shard is `Absent`.
+#[cfg(not(damacy_loom))]
+#[test]
+fn a_shard_index_through_s3_is_one_request_and_equals_the_file() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/zarr");
+    let server = loopback::S3Server::serve(&data).unwrap();
+    let mut cfg = store::RemoteConfig::default();
+    let opts = cfg.options.entry("s3".into()).or_default();
+    for (k, v) in server.client_options() {
+        opts.insert(k.into(), v);
+    }
+    let s3: Arc<dyn store::Store> = Arc::new(store::RemoteStore::new("s3://damacy", &cfg).unwrap());
+    let files = fs_store(&data);
+    for (array, shard) in
+        [("shard_end_u16_zstd", "c/0/0/0"), ("shard_start_index_nocrc_i32", "c/0/0/0")]
+    {
+        let uri = format!("s3://damacy/{array}");
+        let info = fetch_metadata(&*s3, &Arc::from(uri.as_str())).unwrap();
+        let key = format!("{uri}/{shard}");
+        let before = server.requests();
+        let got = fetch_shard(&*s3, &info, &key).unwrap();
+        assert_eq!(server.requests() - before, 1, "{array}: one request for the index");
+        let file_info = fetch_metadata(&*files, &Arc::from(array)).unwrap();
+        let want = fetch_shard(&*files, &file_info, &format!("{array}/{shard}")).unwrap();
+        assert!(matches!(got, ShardState::Present(_)), "{array}: {got:?}");
+        assert_eq!(got, want, "{array}");
+        let absent = fetch_shard(&*s3, &info, &format!("{uri}/c/9/9/9")).unwrap();
+        assert_eq!(absent, ShardState::Absent, "{array}");
+    }
+}

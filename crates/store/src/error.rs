@@ -77,6 +77,77 @@ pub enum Error {
     /// An I/O thread could not be started.
     #[error("could not start I/O thread {index}: {kind} (os error {})", fmt_errno(*raw_os_error))]
     SpawnThread { index: usize, kind: io::ErrorKind, raw_os_error: Option<i32> },
+    /// A URI the object-store backend cannot serve: no bucket or host, or a path that is
+    /// not a valid object path (empty segments, `.` or `..`).
+    #[error("{uri}: {reason}")]
+    BadUri { uri: String, reason: &'static str },
+    /// A key in the per-scheme options map that the scheme's client does not know.
+    #[error(
+        "object store option {key:?} is not known for {scheme}:// (use the object_store crate's keys, e.g. aws_endpoint, aws_skip_signature, google_service_account, azure_storage_account_name, timeout)"
+    )]
+    UnknownOption { scheme: &'static str, key: String },
+    /// The client for an object store could not be built from its options and the
+    /// environment (a bad endpoint URL, a missing account name, ...).
+    #[error("{url}: cannot configure the object store client: {detail}")]
+    ClientConfig { url: String, detail: String },
+    /// A request to an object store failed for good: after the retry budget for errors
+    /// worth retrying (5xx, throttling, timeouts, dropped connections), at once for the
+    /// others. `status` is the HTTP status where the server answered one.
+    #[error(
+        "{url}{}: {failure}{}: {detail}",
+        fmt_range(*range),
+        status.map_or_else(String::new, |s| format!(" (HTTP {s})"))
+    )]
+    Remote {
+        url: String,
+        range: Option<(u64, u64)>,
+        status: Option<u16>,
+        failure: RemoteFailure,
+        detail: String,
+    },
+    /// A ranged response whose body did not hold the bytes its headers promised: a
+    /// truncated body or a wrong `Content-Length`. Never taken as short data.
+    #[error(
+        "{url} bytes {start}..{end}: the response carried {got} bytes; it was truncated or its Content-Length is wrong"
+    )]
+    BodyLength { url: String, start: u64, end: u64, got: u64 },
+    /// The object store's tokio runtime could not be started.
+    #[error("could not start the object store runtime: {kind}")]
+    Runtime { kind: io::ErrorKind },
+}
+
+/// What kind of failure ended a request to an object store, carried by [`Error::Remote`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RemoteFailure {
+    /// The server answered an error status (see `status`).
+    Status,
+    /// The server refused the credentials (401) or the access (403).
+    Denied,
+    /// No answer in time: the request timeout, or the retry timeout, ran out.
+    Timeout,
+    /// The connection could not be made or was dropped before a response.
+    Connect,
+    /// The response body could not be read to its end.
+    Body,
+    /// The response was malformed: a wrong range, unparsable headers.
+    Response,
+}
+
+impl fmt::Display for RemoteFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RemoteFailure::Status => "error status",
+            RemoteFailure::Denied => "access denied",
+            RemoteFailure::Timeout => "timed out",
+            RemoteFailure::Connect => "connection failed",
+            RemoteFailure::Body => "body read failed",
+            RemoteFailure::Response => "malformed response",
+        })
+    }
+}
+
+fn fmt_range(range: Option<(u64, u64)>) -> String {
+    range.map_or_else(String::new, |(a, b)| format!(" bytes {a}..{b}"))
 }
 
 fn fmt_errno(raw: Option<i32>) -> String {
@@ -113,7 +184,13 @@ impl Error {
             | Error::EmptyKey
             | Error::BufferTooSmall { .. }
             | Error::InvalidConfig { .. }
-            | Error::SpawnThread { .. } => None,
+            | Error::SpawnThread { .. }
+            | Error::BadUri { .. }
+            | Error::UnknownOption { .. }
+            | Error::ClientConfig { .. }
+            | Error::Remote { .. }
+            | Error::BodyLength { .. }
+            | Error::Runtime { .. } => None,
         }
     }
 }

@@ -9,7 +9,6 @@
 
 mod fd_cache;
 mod queue;
-mod split;
 
 use std::fs;
 use std::os::unix::fs::FileExt;
@@ -20,6 +19,7 @@ use crate::Store;
 use crate::error::{Error, IoOp, Result};
 use crate::key;
 use crate::request::{IoBuf, ReadRequest, ReadResult, TrySubmitError, downcast_buf};
+use crate::split;
 use crate::stats::{OpKind, Recorder, StoreStats};
 use crate::sync::{self, Arc, AtomicPtr, AtomicUsize, Mutex, Oneshot, Ordering, thread};
 use crate::ticket::{Completer, Ticket};

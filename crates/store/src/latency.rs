@@ -335,6 +335,10 @@ impl<S: Store> Store for LatencyStore<S> {
         }
     }
 
+    fn merge_gap_hint(&self, key: &str) -> u64 {
+        self.inner.merge_gap_hint(key)
+    }
+
     /// This store's operation counts and latencies (delays included); opens and fd-cache
     /// counters come from the inner store.
     fn stats(&self) -> StoreStats {

@@ -143,6 +143,34 @@ impl StoreStats {
     pub fn latency(&self, kind: OpKind) -> &LatencyHistogram {
         &self.latency[kind.index()]
     }
+
+    /// Adds `other`'s counts to these (the high-water mark takes the larger: the stores
+    /// may not have peaked together).
+    pub fn merge(&mut self, other: &StoreStats) {
+        for (a, b) in self.ops.iter_mut().zip(other.ops) {
+            *a = a.saturating_add(b);
+        }
+        for (a, b) in [
+            (&mut self.errors, other.errors),
+            (&mut self.submitted_reads, other.submitted_reads),
+            (&mut self.again, other.again),
+            (&mut self.bytes_read, other.bytes_read),
+            (&mut self.opens, other.opens),
+            (&mut self.uncached_opens, other.uncached_opens),
+            (&mut self.fd_hits, other.fd_hits),
+            (&mut self.fd_misses, other.fd_misses),
+            (&mut self.fd_open_waits, other.fd_open_waits),
+            (&mut self.fd_evictions, other.fd_evictions),
+        ] {
+            *a = a.saturating_add(b);
+        }
+        self.inflight_high_water = self.inflight_high_water.max(other.inflight_high_water);
+        for (h, o) in self.latency.iter_mut().zip(&other.latency) {
+            for (a, b) in h.buckets.iter_mut().zip(o.buckets) {
+                *a = a.saturating_add(b);
+            }
+        }
+    }
 }
 
 /// Lock-free counters behind [`StoreStats`].

@@ -3,6 +3,8 @@
 mod batch;
 mod errors;
 mod latency;
+#[cfg(not(damacy_loom))]
+mod remote;
 mod stress;
 
 use std::path::{Path, PathBuf};

@@ -167,6 +167,21 @@ impl CudaEventHandle {
         })
     }
 
+    /// Records the event on a stream made outside this crate: a consumer's `CUstream`, or
+    /// the driver's special handles `CU_STREAM_LEGACY` (1) and `CU_STREAM_PER_THREAD` (2)
+    /// (how the Python array API standard names a consumer's stream).
+    ///
+    /// # Safety
+    /// `stream` must be 1, 2 or a live `CUstream` of the event's context.
+    ///
+    /// # Errors
+    /// `CudaDriver` when the driver call fails.
+    pub unsafe fn record_raw(&self, stream: u64) -> Result<()> {
+        guarded("cuCtxSetCurrent", || self.ctx.bind_to_thread())?;
+        // SAFETY: the event is live; the caller vouches for the stream.
+        check("cuEventRecord", unsafe { sys::cuEventRecord(self.event, stream as sys::CUstream) })
+    }
+
     /// The raw `CUevent`, for callers outside Rust (a training loop's own streams).
     pub fn raw(&self) -> u64 {
         self.event as u64
@@ -462,6 +477,24 @@ impl CudaBackend {
         // SAFETY: the caller vouches for the event; the stream is live.
         check("cuStreamWaitEvent", unsafe {
             sys::cuStreamWaitEvent(stream.cu_stream(), event as sys::CUevent, 0)
+        })
+    }
+
+    /// Makes a stream made outside this crate wait for an event made outside it, both raw
+    /// handles (a DLPack consumer's stream and a batch's ready event); 1 and 2 are the
+    /// driver's `CU_STREAM_LEGACY` and `CU_STREAM_PER_THREAD`.
+    ///
+    /// # Safety
+    /// `stream` must be 1, 2 or a live `CUstream`, and `event` a live `CUevent`, of this
+    /// backend's context.
+    ///
+    /// # Errors
+    /// `CudaDriver` when the driver call fails.
+    pub unsafe fn foreign_wait(&self, stream: u64, event: u64) -> Result<()> {
+        self.bind()?;
+        // SAFETY: the caller vouches for both handles.
+        check("cuStreamWaitEvent", unsafe {
+            sys::cuStreamWaitEvent(stream as sys::CUstream, event as sys::CUevent, 0)
         })
     }
 

@@ -1,5 +1,6 @@
 //! Range splitting: a read larger than `max_part` becomes several parts, fetched
-//! concurrently by different I/O threads.
+//! concurrently (by different I/O threads of `FsStore`, or as concurrent ranged GETs of
+//! `RemoteStore`).
 
 /// Splits `len` bytes into contiguous parts `(relative offset, length)`.
 ///

@@ -1,0 +1,22 @@
+from . import torch as torch
+from ._native import (
+    CUDA_BUILT as CUDA_BUILT,
+    Batch as Batch,
+    BudgetError as BudgetError,
+    ClosedError as ClosedError,
+    Config as Config,
+    ConfigError as ConfigError,
+    Dataset as Dataset,
+    DlpackError as DlpackError,
+    Error as Error,
+    GpuError as GpuError,
+    InternalError as InternalError,
+    Pipeline as Pipeline,
+    Sample as Sample,
+    SampleError as SampleError,
+    SampleStream as SampleStream,
+    SourceError as SourceError,
+    StoreError as StoreError,
+    TimeoutError as TimeoutError,
+    gen_scenario as gen_scenario,
+)

@@ -1,0 +1,195 @@
+"""Type stubs of the native module `damacy._native` (PyO3)."""
+
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+CUDA_BUILT: bool
+
+class Error(Exception):
+    """The base of every error damacy raises."""
+
+class ConfigError(Error):
+    """A configuration knob is invalid."""
+
+    knob: str | None
+    value: int
+    min: int
+    max: int
+    expected: str
+
+class BudgetError(Error):
+    """A resource budget is too small."""
+
+    knob: str
+    needed: int
+    limit: int
+
+class SampleError(Error):
+    """A sample could not be read or is invalid."""
+
+    index: int | None
+    uri: str
+    chunk: tuple[int, ...] | None
+
+class StoreError(Error):
+    """The byte store could not be set up."""
+
+class GpuError(Error):
+    """A CUDA failure, or a CUDA backend that cannot run here."""
+
+class SourceError(Error):
+    """The iterable given to `push` raised while producing sample `index`."""
+
+    index: int
+
+class ClosedError(Error):
+    """The pipeline is closed."""
+
+class TimeoutError(Error):
+    """`pop(timeout=...)` found no batch ready in time."""
+
+class InternalError(Error):
+    """A thread of the pipeline panicked, or the machine refused a thread."""
+
+class DlpackError(Error):
+    """A batch cannot be exported as asked."""
+
+Knob = int | str | Sequence[int] | dict[str, Any]
+
+class Config:
+    """A validated pipeline configuration: every knob of the Rust `Config`."""
+
+    sample_shape: list[int]
+    samples_per_batch: int
+    dtype: Literal["f32", "bf16", "f16", "native"]
+    backend: dict[str, Any]
+    on_error: Literal["fail", "fill"]
+    max_gpu_memory_bytes: int
+    max_pinned_host_bytes: int
+    lookahead: int
+    batches_in_flight: int
+    io_threads: int
+    decode_threads: int
+    max_shards_per_sample: int
+    metadata_cache_capacity: int
+    shard_index_cache_capacity: int
+    max_read_op_bytes: int
+    merge_gap_bytes: int
+    max_chunk_decompressed_bytes: int
+    def __init__(self, **knobs: Knob) -> None: ...
+    @staticmethod
+    def from_dict(d: dict[str, Knob]) -> Config: ...
+    @staticmethod
+    def from_json(text: str) -> Config: ...
+    @staticmethod
+    def from_toml(text: str) -> Config: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    def to_json(self) -> str: ...
+
+Box = slice | tuple[slice, ...] | tuple[Sequence[int], Sequence[int]]
+
+class Sample:
+    """One crop: an array's absolute path and a half-open box in its axis order."""
+
+    def __init__(self, uri: str | Any, box: Box) -> None: ...
+    @property
+    def uri(self) -> str: ...
+    @property
+    def lo(self) -> tuple[int, ...]: ...
+    @property
+    def hi(self) -> tuple[int, ...]: ...
+    @property
+    def box(self) -> tuple[slice, ...]: ...
+
+class Batch:
+    """A `[n, *sample_shape]` row-major batch in host or device memory."""
+
+    def __dlpack__(
+        self,
+        *,
+        stream: int | None = None,
+        max_version: tuple[int, int] | None = None,
+        dl_device: tuple[int, int] | None = None,
+        copy: bool | None = None,
+    ) -> Any:  # a PyCapsule (`dltensor` or `dltensor_versioned`)
+        ...
+    def __dlpack_device__(self) -> tuple[int, int]: ...
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any: ...
+    def release(self, stream: int | None = None) -> None: ...
+    def __enter__(self) -> Batch: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+    def __len__(self) -> int: ...
+    @property
+    def released(self) -> bool: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def indices(self) -> tuple[int, ...]: ...
+    @property
+    def errors(self) -> list[tuple[int, str, str]]: ...
+    @property
+    def data_ptr(self) -> int: ...
+    @property
+    def device(self) -> str: ...
+
+class Pipeline:
+    """Streams batches of crops, in push order."""
+
+    def __init__(self, config: Config | None = None, **knobs: Knob) -> None: ...
+    def push(self, samples: Iterable[Sample]) -> None: ...
+    def finish(self) -> None: ...
+    def pop(self, timeout: float | None = None) -> Batch | None: ...
+    def __iter__(self) -> Iterator[Batch]: ...
+    def __next__(self) -> Batch: ...
+    def __enter__(self) -> Pipeline: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    def stats(self) -> dict[str, int | float]: ...
+    def reset_stats(self) -> None: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def config(self) -> Config: ...
+
+class SampleStream(Iterator[Sample]):
+    """A scenario's infinite, deterministic crop sequence."""
+
+    def __next__(self) -> Sample: ...
+
+class Dataset:
+    """A generated scenario dataset."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def arrays(self) -> list[tuple[str, list[int]]]: ...
+    @property
+    def sample_shape(self) -> list[int]: ...
+    @property
+    def samples_per_batch(self) -> int: ...
+    def report(self) -> dict[str, Any]: ...
+    def samples(self) -> SampleStream: ...
+    def config(self, **knobs: Knob) -> Config: ...
+
+def gen_scenario(name: str, path: str | Any, threads: int = 0) -> Dataset: ...

@@ -1,0 +1,76 @@
+"""Config and Sample: construction, round trips, box forms; gen_scenario; stats and
+backend."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import damacy
+from conftest import host_config
+
+
+def test_config_round_trips_and_matches_the_rust_defaults():
+    cfg = damacy.Config(sample_shape=(8, 16), samples_per_batch=3, dtype="bf16", on_error="fill")
+    d = cfg.to_dict()
+    assert d["sample_shape"] == [8, 16] and d["samples_per_batch"] == 3
+    assert d["dtype"] == "bf16" and d["on_error"] == "fill"
+    assert d["batches_in_flight"] == 3 and d["io_threads"] == 8  # the Rust defaults
+    assert d["backend"] == {"kind": "auto"}
+    assert cfg.samples_per_batch == 3 and cfg.dtype == "bf16"
+    assert damacy.Config.from_dict(d) == cfg
+    assert damacy.Config.from_json(cfg.to_json()) == cfg
+    toml = 'sample_shape = [8, 16]\nsamples_per_batch = 3\ndtype = "bf16"\non_error = "fill"\n'
+    assert damacy.Config.from_toml(toml) == cfg
+    assert damacy.Config(sample_shape=[4], backend="cuda:1").backend == {"kind": "cuda", "device": 1}
+    assert damacy.Config(sample_shape=[4], backend="host").backend == {"kind": "host"}
+    assert eval(repr(cfg), {"damacy": damacy}) == cfg
+    # numpy integers are integers; other objects are not knob values.
+    shape = np.array([8, 16])
+    assert damacy.Config(sample_shape=list(shape), samples_per_batch=np.int64(3)).sample_shape == [8, 16]
+    with pytest.raises(damacy.ConfigError, match="not plain data"):
+        damacy.Config(sample_shape=[4], lookahead=object())
+
+
+def test_sample_boxes():
+    a = damacy.Sample("/d/a.zarr", np.s_[0:16, 4:20, 8:24])
+    b = damacy.Sample("/d/x/../a.zarr", ((0, 4, 8), [16, 20, 24]))
+    assert a == b and a.uri == "/d/a.zarr"
+    assert a.lo == (0, 4, 8) and a.hi == (16, 20, 24)
+    assert a.box == (slice(0, 16, 1), slice(4, 20, 1), slice(8, 24, 1))
+    assert damacy.Sample("/d/r1.zarr", np.s_[3:9]).hi == (9,)
+    assert "np.s_[0:16, 4:20, 8:24]" in repr(a)
+
+
+def test_gen_scenario_and_its_sample_stream(smoke, tmp_path):
+    assert smoke.name == "smoke" and smoke.sample_shape == [16, 16, 16]
+    assert smoke.samples_per_batch == 4
+    assert [shape for _, shape in smoke.arrays] == [[64, 64, 64], [64, 64, 64]]
+    report = smoke.report()
+    assert report["arrays"] == 2 and report["scenario"] == "smoke"
+    first = list(itertools.islice(smoke.samples(), 5))
+    assert first == list(itertools.islice(smoke.samples(), 5))  # deterministic
+    assert all(s.uri in [a for a, _ in smoke.arrays] for s in first)
+    again = damacy.gen_scenario("smoke", smoke.path)
+    assert again.report()["cached"] is True
+
+
+def test_stats_and_backend(smoke):
+    cfg = host_config(sample_shape=smoke.sample_shape, samples_per_batch=4)
+    with damacy.Pipeline(cfg) as p:
+        assert p.backend == "host engine" and p.device == "cpu"
+        assert p.config == cfg
+        p.push(itertools.islice(smoke.samples(), 8))
+        p.finish()
+        for b in p:
+            b.release()
+        s = p.stats()
+        assert s["batches"] == 2 and s["samples"] == 8
+        assert s["voxels_delivered"] == 8 * 16**3
+        assert s["bytes_delivered"] == 8 * 16**3 * 4
+        assert s["read_amplification"] > 0
+        p.reset_stats()
+        assert p.stats()["batches"] == 0
+    auto = damacy.Pipeline(damacy.Config(sample_shape=[4], io_threads=1, decode_threads=1))
+    assert auto.backend.startswith("host engine (Auto: ") and "no CUDA engine" in auto.backend
+    auto.close()
