@@ -143,11 +143,32 @@ fn copy_stripped(from: &Path, to: &Path) -> Result<()> {
     run(strip)
 }
 
-/// `cargo xtask gpu-bundle`.
-pub fn bundle() -> Result<()> {
+/// Whether a test executable holds `_gpu` tests (by its `--list`; listing needs no GPU).
+fn has_gpu_tests(exe: &Path) -> Result<bool> {
+    let out = Command::new(exe)
+        .arg("--list")
+        .output()
+        .with_context(|| format!("listing the tests of {}", exe.display()))?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().any(|l| l.ends_with("_gpu: test")))
+}
+
+/// `cargo xtask gpu-bundle [--bench]`: the test executables that hold `_gpu` tests (their
+/// host-only tests run in CI anyway), or with `--bench` the `damacy` CLI, each beside
+/// nvCOMP and `run.sh`. Two bundles, because one device call carries at most 64 MiB and
+/// both together (with the object-store client in the tests and the CLI) are larger.
+pub fn bundle(bench: bool) -> Result<()> {
     let lib = nvcomp_lib()?;
-    let tests = test_executables()?;
-    let cli = cli_executable()?;
+    let mut tests = Vec::new();
+    let mut cli = None;
+    if bench {
+        cli = Some(cli_executable()?);
+    } else {
+        for (exe, name) in test_executables()? {
+            if has_gpu_tests(&exe)? {
+                tests.push((exe, name));
+            }
+        }
+    }
     let dir = bundle_dir();
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
@@ -158,7 +179,9 @@ pub fn bundle() -> Result<()> {
     for (exe, name) in &tests {
         copy_stripped(exe, &dir.join("tests").join(name))?;
     }
-    copy_stripped(&cli, &dir.join("bin/damacy"))?;
+    if let Some(cli) = &cli {
+        copy_stripped(cli, &dir.join("bin/damacy"))?;
+    }
     let lib_name = lib.file_name().context("library without a name")?;
     std::fs::copy(&lib, dir.join("lib").join(lib_name))?;
     std::fs::write(dir.join("run.sh"), RUN_SH)?;
@@ -193,7 +216,7 @@ pub fn test_gpu() -> Result<()> {
 const RUN_SH: &str = r#"#!/usr/bin/env bash
 # Runs the bundled GPU suite or a benchmark on a GPU host (no Rust toolchain needed).
 #   bash run.sh test            every bundled test binary, one test thread each
-#   bash run.sh bench SCENARIO  damacy bench --scenario SCENARIO
+#   bash run.sh bench SCENARIO  damacy bench --scenario SCENARIO (a `gpu-bundle --bench` bundle)
 # Logs and JSON go to $OUT (default ./gpu-out).
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -206,6 +229,7 @@ test)
     status=0
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>&1
     for t in "$HERE"/tests/*; do
+        [ -e "$t" ] || { echo "no test binaries: this is a gpu-bundle --bench bundle"; exit 2; }
         crate="$(basename "$t")"
         log="$OUT/test-$crate.log"
         start=$(date +%s)

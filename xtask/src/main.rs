@@ -10,8 +10,9 @@
 //! - `fixtures`: regenerates `tests/data` with the pinned zarr-python script.
 //! - `bench-compare`: `damacy bench` against the tensorstore peer on one scenario
 //!   (see `compare.rs`).
-//! - `gpu-bundle`: release GPU test binaries, the `damacy` CLI, nvCOMP and `run.sh` in
-//!   `target/gpu-bundle/` for the GPU host (see `gpu.rs`).
+//! - `gpu-bundle [--bench]`: release test binaries with `_gpu` tests (or, with `--bench`,
+//!   the `damacy` CLI), nvCOMP and `run.sh` in `target/gpu-bundle/` for the GPU host
+//!   (see `gpu.rs`).
 //! - `test-gpu`: the GPU test suite through cargo, on a machine with a GPU.
 //! - `check-imports`: no import cycle between the files of one crate (see `imports.rs`).
 //! - `wheel`: a release wheel of the `damacy` Python package, with the CUDA engine (see
@@ -45,13 +46,13 @@ fn main() -> Result<()> {
         "fuzz" => fuzz::run(&args[1..]),
         "fixtures" => fixtures(),
         "bench-compare" => compare::run(&args[1..]),
-        "gpu-bundle" => gpu::bundle(),
+        "gpu-bundle" => gpu::bundle(args.iter().any(|a| a == "--bench")),
         "test-gpu" => gpu::test_gpu(),
         "check-imports" => imports::check(),
         "wheel" => python::wheel(),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask <test|loom|fuzz|fixtures|gpu-bundle|test-gpu|bench-compare|check-imports|wheel>"
+                "usage: cargo xtask <test|loom|fuzz|fixtures|gpu-bundle [--bench]|test-gpu|bench-compare|check-imports|wheel>"
             );
             println!(
                 "       cargo xtask fuzz [--seconds N] [--target NAME]... [--execs N] [--seed S]"
