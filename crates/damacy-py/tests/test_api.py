@@ -2,6 +2,7 @@
 backend."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -74,3 +75,15 @@ def test_stats_and_backend(smoke):
     auto = damacy.Pipeline(damacy.Config(sample_shape=[4], io_threads=1, decode_threads=1))
     assert auto.backend.startswith("host engine (Auto: ") and "no CUDA engine" in auto.backend
     auto.close()
+
+
+def test_object_store_options_reach_the_rust_config():
+    """Issue 16's per-scheme options and request knobs, set from Python, are the Rust
+    configuration's (a nested dict, as in JSON and TOML)."""
+    opts = {"s3": {"aws_endpoint": "http://127.0.0.1:9000", "aws_allow_http": "true"}}
+    cfg = damacy.Config(sample_shape=[4], object_store={"options": opts, "max_in_flight": 16})
+    got = json.loads(cfg.to_json())["object_store"]
+    assert got["options"] == opts
+    assert got["max_in_flight"] == 16
+    assert cfg.object_store["max_in_flight"] == 16
+    assert damacy.Config.from_json(cfg.to_json()) == cfg

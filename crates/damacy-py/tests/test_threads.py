@@ -67,7 +67,6 @@ SIGINT_CHILD = textwrap.dedent(
     import os, signal, sys, threading, time
     import damacy
 
-    sys.setswitchinterval(1000.0)
     p = damacy.Pipeline(damacy.Config(sample_shape=[4], backend="host", io_threads=1, decode_threads=1))
     go = threading.Event()
     sent = []
