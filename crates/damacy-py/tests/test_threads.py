@@ -67,6 +67,11 @@ SIGINT_CHILD = textwrap.dedent(
     import os, signal, sys, threading, time
     import damacy
 
+    # A process started with SIGINT ignored (a background job of a non-interactive shell,
+    # as CI may run this) keeps ignoring it: Python installs its handler only over the
+    # default. Ctrl-C's handler is what is under test, so install it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     p = damacy.Pipeline(damacy.Config(sample_shape=[4], backend="host", io_threads=1, decode_threads=1))
     go = threading.Event()
     sent = []
