@@ -447,9 +447,15 @@ fn held_batches_stay_distinct_and_device_api_works(dev: Backend) {
     // SAFETY: the batch's own ready event, a live event of the pipeline's context.
     unsafe { b.release_event(ev) }.expect("release_event");
     drop(a);
-    let mut i = 2;
+    assert_rest_equal(&mut p, &host, 2);
+}
+
+/// Pops the rest of the batches, from batch `from` on, and asserts each equals the host
+/// engine's and that none is missing.
+pub(crate) fn assert_rest_equal(p: &mut Pipeline, host: &[Vec<u8>], from: usize) {
+    let mut i = from;
     while let Some(c) = p.pop().expect("pop") {
-        assert_eq!(c.to_host().expect("c"), host[i]);
+        assert_eq!(c.to_host().expect("to_host"), host[i], "batch {i}");
         i += 1;
     }
     assert_eq!(i, host.len());

@@ -6,7 +6,7 @@
 use damacy::{Backend, OutDtype, Pipeline, Sample};
 use gpu_schedule::Backend as _;
 
-use crate::device::{CUDA, ENV, builder, cfg, fixtures, read_all, smoke};
+use crate::device::{CUDA, ENV, assert_rest_equal, builder, cfg, fixtures, read_all, smoke};
 
 /// Device-to-device copy ranges of `total` bytes from `src` to `dst` in pieces of `piece`
 /// bytes, uploaded for `Kernels::memcpy_batch`; returns the ranges' buffer and count.
@@ -97,12 +97,7 @@ fn release_event_gates_reuse_of_the_batch_buffer_gpu() {
     assert!(seen != b_host, "the slot was rewritten before the consumer's event");
     assert_eq!(seen, host[0], "the consumer's copy must hold batch 0");
     drop(b);
-    let mut i = 2;
-    while let Some(c) = p.pop().expect("pop") {
-        assert_eq!(c.to_host().expect("c"), host[i]);
-        i += 1;
-    }
-    assert_eq!(i, host.len());
+    assert_rest_equal(&mut p, &host, 2);
 }
 
 /// GPU memory in use on device 0 (`total - free` of `cuMemGetInfo`).

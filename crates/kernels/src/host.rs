@@ -4,8 +4,10 @@
 //!
 //! They are what the CUDA engine's orchestration runs on without a GPU (damacy's
 //! simulated device, which CI's fault-injection tests use), and what the GPU tests
-//! compare the kernels with, bit for bit. Each checks its buffers as its launch wrapper
-//! in [`crate::Kernels`] does and fails with the same errors, then does the kernel's work
+//! compare the kernels with, bit for bit. The `check_*` functions are the argument checks
+//! of both: the launch wrappers in [`crate::Kernels`] and nvCOMP's decoder call them
+//! before launching, each twin before touching memory, so both fail with the same
+//! errors. Then a twin does the kernel's work
 //! element by element in the kernel's order of operations (the casts are `crate::cast`,
 //! which the CUDA source mirrors).
 
@@ -53,22 +55,17 @@ pub(crate) fn load_f32(src: DataType, b: &[u8]) -> f32 {
 
 /// The source data type of a kernel dtype code ([`crate::src_code`]'s inverse).
 fn src_type(code: u32) -> Option<DataType> {
-    const ALL: [DataType; 13] = [
-        DataType::Bool,
-        DataType::Int8,
-        DataType::Int16,
-        DataType::Int32,
-        DataType::Int64,
-        DataType::UInt8,
-        DataType::UInt16,
-        DataType::UInt32,
-        DataType::UInt64,
-        DataType::Float16,
-        DataType::BFloat16,
-        DataType::Float32,
-        DataType::Float64,
-    ];
-    ALL.into_iter().find(|&d| crate::src_code(d) == code)
+    DataType::ALL.into_iter().find(|&d| crate::src_code(d) == code)
+}
+
+/// The entry point that assembles into `out` (what its errors are named after).
+pub(crate) fn assemble_kernel(out: OutDtype) -> &'static str {
+    match out {
+        OutDtype::F32 => "damacy_assemble_f32",
+        OutDtype::Bf16 => "damacy_assemble_bf16",
+        OutDtype::F16 => "damacy_assemble_f16",
+        OutDtype::Native => "damacy_assemble_native",
+    }
 }
 
 /// Reads `count` descriptors of type `T` from `range`.
@@ -181,7 +178,7 @@ pub fn check_assemble(
     descs: DeviceRange,
     count: u32,
 ) -> Result<()> {
-    let name = "damacy_assemble (host)";
+    let name = assemble_kernel(out);
     need(name, "descriptors", descs, bytes_for(name, count, size_of::<PackedPlacement>())?)?;
     let align = match out {
         OutDtype::Native => DataType::Float64.size() as u64,
@@ -231,7 +228,7 @@ pub unsafe fn assemble(
 /// [`Error::BadBox`] for an element size other than 1, 2, 4, 8; [`Error::BufferTooSmall`];
 /// [`Error::Misaligned`].
 pub fn check_fill(elem_size: u32, dst: DeviceRange, boxes: DeviceRange, count: u32) -> Result<()> {
-    let name = "damacy_fill (host)";
+    let name = "damacy_fill";
     if !matches!(elem_size, 1 | 2 | 4 | 8) {
         return Err(Error::BadBox {
             index: 0,
@@ -280,7 +277,7 @@ pub unsafe fn fill(elem_size: u32, dst: DeviceRange, boxes: DeviceRange, count: 
 /// # Errors
 /// [`Error::BufferTooSmall`] when `ranges` holds fewer than `count`.
 pub fn check_memcpy_batch(ranges: DeviceRange, count: u32) -> Result<()> {
-    let name = "damacy_memcpy (host)";
+    let name = "damacy_memcpy";
     need(name, "ranges", ranges, bytes_for(name, count, size_of::<CopyRange>())?)
 }
 
@@ -314,7 +311,7 @@ pub fn check_status_reduce(
     count: u32,
     report: DeviceRange,
 ) -> Result<()> {
-    let name = "damacy_status_reduce (host)";
+    let name = "damacy_status_reduce";
     need(name, "statuses", statuses, bytes_for(name, count, 4)?)?;
     need(name, "actual sizes", actual, bytes_for(name, count, 8)?)?;
     need(name, "expected sizes", expected, bytes_for(name, count, 8)?)?;
@@ -365,8 +362,7 @@ pub unsafe fn status_reduce(
 /// # Errors
 /// [`Error::BufferTooSmall`] when an array holds fewer than `chunks` entries.
 pub fn check_zstd_decode(batch: &ZstdBatch) -> Result<()> {
-    let name = "nvcomp zstd decode (host)";
-    let n = u32::try_from(batch.chunks).map_err(|_| Error::Overflow { index: 0, what: name })?;
+    let n = batch.chunks as u64;
     for (what, range, size) in [
         ("compressed pointers", batch.comp_ptrs, 8),
         ("compressed sizes", batch.comp_bytes, 8),
@@ -375,7 +371,7 @@ pub fn check_zstd_decode(batch: &ZstdBatch) -> Result<()> {
         ("decoded sizes", batch.out_actual, 8),
         ("statuses", batch.statuses, 4),
     ] {
-        need(name, what, range, bytes_for(name, n, size)?)?;
+        need("nvcomp zstd decode", what, range, n.saturating_mul(size))?;
     }
     Ok(())
 }
@@ -393,7 +389,8 @@ pub fn check_zstd_decode(batch: &ZstdBatch) -> Result<()> {
 /// As `ZstdDecoder::decode`, with host memory for device memory.
 pub unsafe fn zstd_decode(batch: &ZstdBatch) -> Result<()> {
     check_zstd_decode(batch)?;
-    let n = batch.chunks as u32;
+    let n = u32::try_from(batch.chunks)
+        .map_err(|_| Error::Overflow { index: 0, what: "nvcomp zstd decode" })?;
     // SAFETY: lengths checked above.
     let (cp, cb, cap, op) = unsafe {
         (

@@ -14,12 +14,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use cudarc::driver::{CudaContext, CudaFunction, DriverError, sys};
 use cudarc::nvrtc::{CompileError, CompileOptions, compile_ptx_with_opts};
 use gpu_schedule::{CudaBackend, CudaStreamHandle};
-use zarr::{DataType, OutDtype};
+use zarr::OutDtype;
 
-use crate::desc::{
-    CopyRange, DecodeReport, DeviceRange, PackedFill, PackedPlacement, ShuffleSpec, bytes_for, need,
-};
+use crate::desc::{DeviceRange, ShuffleSpec, need};
 use crate::error::{Error, Result};
+use crate::host::{
+    assemble_kernel, check_assemble, check_fill, check_memcpy_batch, check_status_reduce,
+};
 use crate::sync::{Arc, Mutex, OnceLock, PoisonError};
 use crate::{ENTRY_POINTS, KERNELS_CU};
 
@@ -192,21 +193,8 @@ impl Kernels {
         descs: DeviceRange,
         count: u32,
     ) -> Result<()> {
-        let name = match out {
-            OutDtype::F32 => "damacy_assemble_f32",
-            OutDtype::Bf16 => "damacy_assemble_bf16",
-            OutDtype::F16 => "damacy_assemble_f16",
-            OutDtype::Native => "damacy_assemble_native",
-        };
-        need(name, "descriptors", descs, bytes_for(name, count, size_of::<PackedPlacement>())?)?;
-        // Native output may be 8 bytes wide; f32/bf16/f16 need their own size.
-        let align = match out {
-            OutDtype::Native => DataType::Float64.size() as u64,
-            other => other.size(DataType::UInt8) as u64,
-        };
-        if !dst.ptr().is_multiple_of(align) {
-            return Err(Error::Misaligned { index: 0, addr: dst.ptr(), align });
-        }
+        let name = assemble_kernel(out);
+        check_assemble(out, dst, descs, count)?;
         if count == 0 {
             return Ok(());
         }
@@ -239,23 +227,7 @@ impl Kernels {
         count: u32,
     ) -> Result<()> {
         let name = "damacy_fill";
-        if !matches!(elem_size, 1 | 2 | 4 | 8) {
-            return Err(Error::BadBox {
-                index: 0,
-                what: "fill element size must be 1, 2, 4 or 8",
-                axis: 0,
-                value: u64::from(elem_size),
-                limit: 8,
-            });
-        }
-        need(name, "fill boxes", boxes, bytes_for(name, count, size_of::<PackedFill>())?)?;
-        if !dst.ptr().is_multiple_of(u64::from(elem_size)) {
-            return Err(Error::Misaligned {
-                index: 0,
-                addr: dst.ptr(),
-                align: u64::from(elem_size),
-            });
-        }
+        check_fill(elem_size, dst, boxes, count)?;
         if count == 0 {
             return Ok(());
         }
@@ -329,7 +301,7 @@ impl Kernels {
         count: u32,
     ) -> Result<()> {
         let name = "damacy_memcpy";
-        need(name, "ranges", ranges, bytes_for(name, count, size_of::<CopyRange>())?)?;
+        check_memcpy_batch(ranges, count)?;
         if count == 0 {
             return Ok(());
         }
@@ -341,8 +313,8 @@ impl Kernels {
 
     /// Reduces a decode batch's per-chunk results: chunk `i` fails when `statuses[i]`
     /// (an `i32`, nvCOMP's `nvcompStatus_t`) is not 0 or `actual[i] != expected[i]`
-    /// (`u64` sizes). Writes [`DecodeReport::BYTES`] bytes to `report` (reset first, on
-    /// the same stream); read them back with [`DecodeReport::from_bytes`].
+    /// (`u64` sizes). Writes [`crate::DecodeReport::BYTES`] bytes to `report` (reset first, on
+    /// the same stream); read them back with [`crate::DecodeReport::from_bytes`].
     ///
     /// # Errors
     /// [`Error::BufferTooSmall`] when an array is shorter than `count` entries or the
@@ -357,13 +329,7 @@ impl Kernels {
         report: DeviceRange,
     ) -> Result<()> {
         let name = "damacy_status_reduce";
-        need(name, "statuses", statuses, bytes_for(name, count, 4)?)?;
-        need(name, "actual sizes", actual, bytes_for(name, count, 8)?)?;
-        need(name, "expected sizes", expected, bytes_for(name, count, 8)?)?;
-        need(name, "report", report, DecodeReport::BYTES)?;
-        if !report.ptr().is_multiple_of(4) {
-            return Err(Error::Misaligned { index: 0, addr: report.ptr(), align: 4 });
-        }
+        check_status_reduce(statuses, actual, expected, count, report)?;
         guarded(name, "cuCtxSetCurrent", || self.ctx.bind_to_thread())?;
         // SAFETY: the report holds two aligned u32 words (checked above).
         check(name, "cuMemsetD32Async", unsafe {

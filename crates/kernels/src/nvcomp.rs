@@ -320,26 +320,7 @@ impl ZstdDecoder {
                 limit_chunk_bytes: self.max_chunk_bytes,
             });
         }
-        let n = batch.chunks as u64;
-        let arrays = [
-            ("compressed pointers", batch.comp_ptrs, 8),
-            ("compressed sizes", batch.comp_bytes, 8),
-            ("output capacities", batch.out_capacity, 8),
-            ("output pointers", batch.out_ptrs, 8),
-            ("decoded sizes", batch.out_actual, 8),
-            ("statuses", batch.statuses, 4),
-        ];
-        for (what, range, size) in arrays {
-            let needed = n.saturating_mul(size);
-            if range.len() < needed {
-                return Err(Error::BufferTooSmall {
-                    kernel: "nvcomp zstd decode",
-                    what,
-                    needed,
-                    len: range.len(),
-                });
-            }
-        }
+        crate::host::check_zstd_decode(batch)?;
         if batch.chunks == 0 {
             return Ok(());
         }

@@ -3,11 +3,11 @@
 //! bundle's `run.sh test` runs them.
 
 use gpu_schedule::{Backend, CudaBackend, CudaDeviceMem, CudaStreamHandle};
-use zarr::odometer::c_strides;
 use zarr::{DataType, OutDtype};
 
 use super::reference::{
-    Case, Rng, SHAPES, blosc_shuffled, box_coords, case, compressible, random_box, scatter,
+    Case, Rng, SHAPES, blosc_shuffled, case, compressible, fill_boxes, fill_reference, fill_specs,
+    scatter,
 };
 use crate::desc::DecodeReport;
 use crate::desc::*;
@@ -330,22 +330,8 @@ fn fill_writes_each_box_and_nothing_else_gpu() {
         (vec![1, 2, 3, 4], &[33][..]),
         (vec![1, 2, 3, 4, 5, 6, 7, 8], &[2, 3, 2, 3, 2][..]),
     ] {
-        let boxes: Vec<(u64, Vec<u64>, Vec<u64>)> = [0u64, 2, 3]
-            .iter()
-            .map(|&s| {
-                let (_, lo, ext) = random_box(&mut rng, shape, shape);
-                (s, lo, ext)
-            })
-            .collect();
-        let specs: Vec<FillSpec<'_>> = boxes
-            .iter()
-            .map(|(s, lo, e)| FillSpec {
-                sample: *s,
-                sample_shape: shape,
-                in_sample_lo: lo,
-                extent: e,
-            })
-            .collect();
+        let boxes = fill_boxes(&mut rng, shape, &[0, 2, 3]);
+        let specs = fill_specs(&boxes, shape);
         let n: u64 = shape.iter().product::<u64>() * 4;
         let size = value.len();
         let packed = pack_fills(&specs, &value, n).unwrap();
@@ -354,16 +340,26 @@ fn fill_writes_each_box_and_nothing_else_gpu() {
         // SAFETY: packed for this output.
         unsafe { g.kernels.fill(&g.stream, size as u32, r(&dst), r(&dboxes), 3) }.unwrap();
         let got = g.down(&dst);
-        let mut want = vec![POISON; n as usize * size];
-        let ss = c_strides(shape);
-        let se: u64 = shape.iter().product();
-        for (s, lo, e) in &boxes {
-            for c in box_coords(e) {
-                let d =
-                    (s * se + (0..c.len()).map(|a| (lo[a] + c[a]) * ss[a]).sum::<u64>()) as usize;
-                want[d * size..(d + 1) * size].copy_from_slice(&value);
-            }
+        let want = fill_reference(&boxes, shape, &value, n, POISON);
+        // The host twin writes the kernel's bytes (u64 words: aligned for any size).
+        let mut twin = vec![u64::from_ne_bytes([POISON; 8]); (n as usize * size).div_ceil(8)];
+        // SAFETY: host buffers alive for the call; boxes packed for this output.
+        unsafe {
+            crate::host::fill(
+                size as u32,
+                DeviceRange::from_raw(twin.as_mut_ptr() as u64, (twin.len() * 8) as u64),
+                DeviceRange::from_raw(
+                    packed.as_ptr() as u64,
+                    std::mem::size_of_val(&packed[..]) as u64,
+                ),
+                packed.len() as u32,
+            )
         }
+        .expect("host twin");
+        assert!(
+            got[..] == bytemuck::cast_slice::<u64, u8>(&twin)[..got.len()],
+            "twin of fill differs"
+        );
         assert_same(&got, &want, size, &format!("fill of {size}-byte value over {shape:?}"));
     }
 }

@@ -7,7 +7,7 @@ use zarr::odometer::{advance, c_strides};
 
 use zarr::{DataType, OutDtype};
 
-use crate::desc::{Shuffle, ShuffleSpec};
+use crate::desc::{FillSpec, Shuffle, ShuffleSpec};
 
 pub(crate) use crate::cast::{f32_to_bf16_bits, f32_to_f16_bits};
 use crate::host::load_f32;
@@ -226,4 +226,47 @@ pub(crate) fn blosc_shuffled(
 /// Compressible bytes (small values with noise), so blosc keeps its filters.
 pub(crate) fn compressible(rng: &mut Rng, n: usize) -> Vec<u8> {
     (0..n).map(|i| ((i / 3) % 11) as u8 ^ (rng.below(4) as u8)).collect()
+}
+
+/// Fill boxes: (sample, corner in the sample, extent).
+pub(crate) type FillBoxes = Vec<(u64, Vec<u64>, Vec<u64>)>;
+
+/// A random box in each of `samples` of shape `shape`.
+pub(crate) fn fill_boxes(rng: &mut Rng, shape: &[u64], samples: &[u64]) -> FillBoxes {
+    samples
+        .iter()
+        .map(|&s| {
+            let (_, lo, ext) = random_box(rng, shape, shape);
+            (s, lo, ext)
+        })
+        .collect()
+}
+
+/// The fill specs of `boxes` in samples of shape `shape`.
+pub(crate) fn fill_specs<'a>(boxes: &'a FillBoxes, shape: &'a [u64]) -> Vec<FillSpec<'a>> {
+    boxes
+        .iter()
+        .map(|(s, lo, e)| FillSpec { sample: *s, sample_shape: shape, in_sample_lo: lo, extent: e })
+        .collect()
+}
+
+/// An output of `n` elements, `poison` everywhere but in `boxes`, which hold `value`.
+pub(crate) fn fill_reference(
+    boxes: &FillBoxes,
+    shape: &[u64],
+    value: &[u8],
+    n: u64,
+    poison: u8,
+) -> Vec<u8> {
+    let size = value.len();
+    let mut want = vec![poison; n as usize * size];
+    let ss = c_strides(shape);
+    let se: u64 = shape.iter().product();
+    for (s, lo, e) in boxes {
+        for c in box_coords(e) {
+            let d = (s * se + (0..c.len()).map(|a| (lo[a] + c[a]) * ss[a]).sum::<u64>()) as usize;
+            want[d * size..(d + 1) * size].copy_from_slice(value);
+        }
+    }
+    want
 }

@@ -5,7 +5,8 @@
 use zarr::{DataType, OutDtype};
 
 use super::reference::{
-    Rng, SHAPES, blosc_shuffled, box_coords, case, compressible, random_box, scatter,
+    Rng, SHAPES, blosc_shuffled, case, compressible, fill_boxes, fill_reference, fill_specs,
+    random_box, scatter,
 };
 use crate::desc::*;
 use crate::error::Error;
@@ -153,24 +154,9 @@ fn host_fill_writes_each_box_and_nothing_else() {
         (vec![0x34, 0x12], &[3, 4, 5][..]),
         (vec![1, 2, 3, 4, 5, 6, 7, 8], &[2, 3, 2, 3, 2][..]),
     ] {
-        let boxes: Vec<(u64, Vec<u64>, Vec<u64>)> = [0u64, 2]
-            .iter()
-            .map(|&s| {
-                let (_, lo, ext) = random_box(&mut rng, shape, shape);
-                (s, lo, ext)
-            })
-            .collect();
-        let specs: Vec<FillSpec<'_>> = boxes
-            .iter()
-            .map(|(s, lo, e)| FillSpec {
-                sample: *s,
-                sample_shape: shape,
-                in_sample_lo: lo,
-                extent: e,
-            })
-            .collect();
-        let per = shape.iter().product::<u64>();
-        let n = per * 3;
+        let boxes = fill_boxes(&mut rng, shape, &[0, 2]);
+        let specs = fill_specs(&boxes, shape);
+        let n = shape.iter().product::<u64>() * 3;
         let packed = pack_fills(&specs, &value, n).expect("pack");
         let mut dst = vec![u64::from_ne_bytes([POISON; 8]); (n as usize * value.len()).div_ceil(8)];
         // SAFETY: host buffers alive for the call.
@@ -179,16 +165,7 @@ fn host_fill_writes_each_box_and_nothing_else() {
         }
         .expect("host fill");
         let got = &bytemuck::cast_slice::<u64, u8>(&dst)[..n as usize * value.len()];
-        let mut want = vec![POISON; n as usize * value.len()];
-        let strides = zarr::odometer::c_strides(shape);
-        for (s, lo, ext) in &boxes {
-            for c in box_coords(ext) {
-                let e = s * per
-                    + c.iter().zip(lo).zip(&strides).map(|((c, l), st)| (c + l) * st).sum::<u64>();
-                let at = e as usize * value.len();
-                want[at..at + value.len()].copy_from_slice(&value);
-            }
-        }
+        let want = fill_reference(&boxes, shape, &value, n, POISON);
         assert_eq!(got, &want[..], "{value:?} {shape:?}");
     }
     let dst = [0u64; 4];

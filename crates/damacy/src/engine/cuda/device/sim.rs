@@ -70,6 +70,24 @@ impl SimDevice {
     }
 }
 
+impl SimDevice {
+    /// Copies `len` bytes between two simulated buffers (device and pinned memory are
+    /// alike here), in stream order, after checking both ranges now.
+    fn copy(
+        &self,
+        stream: &HostStream,
+        call: &'static str,
+        (dst, dst_off): (&SimMem, usize),
+        (src, src_off): (&SimMem, usize),
+        len: usize,
+    ) -> GsResult<()> {
+        in_bounds(call, src_off, len, src.0.len)?;
+        in_bounds(call, dst_off, len, dst.0.len)?;
+        let (s, d) = (src.addr() + src_off as u64, dst.addr() + dst_off as u64);
+        self.enqueue(stream, call, copy_task(s, d, len))
+    }
+}
+
 /// Simulated device or pinned memory: one zeroed host allocation, shared by its clones,
 /// freed with the last.
 #[derive(Debug, Clone)]
@@ -212,10 +230,7 @@ impl Device for SimDevice {
         src_off: usize,
         len: usize,
     ) -> GsResult<()> {
-        in_bounds("copy to device (source)", src_off, len, src.0.len)?;
-        in_bounds("copy to device", dst_off, len, dst.0.len)?;
-        let (s, d) = (src.addr() + src_off as u64, dst.addr() + dst_off as u64);
-        self.enqueue(stream, "cuMemcpyHtoDAsync", copy_task(s, d, len))
+        self.copy(stream, "cuMemcpyHtoDAsync", (dst, dst_off), (src, src_off), len)
     }
 
     fn copy_range_to_pinned(
@@ -227,10 +242,7 @@ impl Device for SimDevice {
         src_off: usize,
         len: usize,
     ) -> GsResult<()> {
-        in_bounds("copy to pinned (source)", src_off, len, src.0.len)?;
-        in_bounds("copy to pinned", dst_off, len, dst.0.len)?;
-        let (s, d) = (src.addr() + src_off as u64, dst.addr() + dst_off as u64);
-        self.enqueue(stream, "cuMemcpyDtoHAsync", copy_task(s, d, len))
+        self.copy(stream, "cuMemcpyDtoHAsync", (dst, dst_off), (src, src_off), len)
     }
 
     fn upload(
