@@ -107,6 +107,24 @@ def samples(scenario, arrays):
         yield g, lo, [l + s for l, s in zip(lo, sample)]
 
 
+def time_batches(batch, scenario, label):
+    """Runs the scenario's warm-up batches, then times its timed ones; `batch()` returns
+    (batch, source bytes read). Returns (wall seconds, source bytes of the timed ones)."""
+    warm, timed = scenario["warmup_batches"], scenario["timed_batches"]
+    for b in range(warm):
+        batch()
+        print(f"\r{label}: warm-up {b + 1}/{warm}", end="", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    src_bytes = 0
+    for b in range(timed):
+        _, src = batch()
+        src_bytes += src
+        print(f"\r{label}: timed {b + 1}/{timed}   ", end="", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - t0
+    print(file=sys.stderr)
+    return wall, src_bytes
+
+
 def run_threads(scenario, arrays, data_dir, threads, label, cast):
     ctx = ts.Context(
         {
@@ -152,18 +170,8 @@ def run_threads(scenario, arrays, data_dir, threads, label, cast):
             src += vox_per_sample * sizes[g]
         return out, src
 
-    warm, timed = scenario["warmup_batches"], scenario["timed_batches"]
-    for b in range(warm):
-        batch()
-        print(f"\r{label}: warm-up {b + 1}/{warm}", end="", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    src_bytes = 0
-    for b in range(timed):
-        _, src = batch()
-        src_bytes += src
-        print(f"\r{label}: timed {b + 1}/{timed}   ", end="", file=sys.stderr, flush=True)
-    wall = time.perf_counter() - t0
-    print(file=sys.stderr)
+    timed = scenario["timed_batches"]
+    wall, src_bytes = time_batches(batch, scenario, label)
     n = timed * spb
     return {
         "engine": "tensorstore",

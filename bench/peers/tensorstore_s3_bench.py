@@ -85,18 +85,8 @@ def run_threads(scenario, arrays, endpoint, threads, label):
         out = [f.result() for f in futures]
         return out, sum(vox_per_sample * sizes[g] for g, _, _ in crops)
 
-    warm, timed = scenario["warmup_batches"], scenario["timed_batches"]
-    for b in range(warm):
-        batch()
-        print(f"\r{label}: warm-up {b + 1}/{warm}", end="", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    src_bytes = 0
-    for b in range(timed):
-        _, src = batch()
-        src_bytes += src
-        print(f"\r{label}: timed {b + 1}/{timed}   ", end="", file=sys.stderr, flush=True)
-    wall = time.perf_counter() - t0
-    print(file=sys.stderr)
+    timed = scenario["timed_batches"]
+    wall, src_bytes = peer.time_batches(batch, scenario, label)
     n = timed * spb
     return {
         "engine": "tensorstore",
