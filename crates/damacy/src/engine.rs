@@ -374,7 +374,6 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     /// The buffer a CUDA wave job reads into (its staging is pinned memory of its own).
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) fn read_buf(&mut self) -> &mut Vec<u8> {
         &mut self.staging
     }

@@ -92,7 +92,6 @@ impl Faults {
     ///
     /// # Errors
     /// `CudaDriver` with code [`INJECTED`] when it fires.
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) fn driver(&self, fault: Fault, call: &'static str) -> gpu_schedule::Result<()> {
         if self.fire(fault) {
             return Err(gpu_schedule::Error::CudaDriver { call, code: INJECTED.into() });
