@@ -35,7 +35,7 @@ mod imports;
 mod python;
 
 /// Crates that carry loom models under `cfg(damacy_loom)`.
-const LOOM_CRATES: &[&str] = &["prefetch-cache", "gpu-schedule"];
+const LOOM_CRATES: &[&str] = &["prefetch-cache", "gpu-schedule", "store"];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,8 +1,6 @@
 //! Choosing the engine for a configuration: the one place outside the CUDA engine's own
 //! module that names the `cuda` feature.
 
-use std::sync::Arc;
-
 use crate::config::{Backend, Config};
 use crate::engine::host::HostEngine;
 use crate::engine::{Engine, EngineCtx, Running};
@@ -29,13 +27,7 @@ pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<(Box<dyn Engine>, Run
             Ok((e, Running::Simulated))
         }
         Backend::Auto => {
-            let host_ctx = EngineCtx {
-                output: Arc::clone(&ctx.output),
-                stats: Arc::clone(&ctx.stats),
-                jobs: ctx.jobs.clone(),
-                fatal: Arc::clone(&ctx.fatal),
-                faults: Arc::clone(&ctx.faults),
-            };
+            let host_ctx = ctx.clone();
             match open_cuda(cfg, 0, ctx) {
                 Ok(e) => {
                     let running = e.running();

@@ -146,6 +146,11 @@ pub struct ObjectStoreConfig {
     pub retry_timeout_ms: u64,
     /// Threads of each object store's async runtime.
     pub runtime_threads: usize,
+    /// Bytes of reads the engines submit ahead of their decode workers for object-store
+    /// uris, so that requests in flight do not depend on the number of decode threads;
+    /// submitting waits while this much is in flight or not yet decoded (a bound on that
+    /// memory). A read larger than this waits until it can run alone.
+    pub read_ahead_bytes: u64,
 }
 
 impl Default for ObjectStoreConfig {
@@ -163,6 +168,7 @@ impl Default for ObjectStoreConfig {
             connect_timeout_ms: ms(d.connect_timeout),
             retry_timeout_ms: ms(d.retry_timeout),
             runtime_threads: d.runtime_threads,
+            read_ahead_bytes: 256 << 20,
         }
     }
 }
@@ -359,22 +365,11 @@ impl Config {
                 limit: self.shard_index_cache_capacity as u64,
             });
         }
-        if self.max_read_op_bytes == 0 {
-            return Err(Error::ConfigValue {
-                knob: "max_read_op_bytes",
-                value: 0,
-                expected: "at least 1 byte",
-            });
-        }
-        if self.max_chunk_decompressed_bytes == 0 {
-            return Err(Error::ConfigValue {
-                knob: "max_chunk_decompressed_bytes",
-                value: 0,
-                expected: "at least 1 byte",
-            });
-        }
+        nonzero_bytes("max_read_op_bytes", self.max_read_op_bytes)?;
+        nonzero_bytes("max_chunk_decompressed_bytes", self.max_chunk_decompressed_bytes)?;
         range("object_store.max_in_flight", self.object_store.max_in_flight, 1, 1 << 16)?;
         range("object_store.runtime_threads", self.object_store.runtime_threads, 1, MAX_THREADS)?;
+        nonzero_bytes("object_store.read_ahead_bytes", self.object_store.read_ahead_bytes)?;
         self.object_store.to_remote()?.validate()?;
         // The batch must be addressable on this machine at the widest element (8 bytes).
         self.batch_elements()?
@@ -383,6 +378,13 @@ impl Config {
             .ok_or(Error::ConfigOverflow { knob: "sample_shape" })?;
         Ok(())
     }
+}
+
+fn nonzero_bytes(knob: &'static str, value: u64) -> Result<()> {
+    if value == 0 {
+        return Err(Error::ConfigValue { knob, value, expected: "at least 1 byte" });
+    }
+    Ok(())
 }
 
 fn range(knob: &'static str, value: usize, lo: usize, hi: usize) -> Result<()> {
@@ -513,6 +515,13 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(matches!(e, Error::ConfigValue { knob: "lookahead", value: 3, .. }));
+        let mut cfg = Config::builder().sample_shape([4]).build().unwrap();
+        cfg.object_store.read_ahead_bytes = 0;
+        let e = cfg.validate().unwrap_err();
+        assert!(matches!(
+            e,
+            Error::ConfigValue { knob: "object_store.read_ahead_bytes", value: 0, .. }
+        ));
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub(crate) mod host;
 
 pub(crate) mod cuda;
 
+pub(crate) mod read_ahead;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -292,6 +294,7 @@ pub(crate) trait Job: Send {
 pub(crate) type JobTx = crossbeam_channel::Sender<Box<dyn Job>>;
 
 /// What an engine is given at construction.
+#[derive(Clone)]
 pub(crate) struct EngineCtx {
     pub output: Arc<Output>,
     pub stats: Arc<StatCounters>,
@@ -300,6 +303,8 @@ pub(crate) struct EngineCtx {
     pub fatal: Arc<Fatal>,
     /// Faults armed by a test.
     pub faults: Arc<Faults>,
+    /// Where the engine submits object-store reads ahead of its decode jobs.
+    pub read_ahead: Arc<read_ahead::ReadAhead>,
 }
 
 /// An engine: takes planned batches in push order and delivers them through the output

@@ -20,6 +20,7 @@ use prefetch_cache::{PrefetchConfig, Prefetcher, ReadySample, SampleRequest};
 
 use crate::batch::{Batch, Sample};
 use crate::config::Config;
+use crate::engine::read_ahead::ReadAhead;
 use crate::engine::{
     DeliverCtx, Engine, EngineCtx, Fatal, Job, Next, Output, Pending, Running, Scratch, Worker,
     contain, lock,
@@ -145,6 +146,10 @@ impl Pipeline {
             jobs: tx,
             fatal: Arc::clone(&fatal),
             faults: Arc::clone(&faults),
+            read_ahead: Arc::new(ReadAhead::new(
+                Arc::clone(&store),
+                cfg.object_store.read_ahead_bytes,
+            )),
         };
         let (engine, running) = crate::backend::open(&cfg, ctx)?;
         let limits = engine.limits(&cfg);

@@ -9,3 +9,4 @@ mod fixtures_e2e;
 #[cfg(feature = "cuda")]
 mod gpu;
 mod object_stores;
+mod read_ahead;

@@ -339,6 +339,11 @@ impl<S: Store> Store for LatencyStore<S> {
         self.inner.merge_gap_hint(key)
     }
 
+    /// Always: this store exists to make every request wait.
+    fn wants_read_ahead(&self, _key: &str) -> bool {
+        true
+    }
+
     /// This store's operation counts and latencies (delays included); opens and fd-cache
     /// counters come from the inner store.
     fn stats(&self) -> StoreStats {

@@ -17,6 +17,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod budget;
 mod error;
 mod fs;
 mod key;
@@ -31,6 +32,7 @@ mod ticket;
 #[cfg(not(damacy_loom))]
 mod uri;
 
+pub use budget::{ByteBudget, BytePermit};
 pub use error::{Error, IoOp, RemoteFailure, Result};
 pub use fs::{FsStore, FsStoreConfig};
 pub use latency::{DelayModel, LatencyConfig, LatencyStore};
@@ -126,6 +128,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         0
     }
 
+    /// Whether every request for `key` waits long enough (an object store's round trip)
+    /// that a reader should have many in flight: engines then [`submit`](Self::submit)
+    /// their reads ahead of the decode workers instead of reading on them, so requests in
+    /// flight are not bounded by worker count. `false` for local files, where a worker's
+    /// synchronous read is cheapest.
+    fn wants_read_ahead(&self, key: &str) -> bool {
+        let _ = key;
+        false
+    }
+
     /// A snapshot of the store's counters.
     fn stats(&self) -> StoreStats;
 }
@@ -190,6 +202,9 @@ macro_rules! forward_store {
             }
             fn merge_gap_hint(&self, key: &str) -> u64 {
                 (**self).merge_gap_hint(key)
+            }
+            fn wants_read_ahead(&self, key: &str) -> bool {
+                (**self).wants_read_ahead(key)
             }
             fn stats(&self) -> StoreStats {
                 (**self).stats()

@@ -504,6 +504,10 @@ impl Store for RemoteStore {
         self.shared.merge_gap
     }
 
+    fn wants_read_ahead(&self, _key: &str) -> bool {
+        true
+    }
+
     fn stats(&self) -> StoreStats {
         self.shared.stats.snapshot()
     }

@@ -207,6 +207,13 @@ impl Store for UriStore {
         }
     }
 
+    fn wants_read_ahead(&self, key: &str) -> bool {
+        match self.route(key) {
+            Ok(Route::Remote(s)) => s.wants_read_ahead(key),
+            Ok(Route::Fs(_)) | Err(_) => false,
+        }
+    }
+
     /// The file store's counters plus every object store's.
     fn stats(&self) -> StoreStats {
         let mut s = self.fs.stats();
@@ -242,6 +249,10 @@ mod tests {
         assert_eq!(rs[0].bytes(), Ok(3));
         assert_eq!(rs[1].bytes(), Ok(2));
         assert_eq!(s.merge_gap_hint(&uri), 0);
+        // Local files are read on the workers; object stores' reads are submitted ahead.
+        assert!(!s.wants_read_ahead(&uri));
+        assert!(s.wants_read_ahead("s3://bucket/a.zarr/c/0"));
+        assert!(s.merge_gap_hint("s3://bucket/a.zarr/c/0") > 0);
         assert!(is_remote_uri("s3://b/k") && is_remote_uri("https://h/k") && !is_remote_uri(&uri));
     }
 

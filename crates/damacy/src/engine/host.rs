@@ -1,7 +1,8 @@
 //! The host engine: executes a [`planner::BatchPlan`] on CPU threads.
 //!
 //! Work is split into jobs of one read op each: a worker reads the op's bytes through the
-//! store, decodes every chunk of the op's group with `zarr::decode_chunk` (once, however
+//! store (for an object store the read was submitted when the job was queued, and the
+//! worker waits for it: [`super::read_ahead`]), decodes every chunk of the op's group with `zarr::decode_chunk` (once, however
 //! many samples use the chunk) and scatters each placement into the batch buffer with the
 //! cast. Fill chunks form their own jobs. Each worker owns a staging buffer and a decode
 //! buffer, reused across jobs, so memory is fixed by `decode_threads × (max_read_op_bytes +
@@ -24,6 +25,7 @@ use zarr::DataType;
 use crate::batch::{Batch, Tensor};
 use crate::cast::{self, Scatter};
 use crate::config::{Config, OutDtype};
+use crate::engine::read_ahead::{Ahead, ReadAhead, read_op};
 use crate::engine::{
     ArrayFacts, BatchMeta, Deliver, DeliverCtx, Engine, EngineCtx, Job, JobTx, Ordered, Output,
     Pending, Planned, Running, Scratch, Worker, lock,
@@ -41,6 +43,7 @@ pub(crate) struct HostEngine {
     jobs: Mutex<Option<JobTx>>,
     sample_shape: Vec<u64>,
     out_dtype: OutDtype,
+    read_ahead: Arc<ReadAhead>,
 }
 
 impl HostEngine {
@@ -58,6 +61,7 @@ impl HostEngine {
             jobs: Mutex::new(Some(ctx.jobs)),
             sample_shape: cfg.sample_shape.clone(),
             out_dtype: cfg.dtype,
+            read_ahead: ctx.read_ahead,
         })
     }
 
@@ -86,8 +90,15 @@ impl HostEngine {
             return Err(Error::Closed);
         };
         for kind in jobs {
+            // An object-store read is submitted now and its job only waits for the bytes
+            // (`read_ahead`); the job is queued before the next read is issued.
+            let ahead = match kind {
+                JobKind::Read(r) => self.read_ahead.issue(&work.plan, r),
+                JobKind::Fill(_) => None,
+            };
+            let job = HostJob { work: Arc::clone(&work), kind, ahead };
             // The tensor drops (and its buffer goes back) with this early return.
-            if tx.send(Box::new(HostJob { work: Arc::clone(&work), kind })).is_err() {
+            if tx.send(Box::new(job)).is_err() {
                 return Err(Error::Closed);
             }
         }
@@ -121,6 +132,7 @@ impl Engine for HostEngine {
 
     fn shutdown(&self) {
         self.slots.close();
+        self.read_ahead.close();
     }
 
     fn join(&self) {}
@@ -184,11 +196,13 @@ impl Deliver for HostPending {
 struct HostJob {
     work: Arc<BatchWork<()>>,
     kind: JobKind,
+    /// The read op's bytes in flight, for an object store.
+    ahead: Option<Ahead>,
 }
 
 impl Job for HostJob {
     fn run(self: Box<Self>, w: &mut Worker<'_>) {
-        self.work.run(self.kind, w.store, w.scratch, w.stats);
+        self.work.run(self.kind, self.ahead, w.store, w.scratch, w.stats);
     }
 }
 
@@ -284,6 +298,7 @@ impl<L> BatchWork<L> {
     pub(crate) fn run(
         &self,
         job: JobKind,
+        ahead: Option<Ahead>,
         store: &dyn store::Store,
         scratch: &mut Scratch,
         stats: &StatCounters,
@@ -291,7 +306,7 @@ impl<L> BatchWork<L> {
         // A job counts as finished however it ends: a panic here must fail the batch,
         // not leave `pop` waiting forever for a job that will never finish.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
-            JobKind::Read(r) => self.run_read(r, store, scratch, stats),
+            JobKind::Read(r) => self.run_read(r, ahead, store, scratch, stats),
             JobKind::Fill(k) => {
                 let t = Instant::now();
                 self.run_fill(k);
@@ -323,6 +338,7 @@ impl<L> BatchWork<L> {
     fn run_read(
         &self,
         r: usize,
+        ahead: Option<Ahead>,
         store: &dyn store::Store,
         scratch: &mut Scratch,
         stats: &StatCounters,
@@ -343,9 +359,8 @@ impl<L> BatchWork<L> {
             );
             return;
         };
-        scratch.staging.resize(len, 0);
         let t_io = Instant::now();
-        let read = store.read_exact(&file.key, op.offset, &mut scratch.staging[..len]);
+        let read = read_op(ahead, store, &file.key, op.offset, len, &mut scratch.staging);
         stats.io_ns.fetch_add(t_io.elapsed().as_nanos() as u64, Ordering::Relaxed);
         if let Err(e) = read {
             self.progress.fail(samples_of_group(), &SampleError::Store(e));

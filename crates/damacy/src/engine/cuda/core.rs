@@ -14,6 +14,7 @@ use super::sizing::{Sizing, meta_bytes};
 use super::{DESC_BYTES, DESC_CAP, REGION_ALIGN, STAGING_PAD, WAVES, gpu_err, gs};
 use crate::config::Config;
 use crate::engine::lock;
+use crate::engine::read_ahead::ReadAhead;
 use crate::error::{Error, GpuError, Result};
 use crate::fault::{Fault, Faults};
 
@@ -88,6 +89,8 @@ pub(super) struct Engine<D: Device> {
     pub(super) committed: u64,
     /// Faults armed by a test.
     pub(super) faults: Arc<Faults>,
+    /// Where object-store reads of a wave are submitted ahead of its jobs.
+    pub(super) read_ahead: Arc<ReadAhead>,
 }
 
 impl<D: Device> std::fmt::Debug for Engine<D> {
@@ -115,7 +118,12 @@ impl<D: Device> Engine<D> {
     ///
     /// # Errors
     /// `Gpu` when an allocation or the scheduler's setup fails.
-    pub(super) fn build(cfg: &Config, opened: Opened<D>, faults: Arc<Faults>) -> Result<Self> {
+    pub(super) fn build(
+        cfg: &Config,
+        opened: Opened<D>,
+        faults: Arc<Faults>,
+        read_ahead: Arc<ReadAhead>,
+    ) -> Result<Self> {
         let Opened { dev, sizing, temp, in_align, out_align } = opened;
         let backend = Arc::clone(dev.sched());
         let sched = Scheduler::new(
@@ -158,6 +166,7 @@ impl<D: Device> Engine<D> {
             sizing,
             committed,
             faults,
+            read_ahead,
         })
     }
 
@@ -340,6 +349,7 @@ impl<D: Device> Engine<D> {
     pub(super) fn close(&self) {
         lock(&self.held).closed = true;
         self.wake();
+        self.read_ahead.close();
     }
 
     /// Wakes every waiting acquire, to look at the engine's state again. Each notify is

@@ -74,7 +74,7 @@ impl<D: Device> CudaEngine<D> {
     /// # Errors
     /// As [`Engine::build`]; `Spawn` when a thread cannot start.
     fn start(cfg: &Config, opened: Opened<D>, ctx: EngineCtx, running: Running) -> Result<Self> {
-        let core = Arc::new(Engine::build(cfg, opened, ctx.faults)?);
+        let core = Arc::new(Engine::build(cfg, opened, ctx.faults, ctx.read_ahead)?);
         // One planned batch waits for the submit thread: planning runs one batch ahead,
         // bounded.
         let (stx, srx) = crossbeam_channel::bounded(1);

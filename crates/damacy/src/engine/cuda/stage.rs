@@ -18,6 +18,7 @@ use planner::{ArrayEntry, BatchPlan, ChunkPlan, ChunkSource};
 use super::route::{Route, cpu_takes};
 use super::{MAX_GPU_STREAM, align_up};
 use crate::config::OutDtype;
+use crate::engine::read_ahead::{Ahead, read_op};
 use crate::engine::{ArrayFacts, Job, Worker, lock};
 use crate::error::{PlanFault, SampleError};
 use crate::stats::StatCounters;
@@ -124,11 +125,13 @@ pub(super) struct WaveWork<S: StageMem> {
 pub(super) struct WaveJob<S: StageMem> {
     pub(super) work: Arc<WaveWork<S>>,
     pub(super) read: usize,
+    /// The read op's bytes in flight, for an object store.
+    pub(super) ahead: Option<Ahead>,
 }
 
 impl<S: StageMem + 'static> Job for WaveJob<S> {
     fn run(self: Box<Self>, w: &mut Worker<'_>) {
-        self.work.run(self.read, w.store, w.scratch.read_buf(), w.stats);
+        self.work.run(self.read, self.ahead, w.store, w.scratch.read_buf(), w.stats);
     }
 }
 
@@ -244,6 +247,7 @@ impl<S: StageMem> WaveWork<S> {
     pub(super) fn run(
         &self,
         r: usize,
+        ahead: Option<Ahead>,
         store: &dyn store::Store,
         buf: &mut Vec<u8>,
         stats: &StatCounters,
@@ -251,7 +255,7 @@ impl<S: StageMem> WaveWork<S> {
         // Unwind safety: `buf` is resized before every read; the wave's state is merged
         // only at the end of a job, under a lock that tolerates poisoning.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.run_inner(r, store, buf, stats)
+            self.run_inner(r, ahead, store, buf, stats)
         }));
         if ran.is_err() {
             let err = SampleError::Internal { stage: "CUDA decode worker" };
@@ -264,6 +268,7 @@ impl<S: StageMem> WaveWork<S> {
     fn run_inner(
         &self,
         r: usize,
+        ahead: Option<Ahead>,
         store: &dyn store::Store,
         buf: &mut Vec<u8>,
         stats: &StatCounters,
@@ -295,9 +300,8 @@ impl<S: StageMem> WaveWork<S> {
             self.merge(local, &[]);
             return;
         };
-        buf.resize(len, 0);
         let t = Instant::now();
-        let read = store.read_exact(&file.key, op.offset, &mut buf[..len]);
+        let read = read_op(ahead, store, &file.key, op.offset, len, buf);
         stats.io_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         if let Err(e) = read {
             fail_all(&mut local, SampleError::Store(e));

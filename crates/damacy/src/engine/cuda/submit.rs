@@ -172,7 +172,9 @@ impl<D: Device> Engine<D> {
             done: (Mutex::new(wave.reads.is_empty()), Condvar::new()),
         });
         for r in wave.reads.clone() {
-            if jobs.send(Box::new(WaveJob { work: Arc::clone(&work), read: r })).is_err() {
+            // An object-store read is submitted now, its job queued before the next one.
+            let ahead = self.read_ahead.issue(plan, r);
+            if jobs.send(Box::new(WaveJob { work: Arc::clone(&work), read: r, ahead })).is_err() {
                 // No worker is left to run this or any job: nothing writes the slot.
                 return Err((slot, Failure::Engine(Error::Closed)));
             }

@@ -126,7 +126,7 @@ fn run_wave(plan: BatchPlan, positions: Vec<usize>, store: &dyn store::Store) ->
     let stats = StatCounters::default();
     let mut buf = Vec::new();
     for r in wave.reads.clone() {
-        work.run(r, store, &mut buf, &stats);
+        work.run(r, None, store, &mut buf, &stats);
     }
     // Every job counted itself finished, however it ended.
     assert!(*work.done.0.lock().expect("done"), "the wave's jobs did not all finish");

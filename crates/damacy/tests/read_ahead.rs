@@ -1,0 +1,219 @@
+//! Reads of stores whose every request waits (object stores) are submitted ahead of the
+//! decode workers (`Store::wants_read_ahead`), so requests in flight do not depend on the
+//! number of decode threads; the batches are the same bytes, and
+//! `object_store.read_ahead_bytes` bounds what is in flight. Both engines (the CUDA one on
+//! the simulated device).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use damacy::{Backend, OutDtype, Pipeline, Sample};
+use store::{
+    FsStore, FsStoreConfig, ReadRequest, ReadResult, Store, StoreStats, Ticket, TrySubmitError,
+};
+
+use crate::device::{builder, fixtures};
+
+/// What the store saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Submitted reads not yet handed back.
+    outstanding: usize,
+    /// The most outstanding at once.
+    peak: usize,
+    submitted: usize,
+    /// Reads made synchronously (on a decode worker).
+    sync_reads: usize,
+    /// Gated stores hand nothing back until two reads were outstanding at once.
+    released: bool,
+    held: Vec<(store::Completer, Vec<ReadResult>)>,
+}
+
+/// Local files behind a store that says whether it wants reads ahead and counts what it
+/// is asked. A gated store holds submitted reads' results back until two were in flight
+/// at the same time: it proves, without timing, that a worker did not wait for one read
+/// before the next was issued (with one decode thread).
+#[derive(Debug)]
+struct Counting {
+    inner: FsStore,
+    ahead: bool,
+    gated: bool,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Counting {
+    fn new(ahead: bool, gated: bool) -> Self {
+        let inner = FsStore::new("/", FsStoreConfig { io_threads: 2, ..Default::default() })
+            .expect("file store");
+        Self { inner, ahead, gated, seen: Arc::default() }
+    }
+
+    fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
+        f(&self.seen.lock().unwrap())
+    }
+
+    /// Hands back every held read (a test that failed to get two in flight must still
+    /// end, and its pipeline drop).
+    fn release(&self) {
+        let held = {
+            let mut s = self.seen.lock().unwrap();
+            s.released = true;
+            std::mem::take(&mut s.held)
+        };
+        for (c, r) in held {
+            deliver(&c, r);
+        }
+    }
+}
+
+fn deliver(completer: &store::Completer, results: Vec<ReadResult>) {
+    for (i, r) in results.into_iter().enumerate() {
+        assert!(completer.complete(i, r));
+    }
+}
+
+impl Store for Counting {
+    fn stat(&self, key: &str) -> store::Result<Option<u64>> {
+        self.inner.stat(key)
+    }
+    fn read(&self, key: &str, offset: u64, buf: &mut [u8]) -> store::Result<usize> {
+        self.seen.lock().unwrap().sync_reads += 1;
+        self.inner.read(key, offset, buf)
+    }
+    fn read_all(&self, key: &str) -> store::Result<Vec<u8>> {
+        self.inner.read_all(key)
+    }
+    fn submit(&self, reads: Vec<ReadRequest>) -> store::Result<Ticket> {
+        let n = reads.len();
+        let (ticket, completer) = Ticket::new(n);
+        let flush = {
+            let mut s = self.seen.lock().unwrap();
+            s.submitted += n;
+            s.outstanding += n;
+            s.peak = s.peak.max(s.outstanding);
+            if !s.released && s.peak >= 2 {
+                s.released = true;
+                std::mem::take(&mut s.held)
+            } else {
+                Vec::new()
+            }
+        };
+        for (c, r) in flush {
+            deliver(&c, r);
+        }
+        let (seen, gated) = (Arc::clone(&self.seen), self.gated);
+        self.inner.submit(reads)?.on_complete(move |results| {
+            let mut s = seen.lock().unwrap();
+            s.outstanding -= results.len();
+            if gated && !s.released {
+                s.held.push((completer, results));
+                return;
+            }
+            drop(s);
+            deliver(&completer, results);
+        });
+        Ok(ticket)
+    }
+    fn try_submit(&self, reads: Vec<ReadRequest>) -> Result<Ticket, TrySubmitError> {
+        self.submit(reads).map_err(TrySubmitError::Failed)
+    }
+    fn wants_read_ahead(&self, _key: &str) -> bool {
+        self.ahead
+    }
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
+}
+
+/// Two samples from two fixture arrays (so at least two read ops per batch), in three
+/// batches, and the batches as the plain file store reads them.
+fn samples_and_reference(dev: Backend) -> (Vec<Sample>, Vec<Vec<u8>>, damacy::ConfigBuilder) {
+    let fx = fixtures();
+    let pick = |name: &str| fx.iter().find(|f| f.name == name).expect(name).path.clone();
+    let (a, b) = (pick("shard_end_u16_zstd"), pick("blosc_zstd_shuffle_f32"));
+    let samples: Vec<Sample> = (0..6u64)
+        .map(|i| {
+            let path = if i % 2 == 0 { &a } else { &b };
+            Sample::new(path, vec![i, 2 * i, 1], vec![i + 4, 2 * i + 8, 9]).expect("box")
+        })
+        .collect();
+    let cfg = builder(&[4, 8, 8], 2, OutDtype::F32, dev).decode_threads(1);
+    let reference = crate::device::read_all(cfg.clone().build().unwrap(), samples.clone())
+        .expect("reference read");
+    (samples, reference, cfg)
+}
+
+fn read_through(cfg: damacy::Config, samples: Vec<Sample>, store: Arc<Counting>) -> Vec<Vec<u8>> {
+    let meta = Arc::new(FsStore::new("/", FsStoreConfig::default()).unwrap());
+    let mut p = Pipeline::with_stores(cfg, meta, Arc::clone(&store) as _).expect("pipeline");
+    p.push(samples).expect("push");
+    p.finish();
+    let mut out = Vec::new();
+    loop {
+        match p.pop_timeout(Duration::from_secs(120)) {
+            Ok(Some(b)) => out.push(b.to_host().expect("host bytes")),
+            Ok(None) => return out,
+            Err(damacy::Error::Timeout { .. }) => {
+                // Not a synchronization: only a failing engine (reads never two in flight
+                // at once) gets here, and the test must fail rather than hang.
+                store.release();
+                panic!("no batch in 120 s: the gated store never saw two reads in flight");
+            }
+            Err(e) => panic!("batch: {e}"),
+        }
+    }
+}
+
+fn reads_are_submitted_ahead_with_one_decode_thread(dev: Backend) {
+    let (samples, reference, cfg) = samples_and_reference(dev);
+    let store = Arc::new(Counting::new(true, true));
+    let got = read_through(cfg.build().unwrap(), samples, Arc::clone(&store));
+    assert_eq!(got, reference, "the same bytes as the file store's");
+    let (submitted, sync_reads, peak) = store.seen(|s| (s.submitted, s.sync_reads, s.peak));
+    assert!(submitted >= 6, "every read op submitted ({submitted})");
+    assert_eq!(sync_reads, 0, "no read made on a worker");
+    assert!(peak >= 2, "reads in flight together with one decode thread ({peak})");
+}
+
+fn local_files_are_read_on_the_workers(dev: Backend) {
+    let (samples, reference, cfg) = samples_and_reference(dev);
+    let store = Arc::new(Counting::new(false, false));
+    let got = read_through(cfg.build().unwrap(), samples, Arc::clone(&store));
+    assert_eq!(got, reference);
+    let (submitted, sync_reads) = store.seen(|s| (s.submitted, s.sync_reads));
+    assert_eq!(submitted, 0);
+    assert!(sync_reads >= 6, "{sync_reads}");
+}
+
+fn the_read_ahead_budget_bounds_reads_in_flight(dev: Backend) {
+    let (samples, reference, cfg) = samples_and_reference(dev);
+    let mut cfg = cfg.build().unwrap();
+    // One byte: each read is clamped to the whole budget and so runs alone.
+    cfg.object_store.read_ahead_bytes = 1;
+    let store = Arc::new(Counting::new(true, false));
+    let got = read_through(cfg, samples, Arc::clone(&store));
+    assert_eq!(got, reference);
+    let (submitted, peak) = store.seen(|s| (s.submitted, s.peak));
+    assert!(submitted >= 6, "{submitted}");
+    assert_eq!(peak, 1, "never more than the budget in flight");
+}
+
+macro_rules! on_each_engine {
+    ($($body:ident => $host:ident, $sim:ident;)*) => {$(
+        #[test]
+        fn $host() {
+            $body(Backend::Host)
+        }
+
+        #[test]
+        fn $sim() {
+            $body(Backend::Simulated)
+        }
+    )*};
+}
+
+on_each_engine! {
+    reads_are_submitted_ahead_with_one_decode_thread => reads_are_submitted_ahead_with_one_decode_thread_host, reads_are_submitted_ahead_with_one_decode_thread_sim;
+    local_files_are_read_on_the_workers => local_files_are_read_on_the_workers_host, local_files_are_read_on_the_workers_sim;
+    the_read_ahead_budget_bounds_reads_in_flight => the_read_ahead_budget_bounds_reads_in_flight_host, the_read_ahead_budget_bounds_reads_in_flight_sim;
+}
