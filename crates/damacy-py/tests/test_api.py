@@ -81,9 +81,11 @@ def test_object_store_options_reach_the_rust_config():
     """Issue 16's per-scheme options and request knobs, set from Python, are the Rust
     configuration's (a nested dict, as in JSON and TOML)."""
     opts = {"s3": {"aws_endpoint": "http://127.0.0.1:9000", "aws_allow_http": "true"}}
-    cfg = damacy.Config(sample_shape=[4], object_store={"options": opts, "max_in_flight": 16})
+    knobs = {"options": opts, "max_in_flight": 16, "read_ahead_bytes": 1 << 20}
+    cfg = damacy.Config(sample_shape=[4], object_store=knobs)
     got = json.loads(cfg.to_json())["object_store"]
     assert got["options"] == opts
     assert got["max_in_flight"] == 16
+    assert got["read_ahead_bytes"] == 1 << 20
     assert cfg.object_store["max_in_flight"] == 16
     assert damacy.Config.from_json(cfg.to_json()) == cfg

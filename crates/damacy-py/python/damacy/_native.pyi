@@ -77,6 +77,11 @@ class Config:
     max_read_op_bytes: int
     merge_gap_bytes: int
     max_chunk_decompressed_bytes: int
+    object_store: dict[str, Any]
+    """Object-store options and request knobs: `options` (per scheme), `max_in_flight`,
+    `max_part_bytes`, `min_part_bytes`, `merge_gap_bytes`, `max_retries`,
+    `request_timeout_ms`, `connect_timeout_ms`, `retry_timeout_ms`, `runtime_threads`,
+    `read_ahead_bytes`."""
     def __init__(self, **knobs: Knob) -> None: ...
     @staticmethod
     def from_dict(d: dict[str, Knob]) -> Config: ...
