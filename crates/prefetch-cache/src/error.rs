@@ -69,6 +69,10 @@ pub enum Error {
     /// A fetch thread could not be started.
     #[error("could not start prefetch thread: {kind}")]
     SpawnThread { kind: std::io::ErrorKind },
+    /// The sample's uri is an OME-NGFF image group whose level could not be resolved (or a
+    /// group that is not an image, or a level given for an array).
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     /// The prefetcher shut down before the sample resolved.
     #[error("the prefetcher shut down before sample {seq} resolved")]
     ShutDown { seq: u64 },
