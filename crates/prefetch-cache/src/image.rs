@@ -98,11 +98,12 @@ fn parse(
     bytes: &[u8],
     parse: fn(&[u8]) -> Result<ImageMetadata, NgffError>,
 ) -> Result<ImageMetadata, Error> {
-    parse(bytes).map_err(|source| match source {
-        NgffError::NotAnImage { .. } | NgffError::NotAGroup { .. } => {
+    parse(bytes).map_err(|source| {
+        if source.is_not_an_image() {
             Error::Image(ImageError::NotAnImage { key, source })
+        } else {
+            Error::Image(ImageError::Metadata { key, source })
         }
-        source => Error::Image(ImageError::Metadata { key, source }),
     })
 }
 

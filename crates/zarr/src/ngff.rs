@@ -122,6 +122,23 @@ pub enum NgffError {
     VoxelRange { axis: usize },
 }
 
+impl NgffError {
+    /// Whether the document is no image's metadata at all (not JSON, not a zarr v3 group,
+    /// or a group without `multiscales`), as opposed to an image's malformed metadata.
+    pub fn is_not_an_image(&self) -> bool {
+        match self {
+            NgffError::Json { .. }
+            | NgffError::ZarrFormat { .. }
+            | NgffError::NotAGroup { .. }
+            | NgffError::NotAnImage { .. } => true,
+            NgffError::Missing { at } | NgffError::WrongType { at, .. } => {
+                matches!(at.as_str(), "(root)" | "zarr_format" | "node_type" | "attributes")
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The OME-NGFF version of an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NgffVersion {
@@ -649,31 +666,28 @@ fn v3_group_attributes(bytes: &[u8]) -> Result<Option<Map<String, Value>>> {
     }
 }
 
-/// `attributes.ome` of a 0.5 group, with its version checked (`labels` groups written by
-/// ome-zarr-py carry no version, so `require_version` is false for them).
-fn ome_namespace(
-    bytes: &[u8],
-    key: &'static str,
-    require_version: bool,
-) -> Result<Map<String, Value>> {
+/// `attributes.ome` of a 0.5 group (`NotAnImage`, naming `key`, when there is none).
+fn ome_namespace(bytes: &[u8], key: &'static str) -> Result<Map<String, Value>> {
     let Some(mut attrs) = v3_group_attributes(bytes)? else {
         return Err(NgffError::NotAnImage { key });
     };
-    let ome = match attrs.remove("ome") {
-        None => return Err(NgffError::NotAnImage { key }),
-        Some(Value::Object(o)) => o,
-        Some(_) => return Err(wrong("attributes.ome", "an object")),
-    };
-    match ome.get("version") {
-        Some(Value::String(v)) if v == "0.5" => {}
-        Some(Value::String(v)) => return Err(NgffError::UnsupportedVersion { version: v.clone() }),
-        Some(_) => return Err(wrong("attributes.ome.version", "a string")),
-        None if require_version => {
-            return Err(NgffError::Missing { at: "attributes.ome.version".into() });
-        }
-        None => {}
+    match attrs.remove("ome") {
+        None => Err(NgffError::NotAnImage { key }),
+        Some(Value::Object(o)) => Ok(o),
+        Some(_) => Err(wrong("attributes.ome", "an object")),
     }
-    Ok(ome)
+}
+
+/// Checks `attributes.ome.version` is `"0.5"` (`labels` groups written by ome-zarr-py
+/// carry no version, so `required` is false for them).
+fn check_version(ome: &Map<String, Value>, required: bool) -> Result<()> {
+    match ome.get("version") {
+        Some(Value::String(v)) if v == "0.5" => Ok(()),
+        Some(Value::String(v)) => Err(NgffError::UnsupportedVersion { version: v.clone() }),
+        Some(_) => Err(wrong("attributes.ome.version", "a string")),
+        None if required => Err(NgffError::Missing { at: "attributes.ome.version".into() }),
+        None => Ok(()),
+    }
 }
 
 /// The attributes object of a zarr v2 `.zattrs`.
@@ -721,10 +735,10 @@ impl ImageMetadata {
     /// unless `attributes.ome.version` is `"0.5"`; the structural errors of the module's
     /// checks.
     pub fn from_group_json(bytes: &[u8]) -> Result<Self> {
-        let ome = ome_namespace(bytes, "attributes.ome.multiscales", true)?;
-        let Some(ms) = ome.get("multiscales") else {
-            return Err(NgffError::NotAnImage { key: "attributes.ome.multiscales" });
-        };
+        let key = "attributes.ome.multiscales";
+        let ome = ome_namespace(bytes, key)?;
+        let Some(ms) = ome.get("multiscales") else { return Err(NgffError::NotAnImage { key }) };
+        check_version(&ome, true)?;
         let multiscales = parse_multiscales(ms, "attributes.ome.multiscales")?;
         Ok(Self { version: NgffVersion::V0_5, multiscales })
     }
@@ -759,10 +773,10 @@ pub fn labels_from_zattrs(bytes: &[u8]) -> Result<Vec<String>> {
 /// for [`ImageMetadata::from_group_json`] (a missing version is accepted here: writers
 /// omit it on the labels group).
 pub fn labels_from_group_json(bytes: &[u8]) -> Result<Vec<String>> {
-    let ome = ome_namespace(bytes, "attributes.ome.labels", false)?;
-    let Some(v) = ome.get("labels") else {
-        return Err(NgffError::NotAnImage { key: "attributes.ome.labels" });
-    };
+    let key = "attributes.ome.labels";
+    let ome = ome_namespace(bytes, key)?;
+    let Some(v) = ome.get("labels") else { return Err(NgffError::NotAnImage { key }) };
+    check_version(&ome, false)?;
     parse_labels(v, "attributes.ome.labels")
 }
 

@@ -397,8 +397,19 @@ fn version_0_5_lives_in_a_v3_group_under_ome() {
     assert_eq!(e(&v04), NgffError::UnsupportedVersion { version: "0.4".into() });
     let unversioned = v05(json!({"multiscales": m0}));
     assert_eq!(e(&unversioned), NgffError::Missing { at: "attributes.ome.version".into() });
+    // A labels group (no multiscales, no version) is a group, not an image.
+    assert_eq!(e(V05_LABELS), NgffError::NotAnImage { key: "attributes.ome.multiscales" });
     let no_ms = v05(json!({"version": "0.5"}));
     assert_eq!(e(&no_ms), NgffError::NotAnImage { key: "attributes.ome.multiscales" });
+    // What is no image's metadata at all, as opposed to an image's broken metadata.
+    for not_image in [e(V05_ARRAY), e(V04_IMAGE3D), e(b"[1]"), e(b"{"), e(V05_LABELS)] {
+        assert!(not_image.is_not_an_image(), "{not_image:?}");
+    }
+    assert!(e(&no_ms).is_not_an_image());
+    assert!(!e(&v04).is_not_an_image() && !e(&unversioned).is_not_an_image());
+    assert!(
+        !parse(&with("/multiscales/0/datasets", Some(json!([])))).unwrap_err().is_not_an_image()
+    );
     // 0.4 metadata is never read from a v3 group, nor 0.5 from .zattrs.
     assert!(matches!(ImageMetadata::from_zattrs(V05_IMAGE5D), Err(NgffError::NotAnImage { .. })));
 }
