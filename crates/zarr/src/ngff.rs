@@ -117,9 +117,12 @@ pub enum NgffError {
         "the physical box covers voxels {lo}..{hi} on axis {axis}, outside the level's 0..{extent}"
     )]
     OutsideLevel { axis: usize, lo: i64, hi: i64, extent: u64 },
-    /// A voxel index too large to represent.
-    #[error("the physical box maps to voxel indices beyond ±2^53 on axis {axis}")]
-    VoxelRange { axis: usize },
+    /// Physical coordinates too large for their scale: `f64` cannot tell neighbouring
+    /// voxels apart there (for example a translation of 10^16 with a scale of 1).
+    #[error(
+        "the physical coordinates on axis {axis} are too coarse (in f64) to tell this level's voxels apart"
+    )]
+    Imprecise { axis: usize },
 }
 
 impl NgffError {
@@ -228,9 +231,6 @@ pub struct PhysicalBox {
     pub hi: Vec<f64>,
 }
 
-/// The largest magnitude at which every integer is an exact `f64`.
-const EXACT_INT: f64 = 9_007_199_254_740_992.0;
-
 impl ScaleTranslation {
     /// Scale 1 and translation 0 on `rank` axes.
     pub fn identity(rank: usize) -> Self {
@@ -327,7 +327,8 @@ impl ScaleTranslation {
     ///
     /// # Errors
     /// `BoxRank`; `EmptyBox` when `hi <= lo` or a bound is not finite on an axis;
-    /// `VoxelRange` when an index passes ±2^53.
+    /// `Imprecise` when that rounding error reaches a quarter voxel (the coordinates
+    /// cannot resolve single voxels there).
     pub fn voxel_box(&self, lo: &[f64], hi: &[f64]) -> Result<VoxelBox> {
         self.check_rank(lo.len())?;
         self.check_rank(hi.len())?;
@@ -339,20 +340,21 @@ impl ScaleTranslation {
                 return Err(NgffError::EmptyBox { axis, lo: p0, hi: p1 });
             }
             let (s, t) = (self.scale[axis], self.translation[axis]);
+            // The rounding error of `(p - t) / s`, in voxels.
+            let tol = |p: f64| 64.0 * f64::EPSILON * (1.0 + (p.abs() + t.abs()) / s.abs());
+            if tol(p0).max(tol(p1)) > 0.25 {
+                return Err(NgffError::Imprecise { axis });
+            }
             let index = |p: f64| {
                 let v = (p - t) / s + 0.5;
-                let tol = 64.0 * f64::EPSILON * (1.0 + (p.abs() + t.abs()) / s.abs());
                 let r = v.round();
-                if (v - r).abs() <= tol { (r, r) } else { (v.floor(), v.ceil()) }
+                if (v - r).abs() <= tol(p) { (r, r) } else { (v.floor(), v.ceil()) }
             };
             let (a, b) = (index(p0), index(p1));
             // A negative scale reverses the axis: the low physical bound is the high index.
             let (v0, v1) = if s > 0.0 { (a.0, b.1) } else { (b.0, a.1) };
-            let exact = |v: f64| v.abs() <= EXACT_INT;
-            if !exact(v0) || !exact(v1) {
-                return Err(NgffError::VoxelRange { axis });
-            }
-            // Both are integers of magnitude at most 2^53: the casts are exact.
+            // The precision check bounds |p - t| / |s| below 0.25 / (64 ε) ≈ 1.8e13, so both
+            // are integers far inside i64 and the casts are exact.
             out.lo.push(v0 as i64);
             out.hi.push(v1 as i64);
         }

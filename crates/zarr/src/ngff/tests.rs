@@ -452,9 +452,13 @@ fn maps_fixture_levels_between_physical_and_voxel_boxes() {
     ));
     assert_eq!(
         l1.voxel_box(&[0.0, 0.0, 0.0], &[1e300, 1.0, 1.0]),
-        Err(NgffError::VoxelRange { axis: 0 })
+        Err(NgffError::Imprecise { axis: 0 })
     );
     assert_eq!(l1.to_physical(&[1.0, 1.0, 1.0]).unwrap(), vec![2.0, 1.25, 1.25]);
+    // Far from the origin f64 cannot resolve voxels: refused, not rounded anywhere.
+    let far = ScaleTranslation { scale: vec![1.0], translation: vec![8_007_199_254_740_993.0] };
+    let p = far.physical_box(&[0], &[1]).unwrap();
+    assert_eq!(far.voxel_box(&p.lo, &p.hi), Err(NgffError::Imprecise { axis: 0 }));
 }
 
 /// Voxel index `i`'s low face along one axis (its high face for a negative scale).
