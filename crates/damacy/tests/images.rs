@@ -40,7 +40,6 @@ pub struct WrittenLevel {
 #[derive(Debug, Clone)]
 pub struct WrittenImage {
     pub name: String,
-    pub version: String,
     /// Relative to `tests/data/ngff`.
     pub rel: String,
     pub path: PathBuf,
@@ -77,7 +76,6 @@ pub fn written_images(version: &str) -> Vec<WrittenImage> {
         .filter(|i| i["version"] == version)
         .map(|i| WrittenImage {
             name: i["name"].as_str().unwrap_or_default().to_owned(),
-            version: version.to_owned(),
             rel: i["path"].as_str().unwrap_or_default().to_owned(),
             path: dir.join(i["path"].as_str().unwrap_or_default()),
             multiscale_name: i["multiscale_name"].as_str().map(str::to_owned),

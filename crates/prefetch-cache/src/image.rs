@@ -79,6 +79,9 @@ pub struct ImageInfo {
     pub labels: Vec<String>,
 }
 
+/// One of `zarr::ngff`'s parsers of a metadata document.
+type Parser<T> = fn(&[u8]) -> Result<T, NgffError>;
+
 fn store_err(key: &str) -> impl FnOnce(store::Error) -> Error + '_ {
     move |source| Error::Store { key: key.to_owned(), source }
 }
@@ -93,11 +96,7 @@ fn read_optional(store: &dyn Store, key: &str) -> Result<Option<Vec<u8>>, Error>
 }
 
 /// Parses one metadata file, telling "not an image" from "a broken image".
-fn parse(
-    key: String,
-    bytes: &[u8],
-    parse: fn(&[u8]) -> Result<ImageMetadata, NgffError>,
-) -> Result<ImageMetadata, Error> {
+fn parse(key: String, bytes: &[u8], parse: Parser<ImageMetadata>) -> Result<ImageMetadata, Error> {
     parse(bytes).map_err(|source| {
         if source.is_not_an_image() {
             Error::Image(ImageError::NotAnImage { key, source })
@@ -222,7 +221,7 @@ pub fn fetch_level(
 /// # Errors
 /// `Image(Metadata)` naming the labels file when it is malformed; `Store`.
 fn read_labels(store: &dyn Store, group: &ImageGroup) -> Result<Vec<String>, Error> {
-    let (file, parse): (_, fn(&[u8]) -> Result<Vec<String>, NgffError>) = match group.meta.version {
+    let (file, parse): (_, Parser<Vec<String>>) = match group.meta.version {
         ngff::NgffVersion::V0_5 => ("labels/zarr.json", ngff::labels_from_group_json),
         ngff::NgffVersion::V0_4 => ("labels/.zattrs", ngff::labels_from_zattrs),
     };

@@ -188,7 +188,9 @@ fn refuses_each_violation_with_its_own_error() {
     let ax = "/multiscales/0/axes";
     let ds = "/multiscales/0/datasets";
     let space = |n: &str| json!({"name": n, "type": "space"});
-    let cases: Vec<(&str, Value, fn(&NgffError) -> bool)> = vec![
+    /// What is broken, the document, and the error it must give.
+    type Case = (&'static str, Value, fn(&NgffError) -> bool);
+    let cases: Vec<Case> = vec![
         ("no multiscales", json!({"omero": {}}), |e| {
             matches!(e, E::NotAnImage { key: "multiscales" })
         }),
