@@ -109,35 +109,29 @@ fn inspect_lists_a_0_5_image() {
     assert!(text.contains("labels      cells"), "{text}");
 }
 
-#[test]
-fn image_failures_are_one_line_naming_the_file() {
+/// `damacy read PATH --level LEVEL` of one voxel: its stderr lines (it must fail) and
+/// that it wrote nothing.
+fn failed_read(path: &std::path::Path, level: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
-    let group = ngff().join("v05/image3d.zarr");
     let out = dir.path().join("o.npy");
-    let o = damacy(
-        &["read", group.to_str().unwrap(), "--level", "7", "--aabb", "0:1,0:1,0:1"]
-            .into_iter()
-            .chain(["--out", out.to_str().unwrap()])
-            .collect::<Vec<_>>(),
-        dir.path(),
-    );
+    let path = path.to_str().unwrap();
+    let args = ["read", path, "--level", level, "--aabb", "0:1,0:1,0:1", "--out"];
+    let o = damacy(&[&args[..], &[out.to_str().unwrap()]].concat(), dir.path());
     let lines = stderr_lines(&o);
     assert_eq!(o.status.code(), Some(1), "{lines:?}");
     assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(!out.exists());
+    lines
+}
+
+#[test]
+fn image_failures_are_one_line_naming_the_file() {
+    let group = ngff().join("v05/image3d.zarr");
+    let lines = failed_read(&group, "7");
     assert!(
         lines[0].contains("zarr.json: level 7 does not exist: the image has 3 levels"),
         "{lines:?}"
     );
-    assert!(!out.exists());
-    // A level given for an array.
-    let o = damacy(
-        &["read", group.join("s0").to_str().unwrap(), "--level", "0", "--aabb", "0:1,0:1,0:1"]
-            .into_iter()
-            .chain(["--out", out.to_str().unwrap()])
-            .collect::<Vec<_>>(),
-        dir.path(),
-    );
-    let lines = stderr_lines(&o);
-    assert_eq!(o.status.code(), Some(1), "{lines:?}");
+    let lines = failed_read(&group.join("s0"), "0");
     assert!(lines[0].contains("is an array, not an image group"), "{lines:?}");
 }

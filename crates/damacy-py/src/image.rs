@@ -3,11 +3,11 @@
 //! the physical ↔ voxel mapping of each level.
 
 use pyo3::prelude::*;
-use pyo3::types::{PySlice, PyTuple};
+use pyo3::types::PyTuple;
 
 use crate::config::PyConfig;
 use crate::errors::to_py;
-use crate::sample::PySample;
+use crate::sample::{PySample, slices};
 
 /// One axis of an image: its name, type (`"space"`, `"time"`, `"channel"`, a custom
 /// type, or None) and unit (or None).
@@ -49,12 +49,6 @@ impl PyAxis {
 #[derive(Debug, Clone)]
 pub(crate) struct PyImageLevel {
     inner: damacy::ImageLevel,
-}
-
-fn slices<'py>(py: Python<'py>, lo: &[u64], hi: &[u64]) -> PyResult<Bound<'py, PyTuple>> {
-    let s: Vec<Bound<'py, PySlice>> =
-        lo.iter().zip(hi).map(|(&l, &h)| PySlice::new(py, l as isize, h as isize, 1)).collect();
-    PyTuple::new(py, s)
 }
 
 #[pymethods]

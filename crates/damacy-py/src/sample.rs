@@ -16,6 +16,17 @@ pub(crate) struct PySample {
     pub(crate) inner: damacy::Sample,
 }
 
+/// The box `lo..hi` as a tuple of slices (step 1), as `Sample.box` gives it.
+pub(crate) fn slices<'py>(
+    py: Python<'py>,
+    lo: &[u64],
+    hi: &[u64],
+) -> PyResult<Bound<'py, PyTuple>> {
+    let s: Vec<Bound<'py, PySlice>> =
+        lo.iter().zip(hi).map(|(&l, &h)| PySlice::new(py, l as isize, h as isize, 1)).collect();
+    PyTuple::new(py, s)
+}
+
 /// A `SampleError` about a box that cannot be read, naming the sample's uri.
 pub(crate) fn bad_box(py: Python<'_>, uri: &str, what: String) -> PyErr {
     raise_with(
@@ -154,13 +165,7 @@ impl PySample {
     /// The box as a tuple of slices (usable to index a numpy array of the whole array).
     #[getter]
     fn r#box<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let a = self.inner.aabb();
-        let slices: Vec<Bound<'py, PySlice>> =
-            a.lo.iter()
-                .zip(&a.hi)
-                .map(|(&l, &h)| PySlice::new(py, l as isize, h as isize, 1))
-                .collect();
-        PyTuple::new(py, slices)
+        slices(py, &self.inner.aabb().lo, &self.inner.aabb().hi)
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {

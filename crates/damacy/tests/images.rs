@@ -15,6 +15,7 @@ use damacy::{
 use loopback::{BUCKET, HttpServer, S3Server};
 use serde_json::Value;
 
+use crate::object_stores::s3_options;
 use crate::support::{data_dir, npy_native, sub_box};
 
 /// One crop of a level and its `.npy`.
@@ -302,15 +303,6 @@ fn image_failures_reach_pop_typed_and_naming_the_file() {
     );
     let e = Image::open(image.path.join("nothing"), &os).unwrap_err();
     assert!(e.to_string().contains("no image group here"), "{e}");
-}
-
-fn s3_options(server: &S3Server) -> ObjectStoreConfig {
-    let mut o = ObjectStoreConfig { max_retries: 2, ..Default::default() };
-    let s3 = o.options.entry("s3".into()).or_default();
-    for (k, v) in server.client_options() {
-        s3.insert(k.into(), v);
-    }
-    o
 }
 
 /// Through S3 and HTTP, images resolve and read as through files (the level is found

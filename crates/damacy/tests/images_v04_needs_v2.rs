@@ -3,10 +3,10 @@
 //! without it, each level fails with `UnsupportedFormat { zarr_format: 2 }`). The 0.4
 //! tests that read no level array are in `images.rs`.
 
-use damacy::ObjectStoreConfig;
 use loopback::{BUCKET, S3Server};
 
 use crate::images::{every_level_crop_through, listing_matches_the_metadata_written, ngff_dir};
+use crate::object_stores::s3_options;
 
 #[test]
 fn every_0_4_level_crop_equals_the_writers_values() {
@@ -23,10 +23,6 @@ fn image_open_lists_what_ome_zarr_py_wrote_in_0_4() {
 #[test]
 fn a_0_4_image_reads_through_s3() {
     let server = S3Server::serve(&ngff_dir()).unwrap();
-    let mut os = ObjectStoreConfig { max_retries: 2, ..Default::default() };
-    let s3 = os.options.entry("s3".into()).or_default();
-    for (k, v) in server.client_options() {
-        s3.insert(k.into(), v);
-    }
+    let os = s3_options(&server);
     assert_eq!(every_level_crop_through("0.4", &format!("s3://{BUCKET}"), &os), 18);
 }
