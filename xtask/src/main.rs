@@ -7,7 +7,8 @@
 //! - `fuzz`: the stable fuzz targets (`crates/fuzz`) for a bounded time (see `fuzz.rs`);
 //!   `test` runs them too.
 //! - `loom`: only the loom models (`--cfg damacy_loom`, release, preemption bound 2).
-//! - `fixtures`: regenerates `tests/data` with the pinned zarr-python script.
+//! - `fixtures`: regenerates `tests/data` with the pinned zarr-python script, and
+//!   `tests/data/ngff` with the pinned ome-zarr-py one.
 //! - `bench-compare`: `damacy bench` against the tensorstore peer on one scenario
 //!   (see `compare.rs`).
 //! - `gpu-bundle [--bench]`: release test binaries with `_gpu` tests (or, with `--bench`,
@@ -119,8 +120,11 @@ fn loom() -> Result<()> {
 }
 
 fn fixtures() -> Result<()> {
-    let script = root().join("tests/data/make_fixtures.sh");
-    let mut c = Command::new("bash");
-    c.arg(script).current_dir(root());
-    run(c)
+    // zarr-python's arrays, then ome-zarr-py's OME-NGFF images (each with its own pins).
+    for script in ["tests/data/make_fixtures.sh", "tests/data/ngff/make_ngff_fixtures.sh"] {
+        let mut c = Command::new("bash");
+        c.arg(root().join(script)).current_dir(root());
+        run(c)?;
+    }
+    Ok(())
 }

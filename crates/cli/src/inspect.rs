@@ -58,6 +58,10 @@ fn chain_summary(c: &CodecChain) -> String {
 }
 
 pub(crate) fn inspect(args: &InspectArgs) -> Result<()> {
+    // An OME-NGFF image group prints its levels and labels; anything else is an array.
+    if crate::image::inspect(&args.array, &args.object, args.json)? {
+        return Ok(());
+    }
     let array = crate::array_uri(&args.array)?.display().to_string();
     let remote = store::is_remote_uri(&array);
     let remote_cfg = args.object.config()?.to_remote()?;

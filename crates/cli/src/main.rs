@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod benchmark;
+mod image;
 mod inspect;
 
 #[derive(Parser, Debug)]
@@ -28,9 +29,12 @@ enum Cmd {
     /// Benchmark the loader on a scenario's dataset (generated if absent). With no
     /// arguments, runs the `quickstart` scenario.
     Bench(benchmark::BenchArgs),
-    /// Read one crop of an array and write it as a NumPy .npy file.
+    /// Read one crop of an array (or of a level of an OME-NGFF image group) and write it
+    /// as a NumPy .npy file.
     Read(ReadArgs),
-    /// Describe an array: shape, dtype, chunking, codecs, shards, fill value.
+    /// Describe an array (shape, dtype, chunking, codecs, shards, fill value) or an
+    /// OME-NGFF image group (levels with their shape, dtype, chunks, scale and
+    /// translation; axes; labels).
     Inspect(inspect::InspectArgs),
     /// Write a scenario's dataset as sharded zarr v3 arrays.
     Gen(benchmark::GenArgs),
@@ -88,12 +92,16 @@ impl From<BackendArg> for damacy::Backend {
 
 #[derive(clap::Args, Debug)]
 struct ReadArgs {
-    /// The array: its directory (the one holding zarr.json), or an `s3://`, `gs://`,
+    /// The array or OME-NGFF image group: its directory, or an `s3://`, `gs://`,
     /// `az://` or `http(s)://` uri (credentials and endpoints from the environment,
     /// e.g. AWS_ENDPOINT_URL, or from --object-option).
     array: String,
     #[command(flatten)]
     object: ObjectArgs,
+    /// For an image group: the level to read (an index into its multiscales datasets,
+    /// 0 the highest resolution; `damacy inspect` lists them). Default 0.
+    #[arg(long)]
+    level: Option<usize>,
     /// The box, one half-open `lo:hi` range per axis, comma separated (e.g. 0:64,10:74,0:32).
     #[arg(long)]
     aabb: String,
@@ -190,7 +198,10 @@ fn read(args: &ReadArgs) -> Result<()> {
         .object_store(args.object.config()?)
         .build()?;
     let mut p = damacy::Pipeline::new(cfg)?;
-    let sample = damacy::Sample::new(array_uri(&args.array)?, lo, hi)?;
+    let mut sample = damacy::Sample::new(array_uri(&args.array)?, lo, hi)?;
+    if let Some(level) = args.level {
+        sample = sample.level(level);
+    }
     p.push([sample])?;
     p.finish();
     let batch = p.pop()?.context("the pipeline produced no batch")?;

@@ -49,6 +49,14 @@ create_exception!(
     "The iterable given to `Pipeline.push` raised (its exception is `__cause__`) while \
      producing sample `.index`; the batches before it were delivered."
 );
+create_exception!(
+    damacy,
+    ImageError,
+    Error,
+    "An OME-NGFF image group could not be opened (missing, not an image, malformed \
+     metadata, a level path holding no array), or a physical box does not map into a level: \
+     `.uri` is the image group, `.level` the level (or None)."
+);
 create_exception!(damacy, ClosedError, Error, "The pipeline is closed: no further batches come.");
 create_exception!(
     damacy,
@@ -84,6 +92,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TimeoutError", py.get_type::<TimeoutError>())?;
     m.add("InternalError", py.get_type::<InternalError>())?;
     m.add("DlpackError", py.get_type::<DlpackError>())?;
+    m.add("ImageError", py.get_type::<ImageError>())?;
     Ok(())
 }
 
@@ -174,6 +183,19 @@ pub(crate) fn to_py(py: Python<'_>, e: damacy::Error) -> PyErr {
             sample_error(py, msg, Some(index), &uri, chunk_of(&source))
         }
         E::InvalidSample { uri, source } => sample_error(py, msg, None, &uri, chunk_of(&source)),
+        E::Image { uri, .. } => raise_with(
+            py,
+            ImageError::new_err(msg),
+            &[("uri", Attr::Str(uri.to_string_lossy().into_owned())), ("level", Attr::None)],
+        ),
+        E::PhysicalBox { uri, level, .. } => raise_with(
+            py,
+            ImageError::new_err(msg),
+            &[
+                ("uri", Attr::Str(uri.to_string_lossy().into_owned())),
+                ("level", Attr::Int(level as u64)),
+            ],
+        ),
         E::Store(_) => StoreError::new_err(msg),
         E::BackendUnavailable { .. } | E::Gpu { .. } | E::DeviceBroken { .. } => {
             GpuError::new_err(msg)

@@ -14,6 +14,7 @@ mod config;
 mod dataset;
 mod dlpack;
 mod errors;
+mod image;
 mod pipeline;
 mod sample;
 mod source;
@@ -27,6 +28,9 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<config::PyConfig>()?;
     m.add_class::<sample::PySample>()?;
+    m.add_class::<image::PyImage>()?;
+    m.add_class::<image::PyImageLevel>()?;
+    m.add_class::<image::PyAxis>()?;
     m.add_class::<pipeline::PyPipeline>()?;
     m.add_class::<batch::PyBatch>()?;
     m.add_class::<dataset::PyDataset>()?;

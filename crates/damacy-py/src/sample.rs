@@ -1,21 +1,34 @@
-//! `damacy.Sample(uri, box)`: one crop. The box is a tuple of slices (`np.s_[0:128,
-//! 64:192]`, a single slice for rank 1) or a pair `(lo, hi)` of corner sequences, as the
-//! Rust `Sample::new(uri, lo, hi)` takes them.
+//! `damacy.Sample(uri, box, level=None)`: one crop. The box is a tuple of slices
+//! (`np.s_[0:128, 64:192]`, a single slice for rank 1) or a pair `(lo, hi)` of corner
+//! sequences, as the Rust `Sample::new(uri, lo, hi)` takes them; `level` picks a level of
+//! an OME-NGFF image group.
 
 use pyo3::prelude::*;
 use pyo3::types::{PySlice, PyTuple};
 
 use crate::errors::{Attr, SampleError, raise_with, to_py};
 
-/// One crop: an array's path and a half-open box in the array's axis order.
+/// One crop: an array's path (or an OME-NGFF image group's, with a level) and a
+/// half-open box in the array's axis order.
 #[pyclass(frozen, name = "Sample", module = "damacy")]
 #[derive(Debug, Clone)]
 pub(crate) struct PySample {
     pub(crate) inner: damacy::Sample,
 }
 
+/// The box `lo..hi` as a tuple of slices (step 1), as `Sample.box` gives it.
+pub(crate) fn slices<'py>(
+    py: Python<'py>,
+    lo: &[u64],
+    hi: &[u64],
+) -> PyResult<Bound<'py, PyTuple>> {
+    let s: Vec<Bound<'py, PySlice>> =
+        lo.iter().zip(hi).map(|(&l, &h)| PySlice::new(py, l as isize, h as isize, 1)).collect();
+    PyTuple::new(py, s)
+}
+
 /// A `SampleError` about a box that cannot be read, naming the sample's uri.
-fn bad_box(py: Python<'_>, uri: &str, what: String) -> PyErr {
+pub(crate) fn bad_box(py: Python<'_>, uri: &str, what: String) -> PyErr {
     raise_with(
         py,
         SampleError::new_err(format!("invalid sample {uri}: {what}")),
@@ -47,7 +60,11 @@ fn axis(py: Python<'_>, uri: &str, ax: usize, s: &Bound<'_, PySlice>) -> PyResul
 }
 
 /// The corners of `bx`.
-fn corners(py: Python<'_>, uri: &str, bx: &Bound<'_, PyAny>) -> PyResult<(Vec<u64>, Vec<u64>)> {
+pub(crate) fn corners(
+    py: Python<'_>,
+    uri: &str,
+    bx: &Bound<'_, PyAny>,
+) -> PyResult<(Vec<u64>, Vec<u64>)> {
     if let Ok(s) = bx.cast::<PySlice>() {
         let (lo, hi) = axis(py, uri, 0, s)?;
         return Ok((vec![lo], vec![hi]));
@@ -88,13 +105,43 @@ fn corners(py: Python<'_>, uri: &str, bx: &Bound<'_, PyAny>) -> PyResult<(Vec<u6
     ))
 }
 
+impl PySample {
+    /// A sample of `uri`'s box, of image level `level` when given.
+    pub(crate) fn build(
+        py: Python<'_>,
+        uri: std::path::PathBuf,
+        r#box: &Bound<'_, PyAny>,
+        level: Option<usize>,
+    ) -> PyResult<Self> {
+        let shown = uri.to_string_lossy().into_owned();
+        let (lo, hi) = corners(py, &shown, r#box)?;
+        let inner = damacy::Sample::new(uri, lo, hi).map_err(|e| to_py(py, e))?;
+        Ok(Self {
+            inner: match level {
+                Some(l) => inner.level(l),
+                None => inner,
+            },
+        })
+    }
+}
+
 #[pymethods]
 impl PySample {
     #[new]
-    fn new(py: Python<'_>, uri: std::path::PathBuf, r#box: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let shown = uri.to_string_lossy().into_owned();
-        let (lo, hi) = corners(py, &shown, r#box)?;
-        damacy::Sample::new(uri, lo, hi).map(|inner| Self { inner }).map_err(|e| to_py(py, e))
+    #[pyo3(signature = (uri, r#box, level=None))]
+    fn new(
+        py: Python<'_>,
+        uri: std::path::PathBuf,
+        r#box: &Bound<'_, PyAny>,
+        level: Option<usize>,
+    ) -> PyResult<Self> {
+        Self::build(py, uri, r#box, level)
+    }
+
+    /// The OME-NGFF image level (None for an array, or an image group's level 0).
+    #[getter]
+    fn level(&self) -> Option<usize> {
+        self.inner.image_level()
     }
 
     /// The array's path (normalized: `.` and `a/..` removed).
@@ -118,13 +165,7 @@ impl PySample {
     /// The box as a tuple of slices (usable to index a numpy array of the whole array).
     #[getter]
     fn r#box<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let a = self.inner.aabb();
-        let slices: Vec<Bound<'py, PySlice>> =
-            a.lo.iter()
-                .zip(&a.hi)
-                .map(|(&l, &h)| PySlice::new(py, l as isize, h as isize, 1))
-                .collect();
-        PyTuple::new(py, slices)
+        slices(py, &self.inner.aabb().lo, &self.inner.aabb().hi)
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
@@ -134,6 +175,7 @@ impl PySample {
     fn __repr__(&self) -> String {
         let a = self.inner.aabb();
         let axes: Vec<String> = a.lo.iter().zip(&a.hi).map(|(l, h)| format!("{l}:{h}")).collect();
-        format!("damacy.Sample({:?}, np.s_[{}])", self.uri(), axes.join(", "))
+        let level = self.level().map(|l| format!(", level={l}")).unwrap_or_default();
+        format!("damacy.Sample({:?}, np.s_[{}]{level})", self.uri(), axes.join(", "))
     }
 }

@@ -6,11 +6,14 @@ use zarr::{Aabb, DataType};
 use crate::config::OutDtype;
 use crate::error::{Error, Result, SampleError};
 
-/// One crop: an array's absolute path and a half-open box in the array's axis order.
+/// One crop: an array's absolute path and a half-open box in the array's axis order. The
+/// path may also name an OME-NGFF image group, with a [level](Sample::level) (default 0):
+/// the box is then in that level's voxels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Sample {
     pub(crate) uri: PathBuf,
     pub(crate) aabb: Aabb,
+    pub(crate) level: Option<usize>,
 }
 
 impl Sample {
@@ -28,14 +31,37 @@ impl Sample {
             return Err(Error::InvalidSample { uri, source: Box::new(SampleError::NonUtf8Path) });
         }
         match Aabb::new(lo, hi) {
-            Ok(aabb) => Ok(Self { uri, aabb }),
+            Ok(aabb) => Ok(Self { uri, aabb, level: None }),
             Err(e) => Err(Error::InvalidSample { uri, source: Box::new(SampleError::Format(e)) }),
         }
     }
 
-    /// The array's path.
+    /// Reads level `level` (an index into the image's `multiscales[0].datasets`, 0 the
+    /// highest resolution) of the OME-NGFF image group the uri names. The level is
+    /// resolved on the prefetcher's threads; a level past the last one, or a level on a
+    /// uri that is an array, fails the sample at `pop` with [`SampleError::Image`].
+    ///
+    /// ```no_run
+    /// let s = damacy::Sample::new("/data/image.ome.zarr", vec![0, 0, 0], vec![32, 64, 64])?
+    ///     .level(2);
+    /// assert_eq!(s.image_level(), Some(2));
+    /// # Ok::<(), damacy::Error>(())
+    /// ```
+    #[must_use]
+    pub fn level(mut self, level: usize) -> Self {
+        self.level = Some(level);
+        self
+    }
+
+    /// The array's path (or the image group's).
     pub fn uri(&self) -> &std::path::Path {
         &self.uri
+    }
+
+    /// The image level asked for with [`level`](Self::level); `None` for an array (an
+    /// image group without one reads level 0).
+    pub fn image_level(&self) -> Option<usize> {
+        self.level
     }
 
     /// The box, in the array's axis order.
@@ -47,7 +73,7 @@ impl Sample {
 /// Removes `.` components and resolves `..` against the preceding component. A uri with
 /// a scheme (`s3://bucket/a/../b`) keeps its `scheme://authority` and has its path part
 /// normalized the same way (a `..` never climbs above the bucket).
-fn normalize(p: &std::path::Path) -> PathBuf {
+pub(crate) fn normalize(p: &std::path::Path) -> PathBuf {
     use std::path::Component;
     if let Some(text) = p.to_str()
         && let Some((scheme, rest)) = text.split_once("://")
@@ -98,6 +124,8 @@ pub struct SampleInfo {
     pub index: u64,
     pub uri: PathBuf,
     pub aabb: Aabb,
+    /// The image level the sample read, when its uri is an OME-NGFF image group.
+    pub level: Option<usize>,
 }
 
 /// A batch's tensor as an engine hands it out; dropping it gives the buffer back to the

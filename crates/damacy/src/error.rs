@@ -67,6 +67,23 @@ pub enum Error {
         #[source]
         source: Box<SampleError>,
     },
+    /// An OME-NGFF image group could not be opened ([`crate::Image::open`]); the source
+    /// names the file at fault.
+    #[error("image {uri}: {source}")]
+    Image {
+        uri: PathBuf,
+        #[source]
+        source: Box<SampleError>,
+    },
+    /// A physical box could not be mapped to voxels of an image level (empty, or outside
+    /// the level).
+    #[error("image {uri} level {level}: {source}")]
+    PhysicalBox {
+        uri: PathBuf,
+        level: usize,
+        #[source]
+        source: Box<zarr::ngff::NgffError>,
+    },
     /// `pop_timeout` found no batch ready in time; nothing was lost.
     #[error("no batch was ready within {waited:?}")]
     Timeout { waited: std::time::Duration },
@@ -233,6 +250,12 @@ pub enum SampleError {
     /// The array's `zarr.json` is missing.
     #[error("array not found: no zarr.json at {path} (check the sample's uri)")]
     ArrayNotFound { path: PathBuf },
+    /// The sample names an OME-NGFF image group whose level could not be resolved: a level
+    /// out of range (the error says how many there are), a level path holding no array,
+    /// malformed `multiscales`, a group that is neither an array nor an image, or a level
+    /// given for an array. The error names the metadata file.
+    #[error(transparent)]
+    Image(prefetch_cache::ImageError),
     /// The box is out of bounds or does not match the array's rank.
     #[error("{0}")]
     Format(#[from] zarr::Error),

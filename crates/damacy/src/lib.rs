@@ -33,6 +33,7 @@ mod engine;
 pub mod error;
 #[doc(hidden)]
 pub mod fault;
+pub mod image;
 pub mod pipeline;
 mod prepare;
 mod resolve;
@@ -42,6 +43,9 @@ pub use batch::{Batch, Sample, SampleInfo};
 pub use config::{Backend, Config, ConfigBuilder, ObjectStoreConfig, OnError, OutDtype};
 pub use engine::Running;
 pub use error::{Error, GpuError, PlanFault, Result, SampleError, Unavailable};
+pub use image::{Image, ImageLevel};
 pub use pipeline::Pipeline;
+pub use prefetch_cache::ImageError;
 pub use stats::Stats;
+pub use zarr::ngff;
 pub use zarr::{Aabb, DataType};

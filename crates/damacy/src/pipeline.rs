@@ -445,6 +445,7 @@ fn feeder(sh: &Shared) {
                     uri: s.uri.to_string_lossy().as_ref().into(),
                     lo: s.aabb.lo,
                     hi: s.aabb.hi,
+                    level: s.level,
                 },
                 Some(Err(())) => {
                     let mut f = lock(&sh.feed);

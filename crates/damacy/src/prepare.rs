@@ -94,7 +94,7 @@ fn sample_infos(cfg: &Config, samples: &[ReadySample]) -> Result<Vec<SampleInfo>
                     got: aabb.shape().into(),
                 });
             }
-            Ok(SampleInfo { index: r.seq, uri, aabb })
+            Ok(SampleInfo { index: r.seq, uri, aabb, level: req.level })
         })
         .collect()
 }

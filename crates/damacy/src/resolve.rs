@@ -41,7 +41,7 @@ pub(crate) fn resolved(
 
 /// Maps the prefetcher's errors onto the facade's, keeping the zarr cause where there is
 /// one so callers match on one vocabulary.
-fn sample_error(e: prefetch_cache::Error) -> SampleError {
+pub(crate) fn sample_error(e: prefetch_cache::Error) -> SampleError {
     use prefetch_cache::Error as P;
     let at = |key: &str, source| SampleError::Metadata { path: PathBuf::from(key), source };
     match e {
@@ -63,6 +63,7 @@ fn sample_error(e: prefetch_cache::Error) -> SampleError {
         P::UnsupportedLayout { uri, what } => {
             SampleError::Unsupported { path: PathBuf::from(&*uri).join("zarr.json"), what }
         }
+        P::Image(e) => SampleError::Image(e),
         P::TooManyShards { shards, max, .. } => {
             SampleError::TooManyShards { shards: shards as u64, limit: max as u64 }
         }

@@ -11,7 +11,7 @@ use crate::support::{data_dir, fixtures, npy_native, sub_box};
 /// Arrays whose layout the loader refuses; `fixtures_e2e` checks the refusal.
 const UNSUPPORTED: &[&str] = &["shard_outer_zstd_crc_i16"];
 
-fn s3_options(server: &S3Server) -> ObjectStoreConfig {
+pub fn s3_options(server: &S3Server) -> ObjectStoreConfig {
     let mut o = ObjectStoreConfig { max_retries: 2, ..Default::default() };
     let s3 = o.options.entry("s3".into()).or_default();
     for (k, v) in server.client_options() {

@@ -79,8 +79,9 @@ pub fn write_all() -> Result<usize> {
     // The metadata comes first: the `chunk` target's chains are compiled in from it (so a
     // new chain takes two runs, with a build between).
     type Make = fn() -> Result<Files>;
-    let sets: [(&str, Make); 5] = [
+    let sets: [(&str, Make); 6] = [
         ("metadata", metadata),
+        ("ngff", ngff_metadata),
         ("shard_index", shard_indexes),
         ("blosc", blosc_frames),
         ("chunk", chunks),
@@ -150,6 +151,21 @@ fn metadata() -> Result<Files> {
         .collect::<Result<_>>()?;
     for (name, meta) in built_metadata()? {
         out.push((format!("{name}.json"), meta.to_json().into_bytes()));
+    }
+    Ok(out)
+}
+
+/// OME-NGFF image and labels metadata ome-zarr-py wrote (`tests/data/ngff`), 0.4 and 0.5.
+fn ngff_metadata() -> Result<Files> {
+    let dir = repo_root().join("tests/data/ngff");
+    let mut out = Vec::new();
+    for (version, file) in [("v04", ".zattrs"), ("v05", "zarr.json")] {
+        for image in ["image3d", "image5d"] {
+            for (what, rel) in [("image", ""), ("labels", "labels/"), ("label", "labels/cells/")] {
+                let bytes = read(&dir.join(version).join(format!("{image}.zarr/{rel}{file}")))?;
+                out.push((format!("{version}_{image}_{what}.json"), bytes));
+            }
+        }
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@
 pub mod blosc;
 pub mod chunk;
 pub mod metadata;
+pub mod ngff;
 pub mod output;
 pub mod shard_index;
 pub mod zstd_frame;
@@ -25,7 +26,7 @@ pub struct Target {
 }
 
 /// Every target, in the order `cargo xtask fuzz` runs them.
-pub const ALL: [Target; 5] = [
+pub const ALL: [Target; 6] = [
     Target {
         name: "metadata",
         about: "zarr::ArrayMetadata::parse on zarr.json bytes; what it accepts round-trips",
@@ -49,6 +50,12 @@ pub const ALL: [Target; 5] = [
         about: "zarr::decode_chunk through fixed zstd, gzip, blosc, transpose and sharding chains; a decoded chunk writes every output byte",
         run_one: chunk::run_one,
         json: false,
+    },
+    Target {
+        name: "ngff",
+        about: "zarr::ngff on OME-NGFF image and labels metadata (0.4 .zattrs, 0.5 zarr.json); accepted levels have valid transforms whose first voxel round-trips",
+        run_one: ngff::run_one,
+        json: true,
     },
     Target {
         name: "zstd_frame",

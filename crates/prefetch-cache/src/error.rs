@@ -1,4 +1,7 @@
-//! The crate's one error type: what can go wrong fetching a sample's metadata.
+//! The crate's error types: what can go wrong fetching a sample's metadata ([`Error`]),
+//! and resolving an OME-NGFF image group to a level ([`ImageError`], one of its causes).
+
+use zarr::ngff::NgffError;
 
 use crate::sync::StdArc as Arc;
 
@@ -69,7 +72,44 @@ pub enum Error {
     /// A fetch thread could not be started.
     #[error("could not start prefetch thread: {kind}")]
     SpawnThread { kind: std::io::ErrorKind },
+    /// The sample's uri is an OME-NGFF image group whose level could not be resolved (or a
+    /// group that is not an image, or a level given for an array).
+    #[error(transparent)]
+    Image(#[from] ImageError),
     /// The prefetcher shut down before the sample resolved.
     #[error("the prefetcher shut down before sample {seq} resolved")]
     ShutDown { seq: u64 },
+}
+
+/// Why an image group, or a level of one, could not be resolved. Every variant names the
+/// file at fault (or the uri where there is none).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageError {
+    /// Nothing at the uri: no `zarr.json`, `.zattrs` or `.zgroup`.
+    #[error("{uri}: no image group here (no zarr.json, .zattrs or .zgroup); check the path")]
+    NotFound { uri: Arc<str> },
+    /// A group (or an array, when an image was asked for) without `multiscales`.
+    #[error("{key}: neither an array nor an OME-NGFF image: {source}")]
+    NotAnImage { key: String, source: NgffError },
+    /// The `multiscales` (or `labels`) metadata is malformed.
+    #[error("{key}: invalid OME-NGFF metadata: {source}")]
+    Metadata { key: String, source: NgffError },
+    /// A level index past the last dataset.
+    #[error(
+        "{key}: level {level} does not exist: the image has {levels} levels (0..={last})",
+        last = .levels.saturating_sub(1)
+    )]
+    LevelOutOfRange { key: String, level: usize, levels: usize },
+    /// A level whose path holds no array.
+    #[error("{key}: multiscales level {level} names path `{path}`, but there is no array at {uri}")]
+    MissingLevel { key: String, level: usize, path: String, uri: String },
+    /// A level array whose rank differs from the number of axes.
+    #[error("{key}: level {level} ({uri}) has rank {rank} but the image has {axes} axes")]
+    LevelRank { key: String, level: usize, uri: String, rank: usize, axes: usize },
+    /// A level was given for a uri that is an array.
+    #[error(
+        "{uri} is an array, not an image group: a level ({level}) applies to image groups only; drop it or name the group"
+    )]
+    LevelOnArray { uri: Arc<str>, level: usize },
 }

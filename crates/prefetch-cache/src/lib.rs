@@ -8,12 +8,14 @@
 mod error;
 pub mod fetch;
 pub mod gate;
+pub mod image;
 mod prefetcher;
 pub mod slot_cache;
 mod sync;
 
 pub use error::Error;
 pub use fetch::{ArrayInfo, ShardState};
+pub use image::{ImageError, ImageGroup, ImageInfo};
 pub use prefetcher::{
     CapacityFloors, PrefetchConfig, PrefetchStats, Prefetcher, ReadySample, ResolvedSample,
     ResolvedShard, SampleRequest,

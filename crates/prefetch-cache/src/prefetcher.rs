@@ -17,6 +17,7 @@ use zarr::{Aabb, ShardHit};
 use crate::error::Error;
 use crate::fetch::{self, ArrayInfo, ShardState, join_key};
 use crate::gate::{Gate, GatePool};
+use crate::image;
 use crate::slot_cache::{Handle, SlotCache, State};
 use crate::sync::{Arc, Condvar, Mutex, StdArc, lock, thread, wait};
 
@@ -39,7 +40,7 @@ pub struct PrefetchConfig {
     pub max_shards_per_sample: usize,
     /// Fetch threads: the bound on concurrent fetches.
     pub fetch_threads: usize,
-    /// Slots of the `zarr.json` cache.
+    /// Slots of the array metadata cache (one per `(uri, level)`).
     pub metadata_capacity: usize,
     /// Slots of the shard index cache.
     pub shard_index_capacity: usize,
@@ -137,13 +138,16 @@ impl Default for PrefetchConfig {
     }
 }
 
-/// A sample to resolve: a box `lo..hi` of the array at `uri`. A box with a zero extent
+/// A sample to resolve: a box `lo..hi` of the array at `uri`, or, when `uri` is an
+/// OME-NGFF image group, of its level `level` (default 0). A box with a zero extent
 /// touches no shard and resolves to a sample with no shards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleRequest {
     pub uri: StdArc<str>,
     pub lo: Vec<u64>,
     pub hi: Vec<u64>,
+    /// The image level; `None` for an array (or an image's level 0).
+    pub level: Option<usize>,
 }
 
 /// One touched shard of a resolved sample.
@@ -189,7 +193,7 @@ pub struct PrefetchStats {
 }
 
 enum Job {
-    Meta { handle: Handle, uri: StdArc<str> },
+    Meta { handle: Handle, uri: StdArc<str>, level: Option<usize> },
     Shard { handle: Handle, info: ArrayInfo, key: String },
     Layout { handle: Handle, uri: StdArc<str>, key: String, offset: u64, nbytes: u64 },
 }
@@ -268,7 +272,8 @@ struct Shared {
     doorbell: Arc<Doorbell>,
     jobs: Mutex<Jobs>,
     jobs_cv: Condvar,
-    meta: SlotCache<StdArc<str>, ArrayInfo, Error>,
+    /// Keyed by `(uri, level)`: an image group's levels are distinct arrays.
+    meta: SlotCache<(StdArc<str>, Option<usize>), ArrayInfo, Error>,
     shards: SlotCache<String, ShardState, Error>,
     layouts: SlotCache<StdArc<str>, BloscLayout, Error>,
     gates: GatePool,
@@ -520,8 +525,8 @@ impl Shared {
             };
             let store = &*self.store;
             match job {
-                Job::Meta { handle, uri } => {
-                    self.meta.complete(handle, caught(|| fetch::fetch_metadata(store, &uri)));
+                Job::Meta { handle, uri, level } => {
+                    self.meta.complete(handle, caught(|| image::fetch_level(store, &uri, level)));
                 }
                 Job::Shard { handle, info, key } => {
                     self.shards.complete(handle, caught(|| fetch::fetch_shard(store, &info, &key)));
@@ -631,9 +636,10 @@ impl Shared {
         let h = match *handle {
             Some(h) => h,
             None => {
-                let uri = &request.uri;
-                let job = |handle| Job::Meta { handle, uri: uri.clone() };
-                *handle.insert(self.register(&self.meta, uri.clone(), seq, gate, job)?)
+                let (uri, level) = (&request.uri, request.level);
+                let job = |handle| Job::Meta { handle, uri: uri.clone(), level };
+                let key = (uri.clone(), level);
+                *handle.insert(self.register(&self.meta, key, seq, gate, job)?)
             }
         };
         if gate.status().pending > 0 {

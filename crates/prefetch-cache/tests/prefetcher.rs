@@ -19,7 +19,7 @@ fn config(lookahead: usize, max_shards: usize) -> PrefetchConfig {
 }
 
 fn req(uri: &str, lo: [u64; 2], hi: [u64; 2]) -> SampleRequest {
-    SampleRequest { uri: uri.into(), lo: lo.to_vec(), hi: hi.to_vec() }
+    SampleRequest { uri: uri.into(), lo: lo.to_vec(), hi: hi.to_vec(), level: None }
 }
 
 fn take_all(p: &Prefetcher, n: usize) -> Vec<ReadySample> {

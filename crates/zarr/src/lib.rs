@@ -16,6 +16,8 @@
 //! - [`geometry`]: [`Aabb`], [`ArrayGeometry`]: box ∩ array → shards → inner chunks.
 //! - [`out_dtype`]: [`OutDtype`], a batch's element type, and the [`Cast`] rule.
 //! - [`odometer`]: C-order multi-index iteration ([`odometer::advance`]) and strides.
+//! - [`ngff`]: OME-NGFF 0.4/0.5 image metadata ([`ngff::ImageMetadata`]): multiscale levels,
+//!   axes, coordinate transformations, labels; physical ↔ voxel boxes.
 #![forbid(unsafe_code)]
 
 pub mod blosc;
@@ -25,6 +27,7 @@ pub mod dtype;
 pub mod error;
 pub mod geometry;
 pub mod metadata;
+pub mod ngff;
 pub mod odometer;
 pub mod out_dtype;
 pub mod shard_index;

@@ -12,6 +12,7 @@ engine) on the pipeline's GPU.
 
 from ._native import (
     CUDA_BUILT,
+    Axis,
     Batch,
     BudgetError,
     ClosedError,
@@ -21,6 +22,9 @@ from ._native import (
     DlpackError,
     Error,
     GpuError,
+    Image,
+    ImageError,
+    ImageLevel,
     InternalError,
     Pipeline,
     Sample,
@@ -34,6 +38,7 @@ from ._native import (
 
 __all__ = [
     "CUDA_BUILT",
+    "Axis",
     "Batch",
     "BudgetError",
     "ClosedError",
@@ -43,6 +48,9 @@ __all__ = [
     "DlpackError",
     "Error",
     "GpuError",
+    "Image",
+    "ImageError",
+    "ImageLevel",
     "InternalError",
     "Pipeline",
     "Sample",

@@ -1,6 +1,7 @@
 from . import torch as torch
 from ._native import (
     CUDA_BUILT as CUDA_BUILT,
+    Axis as Axis,
     Batch as Batch,
     BudgetError as BudgetError,
     ClosedError as ClosedError,
@@ -10,6 +11,9 @@ from ._native import (
     DlpackError as DlpackError,
     Error as Error,
     GpuError as GpuError,
+    Image as Image,
+    ImageError as ImageError,
+    ImageLevel as ImageLevel,
     InternalError as InternalError,
     Pipeline as Pipeline,
     Sample as Sample,

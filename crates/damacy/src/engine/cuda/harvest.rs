@@ -332,6 +332,7 @@ mod tests {
             index,
             uri: PathBuf::from(format!("/d/{index}.zarr")),
             aabb: zarr::Aabb::from_shape(&[1]).expect("box"),
+            level: None,
         });
         match failure.into_error(&infos) {
             Error::Sample { index, uri, source } => {
