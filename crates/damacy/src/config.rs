@@ -81,6 +81,11 @@ pub struct Config {
     pub batches_in_flight: usize,
     /// I/O threads of the file store (not capped by the core count: I/O waits).
     pub io_threads: usize,
+    /// Threads that fetch metadata (array metadata, shard indexes) ahead of planning:
+    /// the bound on metadata requests in flight. Each request of an object store (or a
+    /// slow file system) waits tens of milliseconds, so this is well above the core
+    /// count; the threads only wait.
+    pub metadata_threads: usize,
     /// CPU decode threads; `0` means the number of available cores.
     pub decode_threads: usize,
     /// A sample touching more shards than this is rejected.
@@ -215,6 +220,7 @@ impl Default for Config {
             lookahead: 0,
             batches_in_flight: 3,
             io_threads: 8,
+            metadata_threads: 64,
             decode_threads: 0,
             max_shards_per_sample: 64,
             metadata_cache_capacity: 1024,
@@ -346,6 +352,7 @@ impl Config {
         range("samples_per_batch", self.samples_per_batch, 1, MAX_SAMPLES_PER_BATCH)?;
         range("batches_in_flight", self.batches_in_flight, 1, 64)?;
         range("io_threads", self.io_threads, 1, MAX_THREADS)?;
+        range("metadata_threads", self.metadata_threads, 1, MAX_THREADS)?;
         range("decode_threads", self.decode_threads, 0, MAX_THREADS)?;
         range("max_shards_per_sample", self.max_shards_per_sample, 1, 1 << 20)?;
         range("metadata_cache_capacity", self.metadata_cache_capacity, 1, 1 << 24)?;
@@ -443,6 +450,8 @@ impl ConfigBuilder {
         batches_in_flight: usize,
         /// File store I/O threads.
         io_threads: usize,
+        /// Metadata fetch threads (metadata requests in flight).
+        metadata_threads: usize,
         /// CPU decode threads (0 = cores).
         decode_threads: usize,
         /// Shards one sample may touch.

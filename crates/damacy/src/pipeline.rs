@@ -542,7 +542,7 @@ fn prefetch_config(cfg: &Config) -> Result<PrefetchConfig> {
     let mut pcfg = PrefetchConfig::for_batch(cfg.samples_per_batch);
     pcfg.lookahead = cfg.effective_lookahead();
     pcfg.max_shards_per_sample = cfg.max_shards_per_sample;
-    pcfg.fetch_threads = cfg.io_threads;
+    pcfg.fetch_threads = cfg.metadata_threads;
     pcfg.size_caches();
     pcfg.metadata_capacity = pcfg.metadata_capacity.max(cfg.metadata_cache_capacity);
     pcfg.shard_index_capacity =

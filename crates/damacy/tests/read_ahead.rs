@@ -217,3 +217,86 @@ on_each_engine! {
     local_files_are_read_on_the_workers => local_files_are_read_on_the_workers_host, local_files_are_read_on_the_workers_sim;
     the_read_ahead_budget_bounds_reads_in_flight => the_read_ahead_budget_bounds_reads_in_flight_host, the_read_ahead_budget_bounds_reads_in_flight_sim;
 }
+
+/// A metadata store whose shard-index reads (`read_span`) wait until `want` of them are
+/// in progress at once: it proves, without timing, that shard indexes are fetched by
+/// more concurrent requests than there are file-store I/O threads.
+#[derive(Debug)]
+struct Rendezvous {
+    inner: FsStore,
+    want: usize,
+    /// (reads inside now, most at once, whether `want` was reached).
+    state: Mutex<(usize, usize, bool)>,
+    cv: std::sync::Condvar,
+}
+
+impl Store for Rendezvous {
+    fn stat(&self, key: &str) -> store::Result<Option<u64>> {
+        self.inner.stat(key)
+    }
+    fn read(&self, key: &str, offset: u64, buf: &mut [u8]) -> store::Result<usize> {
+        self.inner.read(key, offset, buf)
+    }
+    fn read_all(&self, key: &str) -> store::Result<Vec<u8>> {
+        self.inner.read_all(key)
+    }
+    fn submit(&self, reads: Vec<ReadRequest>) -> store::Result<Ticket> {
+        self.inner.submit(reads)
+    }
+    fn read_span(&self, key: &str, span: store::Span) -> store::Result<Option<store::SpanRead>> {
+        let mut st = self.state.lock().unwrap();
+        st.0 += 1;
+        st.1 = st.1.max(st.0);
+        if st.0 >= self.want {
+            st.2 = true;
+            self.cv.notify_all();
+        }
+        // A hang guard, not a synchronization: only an engine that never has `want` index
+        // reads in flight waits the full time, and the test then fails on `reached`.
+        let (mut st, _) =
+            self.cv.wait_timeout_while(st, Duration::from_secs(120), |s| !s.2).unwrap();
+        st.0 -= 1;
+        drop(st);
+        self.inner.read_span(key, span)
+    }
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
+}
+
+#[test]
+fn shard_indexes_are_fetched_by_more_requests_than_io_threads() {
+    let fx = fixtures();
+    let path = fx.iter().find(|f| f.name == "shard_end_u16_zstd").expect("fixture").path.clone();
+    // 12 crops, one in each of the 20×33×17 array's 2×3×2 shards (16³).
+    let samples: Vec<Sample> = (0..12u64)
+        .map(|i| {
+            let (z, y, x) = (i % 2 * 16, [0, 16, 31][(i / 2 % 3) as usize], i / 6 * 15);
+            Sample::new(&path, vec![z, y, x], vec![z + 2, y + 2, x + 2]).expect("box")
+        })
+        .collect();
+    let cfg = builder(&[2, 2, 2], 12, OutDtype::F32, Backend::Host)
+        .io_threads(2)
+        .metadata_threads(32)
+        .lookahead(12)
+        .build()
+        .unwrap();
+    let reference = crate::device::read_all(cfg.clone(), samples.clone()).expect("reference");
+    let meta = Arc::new(Rendezvous {
+        inner: FsStore::new("/", FsStoreConfig { io_threads: 2, ..Default::default() }).unwrap(),
+        want: 8,
+        state: Mutex::new((0, 0, false)),
+        cv: std::sync::Condvar::new(),
+    });
+    let data = Arc::new(FsStore::new("/", FsStoreConfig::default()).unwrap());
+    let mut p = Pipeline::with_stores(cfg, Arc::clone(&meta) as _, data).expect("pipeline");
+    p.push(samples).expect("push");
+    p.finish();
+    let mut got = Vec::new();
+    while let Some(b) = p.pop().expect("batch") {
+        got.push(b.to_host().expect("bytes"));
+    }
+    assert_eq!(got, reference);
+    let (_, most, reached) = *meta.state.lock().unwrap();
+    assert!(reached, "8 shard-index reads in flight at once with 2 I/O threads (most {most})");
+}

@@ -77,6 +77,7 @@ class Config:
     lookahead: int
     batches_in_flight: int
     io_threads: int
+    metadata_threads: int
     decode_threads: int
     max_shards_per_sample: int
     metadata_cache_capacity: int
