@@ -76,10 +76,13 @@ fn groups_and_other_formats_are_rejected_by_name() {
     assert_eq!(ArrayMetadata::parse(group), Err(Error::NotAnArray { node_type: "group".into() }));
     let zarray = br#"{"zarr_format": 2, "shape": [10], "chunks": [5], "dtype": "<u2",
         "compressor": null, "fill_value": 0, "order": "C", "filters": null}"#;
-    assert_eq!(ArrayMetadata::parse(zarray), Err(Error::UnsupportedFormat { zarr_format: 2 }));
+    assert_eq!(
+        ArrayMetadata::parse(zarray),
+        Err(Error::UnsupportedFormat { zarr_format: 2, expected: 3 })
+    );
     assert_eq!(
         ArrayMetadata::parse(&doc_with("zarr_format", json!(4))),
-        Err(Error::UnsupportedFormat { zarr_format: 4 })
+        Err(Error::UnsupportedFormat { zarr_format: 4, expected: 3 })
     );
     assert_eq!(ArrayMetadata::parse(b"{}"), Err(Error::MissingField { field: "zarr_format" }));
     assert!(matches!(ArrayMetadata::parse(b"{\"zarr"), Err(Error::Json { line: 1, .. })));
@@ -424,7 +427,7 @@ fn builders_produce_valid_metadata() {
     ));
 }
 
-fn arb_fill(dt: DataType) -> impl Strategy<Value = FillValue> {
+pub(super) fn arb_fill(dt: DataType) -> impl Strategy<Value = FillValue> {
     prop::collection::vec(any::<u8>(), dt.size()).prop_map(move |mut b| {
         if dt == DataType::Bool {
             b[0] &= 1;
@@ -433,11 +436,13 @@ fn arb_fill(dt: DataType) -> impl Strategy<Value = FillValue> {
     })
 }
 
-fn arb_bytes_to_bytes() -> impl Strategy<Value = BytesToBytes> {
+pub(super) fn arb_bytes_to_bytes() -> impl Strategy<Value = BytesToBytes> {
     prop_oneof![
         (-5i32..=22, any::<bool>())
             .prop_map(|(level, checksum)| BytesToBytes::Zstd { level, checksum }),
         (0u32..=9).prop_map(|level| BytesToBytes::Gzip { level }),
+        (0u32..=9).prop_map(|level| BytesToBytes::Zlib { level }),
+        any::<i32>().prop_map(|acceleration| BytesToBytes::Lz4 { acceleration }),
         Just(BytesToBytes::Crc32c),
         (0usize..6, 0u8..=9, 0usize..3, prop::option::of(1u32..16), 0u64..100_000).prop_map(
             |(c, clevel, s, typesize, blocksize)| BytesToBytes::Blosc {
@@ -510,6 +515,7 @@ fn arb_metadata() -> impl Strategy<Value = ArrayMetadata> {
             let mut attributes = Map::new();
             attributes.insert("k".into(), json!([1, "two", null]));
             ArrayMetadata {
+                zarr_format: ZarrFormat::V3,
                 shape,
                 data_type: dt,
                 chunk_shape,
@@ -568,7 +574,7 @@ proptest! {
     }
 }
 
-fn collect_paths(v: &Value, here: String, out: &mut Vec<String>) {
+pub(super) fn collect_paths(v: &Value, here: String, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
