@@ -230,8 +230,11 @@ impl Unavailable {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SampleError {
-    /// The array's `zarr.json` is missing.
-    #[error("array not found: no zarr.json at {path} (check the sample's uri)")]
+    /// The array has neither a `zarr.json` (v3) nor a `.zarray` (v2); `path` is the
+    /// `zarr.json` looked for.
+    #[error(
+        "array not found: no zarr.json at {path}, nor a zarr v2 .zarray beside it (check the sample's uri)"
+    )]
     ArrayNotFound { path: PathBuf },
     /// The box is out of bounds or does not match the array's rank.
     #[error("{0}")]
@@ -239,7 +242,8 @@ pub enum SampleError {
     /// Reading a file failed (the store error names the path and the OS error).
     #[error("{0}")]
     Store(#[from] store::Error),
-    /// A `zarr.json` or shard index is invalid.
+    /// A metadata document (`zarr.json`, `.zarray`, `.zattrs`) or shard index is invalid;
+    /// `path` names it.
     #[error("{path}: {source}")]
     Metadata {
         path: PathBuf,
