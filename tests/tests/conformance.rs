@@ -47,7 +47,9 @@ fn read_through(backend: Backend, path: &Path, lo: &[u64], hi: &[u64]) -> damacy
 fn sample_error(path: &Path, lo: &[u64], hi: &[u64]) -> SampleError {
     match read_through(Backend::Host, path, lo, hi) {
         Err(damacy::Error::Sample { source, .. }) => *source,
-        other => panic!("{}: expected a sample error, got {:?}", path.display(), other.map(|v| v.len())),
+        other => {
+            panic!("{}: expected a sample error, got {:?}", path.display(), other.map(|v| v.len()))
+        }
     }
 }
 
@@ -63,10 +65,13 @@ fn check_engines(fixture: &FixtureArray, dtype: DataType) -> Result<Vec<String>>
             match read_through(backend, &path, &crop.lo, &crop.hi) {
                 Ok(got) => {
                     if let Some(m) = compare(dtype, &shape, &reference.data, &got) {
-                        failures.push(format!("{backend:?} crop {:?}..{:?}: {m}", crop.lo, crop.hi));
+                        failures
+                            .push(format!("{backend:?} crop {:?}..{:?}: {m}", crop.lo, crop.hi));
                     }
                 }
-                Err(e) => failures.push(format!("{backend:?} crop {:?}..{:?}: {e}", crop.lo, crop.hi)),
+                Err(e) => {
+                    failures.push(format!("{backend:?} crop {:?}..{:?}: {e}", crop.lo, crop.hi))
+                }
             }
         }
     }
@@ -343,20 +348,28 @@ fn truncated_v2_chunk_is_a_decode_error_naming_the_chunk() -> Result<()> {
         for backend in ENGINES {
             let e = match read_through(backend, &dir, &[6, 0, 0], &[8, 2, 2]) {
                 Err(damacy::Error::Sample { source, .. }) => *source,
-                other => panic!("{name}: expected a sample error, got {:?}", other.map(|v| v.len())),
+                other => {
+                    panic!("{name}: expected a sample error, got {:?}", other.map(|v| v.len()))
+                }
             };
             match e {
                 SampleError::Decode { path, chunk: coords, source } => {
                     assert_eq!(path, chunk, "{name} {backend:?}");
                     assert_eq!(coords, vec![1, 0, 0], "{name} {backend:?}");
                     assert!(
-                        matches!(source, zarr::Error::Decompress { .. } | zarr::Error::DecodedSize { .. }),
+                        matches!(
+                            source,
+                            zarr::Error::Decompress { .. } | zarr::Error::DecodedSize { .. }
+                        ),
                         "{name} {backend:?}: {source:?}"
                     );
                 }
                 // A blosc array's layout is probed from the sample's first chunk: the
                 // truncated frame is found there, before any decode.
-                SampleError::Metadata { path, source: zarr::Error::BloscLength { cbytes, len } } => {
+                SampleError::Metadata {
+                    path,
+                    source: zarr::Error::BloscLength { cbytes, len },
+                } => {
                     assert_eq!(path, chunk, "{name} {backend:?}");
                     assert_eq!(cbytes, 2 * len, "{name} {backend:?}");
                 }

@@ -10,7 +10,7 @@ pub enum Error {
     /// The array has neither a `zarr.json` (v3) nor a `.zarray` (v2); `key` is the
     /// `zarr.json` that was looked for.
     #[error(
-        "array {uri:?}: no zarr.json at {key:?} (nor a zarr v2 .zarray beside it); check the array path"
+        "array {uri:?} not found: no zarr.json at {key:?}, nor a zarr v2 .zarray beside it; check the array path"
     )]
     MetadataNotFound { uri: Arc<str>, key: String },
     /// The store failed reading `key`.

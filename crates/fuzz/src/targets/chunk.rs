@@ -133,7 +133,10 @@ pub(crate) fn repair(chain: &CodecChain, shape: &[u64], stored: &mut [u8]) {
                 break;
             }
             // What is inside a zstd or gzip stream cannot be reached without decoding.
-            BytesToBytes::Zstd { .. } | BytesToBytes::Gzip { .. } => {
+            BytesToBytes::Zstd { .. }
+            | BytesToBytes::Gzip { .. }
+            | BytesToBytes::Zlib { .. }
+            | BytesToBytes::Lz4 { .. } => {
                 opaque = true;
                 break;
             }
