@@ -8,7 +8,7 @@ use zarr::{ArrayGeometry, ArrayToBytes, BytesToBytes, CodecChain};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct InspectArgs {
-    /// The array: its directory (the one holding zarr.json), or an `s3://`, `gs://`,
+    /// The array: its directory (the one holding zarr.json or .zarray), or an `s3://`, `gs://`,
     /// `az://` or `http(s)://` uri.
     array: String,
     #[command(flatten)]
