@@ -276,35 +276,26 @@ fn parse_reject(name: &str) -> Result<zarr::Result<ArrayMetadata>> {
     })
 }
 
-/// A zarr v2 array with a filter (zarr-python wrote `Delta`) is refused by the filter's
-/// id, by the parser and, naming the `.zarray`, by the pipeline.
-#[test]
-fn v2_filter_is_rejected_naming_it() -> Result<()> {
-    let want = zarr::Error::UnsupportedFilter { id: "delta".into() };
-    assert_eq!(parse_reject("v2_filter_delta")?, Err(want.clone()));
-    let dir = std::path::absolute(data_dir().join("zarr/v2_filter_delta"))?;
+/// Asserts the zarr v2 reject `name` fails with `want`: parsed, and read through the
+/// pipeline as a metadata error naming its `.zarray`.
+fn assert_v2_reject(name: &str, want: zarr::Error) -> Result<()> {
+    assert_eq!(parse_reject(name)?, Err(want.clone()), "{name}");
+    let dir = std::path::absolute(data_dir().join("zarr").join(name))?;
     match sample_error(&dir, &[0, 0], &[2, 2]) {
         SampleError::Metadata { path, source } => {
-            assert_eq!((path, source), (dir.join(".zarray"), want));
+            assert_eq!((path, source), (dir.join(".zarray"), want), "{name}");
         }
-        other => panic!("expected Metadata, got {other:?}"),
+        other => panic!("{name}: expected Metadata, got {other:?}"),
     }
     Ok(())
 }
 
-/// A compressor this crate does not decode (zarr-python wrote `BZ2`) is refused by id.
+/// A zarr v2 array with a filter (zarr-python wrote `Delta`) is refused by the filter's
+/// id, and one with a compressor this crate does not decode (`BZ2`) by the compressor's.
 #[test]
-fn v2_unknown_compressor_is_rejected_naming_it() -> Result<()> {
-    let want = zarr::Error::Unsupported { codec: "bz2".into() };
-    assert_eq!(parse_reject("v2_compressor_bz2")?, Err(want.clone()));
-    let dir = std::path::absolute(data_dir().join("zarr/v2_compressor_bz2"))?;
-    match sample_error(&dir, &[0, 0], &[2, 2]) {
-        SampleError::Metadata { path, source } => {
-            assert_eq!((path, source), (dir.join(".zarray"), want));
-        }
-        other => panic!("expected Metadata, got {other:?}"),
-    }
-    Ok(())
+fn v2_filter_and_unknown_compressor_are_rejected_naming_them() -> Result<()> {
+    assert_v2_reject("v2_filter_delta", zarr::Error::UnsupportedFilter { id: "delta".into() })?;
+    assert_v2_reject("v2_compressor_bz2", zarr::Error::Unsupported { codec: "bz2".into() })
 }
 
 /// A copy of fixture `name` in a fresh directory, for corrupting.

@@ -550,31 +550,63 @@ proptest! {
     #[test]
     fn parse_never_panics_on_mutated_documents(m in arb_metadata(), pos in any::<prop::sample::Index>(),
                                                byte in any::<u8>(), cut in any::<bool>()) {
-        let mut text = m.to_json().into_bytes();
-        let i = pos.index(text.len());
-        if cut { text.truncate(i) } else { text[i] = byte }
-        let _ = ArrayMetadata::parse(&text);
+        let _ = ArrayMetadata::parse(&mutated(&m.to_json(), pos, byte, cut));
     }
 
     /// Replacing any value in a valid document by another JSON value never panics.
     #[test]
     fn parse_never_panics_on_replaced_values(m in arb_metadata(), pick in any::<prop::sample::Index>(),
-                                             repl in prop_oneof![
-                                                 Just(Value::Null), any::<i64>().prop_map(Value::from),
-                                                 any::<u64>().prop_map(Value::from), any::<f64>().prop_map(Value::from),
-                                                 "[a-z0-9_.x]{0,10}".prop_map(Value::from),
-                                                 Just(json!([])), Just(json!({})), Just(json!([0, 0])),
-                                                 Just(json!(["bytes"])), Just(json!([u64::MAX, 1]))]) {
-        let mut doc: Value = serde_json::from_str(&m.to_json()).unwrap();
-        let mut paths = Vec::new();
-        collect_paths(&doc, String::new(), &mut paths);
-        let p = &paths[pick.index(paths.len())];
-        if let Some(slot) = doc.pointer_mut(p) { *slot = repl; }
-        let _ = ArrayMetadata::parse(&serde_json::to_vec(&doc).unwrap());
+                                             repl in arb_replacement("[a-z0-9_.x]{0,10}", json!(["bytes"]))) {
+        let _ = ArrayMetadata::parse(&with_value_replaced(&m.to_json(), pick, repl));
     }
 }
 
-pub(super) fn collect_paths(v: &Value, here: String, out: &mut Vec<String>) {
+/// A JSON value to put in place of another: null, numbers of every kind, short strings
+/// drawn from `strings`, small containers, and `special` (a value the format reads).
+pub(super) fn arb_replacement(
+    strings: &'static str,
+    special: Value,
+) -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        strings.prop_map(Value::from),
+        Just(json!([])),
+        Just(json!({})),
+        Just(json!([0, 0])),
+        Just(special),
+        Just(json!([u64::MAX, 1])),
+    ]
+}
+
+/// `text` with the byte at `pos` set to `byte`, or cut there.
+pub(super) fn mutated(text: &str, pos: prop::sample::Index, byte: u8, cut: bool) -> Vec<u8> {
+    let mut text = text.as_bytes().to_vec();
+    let i = pos.index(text.len());
+    if cut {
+        text.truncate(i);
+    } else {
+        text[i] = byte;
+    }
+    text
+}
+
+/// The JSON document `text` with the value (or container) at `pick` of all its paths
+/// replaced by `repl`.
+pub(super) fn with_value_replaced(text: &str, pick: prop::sample::Index, repl: Value) -> Vec<u8> {
+    let mut doc: Value = serde_json::from_str(text).unwrap();
+    let mut paths = Vec::new();
+    collect_paths(&doc, String::new(), &mut paths);
+    let p = &paths[pick.index(paths.len())];
+    if let Some(slot) = doc.pointer_mut(p) {
+        *slot = repl;
+    }
+    serde_json::to_vec(&doc).unwrap()
+}
+
+fn collect_paths(v: &Value, here: String, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
