@@ -1,4 +1,6 @@
-"""Writes the zarr conformance fixtures in tests/data with zarr-python 3.x.
+"""Writes the zarr conformance fixtures in tests/data with zarr-python 3.x: zarr v3
+arrays, and zarr v2 arrays (`zarr_format=2`, numcodecs compressors) whose names start
+with `v2_`.
 
 Every array is written by zarr-python itself (never by hand), read back through
 zarr-python, and its reference crops are saved as .npy files. manifest.json lists each
@@ -16,8 +18,12 @@ import os
 import shutil
 import sys
 
+import numcodecs
 import numpy as np
 import zarr
+from numcodecs import BZ2, GZip, LZ4, Blosc, Delta, Zlib, Zstd
+from numcodecs.zarr3 import LZ4 as NumcodecsLZ4
+from numcodecs.zarr3 import Zlib as NumcodecsZlib
 from zarr.codecs import (
     BloscCodec,
     BytesCodec,
@@ -33,7 +39,8 @@ ZARR_DIR = os.path.join(ROOT, "zarr")
 NPY_DIR = os.path.join(ROOT, "npy")
 
 MANIFEST = {
-    "generator": f"zarr-python {zarr.__version__}, numpy {np.__version__}",
+    "generator": (f"zarr-python {zarr.__version__}, numcodecs {numcodecs.__version__}, "
+                  f"numpy {np.__version__}"),
     "arrays": [],
     "rejects": [],
 }
@@ -99,6 +106,19 @@ def summary(arr):
     return " -> ".join(one(c) for c in meta["codecs"])
 
 
+def summary_v2(arr):
+    """The v2 counterpart of `summary`: dtype, order, separator and compressor."""
+    meta = arr.metadata.to_dict()
+    comp = meta["compressor"]
+    if comp is None:
+        comp_s = "none"
+    else:
+        cfg = ",".join(f"{k}={v}" for k, v in comp.items() if k != "id")
+        comp_s = f"{comp['id']}({cfg})"
+    return (f"v2 {meta['dtype']} order={meta['order']} "
+            f"sep={meta['dimension_separator']!r} -> {comp_s}")
+
+
 def default_crops(shape, grid):
     """Full array, a box straddling grid lines, the ragged far corner, one element."""
     rank = len(shape)
@@ -151,17 +171,59 @@ def add(name, *, data, chunks, write=None, extra_crops=(), npy_version=None,
         save_npy(os.path.join(ROOT, rel), ref[sl], version=npy_version,
                  big_endian=npy_big_endian)
         crops.append({"lo": [int(x) for x in lo], "hi": [int(x) for x in hi], "npy": rel})
+    v2 = back.metadata.zarr_format == 2
+    dtype = back.metadata.dtype if v2 else back.metadata.data_type
     MANIFEST["arrays"].append({
         "name": name,
         "path": os.path.join("zarr", name),
-        "dtype": str(back.metadata.data_type.to_json(zarr_format=3)),
+        "zarr_format": back.metadata.zarr_format,
+        "dtype": str(dtype.to_json(zarr_format=3)),
         "shape": [int(s) for s in data.shape],
         "chunk_grid": [int(c) for c in chunks],
         "fill_value": repr(back.metadata.fill_value),
-        "chunk_key_encoding": back.metadata.chunk_key_encoding.to_dict(),
-        "codecs": summary(back),
+        "chunk_key_encoding": (
+            {"name": "v2", "configuration": {"separator": back.metadata.dimension_separator}}
+            if v2 else back.metadata.chunk_key_encoding.to_dict()),
+        "codecs": summary_v2(back) if v2 else summary(back),
         "crops": crops,
     })
+
+
+def add_v2(name, *, data, chunks, compressor, order="C", sep=".", fill_value=0, **kw):
+    """A zarr v2 array: numcodecs `compressor` (or None), no filters."""
+    add(name, data=data, chunks=chunks, zarr_format=2, compressors=compressor, filters=None,
+        order=order, chunk_key_encoding={"name": "v2", "separator": sep},
+        fill_value=fill_value, **kw)
+
+
+def zarray(path):
+    with open(os.path.join(path, ".zarray")) as f:
+        return json.load(f)
+
+
+def first_chunk_is_stored_in(order):
+    """A check that chunk 0 (a full chunk) holds the reference values in `order` (C or F)
+    after the array's compressor: zarr-python's bytes, not just its values."""
+    def check(path, back):
+        meta = zarray(path)
+        sep = meta["dimension_separator"]
+        raw = open(os.path.join(path, sep.join("0" * len(meta["chunks"]))), "rb").read()
+        comp = meta["compressor"]
+        decoded = raw if comp is None else numcodecs.get_codec(comp).decode(raw)
+        sl = tuple(slice(0, c) for c in meta["chunks"])
+        want = np.asarray(back[sl]).astype(np.dtype(meta["dtype"])).tobytes(order=order)
+        assert bytes(decoded) == want, f"{path}: chunk 0 is not stored in {order} order"
+    return check
+
+
+def v2_keys_missing(*absent):
+    """A check that the chunk objects `absent` were never written (they read as fill)."""
+    def check(path, back):
+        present = keys(path)
+        assert present, path
+        for k in absent:
+            assert k not in present, (k, present)
+    return check
 
 
 def shard(inner_chunks, codecs, index_location="end", index_codecs=None):
@@ -176,7 +238,7 @@ def keys(path):
     out = []
     for d, _, files in os.walk(path):
         for f in files:
-            if f != "zarr.json":
+            if f not in ("zarr.json", ".zarray", ".zattrs"):
                 out.append(os.path.relpath(os.path.join(d, f), path))
     return sorted(out)
 
@@ -193,6 +255,112 @@ def shard_index_entries(path, key, n_chunks, location, crc=True):
 EMPTY = (2**64 - 1, 2**64 - 1)
 LE = BytesCodec(endian="little")
 BE = BytesCodec(endian="big")
+
+
+def add_zarr_v2():
+    """zarr v2 arrays (`zarr_format=2`): every numcodecs compressor the crate reads, each
+    dtype family in both byte orders, C and F order, both dimension separators, fill
+    values (NaN, infinities, null) over missing chunks, ranks 1 to 5. Small shapes with
+    few chunks keep the files few."""
+    s = (11, 17, 9)
+    c = (6, 9, 9)  # a 2x2x1 grid, ragged on the first two axes
+    def blosc(cname, shuffle, **kw):
+        return Blosc(cname=cname, clevel=5, shuffle=shuffle, **kw)
+
+    # Compressors (C order, little-endian, "." keys). 128-byte blocks make several blosc
+    # blocks per frame.
+    add_v2("v2_blosc_zstd_shuffle_u16", data=ramp(s, "<u2", 200), chunks=c,
+           compressor=blosc("zstd", Blosc.SHUFFLE))
+    add_v2("v2_blosc_zstd_bitshuffle_f32", data=ramp(s, "<f4", 201), chunks=c,
+           compressor=blosc("zstd", Blosc.BITSHUFFLE))
+    add_v2("v2_blosc_zstd_noshuffle_i16_blocks", data=ramp(s, "<i2", 202), chunks=c,
+           compressor=blosc("zstd", Blosc.NOSHUFFLE, blocksize=128))
+    add_v2("v2_blosc_lz4_shuffle_i32", data=ramp(s, "<i4", 203), chunks=c,
+           compressor=blosc("lz4", Blosc.SHUFFLE))
+    add_v2("v2_blosc_lz4hc_bitshuffle_u32", data=ramp(s, "<u4", 204), chunks=c,
+           compressor=blosc("lz4hc", Blosc.BITSHUFFLE))
+    add_v2("v2_blosc_zlib_shuffle_f64", data=ramp(s, "<f8", 205), chunks=c,
+           compressor=blosc("zlib", Blosc.SHUFFLE))
+    add_v2("v2_blosc_blosclz_noshuffle_u16", data=ramp(s, "<u2", 206), chunks=c,
+           compressor=blosc("blosclz", Blosc.NOSHUFFLE))
+    def autoshuffled_bits(path, back):
+        raw = open(os.path.join(path, "0.0.0"), "rb").read()
+        assert raw[2] & 0x04 and not raw[2] & 0x01, f"AUTOSHUFFLE of u8: flags {raw[2]:#x}"
+    add_v2("v2_blosc_lz4_autoshuffle_u8", data=ramp(s, "|u1", 207), chunks=c,
+           compressor=blosc("lz4", Blosc.AUTOSHUFFLE), checks=autoshuffled_bits)
+    add_v2("v2_zstd_u16", data=ramp(s, "<u2", 208), chunks=c, compressor=Zstd(level=3),
+           checks=first_chunk_is_stored_in("C"))
+    add_v2("v2_zstd_checksum_i64", data=ramp(s, "<i8", 209), chunks=c,
+           compressor=Zstd(level=1, checksum=True))
+    add_v2("v2_gzip_i16", data=ramp(s, "<i2", 210), chunks=c, compressor=GZip(level=5))
+    add_v2("v2_zlib_u32", data=ramp(s, "<u4", 211), chunks=c, compressor=Zlib(level=6))
+    add_v2("v2_lz4_f32", data=ramp(s, "<f4", 212), chunks=c, compressor=LZ4())
+    add_v2("v2_none_u8", data=ramp(s, "|u1", 213), chunks=c, compressor=None)
+
+    # Byte order and Fortran order, on the GPU codecs too (zstd, blosc-zstd).
+    add_v2("v2_zstd_be_u16", data=ramp(s, ">u2", 220), chunks=c, compressor=Zstd(level=3))
+    add_v2("v2_blosc_zstd_be_f32", data=ramp(s, ">f4", 221), chunks=c,
+           compressor=blosc("zstd", Blosc.SHUFFLE))
+    add_v2("v2_zstd_f_u16", data=ramp(s, "<u2", 222), chunks=c, compressor=Zstd(level=3),
+           order="F", checks=first_chunk_is_stored_in("F"))
+    add_v2("v2_blosc_zstd_f_i32", data=ramp(s, "<i4", 223), chunks=c,
+           compressor=blosc("zstd", Blosc.BITSHUFFLE), order="F",
+           checks=first_chunk_is_stored_in("F"))
+    add_v2("v2_blosc_zstd_f_be_i16", data=ramp(s, ">i2", 224), chunks=c,
+           compressor=blosc("zstd", Blosc.SHUFFLE), order="F",
+           checks=first_chunk_is_stored_in("F"))
+    add_v2("v2_none_f_be_f64", data=ramp(s, ">f8", 225), chunks=c, compressor=None,
+           order="F", checks=first_chunk_is_stored_in("F"))
+
+    # Dimension separator "/": nested keys.
+    def nested(path, back):
+        assert os.path.isfile(os.path.join(path, "0", "0", "0")), keys(path)
+    add_v2("v2_slash_zstd_i16", data=ramp(s, "<i2", 230), chunks=c, compressor=Zstd(),
+           sep="/", checks=nested)
+    add_v2("v2_slash_f_lz4_u16", data=ramp(s, ">u2", 231), chunks=c, compressor=LZ4(),
+           sep="/", order="F", checks=nested)
+
+    # Every dtype family, alternating byte orders (2-D, four chunks).
+    s2, c2 = (9, 13), (5, 7)
+    dtypes = [("bool", "|b1"), ("int8", "|i1"), ("uint8", "|u1"), ("int16", ">i2"),
+              ("uint16", "<u2"), ("int32", "<i4"), ("uint32", ">u4"), ("int64", ">i8"),
+              ("uint64", "<u8"), ("float16", ">f2"), ("float32", "<f4"), ("float64", ">f8")]
+    for i, (name, dt) in enumerate(dtypes):
+        add_v2(f"v2_dtype_{name}", data=ramp(s2, dt, 240 + i), chunks=c2,
+               compressor=Zstd(level=1))
+    add_v2("v2_dtype_float16_le_blosc", data=ramp(s2, "<f2", 252), chunks=c2,
+           compressor=blosc("zstd", Blosc.SHUFFLE))
+
+    # Fill values over missing chunks: only the first chunk row is written.
+    sf, cf = (10, 12), (4, 5)
+    def write_first_rows(arr, data):
+        arr[0:4, :] = data[0:4, :]
+    missing = v2_keys_missing("1.0", "2.2")
+    for name, dt, fill in [("nan_f32", "<f4", np.nan), ("inf_f64", ">f8", np.inf),
+                           ("neginf_f16", "<f2", -np.inf), ("int_u16", "<u2", 7),
+                           ("negative_i32", ">i4", -3), ("true_bool", "|b1", True),
+                           ("null_i16", "<i2", None), ("null_f32", "<f4", None)]:
+        add_v2(f"v2_fill_{name}", data=ramp(sf, dt, 260), chunks=cf,
+               compressor=Zstd(level=1), fill_value=fill, write=write_first_rows,
+               checks=missing, extra_crops=[([5, 2], [10, 12])])
+    def fill_spelled(spelling):
+        def check(path, back):
+            got = zarray(path)["fill_value"]
+            assert got == spelling, (got, spelling)
+            missing(path, back)
+        return check
+    add_v2("v2_fill_nan_blosc_f64", data=ramp(sf, "<f8", 261), chunks=cf,
+           compressor=blosc("zstd", Blosc.SHUFFLE), fill_value=np.nan,
+           write=write_first_rows, checks=fill_spelled("NaN"))
+
+    # Ranks 1, 4 and 5 (2 and 3 are above).
+    add_v2("v2_rank1_zstd_u16", data=ramp((300,), "<u2", 270), chunks=(64,),
+           compressor=Zstd())
+    add_v2("v2_rank4_gzip_f_u8", data=ramp((3, 4, 5, 6), "|u1", 271), chunks=(2, 3, 3, 4),
+           compressor=GZip(), order="F")
+    add_v2("v2_rank5_blosc_zstd_f_i16", data=ramp((3, 4, 5, 6, 7), "<i2", 272),
+           chunks=(2, 3, 3, 4, 5), compressor=blosc("zstd", Blosc.SHUFFLE), order="F",
+           checks=first_chunk_is_stored_in("F"))
 
 
 def main():
@@ -352,13 +520,25 @@ def main():
         serializer=LE, compressors=[ZstdCodec()], fill_value=2**63 + 12345,
         write=write_corner, checks=check_one_chunk, extra_crops=[([9, 9], [20, 20])])
 
+    # ---- numcodecs compressors in zarr v3 (zarr-python's `numcodecs.*` names) ----
+    add("numcodecs_zlib_u16", data=ramp((11, 17, 9), "u2", 55), chunks=(6, 9, 9),
+        serializer=LE, compressors=[NumcodecsZlib(level=5)])
+    add("numcodecs_lz4_i32", data=ramp((11, 17, 9), "i4", 56), chunks=(6, 9, 9),
+        serializer=LE, compressors=[NumcodecsLZ4()])
+
+    add_zarr_v2()
+
     # ---- things the Rust crate must reject ----
-    v2 = os.path.join(ZARR_DIR, "v2_array")
-    a = zarr.create_array(store=v2, shape=(10, 10), chunks=(5, 5), dtype="u2", zarr_format=2)
-    a[...] = ramp((10, 10), "u2", 60)
-    assert os.path.exists(os.path.join(v2, ".zarray"))
-    MANIFEST["rejects"].append({"name": "v2_array", "metadata": "zarr/v2_array/.zarray",
-                                "error": "UnsupportedFormat"})
+    def reject_v2(name, error, **kw):
+        path = os.path.join(ZARR_DIR, name)
+        a = zarr.create_array(store=path, shape=(10, 10), chunks=(5, 5), dtype="<u2",
+                              zarr_format=2, **kw)
+        a[...] = ramp((10, 10), "u2", 60)
+        MANIFEST["rejects"].append({"name": name, "metadata": f"zarr/{name}/.zarray",
+                                    "error": error})
+    reject_v2("v2_filter_delta", "UnsupportedFilter", filters=[Delta(dtype="<u2")],
+              compressors=Zstd())
+    reject_v2("v2_compressor_bz2", "Unsupported", compressors=BZ2())
     grp = os.path.join(ZARR_DIR, "group")
     g = zarr.open_group(grp, mode="w", zarr_format=3, attributes={"purpose": "fixture"})
     assert g is not None

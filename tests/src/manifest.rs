@@ -21,6 +21,8 @@ pub struct FixtureArray {
     pub name: String,
     /// Directory relative to `tests/data`.
     pub path: String,
+    /// 3 (`zarr.json`) or 2 (`.zarray`).
+    pub zarr_format: u8,
     /// The zarr v3 data type name (`uint16`, ...).
     pub dtype: String,
     pub shape: Vec<u64>,

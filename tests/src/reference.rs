@@ -1,4 +1,4 @@
-//! A deliberately simple reference reader: reads a box of a zarr v3 array from a
+//! A deliberately simple reference reader: reads a box of a zarr v3 or v2 array from a
 //! directory into a native-endian byte buffer, chunk by chunk, using only the `zarr`
 //! crate's public API (metadata, geometry, shard index, `decode_chunk`, chunk keys) and
 //! `std::fs`. It is the yardstick the conformance tests hold the crate against, so it
@@ -13,7 +13,7 @@ use zarr::{Aabb, ArrayGeometry, ArrayMetadata, ArrayToBytes, ChunkRepr, ShardInd
 /// Byte every output buffer starts as, so elements nobody wrote cannot match a reference.
 pub const POISON: u8 = 0xAB;
 
-/// An array opened from a directory holding its `zarr.json`.
+/// An array opened from a directory holding its `zarr.json` (or `.zarray`).
 #[derive(Debug, Clone)]
 pub struct ReferenceArray {
     dir: PathBuf,
@@ -24,15 +24,25 @@ pub struct ReferenceArray {
 }
 
 impl ReferenceArray {
-    /// Opens the array in `dir` (reads and parses `dir/zarr.json`).
+    /// Opens the array in `dir`: parses `dir/zarr.json`, or where there is none the v2
+    /// `dir/.zarray` with `dir/.zattrs` if present.
     ///
     /// # Errors
     /// I/O errors, and the `zarr` crate's metadata and geometry errors (kept as the
     /// source, so callers can downcast to [`zarr::Error`]).
     pub fn open(dir: &Path) -> Result<Self> {
-        let path = dir.join("zarr.json");
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let meta = ArrayMetadata::parse(&bytes)?;
+        let read = |name: &str| {
+            let path = dir.join(name);
+            read_optional(&path)
+        };
+        let meta = match read("zarr.json")? {
+            Some(bytes) => ArrayMetadata::parse(&bytes)?,
+            None => {
+                let zarray = read(".zarray")?
+                    .with_context(|| format!("{}: neither zarr.json nor .zarray", dir.display()))?;
+                ArrayMetadata::parse_v2(&zarray, read(".zattrs")?.as_deref())?
+            }
+        };
         let geometry = ArrayGeometry::new(&meta)?;
         Ok(Self { dir: dir.to_path_buf(), meta, geometry })
     }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::cargo;
 
-/// Seconds per target by default: five targets on CI's two cores in about 20 s, plus the
+/// Seconds per target by default: six targets on CI's two cores in about 25 s, plus the
 /// build.
 pub const DEFAULT_SECONDS: &str = "4";
 

@@ -27,6 +27,9 @@
 //! `out_dir/<array name>/c/...` (`default` key encoding, `/`). Sharded arrays use
 //! zarr-python's default index (`bytes` little-endian + `crc32c`, at the end); inner
 //! chunks are `bytes` (little-endian) followed by the scenario's compressor; fill value 0.
+//! A group with `"zarr_format": 2` is written as zarr v2 instead: `.zarray` (dtype `<`,
+//! order `C`, the compressor as numcodecs spells it) and chunk objects `0.0.0`, ... (the
+//! same chunk bytes as the v3 array's).
 //! A dataset is complete when `out_dir/.damacy-gen.json` exists and names the dataset's
 //! key ([`dataset_key`]); it is written last, so an interrupted run is redone.
 
@@ -64,7 +67,7 @@ pub enum GenError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     /// The zarr metadata of an array could not be built.
-    #[error("array {array}: cannot build zarr.json: {source}")]
+    #[error("array {array}: cannot build its zarr metadata: {source}")]
     Metadata { array: PathBuf, source: zarr::Error },
     /// Encoding a shard or chunk failed.
     #[error("encoding {path}: {source}")]
@@ -162,14 +165,14 @@ pub fn chunk_codecs(group: &ArrayGroup) -> CodecChain {
     CodecChain { bytes_to_bytes: b2b, ..CodecChain::bytes(endian) }
 }
 
-/// The `zarr.json` model of an array of `group`.
+/// The metadata model of an array of `group` (zarr v3, or v2 for `zarr_format: 2`).
 ///
 /// # Errors
 /// The zarr crate's validation errors (which a validated scenario does not cause).
 pub fn array_metadata(group: &ArrayGroup) -> Result<ArrayMetadata, zarr::Error> {
     let dt = group.dtype;
     let fill = FillValue::zero(dt);
-    match &group.shard_shape {
+    let meta = match &group.shard_shape {
         Some(shard) => ArrayMetadata::sharded(
             group.shape.clone(),
             shard.clone(),
@@ -185,7 +188,8 @@ pub fn array_metadata(group: &ArrayGroup) -> Result<ArrayMetadata, zarr::Error> 
             chunk_codecs(group),
             fill,
         ),
-    }
+    }?;
+    if group.zarr_format == 2 { meta.into_v2() } else { Ok(meta) }
 }
 
 /// The random parameters of one array's intensity field (see the module documentation).
@@ -452,7 +456,7 @@ pub fn generate(
         _ => {}
     }
 
-    // Plan every array and write its zarr.json; stale objects of an earlier run go first.
+    // Plan every array and write its metadata; stale objects of an earlier run go first.
     let mut plans = Vec::new();
     let mut jobs = Vec::new();
     let mut raw_total = 0u64;
@@ -465,8 +469,12 @@ pub fn generate(
             _ => {}
         }
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let zarr_json = dir.join("zarr.json");
-        std::fs::write(&zarr_json, meta.to_json()).map_err(io(&zarr_json))?;
+        let documents =
+            meta.documents().map_err(|source| GenError::Metadata { array: dir.clone(), source })?;
+        for (key, text) in documents {
+            let path = dir.join(key);
+            std::fs::write(&path, text).map_err(io(&path))?;
+        }
 
         let overflow = |what| GenError::Overflow { array: dir.clone(), what };
         let object_shape =

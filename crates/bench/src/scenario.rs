@@ -13,9 +13,11 @@
 //!       "dtype": "uint16",               // zarr spelling; any numeric type but bool
 //!       "shard_shape": [32, 32, 64],     // or null for an unsharded array
 //!       "chunk_shape": [16, 16, 16],     // inner chunk (sharded) or chunk (unsharded)
-//!       "codec": {"id": "zstd", "level": 3}
+//!       "codec": {"id": "zstd", "level": 3},
 //!                // or {"id": "blosc_zstd", "level": 3, "shuffle": "byte" | "bit" | "none"}
 //!                // or {"id": "raw"}
+//!       "zarr_format": 2                 // optional: 3 (zarr.json, the default) or 2
+//!                // (.zarray with the numcodecs compressor; unsharded only)
 //!     }
 //!   ],
 //!   "sample_shape": [16, 16, 16],        // crop extent, same rank as every array
@@ -55,7 +57,7 @@ use splitmix::{SplitMix64, mix64};
 pub const MAX_RANK: usize = 8;
 
 /// Names of the built-in scenarios, in documentation order.
-pub const BUILTIN_NAMES: [&str; 8] = [
+pub const BUILTIN_NAMES: [&str; 10] = [
     "smoke",
     "quickstart",
     "default",
@@ -64,6 +66,8 @@ pub const BUILTIN_NAMES: [&str; 8] = [
     "mixed-dtype",
     "many-arrays",
     "latency",
+    "v2",
+    "v2-blosc",
 ];
 
 /// Errors loading or validating a scenario.
@@ -128,6 +132,18 @@ pub struct ArrayGroup {
     pub shard_shape: Option<Vec<u64>>,
     pub chunk_shape: Vec<u64>,
     pub codec: Codec,
+    /// The format the generator writes: 3 (`zarr.json`) or 2 (`.zarray`, unsharded
+    /// only). Left out of the JSON when 3, so the keys of existing datasets stay.
+    #[serde(default = "zarr_v3", skip_serializing_if = "is_zarr_v3")]
+    pub zarr_format: u8,
+}
+
+fn zarr_v3() -> u8 {
+    3
+}
+
+fn is_zarr_v3(format: &u8) -> bool {
+    *format == 3
 }
 
 /// [`ArrayGroup::dtype`] in JSON: the zarr spelling, through [`DataType::name`] and
@@ -214,6 +230,7 @@ fn group(
         shard_shape: shard.map(|s| s.to_vec()),
         chunk_shape: chunk.to_vec(),
         codec,
+        zarr_format: 3,
     }
 }
 
@@ -301,6 +318,20 @@ impl Scenario {
                 2,
                 20,
             ),
+            // The default scenario's arrays as zarr v2 (so unsharded): what a dataset
+            // written by zarr-python 2 or OME-Zarr 0.4 tools looks like.
+            "v2" | "v2-blosc" => {
+                let codec = if name == "v2" {
+                    zstd3
+                } else {
+                    Codec::BloscZstd { level: 3, shuffle: Shuffle::Byte }
+                };
+                let g = ArrayGroup {
+                    zarr_format: 2,
+                    ..group(8, "vol_", [512; 3], UInt16, None, [32, 64, 64], codec)
+                };
+                base(name, vec![g], 128, 128, 2, 20)
+            }
             "latency" => Scenario {
                 latency: Some(Latency { metadata_median_ms: 5.0 }),
                 ..base(
@@ -484,6 +515,18 @@ impl Scenario {
                     .is_none_or(|b| b > 4 << 30)
             {
                 return Err(bad(f("shard_shape"), "makes shards larger than 4 GiB".into()));
+            }
+            match (g.zarr_format, &g.shard_shape) {
+                (3, _) | (2, None) => {}
+                (2, Some(_)) => {
+                    return Err(bad(
+                        f("shard_shape"),
+                        "must be null for a zarr v2 array (v2 has no sharding)".into(),
+                    ));
+                }
+                (other, _) => {
+                    return Err(bad(f("zarr_format"), format!("is {other}, must be 2 or 3")));
+                }
             }
             match g.codec {
                 Codec::Zstd { level } if !(1..=22).contains(&level) => {
@@ -680,6 +723,25 @@ mod tests {
             let loaded = Scenario::load(path.to_str().unwrap()).unwrap();
             assert_eq!(loaded, Scenario::builtin(name).unwrap(), "{}", path.display());
         }
+    }
+
+    #[test]
+    fn zarr_v2_groups_are_unsharded_and_only_2_or_3() {
+        let v2 = Scenario::builtin("v2").unwrap();
+        assert_eq!((v2.arrays[0].zarr_format, v2.arrays[0].shard_shape.as_ref()), (2, None));
+        assert!(v2.to_json().contains("\"zarr_format\": 2"));
+        // A v3 group's JSON does not mention the format, so dataset keys stay.
+        assert!(!Scenario::builtin("default").unwrap().to_json().contains("zarr_format"));
+        let field = |s: Scenario| match s.validate() {
+            Err(ScenarioError::Invalid { field, .. }) => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        };
+        let mut sharded = v2.clone();
+        sharded.arrays[0].shard_shape = Some(vec![64, 128, 128]);
+        assert_eq!(field(sharded), "arrays[0].shard_shape");
+        let mut four = v2;
+        four.arrays[0].zarr_format = 4;
+        assert_eq!(field(four), "arrays[0].zarr_format");
     }
 
     #[test]

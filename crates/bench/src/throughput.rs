@@ -373,8 +373,10 @@ struct ArrayChunks {
     chunk_bytes: usize,
 }
 
-fn open_array(dir: PathBuf) -> Option<ArrayChunks> {
-    let meta = ArrayMetadata::parse(&std::fs::read(dir.join("zarr.json")).ok()?).ok()?;
+/// The generated array of `group` in `dir`: its metadata is the generator's (the dataset
+/// key guarantees the files match it), whichever zarr format it was written in.
+fn open_array(dir: PathBuf, group: &crate::scenario::ArrayGroup) -> Option<ArrayChunks> {
+    let meta = crate::datagen::array_metadata(group).ok()?;
     let geom = zarr::ArrayGeometry::new(&meta).ok()?;
     let repr = zarr::ChunkRepr {
         shape: geom.chunk_shape.clone(),
@@ -442,14 +444,15 @@ impl ArrayChunks {
 /// large nvCOMP batch holds distinct chunks where the dataset has enough.
 pub(crate) fn gather_chunks(sc: &Scenario, data_dir: &Path, want: usize) -> Option<StoredChunks> {
     let mut instances = sc.array_instances().into_iter();
-    let first = open_array(data_dir.join(&instances.next()?.name))?;
+    let first_inst = instances.next()?;
+    let first = open_array(data_dir.join(&first_inst.name), first_inst.group)?;
     let mut chunks = Vec::new();
     first.read_chunks(want, &mut chunks);
     for inst in instances {
         if chunks.len() >= want {
             break;
         }
-        let Some(a) = open_array(data_dir.join(&inst.name)) else { continue };
+        let Some(a) = open_array(data_dir.join(&inst.name), inst.group) else { continue };
         if a.codecs == first.codecs && a.repr == first.repr {
             a.read_chunks(want, &mut chunks);
         }

@@ -1,5 +1,5 @@
 //! `bench::run` on the `smoke` scenario with the host engine: what it reports, and how it
-//! fails.
+//! fails; and a generated zarr v2 dataset read back through the pipeline.
 
 use bench::{BenchError, BenchOptions, GenError, Scenario, ScenarioError};
 use damacy::Backend;
@@ -84,4 +84,72 @@ fn smoke_over_the_loopback_s3_server_reports_the_same_figures() {
     // The object-store gap may merge more ranges (reading through gaps), never fewer.
     assert!(s3.stats.bytes_read >= files.stats.bytes_read);
     assert!(s3.gvox_per_s > 0.0);
+}
+
+/// A scenario of zarr v2 arrays (zstd and blosc-zstd): generated, benched, and read back
+/// through the pipeline, every voxel equals the generator's value.
+#[test]
+fn a_generated_v2_dataset_reads_back_the_generators_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sc = Scenario::builtin("smoke").expect("smoke");
+    let blosc =
+        bench::scenario::Codec::BloscZstd { level: 3, shuffle: bench::scenario::Shuffle::Byte };
+    sc.arrays[0].shard_shape = None;
+    sc.arrays[0].zarr_format = 2;
+    let mut second = sc.arrays[0].clone();
+    second.name_prefix = "blosc_".into();
+    second.codec = blosc;
+    sc.arrays.push(second);
+    let r = bench::run(&options(sc.clone(), dir.path(), true), &|_| {}).expect("bench");
+    assert_eq!((r.batches, r.samples), (4, 16));
+    assert!(r.cpu_decode_gb_per_s.is_some_and(|g| g > 0.0), "the ceiling measures v2 chunks");
+    assert!(dir.path().join("vol_0000/.zarray").is_file());
+    assert!(!dir.path().join("vol_0000/zarr.json").exists());
+
+    let samples: Vec<_> = sc.samples(dir.path()).take(12).collect();
+    let cfg = damacy::Config::builder()
+        .sample_shape(&sc.sample_shape)
+        .samples_per_batch(samples.len())
+        .dtype(damacy::OutDtype::Native)
+        .backend(Backend::Host)
+        .build()
+        .expect("config");
+    let mut p = damacy::Pipeline::new(cfg).expect("pipeline");
+    let pushed: Vec<damacy::Sample> = samples
+        .iter()
+        .map(|(uri, lo, hi)| damacy::Sample::new(uri, lo.clone(), hi.clone()).expect("box"))
+        .collect();
+    p.push(pushed).expect("push");
+    p.finish();
+    let batch = p.pop().expect("pop").expect("a batch");
+    let data = batch.data().expect("host data");
+    let n: u64 = sc.sample_shape.iter().product();
+    let mut arrays = std::collections::BTreeSet::new();
+    for (k, (uri, lo, _)) in samples.iter().enumerate() {
+        let inst = sc
+            .array_instances()
+            .into_iter()
+            .find(|i| dir.path().join(&i.name) == *uri)
+            .expect("the sample's array");
+        arrays.insert(inst.name.clone());
+        for i in 0..n {
+            let mut c = vec![0u64; lo.len()];
+            let mut rest = i;
+            for a in (0..lo.len()).rev() {
+                c[a] = lo[a] + rest % sc.sample_shape[a];
+                rest /= sc.sample_shape[a];
+            }
+            let at = (k as u64 * n + i) as usize * 2;
+            let got = u16::from_ne_bytes([data[at], data[at + 1]]);
+            let want = bench::datagen::stored_value(
+                zarr::DataType::UInt16,
+                bench::datagen::voxel(inst.seed, &c),
+            );
+            assert_eq!(f64::from(got), want, "{} at {c:?}", inst.name);
+        }
+    }
+    assert!(
+        arrays.iter().any(|a| a.starts_with("blosc_"))
+            && arrays.iter().any(|a| a.starts_with("vol_"))
+    );
 }

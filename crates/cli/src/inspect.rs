@@ -4,11 +4,11 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use store::Store;
 use zarr::odometer::advance;
-use zarr::{ArrayGeometry, ArrayMetadata, ArrayToBytes, BytesToBytes, CodecChain};
+use zarr::{ArrayGeometry, ArrayToBytes, BytesToBytes, CodecChain};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct InspectArgs {
-    /// The array: its directory (the one holding zarr.json), or an `s3://`, `gs://`,
+    /// The array: its directory (the one holding zarr.json or .zarray), or an `s3://`, `gs://`,
     /// `az://` or `http(s)://` uri.
     array: String,
     #[command(flatten)]
@@ -52,6 +52,8 @@ fn chain_summary(c: &CodecChain) -> String {
             format!("blosc({cname:?}, clevel={clevel}, {shuffle:?})")
         }
         BytesToBytes::Gzip { level } => format!("gzip(level={level})"),
+        BytesToBytes::Zlib { level } => format!("zlib(level={level})"),
+        BytesToBytes::Lz4 { acceleration } => format!("lz4(acceleration={acceleration})"),
         BytesToBytes::Crc32c => "crc32c".into(),
     }));
     parts.join(" -> ")
@@ -68,15 +70,9 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<()> {
     let fs_cfg = store::FsStoreConfig { io_threads: 2, ..Default::default() };
     let store = store::UriStore::new(fs_cfg, remote_cfg)?;
     let key = |rel: &str| format!("{}/{rel}", array.trim_end_matches('/'));
-    let path = key("zarr.json");
-    let bytes = match store.read_all(&path) {
-        Ok(b) => b,
-        Err(e) if e.is_not_found() && matches!(store.stat(&key(".zarray")), Ok(Some(_))) => {
-            anyhow::bail!("{array}: {}", zarr::Error::UnsupportedFormat { zarr_format: 2 });
-        }
-        Err(e) => return Err(e).with_context(|| format!("{path}: not found or unreadable")),
-    };
-    let meta = ArrayMetadata::parse(&bytes).with_context(|| path.clone())?;
+    // zarr.json (v3) or .zarray (v2): the prefetcher's reader decides, and names the file.
+    let prefetch_cache::fetch::ReadMetadata { meta, key: path } =
+        prefetch_cache::fetch::read_metadata(&store, array.trim_end_matches('/'))?;
     let geom = ArrayGeometry::new(&meta).with_context(|| path.clone())?;
     let grid = geom.shard_grid_shape();
     let total: u64 = grid.iter().product();
@@ -102,6 +98,7 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<()> {
     if args.json {
         let v = json!({
             "path": array,
+            "zarr_format": meta.zarr_format.number(),
             "shape": meta.shape,
             "dtype": meta.data_type.name(),
             "sharded": geom.sharded,
@@ -116,7 +113,7 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("array       {array}");
+        println!("array       {array} ({})", meta.zarr_format);
         println!("shape       {:?}", meta.shape);
         println!("dtype       {}", meta.data_type);
         if geom.sharded {

@@ -27,9 +27,14 @@ fn stderr_lines(o: &Output) -> Vec<String> {
 fn read_writes_the_crop_as_npy_equal_to_the_reference() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = tests::manifest::Manifest::load().unwrap();
-    for name in
-        ["shard_end_u16_zstd", "blosc_zstd_bitshuffle_u16", "bytes_be_f64_zstd", "keys_v2_dot_i16"]
-    {
+    for name in [
+        "shard_end_u16_zstd",
+        "blosc_zstd_bitshuffle_u16",
+        "bytes_be_f64_zstd",
+        "keys_v2_dot_i16",
+        "v2_zstd_f_u16",
+        "v2_blosc_zstd_be_f32",
+    ] {
         let a = manifest.array(name).unwrap();
         let crop = &a.crops[1];
         let aabb: Vec<String> =
@@ -142,17 +147,17 @@ fn failures_exit_nonzero_with_one_line() {
         (
             vec![
                 "read".into(),
-                data().join("zarr/v2_array").to_string_lossy().into(),
+                data().join("zarr/v2_filter_delta").to_string_lossy().into(),
                 "--aabb".into(),
                 "0:1".into(),
                 "--out".into(),
                 o_str.into(),
             ],
-            "zarr format 2",
+            "filter `delta`",
         ),
         (
-            vec!["inspect".into(), data().join("zarr/v2_array").to_string_lossy().into()],
-            "zarr format 2",
+            vec!["inspect".into(), data().join("zarr/v2_filter_delta").to_string_lossy().into()],
+            "filter `delta`",
         ),
         (vec!["bench".into(), "--scenario".into(), "no-such-scenario".into()], "no-such-scenario"),
     ];
@@ -190,6 +195,39 @@ fn inspect_reports_shape_dtype_and_shards() {
     let total = v["shards_total"].as_u64().unwrap();
     let present = v["shards_present"].as_u64().unwrap();
     assert!(present < total, "the fixture has missing shards: {present} of {total}");
+}
+
+/// `inspect` on a zarr v2 array prints what it prints for a v3 array (the same fields),
+/// and says which format it read.
+#[test]
+fn inspect_describes_a_v2_array_as_a_v3_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let inspect = |name: &str, json: bool| {
+        let path = data().join("zarr").join(name);
+        let mut args = vec!["inspect", path.to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        let o = damacy(&args, dir.path());
+        assert!(o.status.success(), "{name}: {:?}", stderr_lines(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let v2: serde_json::Value = serde_json::from_str(&inspect("v2_fill_null_i16", true)).unwrap();
+    let v3: serde_json::Value =
+        serde_json::from_str(&inspect("missing_chunks_f32_fill", true)).unwrap();
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&v2), keys(&v3));
+    assert_eq!((v2["zarr_format"].as_u64(), v3["zarr_format"].as_u64()), (Some(2), Some(3)));
+    assert_eq!(v2["shape"], serde_json::json!([10, 12]));
+    assert_eq!(v2["dtype"], "int16");
+    assert_eq!(v2["chunk_shape"], serde_json::json!([4, 5]));
+    assert_eq!(v2["sharded"], false);
+    // Only the first chunk row (3 of 9 chunks) was written.
+    assert_eq!((v2["shards_present"].as_u64(), v2["shards_total"].as_u64()), (Some(3), Some(9)));
+    assert_eq!(v2["codecs"], "bytes(little) -> zstd(level=1, checksum=false)");
+    let f = inspect("v2_blosc_zstd_f_be_i16", false);
+    assert!(f.contains("(zarr v2)"), "{f}");
+    assert!(f.contains("transpose[2, 1, 0] -> bytes(big) -> blosc(Zstd"), "{f}");
 }
 
 #[test]

@@ -90,7 +90,7 @@ pub struct Config {
     pub decode_threads: usize,
     /// A sample touching more shards than this is rejected.
     pub max_shards_per_sample: usize,
-    /// Array metadata (zarr.json) cache slots.
+    /// Array metadata (zarr.json or .zarray) cache slots.
     pub metadata_cache_capacity: usize,
     /// Shard index cache slots; `0` means the minimum that cannot saturate.
     pub shard_index_cache_capacity: usize,
@@ -456,7 +456,7 @@ impl ConfigBuilder {
         decode_threads: usize,
         /// Shards one sample may touch.
         max_shards_per_sample: usize,
-        /// zarr.json cache slots.
+        /// Array metadata (zarr.json or .zarray) cache slots.
         metadata_cache_capacity: usize,
         /// Shard index cache slots (0 = derived minimum).
         shard_index_cache_capacity: usize,

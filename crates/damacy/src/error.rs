@@ -247,8 +247,11 @@ impl Unavailable {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SampleError {
-    /// The array's `zarr.json` is missing.
-    #[error("array not found: no zarr.json at {path} (check the sample's uri)")]
+    /// The array has neither a `zarr.json` (v3) nor a `.zarray` (v2); `path` is the
+    /// `zarr.json` looked for.
+    #[error(
+        "array not found: no zarr.json at {path}, nor a zarr v2 .zarray beside it (check the sample's uri)"
+    )]
     ArrayNotFound { path: PathBuf },
     /// The sample names an OME-NGFF image group whose level could not be resolved: a level
     /// out of range (the error says how many there are), a level path holding no array,
@@ -262,7 +265,8 @@ pub enum SampleError {
     /// Reading a file failed (the store error names the path and the OS error).
     #[error("{0}")]
     Store(#[from] store::Error),
-    /// A `zarr.json` or shard index is invalid.
+    /// A metadata document (`zarr.json`, `.zarray`, `.zattrs`) or shard index is invalid;
+    /// `path` names it.
     #[error("{path}: {source}")]
     Metadata {
         path: PathBuf,

@@ -122,7 +122,7 @@ impl Pipeline {
         Self::with_stores(cfg, Arc::clone(&store), store)
     }
 
-    /// Creates a pipeline that reads metadata (`zarr.json`, shard indexes) from
+    /// Creates a pipeline that reads metadata (`zarr.json` or `.zarray`, shard indexes) from
     /// `meta_store` and chunk data from `data_store` (for example to add latency to
     /// metadata only, as the `latency` benchmark scenario does).
     ///

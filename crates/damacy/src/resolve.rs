@@ -47,7 +47,7 @@ pub(crate) fn sample_error(e: prefetch_cache::Error) -> SampleError {
     match e {
         P::MetadataNotFound { key, .. } => SampleError::ArrayNotFound { path: PathBuf::from(key) },
         P::Store { source, .. } => SampleError::Store(source),
-        P::Metadata { uri, source } => at(&format!("{uri}/zarr.json"), source),
+        P::Metadata { key, source, .. } => at(&key, source),
         P::ShardTooShort { key, shard_len, index_len } => {
             at(&key, zarr::Error::ShardTooShort { shard_len, index_len })
         }

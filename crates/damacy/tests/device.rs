@@ -773,6 +773,138 @@ fn a_panicking_engine_thread_is_an_error_at_pop_and_drop_returns(dev: Backend) {
     }
 }
 
+/// zarr v2 fixtures of the GPU's codecs: zstd and blosc-zstd in C order and little-endian
+/// (the GPU route, as for v3 arrays), and in Fortran order or big-endian (a transpose or
+/// a byte swap the GPU path does not do: the CPU route, also as for v3 arrays).
+const V2_GPU_CODECS: [(&str, bool); 12] = [
+    ("v2_zstd_u16", true),
+    ("v2_zstd_checksum_i64", true),
+    ("v2_blosc_zstd_shuffle_u16", true),
+    ("v2_blosc_zstd_bitshuffle_f32", true),
+    ("v2_blosc_zstd_noshuffle_i16_blocks", true),
+    ("v2_fill_nan_blosc_f64", true),
+    ("v2_zstd_f_u16", false),
+    ("v2_zstd_be_u16", false),
+    ("v2_blosc_zstd_be_f32", false),
+    ("v2_blosc_zstd_f_i32", false),
+    ("v2_blosc_zstd_f_be_i16", false),
+    ("v2_rank5_blosc_zstd_f_i16", false),
+];
+
+/// Every crop of the zarr v2 zstd and blosc-zstd fixtures (C and F order, big-endian)
+/// through the CUDA engine, with nvCOMP and without, equals the host engine bit for bit
+/// (native and f32 output), and the native output equals zarr-python's values.
+fn v2_zstd_fixtures_equal_the_host_engine_and_the_reference(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let all = fixtures();
+    let mut checked = 0;
+    for (name, _) in V2_GPU_CODECS {
+        let f = all.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no {name}"));
+        assert_eq!(f.zarr_format, 2, "{name}");
+        for c in &f.crops {
+            let shape: Vec<u64> = c.lo.iter().zip(&c.hi).map(|(l, h)| h - l).collect();
+            let s = vec![Sample::new(&f.path, c.lo.clone(), c.hi.clone()).expect("box")];
+            let (_, _, want) = crate::support::npy_native(&c.npy);
+            for dtype in [OutDtype::Native, OutDtype::F32] {
+                let host = read_all(cfg(&shape, 1, dtype, Backend::Host), s.clone()).expect("host");
+                if dtype == OutDtype::Native {
+                    assert_eq!(host, vec![want.clone()], "{name} {:?}..{:?}: host", c.lo, c.hi);
+                }
+                for nvcomp in ["on", "off"] {
+                    let _env = EnvVars::set(&[("DAMACY_NVCOMP", nvcomp)]);
+                    let got = read_all(cfg(&shape, 1, dtype, dev), s.clone()).expect("cuda");
+                    assert_eq!(
+                        got, host,
+                        "{name} {:?}..{:?} {dtype:?} nvcomp={nvcomp}",
+                        c.lo, c.hi
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 12 * 4 * 4, "only {checked} checked");
+}
+
+/// Breaks the content of the first zstd frame of chunk `0.0.0` of fixture `name` (copied
+/// into `dir`) so that the frame still passes the host check: only a decoder that reads
+/// it fails. For a blosc chunk that is the first compressed stream of its frame. Returns
+/// the chunk's path.
+fn corrupt_first_v2_frame(name: &str, dir: &Path) -> PathBuf {
+    let f = fixtures().into_iter().find(|f| f.name == name).expect("fixture");
+    let copy = dir.join(name);
+    crate::support::copy_dir(&f.path, &copy);
+    let chunk = copy.join("0.0.0");
+    let mut bytes = std::fs::read(&chunk).expect("read chunk");
+    let meta =
+        zarr::ArrayMetadata::parse_v2(&std::fs::read(copy.join(".zarray")).expect(".zarray"), None)
+            .expect("parse .zarray");
+    let (frame, decoded) = match meta.codecs.bytes_to_bytes[..] {
+        [zarr::BytesToBytes::Zstd { .. }] => {
+            let n: u64 = meta.chunk_shape.iter().product::<u64>() * meta.data_type.size() as u64;
+            (0..bytes.len(), n)
+        }
+        [zarr::BytesToBytes::Blosc { .. }] => {
+            let streams = zarr::blosc::streams(&bytes).expect("blosc frame");
+            let s = streams.iter().find(|s| !s.raw).expect("a compressed stream");
+            (s.src.clone(), s.len as u64)
+        }
+        ref other => panic!("{name}: {other:?}"),
+    };
+    assert!(kernels::check_zstd_frame(&bytes[frame.clone()], decoded).is_ok(), "{name}: intact");
+    let n = (frame.len() / 4).min(40);
+    for b in &mut bytes[frame.end - n..frame.end] {
+        *b ^= 0xff;
+    }
+    assert!(
+        kernels::check_zstd_frame(&bytes[frame.clone()], decoded).is_ok(),
+        "{name}: the corrupt frame must still pass the host check"
+    );
+    std::fs::write(&chunk, bytes).expect("write chunk");
+    chunk
+}
+
+/// The route a v2 array's chunks take on the CUDA engine is the one a v3 array's take:
+/// with nvCOMP on, a corrupt frame in a C-order little-endian zstd or blosc-zstd chunk
+/// fails in nvCOMP (the GPU decoded it), and in a Fortran-order or big-endian one in the
+/// CPU decoder.
+fn v2_zstd_chunks_take_the_route_of_v3_chunks(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, gpu) in V2_GPU_CODECS {
+        if name.starts_with("v2_rank5") || name.starts_with("v2_fill") {
+            continue;
+        }
+        let chunk = corrupt_first_v2_frame(name, dir.path());
+        let array = chunk.parent().expect("array dir");
+        let rank = 3;
+        let s = vec![Sample::new(array, vec![0; rank], vec![2; rank]).expect("box")];
+        let e = match read_all(cfg(&[2; 3], 1, OutDtype::Native, dev), s) {
+            Err(Error::Sample { source, .. }) => *source,
+            other => panic!("{name}: expected a sample error, got {:?}", other.map(|b| b.len())),
+        };
+        match (&e, gpu) {
+            (SampleError::Gpu { call, chunk: Some(coords), path: Some(path), .. }, true) => {
+                assert_eq!(*call, "nvCOMP decode", "{name}");
+                assert_eq!(
+                    (Path::new("/").join(path), coords),
+                    (chunk.clone(), &vec![0, 0, 0]),
+                    "{name}"
+                );
+            }
+            (SampleError::Decode { path, chunk: coords, .. }, false) => {
+                assert_eq!(
+                    (Path::new("/").join(path), coords),
+                    (chunk.clone(), &vec![0, 0, 0]),
+                    "{name}"
+                );
+            }
+            _ => panic!("{name}: GPU route {gpu}, got {e:?}"),
+        }
+    }
+}
+
 /// Runs each body on the simulated device (`_sim`) and, with the `cuda` feature, on GPU 0
 /// (`_gpu`).
 macro_rules! on_each_device {
@@ -803,4 +935,6 @@ on_each_device! {
     a_panicking_engine_thread_is_an_error_at_pop_and_drop_returns => a_panicking_engine_thread_is_an_error_at_pop_and_drop_returns_sim, a_panicking_engine_thread_is_an_error_at_pop_and_drop_returns_gpu;
     a_device_decode_failure_at_every_wave_position_is_reported => a_device_decode_failure_at_every_wave_position_is_reported_sim, a_device_decode_failure_at_every_wave_position_is_reported_gpu;
     device_decode_failures_in_consecutive_batches_keep_no_buffer => device_decode_failures_in_consecutive_batches_keep_no_buffer_sim, device_decode_failures_in_consecutive_batches_keep_no_buffer_gpu;
+    v2_zstd_fixtures_equal_the_host_engine_and_the_reference => v2_zstd_fixtures_equal_the_host_engine_and_the_reference_sim, v2_zstd_fixtures_equal_the_host_engine_and_the_reference_gpu;
+    v2_zstd_chunks_take_the_route_of_v3_chunks => v2_zstd_chunks_take_the_route_of_v3_chunks_sim, v2_zstd_chunks_take_the_route_of_v3_chunks_gpu;
 }

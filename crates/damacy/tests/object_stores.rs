@@ -1,7 +1,7 @@
-//! The whole pipeline over object stores: every fixture crop read through `s3://` (a real
-//! S3 server on 127.0.0.1, `loopback::S3Server`) and `http://` (`loopback::HttpServer`)
-//! equals zarr-python's `.npy` exactly as through files; a missing array is an error
-//! naming its URL; a failing object fails its batch only.
+//! The whole pipeline over object stores: every fixture crop (zarr v3 and v2) read through
+//! `s3://` (a real S3 server on 127.0.0.1, `loopback::S3Server`) and `http://`
+//! (`loopback::HttpServer`) equals zarr-python's `.npy` exactly as through files; a
+//! missing array is an error naming its URL; a failing object fails its batch only.
 
 use damacy::{Config, ObjectStoreConfig, OnError, OutDtype, Pipeline, Sample};
 use loopback::{BUCKET, Fault, HttpServer, S3Server};
@@ -39,10 +39,11 @@ fn read_one(uri: &str, lo: &[u64], hi: &[u64], os: &ObjectStoreConfig) -> damacy
     Ok(batch.data()?.to_vec())
 }
 
-/// Every crop of every supported fixture through `base/zarr/<name>`.
-fn every_crop_through(base: &str, os: &ObjectStoreConfig) -> usize {
+/// Every crop of every supported fixture through `base/zarr/<name>`; returns the crops
+/// checked, and how many of them were of zarr v2 arrays.
+fn every_crop_through(base: &str, os: &ObjectStoreConfig) -> (usize, usize) {
     let data = data_dir();
-    let mut checked = 0;
+    let (mut checked, mut v2) = (0, 0);
     for f in fixtures() {
         if UNSUPPORTED.contains(&f.name.as_str()) {
             continue;
@@ -60,16 +61,17 @@ fn every_crop_through(base: &str, os: &ObjectStoreConfig) -> usize {
                 c.hi
             );
             checked += 1;
+            v2 += usize::from(f.zarr_format == 2);
         }
     }
-    checked
+    (checked, v2)
 }
 
 #[test]
 fn every_fixture_crop_through_s3_equals_the_reference() {
     let server = S3Server::serve(&data_dir()).unwrap();
-    let checked = every_crop_through(&format!("s3://{BUCKET}"), &s3_options(&server));
-    assert!(checked >= 150, "only {checked} crops checked");
+    let (checked, v2) = every_crop_through(&format!("s3://{BUCKET}"), &s3_options(&server));
+    assert!(checked >= 350 && v2 >= 180, "only {checked} crops checked, {v2} of zarr v2");
     assert!(server.requests() as usize > checked, "the crops were served by the S3 server");
 }
 
@@ -77,8 +79,34 @@ fn every_fixture_crop_through_s3_equals_the_reference() {
 fn every_fixture_crop_through_http_equals_the_reference() {
     let server = HttpServer::serve(&data_dir()).unwrap();
     let os = ObjectStoreConfig { max_retries: 2, ..Default::default() };
-    let checked = every_crop_through(&server.endpoint(), &os);
-    assert!(checked >= 150, "only {checked} crops checked");
+    let (checked, v2) = every_crop_through(&server.endpoint(), &os);
+    assert!(checked >= 350 && v2 >= 180, "only {checked} crops checked, {v2} of zarr v2");
+}
+
+/// A zarr v2 array through both object stores: a chunk never written reads as the fill
+/// value (here `null`, read as zero as zarr-python reads it), and a v2 array that cannot
+/// be read is an error naming its `.zarray` URL.
+#[test]
+fn zarr_v2_missing_chunks_read_as_fill_and_errors_name_the_zarray_url() {
+    let s3 = S3Server::serve(&data_dir()).unwrap();
+    let http = HttpServer::serve(&data_dir()).unwrap();
+    let plain = ObjectStoreConfig { max_retries: 2, ..Default::default() };
+    let stores = [(format!("s3://{BUCKET}"), s3_options(&s3)), (http.endpoint(), plain)];
+    let f = fixtures().into_iter().find(|f| f.name == "v2_fill_null_i16").unwrap();
+    assert!(f.path.join("0.0").is_file() && !f.path.join("1.0").exists());
+    let (_, shape, full) = npy_native(&f.crops[0].npy);
+    // Rows 4.. were never written: chunks (1, *) and (2, *) are absent.
+    let (lo, hi) = (vec![3u64, 2], vec![10u64, 12]);
+    let want = sub_box(&full, &shape, 2, &lo, &hi);
+    assert!(want[2 * 10..].iter().all(|&b| b == 0), "the fill region is zero");
+    for (base, os) in &stores {
+        let uri = format!("{base}/zarr/v2_fill_null_i16");
+        assert_eq!(read_one(&uri, &lo, &hi, os).unwrap(), want, "{uri}");
+        let bad = format!("{base}/zarr/v2_filter_delta");
+        let e = read_one(&bad, &[0, 0], &[2, 2], os).unwrap_err();
+        let text = format!("{e}");
+        assert!(text.contains(&format!("{bad}/.zarray")) && text.contains("delta"), "{text}");
+    }
 }
 
 #[test]

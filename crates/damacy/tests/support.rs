@@ -22,6 +22,8 @@ pub struct Crop {
 pub struct Fixture {
     pub name: String,
     pub path: PathBuf,
+    /// 3 (`zarr.json`) or 2 (`.zarray`).
+    pub zarr_format: u64,
     pub dtype: DataType,
     pub shape: Vec<u64>,
     pub crops: Vec<Crop>,
@@ -45,6 +47,7 @@ pub fn fixtures() -> Vec<Fixture> {
         .map(|a| Fixture {
             name: a["name"].as_str().unwrap_or_default().to_owned(),
             path: dir.join(a["path"].as_str().unwrap_or_default()),
+            zarr_format: a["zarr_format"].as_u64().expect("zarr_format"),
             dtype: DataType::parse(a["dtype"].as_str().unwrap_or_default()).expect("dtype"),
             shape: u64s(&a["shape"]),
             crops: a["crops"]

@@ -42,6 +42,31 @@ const METADATA_FIXTURES: [&str; 14] = [
     "group",
 ];
 
+/// `.zarray` fixtures for the `metadata_v2` corpus: every numcodecs compressor (blosc with
+/// AUTOSHUFFLE), both byte orders, Fortran order, both separators, NaN, -Infinity and null
+/// fill values, bool and float16, rank 5, and two rejects (a delta filter, bz2). The
+/// `chunk` target's v2 chains are read from these files.
+const METADATA_V2_FIXTURES: [&str; 18] = [
+    "v2_zstd_u16",
+    "v2_zstd_checksum_i64",
+    "v2_blosc_zstd_shuffle_u16",
+    "v2_blosc_lz4_autoshuffle_u8",
+    "v2_blosc_zstd_f_be_i16",
+    "v2_gzip_i16",
+    "v2_zlib_u32",
+    "v2_lz4_f32",
+    "v2_none_f_be_f64",
+    "v2_slash_f_lz4_u16",
+    "v2_dtype_bool",
+    "v2_dtype_float16",
+    "v2_fill_nan_f32",
+    "v2_fill_null_i16",
+    "v2_fill_neginf_f16",
+    "v2_rank5_blosc_zstd_f_i16",
+    "v2_filter_delta",
+    "v2_compressor_bz2",
+];
+
 /// c-blosc frames under 20 KB covering each compressor, both shuffles, split streams,
 /// leftover blocks and memcpyed frames.
 const BLOSC_FIXTURES: [&str; 12] = [
@@ -79,9 +104,10 @@ pub fn write_all() -> Result<usize> {
     // The metadata comes first: the `chunk` target's chains are compiled in from it (so a
     // new chain takes two runs, with a build between).
     type Make = fn() -> Result<Files>;
-    let sets: [(&str, Make); 6] = [
+    let sets: [(&str, Make); 7] = [
         ("metadata", metadata),
         ("ngff", ngff_metadata),
+        ("metadata_v2", metadata_v2),
         ("shard_index", shard_indexes),
         ("blosc", blosc_frames),
         ("chunk", chunks),
@@ -168,6 +194,14 @@ fn ngff_metadata() -> Result<Files> {
         }
     }
     Ok(out)
+}
+
+fn metadata_v2() -> Result<Files> {
+    let fixtures = repo_root().join("tests/data/zarr");
+    METADATA_V2_FIXTURES
+        .iter()
+        .map(|f| Ok((format!("{f}.zarray"), read(&fixtures.join(f).join(".zarray"))?)))
+        .collect()
 }
 
 /// Shard index inputs: the flags byte, the chunk count, the shard length (u64 LE) and
@@ -289,31 +323,34 @@ fn blosc_frames() -> Result<Files> {
     Ok(out)
 }
 
-/// The chunk files of a fixture array, first and last in C order of their keys.
+/// The chunk files of a fixture array, first and last in C order of their keys: under
+/// `c/` for a v3 array, and for a v2 array in the array's folder (`0.1.2` or `0/1/2`).
 fn first_and_last_chunk(fixture: &str) -> Result<[Vec<u8>; 2]> {
     fn walk(dir: &Path, key: &mut Vec<u64>, out: &mut Vec<(Vec<u64>, PathBuf)>) -> Result<()> {
         for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
             let path = entry?.path();
-            let Some(c) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok())
-            else {
+            // A name of numbers joined by `.` is one key (v2's `.` separator); metadata
+            // files such as `.zarray` are not numbers.
+            let Some(coords) = path.file_name().and_then(|n| n.to_str()).and_then(|n| {
+                n.split('.').map(str::parse::<u64>).collect::<Result<Vec<_>, _>>().ok()
+            }) else {
                 continue;
             };
-            key.push(c);
+            let depth = key.len();
+            key.extend(coords);
             if path.is_dir() {
                 walk(&path, key, out)?;
             } else {
                 out.push((key.clone(), path));
             }
-            key.pop();
+            key.truncate(depth);
         }
         Ok(())
     }
+    let array = repo_root().join("tests/data/zarr").join(fixture);
+    let root = if array.join("c").is_dir() { array.join("c") } else { array };
     let mut files = Vec::new();
-    walk(
-        &repo_root().join("tests/data/zarr").join(fixture).join("c"),
-        &mut Vec::new(),
-        &mut files,
-    )?;
+    walk(&root, &mut Vec::new(), &mut files)?;
     files.sort();
     let (Some((_, first)), Some((_, last))) = (files.first(), files.last()) else {
         bail!("{fixture}: no chunk files");
@@ -323,7 +360,7 @@ fn first_and_last_chunk(fixture: &str) -> Result<[Vec<u8>; 2]> {
 
 fn chunks() -> Result<Files> {
     let mut out = Vec::new();
-    for (selector, (name, _)) in chunk::CHAINS.iter().enumerate() {
+    for (selector, name) in chunk::chain_names().enumerate() {
         let (chain, repr) = &chunk::PARSED[selector];
         let stored: Vec<(&str, Vec<u8>)> = if name.starts_with("built_") {
             built_chunks(chain, repr)?

@@ -8,6 +8,7 @@ pub mod blosc;
 pub mod chunk;
 pub mod metadata;
 pub mod ngff;
+pub mod metadata_v2;
 pub mod output;
 pub mod shard_index;
 pub mod zstd_frame;
@@ -26,11 +27,17 @@ pub struct Target {
 }
 
 /// Every target, in the order `cargo xtask fuzz` runs them.
-pub const ALL: [Target; 6] = [
+pub const ALL: [Target; 7] = [
     Target {
         name: "metadata",
         about: "zarr::ArrayMetadata::parse on zarr.json bytes; what it accepts round-trips",
         run_one: metadata::run_one,
+        json: true,
+    },
+    Target {
+        name: "metadata_v2",
+        about: "zarr::ArrayMetadata::parse_v2 on zarr v2 .zarray bytes; what it accepts round-trips through to_zarray",
+        run_one: metadata_v2::run_one,
         json: true,
     },
     Target {
@@ -47,7 +54,7 @@ pub const ALL: [Target; 6] = [
     },
     Target {
         name: "chunk",
-        about: "zarr::decode_chunk through fixed zstd, gzip, blosc, transpose and sharding chains; a decoded chunk writes every output byte",
+        about: "zarr::decode_chunk through fixed zstd, gzip, zlib, numcodecs lz4, blosc, transpose and sharding chains (v3 and v2); a decoded chunk writes every output byte",
         run_one: chunk::run_one,
         json: false,
     },

@@ -25,6 +25,7 @@ fn meta() -> Arc<ArrayMetadata> {
         bytes_to_bytes: b2b,
     };
     Arc::new(ArrayMetadata {
+        zarr_format: zarr::ZarrFormat::V3,
         shape: SHAPE.to_vec(),
         data_type: DataType::UInt16,
         chunk_shape: SHARD.to_vec(),

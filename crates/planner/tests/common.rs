@@ -48,6 +48,7 @@ pub fn meta(
         None => bytes_chain(true),
     };
     Arc::new(ArrayMetadata {
+        zarr_format: zarr::ZarrFormat::V3,
         shape: shape.to_vec(),
         data_type: dtype,
         chunk_shape: grid.to_vec(),

@@ -10,8 +10,11 @@ use crate::sync::StdArc as Arc;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The array has no `zarr.json`.
-    #[error("array {uri:?}: no zarr.json at {key:?}; check the array path")]
+    /// The array has neither a `zarr.json` (v3) nor a `.zarray` (v2); `key` is the
+    /// `zarr.json` that was looked for.
+    #[error(
+        "array {uri:?} not found: no zarr.json at {key:?}, nor a zarr v2 .zarray beside it; check the array path"
+    )]
     MetadataNotFound { uri: Arc<str>, key: String },
     /// The store failed reading `key`.
     #[error("reading {key:?}: {source}")]
@@ -23,9 +26,10 @@ pub enum Error {
     /// The array is valid zarr but laid out so that shards cannot be read in place.
     #[error("array {uri:?}: unsupported layout: {what}")]
     UnsupportedLayout { uri: Arc<str>, what: &'static str },
-    /// `zarr.json` does not parse, or its grid is invalid.
-    #[error("array {uri:?}: invalid zarr.json: {source}")]
-    Metadata { uri: Arc<str>, source: zarr::Error },
+    /// The metadata document `key` (`zarr.json`, `.zarray` or `.zattrs`) does not parse,
+    /// or the grid it describes is invalid.
+    #[error("array {uri:?}: invalid {key:?}: {source}")]
+    Metadata { uri: Arc<str>, key: String, source: zarr::Error },
     /// A shard object exists but holds no bytes (an absent shard must not exist at all).
     #[error("shard {key:?} is empty (0 bytes) but a sharded array's shard must hold its index")]
     EmptyShard { key: String },

@@ -44,29 +44,62 @@ fn store_err(key: &str) -> impl FnOnce(store::Error) -> Error + '_ {
     move |source| Error::Store { key: key.to_owned(), source }
 }
 
-/// Reads and parses `uri/zarr.json` and derives the array's geometry.
+/// An array's metadata as read from its store, and the key of the document it was parsed
+/// from (`…/zarr.json` or `…/.zarray`), so that errors name the right file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadMetadata {
+    pub meta: ArrayMetadata,
+    pub key: String,
+}
+
+/// Reads and parses an array's metadata: `uri/zarr.json` (zarr v3) or, where there is none,
+/// `uri/.zarray` with `uri/.zattrs` if present (zarr v2). The one place that decides
+/// which format an array is; the prefetcher and the CLI's `inspect` both read through it.
 ///
 /// # Errors
-/// `MetadataNotFound` when absent, `Store` for other read failures, `Metadata` when the
-/// document or its grid is invalid.
-pub fn fetch_metadata(store: &dyn Store, uri: &Arc<str>) -> Result<ArrayInfo, Error> {
-    let key = join_key(uri, "zarr.json");
-    let bytes = match store.read_all(&key) {
-        Ok(b) => b,
-        Err(e) if e.is_not_found() => {
-            // A zarr v2 array has `.zarray` instead: say so rather than "not found".
-            if let Ok(Some(_)) = store.stat(&join_key(uri, ".zarray")) {
-                return Err(Error::Metadata {
-                    uri: uri.clone(),
-                    source: zarr::Error::UnsupportedFormat { zarr_format: 2 },
-                });
-            }
-            return Err(Error::MetadataNotFound { uri: uri.clone(), key });
-        }
-        Err(e) => return Err(store_err(&key)(e)),
+/// `MetadataNotFound` (naming `zarr.json`) when neither document exists, `Store` for
+/// other read failures, `Metadata` naming the document that does not parse (`.zattrs`
+/// for invalid attributes).
+pub fn read_metadata(store: &dyn Store, uri: &str) -> Result<ReadMetadata, Error> {
+    let v3_key = join_key(uri, "zarr.json");
+    let bad = |key: &str| {
+        let key = key.to_owned();
+        move |source| Error::Metadata { uri: Arc::from(uri), key, source }
     };
-    let bad = |source| Error::Metadata { uri: uri.clone(), source };
-    let meta = ArrayMetadata::parse(&bytes).map_err(bad)?;
+    if let Some(bytes) = read_optional(store, &v3_key)? {
+        let meta = ArrayMetadata::parse(&bytes).map_err(bad(&v3_key))?;
+        return Ok(ReadMetadata { meta, key: v3_key });
+    }
+    let v2_key = join_key(uri, ".zarray");
+    let Some(zarray) = read_optional(store, &v2_key)? else {
+        return Err(Error::MetadataNotFound { uri: Arc::from(uri), key: v3_key });
+    };
+    let attrs_key = join_key(uri, ".zattrs");
+    let zattrs = read_optional(store, &attrs_key)?;
+    match ArrayMetadata::parse_v2(&zarray, zattrs.as_deref()) {
+        Ok(meta) => Ok(ReadMetadata { meta, key: v2_key }),
+        Err(e @ zarr::Error::InvalidField { field: ".zattrs", .. }) => Err(bad(&attrs_key)(e)),
+        Err(e) => Err(bad(&v2_key)(e)),
+    }
+}
+
+/// The whole object at `key`, or `None` when it does not exist.
+fn read_optional(store: &dyn Store, key: &str) -> Result<Option<Vec<u8>>, Error> {
+    match store.read_all(key) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(store_err(key)(e)),
+    }
+}
+
+/// Reads and parses the array's metadata ([`read_metadata`]) and derives its geometry.
+///
+/// # Errors
+/// As [`read_metadata`]; `Metadata` when the grid is invalid; `UnsupportedLayout` for
+/// codecs around a sharding codec.
+pub fn fetch_metadata(store: &dyn Store, uri: &Arc<str>) -> Result<ArrayInfo, Error> {
+    let ReadMetadata { meta, key } = read_metadata(store, uri)?;
+    let bad = |source| Error::Metadata { uri: uri.clone(), key: key.clone(), source };
     let geometry = ArrayGeometry::new(&meta).map_err(bad)?;
     if let ArrayToBytes::Sharding(s) = &meta.codecs.array_to_bytes {
         ShardIndex::validate_codecs(s).map_err(bad)?;

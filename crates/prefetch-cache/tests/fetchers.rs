@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use prefetch_cache::fetch::{
-    fetch_layout, fetch_metadata, fetch_shard, layout_probe, needs_layout,
+    fetch_layout, fetch_metadata, fetch_shard, layout_probe, needs_layout, read_metadata,
 };
 use prefetch_cache::{Error, ShardState};
 use zarr::ChunkLocation;
@@ -45,15 +45,63 @@ fn missing_and_invalid_metadata_are_distinct_errors() {
     ));
 }
 
+/// A zarr v2 array is read from `.zarray` and `.zattrs`; its chunks are whole objects
+/// under v2 keys, and a missing one is `Absent` (the fill value).
 #[test]
-fn a_zarr_v2_array_is_reported_as_unsupported_format_not_as_missing() {
+fn a_zarr_v2_array_is_read_from_zarray_and_zattrs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fs_store(dir.path());
+    let mut meta = unsharded_meta().into_v2().unwrap();
+    meta.attributes.insert("units".into(), "nm".into());
+    write_meta(dir.path(), "v2", &meta);
+    assert!(dir.path().join("v2/.zattrs").is_file() && !dir.path().join("v2/zarr.json").exists());
+    let read = read_metadata(&*store, "v2").unwrap();
+    assert_eq!(read.key, "v2/.zarray");
+    assert_eq!(read.meta, meta);
+    assert_eq!(read.meta.zarr_format, zarr::ZarrFormat::V2);
+    assert_eq!(read.meta.attributes["units"], "nm");
+    let info = fetch_metadata(&*store, &Arc::from("v2")).unwrap();
+    assert_eq!(*info.meta, meta);
+    assert!(!info.geometry.sharded);
+    assert_eq!(info.meta.chunk_key_encoding.chunk_key(&[1, 0]), "1.0");
+    write_file(dir.path(), "v2/1.0", &[3; 16]);
+    assert_eq!(fetch_shard(&*store, &info, "v2/1.0").unwrap(), ShardState::Whole { len: 16 });
+    assert_eq!(fetch_shard(&*store, &info, "v2/0.1").unwrap(), ShardState::Absent);
+    // Where both exist, zarr.json (v3) is the array's metadata.
+    write_meta(dir.path(), "v2", &unsharded_meta());
+    assert_eq!(read_metadata(&*store, "v2").unwrap().key, "v2/zarr.json");
+}
+
+/// A v2 array's errors name the document that is wrong: `.zarray`, or `.zattrs`.
+#[test]
+fn v2_metadata_errors_name_the_document() {
     let dir = tempfile::tempdir().unwrap();
     let store = fs_store(dir.path());
     write_file(dir.path(), "v2/.zarray", br#"{"zarr_format": 2}"#);
     assert!(matches!(
         fetch_metadata(&*store, &Arc::from("v2")),
-        Err(Error::Metadata { source: zarr::Error::UnsupportedFormat { zarr_format: 2 }, .. })
+        Err(Error::Metadata { key, source: zarr::Error::MissingField { field: "shape" }, .. })
+            if key == "v2/.zarray"
     ));
+    let meta = unsharded_meta().into_v2().unwrap();
+    write_meta(dir.path(), "attrs", &meta);
+    write_file(dir.path(), "attrs/.zattrs", b"[1, 2]");
+    assert!(matches!(
+        fetch_metadata(&*store, &Arc::from("attrs")),
+        Err(Error::Metadata { key, source: zarr::Error::InvalidField { field: ".zattrs", .. }, .. })
+            if key == "attrs/.zattrs"
+    ));
+    let text = meta.to_zarray().unwrap();
+    let filtered = text.replace(r#""filters": null"#, r#""filters": [{"id": "delta"}]"#);
+    assert_ne!(filtered, text);
+    write_file(dir.path(), "filtered/.zarray", filtered.as_bytes());
+    let e = fetch_metadata(&*store, &Arc::from("filtered")).unwrap_err();
+    assert!(
+        matches!(&e, Error::Metadata { key, source: zarr::Error::UnsupportedFilter { id }, .. }
+            if key == "filtered/.zarray" && id == "delta"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("filtered/.zarray") && e.to_string().contains("delta"), "{e}");
 }
 
 #[test]

@@ -64,9 +64,12 @@ pub fn unsharded_meta() -> ArrayMetadata {
     .unwrap()
 }
 
+/// Writes the array's metadata documents (`zarr.json`, or `.zarray` and `.zattrs`).
 pub fn write_meta(root: &Path, uri: &str, meta: &ArrayMetadata) {
     std::fs::create_dir_all(root.join(uri)).unwrap();
-    std::fs::write(root.join(uri).join("zarr.json"), meta.to_json()).unwrap();
+    for (key, text) in meta.documents().unwrap() {
+        std::fs::write(root.join(uri).join(key), text).unwrap();
+    }
 }
 
 pub fn sharding(meta: &ArrayMetadata) -> &zarr::ShardingCodec {

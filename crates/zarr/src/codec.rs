@@ -3,7 +3,9 @@
 //! A chain is `array→array* , array→bytes , bytes→bytes*`. This module holds the model,
 //! its parser from the `codecs` JSON list (with each codec's configuration rules, from the
 //! codec specs: `bytes`, `transpose`, `sharding_indexed`, `zstd`, `blosc`, `gzip`,
-//! `crc32c`) and its serializer back to JSON.
+//! `crc32c`; and zarr-python's names for two numcodecs compressors, `numcodecs.zlib` and
+//! `numcodecs.lz4`, which zarr v2 arrays use as `zlib` and `lz4`) and its serializer back
+//! to JSON.
 
 use serde_json::{Map, Value, json};
 
@@ -75,6 +77,17 @@ pub enum BytesToBytes {
     },
     Gzip {
         level: u32,
+    },
+    /// A zlib stream (RFC 1950): numcodecs' `zlib` (v2 compressor id `zlib`, v3 name
+    /// `numcodecs.zlib`).
+    Zlib {
+        level: u32,
+    },
+    /// numcodecs' `lz4`: the decoded length as a 4-byte little-endian integer, then one
+    /// LZ4 block (not an LZ4 frame). `acceleration` only affects encoding (by numcodecs;
+    /// this crate's encoder ignores it).
+    Lz4 {
+        acceleration: i32,
     },
     Crc32c,
 }
@@ -289,6 +302,12 @@ impl CodecChain {
                 BytesToBytes::Gzip { level } => {
                     json!({"name": "gzip", "configuration": {"level": level}})
                 }
+                BytesToBytes::Zlib { level } => {
+                    json!({"name": "numcodecs.zlib", "configuration": {"level": level}})
+                }
+                BytesToBytes::Lz4 { acceleration } => {
+                    json!({"name": "numcodecs.lz4", "configuration": {"acceleration": acceleration}})
+                }
                 BytesToBytes::Crc32c => json!({"name": "crc32c"}),
             });
         }
@@ -316,27 +335,27 @@ enum Parsed {
     BytesToBytes(BytesToBytes),
 }
 
-/// A codec's `configuration` object, consumed key by key so that unknown keys can be
-/// reported rather than silently ignored.
-struct Config {
-    codec: &'static str,
-    map: Map<String, Value>,
+/// A codec's `configuration` object (or a v2 compressor's object without its `id`),
+/// consumed key by key so that unknown keys can be reported rather than silently ignored.
+pub(crate) struct Config {
+    pub(crate) codec: &'static str,
+    pub(crate) map: Map<String, Value>,
 }
 
 impl Config {
-    fn take(&mut self, field: &'static str) -> Option<Value> {
+    pub(crate) fn take(&mut self, field: &'static str) -> Option<Value> {
         self.map.remove(field)
     }
 
-    fn err(&self, field: &'static str, reason: impl Into<String>) -> Error {
+    pub(crate) fn err(&self, field: &'static str, reason: impl Into<String>) -> Error {
         Error::CodecConfig { codec: self.codec, field, reason: reason.into() }
     }
 
-    fn required(&mut self, field: &'static str) -> Result<Value> {
+    pub(crate) fn required(&mut self, field: &'static str) -> Result<Value> {
         self.take(field).ok_or_else(|| self.err(field, "missing"))
     }
 
-    fn int(&self, field: &'static str, v: &Value, lo: i64, hi: i64) -> Result<i64> {
+    pub(crate) fn int(&self, field: &'static str, v: &Value, lo: i64, hi: i64) -> Result<i64> {
         v.as_i64()
             .filter(|n| (lo..=hi).contains(n))
             .ok_or_else(|| self.err(field, format!("must be an integer in {lo}..={hi}, got {v}")))
@@ -352,7 +371,7 @@ impl Config {
             .collect()
     }
 
-    fn finish(self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
         match self.map.keys().next() {
             None => Ok(()),
             Some(k) => Err(self.err("configuration", format!("unknown key `{k}`"))),
@@ -361,8 +380,17 @@ impl Config {
 }
 
 /// Known codec names, so that configuration errors can carry a `&'static str`.
-const CODEC_NAMES: [&str; 7] =
-    ["transpose", "bytes", "sharding_indexed", "zstd", "blosc", "gzip", "crc32c"];
+const CODEC_NAMES: [&str; 9] = [
+    "transpose",
+    "bytes",
+    "sharding_indexed",
+    "zstd",
+    "blosc",
+    "gzip",
+    "crc32c",
+    "numcodecs.zlib",
+    "numcodecs.lz4",
+];
 
 fn parse_codec(entry: &Value, data_type: DataType, shape: &[u64]) -> Result<Parsed> {
     // The spec allows an extension point to be a bare name string.
@@ -449,33 +477,8 @@ fn parse_codec(entry: &Value, data_type: DataType, shape: &[u64]) -> Result<Pars
         "sharding_indexed" => Parsed::ArrayToBytes(ArrayToBytes::Sharding(Box::new(
             parse_sharding(&mut cfg, data_type, shape)?,
         ))),
-        "zstd" => {
-            let level = match cfg.take("level") {
-                None => 0,
-                // zstd accepts negative "fast" levels down to -131072 and up to 22.
-                Some(v) => cfg.int("level", &v, -131_072, 22)?,
-            };
-            let checksum = match cfg.take("checksum") {
-                None => false,
-                Some(Value::Bool(b)) => b,
-                Some(v) => return Err(cfg.err("checksum", format!("{v} is not a boolean"))),
-            };
-            // The range check above makes the cast exact.
-            Parsed::BytesToBytes(BytesToBytes::Zstd { level: level as i32, checksum })
-        }
+        "zstd" => Parsed::BytesToBytes(parse_zstd(&mut cfg)?),
         "blosc" => {
-            let v = cfg.required("cname")?;
-            let cname = BloscCname::ALL
-                .into_iter()
-                .find(|c| v.as_str() == Some(c.name()))
-                .ok_or_else(|| {
-                    cfg.err(
-                        "cname",
-                        format!("{v} is not one of blosclz, lz4, lz4hc, snappy, zlib, zstd"),
-                    )
-                })?;
-            let v = cfg.required("clevel")?;
-            let clevel = cfg.int("clevel", &v, 0, 9)? as u8;
             let v = cfg.required("shuffle")?;
             let shuffle = BloscShuffle::ALL
                 .into_iter()
@@ -483,34 +486,93 @@ fn parse_codec(entry: &Value, data_type: DataType, shape: &[u64]) -> Result<Pars
                 .ok_or_else(|| {
                     cfg.err("shuffle", format!("{v} is not one of noshuffle, shuffle, bitshuffle"))
                 })?;
-            let typesize = match cfg.take("typesize") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(cfg.int("typesize", &v, 1, i64::from(u32::MAX))? as u32),
-            };
-            let blocksize = match cfg.take("blocksize") {
-                None | Some(Value::Null) => 0,
-                Some(v) => v.as_u64().ok_or_else(|| {
-                    cfg.err("blocksize", format!("{v} is not a non-negative integer"))
-                })?,
-            };
-            Parsed::BytesToBytes(BytesToBytes::Blosc {
-                cname,
-                clevel,
-                shuffle,
-                typesize,
-                blocksize,
-            })
+            Parsed::BytesToBytes(parse_blosc(&mut cfg, shuffle, Required::Yes)?)
         }
         "gzip" => {
-            let v = cfg.required("level")?;
-            let level = cfg.int("level", &v, 0, 9)? as u32;
-            Parsed::BytesToBytes(BytesToBytes::Gzip { level })
+            Parsed::BytesToBytes(BytesToBytes::Gzip { level: parse_deflate_level(&mut cfg)? })
         }
+        "numcodecs.zlib" => {
+            Parsed::BytesToBytes(BytesToBytes::Zlib { level: parse_deflate_level(&mut cfg)? })
+        }
+        "numcodecs.lz4" => Parsed::BytesToBytes(parse_lz4(&mut cfg)?),
         // "crc32c" is the only name left.
         _ => Parsed::BytesToBytes(BytesToBytes::Crc32c),
     };
     cfg.finish()?;
     Ok(parsed)
+}
+
+/// Whether a configuration key without a default must be present (v3 codec specs) or
+/// takes numcodecs' default (v2 compressors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Required {
+    Yes,
+    NumcodecsDefault,
+}
+
+/// `zstd`: `level` (default 0) and `checksum` (default false), in v3 and numcodecs alike.
+pub(crate) fn parse_zstd(cfg: &mut Config) -> Result<BytesToBytes> {
+    let level = match cfg.take("level") {
+        None => 0,
+        // zstd accepts negative "fast" levels down to -131072 and up to 22.
+        Some(v) => cfg.int("level", &v, -131_072, 22)?,
+    };
+    let checksum = match cfg.take("checksum") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(v) => return Err(cfg.err("checksum", format!("{v} is not a boolean"))),
+    };
+    // The range check above makes the cast exact.
+    Ok(BytesToBytes::Zstd { level: level as i32, checksum })
+}
+
+/// `blosc` but its `shuffle`, which v3 spells as a name and numcodecs as a number:
+/// `cname`, `clevel`, `typesize` (optional) and `blocksize` (0, automatic, by default).
+/// numcodecs' defaults for an absent `cname` and `clevel` are `lz4` and 5.
+pub(crate) fn parse_blosc(
+    cfg: &mut Config,
+    shuffle: BloscShuffle,
+    required: Required,
+) -> Result<BytesToBytes> {
+    let take = |cfg: &mut Config, field, default: Value| match required {
+        Required::Yes => cfg.required(field),
+        Required::NumcodecsDefault => Ok(cfg.take(field).unwrap_or(default)),
+    };
+    let v = take(cfg, "cname", "lz4".into())?;
+    let cname =
+        BloscCname::ALL.into_iter().find(|c| v.as_str() == Some(c.name())).ok_or_else(|| {
+            cfg.err("cname", format!("{v} is not one of blosclz, lz4, lz4hc, snappy, zlib, zstd"))
+        })?;
+    let v = take(cfg, "clevel", 5.into())?;
+    let clevel = cfg.int("clevel", &v, 0, 9)? as u8;
+    let typesize = match cfg.take("typesize") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(cfg.int("typesize", &v, 1, i64::from(u32::MAX))? as u32),
+    };
+    let blocksize = match cfg.take("blocksize") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| cfg.err("blocksize", format!("{v} is not a non-negative integer")))?,
+    };
+    Ok(BytesToBytes::Blosc { cname, clevel, shuffle, typesize, blocksize })
+}
+
+/// The required `level` (0..=9) of `gzip` and `zlib`.
+pub(crate) fn parse_deflate_level(cfg: &mut Config) -> Result<u32> {
+    let v = cfg.required("level")?;
+    // The range check makes the cast exact.
+    Ok(cfg.int("level", &v, 0, 9)? as u32)
+}
+
+/// numcodecs' `lz4`: `acceleration` (default 1; numcodecs treats values ≤ 0 as 1).
+pub(crate) fn parse_lz4(cfg: &mut Config) -> Result<BytesToBytes> {
+    let acceleration = match cfg.take("acceleration") {
+        None => 1,
+        Some(v) => cfg.int("acceleration", &v, i64::from(i32::MIN), i64::from(i32::MAX))?,
+    };
+    // The range check makes the cast exact.
+    Ok(BytesToBytes::Lz4 { acceleration: acceleration as i32 })
 }
 
 /// `sharding_indexed` configuration (sharding codec spec §"Configuration parameters").

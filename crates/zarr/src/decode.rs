@@ -55,7 +55,7 @@ fn num_bytes(shape: &[u64], dt: DataType) -> Result<usize> {
 /// # Errors
 /// `OutputSize` when `out` has the wrong length; `DecodedSize` when a stage yields the
 /// wrong number of bytes; `Checksum` for a `crc32c` mismatch; `Decompress` for a broken
-/// zstd or gzip stream; the blosc module's errors for a broken frame; the shard index's
+/// zstd, gzip, zlib or lz4 stream; the blosc module's errors for a broken frame; the shard index's
 /// errors for a nested shard; `Overflow` for absurd shapes.
 pub fn decode_chunk(
     chain: &CodecChain,
@@ -266,26 +266,12 @@ fn undo_bytes_into(codecs: &[BytesToBytes], src: &[u8], dst: &mut [u8]) -> Resul
             expect_len("zstd", dst.len(), got)
         }
         BytesToBytes::Gzip { .. } => {
-            let mut dec = flate2::read::GzDecoder::new(&mid[..]);
-            let mut got = 0;
-            while got < dst.len() {
-                match dec.read(&mut dst[got..]) {
-                    Ok(0) => break,
-                    Ok(k) => got += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        return Err(Error::Decompress { codec: "gzip", message: e.to_string() });
-                    }
-                }
-            }
-            if got == dst.len() {
-                // Anything past the expected size is an error too; count it to say how much.
-                let extra = std::io::copy(&mut dec, &mut std::io::sink())
-                    .map_err(|e| Error::Decompress { codec: "gzip", message: e.to_string() })?;
-                got = got.saturating_add(usize::try_from(extra).unwrap_or(usize::MAX));
-            }
-            expect_len("gzip", dst.len(), got)
+            read_stream_into(flate2::read::GzDecoder::new(&mid[..]), "gzip", dst)
         }
+        BytesToBytes::Zlib { .. } => {
+            read_stream_into(flate2::read::ZlibDecoder::new(&mid[..]), "zlib", dst)
+        }
+        BytesToBytes::Lz4 { .. } => decode_numcodecs_lz4(&mid, dst),
         BytesToBytes::Blosc { .. } => {
             let header = blosc::parse_header(&mid)?;
             expect_len("blosc", dst.len(), header.nbytes as usize)?;
@@ -293,6 +279,61 @@ fn undo_bytes_into(codecs: &[BytesToBytes], src: &[u8], dst: &mut [u8]) -> Resul
             expect_len("blosc", dst.len(), got)
         }
     }
+}
+
+/// Decodes the stream `dec` into `dst`, which it must fill exactly: a shorter stream and
+/// one with bytes to spare are both `DecodedSize` (saying how many came out).
+fn read_stream_into(mut dec: impl Read, codec: &'static str, dst: &mut [u8]) -> Result<()> {
+    let failed = |e: std::io::Error| Error::Decompress { codec, message: e.to_string() };
+    let mut got = 0;
+    while got < dst.len() {
+        match dec.read(&mut dst[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(failed(e)),
+        }
+    }
+    if got == dst.len() {
+        // Anything past the expected size is an error too; count it to say how much.
+        let extra = std::io::copy(&mut dec, &mut std::io::sink()).map_err(failed)?;
+        got = got.saturating_add(usize::try_from(extra).unwrap_or(usize::MAX));
+    }
+    expect_len(codec, dst.len(), got)
+}
+
+/// Splits numcodecs' `lz4` framing (`numcodecs/lz4.pyx` of numcodecs 0.16: the decoded
+/// length as a little-endian `u32`, then one LZ4 block) into the stated length and the
+/// block. numcodecs reads the length into a C `int` and refuses anything below 1, so
+/// this does too.
+fn numcodecs_lz4(src: &[u8]) -> Result<(usize, &[u8])> {
+    let Some((head, block)) = src.split_first_chunk::<4>() else {
+        return Err(Error::DecodedSize {
+            stage: "lz4 (needs its 4-byte length header)",
+            expected: 4,
+            got: src.len() as u64,
+        });
+    };
+    let stated = u32::from_le_bytes(*head);
+    match usize::try_from(stated) {
+        Ok(n) if (1..=i32::MAX as usize).contains(&n) => Ok((n, block)),
+        _ => Err(Error::Decompress {
+            codec: "lz4",
+            message: format!(
+                "the header states {stated} decoded bytes; numcodecs writes 1 to 2^31-1"
+            ),
+        }),
+    }
+}
+
+/// Decodes numcodecs' `lz4` into `dst`, which the stated length and the block must fill
+/// exactly.
+fn decode_numcodecs_lz4(src: &[u8], dst: &mut [u8]) -> Result<()> {
+    let (stated, block) = numcodecs_lz4(src)?;
+    expect_len("lz4", dst.len(), stated)?;
+    let got = lz4_flex::block::decompress_into(block, dst)
+        .map_err(|e| Error::Decompress { codec: "lz4", message: e.to_string() })?;
+    expect_len("lz4", dst.len(), got)
 }
 
 /// The most bytes an intermediate stage (a whole shard, or the input of the last
@@ -344,6 +385,23 @@ fn undo_bytes<'a>(codecs: &[BytesToBytes], src: &'a [u8], cap: usize) -> Result<
             }
             BytesToBytes::Gzip { .. } => {
                 Cow::Owned(read_capped(flate2::read::GzDecoder::new(&cur[..]), "gzip", cap)?)
+            }
+            BytesToBytes::Zlib { .. } => {
+                Cow::Owned(read_capped(flate2::read::ZlibDecoder::new(&cur[..]), "zlib", cap)?)
+            }
+            BytesToBytes::Lz4 { .. } => {
+                // The stated length is checked against the cap before it is allocated.
+                let (stated, _) = numcodecs_lz4(&cur)?;
+                if stated > cap {
+                    return Err(Error::DecodedSize {
+                        stage: "lz4",
+                        expected: cap as u64,
+                        got: stated as u64,
+                    });
+                }
+                let mut out = vec![0u8; stated];
+                decode_numcodecs_lz4(&cur, &mut out)?;
+                Cow::Owned(out)
             }
             BytesToBytes::Blosc { .. } => {
                 // The frame's layout is validated (cbytes == buffer length, stream
@@ -586,6 +644,26 @@ fn encode_bytes(codec: &BytesToBytes, data: Vec<u8>, default_typesize: usize) ->
                 flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
             enc.write_all(&data).map_err(failed("gzip"))?;
             enc.finish().map_err(failed("gzip"))
+        }
+        BytesToBytes::Zlib { level } => {
+            let mut enc =
+                flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(level));
+            enc.write_all(&data).map_err(failed("zlib"))?;
+            enc.finish().map_err(failed("zlib"))
+        }
+        BytesToBytes::Lz4 { .. } => {
+            // numcodecs cannot decode an empty buffer's frame (it refuses a stated length
+            // of 0), nor state more than 2^31-1 bytes.
+            let stated = u32::try_from(data.len())
+                .ok()
+                .filter(|&n| (1..=i32::MAX as u32).contains(&n))
+                .ok_or_else(|| Error::Compress {
+                    codec: "lz4",
+                    message: format!("numcodecs' lz4 holds 1 to 2^31-1 bytes, not {}", data.len()),
+                })?;
+            let mut out = stated.to_le_bytes().to_vec();
+            out.extend_from_slice(&lz4_flex::block::compress(&data));
+            Ok(out)
         }
         BytesToBytes::Blosc { cname, clevel, shuffle, typesize, blocksize } => {
             let compressor = match cname {

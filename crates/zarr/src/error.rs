@@ -8,23 +8,25 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    // ---- metadata (zarr.json) ----
+    // ---- metadata (zarr.json, .zarray) ----
+    // The messages do not name the file: the layers that read it add its path.
     /// The bytes are not valid JSON.
-    #[error("zarr.json is not valid JSON (line {line}, column {column}): {message}")]
+    #[error("the metadata is not valid JSON (line {line}, column {column}): {message}")]
     Json { line: usize, column: usize, message: String },
-    /// A zarr v2 array (or another format version) where v3 was expected.
+    /// A document declares a zarr format other than the one its file holds (`zarr.json`
+    /// holds v3, `.zarray` v2), or a version that does not exist.
     #[error(
-        "unsupported zarr format {zarr_format}: only zarr v3 (`zarr.json`) is supported; convert the array to v3"
+        "the metadata declares zarr_format {zarr_format}, but this file must be zarr v{expected} (zarr.json is v3, .zarray is v2)"
     )]
-    UnsupportedFormat { zarr_format: u64 },
+    UnsupportedFormat { zarr_format: u64, expected: u8 },
     /// `node_type` is not `"array"` (for example a group).
-    #[error("zarr.json describes a `{node_type}`, not an array")]
+    #[error("the metadata describes a `{node_type}`, not an array")]
     NotAnArray { node_type: String },
     /// A required metadata field is absent.
-    #[error("zarr.json has no `{field}` field")]
+    #[error("the metadata has no `{field}` field")]
     MissingField { field: &'static str },
     /// A metadata field has the wrong type or an invalid value.
-    #[error("zarr.json field `{field}` is invalid: {reason}")]
+    #[error("metadata field `{field}` is invalid: {reason}")]
     InvalidField { field: &'static str, reason: String },
     /// The array's rank is outside 1..=32.
     #[error("array rank {rank} is outside the supported range 1..=32")]
@@ -51,9 +53,19 @@ pub enum Error {
     UnsupportedGrid { what: &'static str, name: String },
 
     // ---- codecs ----
-    /// A codec this crate does not implement (named as in the metadata).
+    /// A codec this crate does not implement (named as in the metadata: a v3 codec name
+    /// or a v2 compressor id).
     #[error("unsupported codec `{codec}`")]
     Unsupported { codec: String },
+    /// A zarr v2 filter (none is implemented, so no filtered array reads as wrong data).
+    #[error(
+        "unsupported zarr v2 filter `{id}`: arrays with filters cannot be read; rewrite the array without filters"
+    )]
+    UnsupportedFilter { id: String },
+    /// A model that has no zarr v2 spelling (sharding, `crc32c`, several compressors, a
+    /// transpose other than Fortran order, dimension names, `default` chunk keys).
+    #[error("the array cannot be written as zarr v2: {reason}")]
+    NotV2 { reason: &'static str },
     /// A codec's configuration is invalid or unsupported.
     #[error("codec `{codec}`: configuration field `{field}` is invalid: {reason}")]
     CodecConfig { codec: &'static str, field: &'static str, reason: String },

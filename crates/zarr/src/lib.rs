@@ -1,5 +1,5 @@
-//! The zarr v3 format: array metadata, codec chains, shard indexes, blosc frames, chunk
-//! decoding and box geometry.
+//! The zarr format, v3 and v2: array metadata, codec chains, shard indexes, blosc frames,
+//! chunk decoding and box geometry.
 //!
 //! This crate is pure: it does no I/O, starts no threads and contains no `unsafe`. Every
 //! parser returns a `Result` for any input bytes and never panics; arithmetic on sizes and
@@ -7,7 +7,9 @@
 //!
 //! Map of the crate (spec: <https://zarr-specs.readthedocs.io/en/latest/v3/core/v3.0.html>):
 //! - [`dtype`]: [`DataType`] and [`FillValue`] (core spec §"Data types", §"fill_value").
-//! - [`metadata`]: [`ArrayMetadata::parse`] for `zarr.json` (core spec §"Array metadata").
+//! - [`metadata`]: [`ArrayMetadata::parse`] for `zarr.json` (core spec §"Array metadata"),
+//!   and [`ArrayMetadata::parse_v2`] for a v2 `.zarray` onto the same model
+//!   ([`metadata::v2`], v2 spec §"Metadata").
 //! - [`codec`]: the codec chain model ([`CodecChain`]) and its validation.
 //! - [`shard_index`]: [`ShardIndex`] decode and encode, and where an inner chunk's bytes lie
 //!   ([`ShardIndex::chunk_bytes`]) (sharding codec spec §"Binary shard format").
@@ -39,6 +41,6 @@ pub use decode::{ChunkRepr, decode_chunk, encode_chunk};
 pub use dtype::{DataType, FillValue};
 pub use error::{Error, Result};
 pub use geometry::{Aabb, ArrayGeometry, ChunkHit, ShardHit};
-pub use metadata::{ArrayMetadata, ChunkKeyEncoding, Separator};
+pub use metadata::{ArrayMetadata, ChunkKeyEncoding, Separator, ZarrFormat};
 pub use out_dtype::{Cast, OutDtype};
 pub use shard_index::{ChunkLocation, ShardIndex};

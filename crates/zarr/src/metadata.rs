@@ -1,9 +1,12 @@
-//! `zarr.json` for arrays (zarr v3 core spec §"Array metadata"): parsing, validation and
-//! serialization.
+//! Array metadata: the one model ([`ArrayMetadata`]) and `zarr.json` for arrays (zarr v3
+//! core spec §"Array metadata"): parsing, validation and serialization. zarr v2's
+//! `.zarray` maps onto the same model in [`v2`].
 //!
 //! Spec: <https://zarr-specs.readthedocs.io/en/latest/v3/core/v3.0.html#array-metadata>.
 //! A key the spec does not define is an error unless its value is an object with
 //! `"must_understand": false` (core spec §"Extension points").
+
+pub mod v2;
 
 use serde_json::{Map, Value, json};
 
@@ -65,13 +68,50 @@ impl ChunkKeyEncoding {
     }
 }
 
-/// A parsed, validated array `zarr.json`.
+/// The zarr format version an array's metadata was read from (or is written as).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ZarrFormat {
+    /// `.zarray` (+ `.zattrs`): zarr v2, read through [`ArrayMetadata::parse_v2`].
+    V2,
+    /// `zarr.json`: zarr v3, read through [`ArrayMetadata::parse`].
+    V3,
+}
+
+impl ZarrFormat {
+    /// The version number (`2` or `3`).
+    pub fn number(self) -> u8 {
+        match self {
+            ZarrFormat::V2 => 2,
+            ZarrFormat::V3 => 3,
+        }
+    }
+
+    /// The key, relative to the array, of the document that holds the array's metadata.
+    pub fn metadata_key(self) -> &'static str {
+        match self {
+            ZarrFormat::V2 => ".zarray",
+            ZarrFormat::V3 => "zarr.json",
+        }
+    }
+}
+
+impl std::fmt::Display for ZarrFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "zarr v{}", self.number())
+    }
+}
+
+/// A parsed, validated array's metadata, from a v3 `zarr.json` or a v2 `.zarray`.
 ///
 /// `chunk_shape` is the regular grid's chunk shape: with `sharding_indexed` as the
 /// array→bytes codec, that is the shard shape and the inner chunk shape is in
-/// `codecs.array_to_bytes`.
+/// `codecs.array_to_bytes`. A v2 array is expressed in the same terms (see [`v2`]): its
+/// `order: "F"` is a `transpose`, its dtype's byte order the `bytes` codec's endian, its
+/// compressor the one bytes→bytes codec; nothing downstream needs to know its format.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArrayMetadata {
+    /// Which format the metadata was read from (tools say so; decoding does not care).
+    pub zarr_format: ZarrFormat,
     pub shape: Vec<u64>,
     pub data_type: DataType,
     pub chunk_shape: Vec<u64>,
@@ -169,7 +209,7 @@ fn name_and_configuration<'a>(
     }
 }
 
-fn shape_field(v: &Value, field: &'static str) -> Result<Vec<u64>> {
+pub(crate) fn shape_field(v: &Value, field: &'static str) -> Result<Vec<u64>> {
     let list = v.as_array().ok_or_else(|| Error::InvalidField {
         field,
         reason: format!("{v} is not a list of integers"),
@@ -182,6 +222,63 @@ fn shape_field(v: &Value, field: &'static str) -> Result<Vec<u64>> {
             })
         })
         .collect()
+}
+
+/// Parses a metadata document, which must be a JSON object.
+pub(crate) fn json_object(bytes: &[u8]) -> Result<Map<String, Value>> {
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| Error::Json {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
+    match doc {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(Error::InvalidField {
+            field: "(root)",
+            reason: "the metadata must be a JSON object".into(),
+        }),
+    }
+}
+
+/// Checks a document's `zarr_format` against the format its file holds.
+pub(crate) fn check_format(v: &Value, expected: ZarrFormat) -> Result<()> {
+    match v.as_u64() {
+        Some(n) if n == u64::from(expected.number()) => Ok(()),
+        Some(n) => Err(Error::UnsupportedFormat { zarr_format: n, expected: expected.number() }),
+        None => Err(Error::InvalidField {
+            field: "zarr_format",
+            reason: format!("{v} is not an integer"),
+        }),
+    }
+}
+
+/// Checks an array's rank (1..=[`MAX_RANK`]) and that its chunk shape (the metadata
+/// field `chunk_field`) has the same rank and no zero extent.
+pub(crate) fn check_grid(
+    shape: &[u64],
+    chunk_shape: &[u64],
+    chunk_field: &'static str,
+) -> Result<()> {
+    if shape.is_empty() || shape.len() > MAX_RANK {
+        return Err(Error::Rank { rank: shape.len() });
+    }
+    if chunk_shape.len() != shape.len() {
+        return Err(Error::InvalidField {
+            field: chunk_field,
+            reason: format!(
+                "rank {} differs from the array's rank {}",
+                chunk_shape.len(),
+                shape.len()
+            ),
+        });
+    }
+    if let Some(axis) = chunk_shape.iter().position(|&c| c == 0) {
+        return Err(Error::InvalidField {
+            field: chunk_field,
+            reason: format!("extent 0 on axis {axis}"),
+        });
+    }
+    Ok(())
 }
 
 /// The top-level keys the core spec defines for an array.
@@ -203,35 +300,14 @@ impl ArrayMetadata {
     /// Parses and validates the bytes of an array's `zarr.json`.
     ///
     /// # Errors
-    /// `Json` for bytes that are not JSON; `UnsupportedFormat` for zarr v2 (`.zarray`) or
-    /// any version but 3; `NotAnArray` for groups; `MissingField`, `InvalidField`,
-    /// `UnknownField`, `Rank`, `UnsupportedDataType`, `FillValue`, `UnsupportedGrid`,
+    /// `Json` for bytes that are not JSON; `UnsupportedFormat` for any version but 3 (a
+    /// v2 `.zarray` is read by [`ArrayMetadata::parse_v2`]); `NotAnArray` for groups;
+    /// `MissingField`, `InvalidField`, `UnknownField`, `Rank`, `UnsupportedDataType`, `FillValue`, `UnsupportedGrid`,
     /// `UnsupportedStorageTransformer`, and the codec errors of [`CodecChain::parse`].
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let doc: Value = serde_json::from_slice(bytes).map_err(|e| Error::Json {
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
-        let Value::Object(obj) = doc else {
-            return Err(Error::InvalidField {
-                field: "(root)",
-                reason: "zarr.json must be a JSON object".into(),
-            });
-        };
+        let obj = json_object(bytes)?;
         let get = |field: &'static str| obj.get(field).ok_or(Error::MissingField { field });
-
-        let format = get("zarr_format")?;
-        match format.as_u64() {
-            Some(3) => {}
-            Some(n) => return Err(Error::UnsupportedFormat { zarr_format: n }),
-            None => {
-                return Err(Error::InvalidField {
-                    field: "zarr_format",
-                    reason: format!("{format} is not an integer"),
-                });
-            }
-        }
+        check_format(get("zarr_format")?, ZarrFormat::V3)?;
         match get("node_type")?.as_str() {
             Some("array") => {}
             Some(other) => return Err(Error::NotAnArray { node_type: other.to_owned() }),
@@ -250,9 +326,6 @@ impl ArrayMetadata {
         }
 
         let shape = shape_field(get("shape")?, "shape")?;
-        if shape.is_empty() || shape.len() > MAX_RANK {
-            return Err(Error::Rank { rank: shape.len() });
-        }
         let data_type = match get("data_type")? {
             Value::String(s) => DataType::parse(s)?,
             // Extension data types are objects; none of them is supported.
@@ -284,22 +357,7 @@ impl ArrayMetadata {
                 .ok_or(Error::MissingField { field: "chunk_grid.configuration.chunk_shape" })?,
             "chunk_grid.configuration.chunk_shape",
         )?;
-        if chunk_shape.len() != shape.len() {
-            return Err(Error::InvalidField {
-                field: "chunk_grid.configuration.chunk_shape",
-                reason: format!(
-                    "rank {} differs from the array's rank {}",
-                    chunk_shape.len(),
-                    shape.len()
-                ),
-            });
-        }
-        if let Some(axis) = chunk_shape.iter().position(|&c| c == 0) {
-            return Err(Error::InvalidField {
-                field: "chunk_grid.configuration.chunk_shape",
-                reason: format!("extent 0 on axis {axis}"),
-            });
-        }
+        check_grid(&shape, &chunk_shape, "chunk_grid.configuration.chunk_shape")?;
 
         let chunk_key_encoding = ChunkKeyEncoding::parse(get("chunk_key_encoding")?)?;
         let fill_value = parse_fill_value(get("fill_value")?, data_type)?;
@@ -365,6 +423,7 @@ impl ArrayMetadata {
         }
 
         Ok(Self {
+            zarr_format: ZarrFormat::V3,
             shape,
             data_type,
             chunk_shape,
@@ -376,7 +435,9 @@ impl ArrayMetadata {
         })
     }
 
-    /// The metadata as `zarr.json` text that [`ArrayMetadata::parse`] reads back equal.
+    /// The metadata as `zarr.json` text that [`ArrayMetadata::parse`] reads back equal
+    /// (for a v3 array; a v2 array's model comes back as the same array in v3, with
+    /// `zarr_format` V3).
     pub fn to_json(&self) -> String {
         let mut obj = Map::new();
         obj.insert("zarr_format".into(), 3.into());
@@ -411,6 +472,7 @@ impl ArrayMetadata {
         fill_value: FillValue,
     ) -> Result<Self> {
         let meta = Self {
+            zarr_format: ZarrFormat::V3,
             shape,
             data_type,
             chunk_shape,
@@ -447,11 +509,13 @@ impl ArrayMetadata {
         Self::chunked(shape, shard_shape, data_type, codecs, fill_value)
     }
 
-    /// Checks the metadata as [`ArrayMetadata::parse`] would (by a serialization round trip).
+    /// Checks the metadata as the parser of its format would (by a serialization round
+    /// trip: `zarr.json` for v3, `.zarray` and `.zattrs` for v2).
     ///
     /// # Errors
-    /// As [`ArrayMetadata::parse`]; `InvalidField` if the fill value's size disagrees with
-    /// the data type.
+    /// As [`ArrayMetadata::parse`] or [`ArrayMetadata::parse_v2`]; `NotV2` for a v2 model
+    /// that v2 cannot express; `InvalidField` if the fill value's size disagrees with the
+    /// data type or the model does not read back equal.
     pub fn validate(&self) -> Result<()> {
         if self.fill_value.as_ne_bytes().len() != self.data_type.size() {
             return Err(Error::FillValue {
@@ -459,14 +523,40 @@ impl ArrayMetadata {
                 reason: "byte length does not match the data type's size",
             });
         }
-        let back = Self::parse(self.to_json().as_bytes())?;
+        let back = match self.zarr_format {
+            ZarrFormat::V3 => Self::parse(self.to_json().as_bytes())?,
+            ZarrFormat::V2 => {
+                let zattrs = self.to_zattrs();
+                Self::parse_v2(self.to_zarray()?.as_bytes(), zattrs.as_deref().map(str::as_bytes))?
+            }
+        };
         if back != *self {
             return Err(Error::InvalidField {
                 field: "(metadata)",
-                reason: "does not survive a zarr.json round trip".into(),
+                reason: format!(
+                    "does not survive a {} round trip",
+                    self.zarr_format.metadata_key()
+                ),
             });
         }
         Ok(())
+    }
+
+    /// The documents that hold this array's metadata, as `(key relative to the array,
+    /// text)`: `zarr.json` for v3; `.zarray`, and `.zattrs` when there are attributes,
+    /// for v2.
+    ///
+    /// # Errors
+    /// `NotV2` for a v2 model that v2 cannot express.
+    pub fn documents(&self) -> Result<Vec<(&'static str, String)>> {
+        Ok(match self.zarr_format {
+            ZarrFormat::V3 => vec![("zarr.json", self.to_json())],
+            ZarrFormat::V2 => {
+                let mut docs = vec![(".zarray", self.to_zarray()?)];
+                docs.extend(self.to_zattrs().map(|a| (".zattrs", a)));
+                docs
+            }
+        })
     }
 }
 
@@ -479,7 +569,7 @@ const NAN_F64: u64 = 0x7ff8_0000_0000_0000;
 /// Parses `fill_value` for `dt` (core spec §"fill_value"): integers range-checked,
 /// booleans for `bool`, floats as JSON numbers, `"NaN"`, `"Infinity"`, `"-Infinity"`, or a
 /// `"0x"` hex string of exactly the type's bit width.
-fn parse_fill_value(v: &Value, dt: DataType) -> Result<FillValue> {
+pub(crate) fn parse_fill_value(v: &Value, dt: DataType) -> Result<FillValue> {
     let bad = |reason: &'static str| Error::FillValue { data_type: dt.name(), reason };
     let int_range = "integer out of range for the data type";
     let bytes: Vec<u8> = match dt {
@@ -595,7 +685,7 @@ fn parse_float_fill(v: &Value, dt: DataType) -> Result<Vec<u8>> {
 
 /// The JSON spelling of a fill value: numbers where exact, `"NaN"` for the canonical NaN,
 /// `"Infinity"`/`"-Infinity"`, and a hex bit pattern for any other NaN.
-fn fill_value_to_json(fill: &FillValue, dt: DataType) -> Value {
+pub(crate) fn fill_value_to_json(fill: &FillValue, dt: DataType) -> Value {
     let b = fill.as_ne_bytes();
     let arr8 = |b: &[u8]| -> [u8; 8] {
         let mut a = [0u8; 8];

@@ -46,7 +46,12 @@ fn check_dataset(scenario: &Scenario, dir: &Path) -> u64 {
     let mut checked = 0;
     for inst in scenario.array_instances() {
         let adir = dir.join(&inst.name);
-        let meta = ArrayMetadata::parse(&std::fs::read(adir.join("zarr.json")).unwrap()).unwrap();
+        let meta = if inst.group.zarr_format == 2 {
+            assert!(!adir.join("zarr.json").exists(), "{}", inst.name);
+            ArrayMetadata::parse_v2(&std::fs::read(adir.join(".zarray")).unwrap(), None).unwrap()
+        } else {
+            ArrayMetadata::parse(&std::fs::read(adir.join("zarr.json")).unwrap()).unwrap()
+        };
         assert_eq!(meta, array_metadata(inst.group).unwrap());
         let dt = meta.data_type;
         let obj = inst.group.shard_shape.clone().unwrap_or_else(|| inst.group.chunk_shape.clone());
@@ -116,7 +121,9 @@ fn varied() -> Scenario {
         shard_shape: shard,
         chunk_shape: chunk,
         codec,
+        zarr_format: 3,
     };
+    let v2 = |group: ArrayGroup| ArrayGroup { zarr_format: 2, ..group };
     Scenario {
         name: "varied".into(),
         arrays: vec![
@@ -166,6 +173,25 @@ fn varied() -> Scenario {
                 vec![16, 16, 16],
                 Codec::Zstd { level: 3 },
             ),
+            v2(g(
+                1,
+                "v2z",
+                vec![20, 17, 9],
+                DataType::UInt16,
+                None,
+                vec![8, 8, 8],
+                Codec::Zstd { level: 3 },
+            )),
+            v2(g(
+                1,
+                "v2b",
+                vec![12, 10, 16],
+                DataType::Float32,
+                None,
+                vec![5, 10, 8],
+                Codec::BloscZstd { level: 5, shuffle: Shuffle::Bit },
+            )),
+            v2(g(1, "v2r", vec![9, 9, 9], DataType::Int8, None, vec![4, 4, 4], Codec::Raw)),
         ],
         sample_shape: vec![8, 8, 8],
         samples_per_batch: 2,
@@ -268,7 +294,7 @@ fn every_codec_dtype_and_ragged_edge_decodes_to_voxel() {
     s.validate().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let report = generate(&s, dir.path(), 3, &|_| {}).unwrap();
-    assert_eq!(report.arrays, 6);
+    assert_eq!(report.arrays, 9);
     let expected: u64 = s.arrays.iter().map(|g| g.shape.iter().product::<u64>()).sum();
     assert_eq!(check_dataset(&s, dir.path()), expected);
     // The ragged shard of `bz0000` leaves inner chunks wholly outside the array empty.
@@ -280,6 +306,16 @@ fn every_codec_dtype_and_ragged_edge_decodes_to_voxel() {
     let empty: Vec<bool> =
         index.entries().iter().map(|e| *e == zarr::ChunkLocation::Empty).collect();
     assert_eq!(empty, [false, false, false, false, true, true, true, true]);
+    // The v2 arrays are `.zarray` documents with numcodecs compressors and `.` keys.
+    let zarray = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.path().join(name).join(".zarray")).unwrap())
+            .unwrap()
+    };
+    assert_eq!(zarray("v2z0000")["compressor"]["id"], "zstd");
+    assert_eq!(zarray("v2b0000")["compressor"]["shuffle"], 2);
+    assert_eq!(zarray("v2r0000")["compressor"], serde_json::Value::Null);
+    assert_eq!(zarray("v2z0000")["dtype"], "<u2");
+    assert!(dir.path().join("v2z0000/2.2.1").is_file());
 }
 
 #[test]

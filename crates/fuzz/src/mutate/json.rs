@@ -92,6 +92,18 @@ const STRINGS: &[&str] = &[
     "\"0x7fc00000\"",
     "\"0xffffffffffffffffff\"",
     "\"\"",
+    // zarr v2 (.zarray) spellings: numpy dtypes, orders, compressor and filter ids.
+    "\"<u2\"",
+    "\">f8\"",
+    "\"|b1\"",
+    "\"|u2\"",
+    "\"<c8\"",
+    "\"C\"",
+    "\"F\"",
+    "\"delta\"",
+    "\"bz2\"",
+    "\"numcodecs.zlib\"",
+    "\"numcodecs.lz4\"",
 ];
 
 /// Keys a `zarr.json` gives meaning to.
@@ -124,6 +136,14 @@ const KEYS: &[&str] = &[
     "\"index_location\"",
     "\"must_understand\"",
     "\"unknown\"",
+    // zarr v2 (.zarray) keys.
+    "\"chunks\"",
+    "\"dtype\"",
+    "\"compressor\"",
+    "\"filters\"",
+    "\"dimension_separator\"",
+    "\"id\"",
+    "\"acceleration\"",
 ];
 
 /// Other JSON shapes a value may be replaced with.

@@ -8,7 +8,9 @@
 //! and sharding with the index at the end or the start, a big-endian index, an outer
 //! zstd + `crc32c`, nested shards) and two built ones (shards compressed whole by
 //! blosc; zstd under gzip), whose decoders of unknown output size run under the stage
-//! cap that guards against forged sizes.
+//! cap that guards against forged sizes; then from `.zarray` documents in the
+//! `metadata_v2` corpus, zarr v2 fixtures with numcodecs' framings: `lz4`, `zlib`, and
+//! Fortran order with big-endian bytes under blosc-zstd and under `lz4`.
 //!
 //! Properties: decoding returns `Ok` or `Err`; a decoded chunk writes every byte of the
 //! output (two runs over differently poisoned buffers agree).
@@ -53,15 +55,35 @@ pub const CHAINS: [(&str, &[u8]); 12] = [
     ("built_zstd_gzip_u8", include_bytes!("../../corpus/metadata/built_zstd_gzip_u8.json")),
 ];
 
+/// The zarr v2 fixtures whose chains are fuzzed, after [`CHAINS`] in selector order.
+pub const V2_CHAINS: [(&str, &[u8]); 4] = [
+    ("v2_lz4_f32", include_bytes!("../../corpus/metadata_v2/v2_lz4_f32.zarray")),
+    ("v2_zlib_u32", include_bytes!("../../corpus/metadata_v2/v2_zlib_u32.zarray")),
+    (
+        "v2_blosc_zstd_f_be_i16",
+        include_bytes!("../../corpus/metadata_v2/v2_blosc_zstd_f_be_i16.zarray"),
+    ),
+    ("v2_slash_f_lz4_u16", include_bytes!("../../corpus/metadata_v2/v2_slash_f_lz4_u16.zarray")),
+];
+
+/// The fixture names of every chain, in selector order.
+pub fn chain_names() -> impl Iterator<Item = &'static str> {
+    CHAINS.iter().chain(&V2_CHAINS).map(|(name, _)| *name)
+}
+
 /// The parsed chains and chunk representations, in selector order.
 pub(crate) static PARSED: LazyLock<Vec<(CodecChain, ChunkRepr)>> = LazyLock::new(|| {
-    CHAINS
-        .iter()
-        .map(|(name, json)| {
-            // The documents are committed seeds that zarr-python wrote; a unit test
-            // parses every one.
-            let m = ArrayMetadata::parse(json)
-                .unwrap_or_else(|e| panic!("corpus/metadata/{name}.json: {e}"));
+    // The documents are committed seeds that zarr-python wrote; a unit test parses every
+    // one.
+    let v3 = CHAINS.iter().map(|(name, json)| {
+        ArrayMetadata::parse(json).unwrap_or_else(|e| panic!("corpus/metadata/{name}.json: {e}"))
+    });
+    let v2 = V2_CHAINS.iter().map(|(name, zarray)| {
+        ArrayMetadata::parse_v2(zarray, None)
+            .unwrap_or_else(|e| panic!("corpus/metadata_v2/{name}.zarray: {e}"))
+    });
+    v3.chain(v2)
+        .map(|m| {
             let repr = ChunkRepr {
                 shape: m.chunk_shape.clone(),
                 data_type: m.data_type,
@@ -133,7 +155,10 @@ pub(crate) fn repair(chain: &CodecChain, shape: &[u64], stored: &mut [u8]) {
                 break;
             }
             // What is inside a zstd or gzip stream cannot be reached without decoding.
-            BytesToBytes::Zstd { .. } | BytesToBytes::Gzip { .. } => {
+            BytesToBytes::Zstd { .. }
+            | BytesToBytes::Gzip { .. }
+            | BytesToBytes::Zlib { .. }
+            | BytesToBytes::Lz4 { .. } => {
                 opaque = true;
                 break;
             }
@@ -180,7 +205,8 @@ mod tests {
 
     #[test]
     fn every_chain_parses_and_repair_restores_corrupted_checksums() {
-        assert_eq!(PARSED.len(), CHAINS.len());
+        assert_eq!(PARSED.len(), CHAINS.len() + V2_CHAINS.len());
+        assert_eq!(chain_names().count(), PARSED.len());
         let dir = crate::campaign::corpus_root().join("chunk");
         for (name, bytes) in crate::campaign::read_corpus(&dir).unwrap() {
             let (chain, repr) = &PARSED[usize::from(bytes[0]) % PARSED.len()];

@@ -190,6 +190,113 @@ fn blosc_round_trips_through_the_chain() {
     }
 }
 
+/// 96 u16 values `i / 5`, and the bytes numcodecs 0.16 wrote for them with `LZ4()` and
+/// `Zlib(level=6)` (`numcodecs.LZ4().encode(data)`, likewise `Zlib`).
+fn numcodecs_vectors() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let hex = |s: &str| -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    };
+    let data = u16s(&(0..96).map(|i| i / 5).collect::<Vec<u16>>());
+    let lz4 = hex(concat!(
+        "c000000015000100150102001502020015030200150402001505020015060200150702001508020015",
+        "090200150a0200150b0200150c0200150d0200150e0200150f02001510020015110200c01200120012",
+        "00120012001300"
+    ));
+    let zlib = hex(concat!(
+        "789c3dc1c70180201000b053508a05cbfebbfa3249c46f7236995d5c2d569bddcdddc3d3e1e5ede31b",
+        "1fd8e0036b"
+    ));
+    (data, lz4, zlib)
+}
+
+#[test]
+fn numcodecs_lz4_and_zlib_decode_what_numcodecs_wrote() {
+    let (data, lz4, zlib) = numcodecs_vectors();
+    let r = repr(&[96], DataType::UInt16);
+    let lz4_chain = le(vec![BytesToBytes::Lz4 { acceleration: 1 }]);
+    let zlib_chain = le(vec![BytesToBytes::Zlib { level: 6 }]);
+    assert_eq!(decode(&lz4_chain, &r, &lz4).unwrap(), data);
+    assert_eq!(decode(&zlib_chain, &r, &zlib).unwrap(), data);
+    // The encoders write what numcodecs reads: the length header, then the block (the
+    // block's bytes may differ from liblz4's, so compare by decoding).
+    let ours = encode_chunk(&lz4_chain, &r, &data).unwrap();
+    assert_eq!(ours[..4], 192u32.to_le_bytes());
+    assert_eq!(lz4_flex::block::decompress(&ours[4..], 192).unwrap(), data);
+    let ours = encode_chunk(&zlib_chain, &r, &data).unwrap();
+    assert_eq!(ours[0], 0x78, "a zlib header");
+    assert_eq!(decode(&zlib_chain, &r, &ours).unwrap(), data);
+}
+
+#[test]
+fn numcodecs_lz4_framing_errors_are_typed() {
+    let (_, lz4, zlib) = numcodecs_vectors();
+    let r = repr(&[96], DataType::UInt16);
+    let chain = le(vec![BytesToBytes::Lz4 { acceleration: 1 }]);
+    let with_header = |n: u32| [&n.to_le_bytes()[..], &lz4[4..]].concat();
+    // Shorter than its header.
+    assert!(matches!(
+        decode(&chain, &r, &lz4[..3]),
+        Err(Error::DecodedSize { expected: 4, got: 3, .. })
+    ));
+    // A stated length numcodecs refuses.
+    for n in [0, 1 << 31, u32::MAX] {
+        assert!(
+            matches!(
+                decode(&chain, &r, &with_header(n)),
+                Err(Error::Decompress { codec: "lz4", .. })
+            ),
+            "{n}"
+        );
+    }
+    // A stated length other than the chunk's.
+    assert_eq!(
+        decode(&chain, &r, &with_header(190)),
+        Err(Error::DecodedSize { stage: "lz4", expected: 192, got: 190 })
+    );
+    // A truncated block.
+    assert!(matches!(
+        decode(&chain, &r, &lz4[..lz4.len() - 3]),
+        Err(Error::Decompress { codec: "lz4", .. } | Error::DecodedSize { .. })
+    ));
+    // A zlib stream cut short, and one with a corrupt checksum.
+    let zchain = le(vec![BytesToBytes::Zlib { level: 6 }]);
+    assert!(decode(&zchain, &r, &zlib[..zlib.len() - 6]).is_err());
+    let mut bad = zlib.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(matches!(decode(&zchain, &r, &bad), Err(Error::Decompress { codec: "zlib", .. })));
+    // Under another codec (decoded size unknown), a forged length above the stage cap is
+    // refused before it is allocated.
+    let forged = with_header(i32::MAX as u32);
+    let cap = intermediate_cap(&forged, &[0; 16]);
+    assert_eq!(
+        undo_bytes(&[BytesToBytes::Lz4 { acceleration: 1 }], &forged, cap).map(|c| c.len()),
+        Err(Error::DecodedSize { stage: "lz4", expected: cap as u64, got: i32::MAX as u64 })
+    );
+    // numcodecs cannot write an empty buffer, so neither does the encoder.
+    assert!(matches!(
+        encode_bytes(&BytesToBytes::Lz4 { acceleration: 1 }, Vec::new(), 1),
+        Err(Error::Compress { codec: "lz4", .. })
+    ));
+}
+
+#[test]
+fn lz4_and_zlib_nest_under_other_codecs() {
+    let r = repr(&[10, 12], DataType::UInt16);
+    let data = u16s(&(0..120).map(|i| (i * 37 % 11) as u16).collect::<Vec<_>>());
+    for chain in [
+        le(vec![BytesToBytes::Lz4 { acceleration: 1 }, BytesToBytes::Gzip { level: 1 }]),
+        le(vec![BytesToBytes::Zlib { level: 1 }, BytesToBytes::Crc32c]),
+        le(vec![
+            BytesToBytes::Zstd { level: 1, checksum: false },
+            BytesToBytes::Lz4 { acceleration: 1 },
+        ]),
+    ] {
+        let stored = encode_chunk(&chain, &r, &data).unwrap();
+        assert_eq!(decode(&chain, &r, &stored).unwrap(), data, "{chain:?}");
+    }
+}
+
 fn sharded(inner_shape: &[u64], inner: CodecChain, loc: IndexLocation) -> CodecChain {
     let mut s = ShardingCodec::new(inner_shape.to_vec(), inner);
     s.index_location = loc;
@@ -261,10 +368,12 @@ fn chance(rng: &mut SplitMix64, percent: u64) -> bool {
 
 fn random_b2b(rng: &mut SplitMix64) -> Vec<BytesToBytes> {
     (0..rng.below(3))
-        .map(|_| match rng.below(4) {
+        .map(|_| match rng.below(6) {
             0 => BytesToBytes::Zstd { level: rng.below(5) as i32 - 1, checksum: chance(rng, 50) },
             1 => BytesToBytes::Gzip { level: rng.below(10) as u32 },
             2 => BytesToBytes::Crc32c,
+            3 => BytesToBytes::Zlib { level: rng.below(10) as u32 },
+            4 => BytesToBytes::Lz4 { acceleration: 1 },
             _ => BytesToBytes::Blosc {
                 cname: [
                     BloscCname::BloscLz,

@@ -76,10 +76,13 @@ fn groups_and_other_formats_are_rejected_by_name() {
     assert_eq!(ArrayMetadata::parse(group), Err(Error::NotAnArray { node_type: "group".into() }));
     let zarray = br#"{"zarr_format": 2, "shape": [10], "chunks": [5], "dtype": "<u2",
         "compressor": null, "fill_value": 0, "order": "C", "filters": null}"#;
-    assert_eq!(ArrayMetadata::parse(zarray), Err(Error::UnsupportedFormat { zarr_format: 2 }));
+    assert_eq!(
+        ArrayMetadata::parse(zarray),
+        Err(Error::UnsupportedFormat { zarr_format: 2, expected: 3 })
+    );
     assert_eq!(
         ArrayMetadata::parse(&doc_with("zarr_format", json!(4))),
-        Err(Error::UnsupportedFormat { zarr_format: 4 })
+        Err(Error::UnsupportedFormat { zarr_format: 4, expected: 3 })
     );
     assert_eq!(ArrayMetadata::parse(b"{}"), Err(Error::MissingField { field: "zarr_format" }));
     assert!(matches!(ArrayMetadata::parse(b"{\"zarr"), Err(Error::Json { line: 1, .. })));
@@ -424,7 +427,7 @@ fn builders_produce_valid_metadata() {
     ));
 }
 
-fn arb_fill(dt: DataType) -> impl Strategy<Value = FillValue> {
+pub(super) fn arb_fill(dt: DataType) -> impl Strategy<Value = FillValue> {
     prop::collection::vec(any::<u8>(), dt.size()).prop_map(move |mut b| {
         if dt == DataType::Bool {
             b[0] &= 1;
@@ -433,11 +436,13 @@ fn arb_fill(dt: DataType) -> impl Strategy<Value = FillValue> {
     })
 }
 
-fn arb_bytes_to_bytes() -> impl Strategy<Value = BytesToBytes> {
+pub(super) fn arb_bytes_to_bytes() -> impl Strategy<Value = BytesToBytes> {
     prop_oneof![
         (-5i32..=22, any::<bool>())
             .prop_map(|(level, checksum)| BytesToBytes::Zstd { level, checksum }),
         (0u32..=9).prop_map(|level| BytesToBytes::Gzip { level }),
+        (0u32..=9).prop_map(|level| BytesToBytes::Zlib { level }),
+        any::<i32>().prop_map(|acceleration| BytesToBytes::Lz4 { acceleration }),
         Just(BytesToBytes::Crc32c),
         (0usize..6, 0u8..=9, 0usize..3, prop::option::of(1u32..16), 0u64..100_000).prop_map(
             |(c, clevel, s, typesize, blocksize)| BytesToBytes::Blosc {
@@ -510,6 +515,7 @@ fn arb_metadata() -> impl Strategy<Value = ArrayMetadata> {
             let mut attributes = Map::new();
             attributes.insert("k".into(), json!([1, "two", null]));
             ArrayMetadata {
+                zarr_format: ZarrFormat::V3,
                 shape,
                 data_type: dt,
                 chunk_shape,
@@ -544,28 +550,60 @@ proptest! {
     #[test]
     fn parse_never_panics_on_mutated_documents(m in arb_metadata(), pos in any::<prop::sample::Index>(),
                                                byte in any::<u8>(), cut in any::<bool>()) {
-        let mut text = m.to_json().into_bytes();
-        let i = pos.index(text.len());
-        if cut { text.truncate(i) } else { text[i] = byte }
-        let _ = ArrayMetadata::parse(&text);
+        let _ = ArrayMetadata::parse(&mutated(&m.to_json(), pos, byte, cut));
     }
 
     /// Replacing any value in a valid document by another JSON value never panics.
     #[test]
     fn parse_never_panics_on_replaced_values(m in arb_metadata(), pick in any::<prop::sample::Index>(),
-                                             repl in prop_oneof![
-                                                 Just(Value::Null), any::<i64>().prop_map(Value::from),
-                                                 any::<u64>().prop_map(Value::from), any::<f64>().prop_map(Value::from),
-                                                 "[a-z0-9_.x]{0,10}".prop_map(Value::from),
-                                                 Just(json!([])), Just(json!({})), Just(json!([0, 0])),
-                                                 Just(json!(["bytes"])), Just(json!([u64::MAX, 1]))]) {
-        let mut doc: Value = serde_json::from_str(&m.to_json()).unwrap();
-        let mut paths = Vec::new();
-        collect_paths(&doc, String::new(), &mut paths);
-        let p = &paths[pick.index(paths.len())];
-        if let Some(slot) = doc.pointer_mut(p) { *slot = repl; }
-        let _ = ArrayMetadata::parse(&serde_json::to_vec(&doc).unwrap());
+                                             repl in arb_replacement("[a-z0-9_.x]{0,10}", json!(["bytes"]))) {
+        let _ = ArrayMetadata::parse(&with_value_replaced(&m.to_json(), pick, repl));
     }
+}
+
+/// A JSON value to put in place of another: null, numbers of every kind, short strings
+/// drawn from `strings`, small containers, and `special` (a value the format reads).
+pub(super) fn arb_replacement(
+    strings: &'static str,
+    special: Value,
+) -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        strings.prop_map(Value::from),
+        Just(json!([])),
+        Just(json!({})),
+        Just(json!([0, 0])),
+        Just(special),
+        Just(json!([u64::MAX, 1])),
+    ]
+}
+
+/// `text` with the byte at `pos` set to `byte`, or cut there.
+pub(super) fn mutated(text: &str, pos: prop::sample::Index, byte: u8, cut: bool) -> Vec<u8> {
+    let mut text = text.as_bytes().to_vec();
+    let i = pos.index(text.len());
+    if cut {
+        text.truncate(i);
+    } else {
+        text[i] = byte;
+    }
+    text
+}
+
+/// The JSON document `text` with the value (or container) at `pick` of all its paths
+/// replaced by `repl`.
+pub(super) fn with_value_replaced(text: &str, pick: prop::sample::Index, repl: Value) -> Vec<u8> {
+    let mut doc: Value = serde_json::from_str(text).unwrap();
+    let mut paths = Vec::new();
+    collect_paths(&doc, String::new(), &mut paths);
+    let p = &paths[pick.index(paths.len())];
+    if let Some(slot) = doc.pointer_mut(p) {
+        *slot = repl;
+    }
+    serde_json::to_vec(&doc).unwrap()
 }
 
 fn collect_paths(v: &Value, here: String, out: &mut Vec<String>) {
