@@ -1,7 +1,7 @@
 //! `damacy read` and `inspect` on OME-NGFF image groups (ome-zarr-py's, in
 //! `tests/data/ngff`): a level's crop equals the writer's values, the listing equals the
 //! metadata written, failures are one line naming the file. (0.4 images, whose levels
-//! are zarr v2, are in `images_v04_needs_v2.rs`.)
+//! are zarr v2, are in `images_v04.rs`.)
 
 use std::path::PathBuf;
 

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 mod images;
 // Needs zarr v2 arrays (issue 17's other half): passes once that work is merged.
-mod images_v04_needs_v2;
+mod images_v04;
 
 fn damacy(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_damacy"))

@@ -3,7 +3,7 @@ and labels ome-zarr-py wrote (tests/data/ngff); `damacy.Sample(uri, box, level=.
 reads each level's values as written; failures raise typed errors naming the file.
 
 The 0.4 images' levels are zarr v2 arrays: their reads are in
-`test_images_v04_needs_v2.py` (they pass once zarr v2 arrays are read)."""
+`test_images_v04.py`."""
 
 import json
 

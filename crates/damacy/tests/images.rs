@@ -3,7 +3,7 @@
 //! stored; `Image::open` lists the levels, axes, scale, translation and labels written;
 //! image failures reach `pop` typed and naming the file; images read through S3 and HTTP
 //! as through files. The 0.4 images' levels are zarr v2 arrays: their reads are in
-//! `images_v04_needs_v2.rs`.
+//! `images_v04.rs`.
 
 use std::path::{Path, PathBuf};
 

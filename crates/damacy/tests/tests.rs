@@ -10,6 +10,6 @@ mod images;
 // Needs zarr v2 arrays (issue 17's other half): passes once that work is merged.
 #[cfg(feature = "cuda")]
 mod gpu;
-mod images_v04_needs_v2;
+mod images_v04;
 mod object_stores;
 mod read_ahead;

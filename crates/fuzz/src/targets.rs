@@ -7,8 +7,8 @@
 pub mod blosc;
 pub mod chunk;
 pub mod metadata;
-pub mod ngff;
 pub mod metadata_v2;
+pub mod ngff;
 pub mod output;
 pub mod shard_index;
 pub mod zstd_frame;

@@ -2,7 +2,7 @@
 //! image group resolves to its level's array (cached per `(uri, level)`), a plain array
 //! costs exactly the requests it always did, and every failure is a typed error naming
 //! the file. The images are ome-zarr-py's (`tests/data/ngff`); 0.4 tests here need no
-//! zarr v2 array reads (those that do are in `ngff_v04_needs_v2.rs`).
+//! zarr v2 array reads (those that do are in `ngff_v04.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

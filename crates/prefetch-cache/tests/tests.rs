@@ -4,5 +4,5 @@ mod fetchers;
 mod fixtures;
 mod images;
 // Needs zarr v2 arrays (issue 17's other half): passes once that work is merged.
-mod ngff_v04_needs_v2;
+mod ngff_v04;
 mod prefetcher;

@@ -1,6 +1,4 @@
-//! OME-NGFF 0.4 images end to end. Their levels are zarr v2 arrays (`.zarray`), which the
-//! zarr v2 half of issue 17 reads: these tests pass once that work is merged (on a branch
-//! without it, each level fails with `UnsupportedFormat { zarr_format: 2 }`). The 0.4
+//! OME-NGFF 0.4 images end to end; their levels are zarr v2 arrays (`.zarray`). The 0.4
 //! tests that read no level array are in `images.rs`.
 
 use loopback::{BUCKET, S3Server};

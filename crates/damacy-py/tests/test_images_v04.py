@@ -1,5 +1,4 @@
-"""OME-NGFF 0.4 images from Python. Their levels are zarr v2 arrays (`.zarray`): these
-tests pass once zarr v2 arrays are read (issue 17's v2 half, merged separately)."""
+"""OME-NGFF 0.4 images from Python. Their levels are zarr v2 arrays (`.zarray`)."""
 
 from test_images import check_every_level_crop, check_listing
 

@@ -1,5 +1,4 @@
-//! `damacy read` and `inspect` on OME-NGFF 0.4 images, whose levels are zarr v2 arrays:
-//! these pass once zarr v2 arrays are read (issue 17's v2 half, merged separately).
+//! `damacy read` and `inspect` on OME-NGFF 0.4 images, whose levels are zarr v2 arrays.
 
 use crate::images::{inspect_lists_the_metadata_written, read_every_level};
 

@@ -1,6 +1,4 @@
-//! OME-NGFF 0.4 images whose level arrays are zarr v2 (`.zarray`): these pass once zarr v2
-//! arrays are read (issue 17's v2 half, merged separately); on a branch without it the
-//! level's metadata fails with `UnsupportedFormat { zarr_format: 2 }`.
+//! OME-NGFF 0.4 images whose level arrays are zarr v2 (`.zarray`).
 
 use prefetch_cache::image;
 use prefetch_cache::{PrefetchConfig, Prefetcher, SampleRequest};
