@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use damacy::{Backend, OutDtype, Pipeline, Sample};
-use store::{
-    FsStore, FsStoreConfig, ReadRequest, ReadResult, Store, StoreStats, Ticket, TrySubmitError,
-};
+use store::{FsStore, FsStoreConfig, ReadRequest, ReadResult, Store, StoreStats, Ticket};
 
 use crate::device::{builder, fixtures};
 
@@ -113,9 +111,6 @@ impl Store for Counting {
             deliver(&completer, results);
         });
         Ok(ticket)
-    }
-    fn try_submit(&self, reads: Vec<ReadRequest>) -> Result<Ticket, TrySubmitError> {
-        self.submit(reads).map_err(TrySubmitError::Failed)
     }
     fn wants_read_ahead(&self, _key: &str) -> bool {
         self.ahead
