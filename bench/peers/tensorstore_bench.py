@@ -3,13 +3,25 @@
 
 Reads a scenario file (bench/scenarios/*.json, format documented in
 crates/bench/src/scenario.rs), replays its crop sequence with the splitmix64 Rng of
-crates/splitmix/src/lib.rs, and reads the crops with tensorstore (zarr3 driver, file
-kvstore, no cache), batch by batch: one batch is `samples_per_batch` reads issued
-concurrently as futures, then awaited and copied into one batch array of the scenario's
-output dtype (what a training loop's collate step does). Warm-up batches first, then
-timed batches. Each thread count N of the sweep uses a fresh context with
-data_copy_concurrency = file_io_concurrency = N and a zero-byte cache pool, and restarts
-the crop sequence from the seed, like a fresh `damacy bench --threads N`.
+crates/splitmix/src/lib.rs, and reads the crops with tensorstore (zarr3 or zarr driver,
+file kvstore), batch by batch: one batch is `samples_per_batch` reads issued
+concurrently as futures, then awaited. Warm-up batches first, then timed batches. Each
+thread count N of the sweep and each configuration uses a fresh context with
+data_copy_concurrency = file_io_concurrency = N and restarts the crop sequence from the
+seed, like a fresh `damacy bench --threads N`.
+
+Configurations (`--configs`, any subset, in the order given):
+- `naive`: each crop read in the array's dtype and copied into one batch array of the
+  scenario's output dtype by numpy (the cast runs in that single-threaded copy; with
+  `--cast tensorstore` it runs on tensorstore's threads): what a plain training loop's
+  collate step does. No chunk cache.
+- `best`: each crop read in the array's native dtype, every read awaited, the arrays kept
+  as tensorstore returns them (no Python-side copy or cast): the upper bound of any
+  loader built on tensorstore. No chunk cache (damacy keeps none either).
+- `best-cache`: as `best` with a chunk cache pool of `--cache-bytes` (default 8 GiB) and
+  `recheck_cached_data: "open"` (cached chunks trusted after open), so chunks shared by
+  crops decode once.
+Ratios must be stated against the best figure of these in the same run.
 
 Counting matches bench::run (crates/bench/src/throughput.rs): voxels = samples ×
 prod(sample_shape); source bytes = voxels × the element size of each sample's array.
@@ -125,13 +137,21 @@ def time_batches(batch, scenario, label):
     return wall, src_bytes
 
 
-def run_threads(scenario, arrays, data_dir, threads, label, cast):
+CONFIGS = ("naive", "best", "best-cache")
+
+
+def _driver(array_dir):
+    """zarr3 for a zarr.json array, zarr (v2) for a .zarray one."""
+    return "zarr" if os.path.exists(os.path.join(array_dir, ".zarray")) else "zarr3"
+
+
+def run_threads(scenario, arrays, data_dir, threads, label, cast, config="naive", cache_bytes=8 << 30):
+    cached = config == "best-cache"
     ctx = ts.Context(
         {
             "data_copy_concurrency": {"limit": threads},
             "file_io_concurrency": {"limit": threads},
-            # No chunk cache: damacy keeps none either, so both decode every crop's chunks.
-            "cache_pool": {"total_bytes_limit": 0},
+            "cache_pool": {"total_bytes_limit": cache_bytes if cached else 0},
         }
     )
     out_dtype = _out_dtype(scenario, arrays)
@@ -143,10 +163,10 @@ def run_threads(scenario, arrays, data_dir, threads, label, cast):
         # batches absorb most opens.
         h = handles.get(g)
         if h is None:
-            spec = {
-                "driver": "zarr3",
-                "kvstore": {"driver": "file", "path": os.path.join(data_dir, arrays[g]["name"])},
-            }
+            path = os.path.join(data_dir, arrays[g]["name"])
+            spec = {"driver": _driver(path), "kvstore": {"driver": "file", "path": path}}
+            if cached:
+                spec["recheck_cached_data"] = "open"
             h = ts.open(spec, context=ctx, read=True).result()
             handles[g] = h
         return h
@@ -155,6 +175,13 @@ def run_threads(scenario, arrays, data_dir, threads, label, cast):
     sample = scenario["sample_shape"]
     vox_per_sample = math.prod(sample)
     seq = samples(scenario, arrays)
+
+    def batch_best():
+        # Native dtype, every read awaited, no copy: the arrays stay as tensorstore made them.
+        crops = [next(seq) for _ in range(spb)]
+        futures = [handle(g)[tuple(slice(l, h) for l, h in zip(lo, hi))].read() for g, lo, hi in crops]
+        out = [f.result() for f in futures]
+        return out, sum(vox_per_sample * sizes[g] for g, _, _ in crops)
 
     def batch():
         crops = [next(seq) for _ in range(spb)]
@@ -171,7 +198,7 @@ def run_threads(scenario, arrays, data_dir, threads, label, cast):
         return out, src
 
     timed = scenario["timed_batches"]
-    wall, src_bytes = time_batches(batch, scenario, label)
+    wall, src_bytes = time_batches(batch if config == "naive" else batch_best, scenario, f"{label} {config}")
     n = timed * spb
     return {
         "engine": "tensorstore",
@@ -182,8 +209,10 @@ def run_threads(scenario, arrays, data_dir, threads, label, cast):
         "seconds": wall,
         "gvox_per_s": n * vox_per_sample / wall / 1e9,
         "source_gb_per_s": src_bytes / wall / 1e9,
-        "output_dtype": scenario["output_dtype"],
-        "cast": cast,
+        "config": config,
+        "output_dtype": scenario["output_dtype"] if config == "naive" else "native",
+        "cast": cast if config == "naive" else None,
+        "cache_pool_bytes": cache_bytes if cached else 0,
         "tensorstore_version": _version("tensorstore"),
         "numpy_version": np.__version__,
     }
@@ -211,6 +240,12 @@ def main():
         help="where the conversion to the output dtype runs: numpy, in the collate copy "
         "(default, what a training loop does), or tensorstore (ts.cast, on its threads)",
     )
+    p.add_argument(
+        "--configs",
+        default="naive",
+        help="comma-separated configurations to run per thread count: " + ", ".join(CONFIGS),
+    )
+    p.add_argument("--cache-bytes", type=int, default=8 << 30, help="cache pool of best-cache (bytes)")
     # Prints the first N crops as JSON lines and exits: checks the sequence against damacy.
     p.add_argument("--print-crops", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -237,11 +272,17 @@ def main():
         p.error(f"--threads must be comma-separated integers, got {args.threads!r}")
     if not thread_list or min(thread_list) < 1:
         p.error("--threads needs at least one count, each >= 1")
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    bad = [c for c in configs if c not in CONFIGS]
+    if not configs or bad:
+        p.error(f"--configs takes a comma-separated subset of {', '.join(CONFIGS)}; got {args.configs!r}")
     results = []
     for n in thread_list:
-        r = run_threads(scenario, arrays, os.path.abspath(args.data), n, f"tensorstore {scenario['name']} threads={n}", args.cast)
-        print(json.dumps(r), flush=True)
-        results.append(r)
+        for c in configs:
+            r = run_threads(scenario, arrays, os.path.abspath(args.data), n,
+                            f"tensorstore {scenario['name']} threads={n}", args.cast, c, args.cache_bytes)
+            print(json.dumps(r), flush=True)
+            results.append(r)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

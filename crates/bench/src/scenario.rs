@@ -57,7 +57,7 @@ use splitmix::{SplitMix64, mix64};
 pub const MAX_RANK: usize = 8;
 
 /// Names of the built-in scenarios, in documentation order.
-pub const BUILTIN_NAMES: [&str; 10] = [
+pub const BUILTIN_NAMES: [&str; 15] = [
     "smoke",
     "quickstart",
     "default",
@@ -68,6 +68,11 @@ pub const BUILTIN_NAMES: [&str; 10] = [
     "latency",
     "v2",
     "v2-blosc",
+    "small-batch",
+    "many-arrays-10k",
+    "many-arrays-8",
+    "latency-50ms",
+    "latency-none",
 ];
 
 /// Errors loading or validating a scenario.
@@ -332,6 +337,67 @@ impl Scenario {
                 };
                 base(name, vec![g], 128, 128, 2, 20)
             }
+            // Many small crops per batch from small arrays: the per-batch fixed cost of an
+            // engine shows here (a training loop's typical batch).
+            "small-batch" => Scenario {
+                sample_shape: vec![32, 64, 64],
+                ..base(
+                    name,
+                    vec![group(
+                        8,
+                        "vol_",
+                        [64, 128, 128],
+                        UInt16,
+                        Some([64, 128, 128]),
+                        [32, 64, 64],
+                        zstd3,
+                    )],
+                    0,
+                    128,
+                    4,
+                    200,
+                )
+            },
+            // Scale: the same array shape and crops from 10,000 arrays and from 8 (compare
+            // each on its share of the same-run ceiling). Long enough to time (>= 5 s on
+            // the GPU host).
+            "many-arrays-10k" | "many-arrays-8" => base(
+                name,
+                vec![group(
+                    if name == "many-arrays-8" { 8 } else { 10_000 },
+                    "small_",
+                    [64; 3],
+                    UInt16,
+                    Some([64; 3]),
+                    [32; 3],
+                    zstd3,
+                )],
+                32,
+                512,
+                4,
+                1000,
+            ),
+            // Latency at scale: 64 arrays of 4 shards (256 shard indexes), lognormal
+            // metadata latency with a 50 ms median, against the same crops with none.
+            "latency-50ms" | "latency-none" => Scenario {
+                latency: (name == "latency-50ms").then_some(Latency { metadata_median_ms: 50.0 }),
+                ..base(
+                    name,
+                    vec![group(
+                        64,
+                        "vol_",
+                        [256; 3],
+                        UInt16,
+                        Some([128, 128, 256]),
+                        [32, 64, 64],
+                        zstd3,
+                    )],
+                    64,
+                    64,
+                    0,
+                    2000,
+                )
+            },
             "latency" => Scenario {
                 latency: Some(Latency { metadata_median_ms: 5.0 }),
                 ..base(

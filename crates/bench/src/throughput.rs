@@ -94,6 +94,9 @@ pub struct StageLoad {
     pub seconds: f64,
     /// `seconds / (wall seconds × threads of that stage)`.
     pub load: f64,
+    /// This stage's share of one batch's wall time, in milliseconds: `load ×` wall
+    /// milliseconds per batch (for a stage of N threads, its time per batch over N).
+    pub ms_per_batch: f64,
 }
 
 /// The result of one bench run (what `--json` writes).
@@ -241,10 +244,10 @@ pub fn run(
     drop(p);
     drop(server);
     let src_size = sc.arrays.first().map(|g| g.dtype.size()).unwrap_or(2);
-    let load = |stage, ns: u64, n: usize| StageLoad {
-        stage,
-        seconds: ns as f64 * 1e-9,
-        load: if wall > 0.0 { ns as f64 * 1e-9 / (wall * n as f64) } else { 0.0 },
+    let batch_ms = if sc.timed_batches > 0 { wall * 1e3 / sc.timed_batches as f64 } else { 0.0 };
+    let load = |stage, ns: u64, n: usize| {
+        let load = if wall > 0.0 { ns as f64 * 1e-9 / (wall * n as f64) } else { 0.0 };
+        StageLoad { stage, seconds: ns as f64 * 1e-9, load, ms_per_batch: load * batch_ms }
     };
     let mut stages = vec![
         load("plan", stats.plan_ns, 1),
@@ -257,6 +260,10 @@ pub fn run(
     if stats.gpu_submit_ns + stats.gpu_wait_ns > 0 {
         stages.push(load("gpu_submit", stats.gpu_submit_ns, 1));
         stages.push(load("gpu_wait", stats.gpu_wait_ns, 1));
+        // The submit thread's two waits tell which side bounds the engine: for the
+        // workers to read and stage a wave (CPU side), or for a free wave slot (device).
+        stages.push(load("wave_jobs_wait", stats.wave_jobs_wait_ns, 1));
+        stages.push(load("wave_slot_wait", stats.wave_slot_wait_ns, 1));
     }
     // Both measurements run after `drop(p)`: the engine has synchronized its streams and
     // freed its device memory, so nothing else holds the GPU.

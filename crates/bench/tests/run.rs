@@ -42,6 +42,12 @@ fn smoke_on_the_host_engine_reports_its_batches_and_the_cpu_ceiling() {
     assert_eq!(r.ceiling_gvox_per_s, r.cpu_ceiling_gvox_per_s);
     let stages: Vec<&str> = r.stages.iter().map(|s| s.stage).collect();
     assert_eq!(stages, ["plan", "io", "decode", "assemble", "pop_wait"]);
+    // Each stage's per-batch share is its load times the wall time of one batch.
+    let batch_ms = r.seconds * 1e3 / r.batches as f64;
+    for s in &r.stages {
+        assert!((s.ms_per_batch - s.load * batch_ms).abs() <= 1e-9 * batch_ms.max(1.0), "{s:?}");
+    }
+    assert!(r.stages.iter().any(|s| s.stage == "decode" && s.ms_per_batch > 0.0));
     let progress = progress.into_inner();
     assert!(progress.iter().any(|p| p.starts_with("Generating")), "{progress:?}");
     assert_eq!(progress.last().map(String::as_str), Some("Timed { done: 4, total: 4 }"));

@@ -188,6 +188,15 @@ fn print_report(r: &BenchReport) {
         .map(|s| format!("{} {:.2}s ({:.0}%)", s.stage, s.seconds, 100.0 * s.load))
         .collect();
     println!("stages   {}", stages.join("  "));
+    if r.batches > 0 {
+        let per: Vec<String> =
+            r.stages.iter().map(|s| format!("{} {:.2}", s.stage, s.ms_per_batch)).collect();
+        println!(
+            "per batch {:.2} ms wall; stage shares (ms): {}",
+            r.seconds * 1e3 / r.batches as f64,
+            per.join("  ")
+        );
+    }
     println!(
         "first batch after {:.3} s   peak RSS {}",
         r.time_to_first_batch_s,
