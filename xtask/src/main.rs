@@ -36,7 +36,7 @@ mod imports;
 mod python;
 
 /// Crates that carry loom models under `cfg(damacy_loom)`.
-const LOOM_CRATES: &[&str] = &["prefetch-cache", "gpu-schedule", "store"];
+const LOOM_CRATES: &[&str] = &["prefetch-cache", "gpu-schedule", "store", "chunk-cache"];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -13,7 +13,10 @@ use zarr::{ChunkLocation, DataType, FillValue};
 use crate::cast::OutDtype;
 use crate::error::{Error, Result};
 use crate::input::{ArrayEntry, ArrayId, PlanLimits, SampleInput, ShardState};
-use crate::plan::{BatchPlan, ChunkPlan, ChunkSource, FileRef, Placement, PlanStats, ReadOp, Wave};
+use crate::plan::{
+    BatchPlan, ChunkPlan, ChunkProbe, ChunkSource, FileRef, NoProbe, Placement, PlanStats, ReadOp,
+    StoredChunk, Wave,
+};
 
 /// A touched object while the batch is walked.
 struct FileBuild {
@@ -27,7 +30,16 @@ struct FileBuild {
 
 #[derive(Clone, Copy)]
 enum Stored {
-    Range { offset: u64, nbytes: u64, decompressed: u64 },
+    Range {
+        offset: u64,
+        nbytes: u64,
+        decompressed: u64,
+    },
+    /// A stored chunk the probe found decoded in the engine's cache.
+    Cached {
+        hit: u32,
+        decompressed: u64,
+    },
     Fill(FillValue),
 }
 
@@ -80,6 +92,23 @@ pub fn plan<L>(
     limits: &PlanLimits,
     out: OutDtype,
 ) -> Result<BatchPlan> {
+    plan_with_probe(arrays, samples, limits, out, &mut NoProbe)
+}
+
+/// [`plan`] with a decoded-chunk cache: each distinct stored chunk is offered to `probe`
+/// once ([`StoredChunk`], its stored identity); a chunk the probe claims becomes a
+/// [`ChunkSource::Cached`] chunk (in [`BatchPlan::cached`]): no read, no decode, and its
+/// bytes no longer take part in coalescing. Everything else is planned as by [`plan`].
+///
+/// # Errors
+/// As [`plan`].
+pub fn plan_with_probe<L>(
+    arrays: &[ArrayEntry<L>],
+    samples: &[SampleInput],
+    limits: &PlanLimits,
+    out: OutDtype,
+    probe: &mut dyn ChunkProbe,
+) -> Result<BatchPlan> {
     // A 128³ crop over 32×64×64 chunks touches about 45 chunks in up to 4 shards.
     let mut walk = Walk {
         file_map: HashMap::with_capacity_and_hasher(samples.len() * 4, Default::default()),
@@ -103,7 +132,7 @@ pub fn plan<L>(
             }
             Some(_) => {}
         }
-        walk.sample(s, sample, entry, limits)?;
+        walk.sample(s, sample, entry, limits, probe)?;
     }
     let order = walk.file_order();
     let coalesced = coalesce(&walk, &order, limits)?;
@@ -199,6 +228,7 @@ impl Walk {
         sample: &SampleInput,
         entry: &ArrayEntry<L>,
         limits: &PlanLimits,
+        probe: &mut dyn ChunkProbe,
     ) -> Result<()> {
         let geometry = &entry.geometry;
         let geo_err = |source| Error::Geometry { sample: s, uri: entry.uri.clone(), source };
@@ -225,7 +255,7 @@ impl Walk {
         let per_shard = geometry.num_chunks_per_shard().map_err(geo_err)?;
         let walk = SampleWalk { s, sample, entry, limits, decompressed, per_shard };
         for (hit, state) in hits.shards().zip(&sample.shards) {
-            self.shard(&walk, &hit, state)?;
+            self.shard(&walk, &hit, state, probe)?;
         }
         self.hits = hits;
         Ok(())
@@ -249,10 +279,11 @@ impl Walk {
         walk: &SampleWalk<'_, L>,
         hit: &ShardView<'_>,
         state: &ShardState,
+        probe: &mut dyn ChunkProbe,
     ) -> Result<()> {
         let f = self.file(walk, hit.coords, state)?;
         for ch in hit.chunks() {
-            let c = self.chunk(walk, f, &ch)?;
+            let c = self.chunk(walk, f, &ch, probe)?;
             self.chunks[c].placements.push(Placement {
                 sample: walk.s,
                 in_chunk: ch.in_chunk.to_aabb(),
@@ -294,13 +325,26 @@ impl Walk {
         walk: &SampleWalk<'_, L>,
         f: usize,
         ch: &ChunkView<'_>,
+        probe: &mut dyn ChunkProbe,
     ) -> Result<usize> {
         let e = match self.chunk_map.entry((f, ch.index_in_shard)) {
             Entry::Occupied(e) => return Ok(*e.get()),
             Entry::Vacant(e) => e,
         };
         let file = &mut self.files[f];
-        let stored = walk.stored(file, ch)?;
+        let mut stored = walk.stored(file, ch)?;
+        if let Stored::Range { offset, nbytes, decompressed } = stored {
+            let id = StoredChunk {
+                array: walk.sample.array,
+                key: &file.key,
+                offset,
+                nbytes,
+                decompressed,
+            };
+            if let Some(hit) = probe.probe(&id) {
+                stored = Stored::Cached { hit, decompressed };
+            }
+        }
         let c = self.chunks.len();
         if matches!(stored, Stored::Range { .. }) {
             file.copies.push(c);
@@ -328,7 +372,7 @@ impl Walk {
     fn range(&self, c: usize) -> (u64, u64, u64) {
         match self.chunks[c].stored {
             Stored::Range { offset, nbytes, decompressed } => (offset, nbytes, decompressed),
-            Stored::Fill(_) => (0, 0, 0),
+            Stored::Cached { .. } | Stored::Fill(_) => (0, 0, 0),
         }
     }
 }
@@ -603,16 +647,24 @@ fn assemble(
     waves.extend(current);
     stats.copy_chunks = chunks.len() as u64;
 
-    // Fills: after the copies, in canonical (array, chunk) order.
-    let mut fill_ids: Vec<usize> = (0..walk.chunks.len())
-        .filter(|&c| matches!(walk.chunks[c].stored, Stored::Fill(_)))
-        .collect();
-    fill_ids.sort_unstable_by(|&a, &b| {
-        let (ca, cb) = (&walk.chunks[a], &walk.chunks[b]);
-        (ca.array, &ca.chunk).cmp(&(cb.array, &cb.chunk))
-    });
+    // Cache hits: after the copies, in canonical (array, chunk) order.
+    let cached_start = chunks.len();
+    for c in canonical(&walk, |s| matches!(s, Stored::Cached { .. })) {
+        let build = &mut walk.chunks[c];
+        let Stored::Cached { hit, decompressed } = build.stored else { continue };
+        chunks.push(ChunkPlan {
+            array: build.array,
+            chunk: std::mem::take(&mut build.chunk),
+            source: ChunkSource::Cached { hit, decompressed_len: decompressed },
+            placements: std::mem::take(&mut build.placements),
+        });
+        stats.cached_bytes = add(stats.cached_bytes, decompressed, "cached bytes")?;
+    }
+    stats.cached_chunks = (chunks.len() - cached_start) as u64;
+
+    // Fills: after the cache hits, in canonical (array, chunk) order.
     let fills_start = chunks.len();
-    for c in fill_ids {
+    for c in canonical(&walk, |s| matches!(s, Stored::Fill(_))) {
         let build = &mut walk.chunks[c];
         let Stored::Fill(value) = build.stored else { continue };
         chunks.push(ChunkPlan {
@@ -629,9 +681,21 @@ fn assemble(
         element,
         files,
         reads: read_ops,
+        cached: cached_start..fills_start,
         fills: fills_start..chunks.len(),
         chunks,
         waves,
         stats,
     })
+}
+
+/// The chunk builds whose storage matches `which`, in canonical (array, chunk) order.
+fn canonical(walk: &Walk, which: impl Fn(&Stored) -> bool) -> Vec<usize> {
+    let mut ids: Vec<usize> =
+        (0..walk.chunks.len()).filter(|&c| which(&walk.chunks[c].stored)).collect();
+    ids.sort_unstable_by(|&a, &b| {
+        let (ca, cb) = (&walk.chunks[a], &walk.chunks[b]);
+        (ca.array, &ca.chunk).cmp(&(cb.array, &cb.chunk))
+    });
+    ids
 }

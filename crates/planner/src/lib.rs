@@ -5,7 +5,8 @@
 //! and one [`ShardState`] per touched shard) and [`PlanLimits`], and returns a
 //! [`BatchPlan`]:
 //! - every distinct chunk once ([`ChunkPlan`]), however many samples need it, with one
-//!   [`Placement`] per sample: a copy from a read op, or a fill;
+//!   [`Placement`] per sample: a copy from a read op, a hit in the engine's decoded-chunk
+//!   cache ([`plan_with_probe`]), or a fill;
 //! - per-file reads coalesced under the caps and interleaved round-robin across files
 //!   ([`ReadOp`]), each carrying its group of chunks;
 //! - waves ([`Wave`]) packed by staging bytes, chunk count and decompressed bytes, never
@@ -22,8 +23,11 @@ mod error;
 mod input;
 mod plan;
 
-pub use batch::plan;
+pub use batch::{plan, plan_with_probe};
 pub use cast::{Cast, OutDtype};
 pub use error::{Error, Result};
 pub use input::{ArrayEntry, ArrayId, PlanLimits, SampleInput, ShardState};
-pub use plan::{BatchPlan, ChunkPlan, ChunkSource, FileRef, Placement, PlanStats, ReadOp, Wave};
+pub use plan::{
+    BatchPlan, ChunkPlan, ChunkProbe, ChunkSource, FileRef, NoProbe, Placement, PlanStats, ReadOp,
+    StoredChunk, Wave,
+};

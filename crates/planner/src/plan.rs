@@ -52,6 +52,9 @@ pub struct Placement {
 pub enum ChunkSource {
     /// Decode `compressed_len` bytes found `offset_in_read` bytes into read op `read`.
     Copy { read: usize, offset_in_read: u64, compressed_len: u64, decompressed_len: u64 },
+    /// The chunk's decoded bytes are in the engine's chunk cache: `hit` is what the
+    /// engine's [`ChunkProbe`] returned for it. No read, no decode.
+    Cached { hit: u32, decompressed_len: u64 },
     /// The chunk is not stored (absent shard or empty index entry): every voxel is `value`
     /// (in the array's data type).
     Fill { value: FillValue },
@@ -69,10 +72,11 @@ pub struct ChunkPlan {
 }
 
 impl ChunkPlan {
-    /// Decompressed bytes, 0 for fills (they are not decoded).
+    /// Decompressed bytes (of a copy, or held by a cache hit), 0 for fills.
     pub fn decompressed_len(&self) -> u64 {
         match self.source {
-            ChunkSource::Copy { decompressed_len, .. } => decompressed_len,
+            ChunkSource::Copy { decompressed_len, .. }
+            | ChunkSource::Cached { decompressed_len, .. } => decompressed_len,
             ChunkSource::Fill { .. } => 0,
         }
     }
@@ -107,6 +111,9 @@ pub struct PlanStats {
     /// Voxels delivered × their source data type's size (how tensorstore counts bytes).
     pub bytes_delivered: u64,
     pub copy_chunks: u64,
+    /// Chunks served by the engine's decoded-chunk cache, and their decoded bytes.
+    pub cached_chunks: u64,
+    pub cached_bytes: u64,
     pub fill_chunks: u64,
     pub placements: u64,
 }
@@ -130,8 +137,8 @@ fn ratio(a: u64, b: u64) -> f64 {
 /// The plan of one batch.
 ///
 /// Chunk plans are ordered: first the copies, grouped by read op in read order and by
-/// offset within a read, then the fills (`chunks[fills]`), which need no I/O and belong to
-/// no wave. Reads are round-robin across files and in offset order within a file; waves
+/// offset within a read, then the cache hits (`chunks[cached]`), then the fills
+/// (`chunks[fills]`); hits and fills need no I/O and belong to no wave. Reads are round-robin across files and in offset order within a file; waves
 /// are contiguous runs of reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchPlan {
@@ -140,6 +147,8 @@ pub struct BatchPlan {
     pub files: Vec<FileRef>,
     pub reads: Vec<ReadOp>,
     pub chunks: Vec<ChunkPlan>,
+    /// The cache hits' range in `chunks` (after the copies, before the fills).
+    pub cached: Range<usize>,
     /// The fill chunks' range in `chunks` (always at the end).
     pub fills: Range<usize>,
     pub waves: Vec<Wave>,
@@ -150,5 +159,35 @@ impl BatchPlan {
     /// The chunk plans of read op `read`, or `None` past the end.
     pub fn group(&self, read: usize) -> Option<&[ChunkPlan]> {
         self.reads.get(read).and_then(|r| self.chunks.get(r.chunks.clone()))
+    }
+}
+
+/// A stored chunk's identity as the planner offers it to a [`ChunkProbe`]: the object it
+/// lives in and its byte range there (from the shard index, or the whole object of an
+/// unsharded array), and its decoded size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredChunk<'a> {
+    pub array: ArrayId,
+    /// The full key of the shard (or chunk) object.
+    pub key: &'a Arc<str>,
+    pub offset: u64,
+    pub nbytes: u64,
+    pub decompressed: u64,
+}
+
+/// An engine's decoded-chunk cache as the planner sees it: asked once per distinct stored
+/// chunk of a batch; `Some(hit)` claims the chunk (the engine must then be able to
+/// assemble it from hit number `hit` without reading it: typically it pinned the entry).
+pub trait ChunkProbe {
+    fn probe(&mut self, chunk: &StoredChunk<'_>) -> Option<u32>;
+}
+
+/// No cache: every stored chunk is read and decoded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProbe;
+
+impl ChunkProbe for NoProbe {
+    fn probe(&mut self, _: &StoredChunk<'_>) -> Option<u32> {
+        None
     }
 }

@@ -117,7 +117,7 @@ fn seeded_batches_plan_exactly_as_before() {
         }
         text.clear();
         write!(text, "{seed}: {result:?}").unwrap();
-        digest = fnv(digest, &text);
+        digest = fnv(digest, &without_empty_cache_fields(&text));
     }
     // The seeds cover both successful plans (with many placements) and errors.
     assert_eq!((ok, failed, placements), GOLDEN_SEEDED_COUNTS);
@@ -138,8 +138,31 @@ fn default_batch_plans_exactly_as_before() {
         (plan.chunks.len(), plan.stats.placements, plan.reads.len(), plan.waves.len()),
         (3759, 5604, 805, 2)
     );
-    let digest = fnv(FNV_START, &format!("{plan:?}"));
+    let digest = fnv(FNV_START, &without_empty_cache_fields(&format!("{plan:?}")));
     assert_eq!(digest, GOLDEN_DEFAULT_DIGEST, "{digest:#018x}");
+}
+
+/// The `Debug` text as it was before plans had a cache-hit range: without a probe the
+/// range is empty and its counts zero, and the digests stay those recorded before it.
+/// (A plan with a non-empty `cached` range keeps the field and changes the digest.)
+fn without_empty_cache_fields(text: &str) -> String {
+    let text = text.replace("cached_chunks: 0, cached_bytes: 0, ", "");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("cached: ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + "cached: ".len()..];
+        let end = after.find(", ").unwrap_or(after.len());
+        match after[..end].split_once("..") {
+            Some((a, b)) if a == b => rest = after.get(end + 2..).unwrap_or(""),
+            _ => {
+                out.push_str("cached: ");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 const GOLDEN_DEFAULT_DIGEST: u64 = 0x2bcc_8e07_c782_8439;

@@ -449,3 +449,83 @@ proptest! {
         }
     }
 }
+
+/// Claims a pseudo-random subset of the stored chunks offered (by a hash of the identity),
+/// numbering its hits in the order asked, and records every identity it was asked about.
+struct SomeProbe {
+    seed: u64,
+    asked: Vec<(u32, String, u64, u64)>,
+    claimed: Vec<(u32, String, u64, u64)>,
+}
+
+impl planner::ChunkProbe for SomeProbe {
+    fn probe(&mut self, c: &planner::StoredChunk<'_>) -> Option<u32> {
+        let id = (c.array.0, c.key.to_string(), c.offset, c.nbytes);
+        self.asked.push(id.clone());
+        let h = splitmix64(self.seed ^ c.offset.wrapping_mul(31) ^ c.nbytes ^ id.1.len() as u64, 7);
+        if h % 3 == 0 {
+            return None;
+        }
+        self.claimed.push(id);
+        Some(self.claimed.len() as u32 - 1)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/props.txt"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// A cache probe moves exactly the chunks it claims out of the reads into the
+    /// plan's cached range, with the same placements; every other chunk is planned as
+    /// without a probe, and nothing is lost or duplicated.
+    #[test]
+    fn probed_chunks_become_cache_hits_and_leave_the_reads(case in case(), seed in any::<u64>()) {
+        let identity: Vec<usize> = (0..case.samples.len()).collect();
+        let (arrays, samples) = build(&case, &identity);
+        let plain = planner::plan(&arrays, &samples, &case.limits, case.out).unwrap();
+        let mut probe = SomeProbe { seed, asked: Vec::new(), claimed: Vec::new() };
+        let probed = planner::plan_with_probe(&arrays, &samples, &case.limits, case.out, &mut probe).unwrap();
+
+        // Asked once per distinct stored chunk.
+        prop_assert_eq!(probe.asked.len() as u64, plain.stats.copy_chunks);
+        prop_assert_eq!(probed.cached.clone().count(), probe.claimed.len());
+        prop_assert_eq!(probed.cached.end, probed.fills.start);
+        prop_assert_eq!(probed.cached.start as u64, probed.stats.copy_chunks);
+        prop_assert_eq!(probed.stats.cached_chunks, probe.claimed.len() as u64);
+        prop_assert_eq!(
+            probed.stats.decompressed_bytes + probed.stats.cached_bytes,
+            plain.stats.decompressed_bytes
+        );
+        // Reads hold copies only, and no claimed chunk.
+        for r in &probed.reads {
+            for c in &probed.chunks[r.chunks.clone()] {
+                let is_copy = matches!(c.source, ChunkSource::Copy { .. });
+                prop_assert!(is_copy);
+            }
+        }
+        // Every chunk of the plain plan appears once in the probed one, with the same
+        // placements; hit numbers are distinct and in range.
+        let key = |c: &planner::ChunkPlan| (c.array, c.chunk.clone());
+        let mut by_key: std::collections::HashMap<_, _> =
+            probed.chunks.iter().map(|c| (key(c), c)).collect();
+        prop_assert_eq!(by_key.len(), probed.chunks.len());
+        let mut hits_seen = std::collections::HashSet::new();
+        for c in &plain.chunks {
+            let p = by_key.remove(&key(c)).expect("chunk lost");
+            prop_assert_eq!(&p.placements, &c.placements);
+            match (c.source, p.source) {
+                (ChunkSource::Copy { decompressed_len: a, .. }, ChunkSource::Cached { hit, decompressed_len: b }) => {
+                    prop_assert_eq!(a, b);
+                    prop_assert!((hit as usize) < probe.claimed.len());
+                    prop_assert!(hits_seen.insert(hit));
+                }
+                (ChunkSource::Copy { .. }, ChunkSource::Copy { .. }) => {}
+                (a, b) => prop_assert_eq!(a, b),
+            }
+        }
+        prop_assert!(by_key.is_empty());
+    }
+}

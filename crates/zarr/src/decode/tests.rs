@@ -496,3 +496,28 @@ proptest! {
         let _ = decode(&chain, &r, &enc[..cut.index(enc.len())]);
     }
 }
+
+#[test]
+fn the_reused_zstd_context_starts_afresh_after_a_failed_chunk() {
+    // Each thread keeps one zstd context across chunks: a chunk that fails half-way must
+    // leave nothing behind for the next one, and chunks alternate freely.
+    let chain = le(vec![BytesToBytes::Zstd { level: 3, checksum: true }]);
+    let r = repr(&[64, 64], DataType::UInt16);
+    let a: Vec<u16> = (0..4096u32).map(|i| (i * 7 % 65_521) as u16).collect();
+    let b: Vec<u16> = (0..4096u32).map(|i| (i / 3) as u16).collect();
+    let enc_a = encode_chunk(&chain, &r, &u16s(&a)).unwrap();
+    let enc_b = encode_chunk(&chain, &r, &u16s(&b)).unwrap();
+    // A corrupt tail: the checksum (or a block) fails after some output was written.
+    let mut bad = enc_a.clone();
+    let n = bad.len();
+    bad[n - 6] ^= 0x5a;
+    bad[n - 2] ^= 0xa5;
+    for _ in 0..3 {
+        assert!(decode(&chain, &r, &bad).is_err());
+        assert_eq!(decode(&chain, &r, &enc_b).unwrap(), u16s(&b));
+        assert_eq!(decode(&chain, &r, &enc_a).unwrap(), u16s(&a));
+        // A truncated frame, then a good one.
+        assert!(decode(&chain, &r, &enc_b[..enc_b.len() / 2]).is_err());
+        assert_eq!(decode(&chain, &r, &enc_b).unwrap(), u16s(&b));
+    }
+}

@@ -1,0 +1,178 @@
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn cache(capacity: u64, policy: Policy) -> ChunkCache<u32, Vec<u8>> {
+    ChunkCache::new(capacity, policy)
+}
+
+#[test]
+fn a_hit_returns_the_inserted_bytes_and_counts() {
+    for policy in [Policy::Lru, Policy::Clock] {
+        let c = cache(100, policy);
+        assert!(c.get(&1).is_none());
+        assert_eq!(c.insert(1, vec![7; 10], 10), Inserted::Added);
+        assert_eq!(c.insert(1, vec![9; 10], 10), Inserted::Present);
+        let p = c.get(&1).expect("hit");
+        assert_eq!(*p, vec![7; 10], "the first value stays");
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.inserts, s.bytes, s.entries), (1, 1, 1, 10, 1));
+        assert_eq!(s.pinned_bytes, 10);
+        drop(p);
+        assert_eq!(c.stats().pinned_bytes, 0);
+        assert!((c.stats().hit_rate() - 0.5).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn pinned_entries_survive_pressure_and_inserts_are_refused_instead() {
+    for policy in [Policy::Lru, Policy::Clock] {
+        let c = cache(30, policy);
+        for k in 0..3 {
+            assert_eq!(c.insert(k, vec![k as u8; 10], 10), Inserted::Added);
+        }
+        let pins: Vec<_> = (0..3).map(|k| c.get(&k).unwrap()).collect();
+        assert_eq!(c.insert(9, vec![9; 10], 10), Inserted::NoRoom);
+        assert_eq!(c.stats().rejected, 1);
+        for (k, p) in pins.iter().enumerate() {
+            assert_eq!(**p, vec![k as u8; 10]);
+            assert!(c.contains(&(k as u32)));
+        }
+        drop(pins);
+        assert_eq!(c.insert(9, vec![9; 10], 10), Inserted::Added);
+        assert_eq!(c.stats().bytes, 30);
+        assert_eq!(c.stats().evictions, 1);
+    }
+}
+
+#[test]
+fn a_value_larger_than_the_cache_is_refused() {
+    let c = cache(8, Policy::Clock);
+    assert_eq!(c.insert(1, vec![0; 9], 9), Inserted::TooLarge);
+    assert_eq!(c.stats().entries, 0);
+}
+
+#[test]
+fn lru_evicts_the_least_recently_used() {
+    let c = cache(30, Policy::Lru);
+    for k in 0..3 {
+        c.insert(k, vec![0; 10], 10);
+    }
+    drop(c.get(&0)); // 1 is now the oldest
+    c.insert(3, vec![0; 10], 10);
+    assert!(c.contains(&0) && !c.contains(&1) && c.contains(&2) && c.contains(&3));
+}
+
+#[test]
+fn clock_spares_a_referenced_entry_once() {
+    let c = cache(30, Policy::Clock);
+    for k in 0..3 {
+        c.insert(k, vec![0; 10], 10);
+    }
+    drop(c.get(&0));
+    // The hand starts at 0: 0 is referenced (spared, bit cleared), 1 goes.
+    c.insert(3, vec![0; 10], 10);
+    assert!(c.contains(&0) && !c.contains(&1));
+    // Next: the hand is past 1; 2 is unreferenced and goes.
+    c.insert(4, vec![0; 10], 10);
+    assert!(c.contains(&0) && !c.contains(&2));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Get(u32),
+    Insert(u32, u64),
+    DropPin(usize),
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(
+        prop_oneof![
+            (0u32..12).prop_map(Op::Get),
+            (0u32..12, 1u64..40).prop_map(|(k, b)| Op::Insert(k, b)),
+            (0usize..8).prop_map(Op::DropPin),
+        ],
+        1..200,
+    )
+}
+
+proptest! {
+    /// Against a plain model: the budget always holds, a pinned key is never evicted, a
+    /// hit always returns the bytes inserted under its key, and the counters add up.
+    #[test]
+    fn budget_pins_and_values_hold_under_any_sequence(ops in ops(), lru in any::<bool>()) {
+        let policy = if lru { Policy::Lru } else { Policy::Clock };
+        let c: ChunkCache<u32, (u32, u64)> = ChunkCache::new(100, policy);
+        let mut pins: Vec<Pin<u32, (u32, u64)>> = Vec::new();
+        let mut value_of: HashMap<u32, u64> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Get(k) => {
+                    if let Some(p) = c.get(&k) {
+                        prop_assert_eq!(p.0, k);
+                        prop_assert_eq!(Some(&p.1), value_of.get(&k));
+                        pins.push(p);
+                    }
+                }
+                Op::Insert(k, b) => {
+                    let before = c.contains(&k);
+                    let out = c.insert(k, (k, b), b);
+                    if out == Inserted::Added {
+                        value_of.insert(k, b);
+                    }
+                    prop_assert_eq!(before, out == Inserted::Present);
+                }
+                Op::DropPin(i) => {
+                    if i < pins.len() {
+                        pins.swap_remove(i);
+                    }
+                }
+            }
+            let s = c.stats();
+            prop_assert!(s.bytes <= 100);
+            for p in &pins {
+                prop_assert!(c.contains(&p.0), "pinned key {} was evicted", p.0);
+            }
+            let pinned: std::collections::HashSet<u32> = pins.iter().map(|p| p.0).collect();
+            let want: u64 = pinned.iter().map(|k| value_of[k]).sum();
+            prop_assert_eq!(s.pinned_bytes, want);
+            prop_assert_eq!(s.inserts - s.evictions, s.entries);
+        }
+    }
+}
+
+#[test]
+fn concurrent_readers_and_writers_keep_the_budget() {
+    // A stress test beside the loom models: 4 threads insert and pin random keys.
+    let c: ChunkCache<u32, Vec<u8>> = ChunkCache::new(1000, Policy::Clock);
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let c = c.clone();
+            s.spawn(move || {
+                let mut rng = splitmix::SplitMix64::new(t);
+                let mut pins = Vec::new();
+                for _ in 0..5000 {
+                    let k = rng.below(64) as u32;
+                    match c.get(&k) {
+                        Some(p) => {
+                            assert!(p.iter().all(|&b| b == k as u8));
+                            pins.push(p);
+                        }
+                        None => {
+                            c.insert(k, vec![k as u8; 50], 50);
+                        }
+                    }
+                    if pins.len() > 3 {
+                        pins.remove(0);
+                    }
+                    assert!(c.stats().bytes <= 1000);
+                }
+            });
+        }
+    });
+    let s = c.stats();
+    assert_eq!((s.pinned_bytes, s.inserts - s.evictions), (0, s.entries));
+    assert!(s.hits > 0 && s.evictions > 0, "{s:?}");
+}
