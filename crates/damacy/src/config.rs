@@ -102,6 +102,24 @@ pub struct Config {
     pub max_chunk_decompressed_bytes: u64,
     /// Object stores (`s3://`, `gs://`, `az://`, `http(s)://` sample uris).
     pub object_store: ObjectStoreConfig,
+    /// Decoded-chunk cache: bytes of decoded chunks kept for later batches (host memory
+    /// for the host engine). `0` (the default) turns it off. Chunks are keyed by their
+    /// stored identity (object key, offset and length in it), so a chunk whose index
+    /// entry changes is read again.
+    pub chunk_cache_bytes: u64,
+    /// Which cached chunk goes first when the cache is full.
+    pub chunk_cache_policy: ChunkCachePolicy,
+}
+
+/// Eviction policy of the decoded-chunk cache (see [`Config::chunk_cache_bytes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChunkCachePolicy {
+    /// Least recently used.
+    Lru,
+    /// CLOCK (second chance).
+    #[default]
+    Clock,
 }
 
 /// How sample uris with an object-store scheme are read: the clients' options per scheme
@@ -229,6 +247,8 @@ impl Default for Config {
             merge_gap_bytes: 0,
             max_chunk_decompressed_bytes: 64 << 20,
             object_store: ObjectStoreConfig::default(),
+            chunk_cache_bytes: 0,
+            chunk_cache_policy: ChunkCachePolicy::Clock,
         }
     }
 }
@@ -468,6 +488,10 @@ impl ConfigBuilder {
         max_chunk_decompressed_bytes: u64,
         /// Object-store options and request knobs.
         object_store: ObjectStoreConfig,
+        /// Decoded-chunk cache bytes (0 = off).
+        chunk_cache_bytes: u64,
+        /// Decoded-chunk cache eviction policy.
+        chunk_cache_policy: ChunkCachePolicy,
     }
 
     /// Validates and returns the configuration.

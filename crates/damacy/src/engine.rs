@@ -132,6 +132,9 @@ pub(crate) struct Planned {
     /// Batch position of each planned sample (samples that failed to resolve are not
     /// planned, so plan indices and batch positions differ).
     pub positions: Vec<usize>,
+    /// The decoded-chunk cache entries of the plan's `Cached` chunks (indexed by their
+    /// `hit`), pinned until the batch's jobs are done.
+    pub hits: Vec<crate::decoded_cache::HostPin>,
 }
 
 /// The coordinator's output, one per batch, in push order.
@@ -305,6 +308,8 @@ pub(crate) struct EngineCtx {
     pub faults: Arc<Faults>,
     /// Where the engine submits object-store reads ahead of its decode jobs.
     pub read_ahead: Arc<read_ahead::ReadAhead>,
+    /// The decoded-chunk cache (`Config::chunk_cache_bytes`), when one is configured.
+    pub chunk_cache: Option<crate::decoded_cache::HostChunkCache>,
 }
 
 /// An engine: takes planned batches in push order and delivers them through the output

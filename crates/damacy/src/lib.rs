@@ -29,6 +29,7 @@ mod backend;
 pub mod batch;
 pub mod cast;
 pub mod config;
+mod decoded_cache;
 mod engine;
 pub mod error;
 #[doc(hidden)]
@@ -40,7 +41,9 @@ mod resolve;
 pub mod stats;
 
 pub use batch::{Batch, Sample, SampleInfo};
-pub use config::{Backend, Config, ConfigBuilder, ObjectStoreConfig, OnError, OutDtype};
+pub use config::{
+    Backend, ChunkCachePolicy, Config, ConfigBuilder, ObjectStoreConfig, OnError, OutDtype,
+};
 pub use engine::Running;
 pub use error::{Error, GpuError, PlanFault, Result, SampleError, Unavailable};
 pub use image::{Image, ImageLevel};

@@ -59,6 +59,10 @@ struct Shared {
     feed_cv: Condvar,
     /// Prefetcher cache hits and misses at the last `reset_stats`.
     cache_base: Mutex<(u64, u64)>,
+    /// The decoded-chunk cache (host engine), shared with the engine.
+    chunk_cache: Option<crate::decoded_cache::HostChunkCache>,
+    /// Its counters at the last `reset_stats`.
+    chunk_cache_base: Mutex<chunk_cache::CacheStats>,
     /// The engine that executes planned batches.
     engine: Box<dyn Engine>,
     /// The engine's plan limits, fixed at construction.
@@ -140,6 +144,7 @@ impl Pipeline {
         let output = Arc::new(Output::default());
         let stats = Arc::new(StatCounters::default());
         let (fatal, faults) = (Arc::new(Fatal::default()), Arc::new(Faults::default()));
+        let chunk_cache = crate::decoded_cache::from_config(&cfg);
         let ctx = EngineCtx {
             output: Arc::clone(&output),
             stats: Arc::clone(&stats),
@@ -150,6 +155,7 @@ impl Pipeline {
                 Arc::clone(&store),
                 cfg.object_store.read_ahead_bytes,
             )),
+            chunk_cache: chunk_cache.clone(),
         };
         let (engine, running) = crate::backend::open(&cfg, ctx)?;
         let limits = engine.limits(&cfg);
@@ -166,6 +172,8 @@ impl Pipeline {
             feed: Mutex::new(Feed::default()),
             feed_cv: Condvar::new(),
             cache_base: Mutex::new((0, 0)),
+            chunk_cache,
+            chunk_cache_base: Mutex::new(chunk_cache::CacheStats::default()),
             engine,
             limits,
             running,
@@ -338,6 +346,19 @@ impl Pipeline {
         let base = *lock(&self.shared.cache_base);
         s.cache_hits = h.saturating_sub(base.0);
         s.cache_misses = m.saturating_sub(base.1);
+        if let Some(c) = &self.shared.chunk_cache {
+            let (now, base) = (c.stats(), *lock(&self.shared.chunk_cache_base));
+            s.chunk_cache = crate::stats::ChunkCacheStats {
+                capacity_bytes: c.capacity(),
+                hits: now.hits.saturating_sub(base.hits),
+                misses: now.misses.saturating_sub(base.misses),
+                inserts: now.inserts.saturating_sub(base.inserts),
+                evictions: now.evictions.saturating_sub(base.evictions),
+                rejected: now.rejected.saturating_sub(base.rejected),
+                bytes: now.bytes,
+                entries: now.entries,
+            };
+        }
         s
     }
 
@@ -350,6 +371,9 @@ impl Pipeline {
     /// Zeroes the counters (for example after warm-up).
     pub fn reset_stats(&self) {
         *lock(&self.shared.cache_base) = self.cache_totals();
+        if let Some(c) = &self.shared.chunk_cache {
+            *lock(&self.shared.chunk_cache_base) = c.stats();
+        }
         self.shared.stats.reset();
     }
 }
@@ -517,7 +541,14 @@ fn gather(sh: &Shared, n: usize) -> Option<Vec<ReadySample>> {
 fn coordinator(sh: &Shared) {
     let mut id = 0u64;
     while let Some(samples) = gather(sh, sh.cfg.samples_per_batch) {
-        let batch = crate::prepare::prepare(&sh.cfg, &sh.limits, &sh.stats, id, samples);
+        let batch = crate::prepare::prepare(
+            &sh.cfg,
+            &sh.limits,
+            &sh.stats,
+            sh.chunk_cache.as_ref(),
+            id,
+            samples,
+        );
         id += 1;
         sh.faults.panic_point(Fault::CoordinatorPanic);
         if sh.engine.dispatch(batch).is_err() {

@@ -14,6 +14,7 @@ use zarr::DataType;
 
 use crate::batch::SampleInfo;
 use crate::config::{Config, OnError};
+use crate::decoded_cache::{HostChunkCache, HostPin, HostProbe};
 use crate::engine::{ArrayFacts, BatchMeta, Ordered, Planned};
 use crate::error::{Error, SampleError};
 use crate::resolve::resolved;
@@ -24,6 +25,7 @@ pub(crate) fn prepare(
     cfg: &Config,
     limits: &PlanLimits,
     stats: &StatCounters,
+    cache: Option<&HostChunkCache>,
     id: u64,
     samples: Vec<ReadySample>,
 ) -> Ordered {
@@ -45,7 +47,7 @@ pub(crate) fn prepare(
         limits.merge_gap_bytes
     };
     let limits = &PlanLimits { merge_gap_bytes: gap, ..*limits };
-    let plan = match plan(cfg, limits, &infos, &mut inputs) {
+    let (plan, hits) = match plan(cfg, limits, cache, &infos, &mut inputs) {
         Ok(p) => p,
         Err(e) => return Ordered::Failed(e),
     };
@@ -66,6 +68,7 @@ pub(crate) fn prepare(
         facts: inputs.facts,
         plan,
         positions: inputs.positions,
+        hits,
     }))
 }
 
@@ -185,7 +188,8 @@ impl Inputs {
     }
 }
 
-/// Plans the batch. A planning error caused by one sample's data (a corrupt index, a
+/// Plans the batch, with the decoded-chunk cache's hits pinned (when there is a cache).
+/// A planning error caused by one sample's data (a corrupt index, a
 /// zero-length or implausibly large stored chunk, a box outside its array) names that
 /// sample; under `OnError::Fill` the sample is set aside (filled and listed at delivery)
 /// and the rest of the batch is planned again, so one bad sample never costs the batch.
@@ -196,11 +200,23 @@ impl Inputs {
 fn plan(
     cfg: &Config,
     limits: &PlanLimits,
+    cache: Option<&HostChunkCache>,
     infos: &[SampleInfo],
     inputs: &mut Inputs,
-) -> Result<planner::BatchPlan, Error> {
+) -> Result<(planner::BatchPlan, Vec<HostPin>), Error> {
     loop {
-        let e = match planner::plan(&inputs.arrays, &inputs.samples, limits, cfg.dtype) {
+        // A fresh probe per attempt: the pins of a failed attempt go back with it.
+        let planned = match cache {
+            None => planner::plan(&inputs.arrays, &inputs.samples, limits, cfg.dtype)
+                .map(|p| (p, Vec::new())),
+            Some(cache) => {
+                let mut probe = HostProbe { cache, pins: Vec::new() };
+                let (arrays, samples) = (&inputs.arrays, &inputs.samples);
+                planner::plan_with_probe(arrays, samples, limits, cfg.dtype, &mut probe)
+                    .map(|p| (p, probe.pins))
+            }
+        };
+        let e = match planned {
             Ok(p) => return Ok(p),
             Err(e) => e,
         };

@@ -58,6 +58,33 @@ pub struct Stats {
     /// CUDA engine: per mille of the GPU-decodable chunks the CPU workers decode
     /// instead (`DAMACY_CPU_SHARE`, default 0).
     pub cpu_decode_share_permille: u64,
+    /// The decoded-chunk cache (`Config::chunk_cache_bytes`); all zero without one.
+    pub chunk_cache: ChunkCacheStats,
+}
+
+/// Counters of the decoded-chunk cache since the last reset (`bytes`, `entries` and
+/// `capacity_bytes` are current values).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ChunkCacheStats {
+    pub capacity_bytes: u64,
+    /// Distinct stored chunks of planned batches found decoded in the cache.
+    pub hits: u64,
+    /// Distinct stored chunks of planned batches that had to be read and decoded.
+    pub misses: u64,
+    pub inserts: u64,
+    pub evictions: u64,
+    /// Decoded chunks not cached: every entry that could make room was pinned by a batch
+    /// in flight, or the chunk is larger than the cache.
+    pub rejected: u64,
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+impl ChunkCacheStats {
+    /// Hits over lookups (0 before the first lookup).
+    pub fn hit_rate(&self) -> f64 {
+        ratio(self.hits, self.hits + self.misses)
+    }
 }
 
 impl Stats {

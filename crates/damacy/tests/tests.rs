@@ -8,6 +8,7 @@ mod device;
 mod fixtures_e2e;
 mod images;
 // Needs zarr v2 arrays (issue 17's other half): passes once that work is merged.
+mod chunk_cache;
 #[cfg(feature = "cuda")]
 mod gpu;
 mod images_v04;

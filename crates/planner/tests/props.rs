@@ -463,7 +463,7 @@ impl planner::ChunkProbe for SomeProbe {
         let id = (c.array.0, c.key.to_string(), c.offset, c.nbytes);
         self.asked.push(id.clone());
         let h = splitmix64(self.seed ^ c.offset.wrapping_mul(31) ^ c.nbytes ^ id.1.len() as u64, 7);
-        if h % 3 == 0 {
+        if h.is_multiple_of(3) {
             return None;
         }
         self.claimed.push(id);

@@ -460,7 +460,7 @@ fn chunk_origins(plan: &BatchPlan, wave: &Wave) -> Vec<ChunkOrigin> {
                 .and_then(|op| plan.files.get(op.file))
                 .map(|f| Arc::clone(&f.key))
                 .unwrap_or_else(|| Arc::from("")),
-            ChunkSource::Fill { .. } => Arc::from(""),
+            ChunkSource::Cached { .. } | ChunkSource::Fill { .. } => Arc::from(""),
         };
         chunks_meta.push(ChunkOrigin {
             key,

@@ -206,7 +206,9 @@ impl<D: Device> Drop for CudaEngine<D> {
 impl<D: Device> CudaEngine<D> {
     /// The device view of a planned batch.
     fn batch_ctx(&self, p: Planned) -> (BatchCtx, DeviceMeta) {
-        let Planned { meta, arrays, facts, plan, positions } = p;
+        // No cache hits: a pipeline with a decoded-chunk cache runs the host engine
+        // (`backend::open` refuses the CUDA engine with one).
+        let Planned { meta, arrays, facts, plan, positions, hits: _ } = p;
         let out_elems = self.sample_elems * meta.infos.len() as u64;
         let positions = Arc::new(positions);
         let ctx = BatchCtx {

@@ -83,6 +83,7 @@ fn plan() -> BatchPlan {
         files: vec![file],
         reads: vec![read(0), read(1)],
         chunks: vec![chunk(0), chunk(1)],
+        cached: 2..2,
         fills: 2..2,
         waves: vec![Wave { reads: 0..2, chunks: 0..2, staging_bytes: 8, decompressed_bytes: 8 }],
         stats: Default::default(),

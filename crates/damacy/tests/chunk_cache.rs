@@ -1,0 +1,227 @@
+//! The host engine's decoded-chunk cache (`Config::chunk_cache_bytes`): batches with the
+//! cache equal batches without it (with eviction, over several epochs, both policies),
+//! memory stays within the budget, a rewritten shard misses and reads its new bytes, and
+//! the CUDA engine refuses a cache it does not have.
+
+use std::path::{Path, PathBuf};
+
+use bench::Scenario;
+use damacy::{Backend, ChunkCachePolicy, Config, OutDtype, Pipeline, Sample};
+
+/// A dataset of `scenario` (JSON) generated into `dir`.
+fn dataset(scenario: &str, dir: &Path) -> Scenario {
+    let sc = Scenario::from_json(scenario, Path::new("test")).expect("scenario");
+    bench::datagen::generate(&sc, dir, 2, &|_| {}).expect("generate");
+    sc
+}
+
+/// Two 64³ u16 arrays in 32×32×64 shards of 16³ chunks (the `smoke` layout): 1 MiB
+/// decoded, 128 chunks of 8 KiB.
+const SMOKE: &str = r#"{
+  "name": "cache-smoke",
+  "arrays": [{"count": 2, "name_prefix": "vol_", "shape": [64, 64, 64], "dtype": "uint16",
+              "shard_shape": [32, 32, 64], "chunk_shape": [16, 16, 16],
+              "codec": {"id": "zstd", "level": 3}}],
+  "sample_shape": [16, 16, 16], "samples_per_batch": 4,
+  "warmup_batches": 0, "timed_batches": 1, "seed": 7, "output_dtype": "f32"
+}"#;
+
+fn crops(sc: &Scenario, dir: &Path, n: usize) -> Vec<Sample> {
+    sc.samples(dir).take(n).map(|(uri, lo, hi)| Sample::new(uri, lo, hi).unwrap()).collect()
+}
+
+fn config(cache: u64, policy: ChunkCachePolicy) -> Config {
+    Config::builder()
+        .sample_shape([16, 16, 16])
+        .samples_per_batch(4)
+        .dtype(OutDtype::F32)
+        .backend(Backend::Host)
+        .decode_threads(2)
+        .chunk_cache_bytes(cache)
+        .chunk_cache_policy(policy)
+        .build()
+        .unwrap()
+}
+
+/// Every batch's bytes, and the pipeline's stats at the end; `on_pop` sees each stats
+/// snapshot after a pop.
+fn run(
+    cfg: Config,
+    epochs: &[Vec<Sample>],
+    mut on_pop: impl FnMut(&damacy::Stats),
+) -> (Vec<Vec<u8>>, damacy::Stats) {
+    let mut p = Pipeline::new(cfg).unwrap();
+    let mut out = Vec::new();
+    for epoch in epochs {
+        let n = epoch.len() / 4;
+        p.push(epoch.clone()).unwrap();
+        for _ in 0..n {
+            let b = p.pop().unwrap().expect("a batch");
+            assert!(b.errors().is_empty());
+            out.push(b.data().unwrap().to_vec());
+            on_pop(&p.stats());
+        }
+    }
+    p.finish();
+    assert!(p.pop().unwrap().is_none());
+    let stats = p.stats();
+    (out, stats)
+}
+
+#[test]
+fn cached_batches_equal_uncached_ones_over_epochs_with_eviction() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = dataset(SMOKE, dir.path());
+    let epoch = crops(&sc, dir.path(), 200);
+    let (plain, s0) = run(config(0, ChunkCachePolicy::Clock), std::slice::from_ref(&epoch), |_| {});
+    assert_eq!(s0.chunk_cache, Default::default(), "no cache, no counts");
+    for policy in [ChunkCachePolicy::Lru, ChunkCachePolicy::Clock] {
+        // A quarter of the decoded dataset: eviction all along.
+        let cap = 256 << 10;
+        let epochs = vec![epoch.clone(), epoch.clone(), epoch.clone()];
+        let (cached, s) = run(config(cap, policy), &epochs, |s| {
+            assert!(s.chunk_cache.bytes <= cap, "{:?}", s.chunk_cache);
+        });
+        assert_eq!(cached.len(), 3 * plain.len());
+        for (i, b) in cached.iter().enumerate() {
+            assert!(b == &plain[i % plain.len()], "{policy:?}: batch {i} differs");
+        }
+        let c = s.chunk_cache;
+        assert!(c.hits > 0 && c.evictions > 0 && c.inserts > c.evictions, "{policy:?}: {c:?}");
+        assert_eq!(c.capacity_bytes, cap);
+        assert_eq!(c.entries, c.bytes / (16 * 16 * 16 * 2));
+        // Hits are not read or decoded: fewer bytes decoded than without the cache.
+        assert!(s.bytes_decoded < 3 * s0.bytes_decoded, "{policy:?}");
+    }
+}
+
+#[test]
+fn a_cache_holding_the_dataset_serves_later_epochs_without_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = dataset(SMOKE, dir.path());
+    let epoch = crops(&sc, dir.path(), 200);
+    let (plain, _) = run(config(0, ChunkCachePolicy::Clock), std::slice::from_ref(&epoch), |_| {});
+    let mut p = Pipeline::new(config(4 << 20, ChunkCachePolicy::Clock)).unwrap();
+    for e in 0..3 {
+        p.push(epoch.clone()).unwrap();
+        p.reset_stats();
+        for (i, want) in plain.iter().enumerate() {
+            let b = p.pop().unwrap().unwrap();
+            assert!(b.data().unwrap() == want.as_slice(), "epoch {e} batch {i}");
+        }
+        let s = p.stats();
+        if e == 2 {
+            // Every chunk was decoded in earlier epochs; epoch 2's plans (made after
+            // epoch 1's batches ran, the lookahead being far shorter than an epoch) hit.
+            assert_eq!(s.chunk_cache.misses, 0, "{:?}", s.chunk_cache);
+            assert_eq!(s.chunks_decoded, 0);
+            assert!(s.chunk_cache.hits > 0);
+        }
+        assert_eq!(s.chunk_cache.evictions, 0);
+    }
+}
+
+#[test]
+fn memory_stays_within_the_budget_over_a_thousand_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = dataset(SMOKE, dir.path());
+    let cap = 100 << 10; // 12 chunks: far below the working set
+    let (batches, s) =
+        run(config(cap, ChunkCachePolicy::Clock), &[crops(&sc, dir.path(), 4000)], |s| {
+            assert!(s.chunk_cache.bytes <= cap, "{:?}", s.chunk_cache);
+        });
+    assert_eq!(batches.len(), 1000);
+    assert!(s.chunk_cache.evictions > 100, "{:?}", s.chunk_cache);
+}
+
+/// One 128×16×16 u16 array of eight 16³ shards (two chunks each); one sample per shard.
+fn strip(seed: u64) -> String {
+    format!(
+        r#"{{"name": "strip", "arrays": [{{"count": 1, "name_prefix": "vol_", "shape": [128, 16, 16],
+        "dtype": "uint16", "shard_shape": [16, 16, 16], "chunk_shape": [8, 16, 16],
+        "codec": {{"id": "zstd", "level": 3}}}}], "sample_shape": [16, 16, 16],
+        "samples_per_batch": 1, "warmup_batches": 0, "timed_batches": 1, "seed": {seed},
+        "output_dtype": "native"}}"#
+    )
+}
+
+fn shard_crops(array: &Path) -> Vec<Sample> {
+    (0..8u64)
+        .map(|k| Sample::new(array, vec![16 * k, 0, 0], vec![16 * k + 16, 16, 16]).unwrap())
+        .collect()
+}
+
+fn strip_config(cache: u64) -> Config {
+    Config::builder()
+        .sample_shape([16, 16, 16])
+        .samples_per_batch(1)
+        .dtype(OutDtype::Native)
+        .backend(Backend::Host)
+        .decode_threads(2)
+        .lookahead(1)
+        .max_shards_per_sample(1)
+        // (lookahead + 2 × batch) × shards per sample: the smallest allowed, so shard 0's
+        // index is evicted (and fetched again) by the time epoch 2 reaches it.
+        .shard_index_cache_capacity(3)
+        .chunk_cache_bytes(cache)
+        .build()
+        .unwrap()
+}
+
+fn read_all(cfg: Config, samples: Vec<Sample>) -> Vec<Vec<u8>> {
+    let n = samples.len();
+    let mut p = Pipeline::new(cfg).unwrap();
+    p.push(samples).unwrap();
+    (0..n).map(|_| p.pop().unwrap().unwrap().data().unwrap().to_vec()).collect()
+}
+
+#[test]
+fn a_shard_rewritten_between_epochs_misses_and_reads_its_new_bytes() {
+    let (old_dir, new_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    dataset(&strip(1), old_dir.path());
+    dataset(&strip(2), new_dir.path());
+    let array = old_dir.path().join("vol_0000");
+    let shard: PathBuf = array.join("c/0/0/0");
+    let new_shard = new_dir.path().join("vol_0000/c/0/0/0");
+    let (old_bytes, new_bytes) =
+        (std::fs::read(&shard).unwrap(), std::fs::read(&new_shard).unwrap());
+    // The rewrite changes the chunks' stored sizes (what the cache key sees).
+    assert_ne!(old_bytes.len(), new_bytes.len());
+    let fresh_new = read_all(strip_config(0), shard_crops(&new_dir.path().join("vol_0000")));
+    let fresh_old = read_all(strip_config(0), shard_crops(&array));
+    assert_ne!(fresh_new[0], fresh_old[0]);
+
+    let mut p = Pipeline::new(strip_config(1 << 20)).unwrap();
+    p.push(shard_crops(&array)).unwrap();
+    for want in &fresh_old {
+        assert!(p.pop().unwrap().unwrap().data().unwrap() == want.as_slice());
+    }
+    std::fs::write(&shard, &new_bytes).unwrap();
+    p.reset_stats();
+    p.push(shard_crops(&array)).unwrap();
+    let first = p.pop().unwrap().unwrap();
+    assert!(first.data().unwrap() == fresh_new[0].as_slice(), "served stale bytes");
+    drop(first);
+    for want in &fresh_old[1..] {
+        assert!(p.pop().unwrap().unwrap().data().unwrap() == want.as_slice());
+    }
+    let c = p.stats().chunk_cache;
+    // Shard 0's two chunks missed; the other seven shards' fourteen chunks hit.
+    assert_eq!((c.misses, c.hits), (2, 14), "{c:?}");
+}
+
+#[test]
+fn the_cuda_engine_refuses_a_cache_it_does_not_have() {
+    let cfg = Config::builder()
+        .sample_shape([16, 16, 16])
+        .backend(Backend::Simulated)
+        .chunk_cache_bytes(1 << 20)
+        .build()
+        .unwrap();
+    match Pipeline::new(cfg) {
+        Err(damacy::Error::ConfigValue { knob: "chunk_cache_bytes", value, .. }) => {
+            assert_eq!(value, 1 << 20);
+        }
+        other => panic!("expected a chunk_cache_bytes error, got {:?}", other.err()),
+    }
+}
