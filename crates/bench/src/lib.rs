@@ -23,5 +23,5 @@ pub mod throughput;
 pub use datagen::{GenError, GenProgress, GenReport};
 pub use scenario::{Scenario, ScenarioError};
 pub use throughput::{
-    BenchError, BenchOptions, BenchProgress, BenchReport, StageLoad, StoreKind, run,
+    BenchError, BenchOptions, BenchProgress, BenchReport, EpochReport, StageLoad, StoreKind, run,
 };

@@ -77,14 +77,48 @@ pub struct BenchOptions {
     pub measure_ceiling: bool,
     /// Files, or the loopback S3 server.
     pub store: StoreKind,
+    /// Epochs: `1` runs the scenario as it is (an endless crop sequence, warm-up then
+    /// timed batches). `N > 1` replays the scenario's `warmup + timed` batches of crops
+    /// `N` times from its seed (the same crops in the same order each epoch, like a
+    /// training loop over a fixed sample list); epoch 1 is reported as usual and every
+    /// epoch, whole, in [`BenchReport::epochs`].
+    pub epochs: u64,
+    /// Decoded-chunk cache bytes (`Config::chunk_cache_bytes`; 0 = off).
+    pub chunk_cache_bytes: u64,
+    pub chunk_cache_policy: damacy::ChunkCachePolicy,
+}
+
+/// One epoch of a multi-epoch bench ([`BenchOptions::epochs`]): every batch of it timed.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: u64,
+    pub batches: u64,
+    pub seconds: f64,
+    pub gvox_per_s: f64,
+    /// Chunks decoded in this epoch (cache misses and uncached reads).
+    pub chunks_decoded: u64,
+    pub chunk_cache: damacy::stats::ChunkCacheStats,
 }
 
 /// Progress of a bench, for a progress bar.
 #[derive(Debug, Clone, Copy)]
 pub enum BenchProgress {
     Generating(GenProgress),
-    Warmup { done: u64, total: u64 },
-    Timed { done: u64, total: u64 },
+    Warmup {
+        done: u64,
+        total: u64,
+    },
+    Timed {
+        done: u64,
+        total: u64,
+    },
+    /// Epoch `epoch` (2 and later) of a multi-epoch bench.
+    Epoch {
+        epoch: u64,
+        done: u64,
+        total: u64,
+    },
 }
 
 /// Time and share of wall time × threads spent in one stage.
@@ -141,6 +175,10 @@ pub struct BenchReport {
     pub ceiling_gvox_per_s: Option<f64>,
     pub dataset: GenReport,
     pub stats: Stats,
+    /// With `epochs > 1`: epoch 1's timed window, then each later epoch whole (its
+    /// warm-up batches included: they are warm by then), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub epochs: Vec<EpochReport>,
 }
 
 /// Generates the dataset if needed, then runs warm-up and timed batches.
@@ -176,6 +214,8 @@ pub fn run(
         )
         .decode_threads(threads)
         .io_threads(threads.max(4))
+        .chunk_cache_bytes(opts.chunk_cache_bytes)
+        .chunk_cache_policy(opts.chunk_cache_policy)
         .build()?;
     let data_dir = std::path::absolute(&opts.data_dir).unwrap_or_else(|_| opts.data_dir.clone());
     // `--store s3`: the server lives as long as the run; sample uris become
@@ -222,7 +262,15 @@ pub fn run(
     };
     let samples = sc.samples(&data_dir).map(move |(uri, lo, hi)| Sample::new(to_uri(uri), lo, hi));
     // Scenario crops are valid by construction; a bad one surfaces at pop.
-    p.push(samples.filter_map(Result::ok))?;
+    let samples = samples.filter_map(Result::ok);
+    let epochs = opts.epochs.max(1);
+    let per_epoch = (sc.warmup_batches + sc.timed_batches) * sc.samples_per_batch;
+    if epochs == 1 {
+        p.push(samples)?;
+    } else {
+        let one: Vec<Sample> = samples.take(per_epoch as usize).collect();
+        p.push(std::iter::repeat_n(one, epochs as usize).flatten())?;
+    }
     let t0 = Instant::now();
     let mut first = None;
     for b in 0..sc.warmup_batches {
@@ -241,6 +289,38 @@ pub fn run(
     }
     let wall = t1.elapsed().as_secs_f64();
     let stats = p.stats();
+    let mut epoch_reports = Vec::new();
+    if epochs > 1 {
+        let batches = sc.warmup_batches + sc.timed_batches;
+        let voxels = (batches * sc.samples_per_batch * sc.sample_voxels()) as f64;
+        // Epoch 1: its timed window (the cold epoch, after the scenario's warm-up).
+        epoch_reports.push(EpochReport {
+            epoch: 1,
+            batches: sc.timed_batches,
+            seconds: wall,
+            gvox_per_s: stats.voxels_delivered as f64 / wall / 1e9,
+            chunks_decoded: stats.chunks_decoded,
+            chunk_cache: stats.chunk_cache,
+        });
+        for e in 2..=epochs {
+            p.reset_stats();
+            let t = Instant::now();
+            for b in 0..batches {
+                p.pop()?.ok_or(damacy::Error::Closed)?;
+                progress(BenchProgress::Epoch { epoch: e, done: b + 1, total: batches });
+            }
+            let seconds = t.elapsed().as_secs_f64();
+            let s = p.stats();
+            epoch_reports.push(EpochReport {
+                epoch: e,
+                batches,
+                seconds,
+                gvox_per_s: voxels / seconds / 1e9,
+                chunks_decoded: s.chunks_decoded,
+                chunk_cache: s.chunk_cache,
+            });
+        }
+    }
     drop(p);
     drop(server);
     let src_size = sc.arrays.first().map(|g| g.dtype.size()).unwrap_or(2);
@@ -305,6 +385,7 @@ pub fn run(
         ceiling_gvox_per_s: ceiling,
         dataset,
         stats,
+        epochs: epoch_reports,
     })
 }
 
@@ -605,6 +686,7 @@ mod tests {
                 cached: true,
             },
             stats: Stats::default(),
+            epochs: Vec::new(),
         }
     }
 

@@ -14,6 +14,9 @@ fn smoke_bench_on_the_cuda_engine_measures_the_nvcomp_ceiling_gpu() {
         threads: 4,
         measure_ceiling: true,
         store: bench::StoreKind::File,
+        epochs: 1,
+        chunk_cache_bytes: 0,
+        chunk_cache_policy: Default::default(),
     };
     let r = bench::run(&opts, &|_| {}).expect("bench");
     assert_eq!(r.engine, "cuda");

@@ -12,6 +12,9 @@ fn options(scenario: Scenario, data_dir: &std::path::Path, measure_ceiling: bool
         threads: 2,
         measure_ceiling,
         store: bench::StoreKind::File,
+        epochs: 1,
+        chunk_cache_bytes: 0,
+        chunk_cache_policy: Default::default(),
     }
 }
 
@@ -158,4 +161,29 @@ fn a_generated_v2_dataset_reads_back_the_generators_values() {
         arrays.iter().any(|a| a.starts_with("blosc_"))
             && arrays.iter().any(|a| a.starts_with("vol_"))
     );
+}
+
+/// `--epochs 3 --chunk-cache 4M` on `smoke` (1 MiB decoded): epoch 1 fills the cache, and
+/// epoch 3 decodes nothing (its plans are made after epoch 2 ran; every chunk is cached).
+#[test]
+fn epochs_with_a_cache_report_each_epoch_and_later_ones_decode_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = options(Scenario::builtin("smoke").expect("smoke"), dir.path(), false);
+    opts.epochs = 3;
+    opts.chunk_cache_bytes = 4 << 20;
+    let r = bench::run(&opts, &|_| {}).expect("bench");
+    let e: Vec<(u64, u64)> = r.epochs.iter().map(|e| (e.epoch, e.batches)).collect();
+    // smoke: 1 warm-up and 4 timed batches; epoch 1 reports its timed window.
+    assert_eq!(e, [(1, 4), (2, 5), (3, 5)]);
+    assert!(r.epochs[0].chunks_decoded > 0);
+    assert_eq!(r.epochs[2].chunks_decoded, 0, "{:?}", r.epochs[2]);
+    assert_eq!(r.epochs[2].chunk_cache.misses, 0);
+    assert!(r.epochs[2].chunk_cache.hits > 0 && r.epochs[2].gvox_per_s > 0.0);
+    assert_eq!(r.stats.chunk_cache.capacity_bytes, 4 << 20);
+    // One epoch, no cache: no epoch list and no cache counts.
+    let plain =
+        bench::run(&options(Scenario::builtin("smoke").unwrap(), dir.path(), false), &|_| {})
+            .expect("bench");
+    assert!(plain.epochs.is_empty());
+    assert_eq!(plain.stats.chunk_cache.capacity_bytes, 0);
 }

@@ -37,6 +37,44 @@ pub(crate) struct BenchArgs {
     /// With `--store s3`: milliseconds the server waits before answering each request.
     #[arg(long, default_value_t = 0.0)]
     latency_ms: f64,
+    /// Replay the scenario's crops this many times (epochs 2.. are reported one by one;
+    /// with `--chunk-cache` they show what the cache saves).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    epochs: u64,
+    /// Decoded-chunk cache size, in bytes or with a K/M/G/T suffix (powers of 1024), e.g.
+    /// `4G`. 0 (default) = no cache. Host engine only for now.
+    #[arg(long, default_value = "0", value_parser = parse_bytes)]
+    chunk_cache: u64,
+    /// Eviction policy of the decoded-chunk cache.
+    #[arg(long, value_enum, default_value = "clock")]
+    chunk_cache_policy: PolicyArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PolicyArg {
+    Lru,
+    Clock,
+}
+
+/// `1234`, `64K`, `512M`, `4G`, `1T` (powers of 1024; a trailing `B`/`iB` is allowed).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("`{s}`: unknown unit `{c}` (use K, M, G or T)")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("`{s}` is not a byte count"))?;
+    n.checked_mul(1u64 << shift).ok_or_else(|| format!("`{s}` is too large"))
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +94,9 @@ impl Default for BenchArgs {
             json: None,
             store: StoreArg::File,
             latency_ms: 0.0,
+            epochs: 1,
+            chunk_cache: 0,
+            chunk_cache_policy: PolicyArg::Clock,
         }
     }
 }
@@ -133,6 +174,12 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
             StoreArg::File => bench::StoreKind::File,
             StoreArg::S3 => bench::StoreKind::S3 { latency_ms: args.latency_ms },
         },
+        epochs: args.epochs,
+        chunk_cache_bytes: args.chunk_cache,
+        chunk_cache_policy: match args.chunk_cache_policy {
+            PolicyArg::Lru => damacy::ChunkCachePolicy::Lru,
+            PolicyArg::Clock => damacy::ChunkCachePolicy::Clock,
+        },
     };
     let gen_bar = bar(0, "generate");
     let run_bar = bar(sc.warmup_batches + sc.timed_batches, "batches");
@@ -147,6 +194,10 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
         BenchProgress::Timed { done, .. } => {
             run_bar.set_message("timed");
             run_bar.set_position(sc.warmup_batches + done);
+        }
+        BenchProgress::Epoch { epoch, done, .. } => {
+            run_bar.set_message(format!("epoch {epoch}"));
+            run_bar.set_position(done);
         }
     })
     .with_context(|| format!("bench `{}` on {}", sc.name, data_dir.display()))?;
@@ -204,6 +255,31 @@ fn print_report(r: &BenchReport) {
             .map(|b| format!("{:.0} MiB", b as f64 / 1048576.0))
             .unwrap_or_else(|| "unknown".into())
     );
+    let c = &r.stats.chunk_cache;
+    if c.capacity_bytes > 0 {
+        println!(
+            "chunk cache  {:.0} MiB: hit rate {:.1}%  ({} hits, {} misses, {} evictions, {} not cached), {:.0} MiB held",
+            c.capacity_bytes as f64 / 1048576.0,
+            100.0 * c.hit_rate(),
+            c.hits,
+            c.misses,
+            c.evictions,
+            c.rejected,
+            c.bytes as f64 / 1048576.0
+        );
+    }
+    for e in &r.epochs {
+        println!(
+            "epoch {:>3}  {:.3} Gvox/s  {} batches in {:.2} s  {} chunks decoded  cache hit rate {:.1}%{}",
+            e.epoch,
+            e.gvox_per_s,
+            e.batches,
+            e.seconds,
+            e.chunks_decoded,
+            100.0 * e.chunk_cache.hit_rate(),
+            if e.epoch == 1 { " (timed window)" } else { "" }
+        );
+    }
 }
 
 /// `ceiling  nvCOMP 41.2 GB/s (2048 chunks/call) + CPU 7.1 GB/s on 16 threads -> 13.4
@@ -228,4 +304,23 @@ fn ceiling_line(r: &BenchReport) -> String {
     };
     let achieved = if c > 0.0 { 100.0 * r.gvox_per_s / c } else { 0.0 };
     format!("ceiling  {} -> {c:.3} Gvox/s{note}; achieved {achieved:.0}% of it", terms.join(" + "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_counts_take_binary_suffixes_and_refuse_the_rest() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("1234"), Ok(1234));
+        assert_eq!(parse_bytes("64K"), Ok(64 << 10));
+        assert_eq!(parse_bytes("512m"), Ok(512 << 20));
+        assert_eq!(parse_bytes("4G"), Ok(4 << 30));
+        assert_eq!(parse_bytes("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_bytes("1TB"), Ok(1 << 40));
+        assert!(parse_bytes("4X").unwrap_err().contains("unknown unit"));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("99999999999T").unwrap_err().contains("too large"));
+    }
 }
