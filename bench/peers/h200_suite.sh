@@ -26,6 +26,22 @@ for sc in "${scenarios[@]}"; do
         > "$work/suite-$sc.log" 2>&1
     echo "== $sc rc=$? $(( $(date +%s) - start )) s"
     grep -E "throughput|ceiling|first batch|per batch|tensorstore|damacy (host|cuda)" "$work/suite-$sc.log"
+    if [ "$sc" = default ] && [ "${CACHE_RUNS:-1}" = 1 ]; then
+        # Issue 19 (host half): the decoded-chunk cache over epochs, full (4 GiB > the
+        # 2 GiB decoded dataset) and half (1 GiB, both policies), against tensorstore's
+        # chunk cache over the same epochs.
+        d="$here/../../target/gpu-bundle/bin/damacy"
+        for c in "4G clock" "1G clock" "1G lru"; do
+            set -- $c
+            "$d" bench --scenario default --data /tmp/damacy-bench/default --backend host \
+                --threads "$threads" --no-ceiling --epochs 3 --chunk-cache "$1" --chunk-cache-policy "$2" \
+                --json "$work/damacy-default-host-cache-$1-$2.json" > "$work/cache-$1-$2.log" 2>&1
+            echo "host cache $1 $2 rc=$?"; grep -E "chunk cache|^epoch" "$work/cache-$1-$2.log"
+        done
+        python3 "$here/tensorstore_bench.py" --scenario-json "$here/../scenarios/default.json" \
+            --data /tmp/damacy-bench/default --threads "$threads" --configs best-cache --epochs 3 \
+            --json "$work/tensorstore-default-epochs3.json" 2>/dev/null | cut -c1-160
+    fi
     # Free the disk for the next scenario's dataset.
     rm -rf "/tmp/damacy-bench/$sc"
     # After every scenario, so that a call cut short still returns what finished.

@@ -145,7 +145,7 @@ def _driver(array_dir):
     return "zarr" if os.path.exists(os.path.join(array_dir, ".zarray")) else "zarr3"
 
 
-def run_threads(scenario, arrays, data_dir, threads, label, cast, config="naive", cache_bytes=8 << 30):
+def run_threads(scenario, arrays, data_dir, threads, label, cast, config="naive", cache_bytes=8 << 30, epochs=1):
     cached = config == "best-cache"
     ctx = ts.Context(
         {
@@ -174,7 +174,20 @@ def run_threads(scenario, arrays, data_dir, threads, label, cast, config="naive"
     spb = scenario["samples_per_batch"]
     sample = scenario["sample_shape"]
     vox_per_sample = math.prod(sample)
-    seq = samples(scenario, arrays)
+    # With epochs > 1 the crop sequence is the scenario's warm-up + timed batches,
+    # replayed from the seed each epoch (as `damacy bench --epochs`).
+    per_epoch = (scenario["warmup_batches"] + scenario["timed_batches"]) * spb
+
+    def crop_seq():
+        if epochs == 1:
+            yield from samples(scenario, arrays)
+            return
+        for _ in range(epochs):
+            it = samples(scenario, arrays)
+            for _ in range(per_epoch):
+                yield next(it)
+
+    seq = crop_seq()
 
     def batch_best():
         # Native dtype, every read awaited, no copy: the arrays stay as tensorstore made them.
@@ -198,7 +211,21 @@ def run_threads(scenario, arrays, data_dir, threads, label, cast, config="naive"
         return out, src
 
     timed = scenario["timed_batches"]
-    wall, src_bytes = time_batches(batch if config == "naive" else batch_best, scenario, f"{label} {config}")
+    run_batch = batch if config == "naive" else batch_best
+    if epochs == 1:
+        wall, src_bytes = time_batches(run_batch, scenario, f"{label} {config}")
+    else:
+        # Earlier epochs untimed; the last epoch timed whole (like damacy's epoch N).
+        per = scenario["warmup_batches"] + scenario["timed_batches"]
+        for e in range(epochs - 1):
+            for b in range(per):
+                run_batch()
+                print(f"\r{label} {config}: epoch {e + 1} {b + 1}/{per}", end="", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        src_bytes = sum(run_batch()[1] for _ in range(per))
+        wall = time.perf_counter() - t0
+        print(file=sys.stderr)
+        timed = per
     n = timed * spb
     return {
         "engine": "tensorstore",
@@ -213,6 +240,7 @@ def run_threads(scenario, arrays, data_dir, threads, label, cast, config="naive"
         "output_dtype": scenario["output_dtype"] if config == "naive" else "native",
         "cast": cast if config == "naive" else None,
         "cache_pool_bytes": cache_bytes if cached else 0,
+        "epochs": epochs,
         "tensorstore_version": _version("tensorstore"),
         "numpy_version": np.__version__,
     }
@@ -246,6 +274,13 @@ def main():
         help="comma-separated configurations to run per thread count: " + ", ".join(CONFIGS),
     )
     p.add_argument("--cache-bytes", type=int, default=8 << 30, help="cache pool of best-cache (bytes)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="replay the warm-up + timed crops this many times and time the last epoch whole "
+        "(as `damacy bench --epochs`)",
+    )
     # Prints the first N crops as JSON lines and exits: checks the sequence against damacy.
     p.add_argument("--print-crops", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -280,7 +315,8 @@ def main():
     for n in thread_list:
         for c in configs:
             r = run_threads(scenario, arrays, os.path.abspath(args.data), n,
-                            f"tensorstore {scenario['name']} threads={n}", args.cast, c, args.cache_bytes)
+                            f"tensorstore {scenario['name']} threads={n}", args.cast, c, args.cache_bytes,
+                            max(1, args.epochs))
             print(json.dumps(r), flush=True)
             results.append(r)
     if args.json:

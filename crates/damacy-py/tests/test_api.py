@@ -89,3 +89,29 @@ def test_object_store_options_reach_the_rust_config():
     assert got["read_ahead_bytes"] == 1 << 20
     assert cfg.object_store["max_in_flight"] == 16
     assert damacy.Config.from_json(cfg.to_json()) == cfg
+
+
+def test_the_decoded_chunk_cache_serves_later_epochs_with_the_same_values(smoke):
+    epoch = list(itertools.islice(smoke.samples(), 40))
+
+    def run(epochs, **knobs):
+        cfg = host_config(sample_shape=smoke.sample_shape, samples_per_batch=4, **knobs)
+        out = []
+        with damacy.Pipeline(cfg) as p:
+            for _ in range(epochs):
+                p.reset_stats()
+                p.push(epoch)
+                out.append([np.array(p.pop()).copy() for _ in range(10)])
+            return out, p.stats()
+
+    (plain,), s0 = run(1)
+    assert s0["chunk_cache"]["capacity_bytes"] == 0
+    epochs, s = run(3, chunk_cache_bytes=4 << 20, chunk_cache_policy="lru")
+    assert damacy.Config(chunk_cache_policy="clock").chunk_cache_policy == "clock"
+    for e in epochs:
+        for got, want in zip(e, plain):
+            np.testing.assert_array_equal(got, want)
+    # The third epoch's chunks were all decoded in earlier epochs.
+    c = s["chunk_cache"]
+    assert c["misses"] == 0 and c["hits"] > 0 and s["chunks_decoded"] == 0, c
+    assert c["capacity_bytes"] == 4 << 20 and 0 < c["bytes"] <= 4 << 20
