@@ -107,7 +107,7 @@ def test_the_decoded_chunk_cache_serves_later_epochs_with_the_same_values(smoke)
     (plain,), s0 = run(1)
     assert s0["chunk_cache"]["capacity_bytes"] == 0
     epochs, s = run(3, chunk_cache_bytes=4 << 20, chunk_cache_policy="lru")
-    assert damacy.Config(chunk_cache_policy="clock").chunk_cache_policy == "clock"
+    assert host_config(sample_shape=[4], chunk_cache_policy="clock").chunk_cache_policy == "clock"
     for e in epochs:
         for got, want in zip(e, plain):
             np.testing.assert_array_equal(got, want)
