@@ -202,6 +202,10 @@ struct Jobs {
     queue: VecDeque<Job>,
     closed: bool,
     fetches: u64,
+    /// Fetch threads started so far (at most `fetch_threads`), and those waiting for a
+    /// job: the driver starts another thread while jobs outnumber the idle ones.
+    started: usize,
+    idle: usize,
 }
 
 /// A counter rung on every event the driver reacts to. Its lock is a leaf.
@@ -279,7 +283,14 @@ struct Shared {
     gates: GatePool,
     store: StdArc<dyn Store>,
     config: PrefetchConfig,
+    /// Fetch threads started after construction, joined by the prefetcher's drop.
+    grown: Mutex<Vec<thread::JoinHandle<()>>>,
 }
+
+/// Fetch threads started with the prefetcher; more start as fetches queue up, up to
+/// `fetch_threads` (threads cost their start and stop, and most pipelines never need
+/// many: a pipeline over local files keeps a handful).
+const INITIAL_FETCH_THREADS: usize = 4;
 
 /// Resolves samples' metadata ahead of the consumer. Dropping it stops its threads; fetches
 /// in flight finish their read and are discarded.
@@ -309,7 +320,13 @@ impl Prefetcher {
             ring: Mutex::new(Ring { samples: VecDeque::new(), next_seq: 0, shutdown: false }),
             changed: Condvar::new(),
             doorbell,
-            jobs: Mutex::new(Jobs { queue: VecDeque::new(), closed: false, fetches: 0 }),
+            jobs: Mutex::new(Jobs {
+                queue: VecDeque::new(),
+                closed: false,
+                fetches: 0,
+                started: 0,
+                idle: 0,
+            }),
             jobs_cv: Condvar::new(),
             meta: SlotCache::new(config.metadata_capacity),
             shards: SlotCache::new(config.shard_index_capacity),
@@ -317,11 +334,14 @@ impl Prefetcher {
             gates,
             store,
             config,
+            grown: Mutex::new(Vec::new()),
         });
-        let mut threads = Vec::with_capacity(shared.config.fetch_threads + 1);
+        let initial = shared.config.fetch_threads.min(INITIAL_FETCH_THREADS);
+        lock(&shared.jobs).started = initial;
+        let mut threads = Vec::with_capacity(initial + 1);
         let s = Arc::clone(&shared);
-        threads.push(thread::spawn(move || s.drive()));
-        for _ in 0..shared.config.fetch_threads {
+        threads.push(thread::spawn(move || Shared::drive(&s)));
+        for _ in 0..initial {
             let s = Arc::clone(&shared);
             threads.push(thread::spawn(move || s.fetch_loop()));
         }
@@ -476,8 +496,14 @@ impl Drop for Prefetcher {
         }
         self.shared.jobs_cv.notify_all();
         self.shared.doorbell.shut();
-        for t in self.threads.drain(..) {
+        // The driver first: once it has returned, no thread is started any more.
+        let grown = std::mem::take(&mut *lock(&self.shared.grown));
+        for t in self.threads.drain(..).chain(grown) {
             // A panicked thread has nothing left to clean up; ignore its payload.
+            let _ = t.join();
+        }
+        // Threads the driver started while the ones above were joined.
+        for t in std::mem::take(&mut *lock(&self.shared.grown)) {
             let _ = t.join();
         }
     }
@@ -520,7 +546,9 @@ impl Shared {
                         jobs.fetches += 1;
                         break j;
                     }
+                    jobs.idle += 1;
                     jobs = wait(&self.jobs_cv, jobs);
+                    jobs.idle -= 1;
                 }
             };
             let store = &*self.store;
@@ -553,10 +581,29 @@ impl Shared {
         self.jobs_cv.notify_one();
     }
 
-    fn drive(&self) {
+    /// Starts fetch threads while queued jobs outnumber the idle threads, up to
+    /// `fetch_threads` in all.
+    fn grow(this: &Arc<Shared>) {
+        let mut jobs = lock(&this.jobs);
+        let want = jobs.queue.len().saturating_sub(jobs.idle);
+        let room = this.config.fetch_threads.saturating_sub(jobs.started);
+        let n = want.min(room);
+        if n == 0 || jobs.closed {
+            return;
+        }
+        jobs.started += n;
+        drop(jobs);
+        let mut grown = lock(&this.grown);
+        for _ in 0..n {
+            let s = Arc::clone(this);
+            grown.push(thread::spawn(move || s.fetch_loop()));
+        }
+    }
+
+    fn drive(this: &Arc<Shared>) {
         loop {
-            let seen = self.doorbell.current();
-            let mut ring = lock(&self.ring);
+            let seen = this.doorbell.current();
+            let mut ring = lock(&this.ring);
             if ring.shutdown {
                 return;
             }
@@ -565,17 +612,19 @@ impl Shared {
                 // A panic while planning a sample (a bug) ends that sample with an error
                 // instead of killing the driver and every sample behind it.
                 let stepped =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step(s)));
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.step(s)));
                 progressed |= stepped.unwrap_or_else(|_| {
                     s.stage = Stage::Done(Err(Error::Panicked { stage: "resolve" }));
                     true
                 });
             }
             drop(ring);
+            // The steps above queued fetches: threads for them if all are busy.
+            Self::grow(this);
             if progressed {
-                self.changed.notify_all();
+                this.changed.notify_all();
             }
-            if !self.doorbell.wait_past(seen) {
+            if !this.doorbell.wait_past(seen) {
                 return;
             }
         }
