@@ -9,6 +9,13 @@
 //!   drops its pins (the CUDA engine drops them only after the batch's assemble has
 //!   completed on the device). Memory therefore never exceeds the budget: an insert that
 //!   finds only pinned entries to evict is refused ([`Inserted::NoRoom`]), not forced.
+//! - **Single flight**: [`ChunkCache::lookup_or_claim`] reserves room for a missing key
+//!   and returns a [`Claim`]: the caller decodes the chunk and [`Claim::fill`]s it, and
+//!   until then every later lookup of the key gets a pending [`Pin`] whose
+//!   [`Pin::wait`] blocks until the value is there (or the claim was dropped unfilled:
+//!   `None`). So batches in flight decode a chunk once, not once each. A caller must only
+//!   wait on a claim that an earlier, already running piece of work holds (the engines
+//!   queue work in batch order, so the claim's holder never waits behind its waiter).
 //! - **Eviction** by [`Policy::Lru`] (least recently used) or [`Policy::Clock`] (second
 //!   chance: an entry used since the hand last passed survives one more sweep). Both are
 //!   O(1) amortized per operation apart from skipping pinned entries.
@@ -22,9 +29,8 @@ mod sync;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::Hash;
-use std::ops::Deref;
 
-use sync::{Arc, Mutex, lock};
+use sync::{Arc, Condvar, Mutex, lock, wait};
 
 /// Which unpinned entry goes first when room is needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -52,6 +58,10 @@ pub struct CacheStats {
     pub entries: u64,
     /// Bytes of the entries pinned now.
     pub pinned_bytes: u64,
+    /// Lookups that found the key being decoded (a claim not filled yet) and waited.
+    pub joined: u64,
+    /// Claims dropped unfilled (their decode failed); their waiters got `None`.
+    pub abandoned: u64,
 }
 
 impl CacheStats {
@@ -89,11 +99,22 @@ struct Shared<K, V> {
     capacity: u64,
     policy: Policy,
     state: Mutex<State<K, V>>,
+    /// Rung when a claim is filled or abandoned.
+    settled: Condvar,
+}
+
+/// What a slot holds.
+enum Value<V> {
+    Ready(std::sync::Arc<V>),
+    /// Claimed, being decoded; the claim counts as a pin.
+    Pending,
+    /// The claim was dropped unfilled: out of the map, kept only while pins remain.
+    Abandoned,
 }
 
 struct Slot<K, V> {
     key: K,
-    value: std::sync::Arc<V>,
+    value: Value<V>,
     bytes: u64,
     pins: u32,
     /// CLOCK: hit since the hand last passed.
@@ -132,6 +153,7 @@ impl<K: Hash + Eq + Clone, V> ChunkCache<K, V> {
                     generation: 0,
                     stats: CacheStats::default(),
                 }),
+                settled: Condvar::new(),
             }),
         }
     }
@@ -167,12 +189,65 @@ impl<K: Hash + Eq + Clone, V> ChunkCache<K, V> {
         lru.remove(&slot.last_use);
         slot.last_use = tick;
         lru.insert(tick, i);
+        let value = match &slot.value {
+            Value::Ready(v) => Some(std::sync::Arc::clone(v)),
+            Value::Pending | Value::Abandoned => {
+                stats.joined += 1;
+                None
+            }
+        };
         Some(Pin {
             shared: Arc::clone(&self.shared),
             slot: i,
             generation: slot.generation,
-            value: std::sync::Arc::clone(&slot.value),
+            key: slot.key.clone(),
+            value,
         })
+    }
+
+    /// [`get`](Self::get), and on a miss a claim on the key with `bytes` reserved (evicting
+    /// unpinned entries by the policy), unless no room can be made ([`Lookup::Miss`]).
+    pub fn lookup_or_claim(&self, key: &K, bytes: u64) -> Lookup<K, V> {
+        if let Some(pin) = self.get(key) {
+            return Lookup::Hit(pin);
+        }
+        if bytes > self.shared.capacity {
+            lock(&self.shared.state).stats.rejected += 1;
+            return Lookup::Miss;
+        }
+        let mut evicted: Vec<std::sync::Arc<V>> = Vec::new();
+        let claim = {
+            let mut st = lock(&self.shared.state);
+            if st.map.contains_key(key) {
+                // Claimed or filled since the lookup above: go round again.
+                drop(st);
+                return self.lookup_or_claim(key, bytes);
+            }
+            let mut room = true;
+            while st.stats.bytes + bytes > self.shared.capacity {
+                match st.evict_one(self.shared.policy) {
+                    Some(v) => evicted.push(v),
+                    None => {
+                        room = false;
+                        break;
+                    }
+                }
+            }
+            if room {
+                let (slot, generation) = st.add(key.clone(), Value::Pending, bytes);
+                // The claim pins the entry until it is filled or abandoned.
+                if let Some(s) = st.slots[slot].as_mut() {
+                    s.pins = 1;
+                }
+                st.stats.pinned_bytes += bytes;
+                Some(Claim { shared: Arc::clone(&self.shared), slot, generation, filled: false })
+            } else {
+                st.stats.rejected += 1;
+                None
+            }
+        };
+        drop(evicted);
+        claim.map_or(Lookup::Miss, Lookup::Claimed)
     }
 
     /// Caches `value` (`bytes` long) under `key`, evicting unpinned entries by the policy
@@ -199,7 +274,7 @@ impl<K: Hash + Eq + Clone, V> ChunkCache<K, V> {
                     }
                 }
                 if room {
-                    st.add(key, value, bytes);
+                    st.add(key, Value::Ready(std::sync::Arc::new(value)), bytes);
                     Inserted::Added
                 } else {
                     st.stats.rejected += 1;
@@ -224,12 +299,13 @@ impl<K: Hash + Eq + Clone, V> ChunkCache<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V> State<K, V> {
-    fn add(&mut self, key: K, value: V, bytes: u64) {
+    /// Adds an entry; returns its slot and generation.
+    fn add(&mut self, key: K, value: Value<V>, bytes: u64) -> (usize, u64) {
         self.tick += 1;
         self.generation += 1;
         let slot = Slot {
             key: key.clone(),
-            value: std::sync::Arc::new(value),
+            value,
             bytes,
             pins: 0,
             referenced: false,
@@ -251,6 +327,7 @@ impl<K: Hash + Eq + Clone, V> State<K, V> {
         self.stats.bytes += bytes;
         self.stats.entries += 1;
         self.stats.inserts += 1;
+        (i, self.generation)
     }
 
     /// Removes one unpinned entry chosen by `policy`; `None` when every entry is pinned.
@@ -266,11 +343,15 @@ impl<K: Hash + Eq + Clone, V> State<K, V> {
         self.stats.bytes -= slot.bytes;
         self.stats.entries -= 1;
         self.stats.evictions += 1;
-        Some(slot.value)
+        match slot.value {
+            Value::Ready(v) => Some(v),
+            // Never chosen (pinned or out of the tables); nothing to free.
+            Value::Pending | Value::Abandoned => None,
+        }
     }
 
     fn unpinned(&self, i: usize) -> bool {
-        self.slots[i].as_ref().is_some_and(|s| s.pins == 0)
+        self.slots[i].as_ref().is_some_and(|s| s.pins == 0 && matches!(s.value, Value::Ready(_)))
     }
 
     /// Sweeps at most twice around: the first pass may only clear reference bits.
@@ -280,7 +361,7 @@ impl<K: Hash + Eq + Clone, V> State<K, V> {
             let i = self.hand;
             self.hand = (self.hand + 1) % n.max(1);
             let Some(s) = self.slots[i].as_mut() else { continue };
-            if s.pins > 0 {
+            if s.pins > 0 || !matches!(s.value, Value::Ready(_)) {
                 continue;
             }
             if s.referenced {
@@ -293,37 +374,142 @@ impl<K: Hash + Eq + Clone, V> State<K, V> {
     }
 }
 
+impl<K, V> State<K, V> {
+    /// Drops one pin of slot `i` (generation `generation`); an abandoned slot whose last
+    /// pin goes is freed.
+    fn unpin(&mut self, i: usize, generation: u64) {
+        let Some(Some(s)) = self.slots.get_mut(i) else { return };
+        if s.generation != generation || s.pins == 0 {
+            return;
+        }
+        s.pins -= 1;
+        if s.pins > 0 {
+            return;
+        }
+        if matches!(s.value, Value::Abandoned) {
+            // Its bytes and pin were given back when it was abandoned.
+            self.slots[i] = None;
+            self.free.push(i);
+        } else {
+            self.stats.pinned_bytes -= s.bytes;
+        }
+    }
+}
+
 /// A pinned cached value: the entry stays cached (and its bytes in place) while this
 /// lives. Dereferences to the value.
 pub struct Pin<K, V> {
     shared: Arc<Shared<K, V>>,
     slot: usize,
     generation: u64,
-    value: std::sync::Arc<V>,
+    key: K,
+    /// Set for an entry that was ready at lookup.
+    value: Option<std::sync::Arc<V>>,
 }
 
-impl<K, V> Deref for Pin<K, V> {
-    type Target = V;
-    fn deref(&self) -> &V {
-        &self.value
+impl<K, V> Pin<K, V> {
+    /// The value, if it was ready when looked up (no waiting).
+    pub fn ready(&self) -> Option<&V> {
+        self.value.as_deref()
+    }
+
+    /// The key looked up.
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+
+    /// The value: at once for a ready entry; for one being decoded, blocks until its
+    /// claim is filled (`Some`) or dropped unfilled (`None`).
+    pub fn wait(&self) -> Option<std::sync::Arc<V>> {
+        if let Some(v) = &self.value {
+            return Some(std::sync::Arc::clone(v));
+        }
+        let mut st = lock(&self.shared.state);
+        loop {
+            let Some(Some(s)) = st.slots.get(self.slot) else { return None };
+            if s.generation != self.generation {
+                return None;
+            }
+            match &s.value {
+                Value::Ready(v) => return Some(std::sync::Arc::clone(v)),
+                Value::Abandoned => return None,
+                Value::Pending => st = wait(&self.shared.settled, st),
+            }
+        }
     }
 }
 
 impl<K, V> Drop for Pin<K, V> {
     fn drop(&mut self) {
+        lock(&self.shared.state).unpin(self.slot, self.generation);
+    }
+}
+
+/// The outcome of [`ChunkCache::lookup_or_claim`].
+#[derive(Debug)]
+pub enum Lookup<K: Hash + Eq, V> {
+    /// Cached (ready, or being decoded by whoever claimed it: [`Pin::wait`]).
+    Hit(Pin<K, V>),
+    /// Not cached; room is reserved and the caller must decode it and fill the claim
+    /// (dropping the claim unfilled wakes waiters with `None`).
+    Claimed(Claim<K, V>),
+    /// Not cached and no room: every entry that could make room is pinned.
+    Miss,
+}
+
+/// The right and duty to decode a missing entry: [`Claim::fill`] it, or drop it.
+pub struct Claim<K: Hash + Eq, V> {
+    shared: Arc<Shared<K, V>>,
+    slot: usize,
+    generation: u64,
+    filled: bool,
+}
+
+impl<K: Hash + Eq, V> Claim<K, V> {
+    /// Stores the decoded value and wakes the entry's waiters; the entry becomes an
+    /// ordinary cached one (evictable once unpinned).
+    pub fn fill(mut self, value: V) {
         let mut st = lock(&self.shared.state);
-        let State { slots, stats, .. } = &mut *st;
-        // A pinned entry is never evicted, so the slot still holds it; the generation
-        // check keeps a bug elsewhere from unpinning a later occupant.
-        if let Some(Some(s)) = slots.get_mut(self.slot)
+        if let Some(Some(s)) = st.slots.get_mut(self.slot)
             && s.generation == self.generation
-            && s.pins > 0
         {
-            s.pins -= 1;
-            if s.pins == 0 {
-                stats.pinned_bytes -= s.bytes;
-            }
+            s.value = Value::Ready(std::sync::Arc::new(value));
         }
+        st.unpin(self.slot, self.generation);
+        self.filled = true;
+        drop(st);
+        self.shared.settled.notify_all();
+    }
+}
+
+impl<K: Hash + Eq, V> Drop for Claim<K, V> {
+    fn drop(&mut self) {
+        if self.filled {
+            return;
+        }
+        let mut st = lock(&self.shared.state);
+        let st = &mut *st;
+        if let Some(Some(s)) = st.slots.get_mut(self.slot)
+            && s.generation == self.generation
+        {
+            s.value = Value::Abandoned;
+            // Out of the tables now: a later lookup misses and may claim it again.
+            let (key, last_use, bytes) = (&s.key, s.last_use, s.bytes);
+            st.map.remove(key);
+            st.lru.remove(&last_use);
+            st.stats.bytes -= bytes;
+            st.stats.entries -= 1;
+            st.stats.pinned_bytes -= bytes;
+            st.stats.abandoned += 1;
+        }
+        st.unpin(self.slot, self.generation);
+        self.shared.settled.notify_all();
+    }
+}
+
+impl<K: Hash + Eq, V> fmt::Debug for Claim<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Claim").field("slot", &self.slot).finish_non_exhaustive()
     }
 }
 

@@ -18,7 +18,7 @@ fn a_pinned_entry_survives_a_concurrent_insert_under_pressure() {
             assert!(c2.stats().bytes <= 2);
             out
         });
-        assert_eq!(*pin, 10);
+        assert_eq!(pin.ready(), Some(&10));
         assert!(c.contains(&1), "pinned entry evicted");
         let out = writer.join().unwrap();
         // Entry 2 was unpinned: it made room.
@@ -38,7 +38,8 @@ fn racing_pins_and_inserts_never_read_a_replaced_value() {
         let c: ChunkCache<u32, u32> = ChunkCache::new(1, Policy::Lru);
         assert_eq!(c.insert(1, 10, 1), Inserted::Added);
         let c2 = c.clone();
-        let reader = loom::thread::spawn(move || c2.get(&1).map(|p| (*p, c2.contains(&1))));
+        let reader =
+            loom::thread::spawn(move || c2.get(&1).map(|p| (*p.ready().unwrap(), c2.contains(&1))));
         let out = c.insert(2, 20, 1);
         let got = reader.join().unwrap();
         if let Some((v, present)) = got {
@@ -53,4 +54,34 @@ fn racing_pins_and_inserts_never_read_a_replaced_value() {
         assert_eq!(c.stats().pinned_bytes, 0);
         assert!(c.stats().bytes <= 1);
     });
+}
+
+/// A claim filled or abandoned on one thread while another waits on it: the waiter wakes
+/// with the value or with `None` in every interleaving (no lost wake-up), and the
+/// accounting ends balanced.
+#[test]
+fn a_waiter_on_a_claim_always_wakes() {
+    for fill in [true, false] {
+        loom::model(move || {
+            let c: ChunkCache<u32, u32> = ChunkCache::new(2, Policy::Clock);
+            let Lookup::Claimed(claim) = c.lookup_or_claim(&1, 1) else { panic!("claim") };
+            let c2 = c.clone();
+            let waiter = loom::thread::spawn(move || match c2.lookup_or_claim(&1, 1) {
+                Lookup::Hit(p) => p.wait().map(|v| *v),
+                // The claim was abandoned first: this thread claimed it anew.
+                Lookup::Claimed(_) => None,
+                Lookup::Miss => panic!("room was there"),
+            });
+            if fill {
+                claim.fill(7);
+            } else {
+                drop(claim);
+            }
+            let got = waiter.join().unwrap();
+            assert_eq!(got, fill.then_some(7));
+            let s = c.stats();
+            assert_eq!(s.pinned_bytes, 0);
+            assert_eq!(s.bytes, u64::from(fill));
+        });
+    }
 }

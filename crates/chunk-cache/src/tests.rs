@@ -16,7 +16,7 @@ fn a_hit_returns_the_inserted_bytes_and_counts() {
         assert_eq!(c.insert(1, vec![7; 10], 10), Inserted::Added);
         assert_eq!(c.insert(1, vec![9; 10], 10), Inserted::Present);
         let p = c.get(&1).expect("hit");
-        assert_eq!(*p, vec![7; 10], "the first value stays");
+        assert_eq!(p.ready(), Some(&vec![7; 10]), "the first value stays");
         let s = c.stats();
         assert_eq!((s.hits, s.misses, s.inserts, s.bytes, s.entries), (1, 1, 1, 10, 1));
         assert_eq!(s.pinned_bytes, 10);
@@ -37,7 +37,7 @@ fn pinned_entries_survive_pressure_and_inserts_are_refused_instead() {
         assert_eq!(c.insert(9, vec![9; 10], 10), Inserted::NoRoom);
         assert_eq!(c.stats().rejected, 1);
         for (k, p) in pins.iter().enumerate() {
-            assert_eq!(**p, vec![k as u8; 10]);
+            assert_eq!(p.ready(), Some(&vec![k as u8; 10]));
             assert!(c.contains(&(k as u32)));
         }
         drop(pins);
@@ -111,8 +111,8 @@ proptest! {
             match op {
                 Op::Get(k) => {
                     if let Some(p) = c.get(&k) {
-                        prop_assert_eq!(p.0, k);
-                        prop_assert_eq!(Some(&p.1), value_of.get(&k));
+                        prop_assert_eq!(p.ready().map(|v| v.0), Some(k));
+                        prop_assert_eq!(p.ready().map(|v| v.1), value_of.get(&k).copied());
                         pins.push(p);
                     }
                 }
@@ -133,9 +133,9 @@ proptest! {
             let s = c.stats();
             prop_assert!(s.bytes <= 100);
             for p in &pins {
-                prop_assert!(c.contains(&p.0), "pinned key {} was evicted", p.0);
+                prop_assert!(c.contains(p.key()), "pinned key {} was evicted", p.key());
             }
-            let pinned: std::collections::HashSet<u32> = pins.iter().map(|p| p.0).collect();
+            let pinned: std::collections::HashSet<u32> = pins.iter().map(|p| *p.key()).collect();
             let want: u64 = pinned.iter().map(|k| value_of[k]).sum();
             prop_assert_eq!(s.pinned_bytes, want);
             prop_assert_eq!(s.inserts - s.evictions, s.entries);
@@ -157,7 +157,7 @@ fn concurrent_readers_and_writers_keep_the_budget() {
                     let k = rng.below(64) as u32;
                     match c.get(&k) {
                         Some(p) => {
-                            assert!(p.iter().all(|&b| b == k as u8));
+                            assert!(p.ready().unwrap().iter().all(|&b| b == k as u8));
                             pins.push(p);
                         }
                         None => {
@@ -175,4 +175,55 @@ fn concurrent_readers_and_writers_keep_the_budget() {
     let s = c.stats();
     assert_eq!((s.pinned_bytes, s.inserts - s.evictions), (0, s.entries));
     assert!(s.hits > 0 && s.evictions > 0, "{s:?}");
+}
+
+#[test]
+fn a_claim_makes_later_lookups_wait_for_its_value_and_decode_once() {
+    let c: ChunkCache<u32, Vec<u8>> = ChunkCache::new(100, Policy::Clock);
+    let Lookup::Claimed(claim) = c.lookup_or_claim(&1, 10) else { panic!("a miss claims") };
+    assert_eq!(c.stats().bytes, 10, "room is reserved at the claim");
+    let Lookup::Hit(waiter) = c.lookup_or_claim(&1, 10) else { panic!("a claimed key is a hit") };
+    assert!(waiter.ready().is_none());
+    assert_eq!(c.stats().joined, 1);
+    std::thread::scope(|s| {
+        let t = s.spawn(|| waiter.wait());
+        claim.fill(vec![3; 10]);
+        assert_eq!(t.join().unwrap().as_deref(), Some(&vec![3; 10]));
+    });
+    drop(waiter);
+    let Lookup::Hit(p) = c.lookup_or_claim(&1, 10) else { panic!("filled") };
+    assert_eq!(p.ready(), Some(&vec![3; 10]));
+    drop(p);
+    let s = c.stats();
+    assert_eq!((s.inserts, s.entries, s.bytes, s.pinned_bytes, s.abandoned), (1, 1, 10, 0, 0));
+}
+
+#[test]
+fn an_abandoned_claim_wakes_its_waiters_with_nothing_and_the_key_can_be_claimed_again() {
+    for policy in [Policy::Lru, Policy::Clock] {
+        let c: ChunkCache<u32, Vec<u8>> = ChunkCache::new(20, policy);
+        let Lookup::Claimed(claim) = c.lookup_or_claim(&1, 10) else { panic!() };
+        let Lookup::Hit(waiter) = c.lookup_or_claim(&1, 10) else { panic!() };
+        std::thread::scope(|s| {
+            let t = s.spawn(|| waiter.wait());
+            drop(claim);
+            assert_eq!(t.join().unwrap(), None);
+        });
+        let s = c.stats();
+        assert_eq!((s.bytes, s.entries, s.abandoned), (0, 0, 1), "{policy:?}");
+        assert!(!c.contains(&1));
+        // The waiter's pin still names the abandoned slot: a new claim gets another.
+        let Lookup::Claimed(again) = c.lookup_or_claim(&1, 10) else { panic!("claim again") };
+        drop(waiter);
+        again.fill(vec![1; 10]);
+        assert!(c.contains(&1));
+        assert_eq!(c.stats().pinned_bytes, 0);
+        // Pending entries are never evicted: with one claim held, the other 10 bytes are
+        // all an insert can get.
+        let Lookup::Claimed(held) = c.lookup_or_claim(&2, 10) else { panic!() };
+        assert_eq!(c.insert(3, vec![0; 10], 10), Inserted::Added, "evicts key 1, not the claim");
+        assert!(!c.contains(&1) && c.contains(&2));
+        assert!(matches!(c.lookup_or_claim(&4, 20), Lookup::Miss));
+        held.fill(vec![2; 10]);
+    }
 }

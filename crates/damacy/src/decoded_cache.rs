@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use chunk_cache::{ChunkCache, Pin, Policy};
+use std::collections::HashMap;
+
+use chunk_cache::{ChunkCache, Claim, Lookup, Pin, Policy};
 use planner::{ChunkProbe, StoredChunk};
 
 use crate::config::{ChunkCachePolicy, Config};
@@ -23,6 +25,12 @@ pub(crate) type HostChunkCache = ChunkCache<ChunkKey, Box<[u8]>>;
 
 /// A cached chunk pinned for one batch.
 pub(crate) type HostPin = Pin<ChunkKey, Box<[u8]>>;
+
+/// A missing chunk this batch decodes for the cache (and for later batches waiting).
+pub(crate) type HostClaim = Claim<ChunkKey, Box<[u8]>>;
+
+/// A batch's claims, by key.
+pub(crate) type Claims = HashMap<ChunkKey, HostClaim>;
 
 /// The cache `cfg` asks for, if any.
 pub(crate) fn from_config(cfg: &Config) -> Option<HostChunkCache> {
@@ -39,21 +47,34 @@ pub(crate) fn key(file: &Arc<str>, offset: u64, nbytes: u64) -> ChunkKey {
 }
 
 /// The planner's view of the cache for one batch: each hit is pinned and numbered in
-/// `pins` (the plan's `Cached { hit }` indexes it).
+/// `pins` (the plan's `Cached { hit }` indexes it); each miss with room is claimed in
+/// `claims`, for the batch's read job to fill once it decoded the chunk. A hit may be a
+/// chunk an earlier batch in flight claimed: its job waits for that batch's decode (the
+/// earlier batch's jobs were queued first, so it never waits behind this one).
 pub(crate) struct HostProbe<'a> {
     pub cache: &'a HostChunkCache,
     pub pins: Vec<HostPin>,
+    pub claims: Claims,
 }
 
 impl ChunkProbe for HostProbe<'_> {
     fn probe(&mut self, c: &StoredChunk<'_>) -> Option<u32> {
-        let pin = self.cache.get(&key(c.key, c.offset, c.nbytes))?;
-        // A value of another size cannot be this chunk's decoding: treat it as a miss.
-        if pin.len() as u64 != c.decompressed {
-            return None;
+        let k = key(c.key, c.offset, c.nbytes);
+        match self.cache.lookup_or_claim(&k, c.decompressed) {
+            Lookup::Hit(pin) => {
+                // A value of another size cannot be this chunk's decoding: read it.
+                if pin.ready().is_some_and(|v| v.len() as u64 != c.decompressed) {
+                    return None;
+                }
+                let hit = u32::try_from(self.pins.len()).ok()?;
+                self.pins.push(pin);
+                Some(hit)
+            }
+            Lookup::Claimed(claim) => {
+                self.claims.insert(k, claim);
+                None
+            }
+            Lookup::Miss => None,
         }
-        let hit = u32::try_from(self.pins.len()).ok()?;
-        self.pins.push(pin);
-        Some(hit)
     }
 }

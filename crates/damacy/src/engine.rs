@@ -135,6 +135,8 @@ pub(crate) struct Planned {
     /// The decoded-chunk cache entries of the plan's `Cached` chunks (indexed by their
     /// `hit`), pinned until the batch's jobs are done.
     pub hits: Vec<crate::decoded_cache::HostPin>,
+    /// The decoded-chunk cache entries this batch decodes for (filled by its read jobs).
+    pub claims: crate::decoded_cache::Claims,
 }
 
 /// The coordinator's output, one per batch, in push order.

@@ -253,6 +253,12 @@ pub enum SampleError {
         "array not found: no zarr.json at {path}, nor a zarr v2 .zarray beside it (check the sample's uri)"
     )]
     ArrayNotFound { path: PathBuf },
+    /// The decoded-chunk cache had this chunk being read and decoded for an earlier batch
+    /// in flight, and that batch failed to (its own error names the cause).
+    #[error(
+        "chunk {chunk:?} of {path}: an earlier batch was decoding it for the chunk cache and failed (see that batch's error)"
+    )]
+    SharedDecodeFailed { path: PathBuf, chunk: Vec<u64> },
     /// The sample names an OME-NGFF image group whose level could not be resolved: a level
     /// out of range (the error says how many there are), a level path holding no array,
     /// malformed `multiscales`, a group that is neither an array nor an image, or a level

@@ -355,6 +355,8 @@ impl Pipeline {
                 inserts: now.inserts.saturating_sub(base.inserts),
                 evictions: now.evictions.saturating_sub(base.evictions),
                 rejected: now.rejected.saturating_sub(base.rejected),
+                joined: now.joined.saturating_sub(base.joined),
+                abandoned: now.abandoned.saturating_sub(base.abandoned),
                 bytes: now.bytes,
                 entries: now.entries,
             };

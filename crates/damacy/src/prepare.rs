@@ -3,6 +3,7 @@
 //! batch), and the batch planned. Engine-independent: the engine only supplies its plan
 //! limits.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,7 +15,7 @@ use zarr::DataType;
 
 use crate::batch::SampleInfo;
 use crate::config::{Config, OnError};
-use crate::decoded_cache::{HostChunkCache, HostPin, HostProbe};
+use crate::decoded_cache::{Claims, HostChunkCache, HostPin, HostProbe};
 use crate::engine::{ArrayFacts, BatchMeta, Ordered, Planned};
 use crate::error::{Error, SampleError};
 use crate::resolve::resolved;
@@ -47,7 +48,7 @@ pub(crate) fn prepare(
         limits.merge_gap_bytes
     };
     let limits = &PlanLimits { merge_gap_bytes: gap, ..*limits };
-    let (plan, hits) = match plan(cfg, limits, cache, &infos, &mut inputs) {
+    let (plan, hits, claims) = match plan(cfg, limits, cache, &infos, &mut inputs) {
         Ok(p) => p,
         Err(e) => return Ordered::Failed(e),
     };
@@ -69,6 +70,7 @@ pub(crate) fn prepare(
         plan,
         positions: inputs.positions,
         hits,
+        claims,
     }))
 }
 
@@ -203,17 +205,18 @@ fn plan(
     cache: Option<&HostChunkCache>,
     infos: &[SampleInfo],
     inputs: &mut Inputs,
-) -> Result<(planner::BatchPlan, Vec<HostPin>), Error> {
+) -> Result<(planner::BatchPlan, Vec<HostPin>, Claims), Error> {
     loop {
-        // A fresh probe per attempt: the pins of a failed attempt go back with it.
+        // A fresh probe per attempt: the pins and claims of a failed attempt go back with
+        // it (an abandoned claim wakes whoever joined it).
         let planned = match cache {
             None => planner::plan(&inputs.arrays, &inputs.samples, limits, cfg.dtype)
-                .map(|p| (p, Vec::new())),
+                .map(|p| (p, Vec::new(), HashMap::new())),
             Some(cache) => {
-                let mut probe = HostProbe { cache, pins: Vec::new() };
+                let mut probe = HostProbe { cache, pins: Vec::new(), claims: HashMap::new() };
                 let (arrays, samples) = (&inputs.arrays, &inputs.samples);
                 planner::plan_with_probe(arrays, samples, limits, cfg.dtype, &mut probe)
-                    .map(|p| (p, probe.pins))
+                    .map(|p| (p, probe.pins, probe.claims))
             }
         };
         let e = match planned {

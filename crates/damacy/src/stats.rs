@@ -76,6 +76,11 @@ pub struct ChunkCacheStats {
     /// Decoded chunks not cached: every entry that could make room was pinned by a batch
     /// in flight, or the chunk is larger than the cache.
     pub rejected: u64,
+    /// Chunks an earlier batch in flight was decoding: waited for instead of decoded
+    /// again (counted among the hits).
+    pub joined: u64,
+    /// Chunks claimed for decoding whose read or decode failed (their waiters fail too).
+    pub abandoned: u64,
     pub bytes: u64,
     pub entries: u64,
 }

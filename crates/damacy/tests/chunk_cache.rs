@@ -225,3 +225,82 @@ fn the_cuda_engine_refuses_a_cache_it_does_not_have() {
         other => panic!("expected a chunk_cache_bytes error, got {:?}", other.err()),
     }
 }
+
+#[test]
+fn batches_in_flight_decode_each_chunk_once() {
+    // With room for everything, a chunk missed by several batches in flight is decoded
+    // by the first (its claim) and waited for by the others: decodes == distinct chunks.
+    let dir = tempfile::tempdir().unwrap();
+    let sc = dataset(SMOKE, dir.path());
+    let epoch = crops(&sc, dir.path(), 200);
+    let (plain, _) = run(config(0, ChunkCachePolicy::Clock), std::slice::from_ref(&epoch), |_| {});
+    let (cached, s) =
+        run(config(4 << 20, ChunkCachePolicy::Clock), std::slice::from_ref(&epoch), |_| {});
+    assert!(cached == plain);
+    let c = s.chunk_cache;
+    assert_eq!(s.chunks_decoded, c.inserts, "{c:?}");
+    assert_eq!((c.entries, c.evictions, c.abandoned), (c.inserts, 0, 0), "{c:?}");
+    assert!(c.entries <= 128, "smoke has 128 chunks: {c:?}");
+}
+
+#[test]
+fn a_corrupt_chunk_shared_by_batches_in_flight_fails_each_of_them_and_nothing_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(SMOKE, dir.path());
+    let array = dir.path().join("vol_0000");
+    // Chunk (0,0,0): first entry of shard (0,0,0); break its zstd magic number.
+    let shard = array.join("c/0/0/0");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let meta =
+        zarr::ArrayMetadata::parse(&std::fs::read(array.join("zarr.json")).unwrap()).unwrap();
+    let zarr::ArrayToBytes::Sharding(codec) = &meta.codecs.array_to_bytes else {
+        panic!("sharded")
+    };
+    let index = zarr::ShardIndex::of_shard(codec, 2 * 2 * 4, &bytes).unwrap();
+    let r = index.chunk_range(0).unwrap().expect("chunk (0,0,0) stored");
+    bytes[r.start as usize] ^= 0xff;
+    std::fs::write(&shard, bytes).unwrap();
+
+    let cfg = Config::builder()
+        .sample_shape([16, 16, 16])
+        .samples_per_batch(1)
+        .backend(Backend::Host)
+        .decode_threads(2)
+        .chunk_cache_bytes(4 << 20)
+        .build()
+        .unwrap();
+    let mut p = Pipeline::new(cfg).unwrap();
+    let bad = Sample::new(&array, vec![0; 3], vec![16; 3]).unwrap();
+    let good = Sample::new(&array, vec![16, 0, 0], vec![32, 16, 16]).unwrap();
+    p.push(std::iter::repeat_n(bad, 20).chain([good])).unwrap();
+    p.finish();
+    let (mut decode, mut shared) = (0, 0);
+    for i in 0..20 {
+        match p.pop() {
+            Err(damacy::Error::Sample { source, .. }) => match *source {
+                damacy::SampleError::Decode { chunk, .. } => {
+                    assert_eq!(chunk, [0, 0, 0]);
+                    decode += 1;
+                }
+                damacy::SampleError::SharedDecodeFailed { chunk, path } => {
+                    assert_eq!(
+                        (chunk.as_slice(), path.ends_with("c/0/0/0")),
+                        (&[0, 0, 0][..], true)
+                    );
+                    shared += 1;
+                }
+                other => panic!("batch {i}: {other:?}"),
+            },
+            other => panic!(
+                "batch {i}: expected a sample error, got {:?}",
+                other.map(|b| b.map(|b| b.errors().len()))
+            ),
+        }
+    }
+    assert!(decode >= 1, "the first batch decodes it itself");
+    assert_eq!(decode + shared, 20);
+    let last = p.pop().unwrap().expect("the good batch");
+    assert!(last.errors().is_empty());
+    assert!(p.pop().unwrap().is_none());
+    assert_eq!(p.stats().chunk_cache.abandoned, decode, "each failed decode abandons its claim");
+}

@@ -27,7 +27,7 @@ use zarr::DataType;
 use crate::batch::{Batch, Tensor};
 use crate::cast::{self, Scatter};
 use crate::config::{Config, OutDtype};
-use crate::decoded_cache::{self, HostChunkCache, HostPin};
+use crate::decoded_cache::{self, Claims, HostChunkCache, HostPin};
 use crate::engine::read_ahead::{Ahead, ReadAhead, read_op};
 use crate::engine::{
     ArrayFacts, BatchMeta, Deliver, DeliverCtx, Engine, EngineCtx, Job, JobTx, Ordered, Output,
@@ -86,6 +86,7 @@ impl HostEngine {
             positions: p.positions,
             progress: Progress::new(jobs.len()),
             hits: p.hits,
+            claims: Mutex::new(p.claims),
             cache: self.chunk_cache.clone(),
         });
         let tensor = HostTensor {
@@ -233,6 +234,9 @@ pub(crate) struct BatchWork<L> {
     /// The cached chunks the plan's `Cached { hit }` sources name, pinned until the
     /// batch's jobs are done (the work is dropped after delivery).
     pub hits: Vec<HostPin>,
+    /// Cache entries this batch claimed: each read job fills those of its chunks, and
+    /// drops (abandons) the ones it could not decode, waking any later batch waiting.
+    pub claims: Mutex<Claims>,
     /// Where decoded chunks are offered for later batches.
     pub cache: Option<HostChunkCache>,
 }
@@ -328,7 +332,10 @@ impl<L> BatchWork<L> {
         // A job counts as finished however it ends: a panic here must fail the batch,
         // not leave `pop` waiting forever for a job that will never finish.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
-            JobKind::Read(r) => self.run_read(r, ahead, store, scratch, stats),
+            JobKind::Read(r) => {
+                self.run_read(r, ahead, store, scratch, stats);
+                self.abandon_claims(r);
+            }
             JobKind::Cached(k) => {
                 let t = Instant::now();
                 self.run_cached(k);
@@ -344,6 +351,9 @@ impl<L> BatchWork<L> {
             // The scratch buffers may be in any state; start them afresh.
             *scratch = Scratch::default();
             self.fail_all("decode worker");
+            if let JobKind::Read(r) = job {
+                self.abandon_claims(r);
+            }
         }
         scratch.trim(self.scratch_cap);
         self.progress.finish_job();
@@ -433,11 +443,31 @@ impl<L> BatchWork<L> {
             stats.assemble_ns.fetch_add(t_asm.elapsed().as_nanos() as u64, Ordering::Relaxed);
             if let Some(cache) = &self.cache {
                 let key = decoded_cache::key(&file.key, op.offset + offset_in_read, compressed_len);
-                // A concurrent batch may have cached it since this one was planned.
-                if !cache.contains(&key) {
+                let claim = lock(&self.claims).remove(&key);
+                if let Some(claim) = claim {
+                    claim.fill(scratch.decoded.clone().into_boxed_slice());
+                } else if !cache.contains(&key) {
+                    // Not claimed at planning (the cache was full of pinned entries then).
                     let bytes = scratch.decoded.len() as u64;
                     cache.insert(key, scratch.decoded.clone().into_boxed_slice(), bytes);
                 }
+            }
+        }
+    }
+
+    /// Drops the claims of read op `r`'s chunks that were not filled (their read or
+    /// decode failed): the entries leave the cache and batches waiting on them wake.
+    fn abandon_claims(&self, r: usize) {
+        let (Some(op), Some(group)) = (self.plan.reads.get(r), self.plan.group(r)) else { return };
+        let Some(file) = self.plan.files.get(op.file) else { return };
+        let mut claims = lock(&self.claims);
+        if claims.is_empty() {
+            return;
+        }
+        for chunk in group {
+            if let ChunkSource::Copy { offset_in_read, compressed_len, .. } = chunk.source {
+                let key = decoded_cache::key(&file.key, op.offset + offset_in_read, compressed_len);
+                drop(claims.remove(&key));
             }
         }
     }
@@ -458,8 +488,22 @@ impl<L> BatchWork<L> {
                 self.fail_all("plan");
                 continue;
             };
+            // At once for a cached chunk; for one an earlier batch is decoding, when that
+            // batch's read job has filled (or abandoned) it.
+            let Some(bytes) = pin.wait() else {
+                let err = SampleError::SharedDecodeFailed {
+                    path: PathBuf::from(&*pin.key().0),
+                    chunk: chunk.chunk.clone(),
+                };
+                self.progress.fail(chunk.placements.iter().map(|p| p.sample), &err);
+                continue;
+            };
+            if bytes.len() as u64 != chunk.decompressed_len() {
+                self.fail_all("chunk cache");
+                continue;
+            }
             for p in &chunk.placements {
-                self.scatter(facts.repr.data_type, &facts.repr.shape, p, pin);
+                self.scatter(facts.repr.data_type, &facts.repr.shape, p, &bytes);
             }
         }
     }

@@ -208,7 +208,7 @@ impl<D: Device> CudaEngine<D> {
     fn batch_ctx(&self, p: Planned) -> (BatchCtx, DeviceMeta) {
         // No cache hits: a pipeline with a decoded-chunk cache runs the host engine
         // (`backend::open` refuses the CUDA engine with one).
-        let Planned { meta, arrays, facts, plan, positions, hits: _ } = p;
+        let Planned { meta, arrays, facts, plan, positions, hits: _, claims: _ } = p;
         let out_elems = self.sample_elems * meta.infos.len() as u64;
         let positions = Arc::new(positions);
         let ctx = BatchCtx {
