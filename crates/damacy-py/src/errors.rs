@@ -131,6 +131,7 @@ fn chunk_of(e: &damacy::SampleError) -> Option<Vec<u64>> {
     match e {
         damacy::SampleError::Decode { chunk, .. } => Some(chunk.clone()),
         damacy::SampleError::Gpu { chunk, .. } => chunk.clone(),
+        damacy::SampleError::SharedDecodeFailed { chunk, .. } => Some(chunk.clone()),
         _ => None,
     }
 }
