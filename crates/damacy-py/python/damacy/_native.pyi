@@ -239,7 +239,7 @@ class Pipeline:
     def stats(self) -> dict[str, Any]:
         """The Rust `Stats` as a dict: counters (int), and `chunk_cache`, a dict of the
         decoded-chunk cache's counters (`capacity_bytes`, `hits`, `misses`, `inserts`,
-        `evictions`, `rejected`, `bytes`, `entries`)."""
+        `evictions`, `rejected`, `joined`, `abandoned`, `bytes`, `entries`)."""
     def reset_stats(self) -> None: ...
     @property
     def backend(self) -> str: ...
