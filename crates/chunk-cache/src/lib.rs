@@ -223,17 +223,7 @@ impl<K: Hash + Eq + Clone, V> ChunkCache<K, V> {
                 drop(st);
                 return self.lookup_or_claim(key, bytes);
             }
-            let mut room = true;
-            while st.stats.bytes + bytes > self.shared.capacity {
-                match st.evict_one(self.shared.policy) {
-                    Some(v) => evicted.push(v),
-                    None => {
-                        room = false;
-                        break;
-                    }
-                }
-            }
-            if room {
+            if st.make_room(bytes, self.shared.capacity, self.shared.policy, &mut evicted) {
                 let (slot, generation) = st.add(key.clone(), Value::Pending, bytes);
                 // The claim pins the entry until it is filled or abandoned.
                 if let Some(s) = st.slots[slot].as_mut() {
@@ -263,17 +253,8 @@ impl<K: Hash + Eq + Clone, V> ChunkCache<K, V> {
             if st.map.contains_key(&key) {
                 Inserted::Present
             } else {
-                let mut room = true;
-                while st.stats.bytes + bytes > self.shared.capacity {
-                    match st.evict_one(self.shared.policy) {
-                        Some(v) => evicted.push(v),
-                        None => {
-                            room = false;
-                            break;
-                        }
-                    }
-                }
-                if room {
+                let (cap, policy) = (self.shared.capacity, self.shared.policy);
+                if st.make_room(bytes, cap, policy, &mut evicted) {
                     st.add(key, Value::Ready(std::sync::Arc::new(value)), bytes);
                     Inserted::Added
                 } else {
@@ -328,6 +309,25 @@ impl<K: Hash + Eq + Clone, V> State<K, V> {
         self.stats.entries += 1;
         self.stats.inserts += 1;
         (i, self.generation)
+    }
+
+    /// Evicts unpinned entries by `policy` until `bytes` more fit in `capacity`; their
+    /// values go to `evicted` (to be freed outside the lock). False when every entry that
+    /// could go is pinned.
+    fn make_room(
+        &mut self,
+        bytes: u64,
+        capacity: u64,
+        policy: Policy,
+        evicted: &mut Vec<std::sync::Arc<V>>,
+    ) -> bool {
+        while self.stats.bytes + bytes > capacity {
+            match self.evict_one(policy) {
+                Some(v) => evicted.push(v),
+                None => return false,
+            }
+        }
+        true
     }
 
     /// Removes one unpinned entry chosen by `policy`; `None` when every entry is pinned.
