@@ -63,6 +63,11 @@ impl From<damacy::Error> for BenchError {
     }
 }
 
+/// Chunks per call of the nvCOMP ceiling measurement: one call of this many chunks fills
+/// the H200 (34.7 GB/s at 2048, 53.6 at 8192), so the ceiling does not depend on how the
+/// engine splits its waves.
+pub const CEILING_CHUNKS_PER_CALL: u64 = 8192;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -86,6 +91,8 @@ pub struct BenchOptions {
     /// Decoded-chunk cache bytes (`Config::chunk_cache_bytes`; 0 = off).
     pub chunk_cache_bytes: u64,
     pub chunk_cache_policy: damacy::ChunkCachePolicy,
+    /// CUDA engine wave slots (`Config::gpu_wave_slots`; 0 = auto).
+    pub gpu_wave_slots: usize,
 }
 
 /// One epoch of a multi-epoch bench ([`BenchOptions::epochs`]): every batch of it timed.
@@ -162,10 +169,14 @@ pub struct BenchReport {
     /// without nvCOMP, or for codecs other than plain zstd).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_decode_gb_per_s: Option<f64>,
-    /// Chunks per nvCOMP call in that measurement (the engine's wave size, unless device
-    /// memory capped it).
+    /// Chunks per nvCOMP call in that measurement ([`CEILING_CHUNKS_PER_CALL`], nvCOMP's
+    /// fastest call size, unless device memory capped it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_decode_chunks_per_call: Option<u64>,
+    /// CUDA engine: wave slots (waves in flight, each decoding on its own stream) and most
+    /// chunks per wave, as the engine sized them; 0 on the host engine.
+    pub gpu_wave_slots: u64,
+    pub gpu_wave_chunks: u64,
     /// `cpu_decode_gb_per_s / decode_amplification / source bytes per voxel`: the
     /// throughput at which decoding alone would saturate the CPU threads.
     pub cpu_ceiling_gvox_per_s: Option<f64>,
@@ -216,6 +227,7 @@ pub fn run(
         .io_threads(threads.max(4))
         .chunk_cache_bytes(opts.chunk_cache_bytes)
         .chunk_cache_policy(opts.chunk_cache_policy)
+        .gpu_wave_slots(opts.gpu_wave_slots)
         .build()?;
     let data_dir = std::path::absolute(&opts.data_dir).unwrap_or_else(|_| opts.data_dir.clone());
     // `--store s3`: the server lives as long as the run; sample uris become
@@ -350,7 +362,7 @@ pub fn run(
     let cpu_decode =
         if opts.measure_ceiling { measure_cpu_decode(sc, &data_dir, threads) } else { None };
     let gpu_decode = if opts.measure_ceiling && stats.gpu_bytes_committed > 0 {
-        measure_gpu_decode(sc, &data_dir, opts.backend, stats.gpu_wave_chunks)
+        measure_gpu_decode(sc, &data_dir, opts.backend, CEILING_CHUNKS_PER_CALL)
     } else {
         None
     };
@@ -381,6 +393,8 @@ pub fn run(
         cpu_decode_gb_per_s: cpu_decode,
         gpu_decode_gb_per_s: gpu_decode.map(|g| g.0),
         gpu_decode_chunks_per_call: gpu_decode.map(|g| g.1),
+        gpu_wave_slots: stats.gpu_wave_slots,
+        gpu_wave_chunks: stats.gpu_wave_chunks,
         cpu_ceiling_gvox_per_s: cpu_ceiling,
         ceiling_gvox_per_s: ceiling,
         dataset,
@@ -672,6 +686,8 @@ mod tests {
             cpu_decode_gb_per_s: cpu,
             gpu_decode_gb_per_s: gpu,
             gpu_decode_chunks_per_call: gpu.map(|_| 2048),
+            gpu_wave_slots: 0,
+            gpu_wave_chunks: 0,
             cpu_ceiling_gvox_per_s: ceiling_gvox_per_s(None, cpu, amp, 2),
             ceiling_gvox_per_s: ceiling_gvox_per_s(gpu, cpu, amp, 2),
             dataset: GenReport {

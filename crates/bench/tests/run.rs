@@ -15,6 +15,7 @@ fn options(scenario: Scenario, data_dir: &std::path::Path, measure_ceiling: bool
         epochs: 1,
         chunk_cache_bytes: 0,
         chunk_cache_policy: Default::default(),
+        gpu_wave_slots: 0,
     }
 }
 

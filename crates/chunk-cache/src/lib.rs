@@ -24,6 +24,7 @@
 //! out of a pinned value without the lock. Values evicted are dropped after the lock is
 //! released. `cfg(damacy_loom)` swaps in loom's primitives (see the loom models below).
 
+pub mod slab;
 mod sync;
 
 use std::collections::{BTreeMap, HashMap};

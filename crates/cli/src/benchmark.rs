@@ -48,6 +48,10 @@ pub(crate) struct BenchArgs {
     /// Eviction policy of the decoded-chunk cache.
     #[arg(long, value_enum, default_value = "clock")]
     chunk_cache_policy: PolicyArg,
+    /// CUDA engine wave slots: waves in flight at once, each decoding on its own stream
+    /// (2 to 16; 0 = as many as the memory budgets allow, see `Config::gpu_wave_slots`).
+    #[arg(long, default_value_t = 0)]
+    gpu_wave_slots: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +101,7 @@ impl Default for BenchArgs {
             epochs: 1,
             chunk_cache: 0,
             chunk_cache_policy: PolicyArg::Clock,
+            gpu_wave_slots: 0,
         }
     }
 }
@@ -180,6 +185,7 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
             PolicyArg::Lru => damacy::ChunkCachePolicy::Lru,
             PolicyArg::Clock => damacy::ChunkCachePolicy::Clock,
         },
+        gpu_wave_slots: args.gpu_wave_slots,
     };
     let gen_bar = bar(0, "generate");
     let run_bar = bar(sc.warmup_batches + sc.timed_batches, "batches");
@@ -233,6 +239,9 @@ fn print_report(r: &BenchReport) {
         r.read_amplification, r.decode_amplification
     );
     println!("{}", ceiling_line(r));
+    if r.gpu_wave_slots > 0 {
+        println!("waves    {} slots of up to {} chunks", r.gpu_wave_slots, r.gpu_wave_chunks);
+    }
     let stages: Vec<String> = r
         .stages
         .iter()

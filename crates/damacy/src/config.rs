@@ -74,6 +74,13 @@ pub struct Config {
     pub max_gpu_memory_bytes: u64,
     /// Cap on page-locked host memory for staging (CUDA engine only).
     pub max_pinned_host_bytes: u64,
+    /// Wave slots of the CUDA engine: waves whose reads, nvCOMP decode and assembly are in
+    /// flight at once. Each slot decodes on a stream of its own with a decoder of its own,
+    /// so waves overlap on the device (nvCOMP's zstd decode of one chunk takes milliseconds
+    /// however few chunks a call has: small batches need several calls at once). More slots
+    /// split the memory budgets into smaller waves. `0` (the default) picks for the
+    /// budgets; 2 to 16 fixes the count.
+    pub gpu_wave_slots: usize,
     /// Samples whose metadata is resolved ahead of the batch being built.
     /// `0` means `4 * samples_per_batch`.
     pub lookahead: usize,
@@ -238,6 +245,7 @@ impl Default for Config {
             on_error: OnError::Fail,
             max_gpu_memory_bytes: 4 << 30,
             max_pinned_host_bytes: 1 << 30,
+            gpu_wave_slots: 0,
             lookahead: 0,
             batches_in_flight: 3,
             io_threads: 8,
@@ -259,6 +267,8 @@ impl Default for Config {
 /// Upper bound on a few knobs, to catch typos (a lookahead of 10^9 samples) early.
 const MAX_SAMPLES_PER_BATCH: usize = 1 << 16;
 const MAX_THREADS: usize = 1024;
+/// Most wave slots of the CUDA engine (each holds a decoder and a stream).
+pub const MAX_GPU_WAVE_SLOTS: usize = 16;
 
 impl Config {
     /// A builder starting from the defaults.
@@ -374,6 +384,13 @@ impl Config {
         }
         range("samples_per_batch", self.samples_per_batch, 1, MAX_SAMPLES_PER_BATCH)?;
         range("batches_in_flight", self.batches_in_flight, 1, 64)?;
+        if self.gpu_wave_slots == 1 || self.gpu_wave_slots > MAX_GPU_WAVE_SLOTS {
+            return Err(Error::ConfigValue {
+                knob: "gpu_wave_slots",
+                value: self.gpu_wave_slots as u64,
+                expected: "0 (auto) or 2 to 16",
+            });
+        }
         range("io_threads", self.io_threads, 1, MAX_THREADS)?;
         range("metadata_threads", self.metadata_threads, 1, MAX_THREADS)?;
         range("decode_threads", self.decode_threads, 0, MAX_THREADS)?;
@@ -467,6 +484,8 @@ impl ConfigBuilder {
         max_gpu_memory_bytes: u64,
         /// Cap on page-locked host memory.
         max_pinned_host_bytes: u64,
+        /// CUDA engine wave slots (0 = auto, else 2 to 16).
+        gpu_wave_slots: usize,
         /// Samples resolved ahead (0 = auto).
         lookahead: usize,
         /// Batch buffers held plus being filled.

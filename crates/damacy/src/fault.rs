@@ -37,10 +37,15 @@ pub enum Fault {
     /// halved length or a halved output capacity, and a frame whose last 40 bytes were
     /// flipped made it fault with an illegal address, which ends the CUDA context.
     DecodeFailure,
+    /// The simulated device's decode calls meet in pairs: a call's payload, once running on
+    /// its stream, waits until a second call's payload runs too (each armed time is one
+    /// call). A call whose partner does not come within a minute fails, so a test proves
+    /// that two waves decode at once (on two decode streams) by their batches succeeding.
+    DecodeRendezvous,
 }
 
 /// Variants of [`Fault`].
-const FAULTS: usize = 8;
+const FAULTS: usize = 9;
 
 /// The error code of an injected driver failure (`gpu_schedule::Error::CudaDriver`).
 #[doc(hidden)]

@@ -55,6 +55,9 @@ pub struct Stats {
     /// CUDA engine: most chunks per wave (the batch size of each nvCOMP call); 0 on the
     /// host engine.
     pub gpu_wave_chunks: u64,
+    /// CUDA engine: wave slots (`Config::gpu_wave_slots`, or as sized): waves in flight,
+    /// each decoding on its own stream; 0 on the host engine.
+    pub gpu_wave_slots: u64,
     /// CUDA engine: per mille of the GPU-decodable chunks the CPU workers decode
     /// instead (`DAMACY_CPU_SHARE`, default 0).
     pub cpu_decode_share_permille: u64,

@@ -905,6 +905,58 @@ fn v2_zstd_chunks_take_the_route_of_v3_chunks(dev: Backend) {
     }
 }
 
+/// Issue 18: every wave slot count gives the host engine's batches, bit for bit (each
+/// slot decodes on its own stream with its own decoder; assembly stays in wave order).
+fn every_wave_slot_count_equals_the_host_engine(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples) = smoke(dir.path());
+    let n = sc.samples_per_batch as usize;
+    let host = read_all(cfg(&sc.sample_shape, n, OutDtype::F32, Backend::Host), samples.clone())
+        .expect("host");
+    assert!(host.iter().any(|b| b.iter().any(|&x| x != 0)), "data not all zero");
+    for slots in [2, 3, 8, damacy::MAX_GPU_WAVE_SLOTS] {
+        // Each slot needs at least 2 x 8 MiB of pinned staging.
+        let c = builder(&sc.sample_shape, n, OutDtype::F32, dev)
+            .gpu_wave_slots(slots)
+            .max_pinned_host_bytes(512 << 20)
+            .build()
+            .expect("config");
+        let mut p = Pipeline::new(c).expect("pipeline");
+        assert_eq!(p.stats().gpu_wave_slots, slots as u64, "slots as configured");
+        p.push(samples.clone()).expect("push");
+        p.finish();
+        let mut got = Vec::new();
+        while let Some(b) = p.pop().expect("pop") {
+            got.push(b.to_host().expect("to_host"));
+        }
+        assert_eq!(got, host, "{slots} wave slots");
+    }
+}
+
+/// Issue 18: waves of different slots decode at once. Each simulated decode call waits
+/// until a second one runs (`DecodeRendezvous`); if the engine ordered all decodes on one
+/// stream the first call's partner could never start, the call would fail, and so would
+/// its batch. One chunk per batch, so each batch is one wave and one decode call.
+#[test]
+fn waves_of_two_slots_decode_at_once_sim() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let (samples, host) = one_chunk_samples(8);
+    let c = builder(&[1; 3], 1, OutDtype::Native, SIM).gpu_wave_slots(2).build().expect("config");
+    let mut p = Pipeline::new(c).expect("pipeline");
+    p.inject_fault(Fault::DecodeRendezvous, samples.len() as u32);
+    p.push(samples).expect("push");
+    p.finish();
+    for (k, want) in host.iter().enumerate() {
+        let b = p.pop().unwrap_or_else(|e| panic!("batch {k}: {e}")).expect("a batch");
+        assert!(b.errors().is_empty(), "batch {k}: {:?}", b.errors());
+        assert_eq!(&b.to_host().expect("to_host"), want, "batch {k}");
+    }
+    assert!(p.pop().expect("end").is_none());
+}
+
 /// Runs each body on the simulated device (`_sim`) and, with the `cuda` feature, on GPU 0
 /// (`_gpu`).
 macro_rules! on_each_device {
@@ -936,6 +988,7 @@ on_each_device! {
     a_device_decode_failure_at_every_wave_position_is_reported => a_device_decode_failure_at_every_wave_position_is_reported_sim, a_device_decode_failure_at_every_wave_position_is_reported_gpu;
     device_decode_failures_in_consecutive_batches_keep_no_buffer => device_decode_failures_in_consecutive_batches_keep_no_buffer_sim, device_decode_failures_in_consecutive_batches_keep_no_buffer_gpu;
     v2_zstd_fixtures_equal_the_host_engine_and_the_reference => v2_zstd_fixtures_equal_the_host_engine_and_the_reference_sim, v2_zstd_fixtures_equal_the_host_engine_and_the_reference_gpu;
+    every_wave_slot_count_equals_the_host_engine => every_wave_slot_count_equals_the_host_engine_sim, every_wave_slot_count_equals_the_host_engine_gpu;
 }
 
 /// On the simulated device only: on the H200 (2026-12-03) one of these content-corrupted

@@ -74,6 +74,9 @@ class Config:
     on_error: Literal["fail", "fill"]
     max_gpu_memory_bytes: int
     max_pinned_host_bytes: int
+    gpu_wave_slots: int
+    """CUDA engine: waves in flight at once, each decoding on its own stream (2 to 16;
+    0 = as many as the memory budgets allow)."""
     lookahead: int
     batches_in_flight: int
     io_threads: int

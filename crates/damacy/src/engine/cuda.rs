@@ -3,14 +3,15 @@
 //!
 //! Three threads drive it, so that planning, reading and staging, and the device work of
 //! different waves and batches overlap: the coordinator plans batch N+1 while the submit
-//! thread keeps the decode workers busy with the reads of the next waves (up to
-//! [`AHEAD`]) and enqueues the device work of the oldest, and the harvest thread waits
+//! thread keeps the decode workers busy with the reads of the next waves (up to one
+//! fewer than the wave slots) and enqueues the device work of the oldest, and the harvest thread waits
 //! for each wave's device work, reads its decode report and frees its slot, and hands
 //! each batch out in order once its last wave finished.
 //!
 //! Per wave (the planner's unit of at most `max_chunks_per_wave` chunks; the engine picks
 //! the largest count in `sizing::WAVE_CHUNKS` its budgets allow, as nvCOMP runs faster
-//! the more chunks one call decodes), in one of [`WAVES`] wave slots:
+//! the more chunks one call decodes), in one of the wave slots (`Config::gpu_wave_slots`,
+//! or as many as `sizing` finds room for):
 //! 1. the decode workers read each read op of the wave; zstd frames (plain zstd chunks,
 //!    and the zstd streams of blosc-zstd chunks, split with `zarr::blosc::streams`) are
 //!    checked on the host with [`kernels::check_zstd_frame`] (nvCOMP does not validate
@@ -19,9 +20,13 @@
 //!    with `zarr::decode_chunk` straight into pinned memory at its arena offset;
 //! 2. the `h2d` stream uploads the staging prefix, the CPU-decoded chunks and the nvCOMP
 //!    metadata (written into the slot's pinned memory: every upload is asynchronous);
-//! 3. the `compute` stream decodes every frame with nvCOMP's batched zstd into the
-//!    decompressed arena, copies raw blosc blocks with `memcpy_batch`, reduces the
-//!    statuses, and assembles every placement of the wave into the device batch buffer;
+//! 3. the slot's own decode stream (after the uploads) decodes every frame with the
+//!    slot's own nvCOMP decoder into the decompressed arena, copies raw blosc blocks with
+//!    `memcpy_batch` and reduces the statuses: waves of different slots decode at once
+//!    (one nvCOMP call of a few chunks takes about as long as one chunk's decode, ~9 ms
+//!    on the H200, so small batches need several calls in flight); then the `compute`
+//!    stream (after that decode) assembles every placement of the wave into the device
+//!    batch buffer, in wave order;
 //! 4. fill chunks are written by the `fill` kernel after the last wave.
 //!
 //! Wave slots cycle through a `gpu-schedule` pool (`wave_slots`, acquired by the host
@@ -67,11 +72,12 @@ mod submit;
 
 use crate::error::{Error, GpuError, Result};
 
-/// Wave slots: the device works on one while the workers fill the others.
-const WAVES: usize = 3;
-/// Waves whose reads are with the workers while the submit thread waits for the oldest
-/// (fewer than `WAVES`, so that one slot is always the device's).
-const AHEAD: usize = 2;
+/// Names of the per-slot decode streams (a `gpu-schedule` stream is named statically),
+/// one per possible wave slot.
+const DECODE_STREAMS: [&str; crate::config::MAX_GPU_WAVE_SLOTS] = [
+    "decode0", "decode1", "decode2", "decode3", "decode4", "decode5", "decode6", "decode7",
+    "decode8", "decode9", "decode10", "decode11", "decode12", "decode13", "decode14", "decode15",
+];
 /// Extra staging bytes per chunk, room for aligning each blosc stream.
 const STAGING_PAD: u64 = 1024;
 /// Alignment of every chunk region in the arena and the staging buffer.

@@ -11,7 +11,7 @@ use kernels::FillSpec;
 use super::device::Device;
 use super::route::cpu_share_from_env;
 use super::sizing::{Sizing, meta_bytes};
-use super::{DESC_BYTES, DESC_CAP, REGION_ALIGN, STAGING_PAD, WAVES, gpu_err, gs};
+use super::{DECODE_STREAMS, DESC_BYTES, DESC_CAP, REGION_ALIGN, STAGING_PAD, gpu_err, gs};
 use crate::config::Config;
 use crate::engine::lock;
 use crate::engine::read_ahead::ReadAhead;
@@ -32,7 +32,13 @@ pub(super) struct WaveBufs<D: Device> {
     pub(super) descs: D::DevMem,
     pub(super) descs_host: D::PinMem,
     pub(super) report: D::PinMem,
+    /// The slot's index: its decoder.
+    pub(super) index: usize,
+    /// The slot's decode stream (`DECODE_STREAMS[index]`).
+    pub(super) decode_stream: &'static str,
     pub(super) h2d_done: D::Event,
+    /// Recorded on the slot's decode stream after its decode, waited for by `compute`.
+    pub(super) decoded_ev: D::Event,
     pub(super) done: D::Event,
 }
 
@@ -126,10 +132,12 @@ impl<D: Device> Engine<D> {
     ) -> Result<Self> {
         let Opened { dev, sizing, temp, in_align, out_align } = opened;
         let backend = Arc::clone(dev.sched());
+        let mut streams = vec!["h2d", "compute", "consumer"];
+        streams.extend(DECODE_STREAMS.iter().take(sizing.waves));
         let sched = Scheduler::new(
             Arc::clone(&backend),
             &SchedulerConfig {
-                streams: vec!["h2d", "compute", "consumer"],
+                streams,
                 movers: 1,
                 orderable_on_device: true,
             },
@@ -137,7 +145,7 @@ impl<D: Device> Engine<D> {
         .map_err(|e| gpu_err("scheduler", e))?;
         let n = cfg.batches_in_flight;
         let table = Arc::new(
-            EdgeTable::new(Arc::clone(&backend), n.max(WAVES))
+            EdgeTable::new(Arc::clone(&backend), n.max(sizing.waves))
                 .map_err(|e| gpu_err("edge table", e))?,
         );
         let batches = batch_pool(&dev, &table, n, &sizing)?;
@@ -147,7 +155,7 @@ impl<D: Device> Engine<D> {
             dev.alloc_device(DESC_BYTES as usize).map_err(|e| gpu_err("descriptor buffer", e))?;
         let end_descs =
             dev.alloc_device(DESC_BYTES as usize).map_err(|e| gpu_err("descriptor buffer", e))?;
-        let committed = sizing.device_bytes + temp;
+        let committed = sizing.device_bytes + temp * sizing.waves as u64;
         Ok(Self {
             dev,
             in_align: in_align.max(1),
@@ -157,7 +165,7 @@ impl<D: Device> Engine<D> {
             waves,
             held: Mutex::new(Held { leased: vec![false; n], closed: false, broken: None }),
             held_cv: Condvar::new(),
-            wave_free: Mutex::new(vec![true; WAVES]),
+            wave_free: Mutex::new(vec![true; sizing.waves]),
             wave_cv: Condvar::new(),
             ready,
             descs,
@@ -168,6 +176,12 @@ impl<D: Device> Engine<D> {
             faults,
             read_ahead,
         })
+    }
+
+    /// Waves whose reads may be with the workers while the submit thread waits for the
+    /// oldest: one fewer than the slots, so that one slot is always the device's.
+    pub(super) fn ahead(&self) -> usize {
+        self.sizing.waves.saturating_sub(1).max(1)
     }
 
     /// The CPU's current decode share, per mille.
@@ -429,8 +443,13 @@ fn wave_pool<D: Device>(
     let pad_staging = sizing.chunks * (STAGING_PAD + REGION_ALIGN);
     let pad_arena = sizing.chunks * REGION_ALIGN;
     let meta_bytes = meta_bytes(sizing.streams) as usize;
-    let mut slots = Vec::with_capacity(WAVES);
-    for _ in 0..WAVES {
+    let mut slots = Vec::with_capacity(sizing.waves);
+    for index in 0..sizing.waves {
+        let decode_stream = *DECODE_STREAMS.get(index).ok_or(Error::ConfigValue {
+            knob: "gpu_wave_slots",
+            value: sizing.waves as u64,
+            expected: "0 (auto) or 2 to 16",
+        })?;
         let st = (sizing.staging + pad_staging) as usize;
         let ar = (sizing.decompressed + pad_arena) as usize;
         let pinned = |len, what| dev.alloc_pinned(len).map_err(|e| gpu_err(what, e));
@@ -445,7 +464,10 @@ fn wave_pool<D: Device>(
             descs: device(DESC_BYTES as usize, "device descriptors")?,
             descs_host: pinned(DESC_BYTES as usize, "pinned descriptors")?,
             report: pinned(64, "pinned report")?,
+            index,
+            decode_stream,
             h2d_done: new_event(dev)?,
+            decoded_ev: new_event(dev)?,
             done: new_event(dev)?,
         });
     }

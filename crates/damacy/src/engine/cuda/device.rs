@@ -163,9 +163,16 @@ pub(crate) trait Device: Send + Sync + Debug + Sized + 'static {
     /// Chunks one decode call takes, `None` without a batched zstd decoder.
     fn decoder_capacity(&self) -> Option<usize>;
 
-    /// Enqueues a batched zstd decode; per-chunk failures land in the batch's statuses.
+    /// Enqueues a batched zstd decode with decoder `decoder` (one per wave slot, each with
+    /// its own temp memory); per-chunk failures land in the batch's statuses.
     ///
     /// # Safety
-    /// As `kernels::nvcomp::ZstdDecoder::decode`.
-    unsafe fn decode(&self, stream: &Self::Stream, batch: &ZstdBatch) -> kernels::Result<()>;
+    /// As `kernels::nvcomp::ZstdDecoder::decode`; and one decoder's calls must be ordered
+    /// (always enqueued on the same stream), since they share its temp memory.
+    unsafe fn decode(
+        &self,
+        decoder: usize,
+        stream: &Self::Stream,
+        batch: &ZstdBatch,
+    ) -> kernels::Result<()>;
 }

@@ -1,5 +1,5 @@
-//! One staged wave's device work: uploads on `h2d`; nvCOMP decode, raw block copies, the
-//! status reduction and the assembly on `compute`.
+//! One staged wave's device work: uploads on `h2d`; nvCOMP decode, raw block copies and
+//! the status reduction on the slot's decode stream; the assembly on `compute`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -72,8 +72,11 @@ impl MetaLayout {
 }
 
 impl<D: Device> Engine<D> {
-    /// Enqueues a staged wave's device work: uploads on `h2d`; nvCOMP decode, raw block
-    /// copies, the status reduction and the assembly on `compute`; records `done`. The
+    /// Enqueues a staged wave's device work: uploads on `h2d`; nvCOMP decode (the slot's
+    /// decoder), raw block copies and the status reduction on the slot's decode stream, so
+    /// that waves of different slots decode at once; the assembly on `compute`, in wave
+    /// order (the only stream that writes batch buffers); records `done` on `compute`,
+    /// after all of it. The
     /// state is the wave's after [`WaveWork::take_state`]: every chunk it marks staged or
     /// decoded can be placed.
     ///
@@ -108,12 +111,15 @@ impl<D: Device> Engine<D> {
             "metadata upload",
             self.dev.copy_range_to_device(h2d, &w.meta, 0, &w.meta_host, 0, layout.report as usize),
         )?;
+        let decode = self.cu(w.decode_stream)?;
         gs("cuEventRecord", self.dev.record(&w.h2d_done, h2d))?;
-        gs("cuStreamWaitEvent", self.dev.wait_in(&w.h2d_done, compute))?;
+        gs("cuStreamWaitEvent", self.dev.wait_in(&w.h2d_done, decode))?;
         gs("cuLaunchKernel", self.faults.driver(Fault::WaveSubmit, "cuLaunchKernel"))?;
-        self.decode_streams(&layout, max_len, compute)?;
-        self.copy_raw_blocks(&layout, compute)?;
-        self.reduce_statuses(&layout, w, compute)?;
+        self.decode_streams(&layout, max_len, w.index, decode)?;
+        self.copy_raw_blocks(&layout, decode)?;
+        self.reduce_statuses(&layout, w, decode)?;
+        gs("cuEventRecord", self.dev.record(&w.decoded_ev, decode))?;
+        gs("cuStreamWaitEvent", self.dev.wait_in(&w.decoded_ev, compute))?;
         self.assemble_wave(work, wave, state, w, out, compute)?;
         gs("cuEventRecord", self.dev.record(&w.done, compute))?;
         stats.h2d_bytes.fetch_add(
@@ -196,9 +202,15 @@ impl<D: Device> Engine<D> {
         })
     }
 
-    /// Decodes the wave's zstd streams with nvCOMP on `compute`, at most the decoder's
-    /// capacity per call; nothing without nvCOMP.
-    fn decode_streams(&self, l: &MetaLayout, max_len: u64, compute: &D::Stream) -> Result<()> {
+    /// Decodes the wave's zstd streams with nvCOMP decoder `decoder` on `stream` (the
+    /// slot's), at most the decoder's capacity per call; nothing without nvCOMP.
+    fn decode_streams(
+        &self,
+        l: &MetaLayout,
+        max_len: u64,
+        decoder: usize,
+        stream: &D::Stream,
+    ) -> Result<()> {
         let Some(cap) = self.dev.decoder_capacity() else { return Ok(()) };
         let n = l.streams;
         let mut i = 0;
@@ -217,31 +229,33 @@ impl<D: Device> Engine<D> {
             };
             // SAFETY: frames were checked on the host and staged whole; outputs are
             // disjoint arena regions of the given capacity.
-            unsafe { self.dev.decode(compute, &batch) }.map_err(|e| gpu_err("nvCOMP decode", e))?;
+            // The slot's decoder is only ever used on the slot's stream.
+            unsafe { self.dev.decode(decoder, stream, &batch) }
+                .map_err(|e| gpu_err("nvCOMP decode", e))?;
             i += m;
         }
         Ok(())
     }
 
-    /// Copies the wave's raw (uncompressed) blosc blocks into the arena on `compute`.
-    fn copy_raw_blocks(&self, l: &MetaLayout, compute: &D::Stream) -> Result<()> {
+    /// Copies the wave's raw (uncompressed) blosc blocks into the arena on `stream`.
+    fn copy_raw_blocks(&self, l: &MetaLayout, stream: &D::Stream) -> Result<()> {
         if l.raws == 0 {
             return Ok(());
         }
         // SAFETY: raw streams staged whole, destinations disjoint arena ranges.
         unsafe {
-            self.dev.memcpy_batch(compute, l.range(l.ranges, l.raws as u64 * 24), l.raws as u32)
+            self.dev.memcpy_batch(stream, l.range(l.ranges, l.raws as u64 * 24), l.raws as u32)
         }
         .map_err(|e| gpu_err("memcpy_batch", e))
     }
 
-    /// Reduces nvCOMP's statuses and sizes into the wave's report on `compute`, and copies
+    /// Reduces nvCOMP's statuses and sizes into the wave's report on `stream`, and copies
     /// the report into the slot's pinned memory.
-    fn reduce_statuses(&self, l: &MetaLayout, w: &WaveBufs<D>, compute: &D::Stream) -> Result<()> {
+    fn reduce_statuses(&self, l: &MetaLayout, w: &WaveBufs<D>, stream: &D::Stream) -> Result<()> {
         let n = l.streams;
         self.dev
             .status_reduce(
-                compute,
+                stream,
                 l.range(l.statuses, n as u64 * 4),
                 l.range(l.actual, l.n8()),
                 l.range(l.expected, l.n8()),
@@ -252,7 +266,7 @@ impl<D: Device> Engine<D> {
         // Read by the host only after `done`.
         gs(
             "report download",
-            self.dev.copy_range_to_pinned(compute, &w.report, 0, &w.meta, l.report as usize, 8),
+            self.dev.copy_range_to_pinned(stream, &w.report, 0, &w.meta, l.report as usize, 8),
         )
     }
 

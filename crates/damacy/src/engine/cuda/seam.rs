@@ -54,7 +54,7 @@ pub(crate) fn start_cuda(
     ctx: EngineCtx,
 ) -> Result<Box<dyn EngineApi>> {
     let opened = super::device::cuda::CudaDevice::open(cfg, device)?;
-    let nvcomp = opened.dev.decoder.is_some();
+    let nvcomp = !opened.dev.decoders.is_empty();
     Ok(Box::new(CudaEngine::start(cfg, opened, ctx, Running::Cuda { device, nvcomp })?))
 }
 
@@ -63,7 +63,7 @@ pub(crate) fn start_cuda(
 /// # Errors
 /// As `SimDevice::open` and [`CudaEngine::start`].
 pub(crate) fn start_simulated(cfg: &Config, ctx: EngineCtx) -> Result<Box<dyn EngineApi>> {
-    let opened = super::device::sim::SimDevice::open(cfg)?;
+    let opened = super::device::sim::SimDevice::open(cfg, Arc::clone(&ctx.faults))?;
     Ok(Box::new(CudaEngine::start(cfg, opened, ctx, Running::Simulated)?))
 }
 
@@ -186,6 +186,7 @@ impl<D: Device> EngineApi for CudaEngine<D> {
     fn add_stats(&self, s: &mut Stats) {
         s.gpu_bytes_committed = self.core.committed;
         s.gpu_wave_chunks = self.core.sizing.chunks;
+        s.gpu_wave_slots = self.core.sizing.waves as u64;
         s.cpu_decode_share_permille = self.core.cpu_share();
     }
 

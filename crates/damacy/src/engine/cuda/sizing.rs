@@ -3,9 +3,7 @@
 
 use planner::PlanLimits;
 
-use super::{
-    DESC_BYTES, MAX_GPU_STREAM, META_PER_STREAM, MIN_WAVE_BYTES, REGION_ALIGN, STAGING_PAD, WAVES,
-};
+use super::{DESC_BYTES, MAX_GPU_STREAM, META_PER_STREAM, MIN_WAVE_BYTES, REGION_ALIGN, STAGING_PAD};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -27,6 +25,8 @@ pub(super) struct Sizing {
     pub chunks: u64,
     /// Streams per wave sent to nvCOMP (more go to the CPU).
     pub streams: u64,
+    /// Wave slots, each with its own decoder (nvCOMP temp buffer) and decode stream.
+    pub waves: usize,
     /// Device bytes committed, without nvCOMP's temp buffer.
     pub device_bytes: u64,
     /// Pinned bytes committed.
@@ -59,9 +59,11 @@ pub(super) fn meta_bytes(streams: u64) -> u64 {
 /// # Errors
 /// `Budget` naming `max_gpu_memory_bytes` or `max_pinned_host_bytes` and the minimum
 /// that would do (nvCOMP's temp buffer, `temp`, is counted against the GPU budget).
-fn size(cfg: &Config, temp: u64, chunks: u64) -> Result<Sizing> {
+fn size(cfg: &Config, temp: u64, chunks: u64, slots: usize) -> Result<Sizing> {
     let streams = chunks * 4;
-    let waves = WAVES as u64;
+    let waves = slots as u64;
+    // Every slot decodes with a decoder of its own.
+    let temp = temp.checked_mul(waves).ok_or(Error::ConfigOverflow { knob: "gpu_wave_slots" })?;
     let over = |knob| Error::ConfigOverflow { knob };
     let batch_bytes = cfg
         .batch_elements()?
@@ -101,27 +103,119 @@ fn size(cfg: &Config, temp: u64, chunks: u64) -> Result<Sizing> {
     let (staging, decompressed) = (per, per);
     let device_bytes = batches + fixed - temp + waves * (staging + decompressed);
     let pinned_bytes = pinned_fixed + waves * (staging + decompressed);
-    Ok(Sizing { batch_bytes, staging, decompressed, chunks, streams, device_bytes, pinned_bytes })
+    Ok(Sizing {
+        batch_bytes,
+        staging,
+        decompressed,
+        chunks,
+        streams,
+        waves: slots,
+        device_bytes,
+        pinned_bytes,
+    })
 }
 
-/// The largest wave whose buffers fit the budgets with bytes enough to fill it (128 KiB
-/// per chunk on average), with the decoder's temp bytes for it (`temp(chunks)`: nvCOMP's,
-/// 0 without nvCOMP or on the simulated device).
+/// Wave slot counts the automatic choice considers, most first.
+const AUTO_SLOTS: [usize; 5] = [8, 6, 4, 3, 2];
+/// Chunks in flight on the device beyond which more do not speed nvCOMP up (8192 chunks
+/// in one call already fill the H200) and only cost memory.
+const USEFUL_CHUNKS_IN_FLIGHT: u64 = 16_384;
+
+/// The buffers for `cfg`: with `gpu_wave_slots` fixed, the largest wave whose buffers fit
+/// the budgets with bytes enough to fill it (128 KiB per chunk on average); with `0`
+/// (auto), of every slot count in `AUTO_SLOTS` and every wave size, the choice with the
+/// most chunks in flight (slots × chunks per wave, counted up to
+/// `USEFUL_CHUNKS_IN_FLIGHT`), more slots on a tie (small batches fill small waves only,
+/// so they gain from slots, not from wave size). Each slot holds a decoder with temp bytes
+/// `temp(chunks)` (nvCOMP's; 0 without nvCOMP or on the simulated device).
+///
+/// Returns the sizing and one decoder's temp bytes.
 ///
 /// # Errors
 /// Otherwise the smallest candidate's error, which names the least budget that would do;
 /// `temp`'s error (nvCOMP cannot size its temp buffer).
 pub(super) fn choose(cfg: &Config, temp: &dyn Fn(u64) -> Result<u64>) -> Result<(Sizing, u64)> {
+    let fixed = [cfg.gpu_wave_slots];
+    let slot_counts: &[usize] = if cfg.gpu_wave_slots == 0 { &AUTO_SLOTS } else { &fixed };
     let mut smallest_err = None;
-    for (i, &chunks) in WAVE_CHUNKS.iter().enumerate() {
-        let temp = temp(chunks)?;
-        match size(cfg, temp, chunks) {
-            Ok(s) if s.decompressed >= chunks * (128 << 10) || i + 1 == WAVE_CHUNKS.len() => {
-                return Ok((s, temp));
+    let mut best: Option<(Sizing, u64)> = None;
+    for &slots in slot_counts {
+        for (i, &chunks) in WAVE_CHUNKS.iter().enumerate() {
+            let t = temp(chunks)?;
+            match size(cfg, t, chunks, slots) {
+                Ok(s) if s.decompressed >= chunks * (128 << 10) || i + 1 == WAVE_CHUNKS.len() => {
+                    let in_flight = |s: &Sizing| (s.waves as u64 * s.chunks).min(USEFUL_CHUNKS_IN_FLIGHT);
+                    // Slot counts come most first, so a tie keeps the earlier (more slots).
+                    if best.as_ref().is_none_or(|(b, _)| in_flight(&s) > in_flight(b)) {
+                        best = Some((s, t));
+                    }
+                    // Smaller waves of this slot count have fewer chunks in flight.
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => smallest_err = Some(e),
             }
-            Ok(_) => {}
-            Err(e) => smallest_err = Some(e),
         }
     }
-    Err(smallest_err.unwrap_or(Error::Closed))
+    best.ok_or(smallest_err.unwrap_or(Error::Closed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// nvCOMP 6's temp size on the H200: about 3 bytes per byte of chunks × 256 KiB.
+    fn nvcomp_like(chunks: u64) -> Result<u64> {
+        Ok(chunks * MAX_GPU_STREAM * 3)
+    }
+
+    fn cfg(gpu: u64, pinned: u64, slots: usize) -> Config {
+        Config::builder()
+            .sample_shape([128, 128, 128])
+            .samples_per_batch(128)
+            .max_gpu_memory_bytes(gpu)
+            .max_pinned_host_bytes(pinned)
+            .gpu_wave_slots(slots)
+            .build()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn fixed_slots_take_the_largest_wave_that_fits_with_a_decoder_each() {
+        // The bench's budgets: 24 GiB device, 8 GiB pinned; 3 GiB of batch buffers.
+        let c = cfg(24 << 30, 8 << 30, 3);
+        let (s, t) = choose(&c, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.waves, s.chunks), (3, 4096));
+        assert_eq!(t, 4096 * MAX_GPU_STREAM * 3);
+        assert!(s.device_bytes + 3 * t <= 24 << 30);
+        // Every decoder's temp is counted: with three 6 GiB temps, 8192-chunk waves would
+        // get under 128 KiB a chunk.
+        let big = size(&c, nvcomp_like(8192).unwrap_or(0), 8192, 3).unwrap_or_else(|e| panic!("{e}"));
+        assert!(big.decompressed < 8192 * (128 << 10), "{big:?}");
+        let c = cfg(24 << 30, 8 << 30, 2);
+        assert_eq!(choose(&c, &nvcomp_like).map(|(s, _)| (s.waves, s.chunks)).ok(), Some((2, 8192)));
+    }
+
+    #[test]
+    fn auto_takes_the_most_chunks_in_flight_then_the_most_slots() {
+        let c = cfg(24 << 30, 8 << 30, 0);
+        let (s, _) = choose(&c, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        // 8 x 2048 = 16,384 chunks in flight, as many as 2 x 8192 or 4 x 4096 would hold.
+        assert_eq!((s.waves, s.chunks), (8, 2048));
+        assert!(s.device_bytes + 8 * nvcomp_like(2048).unwrap_or(0) <= 24 << 30);
+        // The library defaults (4 GiB, 1 GiB pinned) still open, with fewer chunks.
+        let c = cfg(4 << 30, 1 << 30, 0);
+        let (s, t) = choose(&c, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.waves >= 2 && s.device_bytes + s.waves as u64 * t <= 4 << 30, "{s:?}");
+        assert!(s.pinned_bytes <= 1 << 30, "{s:?}");
+    }
+
+    #[test]
+    fn too_small_budgets_name_the_knob() {
+        let c = cfg(1 << 30, 1 << 30, 0);
+        match choose(&c, &nvcomp_like) {
+            Err(Error::Budget { knob, .. }) => assert_eq!(knob, "max_gpu_memory_bytes"),
+            other => panic!("expected Budget, got {other:?}"),
+        }
+    }
 }

@@ -13,7 +13,7 @@ use super::core::{BatchLease, Engine, WaveBufs, WaveLease};
 use super::device::Device;
 use super::harvest::{Failure, ToHarvest, ToHarvestMsg};
 use super::stage::{BatchCtx, ChunkState, Region, StageMem, WaveJob, WaveState, WaveWork};
-use super::{AHEAD, REGION_ALIGN, STAGING_PAD, align_up, gs};
+use super::{REGION_ALIGN, STAGING_PAD, align_up, gs};
 use crate::engine::JobTx;
 use crate::error::{Error, PlanFault, Result, SampleError};
 use crate::fault::Fault;
@@ -101,7 +101,7 @@ struct Submitter<'a, D: Device, M, P> {
 }
 
 impl<D: Device> Engine<D> {
-    /// The submit thread: takes planned batches in order, keeps up to `AHEAD` waves'
+    /// The submit thread: takes planned batches in order, keeps up to `ahead()` waves'
     /// reads with the decode workers while it submits the oldest wave's device work, and
     /// tells the harvest thread about every wave and batch, in order.
     pub(super) fn submit_loop<M, P>(
@@ -214,13 +214,16 @@ impl<D: Device> Engine<D> {
         Ok(errors)
     }
 
-    /// Records a wave slot's `done` after everything enqueued so far on `h2d` and
-    /// `compute`, so that it covers whatever part of a failed wave's device work was
-    /// enqueued before the harvest thread frees the slot.
+    /// Records a wave slot's `done` after everything enqueued so far on `h2d`, the slot's
+    /// decode stream and `compute`, so that it covers whatever part of a failed wave's
+    /// device work was enqueued before the harvest thread frees the slot.
     fn fence_wave(&self, w: &WaveBufs<D>) -> Result<()> {
-        let (h2d, compute) = (self.cu("h2d")?, self.cu("compute")?);
+        let (h2d, decode, compute) =
+            (self.cu("h2d")?, self.cu(w.decode_stream)?, self.cu("compute")?);
         gs("cuEventRecord", self.dev.record(&w.h2d_done, h2d))?;
-        gs("cuStreamWaitEvent", self.dev.wait_in(&w.h2d_done, compute))?;
+        gs("cuStreamWaitEvent", self.dev.wait_in(&w.h2d_done, decode))?;
+        gs("cuEventRecord", self.dev.record(&w.decoded_ev, decode))?;
+        gs("cuStreamWaitEvent", self.dev.wait_in(&w.decoded_ev, compute))?;
         gs("cuEventRecord", self.dev.record(&w.done, compute))
     }
 }
@@ -296,13 +299,13 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
         let _ = self.out.send(ToHarvestMsg(m));
     }
 
-    /// Top up: dispatches reads of upcoming waves (up to `AHEAD`) while the oldest is
+    /// Top up: dispatches reads of upcoming waves (up to [`Engine::ahead`]) while the oldest is
     /// outstanding. Blocks on input, a batch buffer or a wave slot only when nothing is
     /// queued to submit.
     fn top_up(&mut self) {
         loop {
             let waves_ahead = self.queue.iter().filter(|a| matches!(a, Ahead::Wave { .. })).count();
-            if waves_ahead >= AHEAD {
+            if waves_ahead >= self.engine.ahead() {
                 break;
             }
             let block = self.queue.is_empty();

@@ -16,12 +16,13 @@ use crate::engine::cuda::stage::StageMem;
 use crate::engine::cuda::{MAX_GPU_STREAM, gpu_err, gs};
 use crate::error::{Error, Result, Unavailable};
 
-/// A GPU with its kernels and, when nvCOMP loaded, its decoder.
+/// A GPU with its kernels and, when nvCOMP loaded, a decoder per wave slot.
 #[derive(Debug)]
 pub(crate) struct CudaDevice {
     pub(crate) backend: Arc<CudaBackend>,
     pub(crate) kernels: Arc<Kernels>,
-    pub(crate) decoder: Option<ZstdDecoder>,
+    /// One per wave slot (each owns its temp buffer); empty without nvCOMP.
+    pub(crate) decoders: Vec<ZstdDecoder>,
 }
 
 impl CudaDevice {
@@ -59,15 +60,22 @@ impl CudaDevice {
             None => Ok(0),
         };
         let (sizing, temp) = choose(cfg, &temp)?;
-        let decoder = match lib {
-            Some(l) => Some(
-                ZstdDecoder::new(l, &backend, sizing.chunks as usize, MAX_GPU_STREAM as usize)
+        let mut decoders = Vec::new();
+        if let Some(l) = lib {
+            for _ in 0..sizing.waves {
+                decoders.push(
+                    ZstdDecoder::new(
+                        Arc::clone(&l),
+                        &backend,
+                        sizing.chunks as usize,
+                        MAX_GPU_STREAM as usize,
+                    )
                     .map_err(|e| gpu_err("nvCOMP decoder", e))?,
-            ),
-            None => None,
-        };
+                );
+            }
+        }
         Ok(Opened {
-            dev: Self { backend, kernels, decoder },
+            dev: Self { backend, kernels, decoders },
             sizing,
             temp,
             in_align: align.input as u64,
@@ -227,11 +235,16 @@ impl Device for CudaDevice {
     }
 
     fn decoder_capacity(&self) -> Option<usize> {
-        self.decoder.as_ref().map(|d| d.capacity().0)
+        self.decoders.first().map(|d| d.capacity().0)
     }
 
-    unsafe fn decode(&self, stream: &CudaStreamHandle, batch: &ZstdBatch) -> kernels::Result<()> {
-        match &self.decoder {
+    unsafe fn decode(
+        &self,
+        decoder: usize,
+        stream: &CudaStreamHandle,
+        batch: &ZstdBatch,
+    ) -> kernels::Result<()> {
+        match self.decoders.get(decoder) {
             // SAFETY: the caller's contract.
             Some(d) => unsafe { d.decode(stream, batch) },
             None => Err(kernels::Error::NvcompMissing { searched: Vec::new() }),

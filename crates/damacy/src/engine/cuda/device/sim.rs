@@ -9,7 +9,8 @@
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use gpu_schedule::{Backend as _, HostBackend, HostEvent, HostStream, StallMeter};
 use kernels::{DeviceRange, ZstdBatch};
@@ -21,6 +22,7 @@ use crate::engine::cuda::core::Opened;
 use crate::engine::cuda::sizing::choose;
 use crate::engine::cuda::stage::StageMem;
 use crate::error::Result;
+use crate::fault::{Fault, Faults};
 
 /// Alignment of every simulated allocation (`cuMemAlloc` aligns to 256 bytes).
 const ALIGN: usize = 256;
@@ -33,6 +35,34 @@ pub(crate) struct SimDevice {
     /// a GPU).
     decode_chunks: Option<usize>,
     meter: Arc<StallMeter>,
+    /// The pipeline's armed faults (`DecodeRendezvous` acts here).
+    faults: Arc<Faults>,
+    /// Decode payloads that arrived at the rendezvous so far.
+    met: Arc<(Mutex<u64>, Condvar)>,
+}
+
+/// How long a decode payload waits at the rendezvous for its partner before it fails.
+const RENDEZVOUS_LIMIT: Duration = Duration::from_secs(60);
+
+/// The `DecodeRendezvous` fault's meeting: the odd arrival waits for the next one.
+fn rendezvous(met: &(Mutex<u64>, Condvar)) -> kernels::Result<()> {
+    let (lock, cv) = met;
+    let mut n = lock.lock().unwrap_or_else(|e| e.into_inner());
+    *n += 1;
+    let me = *n;
+    cv.notify_all();
+    if me % 2 == 0 {
+        return Ok(());
+    }
+    let (n, timeout) = cv
+        .wait_timeout_while(n, RENDEZVOUS_LIMIT, |n| *n == me)
+        .unwrap_or_else(|e| e.into_inner());
+    drop(n);
+    if timeout.timed_out() {
+        // The only way to tell the test: a failed decode call, as nvCOMP's would be.
+        return Err(kernels::Error::Nvcomp { call: "decode rendezvous (injected)", status: -1 });
+    }
+    Ok(())
 }
 
 /// The alignment the simulated decoder asks of compressed inputs and decoded outputs,
@@ -45,12 +75,14 @@ impl SimDevice {
     ///
     /// # Errors
     /// `Budget` when a budget is too small.
-    pub(in crate::engine::cuda) fn open(cfg: &Config) -> Result<Opened<Self>> {
+    pub(in crate::engine::cuda) fn open(cfg: &Config, faults: Arc<Faults>) -> Result<Opened<Self>> {
         let (sizing, temp) = choose(cfg, &|_| Ok(0))?;
         let dev = Self {
             backend: Arc::new(HostBackend::new()),
             decode_chunks: (!kernels::search::nvcomp_disabled()).then_some(sizing.chunks as usize),
             meter: Arc::new(StallMeter::default()),
+            faults,
+            met: Arc::new((Mutex::new(0), Condvar::new())),
         };
         Ok(Opened { dev, sizing, temp, in_align: SIM_ALIGN, out_align: SIM_ALIGN })
     }
@@ -338,7 +370,13 @@ impl Device for SimDevice {
         self.decode_chunks
     }
 
-    unsafe fn decode(&self, stream: &HostStream, batch: &ZstdBatch) -> kernels::Result<()> {
+    unsafe fn decode(
+        &self,
+        _decoder: usize,
+        stream: &HostStream,
+        batch: &ZstdBatch,
+    ) -> kernels::Result<()> {
+        // The host twin keeps no state between calls: every decoder is the same.
         let limit = self.decode_chunks.unwrap_or(0);
         if batch.chunks > limit {
             return Err(kernels::Error::BatchTooLarge {
@@ -350,8 +388,14 @@ impl Device for SimDevice {
         }
         kernels::host::check_zstd_decode(batch)?;
         let batch = *batch;
+        let meet = self.faults.fire(Fault::DecodeRendezvous).then(|| Arc::clone(&self.met));
         // SAFETY: the caller's contract, in stream order.
-        let run = move || unsafe { kernels::host::zstd_decode(&batch) };
+        let run = move || {
+            if let Some(met) = meet {
+                rendezvous(&met)?;
+            }
+            unsafe { kernels::host::zstd_decode(&batch) }
+        };
         Ok(self.enqueue(stream, "nvcompBatchedZstdDecompressAsync", run)?)
     }
 }
