@@ -155,6 +155,16 @@ pub enum Error {
         /// The offending value.
         value: u64,
     },
+    /// A frame verdict read back from the device carries a code that no
+    /// [`crate::zstd_frame::FrameFault`] has (the verdict array was not written by the
+    /// frame check, or was overwritten).
+    #[error(
+        "zstd frame check: verdict code {code} is no known fault (was the verdict array written by the check?)"
+    )]
+    FrameVerdictCode {
+        /// The code read.
+        code: u32,
+    },
     /// A decode batch is larger than the decoder was sized for.
     #[error(
         "nvCOMP batch of {chunks} chunks (largest {max_chunk_bytes} bytes) exceeds the decoder's {limit_chunks} chunks of {limit_chunk_bytes} bytes"
