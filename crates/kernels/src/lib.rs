@@ -12,19 +12,21 @@
 //! - **zstd frame check**: the device twin of [`check_zstd_frame`], one verdict per frame
 //!   of an nvCOMP batch, for frames the host never saw (GPUDirect Storage reads).
 //!
-//! Host-side descriptor packing ([`desc`]) and the nvCOMP library search ([`search`]) are
-//! always compiled and tested. Everything that touches CUDA lives behind the `cuda`
+//! Host-side descriptor packing ([`desc`]), the library searches ([`search`]) and the
+//! cuFile binding's loading and completion logic ([`cufile`]) are always compiled and
+//! tested. Everything that touches CUDA lives behind the `cuda`
 //! feature: [`Kernels`] (the per-device compiled module and its typed launch wrappers),
 //! [`mem`] (small synchronous upload/download helpers) and [`nvcomp`] (batched zstd
-//! decode through a `dlopen`ed `libnvcomp.so`). Without the feature the crate is this
+//! decode through a `dlopen`ed `libnvcomp.so`) and [`cufile`]'s owning types (GPUDirect
+//! Storage reads into registered device buffers, ordered on CUDA streams). Without the feature the crate is this
 //! host surface only, so the workspace builds on machines without CUDA.
 
 pub mod cast;
+pub mod cufile;
 pub mod desc;
 pub mod error;
 pub mod host;
 pub mod search;
-#[cfg(feature = "cuda")]
 mod sync;
 pub mod zstd_frame;
 

@@ -2,6 +2,7 @@
 //! search order, errors without CUDA) always; `_gpu` tests with the `cuda` feature, run
 //! on a GPU host by `cargo xtask test-gpu` or the bundle's `run.sh test`.
 
+mod cufile;
 mod frame_cases;
 mod frames;
 #[cfg(feature = "cuda")]
