@@ -36,7 +36,7 @@ pub use driver::{Driver, FileHandle};
 
 use crate::error::{Error, Result};
 use crate::search::{CUFILE, Candidate, SearchInputs, candidates_for};
-use crate::sync::{Arc, AtomicU64, Mutex, OnceLock, Ordering, Weak};
+use crate::sync::{Arc, AtomicU64, Mutex, OnceLock, Ordering};
 
 /// `CUFILEOP_BASE_ERR`: cuFile's own error codes are `5000 + n`.
 pub const OP_BASE_ERR: i32 = 5000;
@@ -253,7 +253,7 @@ pub struct CufileLib {
     counters: Counters,
     /// The driver session opened through this library, while any owner holds it (see
     /// [`Driver::open`]).
-    pub(crate) session: Mutex<Weak<driver::Session>>,
+    pub(crate) session: Mutex<driver::SessionSlot>,
     // Last: the function pointers above must not outlive it (fields drop in order).
     _lib: libloading::Library,
 }
@@ -312,7 +312,7 @@ impl CufileLib {
                     stream_register: symbol(&lib, &path, raw::STREAM_REGISTER)?,
                     stream_deregister: symbol(&lib, &path, raw::STREAM_DEREGISTER)?,
                     counters: Counters::default(),
-                    session: Mutex::new(Weak::new()),
+                    session: Mutex::new(driver::SessionSlot::default()),
                     path,
                     _lib: lib,
                 });

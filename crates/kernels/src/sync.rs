@@ -4,5 +4,7 @@
 
 #[cfg(test)]
 pub(crate) use std::sync::Condvar;
+#[cfg(all(test, feature = "cuda"))]
+pub(crate) use std::sync::MutexGuard;
 pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};

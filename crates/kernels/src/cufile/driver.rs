@@ -6,19 +6,35 @@ use std::os::fd::AsRawFd;
 
 use super::{CufileLib, DriverProperties, raw};
 use crate::error::Result;
-use crate::sync::{Arc, PoisonError};
+use crate::sync::{Arc, PoisonError, Weak};
+
+/// Which driver session of a library is live, and whether the driver is open.
+#[derive(Debug, Default)]
+pub(crate) struct SessionSlot {
+    live: Weak<Session>,
+    open: bool,
+    generation: u64,
+}
 
 /// An open driver session: `cuFileDriverClose` runs when the last [`Driver`] clone (and
-/// every registration made under it, each holding one) is dropped.
+/// every registration made under it, each holding one) is dropped, unless a newer session
+/// took the open driver over meanwhile.
 #[derive(Debug)]
 pub(crate) struct Session {
     lib: Arc<CufileLib>,
+    generation: u64,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // Nothing to do about a failing close at teardown; the counts show it.
-        let _ = self.lib.driver_close();
+        // Under the slot's lock, so that an open racing with this close either took the
+        // driver over (a newer generation: no close) or waits for the close to finish.
+        let mut slot = self.lib.session.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.generation == self.generation && slot.open {
+            slot.open = false;
+            // Nothing to do about a failing close at teardown; the counts show it.
+            let _ = self.lib.driver_close();
+        }
     }
 }
 
@@ -30,20 +46,26 @@ pub struct Driver {
 
 impl Driver {
     /// Opens the driver through `lib`, or joins the session already open through it (the
-    /// driver is process-wide state in libcufile: opening it twice is an error).
+    /// driver is process-wide state in libcufile, opened once).
     ///
     /// # Errors
     /// [`crate::Error::Cufile`] when `cuFileDriverOpen` fails (without nvidia-fs and with
     /// compat mode not allowed: `CU_FILE_DRIVER_NOT_INITIALIZED`; set
     /// `CUFILE_FORCE_COMPAT_MODE=true` or allow compat mode in `cufile.json`).
     pub fn open(lib: &Arc<CufileLib>) -> Result<Self> {
+        // Held across the open on purpose: two first users must not both open the
+        // driver (it happens once per session, not per read).
         let mut slot = lib.session.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(session) = slot.upgrade() {
+        if let Some(session) = slot.live.upgrade() {
             return Ok(Self { session });
         }
-        lib.driver_open()?;
-        let session = Arc::new(Session { lib: Arc::clone(lib) });
-        *slot = Arc::downgrade(&session);
+        if !slot.open {
+            lib.driver_open()?;
+            slot.open = true;
+        }
+        slot.generation += 1;
+        let session = Arc::new(Session { lib: Arc::clone(lib), generation: slot.generation });
+        slot.live = Arc::downgrade(&session);
         Ok(Self { session })
     }
 
