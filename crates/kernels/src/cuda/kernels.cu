@@ -479,7 +479,7 @@ __device__ FrameVerdict zf_check(const u8* f, u64 len, u64 expected) {
 // One thread per frame (grid-stride): the arrays nvCOMP's batched decode takes (frame
 // pointers, compressed sizes, the decoded size each frame must declare), one verdict out.
 extern "C" __global__ void damacy_zstd_frame_check(const u64* __restrict__ comp_ptrs, const u64* __restrict__ comp_bytes, const u64* __restrict__ expected, u32 n, FrameVerdict* __restrict__ verdicts) {
-    for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
         verdicts[i] = zf_check((const u8*)comp_ptrs[i], comp_bytes[i], expected[i]);
     }
 }
