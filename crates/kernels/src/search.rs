@@ -34,15 +34,17 @@ pub const NVCOMP: LibrarySpec =
     LibrarySpec { env: NVCOMP_ENV, sonames: &NVCOMP_SONAMES, wheel_dirs: &WHEEL_LIB_DIRS };
 
 /// The environment variable naming cuFile's library (`libcufile.so`), or a folder holding
-/// it (the `nvidia-cufile` wheel's root, its `nvidia/cufile` folder, or its `lib`).
+/// it (an unpacked `nvidia-cufile` wheel's root or Python site-packages, or the library's
+/// own folder).
 pub const CUFILE_ENV: &str = "DAMACY_CUFILE_LIB";
 
 /// cuFile (GPUDirect Storage): [`CUFILE_ENV`], `libcufile.so.0`, the `nvidia-cufile`
-/// wheels (`nvidia/cufile/lib`).
+/// wheels (`nvidia/cu13/lib` in the CUDA 13 wheel `nvidia-cufile` 1.20, `nvidia/cufile/lib`
+/// in `nvidia-cufile-cu12`).
 pub const CUFILE: LibrarySpec = LibrarySpec {
     env: CUFILE_ENV,
     sonames: &["libcufile.so.0", "libcufile.so"],
-    wheel_dirs: &["nvidia/cufile/lib", "nvidia/cufile/lib64"],
+    wheel_dirs: &["nvidia/cu13/lib", "nvidia/cufile/lib", "nvidia/cufile/lib64"],
 };
 
 /// The inputs of the search, gathered from the process environment by

@@ -24,15 +24,14 @@ fn cufile_search_order_is_env_then_loader_then_wheels() {
     let files = |d: PathBuf| {
         ["libcufile.so.0", "libcufile.so"].into_iter().map(move |n| Candidate::File(d.join(n)))
     };
+    let wheel = ["nvidia/cu13/lib", "nvidia/cufile/lib", "nvidia/cufile/lib64"];
     let mut want: Vec<Candidate> = files(dir.clone()).collect();
-    want.extend(files(dir.join("nvidia/cufile/lib")));
-    want.extend(files(dir.join("nvidia/cufile/lib64")));
+    want.extend(wheel.iter().flat_map(|w| files(dir.join(w))));
     want.extend(files(dir.join("lib64")));
     want.extend(files(dir.join("lib")));
     want.push(Candidate::Soname("libcufile.so.0"));
     want.push(Candidate::Soname("libcufile.so"));
-    want.extend(files(root.join("nvidia/cufile/lib")));
-    want.extend(files(root.join("nvidia/cufile/lib64")));
+    want.extend(wheel.iter().flat_map(|w| files(root.join(w))));
     assert_eq!(c, want);
     // The nvCOMP search is unchanged by the generalization.
     assert_eq!(

@@ -1,7 +1,10 @@
 //! GPU tests (`_gpu`) of the cuFile binding: the completion contract behind a host-side
 //! barrier, 100 pipelines on fresh streams, and teardown with a read in flight. They need
-//! a GPU and libcufile (`DAMACY_CUFILE_LIB`); without nvidia-fs, run them with
-//! `CUFILE_FORCE_COMPAT_MODE=true`. They take one lock, so they never overlap.
+//! a GPU and libcufile (`DAMACY_CUFILE_LIB`: the library, or an unpacked `nvidia-cufile`
+//! wheel or site-packages); without nvidia-fs, run them with
+//! `CUFILE_FORCE_COMPAT_MODE=true`. Test files go to `DAMACY_GDS_TEST_DIR` (default: the
+//! temp folder; point it at a disk-backed folder if cuFile refuses tmpfs). They take one
+//! lock, so they never overlap.
 
 use std::fs::File;
 use std::path::PathBuf;
