@@ -2,7 +2,7 @@
 //! through a `dlopen`ed `libcufile.so`, so compressed bytes need no bounce through pinned
 //! host memory (signatures from NVIDIA's `cufile.h`).
 //!
-//! Three levels, as the house style asks (and as [`crate::nvcomp`] does): [`raw`] holds
+//! Three levels, as the house style asks (and as the `nvcomp` module does): [`raw`] holds
 //! the C types and function pointer types; [`CufileLib`] loads the library (searching as
 //! [`crate::search::CUFILE`] says: `DAMACY_CUFILE_LIB`, the loader, the `nvidia-cufile`
 //! wheel) and wraps each call into a `Result`, counting every registration and
