@@ -8,6 +8,7 @@ use bytemuck::{Pod, Zeroable};
 use zarr::{DataType, OutDtype};
 
 use crate::error::{Error, Result};
+use crate::zstd_frame::FrameFault;
 
 /// Most axes a box may have (the CUDA structs hold arrays of this length). Arrays of
 /// higher rank are refused with [`Error::RankTooLarge`]; the host engine handles up to 32.
@@ -479,6 +480,101 @@ pub struct ZstdBatch {
     pub out_actual: DeviceRange,
     /// Written: `nvcompStatus_t` per chunk.
     pub statuses: DeviceRange,
+}
+
+/// The frames of one device frame check (`Kernels::check_zstd_frames`, or its host twin
+/// [`crate::host::check_zstd_frames`]): device arrays of `count` `u64` entries each, the
+/// same arrays nvCOMP's batched decode takes ([`ZstdFrames::of_batch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ZstdFrames {
+    /// Number of frames.
+    pub count: u32,
+    /// Device pointers to each compressed frame.
+    pub comp_ptrs: DeviceRange,
+    /// Compressed sizes.
+    pub comp_bytes: DeviceRange,
+    /// The decoded size each frame must declare (nvCOMP's output capacities, which the
+    /// engine sizes to the chunk's decoded size).
+    pub expected: DeviceRange,
+}
+
+impl ZstdFrames {
+    /// The frames of an nvCOMP batch, each expected to decode to its output capacity.
+    ///
+    /// # Errors
+    /// [`Error::Overflow`] for a batch of more than `u32::MAX` chunks.
+    pub fn of_batch(batch: &ZstdBatch) -> Result<Self> {
+        let count = u32::try_from(batch.chunks)
+            .map_err(|_| Error::Overflow { index: 0, what: "zstd frame check count" })?;
+        Ok(Self {
+            count,
+            comp_ptrs: batch.comp_ptrs,
+            comp_bytes: batch.comp_bytes,
+            expected: batch.out_capacity,
+        })
+    }
+}
+
+/// The verdict of the frame check on one frame (`struct FrameVerdict` in `kernels.cu`):
+/// `code` 0 when the frame passed, else a [`FrameFault`] code with the byte offset and
+/// value that [`crate::check_zstd_frame`] reports for the same frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct FrameVerdict {
+    /// 0, or [`FrameFault::code`].
+    pub code: u32,
+    /// Keeps `offset` 8-byte aligned.
+    pub pad: u32,
+    /// Byte offset of the fault in the frame.
+    pub offset: u64,
+    /// The offending value.
+    pub value: u64,
+}
+
+impl FrameVerdict {
+    /// Bytes of one verdict in device memory.
+    pub const BYTES: u64 = 24;
+
+    /// The verdict of a passing frame.
+    pub const OK: Self = Self { code: 0, pad: 0, offset: 0, value: 0 };
+
+    /// The verdict that stands for a result of [`crate::check_zstd_frame`]; `None` for an
+    /// error that is not a frame fault.
+    pub fn of_check(r: &Result<()>) -> Option<Self> {
+        match r {
+            Ok(()) => Some(Self::OK),
+            Err(Error::ZstdFrame { reason, offset, value }) => Some(Self {
+                code: FrameFault::from_reason(reason)?.code(),
+                pad: 0,
+                offset: *offset as u64,
+                value: *value,
+            }),
+            Err(_) => None,
+        }
+    }
+
+    /// The verdict as [`crate::check_zstd_frame`]'s result for the frame.
+    ///
+    /// # Errors
+    /// [`Error::ZstdFrame`] for a failed frame, exactly as the host check gives it;
+    /// [`Error::FrameVerdictCode`] for a code no fault has (a verdict buffer the kernel
+    /// did not write); [`Error::Overflow`] for an offset past `usize`.
+    pub fn result(&self) -> Result<()> {
+        if self.code == 0 {
+            return Ok(());
+        }
+        let fault =
+            FrameFault::from_code(self.code).ok_or(Error::FrameVerdictCode { code: self.code })?;
+        let offset = usize::try_from(self.offset)
+            .map_err(|_| Error::Overflow { index: 0, what: "frame verdict offset" })?;
+        Err(fault.error(offset, self.value))
+    }
+
+    /// Verdicts from the bytes of a verdict array read back from the device (a trailing
+    /// partial verdict is ignored).
+    pub fn from_bytes(bytes: &[u8]) -> Vec<Self> {
+        bytes.chunks_exact(Self::BYTES as usize).map(bytemuck::pod_read_unaligned).collect()
+    }
 }
 
 /// The outcome of a decode-status reduction, as read back from its two device words.

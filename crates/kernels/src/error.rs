@@ -145,6 +145,59 @@ pub enum Error {
         /// The `nvcompStatus_t` value.
         status: i32,
     },
+    /// No cuFile (GPUDirect Storage) library was found.
+    #[error(
+        "libcufile.so was not found (searched {searched:?}); set DAMACY_CUFILE_LIB to the library or an unpacked nvidia-cufile wheel"
+    )]
+    CufileMissing {
+        /// Every path or name tried, in order.
+        searched: Vec<PathBuf>,
+    },
+    /// The cuFile library lacks a symbol this binding needs.
+    #[error(
+        "{library:?} has no symbol {symbol} (a cuFile with stream APIs, CUDA 12.2 or later, is required)"
+    )]
+    CufileSymbol {
+        /// The library.
+        library: PathBuf,
+        /// The symbol.
+        symbol: &'static str,
+    },
+    /// A cuFile call returned an error status (`CUfileError_t`).
+    #[error(
+        "cuFile {call} failed: {} ({err}){}",
+        crate::cufile::op_error_name(*err),
+        if *err == crate::cufile::CUDA_DRIVER_ERROR { format!(", CUDA driver error {cu_err}") } else { String::new() }
+    )]
+    Cufile {
+        /// The entry point.
+        call: &'static str,
+        /// The `CUfileOpError` value.
+        err: i32,
+        /// The `CUresult`, when `err` is `CU_FILE_CUDA_DRIVER_ERROR`.
+        cu_err: i32,
+    },
+    /// A cuFile read reported a failure in its byte count (a negative `errno` or a negated
+    /// `CUfileOpError`).
+    #[error("cuFile {call}: the read failed with {} ({code})", crate::cufile::io_error_name(*code))]
+    CufileIo {
+        /// The entry point.
+        call: &'static str,
+        /// The failure's code (positive: an `errno` below 5000, else a `CUfileOpError`).
+        code: i64,
+    },
+    /// A cuFile read returned fewer bytes than asked for (the file ends early).
+    #[error(
+        "cuFile read at file offset {file_offset}: {read} of {requested} bytes (the file is shorter)"
+    )]
+    CufileShortRead {
+        /// The file offset.
+        file_offset: u64,
+        /// Bytes asked for.
+        requested: u64,
+        /// Bytes read.
+        read: u64,
+    },
     /// A zstd frame failed the host-side check that guards nvCOMP.
     #[error("zstd frame: {reason} at byte {offset} (value {value})")]
     ZstdFrame {
@@ -154,6 +207,16 @@ pub enum Error {
         offset: usize,
         /// The offending value.
         value: u64,
+    },
+    /// A frame verdict read back from the device carries a code that no
+    /// [`crate::zstd_frame::FrameFault`] has (the verdict array was not written by the
+    /// frame check, or was overwritten).
+    #[error(
+        "zstd frame check: verdict code {code} is no known fault (was the verdict array written by the check?)"
+    )]
+    FrameVerdictCode {
+        /// The code read.
+        code: u32,
     },
     /// A decode batch is larger than the decoder was sized for.
     #[error(

@@ -17,10 +17,11 @@ use zarr::{DataType, OutDtype};
 
 use crate::cast::{f16_bits_to_f32, f32_to_bf16_bits, f32_to_f16_bits};
 use crate::desc::{
-    CopyRange, DecodeReport, DeviceRange, PackedFill, PackedPlacement, Shuffle, ZstdBatch,
-    bytes_for, need,
+    CopyRange, DecodeReport, DeviceRange, FrameVerdict, PackedFill, PackedPlacement, Shuffle,
+    ZstdBatch, ZstdFrames, bytes_for, need,
 };
 use crate::error::{Error, Result};
+use crate::zstd_frame::FrameFault;
 
 /// The status the host decoder reports for a frame it cannot decode (nvCOMP's
 /// `nvcompErrorCannotDecompress`); 0 is success, as in nvCOMP.
@@ -420,6 +421,182 @@ pub unsafe fn zstd_decode(batch: &ZstdBatch) -> Result<()> {
             std::ptr::write_unaligned((batch.out_actual.ptr() as *mut u64).add(i), actual);
             std::ptr::write_unaligned((batch.statuses.ptr() as *mut i32).add(i), status);
         }
+    }
+    Ok(())
+}
+
+/// The name the frame check's errors carry (its entry point in `kernels.cu`).
+pub(crate) const FRAME_CHECK: &str = "damacy_zstd_frame_check";
+
+/// What [`check_zstd_frames`] checks before it touches memory: what the kernel's wrapper
+/// checks before it launches.
+///
+/// # Errors
+/// [`Error::BufferTooSmall`] when an array holds fewer than `count` entries;
+/// [`Error::Misaligned`] when the verdicts are not 8-byte aligned.
+pub fn check_frame_check(frames: &ZstdFrames, verdicts: DeviceRange) -> Result<()> {
+    let name = FRAME_CHECK;
+    let n = frames.count;
+    need(name, "compressed pointers", frames.comp_ptrs, bytes_for(name, n, 8)?)?;
+    need(name, "compressed sizes", frames.comp_bytes, bytes_for(name, n, 8)?)?;
+    need(name, "expected sizes", frames.expected, bytes_for(name, n, 8)?)?;
+    need(name, "verdicts", verdicts, bytes_for(name, n, FrameVerdict::BYTES as usize)?)?;
+    if !verdicts.ptr().is_multiple_of(8) {
+        return Err(Error::Misaligned { index: 0, addr: verdicts.ptr(), align: 8 });
+    }
+    Ok(())
+}
+
+/// The verdict of the device frame check on one frame, computed as `zf_check` in
+/// `kernels.cu` computes it, step for step (positions as `u64`, every read bounded by
+/// the frame's length first). It must equal [`crate::check_zstd_frame`]'s result for
+/// every byte string: the CPU tests hold it to that, and the GPU tests hold the kernel to
+/// this function.
+pub fn zstd_frame_verdict(frame: &[u8], expected: u64) -> FrameVerdict {
+    const MAGIC: u64 = 0xfd2f_b528;
+    const BLOCK_MAX: u64 = 128 << 10;
+    const WINDOW_LOG_MAX: u64 = 31;
+    let len = frame.len() as u64;
+    let fail = |f: FrameFault, offset: u64, value: u64| FrameVerdict {
+        code: f.code(),
+        pad: 0,
+        offset,
+        value,
+    };
+    // `zf_le`: `n` bytes little end first at `at`, or `None` past the end.
+    let le = |at: u64, n: u64| -> Option<u64> {
+        if at > len || n > len - at {
+            return None;
+        }
+        Some((0..n).rev().fold(0u64, |v, k| (v << 8) | u64::from(frame[(at + k) as usize])))
+    };
+    let Some(magic) = le(0, 4) else { return fail(FrameFault::HeaderPastEnd, 0, 4) };
+    if magic != MAGIC {
+        return fail(FrameFault::Magic, 0, magic);
+    }
+    let Some(fhd) = le(4, 1) else { return fail(FrameFault::HeaderPastEnd, 4, 1) };
+    if fhd & 0x08 != 0 {
+        return fail(FrameFault::ReservedBit, 4, fhd);
+    }
+    let single_segment = fhd & 0x20 != 0;
+    let checksum = fhd & 0x04 != 0;
+    let dict_bytes: u64 = match fhd & 3 {
+        0 => 0,
+        1 => 1,
+        2 => 2,
+        _ => 4,
+    };
+    let fcs_bytes: u64 = match fhd >> 6 {
+        0 => u64::from(single_segment),
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    let mut at: u64 = if single_segment { 5 } else { 6 };
+    if !single_segment {
+        let Some(descriptor) = le(5, 1) else { return fail(FrameFault::HeaderPastEnd, 5, 1) };
+        if (descriptor >> 3) + 10 > WINDOW_LOG_MAX {
+            return fail(FrameFault::WindowLog, 5, descriptor);
+        }
+    }
+    if dict_bytes > 0 {
+        let Some(id) = le(at, dict_bytes) else {
+            return fail(FrameFault::HeaderPastEnd, at, dict_bytes);
+        };
+        if id != 0 {
+            return fail(FrameFault::Dictionary, at, dict_bytes);
+        }
+    }
+    at += dict_bytes;
+    if fcs_bytes == 0 {
+        return fail(FrameFault::NoContentSize, 4, fhd);
+    }
+    let Some(mut content) = le(at, fcs_bytes) else {
+        return fail(FrameFault::HeaderPastEnd, at, fcs_bytes);
+    };
+    if fcs_bytes == 2 {
+        content += 256;
+    }
+    if content != expected {
+        return fail(FrameFault::ContentSize, at, content);
+    }
+    at += fcs_bytes;
+    let mut exact = 0u64;
+    loop {
+        let Some(header) = le(at, 3) else { return fail(FrameFault::HeaderPastEnd, at, 3) };
+        let last = header & 1 != 0;
+        let kind = (header >> 1) & 3;
+        let size = header >> 3;
+        let stored = match kind {
+            0 => {
+                exact += size;
+                size
+            }
+            1 => {
+                exact += size;
+                1
+            }
+            2 => size,
+            _ => return fail(FrameFault::ReservedBlockType, at, kind),
+        };
+        if size > BLOCK_MAX {
+            return fail(FrameFault::BlockTooLarge, at, size);
+        }
+        if exact > expected {
+            return fail(FrameFault::RawRlePastContent, at, exact);
+        }
+        at += 3;
+        if stored > len - at {
+            return fail(FrameFault::BlockPastEnd, at, stored);
+        }
+        at += stored;
+        if last {
+            break;
+        }
+    }
+    if checksum {
+        if 4 > len - at {
+            return fail(FrameFault::ChecksumPastEnd, at, 4);
+        }
+        at += 4;
+    }
+    if at != len {
+        return fail(FrameFault::TrailingBytes, at, len - at);
+    }
+    FrameVerdict::OK
+}
+
+/// The host twin of `Kernels::check_zstd_frames`: writes one [`FrameVerdict`] per frame
+/// into `verdicts` ([`zstd_frame_verdict`] of each frame).
+///
+/// # Errors
+/// As [`check_frame_check`].
+///
+/// # Safety
+/// As `Kernels::check_zstd_frames`, with host memory for device memory: each pointer in
+/// `frames.comp_ptrs` must name `comp_bytes` readable bytes, and `verdicts` must be
+/// writable for `count` verdicts.
+pub unsafe fn check_zstd_frames(frames: &ZstdFrames, verdicts: DeviceRange) -> Result<()> {
+    check_frame_check(frames, verdicts)?;
+    let n = frames.count;
+    // SAFETY: lengths checked above.
+    let (cp, cb, ex) = unsafe {
+        (
+            read_descs::<u64>(frames.comp_ptrs, n),
+            read_descs::<u64>(frames.comp_bytes, n),
+            read_descs::<u64>(frames.expected, n),
+        )
+    };
+    for i in 0..n as usize {
+        let frame: &[u8] = if cb[i] == 0 {
+            &[]
+        } else {
+            // SAFETY: the caller's contract: `cb[i]` readable bytes at `cp[i]`.
+            unsafe { std::slice::from_raw_parts(cp[i] as *const u8, cb[i] as usize) }
+        };
+        let v = zstd_frame_verdict(frame, ex[i]);
+        // SAFETY: entry `i` of an array of `n` verdicts (checked).
+        unsafe { std::ptr::write_unaligned((verdicts.ptr() as *mut FrameVerdict).add(i), v) };
     }
     Ok(())
 }

@@ -16,10 +16,11 @@ use cudarc::nvrtc::{CompileError, CompileOptions, compile_ptx_with_opts};
 use gpu_schedule::{CudaBackend, CudaStreamHandle};
 use zarr::OutDtype;
 
-use crate::desc::{DeviceRange, ShuffleSpec, need};
+use crate::desc::{DeviceRange, ShuffleSpec, ZstdFrames, need};
 use crate::error::{Error, Result};
 use crate::host::{
-    assemble_kernel, check_assemble, check_fill, check_memcpy_batch, check_status_reduce,
+    FRAME_CHECK, assemble_kernel, check_assemble, check_fill, check_frame_check,
+    check_memcpy_batch, check_status_reduce,
 };
 use crate::sync::{Arc, Mutex, OnceLock, PoisonError};
 use crate::{ENTRY_POINTS, KERNELS_CU};
@@ -355,6 +356,55 @@ impl Kernels {
         // SAFETY: (const i32*, const u64*, const u64*, u32, u32*) as in kernels.cu; all
         // lengths checked above.
         unsafe { self.launch(name, stream, grid, &mut params) }
+    }
+}
+
+impl Kernels {
+    /// Checks `frames.count` zstd frames on `stream`, writing one [`crate::FrameVerdict`] per
+    /// frame into `verdicts` (24 bytes each): exactly what [`crate::check_zstd_frame`]
+    /// reports for the frame (its host twin is [`crate::host::check_zstd_frames`]). Read
+    /// the verdicts back after the stream reached the check ([`crate::FrameVerdict::from_bytes`],
+    /// then [`crate::FrameVerdict::result`] for the host's error). The kernel reads each frame's
+    /// headers only, never past its compressed size, and writes nothing but the verdicts,
+    /// so it can run before nvCOMP on frames the host never saw.
+    ///
+    /// # Errors
+    /// [`Error::BufferTooSmall`] when an array holds fewer than `count` entries;
+    /// [`Error::Misaligned`] for verdicts not 8-byte aligned; [`Error::Driver`].
+    ///
+    /// # Safety
+    /// Each of the first `count` entries of `frames.comp_ptrs` must be the address of
+    /// device memory readable for the matching `comp_bytes` entry, and every array and
+    /// `verdicts` must stay valid (and `verdicts` unread by others) until the check
+    /// completes on `stream`.
+    pub unsafe fn check_zstd_frames(
+        &self,
+        stream: &CudaStreamHandle,
+        frames: &ZstdFrames,
+        verdicts: DeviceRange,
+    ) -> Result<()> {
+        check_frame_check(frames, verdicts)?;
+        if frames.count == 0 {
+            return Ok(());
+        }
+        let (mut p, mut b, mut e, mut n, mut v) = (
+            frames.comp_ptrs.ptr(),
+            frames.comp_bytes.ptr(),
+            frames.expected.ptr(),
+            frames.count,
+            verdicts.ptr(),
+        );
+        let mut params = [
+            (&raw mut p).cast::<c_void>(),
+            (&raw mut b).cast::<c_void>(),
+            (&raw mut e).cast::<c_void>(),
+            (&raw mut n).cast::<c_void>(),
+            (&raw mut v).cast::<c_void>(),
+        ];
+        let grid = grid_for(u64::from(frames.count).div_ceil(u64::from(BLOCK)));
+        // SAFETY: (const u64*, const u64*, const u64*, u32, FrameVerdict*) as in
+        // kernels.cu; array lengths checked above, frame memory per the contract.
+        unsafe { self.launch(FRAME_CHECK, stream, grid, &mut params) }
     }
 }
 

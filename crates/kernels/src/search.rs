@@ -1,5 +1,6 @@
-//! Where to look for nvCOMP's shared library, in order, and the names of its status
-//! codes. Pure path logic (no loading), so it is tested on any machine.
+//! Where to look for the shared libraries loaded at run time (nvCOMP, cuFile), in order,
+//! and the names of nvCOMP's status codes. Pure path logic (no loading), so it is tested
+//! on any machine.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,36 @@ pub const NVCOMP_SONAMES: [&str; 3] = ["libnvcomp.so.6", "libnvcomp.so.5", "libn
 /// Where the library sits inside an unpacked wheel (`lib64` in the 6.x wheels, `lib` in
 /// older ones).
 const WHEEL_LIB_DIRS: [&str; 2] = ["nvidia/libnvcomp/lib64", "nvidia/libnvcomp/lib"];
+
+/// One library's search: its environment variable, file names and wheel folders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LibrarySpec {
+    /// The environment variable naming the library file or a folder holding it.
+    pub env: &'static str,
+    /// File names, newest ABI first.
+    pub sonames: &'static [&'static str],
+    /// Where the library sits inside an unpacked wheel (or a Python environment's
+    /// site-packages).
+    pub wheel_dirs: &'static [&'static str],
+}
+
+/// nvCOMP: [`NVCOMP_ENV`], [`NVCOMP_SONAMES`], the `nvidia-libnvcomp` wheels.
+pub const NVCOMP: LibrarySpec =
+    LibrarySpec { env: NVCOMP_ENV, sonames: &NVCOMP_SONAMES, wheel_dirs: &WHEEL_LIB_DIRS };
+
+/// The environment variable naming cuFile's library (`libcufile.so`), or a folder holding
+/// it (an unpacked `nvidia-cufile` wheel's root or Python site-packages, or the library's
+/// own folder).
+pub const CUFILE_ENV: &str = "DAMACY_CUFILE_LIB";
+
+/// cuFile (GPUDirect Storage): [`CUFILE_ENV`], `libcufile.so.0`, the `nvidia-cufile`
+/// wheels (`nvidia/cu13/lib` in the CUDA 13 wheel `nvidia-cufile` 1.20, `nvidia/cufile/lib`
+/// in `nvidia-cufile-cu12`).
+pub const CUFILE: LibrarySpec = LibrarySpec {
+    env: CUFILE_ENV,
+    sonames: &["libcufile.so.0", "libcufile.so"],
+    wheel_dirs: &["nvidia/cu13/lib", "nvidia/cufile/lib", "nvidia/cufile/lib64"],
+};
 
 /// The inputs of the search, gathered from the process environment by
 /// [`SearchInputs::from_env`] or given directly in tests.
@@ -32,6 +63,11 @@ impl SearchInputs {
     /// folder and its parent, `$VIRTUAL_ENV`'s and the user's and system Python
     /// site-packages (`python3.*` folders are listed, not guessed).
     pub fn from_env() -> Self {
+        Self::from_env_for(&NVCOMP)
+    }
+
+    /// As [`SearchInputs::from_env`], reading `spec`'s environment variable.
+    pub fn from_env_for(spec: &LibrarySpec) -> Self {
         let mut roots = Vec::new();
         if let Ok(exe) = std::env::current_exe()
             && let Some(dir) = exe.parent()
@@ -66,7 +102,7 @@ impl SearchInputs {
             }
         }
         roots.push(PathBuf::from("/usr/lib/python3/dist-packages"));
-        Self { env: std::env::var_os(NVCOMP_ENV), wheel_roots: roots }
+        Self { env: std::env::var_os(spec.env), wheel_roots: roots }
     }
 }
 
@@ -90,8 +126,8 @@ impl Candidate {
     }
 }
 
-fn files_in(dir: &Path, out: &mut Vec<Candidate>) {
-    for name in NVCOMP_SONAMES {
+fn files_in(spec: &LibrarySpec, dir: &Path, out: &mut Vec<Candidate>) {
+    for name in spec.sonames {
         out.push(Candidate::File(dir.join(name)));
     }
 }
@@ -100,27 +136,34 @@ fn files_in(dir: &Path, out: &mut Vec<Candidate>) {
 /// folder, a wheel's `nvidia/libnvcomp/lib64` or `lib` beneath it; (2) the loader path by
 /// soname; (3) each wheel root's `nvidia/libnvcomp/lib64` and `lib`.
 pub fn candidates(inputs: &SearchInputs) -> Vec<Candidate> {
+    candidates_for(&NVCOMP, inputs)
+}
+
+/// [`candidates`] for any library: (1) `spec.env` — a file as is, a folder as the
+/// library's folder, the wheel folders beneath it, its `lib64` and `lib`; (2) the loader
+/// path by soname; (3) each wheel root's wheel folders.
+pub fn candidates_for(spec: &LibrarySpec, inputs: &SearchInputs) -> Vec<Candidate> {
     let mut out = Vec::new();
     if let Some(env) = inputs.env.as_ref().filter(|e| !e.is_empty()) {
         let p = PathBuf::from(env);
         if p.is_dir() {
-            files_in(&p, &mut out);
-            for sub in WHEEL_LIB_DIRS {
-                files_in(&p.join(sub), &mut out);
+            files_in(spec, &p, &mut out);
+            for sub in spec.wheel_dirs {
+                files_in(spec, &p.join(sub), &mut out);
             }
             for sub in ["lib64", "lib"] {
-                files_in(&p.join(sub), &mut out);
+                files_in(spec, &p.join(sub), &mut out);
             }
         } else {
             out.push(Candidate::File(p));
         }
     }
-    for name in NVCOMP_SONAMES {
+    for name in spec.sonames {
         out.push(Candidate::Soname(name));
     }
     for root in &inputs.wheel_roots {
-        for sub in WHEEL_LIB_DIRS {
-            files_in(&root.join(sub), &mut out);
+        for sub in spec.wheel_dirs {
+            files_in(spec, &root.join(sub), &mut out);
         }
     }
     out

@@ -363,3 +363,123 @@ extern "C" __global__ void damacy_status_reduce(const i32* __restrict__ statuses
         }
     }
 }
+
+// ---- zstd frame check (the device twin of kernels/src/zstd_frame.rs) ----
+
+// Fault codes (kernels::zstd_frame::FrameFault); 0 means the frame passed.
+#define ZF_OK 0
+#define ZF_MAGIC 1
+#define ZF_RESERVED_BIT 2
+#define ZF_WINDOW_LOG 3
+#define ZF_DICTIONARY 4
+#define ZF_NO_CONTENT_SIZE 5
+#define ZF_CONTENT_SIZE 6
+#define ZF_RESERVED_BLOCK_TYPE 7
+#define ZF_BLOCK_TOO_LARGE 8
+#define ZF_RAW_RLE_PAST_CONTENT 9
+#define ZF_BLOCK_PAST_END 10
+#define ZF_CHECKSUM_PAST_END 11
+#define ZF_TRAILING_BYTES 12
+#define ZF_HEADER_PAST_END 13
+
+#define ZF_MAGIC_NUMBER 0xfd2fb528ull
+#define ZF_BLOCK_MAX (128ull << 10)
+#define ZF_WINDOW_LOG_MAX 31ull
+
+struct FrameVerdict {
+    u32 code;         // ZF_* code
+    u32 pad;
+    u64 offset;       // byte offset of the fault in the frame
+    u64 value;        // the offending value
+};
+
+// `n` bytes little end first at `at`, reading nothing past `len`; false past the end.
+__device__ __forceinline__ bool zf_le(const u8* f, u64 len, u64 at, u64 n, u64& out) {
+    if (at > len || n > len - at) {
+        return false;
+    }
+    u64 v = 0;
+    for (u64 k = n; k > 0; --k) {
+        v = (v << 8) | (u64)f[at + k - 1];
+    }
+    out = v;
+    return true;
+}
+
+__device__ __forceinline__ FrameVerdict zf_fail(u32 code, u64 offset, u64 value) {
+    FrameVerdict v;
+    v.code = code;
+    v.pad = 0;
+    v.offset = offset;
+    v.value = value;
+    return v;
+}
+
+// The check of one frame, step for step as kernels::host::zstd_frame_verdict (and so as
+// kernels::check_zstd_frame): frame header, then every block header in a loop.
+__device__ FrameVerdict zf_check(const u8* f, u64 len, u64 expected) {
+    u64 magic, fhd, descriptor, id, content, header;
+    if (!zf_le(f, len, 0, 4, magic)) return zf_fail(ZF_HEADER_PAST_END, 0, 4);
+    if (magic != ZF_MAGIC_NUMBER) return zf_fail(ZF_MAGIC, 0, magic);
+    if (!zf_le(f, len, 4, 1, fhd)) return zf_fail(ZF_HEADER_PAST_END, 4, 1);
+    if (fhd & 0x08ull) return zf_fail(ZF_RESERVED_BIT, 4, fhd);
+    bool single_segment = (fhd & 0x20ull) != 0;
+    bool checksum = (fhd & 0x04ull) != 0;
+    u64 dict_bytes = (fhd & 3ull) == 3 ? 4 : (fhd & 3ull);
+    u64 fcs_code = fhd >> 6;
+    u64 fcs_bytes = fcs_code == 0 ? (single_segment ? 1 : 0) : fcs_code == 1 ? 2 : fcs_code == 2 ? 4 : 8;
+    u64 at = single_segment ? 5 : 6;
+    if (!single_segment) {
+        if (!zf_le(f, len, 5, 1, descriptor)) return zf_fail(ZF_HEADER_PAST_END, 5, 1);
+        if ((descriptor >> 3) + 10 > ZF_WINDOW_LOG_MAX) return zf_fail(ZF_WINDOW_LOG, 5, descriptor);
+    }
+    if (dict_bytes > 0) {
+        if (!zf_le(f, len, at, dict_bytes, id)) return zf_fail(ZF_HEADER_PAST_END, at, dict_bytes);
+        if (id != 0) return zf_fail(ZF_DICTIONARY, at, dict_bytes);
+    }
+    at += dict_bytes;
+    if (fcs_bytes == 0) return zf_fail(ZF_NO_CONTENT_SIZE, 4, fhd);
+    if (!zf_le(f, len, at, fcs_bytes, content)) return zf_fail(ZF_HEADER_PAST_END, at, fcs_bytes);
+    if (fcs_bytes == 2) content += 256;
+    if (content != expected) return zf_fail(ZF_CONTENT_SIZE, at, content);
+    at += fcs_bytes;
+    u64 exact = 0;
+    for (;;) {
+        if (!zf_le(f, len, at, 3, header)) return zf_fail(ZF_HEADER_PAST_END, at, 3);
+        bool last = (header & 1ull) != 0;
+        u64 kind = (header >> 1) & 3ull;
+        u64 size = header >> 3;
+        u64 stored;
+        if (kind == 0) {
+            exact += size;
+            stored = size;
+        } else if (kind == 1) {
+            exact += size;
+            stored = 1;
+        } else if (kind == 2) {
+            stored = size;
+        } else {
+            return zf_fail(ZF_RESERVED_BLOCK_TYPE, at, kind);
+        }
+        if (size > ZF_BLOCK_MAX) return zf_fail(ZF_BLOCK_TOO_LARGE, at, size);
+        if (exact > expected) return zf_fail(ZF_RAW_RLE_PAST_CONTENT, at, exact);
+        at += 3;
+        if (stored > len - at) return zf_fail(ZF_BLOCK_PAST_END, at, stored);
+        at += stored;
+        if (last) break;
+    }
+    if (checksum) {
+        if (4 > len - at) return zf_fail(ZF_CHECKSUM_PAST_END, at, 4);
+        at += 4;
+    }
+    if (at != len) return zf_fail(ZF_TRAILING_BYTES, at, len - at);
+    return zf_fail(ZF_OK, 0, 0);
+}
+
+// One thread per frame (grid-stride): the arrays nvCOMP's batched decode takes (frame
+// pointers, compressed sizes, the decoded size each frame must declare), one verdict out.
+extern "C" __global__ void damacy_zstd_frame_check(const u64* __restrict__ comp_ptrs, const u64* __restrict__ comp_bytes, const u64* __restrict__ expected, u32 n, FrameVerdict* __restrict__ verdicts) {
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
+        verdicts[i] = zf_check((const u8*)comp_ptrs[i], comp_bytes[i], expected[i]);
+    }
+}

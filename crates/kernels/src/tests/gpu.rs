@@ -19,13 +19,13 @@ use crate::sync::Arc;
 
 const POISON: u8 = 0xab;
 
-struct Gpu {
-    backend: CudaBackend,
-    kernels: Arc<Kernels>,
-    stream: CudaStreamHandle,
+pub(crate) struct Gpu {
+    pub(crate) backend: CudaBackend,
+    pub(crate) kernels: Arc<Kernels>,
+    pub(crate) stream: CudaStreamHandle,
 }
 
-fn gpu() -> Gpu {
+pub(crate) fn gpu() -> Gpu {
     let backend = CudaBackend::new(0).expect("a CUDA device (this test needs a GPU)");
     let kernels = Kernels::for_backend(&backend).expect("the kernels compile with NVRTC");
     let stream = backend.create_stream("kernels-test").expect("a stream");
@@ -33,17 +33,17 @@ fn gpu() -> Gpu {
 }
 
 impl Gpu {
-    fn up(&self, bytes: &[u8]) -> CudaDeviceMem {
+    pub(crate) fn up(&self, bytes: &[u8]) -> CudaDeviceMem {
         upload(&self.backend, bytes).expect("upload")
     }
 
-    fn down(&self, mem: &CudaDeviceMem) -> Vec<u8> {
+    pub(crate) fn down(&self, mem: &CudaDeviceMem) -> Vec<u8> {
         self.backend.synchronize(&self.stream).expect("the stream's work succeeds");
         download(&self.backend, mem.into()).expect("download")
     }
 }
 
-fn r(m: &CudaDeviceMem) -> DeviceRange {
+pub(crate) fn r(m: &CudaDeviceMem) -> DeviceRange {
     m.into()
 }
 
@@ -396,7 +396,7 @@ fn memcpy_batch_copies_every_range_gpu() {
     assert_same(&g.down(&dst), &want, 1, "batched memcpy");
 }
 
-fn u64s(v: &[u64]) -> Vec<u8> {
+pub(crate) fn u64s(v: &[u64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_ne_bytes()).collect()
 }
 
@@ -445,7 +445,11 @@ fn kernels_compile_once_per_device_for_its_architecture_gpu() {
 }
 
 /// Compresses `chunks` chunks of `chunk_bytes` each (u16-like data, ~1.3x) with zstd.
-fn zstd_chunks(rng: &mut Rng, chunks: usize, chunk_bytes: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+pub(crate) fn zstd_chunks(
+    rng: &mut Rng,
+    chunks: usize,
+    chunk_bytes: usize,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let mut plain = Vec::with_capacity(chunks);
     let mut comp = Vec::with_capacity(chunks);
     for c in 0..chunks {

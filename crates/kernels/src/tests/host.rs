@@ -133,7 +133,7 @@ fn fills_pack_the_value_little_end_first() {
 }
 
 /// Field names of `struct NAME { ... }` in the CUDA source, in order.
-fn cuda_fields(name: &str) -> Vec<String> {
+pub(crate) fn cuda_fields(name: &str) -> Vec<String> {
     let start = KERNELS_CU.find(&format!("struct {name} {{")).expect("struct in kernels.cu");
     let body = &KERNELS_CU[start..];
     let body = &body[body.find('{').unwrap() + 1..body.find("};").unwrap()];
