@@ -219,7 +219,9 @@ pub fn run(
         // The GPU host has 139 GiB: give the CUDA engine room for large waves and
         // nvCOMP's temp buffer (ignored by the host engine). Pinned memory for three
         // waves of 8192 chunks needs about 8 GiB: take it where the host has 64 GiB.
-        .max_gpu_memory_bytes(24 << 30)
+        // The device chunk cache counts inside the GPU budget: room for it on top, so
+        // that the engine's waves are the same with and without it.
+        .max_gpu_memory_bytes((24u64 << 30).saturating_add(opts.chunk_cache_bytes))
         .max_pinned_host_bytes(
             host_ram_bytes().map_or(4 << 30, |r| (r / 8).clamp(1 << 30, 8 << 30)),
         )

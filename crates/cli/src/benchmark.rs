@@ -42,7 +42,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     epochs: u64,
     /// Decoded-chunk cache size, in bytes or with a K/M/G/T suffix (powers of 1024), e.g.
-    /// `4G`. 0 (default) = no cache. Host engine only for now.
+    /// `4G`. 0 (default) = no cache. Host memory for the host engine, device memory for
+    /// the CUDA engine (added to its 24 GiB GPU budget).
     #[arg(long, default_value = "0", value_parser = parse_bytes)]
     chunk_cache: u64,
     /// Eviction policy of the decoded-chunk cache.

@@ -15,10 +15,8 @@ use crate::error::{Error, Result};
 /// compile, for example); the CUDA engine's `Budget` and `Gpu` errors, for `Auto` too;
 /// `Config` errors of the host engine.
 pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<(Box<dyn Engine>, Running)> {
-    let cached = cfg.chunk_cache_bytes > 0;
     match cfg.backend {
         Backend::Host => Ok((Box::new(HostEngine::new(cfg, ctx)?), Running::Host)),
-        Backend::Cuda { .. } | Backend::Simulated if cached => Err(no_device_cache(cfg)),
         Backend::Cuda { device } => {
             let e = open_cuda(cfg, device, ctx)?;
             let running = e.running();
@@ -31,13 +29,6 @@ pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<(Box<dyn Engine>, Run
         Backend::Auto => {
             let host_ctx = ctx.clone();
             match open_cuda(cfg, 0, ctx) {
-                // The CUDA engine would run, but it has no decoded-chunk cache yet: an
-                // error rather than a silent switch to the slower host engine.
-                Ok(e) if cached => {
-                    e.shutdown();
-                    e.join();
-                    Err(no_device_cache(cfg))
-                }
                 Ok(e) => {
                     let running = e.running();
                     Ok((e, running))
@@ -49,16 +40,6 @@ pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<(Box<dyn Engine>, Run
                 Err(e) => Err(e),
             }
         }
-    }
-}
-
-/// The CUDA engine has no decoded-chunk cache yet (issue 19's device half).
-fn no_device_cache(cfg: &Config) -> Error {
-    Error::ConfigValue {
-        knob: "chunk_cache_bytes",
-        value: cfg.chunk_cache_bytes,
-        expected: "0 with the CUDA engine (its device-memory chunk cache is not built yet); \
-                   set backend = host to use the host-memory cache",
     }
 }
 

@@ -1,5 +1,6 @@
-//! The host engine's decoded-chunk cache (`Config::chunk_cache_bytes`): the `chunk-cache`
-//! crate keyed by a chunk's stored identity, and the planner probe that turns cached
+//! The decoded-chunk cache (`Config::chunk_cache_bytes`): the `chunk-cache` crate keyed by
+//! a chunk's stored identity, holding decoded chunks in host memory (host engine) or in
+//! blocks of one device allocation (CUDA engine), and the planner probe that turns cached
 //! chunks into [`planner::ChunkSource::Cached`] hits pinned for the batch.
 //!
 //! Staleness: a key is the object's full key with the chunk's offset and length in it,
@@ -20,20 +21,66 @@ use crate::config::{ChunkCachePolicy, Config};
 /// A chunk's stored identity: object key, offset, stored length.
 pub(crate) type ChunkKey = (Arc<str>, u64, u64);
 
-/// Decoded chunks in host memory (source dtype, the array's C order).
-pub(crate) type HostChunkCache = ChunkCache<ChunkKey, Box<[u8]>>;
+/// A decoded chunk (source dtype, the array's C order): in host memory for the host
+/// engine, in a block of the device cache's allocation for the CUDA engine.
+#[derive(Debug)]
+pub(crate) enum Decoded {
+    Host(Box<[u8]>),
+    Device(DeviceChunk),
+}
+
+/// A decoded chunk in device memory: a block of the CUDA engine's cache allocation, at
+/// device address `ptr`, `len` bytes of it the chunk's. The block goes back to the slab
+/// when the value is dropped, which the cache does only once no batch pins it (and the
+/// CUDA engine drops its pins only after the batch's assembly completed on the device).
+#[derive(Debug)]
+pub(crate) struct DeviceChunk {
+    /// Held for its drop: the block returns to the slab with the value.
+    pub _block: chunk_cache::slab::Block,
+    pub ptr: u64,
+    pub len: u64,
+}
+
+impl Decoded {
+    /// The decoded bytes' length.
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Decoded::Host(b) => b.len() as u64,
+            Decoded::Device(d) => d.len,
+        }
+    }
+
+    /// The bytes, for a host value.
+    pub(crate) fn host(&self) -> Option<&[u8]> {
+        match self {
+            Decoded::Host(b) => Some(b),
+            Decoded::Device(_) => None,
+        }
+    }
+
+    /// The device address, for a device value.
+    pub(crate) fn device_ptr(&self) -> Option<u64> {
+        match self {
+            Decoded::Host(_) => None,
+            Decoded::Device(d) => Some(d.ptr),
+        }
+    }
+}
+
+/// The decoded-chunk cache of a pipeline.
+pub(crate) type DecodedCache = ChunkCache<ChunkKey, Decoded>;
 
 /// A cached chunk pinned for one batch.
-pub(crate) type HostPin = Pin<ChunkKey, Box<[u8]>>;
+pub(crate) type CachePin = Pin<ChunkKey, Decoded>;
 
 /// A missing chunk this batch decodes for the cache (and for later batches waiting).
-pub(crate) type HostClaim = Claim<ChunkKey, Box<[u8]>>;
+pub(crate) type CacheClaim = Claim<ChunkKey, Decoded>;
 
 /// A batch's claims, by key.
-pub(crate) type Claims = HashMap<ChunkKey, HostClaim>;
+pub(crate) type Claims = HashMap<ChunkKey, CacheClaim>;
 
 /// The cache `cfg` asks for, if any.
-pub(crate) fn from_config(cfg: &Config) -> Option<HostChunkCache> {
+pub(crate) fn from_config(cfg: &Config) -> Option<DecodedCache> {
     let policy = match cfg.chunk_cache_policy {
         ChunkCachePolicy::Lru => Policy::Lru,
         ChunkCachePolicy::Clock => Policy::Clock,
@@ -48,22 +95,40 @@ pub(crate) fn key(file: &Arc<str>, offset: u64, nbytes: u64) -> ChunkKey {
 
 /// The planner's view of the cache for one batch: each hit is pinned and numbered in
 /// `pins` (the plan's `Cached { hit }` indexes it); each miss with room is claimed in
-/// `claims`, for the batch's read job to fill once it decoded the chunk. A hit may be a
-/// chunk an earlier batch in flight claimed: its job waits for that batch's decode (the
-/// earlier batch's jobs were queued first, so it never waits behind this one).
-pub(crate) struct HostProbe<'a> {
-    pub cache: &'a HostChunkCache,
-    pub pins: Vec<HostPin>,
+/// `claims`, for the batch's read job to fill once it decoded the chunk.
+///
+/// Host engine (`device: false`): a hit may be a chunk an earlier batch in flight claimed:
+/// its job waits for that batch's decode (the earlier batch's jobs were queued first, so
+/// it never waits behind this one). CUDA engine (`device: true`): only a filled entry is
+/// a hit (its block was written by an earlier batch's device work, which completed before
+/// the fill); a pending one is read and decoded again, since waiting would tie this
+/// batch's device work to another's; and a claim reserves the entry's size rounded to the
+/// device blocks' alignment, so that the cache's budget bounds the slab's blocks.
+pub(crate) struct CacheProbe<'a> {
+    pub cache: &'a DecodedCache,
+    pub device: bool,
+    pub pins: Vec<CachePin>,
     pub claims: Claims,
 }
 
-impl ChunkProbe for HostProbe<'_> {
+/// Alignment of the CUDA engine's cache blocks (`cuMemAlloc`'s, and every kernel's).
+pub(crate) const DEVICE_BLOCK_ALIGN: u64 = 256;
+
+impl ChunkProbe for CacheProbe<'_> {
     fn probe(&mut self, c: &StoredChunk<'_>) -> Option<u32> {
         let k = key(c.key, c.offset, c.nbytes);
-        match self.cache.lookup_or_claim(&k, c.decompressed) {
+        let bytes = if self.device {
+            c.decompressed.max(1).checked_next_multiple_of(DEVICE_BLOCK_ALIGN)?
+        } else {
+            c.decompressed
+        };
+        match self.cache.lookup_or_claim(&k, bytes) {
             Lookup::Hit(pin) => {
                 // A value of another size cannot be this chunk's decoding: read it.
-                if pin.ready().is_some_and(|v| v.len() as u64 != c.decompressed) {
+                if pin.ready().is_some_and(|v| v.len() != c.decompressed) {
+                    return None;
+                }
+                if self.device && pin.ready().is_none() {
                     return None;
                 }
                 let hit = u32::try_from(self.pins.len()).ok()?;

@@ -134,7 +134,7 @@ pub(crate) struct Planned {
     pub positions: Vec<usize>,
     /// The decoded-chunk cache entries of the plan's `Cached` chunks (indexed by their
     /// `hit`), pinned until the batch's jobs are done.
-    pub hits: Vec<crate::decoded_cache::HostPin>,
+    pub hits: Vec<crate::decoded_cache::CachePin>,
     /// The decoded-chunk cache entries this batch decodes for (filled by its read jobs).
     pub claims: crate::decoded_cache::Claims,
 }
@@ -311,7 +311,7 @@ pub(crate) struct EngineCtx {
     /// Where the engine submits object-store reads ahead of its decode jobs.
     pub read_ahead: Arc<read_ahead::ReadAhead>,
     /// The decoded-chunk cache (`Config::chunk_cache_bytes`), when one is configured.
-    pub chunk_cache: Option<crate::decoded_cache::HostChunkCache>,
+    pub chunk_cache: Option<crate::decoded_cache::DecodedCache>,
 }
 
 /// An engine: takes planned batches in push order and delivers them through the output

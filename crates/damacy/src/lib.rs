@@ -42,8 +42,8 @@ pub mod stats;
 
 pub use batch::{Batch, Sample, SampleInfo};
 pub use config::{
-    Backend, ChunkCachePolicy, Config, ConfigBuilder, MAX_GPU_WAVE_SLOTS, ObjectStoreConfig, OnError,
-    OutDtype,
+    Backend, ChunkCachePolicy, Config, ConfigBuilder, MAX_GPU_WAVE_SLOTS, ObjectStoreConfig,
+    OnError, OutDtype,
 };
 pub use engine::Running;
 pub use error::{Error, GpuError, PlanFault, Result, SampleError, Unavailable};

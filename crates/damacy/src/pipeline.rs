@@ -60,7 +60,7 @@ struct Shared {
     /// Prefetcher cache hits and misses at the last `reset_stats`.
     cache_base: Mutex<(u64, u64)>,
     /// The decoded-chunk cache (host engine), shared with the engine.
-    chunk_cache: Option<crate::decoded_cache::HostChunkCache>,
+    chunk_cache: Option<crate::decoded_cache::DecodedCache>,
     /// Its counters at the last `reset_stats`.
     chunk_cache_base: Mutex<chunk_cache::CacheStats>,
     /// The engine that executes planned batches.
@@ -542,15 +542,12 @@ fn gather(sh: &Shared, n: usize) -> Option<Vec<ReadySample>> {
 /// engine's input when this returns).
 fn coordinator(sh: &Shared) {
     let mut id = 0u64;
+    // The CUDA engine keeps its cache in device memory, with rules of its own for hits.
+    let device_cache =
+        matches!(sh.engine.running(), crate::Running::Cuda { .. } | crate::Running::Simulated);
+    let cache = sh.chunk_cache.as_ref().map(|c| (c, device_cache));
     while let Some(samples) = gather(sh, sh.cfg.samples_per_batch) {
-        let batch = crate::prepare::prepare(
-            &sh.cfg,
-            &sh.limits,
-            &sh.stats,
-            sh.chunk_cache.as_ref(),
-            id,
-            samples,
-        );
+        let batch = crate::prepare::prepare(&sh.cfg, &sh.limits, &sh.stats, cache, id, samples);
         id += 1;
         sh.faults.panic_point(Fault::CoordinatorPanic);
         if sh.engine.dispatch(batch).is_err() {

@@ -15,7 +15,7 @@ use zarr::DataType;
 
 use crate::batch::SampleInfo;
 use crate::config::{Config, OnError};
-use crate::decoded_cache::{Claims, HostChunkCache, HostPin, HostProbe};
+use crate::decoded_cache::{CachePin, CacheProbe, Claims, DecodedCache};
 use crate::engine::{ArrayFacts, BatchMeta, Ordered, Planned};
 use crate::error::{Error, SampleError};
 use crate::resolve::resolved;
@@ -26,7 +26,7 @@ pub(crate) fn prepare(
     cfg: &Config,
     limits: &PlanLimits,
     stats: &StatCounters,
-    cache: Option<&HostChunkCache>,
+    cache: Option<(&DecodedCache, bool)>,
     id: u64,
     samples: Vec<ReadySample>,
 ) -> Ordered {
@@ -202,18 +202,19 @@ impl Inputs {
 fn plan(
     cfg: &Config,
     limits: &PlanLimits,
-    cache: Option<&HostChunkCache>,
+    cache: Option<(&DecodedCache, bool)>,
     infos: &[SampleInfo],
     inputs: &mut Inputs,
-) -> Result<(planner::BatchPlan, Vec<HostPin>, Claims), Error> {
+) -> Result<(planner::BatchPlan, Vec<CachePin>, Claims), Error> {
     loop {
         // A fresh probe per attempt: the pins and claims of a failed attempt go back with
         // it (an abandoned claim wakes whoever joined it).
         let planned = match cache {
             None => planner::plan(&inputs.arrays, &inputs.samples, limits, cfg.dtype)
                 .map(|p| (p, Vec::new(), HashMap::new())),
-            Some(cache) => {
-                let mut probe = HostProbe { cache, pins: Vec::new(), claims: HashMap::new() };
+            Some((cache, device)) => {
+                let mut probe =
+                    CacheProbe { cache, device, pins: Vec::new(), claims: HashMap::new() };
                 let (arrays, samples) = (&inputs.arrays, &inputs.samples);
                 planner::plan_with_probe(arrays, samples, limits, cfg.dtype, &mut probe)
                     .map(|p| (p, probe.pins, probe.claims))

@@ -1,7 +1,8 @@
-//! The host engine's decoded-chunk cache (`Config::chunk_cache_bytes`): batches with the
-//! cache equal batches without it (with eviction, over several epochs, both policies),
-//! memory stays within the budget, a rewritten shard misses and reads its new bytes, and
-//! the CUDA engine refuses a cache it does not have.
+//! The decoded-chunk cache (`Config::chunk_cache_bytes`), in host memory (host engine)
+//! and in device memory (CUDA engine, here on the simulated device; the `_gpu` twins are
+//! in `device.rs`): batches with the cache equal batches without it (with eviction, over
+//! several epochs, both policies), memory stays within the budget, a rewritten shard
+//! misses and reads its new bytes; the device cache counts in the GPU budget.
 
 use std::path::{Path, PathBuf};
 
@@ -30,13 +31,29 @@ fn crops(sc: &Scenario, dir: &Path, n: usize) -> Vec<Sample> {
     sc.samples(dir).take(n).map(|(uri, lo, hi)| Sample::new(uri, lo, hi).unwrap()).collect()
 }
 
-fn config(cache: u64, policy: ChunkCachePolicy) -> Config {
+/// Both engines: the host engine, and the CUDA engine on the simulated device.
+pub(crate) const ENGINES: [Backend; 2] = [Backend::Host, Backend::Simulated];
+
+/// The builder both engines' configurations start from: small device budgets (the
+/// simulated device allocates them in host memory).
+pub(crate) fn base(backend: Backend) -> damacy::ConfigBuilder {
     Config::builder()
+        .backend(backend)
+        .decode_threads(2)
+        .max_gpu_memory_bytes(256 << 20)
+        .max_pinned_host_bytes(64 << 20)
+        .gpu_wave_slots(2)
+}
+
+fn config(cache: u64, policy: ChunkCachePolicy) -> Config {
+    config_on(Backend::Host, cache, policy)
+}
+
+fn config_on(backend: Backend, cache: u64, policy: ChunkCachePolicy) -> Config {
+    base(backend)
         .sample_shape([16, 16, 16])
         .samples_per_batch(4)
         .dtype(OutDtype::F32)
-        .backend(Backend::Host)
-        .decode_threads(2)
         .chunk_cache_bytes(cache)
         .chunk_cache_policy(policy)
         .build()
@@ -75,23 +92,29 @@ fn cached_batches_equal_uncached_ones_over_epochs_with_eviction() {
     let epoch = crops(&sc, dir.path(), 200);
     let (plain, s0) = run(config(0, ChunkCachePolicy::Clock), std::slice::from_ref(&epoch), |_| {});
     assert_eq!(s0.chunk_cache, Default::default(), "no cache, no counts");
-    for policy in [ChunkCachePolicy::Lru, ChunkCachePolicy::Clock] {
+    for (engine, policy) in ENGINES
+        .into_iter()
+        .flat_map(|e| [ChunkCachePolicy::Lru, ChunkCachePolicy::Clock].map(|p| (e, p)))
+    {
         // A quarter of the decoded dataset: eviction all along.
         let cap = 256 << 10;
         let epochs = vec![epoch.clone(), epoch.clone(), epoch.clone()];
-        let (cached, s) = run(config(cap, policy), &epochs, |s| {
+        let (cached, s) = run(config_on(engine, cap, policy), &epochs, |s| {
             assert!(s.chunk_cache.bytes <= cap, "{:?}", s.chunk_cache);
         });
         assert_eq!(cached.len(), 3 * plain.len());
         for (i, b) in cached.iter().enumerate() {
-            assert!(b == &plain[i % plain.len()], "{policy:?}: batch {i} differs");
+            assert!(b == &plain[i % plain.len()], "{engine:?} {policy:?}: batch {i} differs");
         }
         let c = s.chunk_cache;
-        assert!(c.hits > 0 && c.evictions > 0 && c.inserts > c.evictions, "{policy:?}: {c:?}");
+        assert!(
+            c.hits > 0 && c.evictions > 0 && c.inserts > c.evictions,
+            "{engine:?} {policy:?}: {c:?}"
+        );
         assert_eq!(c.capacity_bytes, cap);
         assert_eq!(c.entries, c.bytes / (16 * 16 * 16 * 2));
         // Hits are not read or decoded: fewer bytes decoded than without the cache.
-        assert!(s.bytes_decoded < 3 * s0.bytes_decoded, "{policy:?}");
+        assert!(s.bytes_decoded < 3 * s0.bytes_decoded, "{engine:?} {policy:?}");
     }
 }
 
@@ -101,23 +124,25 @@ fn a_cache_holding_the_dataset_serves_later_epochs_without_decoding() {
     let sc = dataset(SMOKE, dir.path());
     let epoch = crops(&sc, dir.path(), 200);
     let (plain, _) = run(config(0, ChunkCachePolicy::Clock), std::slice::from_ref(&epoch), |_| {});
-    let mut p = Pipeline::new(config(4 << 20, ChunkCachePolicy::Clock)).unwrap();
-    for e in 0..3 {
-        p.push(epoch.clone()).unwrap();
-        p.reset_stats();
-        for (i, want) in plain.iter().enumerate() {
-            let b = p.pop().unwrap().unwrap();
-            assert!(b.data().unwrap() == want.as_slice(), "epoch {e} batch {i}");
+    for engine in ENGINES {
+        let mut p = Pipeline::new(config_on(engine, 4 << 20, ChunkCachePolicy::Clock)).unwrap();
+        for e in 0..3 {
+            p.push(epoch.clone()).unwrap();
+            p.reset_stats();
+            for (i, want) in plain.iter().enumerate() {
+                let b = p.pop().unwrap().unwrap();
+                assert!(b.data().unwrap() == want.as_slice(), "epoch {e} batch {i}");
+            }
+            let s = p.stats();
+            if e == 2 {
+                // Every chunk was decoded in earlier epochs; epoch 2's plans (made after
+                // epoch 1's batches ran, the lookahead being far shorter than an epoch) hit.
+                assert_eq!(s.chunk_cache.misses, 0, "{:?}", s.chunk_cache);
+                assert_eq!(s.chunks_decoded, 0, "{engine:?}");
+                assert!(s.chunk_cache.hits > 0);
+            }
+            assert_eq!(s.chunk_cache.evictions, 0);
         }
-        let s = p.stats();
-        if e == 2 {
-            // Every chunk was decoded in earlier epochs; epoch 2's plans (made after
-            // epoch 1's batches ran, the lookahead being far shorter than an epoch) hit.
-            assert_eq!(s.chunk_cache.misses, 0, "{:?}", s.chunk_cache);
-            assert_eq!(s.chunks_decoded, 0);
-            assert!(s.chunk_cache.hits > 0);
-        }
-        assert_eq!(s.chunk_cache.evictions, 0);
     }
 }
 
@@ -126,12 +151,14 @@ fn memory_stays_within_the_budget_over_a_thousand_batches() {
     let dir = tempfile::tempdir().unwrap();
     let sc = dataset(SMOKE, dir.path());
     let cap = 100 << 10; // 12 chunks: far below the working set
-    let (batches, s) =
-        run(config(cap, ChunkCachePolicy::Clock), &[crops(&sc, dir.path(), 4000)], |s| {
-            assert!(s.chunk_cache.bytes <= cap, "{:?}", s.chunk_cache);
+    for engine in ENGINES {
+        let cfg = config_on(engine, cap, ChunkCachePolicy::Clock);
+        let (batches, s) = run(cfg, &[crops(&sc, dir.path(), 4000)], |s| {
+            assert!(s.chunk_cache.bytes <= cap, "{engine:?}: {:?}", s.chunk_cache);
         });
-    assert_eq!(batches.len(), 1000);
-    assert!(s.chunk_cache.evictions > 100, "{:?}", s.chunk_cache);
+        assert_eq!(batches.len(), 1000);
+        assert!(s.chunk_cache.evictions > 100, "{engine:?}: {:?}", s.chunk_cache);
+    }
 }
 
 /// One 128×16×16 u16 array of eight 16³ shards (two chunks each); one sample per shard.
@@ -152,12 +179,14 @@ fn shard_crops(array: &Path) -> Vec<Sample> {
 }
 
 fn strip_config(cache: u64) -> Config {
-    Config::builder()
+    strip_config_on(Backend::Host, cache)
+}
+
+fn strip_config_on(engine: Backend, cache: u64) -> Config {
+    base(engine)
         .sample_shape([16, 16, 16])
         .samples_per_batch(1)
         .dtype(OutDtype::Native)
-        .backend(Backend::Host)
-        .decode_threads(2)
         .lookahead(1)
         .max_shards_per_sample(1)
         // (lookahead + 2 × batch) × shards per sample: the smallest allowed, so shard 0's
@@ -191,38 +220,45 @@ fn a_shard_rewritten_between_epochs_misses_and_reads_its_new_bytes() {
     let fresh_old = read_all(strip_config(0), shard_crops(&array));
     assert_ne!(fresh_new[0], fresh_old[0]);
 
-    let mut p = Pipeline::new(strip_config(1 << 20)).unwrap();
-    p.push(shard_crops(&array)).unwrap();
-    for want in &fresh_old {
-        assert!(p.pop().unwrap().unwrap().data().unwrap() == want.as_slice());
+    for engine in ENGINES {
+        std::fs::write(&shard, &old_bytes).unwrap();
+        let mut p = Pipeline::new(strip_config_on(engine, 1 << 20)).unwrap();
+        p.push(shard_crops(&array)).unwrap();
+        for want in &fresh_old {
+            assert!(p.pop().unwrap().unwrap().data().unwrap() == want.as_slice(), "{engine:?}");
+        }
+        std::fs::write(&shard, &new_bytes).unwrap();
+        p.reset_stats();
+        p.push(shard_crops(&array)).unwrap();
+        let first = p.pop().unwrap().unwrap();
+        assert!(first.data().unwrap() == fresh_new[0].as_slice(), "{engine:?}: served stale bytes");
+        drop(first);
+        for want in &fresh_old[1..] {
+            assert!(p.pop().unwrap().unwrap().data().unwrap() == want.as_slice(), "{engine:?}");
+        }
+        let c = p.stats().chunk_cache;
+        // Shard 0's two chunks missed; the other seven shards' fourteen chunks hit.
+        assert_eq!((c.misses, c.hits), (2, 14), "{engine:?}: {c:?}");
     }
-    std::fs::write(&shard, &new_bytes).unwrap();
-    p.reset_stats();
-    p.push(shard_crops(&array)).unwrap();
-    let first = p.pop().unwrap().unwrap();
-    assert!(first.data().unwrap() == fresh_new[0].as_slice(), "served stale bytes");
-    drop(first);
-    for want in &fresh_old[1..] {
-        assert!(p.pop().unwrap().unwrap().data().unwrap() == want.as_slice());
-    }
-    let c = p.stats().chunk_cache;
-    // Shard 0's two chunks missed; the other seven shards' fourteen chunks hit.
-    assert_eq!((c.misses, c.hits), (2, 14), "{c:?}");
 }
 
 #[test]
-fn the_cuda_engine_refuses_a_cache_it_does_not_have() {
-    let cfg = Config::builder()
-        .sample_shape([16, 16, 16])
-        .backend(Backend::Simulated)
-        .chunk_cache_bytes(1 << 20)
-        .build()
-        .unwrap();
-    match Pipeline::new(cfg) {
-        Err(damacy::Error::ConfigValue { knob: "chunk_cache_bytes", value, .. }) => {
-            assert_eq!(value, 1 << 20);
+fn the_device_cache_counts_in_the_gpu_budget() {
+    let cfg = |cache: u64| {
+        base(Backend::Simulated)
+            .sample_shape([16, 16, 16])
+            .chunk_cache_bytes(cache)
+            .build()
+            .unwrap()
+    };
+    // 64 MiB of cache fits the 256 MiB budget; 256 MiB does not.
+    assert!(Pipeline::new(cfg(64 << 20)).is_ok());
+    match Pipeline::new(cfg(256 << 20)) {
+        Err(damacy::Error::Budget { knob: "max_gpu_memory_bytes", needed, limit }) => {
+            assert_eq!(limit, 256 << 20);
+            assert!(needed > 256 << 20, "{needed}");
         }
-        other => panic!("expected a chunk_cache_bytes error, got {:?}", other.err()),
+        other => panic!("expected a max_gpu_memory_bytes budget error, got {:?}", other.err()),
     }
 }
 

@@ -935,6 +935,43 @@ fn every_wave_slot_count_equals_the_host_engine(dev: Backend) {
     }
 }
 
+/// Issue 19: the device-memory chunk cache over three epochs, smaller than the data (so
+/// entries are evicted and their blocks reused while later batches are in flight), gives
+/// the host engine's batches bit for bit, and the later epochs hit.
+fn device_cache_epochs_equal_the_host_engine(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples) = smoke(dir.path());
+    let n = sc.samples_per_batch as usize;
+    let host = read_all(cfg(&sc.sample_shape, n, OutDtype::F32, Backend::Host), samples.clone())
+        .expect("host");
+    for cache in [256u64 << 10, 16 << 20] {
+        let c = builder(&sc.sample_shape, n, OutDtype::F32, dev)
+            .chunk_cache_bytes(cache)
+            .build()
+            .expect("config");
+        let mut p = Pipeline::new(c).expect("pipeline");
+        for epoch in 0..3 {
+            p.push(samples.clone()).expect("push");
+            for (i, want) in host.iter().enumerate() {
+                let b = p.pop().expect("pop").expect("a batch");
+                assert!(b.errors().is_empty(), "{:?}", b.errors());
+                assert_eq!(
+                    &b.to_host().expect("to_host"),
+                    want,
+                    "cache {cache}: epoch {epoch} batch {i}"
+                );
+            }
+        }
+        let c = p.stats().chunk_cache;
+        assert!(c.hits > 0 && c.bytes <= cache, "cache {cache}: {c:?}");
+        if cache < 1 << 20 {
+            assert!(c.evictions > 0, "cache {cache}: {c:?}");
+        }
+    }
+}
+
 /// Issue 18: waves of different slots decode at once. Each simulated decode call waits
 /// until a second one runs (`DecodeRendezvous`); if the engine ordered all decodes on one
 /// stream the first call's partner could never start, the call would fail, and so would
@@ -989,6 +1026,7 @@ on_each_device! {
     device_decode_failures_in_consecutive_batches_keep_no_buffer => device_decode_failures_in_consecutive_batches_keep_no_buffer_sim, device_decode_failures_in_consecutive_batches_keep_no_buffer_gpu;
     v2_zstd_fixtures_equal_the_host_engine_and_the_reference => v2_zstd_fixtures_equal_the_host_engine_and_the_reference_sim, v2_zstd_fixtures_equal_the_host_engine_and_the_reference_gpu;
     every_wave_slot_count_equals_the_host_engine => every_wave_slot_count_equals_the_host_engine_sim, every_wave_slot_count_equals_the_host_engine_gpu;
+    device_cache_epochs_equal_the_host_engine => device_cache_epochs_equal_the_host_engine_sim, device_cache_epochs_equal_the_host_engine_gpu;
 }
 
 /// On the simulated device only: on the H200 (2026-12-03) one of these content-corrupted

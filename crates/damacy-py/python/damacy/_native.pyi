@@ -94,7 +94,8 @@ class Config:
     `request_timeout_ms`, `connect_timeout_ms`, `retry_timeout_ms`, `runtime_threads`,
     `read_ahead_bytes`."""
     chunk_cache_bytes: int
-    """Decoded-chunk cache in host memory (host engine); 0 = off."""
+    """Decoded-chunk cache: host memory for the host engine, device memory (inside
+    max_gpu_memory_bytes) for the CUDA engine; 0 = off."""
     chunk_cache_policy: Literal["lru", "clock"]
     def __init__(self, **knobs: Knob) -> None: ...
     @staticmethod

@@ -59,6 +59,7 @@
 //! them (`crate::backend` reaches `seam::CudaEngine` directly); a part imports the root
 //! and the parts it builds on, never the reverse.
 
+mod cache;
 mod core;
 pub(crate) mod device;
 mod device_batch;

@@ -27,7 +27,7 @@ use zarr::DataType;
 use crate::batch::{Batch, Tensor};
 use crate::cast::{self, Scatter};
 use crate::config::{Config, OutDtype};
-use crate::decoded_cache::{self, Claims, HostChunkCache, HostPin};
+use crate::decoded_cache::{self, CachePin, Claims, Decoded, DecodedCache};
 use crate::engine::read_ahead::{Ahead, ReadAhead, read_op};
 use crate::engine::{
     ArrayFacts, BatchMeta, Deliver, DeliverCtx, Engine, EngineCtx, Job, JobTx, Ordered, Output,
@@ -47,7 +47,7 @@ pub(crate) struct HostEngine {
     sample_shape: Vec<u64>,
     out_dtype: OutDtype,
     read_ahead: Arc<ReadAhead>,
-    chunk_cache: Option<HostChunkCache>,
+    chunk_cache: Option<DecodedCache>,
 }
 
 impl HostEngine {
@@ -233,12 +233,12 @@ pub(crate) struct BatchWork<L> {
     pub(crate) progress: Progress,
     /// The cached chunks the plan's `Cached { hit }` sources name, pinned until the
     /// batch's jobs are done (the work is dropped after delivery).
-    pub hits: Vec<HostPin>,
+    pub hits: Vec<CachePin>,
     /// Cache entries this batch claimed: each read job fills those of its chunks, and
     /// drops (abandons) the ones it could not decode, waking any later batch waiting.
     pub claims: Mutex<Claims>,
     /// Where decoded chunks are offered for later batches.
-    pub cache: Option<HostChunkCache>,
+    pub cache: Option<DecodedCache>,
 }
 
 /// Completion tracking of one batch: jobs left, errors seen.
@@ -445,11 +445,12 @@ impl<L> BatchWork<L> {
                 let key = decoded_cache::key(&file.key, op.offset + offset_in_read, compressed_len);
                 let claim = lock(&self.claims).remove(&key);
                 if let Some(claim) = claim {
-                    claim.fill(scratch.decoded.clone().into_boxed_slice());
+                    claim.fill(Decoded::Host(scratch.decoded.clone().into_boxed_slice()));
                 } else if !cache.contains(&key) {
                     // Not claimed at planning (the cache was full of pinned entries then).
                     let bytes = scratch.decoded.len() as u64;
-                    cache.insert(key, scratch.decoded.clone().into_boxed_slice(), bytes);
+                    let value = Decoded::Host(scratch.decoded.clone().into_boxed_slice());
+                    cache.insert(key, value, bytes);
                 }
             }
         }
@@ -498,12 +499,13 @@ impl<L> BatchWork<L> {
                 self.progress.fail(chunk.placements.iter().map(|p| p.sample), &err);
                 continue;
             };
-            if bytes.len() as u64 != chunk.decompressed_len() {
+            let Some(bytes) = bytes.host().filter(|b| b.len() as u64 == chunk.decompressed_len())
+            else {
                 self.fail_all("chunk cache");
                 continue;
-            }
+            };
             for p in &chunk.placements {
-                self.scatter(facts.repr.data_type, &facts.repr.shape, p, &bytes);
+                self.scatter(facts.repr.data_type, &facts.repr.shape, p, bytes);
             }
         }
     }

@@ -10,7 +10,7 @@ use kernels::FillSpec;
 
 use super::device::Device;
 use super::route::cpu_share_from_env;
-use super::sizing::{Sizing, meta_bytes};
+use super::sizing::{Sizing, cache_ranges_bytes, meta_bytes};
 use super::{DECODE_STREAMS, DESC_BYTES, DESC_CAP, REGION_ALIGN, STAGING_PAD, gpu_err, gs};
 use crate::config::Config;
 use crate::engine::lock;
@@ -32,6 +32,10 @@ pub(super) struct WaveBufs<D: Device> {
     pub(super) descs: D::DevMem,
     pub(super) descs_host: D::PinMem,
     pub(super) report: D::PinMem,
+    /// Copy ranges from the arena into the decoded-chunk cache's blocks, host and device
+    /// side (a `CopyRange` per chunk of a wave).
+    pub(super) cache_ranges: D::DevMem,
+    pub(super) cache_ranges_host: D::PinMem,
     /// The slot's index: its decoder.
     pub(super) index: usize,
     /// The slot's decode stream (`DECODE_STREAMS[index]`).
@@ -97,6 +101,19 @@ pub(super) struct Engine<D: Device> {
     pub(super) faults: Arc<Faults>,
     /// Where object-store reads of a wave are submitted ahead of its jobs.
     pub(super) read_ahead: Arc<ReadAhead>,
+    /// The decoded-chunk cache's device memory, when `chunk_cache_bytes` is set.
+    pub(super) cache_mem: Option<CacheMem<D>>,
+}
+
+/// The device memory of the decoded-chunk cache: one allocation of `chunk_cache_bytes`,
+/// carved into blocks (one per cached chunk) by a slab allocator. A block goes back to the
+/// slab when its cache entry is dropped, which happens only once no batch pins it.
+pub(super) struct CacheMem<D: Device> {
+    /// Held for the engine's life (the blocks point into it).
+    pub(super) _mem: D::DevMem,
+    pub(super) slab: Arc<chunk_cache::slab::Slab>,
+    /// Device address of the allocation (block offsets are relative to it).
+    pub(super) base: u64,
 }
 
 impl<D: Device> std::fmt::Debug for Engine<D> {
@@ -136,11 +153,7 @@ impl<D: Device> Engine<D> {
         streams.extend(DECODE_STREAMS.iter().take(sizing.waves));
         let sched = Scheduler::new(
             Arc::clone(&backend),
-            &SchedulerConfig {
-                streams,
-                movers: 1,
-                orderable_on_device: true,
-            },
+            &SchedulerConfig { streams, movers: 1, orderable_on_device: true },
         )
         .map_err(|e| gpu_err("scheduler", e))?;
         let n = cfg.batches_in_flight;
@@ -156,6 +169,18 @@ impl<D: Device> Engine<D> {
         let end_descs =
             dev.alloc_device(DESC_BYTES as usize).map_err(|e| gpu_err("descriptor buffer", e))?;
         let committed = sizing.device_bytes + temp * sizing.waves as u64;
+        let cache_mem = match cfg.chunk_cache_bytes {
+            0 => None,
+            bytes => {
+                let mem = dev
+                    .alloc_device(bytes as usize)
+                    .map_err(|e| gpu_err("decoded-chunk cache", e))?;
+                let base = D::dev_range(&mem).ptr();
+                let slab =
+                    chunk_cache::slab::Slab::new(bytes, crate::decoded_cache::DEVICE_BLOCK_ALIGN);
+                Some(CacheMem { _mem: mem, slab, base })
+            }
+        };
         Ok(Self {
             dev,
             in_align: in_align.max(1),
@@ -175,6 +200,7 @@ impl<D: Device> Engine<D> {
             committed,
             faults,
             read_ahead,
+            cache_mem,
         })
     }
 
@@ -443,6 +469,7 @@ fn wave_pool<D: Device>(
     let pad_staging = sizing.chunks * (STAGING_PAD + REGION_ALIGN);
     let pad_arena = sizing.chunks * REGION_ALIGN;
     let meta_bytes = meta_bytes(sizing.streams) as usize;
+    let ranges = cache_ranges_bytes(sizing.chunks) as usize;
     let mut slots = Vec::with_capacity(sizing.waves);
     for index in 0..sizing.waves {
         let decode_stream = *DECODE_STREAMS.get(index).ok_or(Error::ConfigValue {
@@ -464,6 +491,8 @@ fn wave_pool<D: Device>(
             descs: device(DESC_BYTES as usize, "device descriptors")?,
             descs_host: pinned(DESC_BYTES as usize, "pinned descriptors")?,
             report: pinned(64, "pinned report")?,
+            cache_ranges: device(ranges, "device cache ranges")?,
+            cache_ranges_host: pinned(ranges, "pinned cache ranges")?,
             index,
             decode_stream,
             h2d_done: new_event(dev)?,

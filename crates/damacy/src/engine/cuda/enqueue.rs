@@ -111,6 +111,20 @@ impl<D: Device> Engine<D> {
             "metadata upload",
             self.dev.copy_range_to_device(h2d, &w.meta, 0, &w.meta_host, 0, layout.report as usize),
         )?;
+        let cache_copies = self.stage_cache_copies(work, wave, state, w);
+        if cache_copies > 0 {
+            gs(
+                "cache ranges upload",
+                self.dev.copy_range_to_device(
+                    h2d,
+                    &w.cache_ranges,
+                    0,
+                    &w.cache_ranges_host,
+                    0,
+                    cache_copies * 24,
+                ),
+            )?;
+        }
         let decode = self.cu(w.decode_stream)?;
         gs("cuEventRecord", self.dev.record(&w.h2d_done, h2d))?;
         gs("cuStreamWaitEvent", self.dev.wait_in(&w.h2d_done, decode))?;
@@ -118,6 +132,16 @@ impl<D: Device> Engine<D> {
         self.decode_streams(&layout, max_len, w.index, decode)?;
         self.copy_raw_blocks(&layout, decode)?;
         self.reduce_statuses(&layout, w, decode)?;
+        if cache_copies > 0 {
+            let ranges = D::dev_range(&w.cache_ranges);
+            // SAFETY: arena regions of this wave, decoded above on this stream (or uploaded
+            // on `h2d`, ordered by `h2d_done`), into disjoint blocks of the cache
+            // allocation, which stay allocated until the batch's claims are settled after
+            // its device work completed; the ranges were uploaded on `h2d` before
+            // `h2d_done`.
+            unsafe { self.dev.memcpy_batch(decode, ranges, cache_copies as u32) }
+                .map_err(|e| gpu_err("memcpy_batch", e))?;
+        }
         gs("cuEventRecord", self.dev.record(&w.decoded_ev, decode))?;
         gs("cuStreamWaitEvent", self.dev.wait_in(&w.decoded_ev, compute))?;
         self.assemble_wave(work, wave, state, w, out, compute)?;

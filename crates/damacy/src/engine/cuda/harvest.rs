@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use kernels::DecodeReport;
 
+use super::cache::BatchCache;
 use super::core::{BatchLease, Engine, WaveBufs, WaveLease};
 use super::device::Device;
 use super::gs;
@@ -96,17 +97,25 @@ pub(super) enum Harvested<D: Device, M, P> {
 
 /// Messages from the submit thread to the harvest thread, in order.
 pub(super) enum ToHarvest<D: Device, M, P> {
+    /// `cache`: the wave's batch's share of the decoded-chunk cache, kept until the wave
+    /// finished (its copies into cache blocks were enqueued with it).
     Wave {
         slot: WaveLease<D>,
         harvest: Option<Harvest>,
         errors: Vec<(usize, SampleError)>,
+        cache: Option<Arc<BatchCache>>,
     },
     /// The batch's device work is enqueued; `errors` are its fill chunks' (plan samples).
+    /// Its cache claims are settled (and its pins dropped) once it completed.
     End {
         meta: M,
         lease: BatchLease<D>,
         errors: Vec<(usize, SampleError)>,
+        cache: Option<Arc<BatchCache>>,
     },
+    /// Kept until everything sent before it completed on the device, then dropped (a
+    /// failed batch's cache pins, whose assembly may have been enqueued).
+    Keep(Arc<BatchCache>),
     /// The batch failed; its buffer, if it holds one, goes back once the device is done
     /// with it ([`Engine::recover`]).
     Failed {
@@ -216,14 +225,22 @@ impl<D: Device> Engine<D> {
         let mut g = Gathered::default();
         while let Ok(ToHarvestMsg(msg)) = rx.recv() {
             match msg {
-                ToHarvest::Wave { slot, harvest, errors: host_errors } => {
+                ToHarvest::Wave { slot, harvest, errors: host_errors, cache } => {
                     self.harvest_wave(slot, harvest, host_errors, &mut g, stats);
+                    // The wave finished (or the device is broken): its copies are done.
+                    drop(cache);
                 }
-                ToHarvest::End { meta, lease, errors } => {
+                ToHarvest::End { meta, lease, errors, cache } => {
                     self.faults.panic_point(Fault::HarvestPanic);
                     g.errors.extend(errors);
-                    emit(self.harvest_end(meta, lease, &mut g, stats))
+                    let h = self.harvest_end(meta, lease, &mut g, stats);
+                    if let Some(c) = cache {
+                        // Filled only from a batch that completed with no error at all.
+                        c.settle(matches!(&h, Harvested::Ran { errors, .. } if errors.is_empty()));
+                    }
+                    emit(h)
                 }
+                ToHarvest::Keep(cache) => drop(cache),
                 ToHarvest::Failed { meta, failure, lease } => {
                     g.errors.clear();
                     g.failure = None;

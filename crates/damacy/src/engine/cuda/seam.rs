@@ -207,9 +207,7 @@ impl<D: Device> Drop for CudaEngine<D> {
 impl<D: Device> CudaEngine<D> {
     /// The device view of a planned batch.
     fn batch_ctx(&self, p: Planned) -> (BatchCtx, DeviceMeta) {
-        // No cache hits: a pipeline with a decoded-chunk cache runs the host engine
-        // (`backend::open` refuses the CUDA engine with one).
-        let Planned { meta, arrays, facts, plan, positions, hits: _, claims: _ } = p;
+        let Planned { meta, arrays, facts, plan, positions, hits, claims } = p;
         let out_elems = self.sample_elems * meta.infos.len() as u64;
         let positions = Arc::new(positions);
         let ctx = BatchCtx {
@@ -221,6 +219,7 @@ impl<D: Device> CudaEngine<D> {
             sample_shape: self.sample_shape.clone(),
             out_dtype: self.out_dtype,
             out_elems,
+            cache: super::cache::batch_cache(hits, claims),
         };
         (ctx, DeviceMeta { meta, out_elems, positions })
     }

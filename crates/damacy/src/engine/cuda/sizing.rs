@@ -3,7 +3,9 @@
 
 use planner::PlanLimits;
 
-use super::{DESC_BYTES, MAX_GPU_STREAM, META_PER_STREAM, MIN_WAVE_BYTES, REGION_ALIGN, STAGING_PAD};
+use super::{
+    DESC_BYTES, MAX_GPU_STREAM, META_PER_STREAM, MIN_WAVE_BYTES, REGION_ALIGN, STAGING_PAD,
+};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -53,12 +55,19 @@ pub(super) fn meta_bytes(streams: u64) -> u64 {
     streams * META_PER_STREAM + streams * 24 + 64
 }
 
+/// Bytes of one wave slot's copy ranges into the decoded-chunk cache: a `CopyRange` (24
+/// bytes) per chunk of the wave.
+pub(super) fn cache_ranges_bytes(chunks: u64) -> u64 {
+    chunks * 24
+}
+
 /// Sizes the engine's buffers for waves of at most `chunks` chunks from the
 /// configuration, before anything is allocated.
 ///
 /// # Errors
 /// `Budget` naming `max_gpu_memory_bytes` or `max_pinned_host_bytes` and the minimum
-/// that would do (nvCOMP's temp buffer, `temp`, is counted against the GPU budget).
+/// that would do (nvCOMP's temp buffers, `temp` per slot, and the decoded-chunk cache,
+/// `chunk_cache_bytes`, are counted against the GPU budget).
 fn size(cfg: &Config, temp: u64, chunks: u64, slots: usize) -> Result<Sizing> {
     let streams = chunks * 4;
     let waves = slots as u64;
@@ -74,9 +83,13 @@ fn size(cfg: &Config, temp: u64, chunks: u64, slots: usize) -> Result<Sizing> {
         batch_bytes.checked_mul(cfg.batches_in_flight as u64).ok_or(over("batches_in_flight"))?;
     let pad_staging = chunks * (STAGING_PAD + REGION_ALIGN);
     let pad_arena = chunks * REGION_ALIGN;
-    // Per slot: metadata and descriptors on both sides; two fill descriptor buffers.
-    let per_slot_fixed = meta_bytes(streams) + DESC_BYTES;
-    let fixed = temp + waves * (per_slot_fixed + pad_staging + pad_arena) + 2 * DESC_BYTES;
+    // Per slot: metadata, the copy ranges into the chunk cache, and descriptors on both
+    // sides; two fill descriptor buffers; the decoded-chunk cache (device memory).
+    let per_slot_fixed = meta_bytes(streams) + cache_ranges_bytes(chunks) + DESC_BYTES;
+    let fixed = temp
+        + waves * (per_slot_fixed + pad_staging + pad_arena)
+        + 2 * DESC_BYTES
+        + cfg.chunk_cache_bytes;
     // Each wave slot holds a device staging copy and an arena of the same sizes.
     let min_gpu = batches + fixed + waves * 2 * MIN_WAVE_BYTES;
     if cfg.max_gpu_memory_bytes < min_gpu {
@@ -144,7 +157,8 @@ pub(super) fn choose(cfg: &Config, temp: &dyn Fn(u64) -> Result<u64>) -> Result<
             let t = temp(chunks)?;
             match size(cfg, t, chunks, slots) {
                 Ok(s) if s.decompressed >= chunks * (128 << 10) || i + 1 == WAVE_CHUNKS.len() => {
-                    let in_flight = |s: &Sizing| (s.waves as u64 * s.chunks).min(USEFUL_CHUNKS_IN_FLIGHT);
+                    let in_flight =
+                        |s: &Sizing| (s.waves as u64 * s.chunks).min(USEFUL_CHUNKS_IN_FLIGHT);
                     // Slot counts come most first, so a tie keeps the earlier (more slots).
                     if best.as_ref().is_none_or(|(b, _)| in_flight(&s) > in_flight(b)) {
                         best = Some((s, t));
@@ -190,10 +204,14 @@ mod tests {
         assert!(s.device_bytes + 3 * t <= 24 << 30);
         // Every decoder's temp is counted: with three 6 GiB temps, 8192-chunk waves would
         // get under 128 KiB a chunk.
-        let big = size(&c, nvcomp_like(8192).unwrap_or(0), 8192, 3).unwrap_or_else(|e| panic!("{e}"));
+        let big =
+            size(&c, nvcomp_like(8192).unwrap_or(0), 8192, 3).unwrap_or_else(|e| panic!("{e}"));
         assert!(big.decompressed < 8192 * (128 << 10), "{big:?}");
         let c = cfg(24 << 30, 8 << 30, 2);
-        assert_eq!(choose(&c, &nvcomp_like).map(|(s, _)| (s.waves, s.chunks)).ok(), Some((2, 8192)));
+        assert_eq!(
+            choose(&c, &nvcomp_like).map(|(s, _)| (s.waves, s.chunks)).ok(),
+            Some((2, 8192))
+        );
     }
 
     #[test]
@@ -208,6 +226,26 @@ mod tests {
         let (s, t) = choose(&c, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
         assert!(s.waves >= 2 && s.device_bytes + s.waves as u64 * t <= 4 << 30, "{s:?}");
         assert!(s.pinned_bytes <= 1 << 30, "{s:?}");
+    }
+
+    #[test]
+    fn the_chunk_cache_is_counted_in_the_gpu_budget() {
+        let plain = cfg(24 << 30, 8 << 30, 3);
+        let (s0, _) = choose(&plain, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        let mut cached = plain.clone();
+        cached.chunk_cache_bytes = 4 << 30;
+        let (s1, t) = choose(&cached, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        assert!(s1.device_bytes >= 4 << 30 && s1.device_bytes + 3 * t <= 24 << 30, "{s1:?}");
+        assert!(s1.staging <= s0.staging);
+        // A cache as large as the whole budget leaves no room.
+        cached.chunk_cache_bytes = 24 << 30;
+        match choose(&cached, &nvcomp_like) {
+            Err(Error::Budget { knob, needed, .. }) => {
+                assert_eq!(knob, "max_gpu_memory_bytes");
+                assert!(needed > 24 << 30);
+            }
+            other => panic!("expected Budget, got {other:?}"),
+        }
     }
 
     #[test]

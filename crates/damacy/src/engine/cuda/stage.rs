@@ -59,6 +59,8 @@ pub(super) struct BatchCtx {
     pub sample_shape: Vec<u64>,
     pub out_dtype: OutDtype,
     pub out_elems: u64,
+    /// The batch's hits and claims in the decoded-chunk cache, if any.
+    pub cache: Option<Arc<super::cache::BatchCache>>,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use kernels::FillSpec;
+use kernels::{FillSpec, Placement, ShuffleSpec};
 use planner::{BatchPlan, ChunkSource, Wave};
 
 use super::core::{BatchLease, Engine, WaveBufs, WaveLease};
 use super::device::Device;
 use super::harvest::{Failure, ToHarvest, ToHarvestMsg};
 use super::stage::{BatchCtx, ChunkState, Region, StageMem, WaveJob, WaveState, WaveWork};
-use super::{REGION_ALIGN, STAGING_PAD, align_up, gs};
+use super::{DESC_CAP, REGION_ALIGN, STAGING_PAD, align_up, gpu_err, gs};
 use crate::engine::JobTx;
 use crate::error::{Error, PlanFault, Result, SampleError};
 use crate::fault::Fault;
@@ -210,7 +210,81 @@ impl<D: Device> Engine<D> {
             self.fill_boxes(lease.buffer(), &fs, &facts.fill_out, ctx.out_elems, &self.end_descs)?;
             stats.assemble_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
+        let t = Instant::now();
+        let mut errors = errors;
+        errors.extend(self.assemble_cached(ctx, lease.buffer())?);
+        stats.assemble_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         gs("cuEventRecord", self.dev.record(&self.ready[lease.slot()], compute))?;
+        Ok(errors)
+    }
+
+    /// Assembles the batch's decoded-chunk cache hits into its buffer on `compute`,
+    /// straight from their blocks (pinned by the batch's cache until its ready event
+    /// completed). Returns the errors (plan samples) of hits the plan or the cache
+    /// contradicts, which are not assembled.
+    fn assemble_cached(
+        &self,
+        ctx: &BatchCtx,
+        out: &D::DevMem,
+    ) -> Result<Vec<(usize, SampleError)>> {
+        let plan = &ctx.plan;
+        let mut errors = Vec::new();
+        let Some(cached) = plan.chunks.get(plan.cached.clone()) else {
+            let fault = PlanFault::Chunks { start: plan.cached.start, end: plan.cached.end };
+            let err = SampleError::PlanInconsistent { stage: "CUDA cache", fault };
+            errors.extend((0..ctx.positions.len()).map(|s| (s, err.clone())));
+            return Ok(errors);
+        };
+        if cached.is_empty() {
+            return Ok(errors);
+        }
+        let mut keep = Vec::new();
+        for chunk in cached {
+            let src = match (chunk.source, &ctx.cache) {
+                (ChunkSource::Cached { hit, decompressed_len }, Some(c)) => {
+                    c.hit_ptr(hit, decompressed_len)
+                }
+                _ => None,
+            };
+            let (Some(src), Some(facts)) = (src, ctx.facts.get(chunk.array.index())) else {
+                let err = SampleError::Internal { stage: "CUDA cache" };
+                errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
+                continue;
+            };
+            for p in &chunk.placements {
+                let Some(&pos) = ctx.positions.get(p.sample) else { continue };
+                keep.push((src, facts, p, pos as u64, p.in_chunk.shape()));
+            }
+        }
+        let places: Vec<Placement<'_>> = keep
+            .iter()
+            .map(|(src, facts, p, pos, extent)| Placement {
+                src: *src,
+                src_dtype: facts.repr.data_type,
+                shuffle: ShuffleSpec::default(),
+                chunk_shape: &facts.repr.shape,
+                in_chunk_lo: &p.in_chunk.lo,
+                sample: *pos,
+                sample_shape: &ctx.sample_shape,
+                in_sample_lo: &p.in_sample.lo,
+                extent,
+            })
+            .collect();
+        let compute = self.cu("compute")?;
+        for piece in places.chunks(DESC_CAP) {
+            let packed = kernels::pack_placements(piece, ctx.out_dtype, ctx.out_elems)
+                .map_err(|e| gpu_err("pack placements", e))?;
+            gs(
+                "upload",
+                self.dev.upload(compute, &self.end_descs, 0, bytemuck::cast_slice(&packed)),
+            )?;
+            let (d, b) = (D::dev_range(out), D::dev_range(&self.end_descs));
+            // SAFETY: sources are filled cache blocks (written by an earlier batch's device
+            // work, completed before the fill) pinned by this batch; descriptors packed
+            // for this output size and uploaded before the launch on the same stream.
+            unsafe { self.dev.assemble(compute, ctx.out_dtype, d, b, packed.len() as u32) }
+                .map_err(|e| gpu_err("assemble", e))?;
+        }
         Ok(errors)
     }
 
@@ -494,7 +568,8 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
                 }
             }
         };
-        self.send(ToHarvest::Wave { slot, harvest, errors: host_errors });
+        let cache = work.ctx.cache.clone();
+        self.send(ToHarvest::Wave { slot, harvest, errors: host_errors, cache });
     }
 
     /// A batch's end, after its last wave: enqueues its fills and ready event, unless its
@@ -506,9 +581,17 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
             Some(failure) => Err(failure),
             None => self.engine.end_batch(&ctx, &lease, self.stats).map_err(Failure::from),
         };
+        let cache = ctx.cache;
         match outcome {
-            Ok(errors) => self.send(ToHarvest::End { meta, lease, errors }),
-            Err(failure) => self.send(ToHarvest::Failed { meta, failure, lease: Some(lease) }),
+            Ok(errors) => self.send(ToHarvest::End { meta, lease, errors, cache }),
+            Err(failure) => {
+                self.send(ToHarvest::Failed { meta, failure, lease: Some(lease) });
+                // Its assembly of cache hits may have been enqueued: the pins stay until
+                // the harvest thread recovered the buffer (waiting for the device).
+                if let Some(c) = cache {
+                    self.send(ToHarvest::Keep(c));
+                }
+            }
         }
     }
 }

@@ -54,9 +54,8 @@ fn rendezvous(met: &(Mutex<u64>, Condvar)) -> kernels::Result<()> {
     if me % 2 == 0 {
         return Ok(());
     }
-    let (n, timeout) = cv
-        .wait_timeout_while(n, RENDEZVOUS_LIMIT, |n| *n == me)
-        .unwrap_or_else(|e| e.into_inner());
+    let (n, timeout) =
+        cv.wait_timeout_while(n, RENDEZVOUS_LIMIT, |n| *n == me).unwrap_or_else(|e| e.into_inner());
     drop(n);
     if timeout.timed_out() {
         // The only way to tell the test: a failed decode call, as nvCOMP's would be.
@@ -389,11 +388,11 @@ impl Device for SimDevice {
         kernels::host::check_zstd_decode(batch)?;
         let batch = *batch;
         let meet = self.faults.fire(Fault::DecodeRendezvous).then(|| Arc::clone(&self.met));
-        // SAFETY: the caller's contract, in stream order.
         let run = move || {
             if let Some(met) = meet {
                 rendezvous(&met)?;
             }
+            // SAFETY: the caller's contract, in stream order.
             unsafe { kernels::host::zstd_decode(&batch) }
         };
         Ok(self.enqueue(stream, "nvcompBatchedZstdDecompressAsync", run)?)

@@ -104,6 +104,7 @@ fn run_wave(plan: BatchPlan, positions: Vec<usize>, store: &dyn store::Store) ->
         sample_shape: vec![4],
         out_dtype: OutDtype::Native,
         out_elems: 8,
+        cache: None,
     };
     let region = |k: u64| Some(Region { staging: 2048 * k, staging_len: 1028, arena: 256 * k });
     let work = WaveWork {
