@@ -122,7 +122,7 @@ mod tests {
             gpu_schedule::Error::CudaDriver { call: "cuEventRecord", code: INJECTED.into() }
         );
         assert!(!f.fire(Fault::WaveSubmit), "used up");
-        assert_eq!(Fault::DecodeFailure as usize, FAULTS - 1, "FAULTS counts every variant");
+        assert_eq!(Fault::DecodeRendezvous as usize, FAULTS - 1, "FAULTS counts every variant");
         // Skips first, then fires, then is used up.
         f.arm_after(Fault::DecodeFailure, 3, 2);
         let seen: Vec<bool> = (0..7).map(|_| f.fire(Fault::DecodeFailure)).collect();
