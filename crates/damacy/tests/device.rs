@@ -260,7 +260,15 @@ fn corrupt_zstd_frame_is_a_decode_error_naming_the_chunk_and_later_batches_arriv
     // host check is decoded by nvCOMP.
     let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
     let f = shard_end_fixture();
-    for how in [Corruption::Content, Corruption::Header] {
+    // A frame whose content is corrupt but whose structure passes the host check is
+    // undefined behaviour for nvCOMP: on the H200 it has decoded with an error status,
+    // hung (a v2 frame, 2026-12-03) and, with other buffers around it, faulted the whole
+    // context with an illegal address (this test, 2026-12-03, after the wave slots got
+    // their own decoders). So only the simulated device feeds one to its decoder; on a GPU
+    // the device's report path is covered by `Fault::DecodeFailure`.
+    let kinds: &[Corruption] =
+        if dev == SIM { &[Corruption::Content, Corruption::Header] } else { &[Corruption::Header] };
+    for &how in kinds {
         let dir = tempfile::tempdir().expect("tempdir");
         let (copy, shard) = corrupt_copy(dir.path(), how);
         let one =

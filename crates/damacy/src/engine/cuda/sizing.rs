@@ -128,19 +128,18 @@ fn size(cfg: &Config, temp: u64, chunks: u64, slots: usize) -> Result<Sizing> {
     })
 }
 
-/// Wave slot counts the automatic choice considers, most first.
-const AUTO_SLOTS: [usize; 5] = [8, 6, 4, 3, 2];
-/// Chunks in flight on the device beyond which more do not speed nvCOMP up (8192 chunks
-/// in one call already fill the H200) and only cost memory.
-const USEFUL_CHUNKS_IN_FLIGHT: u64 = 16_384;
+/// Wave slot counts the automatic choice tries, in order: the first that fits the budgets
+/// wins, with the largest wave it allows. Measured on the H200 (16 threads, 24 GiB, one
+/// run, docs/PERFORMANCE.md): `default` 13.05 Gvox/s with 3 slots of 4096 chunks, 12.83
+/// with 4 × 4096, 12.05 with 6 × 2048, 11.70 with 8 × 2048, 10.07 with 2 × 8192;
+/// `small-batch` 4.43 with 3 slots and 4.32 to 4.46 with 4 to 12 (three 64-chunk nvCOMP
+/// calls in flight already overlap their ~9 ms). More slots only shrink the waves.
+const AUTO_SLOTS: [usize; 2] = [3, 2];
 
-/// The buffers for `cfg`: with `gpu_wave_slots` fixed, the largest wave whose buffers fit
-/// the budgets with bytes enough to fill it (128 KiB per chunk on average); with `0`
-/// (auto), of every slot count in `AUTO_SLOTS` and every wave size, the choice with the
-/// most chunks in flight (slots × chunks per wave, counted up to
-/// `USEFUL_CHUNKS_IN_FLIGHT`), more slots on a tie (small batches fill small waves only,
-/// so they gain from slots, not from wave size). Each slot holds a decoder with temp bytes
-/// `temp(chunks)` (nvCOMP's; 0 without nvCOMP or on the simulated device).
+/// The buffers for `cfg`: `gpu_wave_slots` slots (or, with `0`, the first count of
+/// `AUTO_SLOTS` that fits), each with the largest wave whose buffers fit the budgets with
+/// bytes enough to fill it (128 KiB per chunk on average). Each slot holds a decoder with
+/// temp bytes `temp(chunks)` (nvCOMP's; 0 without nvCOMP or on the simulated device).
 ///
 /// Returns the sizing and one decoder's temp bytes.
 ///
@@ -151,27 +150,19 @@ pub(super) fn choose(cfg: &Config, temp: &dyn Fn(u64) -> Result<u64>) -> Result<
     let fixed = [cfg.gpu_wave_slots];
     let slot_counts: &[usize] = if cfg.gpu_wave_slots == 0 { &AUTO_SLOTS } else { &fixed };
     let mut smallest_err = None;
-    let mut best: Option<(Sizing, u64)> = None;
     for &slots in slot_counts {
         for (i, &chunks) in WAVE_CHUNKS.iter().enumerate() {
             let t = temp(chunks)?;
             match size(cfg, t, chunks, slots) {
                 Ok(s) if s.decompressed >= chunks * (128 << 10) || i + 1 == WAVE_CHUNKS.len() => {
-                    let in_flight =
-                        |s: &Sizing| (s.waves as u64 * s.chunks).min(USEFUL_CHUNKS_IN_FLIGHT);
-                    // Slot counts come most first, so a tie keeps the earlier (more slots).
-                    if best.as_ref().is_none_or(|(b, _)| in_flight(&s) > in_flight(b)) {
-                        best = Some((s, t));
-                    }
-                    // Smaller waves of this slot count have fewer chunks in flight.
-                    break;
+                    return Ok((s, t));
                 }
                 Ok(_) => {}
                 Err(e) => smallest_err = Some(e),
             }
         }
     }
-    best.ok_or(smallest_err.unwrap_or(Error::Closed))
+    Err(smallest_err.unwrap_or(Error::Closed))
 }
 
 #[cfg(test)]
@@ -215,12 +206,15 @@ mod tests {
     }
 
     #[test]
-    fn auto_takes_the_most_chunks_in_flight_then_the_most_slots() {
+    fn auto_takes_three_slots_where_they_fit_else_two() {
         let c = cfg(24 << 30, 8 << 30, 0);
         let (s, _) = choose(&c, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
-        // 8 x 2048 = 16,384 chunks in flight, as many as 2 x 8192 or 4 x 4096 would hold.
-        assert_eq!((s.waves, s.chunks), (8, 2048));
-        assert!(s.device_bytes + 8 * nvcomp_like(2048).unwrap_or(0) <= 24 << 30);
+        assert_eq!((s.waves, s.chunks), (3, 4096));
+        // Pinned memory for three slots' minimum waves (3 x 2 x 8 MiB and more) is not
+        // there: two slots.
+        let c = cfg(24 << 30, 60 << 20, 0);
+        let (s, _) = choose(&c, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.waves, 2);
         // The library defaults (4 GiB, 1 GiB pinned) still open, with fewer chunks.
         let c = cfg(4 << 30, 1 << 30, 0);
         let (s, t) = choose(&c, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
