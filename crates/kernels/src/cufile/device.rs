@@ -5,7 +5,8 @@ use cudarc::driver::{CudaContext, CudaStream, sys};
 use gpu_schedule::{CudaBackend, CudaDeviceMem, CudaStreamHandle};
 
 use super::completion::{ReadCompletion, Retirement};
-use super::{Driver, FileHandle, raw};
+use super::driver::{Driver, FileHandle};
+use super::raw;
 use crate::error::{Error, Result};
 use crate::module::{check, guarded};
 use crate::sync::Arc;

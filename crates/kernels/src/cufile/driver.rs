@@ -4,39 +4,10 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
-use super::{CufileLib, DriverProperties, raw};
+use super::library::{CufileLib, DriverProperties, Session};
+use super::raw;
 use crate::error::Result;
-use crate::sync::{Arc, PoisonError, Weak};
-
-/// Which driver session of a library is live, and whether the driver is open.
-#[derive(Debug, Default)]
-pub(crate) struct SessionSlot {
-    live: Weak<Session>,
-    open: bool,
-    generation: u64,
-}
-
-/// An open driver session: `cuFileDriverClose` runs when the last [`Driver`] clone (and
-/// every registration made under it, each holding one) is dropped, unless a newer session
-/// took the open driver over meanwhile.
-#[derive(Debug)]
-pub(crate) struct Session {
-    lib: Arc<CufileLib>,
-    generation: u64,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        // Under the slot's lock, so that an open racing with this close either took the
-        // driver over (a newer generation: no close) or waits for the close to finish.
-        let mut slot = self.lib.session.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.generation == self.generation && slot.open {
-            slot.open = false;
-            // Nothing to do about a failing close at teardown; the counts show it.
-            let _ = self.lib.driver_close();
-        }
-    }
-}
+use crate::sync::{Arc, PoisonError};
 
 /// The cuFile driver, opened once per library while any clone or registration lives.
 #[derive(Debug, Clone)]

@@ -17,13 +17,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use kernels::{CopyRange, ShuffleSpec};
-use planner::{ChunkSource, Wave};
-
-use super::core::{Engine, WaveBufs};
-use super::device::Device;
-use super::stage::{ChunkState, StageMem, WaveState, WaveWork};
-use crate::decoded_cache::{self, CacheClaim, CachePin, Claims, Decoded, DeviceChunk};
+use crate::decoded_cache::{CacheClaim, CachePin, ChunkKey, Claims, Decoded, DeviceChunk};
 use crate::engine::lock;
 
 /// One batch's share of the cache: its pinned hits, its claims, and the blocks its waves
@@ -56,6 +50,21 @@ impl BatchCache {
         v.device_ptr()
     }
 
+    /// Whether the batch still holds claims no wave took.
+    pub(super) fn has_claims(&self) -> bool {
+        !lock(&self.claims).is_empty()
+    }
+
+    /// Takes the claim of `key`, for the wave that decodes that chunk.
+    pub(super) fn take_claim(&self, key: &ChunkKey) -> Option<CacheClaim> {
+        lock(&self.claims).remove(key)
+    }
+
+    /// Records claims whose chunks a wave's device work copies into their blocks.
+    pub(super) fn add_copied(&self, copied: Vec<(CacheClaim, DeviceChunk)>) {
+        lock(&self.copied).extend(copied);
+    }
+
     /// After the batch's device work completed (its ready event waited for): fills the
     /// claims whose chunks were copied if `ok` (no failure, no sample error), else drops
     /// them with their blocks. Claims no wave took are dropped either way (abandoned).
@@ -67,77 +76,6 @@ impl BatchCache {
             }
         }
         lock(&self.claims).clear();
-    }
-}
-
-impl<D: Device> Engine<D> {
-    /// Writes the copy ranges of wave `k`'s claimed, cacheable chunks (arena → a new
-    /// block each) into the slot's pinned ranges and moves their claims to the batch's
-    /// copied list; returns how many. A chunk whose block cannot be allocated (the slab is
-    /// in pieces) is not cached: its claim is dropped.
-    pub(super) fn stage_cache_copies(
-        &self,
-        work: &WaveWork<D::PinMem>,
-        wave: &Wave,
-        state: &WaveState,
-        w: &WaveBufs<D>,
-    ) -> usize {
-        let (Some(mem), Some(cache)) = (&self.cache_mem, &work.ctx.cache) else { return 0 };
-        let plan = &work.ctx.plan;
-        let mut claims = lock(&cache.claims);
-        if claims.is_empty() {
-            return 0;
-        }
-        let ar0 = D::dev_range(&w.arena).ptr();
-        let mut ranges = Vec::new();
-        let mut copied = Vec::new();
-        for (i, cs) in state.chunk_state.iter().enumerate() {
-            let cacheable = match cs {
-                ChunkState::Cpu => true,
-                ChunkState::Gpu(spec) => *spec == ShuffleSpec::default(),
-                ChunkState::Failed => false,
-            };
-            let (true, Some(reg), Some(chunk)) = (
-                cacheable,
-                work.regions.get(i).copied().flatten(),
-                plan.chunks.get(wave.chunks.start + i),
-            ) else {
-                continue;
-            };
-            let ChunkSource::Copy { read, offset_in_read, compressed_len, decompressed_len } =
-                chunk.source
-            else {
-                continue;
-            };
-            let Some(file) = plan
-                .reads
-                .get(read)
-                .and_then(|op| plan.files.get(op.file).map(|f| (f, op.offset + offset_in_read)))
-            else {
-                continue;
-            };
-            let key = decoded_cache::key(&file.0.key, file.1, compressed_len);
-            let Some(claim) = claims.remove(&key) else { continue };
-            let Some(block) = mem.slab.alloc(decompressed_len) else { continue };
-            let ptr = mem.base + block.offset();
-            ranges.push(CopyRange { src: ar0 + reg.arena, dst: ptr, len: decompressed_len });
-            copied.push((claim, DeviceChunk { _block: block, ptr, len: decompressed_len }));
-        }
-        drop(claims);
-        let bytes: &[u8] = bytemuck::cast_slice(&ranges);
-        let n = ranges.len();
-        if bytes.len() > w.cache_ranges_host.len() {
-            // Sized for a range per chunk of a wave: cannot happen; nothing is cached.
-            return 0;
-        }
-        // SAFETY: the slot is leased by the submit thread and its previous device use
-        // finished before it was released (harvested after `done`); in bounds (checked).
-        unsafe {
-            std::slice::from_raw_parts_mut(w.cache_ranges_host.as_ptr(), bytes.len())
-                .copy_from_slice(bytes);
-        }
-        lock(&cache.copied).extend(copied);
-        n
     }
 }
 

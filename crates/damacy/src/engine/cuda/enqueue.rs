@@ -14,6 +14,7 @@ use super::device::Device;
 use super::harvest::{ChunkOrigin, Failure, Harvest};
 use super::stage::{ChunkState, StageMem, WaveState, WaveWork};
 use super::{DESC_CAP, REGION_ALIGN, align_up, gpu_err, gs};
+use crate::decoded_cache::{self, DeviceChunk};
 use crate::error::{GpuError, PlanFault, Result, SampleError};
 use crate::fault::Fault;
 use crate::stats::StatCounters;
@@ -507,4 +508,73 @@ fn chunk_origins(plan: &BatchPlan, wave: &Wave) -> Vec<ChunkOrigin> {
         });
     }
     chunks_meta
+}
+
+impl<D: Device> Engine<D> {
+    /// Writes the copy ranges of wave `k`'s claimed, cacheable chunks (arena → a new
+    /// block each) into the slot's pinned ranges and moves their claims to the batch's
+    /// copied list; returns how many. A chunk whose block cannot be allocated (the slab is
+    /// in pieces) is not cached: its claim is dropped.
+    pub(super) fn stage_cache_copies(
+        &self,
+        work: &WaveWork<D::PinMem>,
+        wave: &Wave,
+        state: &WaveState,
+        w: &WaveBufs<D>,
+    ) -> usize {
+        let (Some(mem), Some(cache)) = (&self.cache_mem, &work.ctx.cache) else { return 0 };
+        let plan = &work.ctx.plan;
+        if !cache.has_claims() {
+            return 0;
+        }
+        let ar0 = D::dev_range(&w.arena).ptr();
+        let mut ranges = Vec::new();
+        let mut copied = Vec::new();
+        for (i, cs) in state.chunk_state.iter().enumerate() {
+            let cacheable = match cs {
+                ChunkState::Cpu => true,
+                ChunkState::Gpu(spec) => *spec == ShuffleSpec::default(),
+                ChunkState::Failed => false,
+            };
+            let (true, Some(reg), Some(chunk)) = (
+                cacheable,
+                work.regions.get(i).copied().flatten(),
+                plan.chunks.get(wave.chunks.start + i),
+            ) else {
+                continue;
+            };
+            let ChunkSource::Copy { read, offset_in_read, compressed_len, decompressed_len } =
+                chunk.source
+            else {
+                continue;
+            };
+            let Some(file) = plan
+                .reads
+                .get(read)
+                .and_then(|op| plan.files.get(op.file).map(|f| (f, op.offset + offset_in_read)))
+            else {
+                continue;
+            };
+            let key = decoded_cache::key(&file.0.key, file.1, compressed_len);
+            let Some(claim) = cache.take_claim(&key) else { continue };
+            let Some(block) = mem.slab.alloc(decompressed_len) else { continue };
+            let ptr = mem.base + block.offset();
+            ranges.push(CopyRange { src: ar0 + reg.arena, dst: ptr, len: decompressed_len });
+            copied.push((claim, DeviceChunk { _block: block, ptr, len: decompressed_len }));
+        }
+        let bytes: &[u8] = bytemuck::cast_slice(&ranges);
+        let n = ranges.len();
+        if bytes.len() > w.cache_ranges_host.len() {
+            // Sized for a range per chunk of a wave: cannot happen; nothing is cached.
+            return 0;
+        }
+        // SAFETY: the slot is leased by the submit thread and its previous device use
+        // finished before it was released (harvested after `done`); in bounds (checked).
+        unsafe {
+            std::slice::from_raw_parts_mut(w.cache_ranges_host.as_ptr(), bytes.len())
+                .copy_from_slice(bytes);
+        }
+        cache.add_copied(copied);
+        n
+    }
 }
