@@ -113,7 +113,8 @@ pub struct Config {
     /// Object stores (`s3://`, `gs://`, `az://`, `http(s)://` sample uris).
     pub object_store: ObjectStoreConfig,
     /// Decoded-chunk cache: bytes of decoded chunks kept for later batches (host memory
-    /// for the host engine). `0` (the default) turns it off. Chunks are keyed by their
+    /// for the host engine; device memory for the CUDA engine, counted inside
+    /// `max_gpu_memory_bytes`). `0` (the default) turns it off. Chunks are keyed by their
     /// stored identity (object key, offset and length in it), so a chunk whose index
     /// entry changes is read again.
     pub chunk_cache_bytes: u64,
