@@ -447,123 +447,24 @@ pub fn check_frame_check(frames: &ZstdFrames, verdicts: DeviceRange) -> Result<(
     Ok(())
 }
 
-/// The verdict of the device frame check on one frame, computed as `zf_check` in
-/// `kernels.cu` computes it, step for step (positions as `u64`, every read bounded by
-/// the frame's length first). It must equal [`crate::check_zstd_frame`]'s result for
-/// every byte string: the CPU tests hold it to that, and the GPU tests hold the kernel to
-/// this function.
+/// The verdict of the device frame check on one frame: [`crate::check_zstd_frame`]'s
+/// result as a [`FrameVerdict`] (the device kernel, `zf_check` in `kernels.cu`, must
+/// give exactly this for every byte string; the GPU tests hold it to that, so the host
+/// check is the one definition of a good frame).
 pub fn zstd_frame_verdict(frame: &[u8], expected: u64) -> FrameVerdict {
-    const MAGIC: u64 = 0xfd2f_b528;
-    const BLOCK_MAX: u64 = 128 << 10;
-    const WINDOW_LOG_MAX: u64 = 31;
-    let len = frame.len() as u64;
-    let fail = |f: FrameFault, offset: u64, value: u64| FrameVerdict {
-        code: f.code(),
-        pad: 0,
-        offset,
-        value,
+    let (code, offset, value) = match crate::check_zstd_frame(frame, expected) {
+        Ok(()) => (0, 0, 0),
+        Err(Error::ZstdFrame { reason, offset, value }) => {
+            // Every reason of the host check has a code (a test holds the table to it).
+            (
+                FrameFault::from_reason(reason).map_or(u32::MAX, FrameFault::code),
+                offset as u64,
+                value,
+            )
+        }
+        Err(_) => (u32::MAX, 0, 0),
     };
-    // `zf_le`: `n` bytes little end first at `at`, or `None` past the end.
-    let le = |at: u64, n: u64| -> Option<u64> {
-        if at > len || n > len - at {
-            return None;
-        }
-        Some((0..n).rev().fold(0u64, |v, k| (v << 8) | u64::from(frame[(at + k) as usize])))
-    };
-    let Some(magic) = le(0, 4) else { return fail(FrameFault::HeaderPastEnd, 0, 4) };
-    if magic != MAGIC {
-        return fail(FrameFault::Magic, 0, magic);
-    }
-    let Some(fhd) = le(4, 1) else { return fail(FrameFault::HeaderPastEnd, 4, 1) };
-    if fhd & 0x08 != 0 {
-        return fail(FrameFault::ReservedBit, 4, fhd);
-    }
-    let single_segment = fhd & 0x20 != 0;
-    let checksum = fhd & 0x04 != 0;
-    let dict_bytes: u64 = match fhd & 3 {
-        0 => 0,
-        1 => 1,
-        2 => 2,
-        _ => 4,
-    };
-    let fcs_bytes: u64 = match fhd >> 6 {
-        0 => u64::from(single_segment),
-        1 => 2,
-        2 => 4,
-        _ => 8,
-    };
-    let mut at: u64 = if single_segment { 5 } else { 6 };
-    if !single_segment {
-        let Some(descriptor) = le(5, 1) else { return fail(FrameFault::HeaderPastEnd, 5, 1) };
-        if (descriptor >> 3) + 10 > WINDOW_LOG_MAX {
-            return fail(FrameFault::WindowLog, 5, descriptor);
-        }
-    }
-    if dict_bytes > 0 {
-        let Some(id) = le(at, dict_bytes) else {
-            return fail(FrameFault::HeaderPastEnd, at, dict_bytes);
-        };
-        if id != 0 {
-            return fail(FrameFault::Dictionary, at, dict_bytes);
-        }
-    }
-    at += dict_bytes;
-    if fcs_bytes == 0 {
-        return fail(FrameFault::NoContentSize, 4, fhd);
-    }
-    let Some(mut content) = le(at, fcs_bytes) else {
-        return fail(FrameFault::HeaderPastEnd, at, fcs_bytes);
-    };
-    if fcs_bytes == 2 {
-        content += 256;
-    }
-    if content != expected {
-        return fail(FrameFault::ContentSize, at, content);
-    }
-    at += fcs_bytes;
-    let mut exact = 0u64;
-    loop {
-        let Some(header) = le(at, 3) else { return fail(FrameFault::HeaderPastEnd, at, 3) };
-        let last = header & 1 != 0;
-        let kind = (header >> 1) & 3;
-        let size = header >> 3;
-        let stored = match kind {
-            0 => {
-                exact += size;
-                size
-            }
-            1 => {
-                exact += size;
-                1
-            }
-            2 => size,
-            _ => return fail(FrameFault::ReservedBlockType, at, kind),
-        };
-        if size > BLOCK_MAX {
-            return fail(FrameFault::BlockTooLarge, at, size);
-        }
-        if exact > expected {
-            return fail(FrameFault::RawRlePastContent, at, exact);
-        }
-        at += 3;
-        if stored > len - at {
-            return fail(FrameFault::BlockPastEnd, at, stored);
-        }
-        at += stored;
-        if last {
-            break;
-        }
-    }
-    if checksum {
-        if 4 > len - at {
-            return fail(FrameFault::ChecksumPastEnd, at, 4);
-        }
-        at += 4;
-    }
-    if at != len {
-        return fail(FrameFault::TrailingBytes, at, len - at);
-    }
-    FrameVerdict::OK
+    FrameVerdict { code, pad: 0, offset, value }
 }
 
 /// The host twin of `Kernels::check_zstd_frames`: writes one [`FrameVerdict`] per frame
