@@ -74,17 +74,18 @@ impl Slab {
         lock(&self.free).values().sum()
     }
 
-    /// A block of at least `bytes` (rounded), the first free range that holds it; `None`
-    /// when none does.
-    pub fn alloc(self: &Arc<Self>, bytes: u64) -> Option<Block> {
-        let len = self.rounded(bytes)?;
-        let mut free = lock(&self.free);
+    /// A block of `slab` of at least `bytes` (rounded), the first free range that holds
+    /// it; `None` when none does. (An associated function: loom's `Arc` cannot be a
+    /// method receiver.)
+    pub fn alloc(slab: &Arc<Self>, bytes: u64) -> Option<Block> {
+        let len = slab.rounded(bytes)?;
+        let mut free = lock(&slab.free);
         let (&at, &have) = free.iter().find(|&(_, &l)| l >= len)?;
         free.remove(&at);
         if have > len {
             free.insert(at + len, have - len);
         }
-        Some(Block { slab: Arc::clone(self), offset: at, len })
+        Some(Block { slab: Arc::clone(slab), offset: at, len })
     }
 
     fn release(&self, offset: u64, len: u64) {
@@ -137,15 +138,15 @@ mod tests {
     fn blocks_are_aligned_disjoint_and_freed_ranges_merge() {
         let slab = Slab::new(1000, 256);
         assert_eq!(slab.len(), 768, "whole aligned units only");
-        let a = slab.alloc(1).expect("a");
-        let b = slab.alloc(300).expect("b");
+        let a = Slab::alloc(&slab, 1).expect("a");
+        let b = Slab::alloc(&slab, 300).expect("b");
         assert_eq!((a.offset(), a.len(), b.offset(), b.len()), (0, 256, 256, 512));
-        assert!(slab.alloc(1).is_none(), "full");
+        assert!(Slab::alloc(&slab, 1).is_none(), "full");
         drop(a);
-        assert!(slab.alloc(257).is_none(), "256 free bytes hold no 512-byte block");
+        assert!(Slab::alloc(&slab, 257).is_none(), "256 free bytes hold no 512-byte block");
         drop(b);
         assert_eq!(slab.free_bytes(), 768);
-        let c = slab.alloc(768).expect("merged back into one range");
+        let c = Slab::alloc(&slab, 768).expect("merged back into one range");
         assert_eq!(c.offset(), 0);
     }
 
@@ -161,7 +162,7 @@ mod tests {
                 if free_one && !live.is_empty() {
                     let i = (bytes as usize) % live.len();
                     live.swap_remove(i);
-                } else if let Some(b) = slab.alloc(bytes) {
+                } else if let Some(b) = Slab::alloc(&slab, bytes) {
                     prop_assert_eq!(b.offset() % 64, 0);
                     prop_assert!(b.len() >= bytes && b.offset() + b.len() <= slab.len());
                     live.push(b);
@@ -175,7 +176,7 @@ mod tests {
                 prop_assert_eq!(used + slab.free_bytes(), slab.len());
             }
             live.clear();
-            prop_assert!(slab.alloc(slab.len()).is_some(), "one range again");
+            prop_assert!(Slab::alloc(&slab, slab.len()).is_some(), "one range again");
         }
     }
 }

@@ -557,7 +557,9 @@ impl<D: Device> Engine<D> {
             };
             let key = decoded_cache::key(&file.0.key, file.1, compressed_len);
             let Some(claim) = cache.take_claim(&key) else { continue };
-            let Some(block) = mem.slab.alloc(decompressed_len) else { continue };
+            let Some(block) = chunk_cache::slab::Slab::alloc(&mem.slab, decompressed_len) else {
+                continue;
+            };
             let ptr = mem.base + block.offset();
             ranges.push(CopyRange { src: ar0 + reg.arena, dst: ptr, len: decompressed_len });
             copied.push((claim, DeviceChunk { _block: block, ptr, len: decompressed_len }));
