@@ -322,6 +322,13 @@ impl<K: Hash + Eq + Clone, V> State<K, V> {
         policy: Policy,
         evicted: &mut Vec<std::sync::Arc<V>>,
     ) -> bool {
+        // Every entry is pinned (claims pin theirs) or ready and evictable: when even
+        // evicting every evictable one would leave too little room, refuse at once rather
+        // than sweep past the pinned ones (with batches in flight pinning most of a full
+        // cache, that sweep on every miss made planning slower than no cache at all).
+        if self.stats.pinned_bytes.saturating_add(bytes) > capacity {
+            return false;
+        }
         while self.stats.bytes + bytes > capacity {
             match self.evict_one(policy) {
                 Some(v) => evicted.push(v),

@@ -27,6 +27,26 @@ fn a_hit_returns_the_inserted_bytes_and_counts() {
 }
 
 #[test]
+fn a_miss_that_cannot_fit_past_the_pinned_bytes_evicts_nothing() {
+    for policy in [Policy::Lru, Policy::Clock] {
+        let c = cache(100, policy);
+        assert_eq!(c.insert(1, vec![1; 40], 40), Inserted::Added);
+        assert_eq!(c.insert(2, vec![2; 50], 50), Inserted::Added);
+        let pin = c.get(&2).expect("hit");
+        // 50 pinned + 60 > 100: refused at once; the unpinned entry 1 stays cached.
+        assert!(matches!(c.lookup_or_claim(&3, 60), Lookup::Miss));
+        assert_eq!(c.insert(4, vec![4; 60], 60), Inserted::NoRoom);
+        let s = c.stats();
+        assert_eq!((s.evictions, s.rejected, s.entries), (0, 2, 2), "{policy:?}: {s:?}");
+        assert!(c.contains(&1));
+        // What fits beside the pinned bytes still evicts as before.
+        assert_eq!(c.insert(5, vec![5; 45], 45), Inserted::Added);
+        assert!(!c.contains(&1) && c.stats().evictions == 1, "{policy:?}");
+        drop(pin);
+    }
+}
+
+#[test]
 fn pinned_entries_survive_pressure_and_inserts_are_refused_instead() {
     for policy in [Policy::Lru, Policy::Clock] {
         let c = cache(30, policy);
