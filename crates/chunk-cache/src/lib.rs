@@ -241,6 +241,27 @@ impl<K: Hash + Eq + Clone, V> ChunkCache<K, V> {
         claim.map_or(Lookup::Miss, Lookup::Claimed)
     }
 
+    /// [`lookup_or_claim`](Self::lookup_or_claim) for a caller that never waits on another
+    /// caller's claim (the CUDA engine): a key being decoded under someone else's claim is
+    /// a [`Lookup::Miss`] (counted as one, not as a hit), so the caller decodes the chunk
+    /// itself. (A claim made between this check and the lookup can still come back as a
+    /// pending hit, which such a caller treats as a miss too.)
+    pub fn lookup_ready_or_claim(&self, key: &K, bytes: u64) -> Lookup<K, V> {
+        {
+            let mut st = lock(&self.shared.state);
+            let pending = st
+                .map
+                .get(key)
+                .and_then(|&i| st.slots[i].as_ref())
+                .is_some_and(|s| matches!(s.value, Value::Pending));
+            if pending {
+                st.stats.misses += 1;
+                return Lookup::Miss;
+            }
+        }
+        self.lookup_or_claim(key, bytes)
+    }
+
     /// Caches `value` (`bytes` long) under `key`, evicting unpinned entries by the policy
     /// until it fits. Never exceeds the capacity: see [`Inserted`].
     pub fn insert(&self, key: K, value: V, bytes: u64) -> Inserted {

@@ -27,6 +27,24 @@ fn a_hit_returns_the_inserted_bytes_and_counts() {
 }
 
 #[test]
+fn a_caller_that_never_waits_gets_a_miss_for_a_pending_key() {
+    let c = cache(100, Policy::Clock);
+    let Lookup::Claimed(claim) = c.lookup_or_claim(&1, 10) else { panic!("a claim") };
+    assert!(matches!(c.lookup_ready_or_claim(&1, 10), Lookup::Miss));
+    let s = c.stats();
+    assert_eq!((s.hits, s.misses, s.joined), (0, 2, 0), "{s:?}");
+    claim.fill(vec![1; 10]);
+    match c.lookup_ready_or_claim(&1, 10) {
+        Lookup::Hit(p) => assert_eq!(p.ready(), Some(&vec![1; 10])),
+        _ => panic!("a filled key is a hit"),
+    }
+    assert!(
+        matches!(c.lookup_ready_or_claim(&2, 10), Lookup::Claimed(_)),
+        "an absent key is claimed"
+    );
+}
+
+#[test]
 fn a_miss_that_cannot_fit_past_the_pinned_bytes_evicts_nothing() {
     for policy in [Policy::Lru, Policy::Clock] {
         let c = cache(100, policy);

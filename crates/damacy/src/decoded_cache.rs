@@ -122,7 +122,12 @@ impl ChunkProbe for CacheProbe<'_> {
         } else {
             c.decompressed
         };
-        match self.cache.lookup_or_claim(&k, bytes) {
+        let lookup = if self.device {
+            self.cache.lookup_ready_or_claim(&k, bytes)
+        } else {
+            self.cache.lookup_or_claim(&k, bytes)
+        };
+        match lookup {
             Lookup::Hit(pin) => {
                 // A value of another size cannot be this chunk's decoding: read it.
                 if pin.ready().is_some_and(|v| v.len() != c.decompressed) {
