@@ -913,17 +913,24 @@ fn v2_zstd_chunks_take_the_route_of_v3_chunks(dev: Backend) {
     }
 }
 
+/// The `smoke` dataset in `dir`, its samples, and the host engine's f32 batches of them.
+fn smoke_f32_reference(dir: &Path) -> (Scenario, Vec<Sample>, Vec<Vec<u8>>) {
+    let (sc, samples) = smoke(dir);
+    let n = sc.samples_per_batch as usize;
+    let host = read_all(cfg(&sc.sample_shape, n, OutDtype::F32, Backend::Host), samples.clone())
+        .expect("host");
+    assert!(host.iter().any(|b| b.iter().any(|&x| x != 0)), "data not all zero");
+    (sc, samples, host)
+}
+
 /// Issue 18: every wave slot count gives the host engine's batches, bit for bit (each
 /// slot decodes on its own stream with its own decoder; assembly stays in wave order).
 fn every_wave_slot_count_equals_the_host_engine(dev: Backend) {
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sc, samples) = smoke(dir.path());
+    let (sc, samples, host) = smoke_f32_reference(dir.path());
     let n = sc.samples_per_batch as usize;
-    let host = read_all(cfg(&sc.sample_shape, n, OutDtype::F32, Backend::Host), samples.clone())
-        .expect("host");
-    assert!(host.iter().any(|b| b.iter().any(|&x| x != 0)), "data not all zero");
     for slots in [2, 3, 8, damacy::MAX_GPU_WAVE_SLOTS] {
         // Each slot needs at least 2 x 8 MiB of pinned staging.
         let c = builder(&sc.sample_shape, n, OutDtype::F32, dev)
@@ -950,10 +957,8 @@ fn device_cache_epochs_equal_the_host_engine(dev: Backend) {
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sc, samples) = smoke(dir.path());
+    let (sc, samples, host) = smoke_f32_reference(dir.path());
     let n = sc.samples_per_batch as usize;
-    let host = read_all(cfg(&sc.sample_shape, n, OutDtype::F32, Backend::Host), samples.clone())
-        .expect("host");
     for cache in [256u64 << 10, 16 << 20] {
         let c = builder(&sc.sample_shape, n, OutDtype::F32, dev)
             .chunk_cache_bytes(cache)
