@@ -217,8 +217,8 @@ pub fn run(
         .dtype(sc.output_dtype)
         .backend(opts.backend)
         // The GPU host has 139 GiB: give the CUDA engine room for large waves and
-        // nvCOMP's temp buffer (ignored by the host engine). Pinned memory for three
-        // waves of 8192 chunks needs about 8 GiB: take it where the host has 64 GiB.
+        // nvCOMP's temp buffers (ignored by the host engine). Pinned memory for three
+        // wave slots of 4096 chunks needs about 8 GiB: take it where the host has 64 GiB.
         // The device chunk cache counts inside the GPU budget: room for it on top, so
         // that the engine's waves are the same with and without it.
         .max_gpu_memory_bytes((24u64 << 30).saturating_add(opts.chunk_cache_bytes))

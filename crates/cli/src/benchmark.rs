@@ -50,7 +50,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_enum, default_value = "clock")]
     chunk_cache_policy: PolicyArg,
     /// CUDA engine wave slots: waves in flight at once, each decoding on its own stream
-    /// (2 to 16; 0 = as many as the memory budgets allow, see `Config::gpu_wave_slots`).
+    /// (2 to 16; 0 = 3 where the memory budgets allow, else 2; `Config::gpu_wave_slots`).
     #[arg(long, default_value_t = 0)]
     gpu_wave_slots: usize,
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use chunk_cache::{ChunkCache, Claim, Lookup, Pin, Policy};
-use planner::{ChunkProbe, StoredChunk};
+use planner::{BatchPlan, ChunkPlan, ChunkProbe, ChunkSource, StoredChunk};
 
 use crate::config::{ChunkCachePolicy, Config};
 
@@ -91,6 +91,18 @@ pub(crate) fn from_config(cfg: &Config) -> Option<DecodedCache> {
 /// The key of a stored chunk.
 pub(crate) fn key(file: &Arc<str>, offset: u64, nbytes: u64) -> ChunkKey {
     (Arc::clone(file), offset, nbytes)
+}
+
+/// The key of a chunk the plan reads from storage (`ChunkSource::Copy`): its read op's
+/// object, the chunk's offset in it and its stored length; `None` for any other source
+/// (or indices past the plan's tables).
+pub(crate) fn copy_key(plan: &BatchPlan, chunk: &ChunkPlan) -> Option<ChunkKey> {
+    let ChunkSource::Copy { read, offset_in_read, compressed_len, .. } = chunk.source else {
+        return None;
+    };
+    let op = plan.reads.get(read)?;
+    let file = plan.files.get(op.file)?;
+    Some(key(&file.key, op.offset + offset_in_read, compressed_len))
 }
 
 /// The planner's view of the cache for one batch: each hit is pinned and numbered in

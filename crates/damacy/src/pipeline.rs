@@ -59,7 +59,7 @@ struct Shared {
     feed_cv: Condvar,
     /// Prefetcher cache hits and misses at the last `reset_stats`.
     cache_base: Mutex<(u64, u64)>,
-    /// The decoded-chunk cache (host engine), shared with the engine.
+    /// The decoded-chunk cache (host or device memory, by engine), shared with the engine.
     chunk_cache: Option<crate::decoded_cache::DecodedCache>,
     /// Its counters at the last `reset_stats`.
     chunk_cache_base: Mutex<chunk_cache::CacheStats>,

@@ -21,7 +21,6 @@ use crate::desc::{
     ZstdBatch, ZstdFrames, bytes_for, need,
 };
 use crate::error::{Error, Result};
-use crate::zstd_frame::FrameFault;
 
 /// The status the host decoder reports for a frame it cannot decode (nvCOMP's
 /// `nvcompErrorCannotDecompress`); 0 is success, as in nvCOMP.
@@ -452,19 +451,10 @@ pub fn check_frame_check(frames: &ZstdFrames, verdicts: DeviceRange) -> Result<(
 /// give exactly this for every byte string; the GPU tests hold it to that, so the host
 /// check is the one definition of a good frame).
 pub fn zstd_frame_verdict(frame: &[u8], expected: u64) -> FrameVerdict {
-    let (code, offset, value) = match crate::check_zstd_frame(frame, expected) {
-        Ok(()) => (0, 0, 0),
-        Err(Error::ZstdFrame { reason, offset, value }) => {
-            // Every reason of the host check has a code (a test holds the table to it).
-            (
-                FrameFault::from_reason(reason).map_or(u32::MAX, FrameFault::code),
-                offset as u64,
-                value,
-            )
-        }
-        Err(_) => (u32::MAX, 0, 0),
-    };
-    FrameVerdict { code, pad: 0, offset, value }
+    // Every error of the host check is a frame fault with a code (a test holds the table
+    // to it); anything else would read back as an unknown code.
+    FrameVerdict::of_check(&crate::check_zstd_frame(frame, expected))
+        .unwrap_or(FrameVerdict { code: u32::MAX, ..FrameVerdict::OK })
 }
 
 /// The host twin of `Kernels::check_zstd_frames`: writes one [`FrameVerdict`] per frame

@@ -4,9 +4,9 @@
 //! Three threads drive it, so that planning, reading and staging, and the device work of
 //! different waves and batches overlap: the coordinator plans batch N+1 while the submit
 //! thread keeps the decode workers busy with the reads of the next waves (up to one
-//! fewer than the wave slots) and enqueues the device work of the oldest, and the harvest thread waits
-//! for each wave's device work, reads its decode report and frees its slot, and hands
-//! each batch out in order once its last wave finished.
+//! fewer than the wave slots) and enqueues the device work of the oldest, and the
+//! harvest thread waits for each wave's device work, reads its decode report and frees
+//! its slot, and hands each batch out in order once its last wave finished.
 //!
 //! Per wave (the planner's unit of at most `max_chunks_per_wave` chunks; the engine picks
 //! the largest count in `sizing::WAVE_CHUNKS` its budgets allow, as nvCOMP runs faster

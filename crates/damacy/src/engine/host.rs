@@ -459,17 +459,13 @@ impl<L> BatchWork<L> {
     /// Drops the claims of read op `r`'s chunks that were not filled (their read or
     /// decode failed): the entries leave the cache and batches waiting on them wake.
     fn abandon_claims(&self, r: usize) {
-        let (Some(op), Some(group)) = (self.plan.reads.get(r), self.plan.group(r)) else { return };
-        let Some(file) = self.plan.files.get(op.file) else { return };
+        let Some(group) = self.plan.group(r) else { return };
         let mut claims = lock(&self.claims);
         if claims.is_empty() {
             return;
         }
-        for chunk in group {
-            if let ChunkSource::Copy { offset_in_read, compressed_len, .. } = chunk.source {
-                let key = decoded_cache::key(&file.key, op.offset + offset_in_read, compressed_len);
-                drop(claims.remove(&key));
-            }
+        for key in group.iter().filter_map(|c| decoded_cache::copy_key(&self.plan, c)) {
+            drop(claims.remove(&key));
         }
     }
 

@@ -415,8 +415,8 @@ __device__ __forceinline__ FrameVerdict zf_fail(u32 code, u64 offset, u64 value)
     return v;
 }
 
-// The check of one frame, step for step as kernels::host::zstd_frame_verdict (and so as
-// kernels::check_zstd_frame): frame header, then every block header in a loop.
+// The check of one frame, step for step as kernels::check_zstd_frame (whose verdict is
+// kernels::host::zstd_frame_verdict): frame header, then every block header in a loop.
 __device__ FrameVerdict zf_check(const u8* f, u64 len, u64 expected) {
     u64 magic, fhd, descriptor, id, content, header;
     if (!zf_le(f, len, 0, 4, magic)) return zf_fail(ZF_HEADER_PAST_END, 0, 4);

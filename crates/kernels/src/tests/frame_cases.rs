@@ -1,7 +1,7 @@
 //! zstd frames for the frame check's parity tests: valid frames of every header shape,
 //! the corrupt cases the existing frame-check tests use, the fuzz corpus's seeds, and
-//! splitmix-driven mutations of valid frames. The CPU tests compare the host twin with
-//! `check_zstd_frame` on them; the GPU tests compare the kernel with the twin.
+//! splitmix-driven mutations of valid frames. The CPU tests run the host twin (the host
+//! check over a device-shaped batch) on them; the GPU tests compare the kernel with it.
 
 use super::reference::{Rng, compressible};
 use crate::desc::FrameVerdict;

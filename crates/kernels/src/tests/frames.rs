@@ -1,7 +1,7 @@
 //! The device frame check's host side on the machine without a GPU: the fault table, the
-//! verdict layout against `kernels.cu`, and the host twin (`host::check_zstd_frames`,
-//! `zf_check` step for step) against `check_zstd_frame` on every corrupt case and on
-//! mutated frames.
+//! verdict layout against `kernels.cu`, and the host twin (`host::check_zstd_frames`:
+//! `check_zstd_frame` over a batch laid out as the device sees it) on every corrupt case
+//! and on the mutated frames the GPU tests feed the kernel (which reach every fault).
 
 use std::collections::BTreeSet;
 

@@ -12,16 +12,16 @@ use zarr::DataType;
 use super::core::{Engine, WaveBufs};
 use super::device::Device;
 use super::harvest::{ChunkOrigin, Failure, Harvest};
-use super::stage::{ChunkState, StageMem, WaveState, WaveWork};
+use super::stage::{BatchCtx, ChunkState, StageMem, WaveState, WaveWork};
 use super::{DESC_CAP, REGION_ALIGN, align_up, gpu_err, gs};
 use crate::decoded_cache::{self, DeviceChunk};
 use crate::error::{GpuError, PlanFault, Result, SampleError};
 use crate::fault::Fault;
 use crate::stats::StatCounters;
 
-/// One placement of a staged chunk into the batch, owning the coordinates that the
-/// packed [`Placement`] borrows.
-struct StagedPlacement {
+/// One placement of a staged (or cached) chunk into the batch, owning the coordinates
+/// that the packed [`Placement`] borrows.
+pub(super) struct StagedPlacement {
     /// Device address of the chunk's decoded bytes in the wave's arena.
     src: u64,
     src_dtype: DataType,
@@ -308,20 +308,7 @@ impl<D: Device> Engine<D> {
     ) -> Result<()> {
         let ctx = &work.ctx;
         let keep = staged_placements(work, wave, state, D::dev_range(&w.arena).ptr());
-        let places: Vec<Placement<'_>> = keep
-            .iter()
-            .map(|k| Placement {
-                src: k.src,
-                src_dtype: k.src_dtype,
-                shuffle: k.shuffle,
-                chunk_shape: &ctx.facts[k.array].repr.shape,
-                in_chunk_lo: &k.in_chunk_lo,
-                sample: k.sample,
-                sample_shape: &ctx.sample_shape,
-                in_sample_lo: &k.in_sample_lo,
-                extent: &k.extent,
-            })
-            .collect();
+        let places = as_placements(&keep, ctx);
         let kind = ctx.out_dtype;
         let mut used = 0u64;
         for piece in places.chunks(DESC_CAP) {
@@ -487,6 +474,73 @@ fn staged_placements<S: StageMem>(
     keep
 }
 
+/// The packed form's view of `keep` (placements of `ctx`'s batch); a placement whose
+/// array the batch does not have is left out (the builders never make one).
+pub(super) fn as_placements<'a>(
+    keep: &'a [StagedPlacement],
+    ctx: &'a BatchCtx,
+) -> Vec<Placement<'a>> {
+    keep.iter()
+        .filter_map(|k| {
+            Some(Placement {
+                src: k.src,
+                src_dtype: k.src_dtype,
+                shuffle: k.shuffle,
+                chunk_shape: &ctx.facts.get(k.array)?.repr.shape,
+                in_chunk_lo: &k.in_chunk_lo,
+                sample: k.sample,
+                sample_shape: &ctx.sample_shape,
+                in_sample_lo: &k.in_sample_lo,
+                extent: &k.extent,
+            })
+        })
+        .collect()
+}
+
+/// Every placement of the batch's decoded-chunk cache hits, their sources the hits'
+/// device blocks (pinned by the batch's cache), and the errors (plan samples) of hits the
+/// plan or the cache contradicts, which are left out.
+pub(super) fn cached_placements(
+    ctx: &BatchCtx,
+) -> (Vec<StagedPlacement>, Vec<(usize, SampleError)>) {
+    let plan = &ctx.plan;
+    let (mut keep, mut errors) = (Vec::new(), Vec::new());
+    let Some(cached) = plan.chunks.get(plan.cached.clone()) else {
+        let fault = PlanFault::Chunks { start: plan.cached.start, end: plan.cached.end };
+        let err = SampleError::PlanInconsistent { stage: "CUDA cache", fault };
+        errors.extend((0..ctx.positions.len()).map(|s| (s, err.clone())));
+        return (keep, errors);
+    };
+    for chunk in cached {
+        let src = match (chunk.source, &ctx.cache) {
+            (ChunkSource::Cached { hit, decompressed_len }, Some(c)) => {
+                c.hit_ptr(hit, decompressed_len)
+            }
+            _ => None,
+        };
+        let (Some(src), Some(facts)) = (src, ctx.facts.get(chunk.array.index())) else {
+            let err = SampleError::Internal { stage: "CUDA cache" };
+            errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
+            continue;
+        };
+        for p in &chunk.placements {
+            let Some(&pos) = ctx.positions.get(p.sample) else { continue };
+            keep.push(StagedPlacement {
+                src,
+                src_dtype: facts.repr.data_type,
+                // Only chunks decoded in full are cached (`stage_cache_copies`).
+                shuffle: ShuffleSpec::default(),
+                array: chunk.array.index(),
+                in_chunk_lo: p.in_chunk.lo.clone(),
+                sample: pos as u64,
+                in_sample_lo: p.in_sample.lo.clone(),
+                extent: p.in_chunk.shape(),
+            });
+        }
+    }
+    (keep, errors)
+}
+
 /// Per wave-local chunk, its file key, coordinates and plan samples, for the harvest
 /// thread's errors.
 fn chunk_origins(plan: &BatchPlan, wave: &Wave) -> Vec<ChunkOrigin> {
@@ -511,7 +565,7 @@ fn chunk_origins(plan: &BatchPlan, wave: &Wave) -> Vec<ChunkOrigin> {
 }
 
 impl<D: Device> Engine<D> {
-    /// Writes the copy ranges of wave `k`'s claimed, cacheable chunks (arena → a new
+    /// Writes the copy ranges of the wave's claimed, cacheable chunks (arena → a new
     /// block each) into the slot's pinned ranges and moves their claims to the batch's
     /// copied list; returns how many. A chunk whose block cannot be allocated (the slab is
     /// in pieces) is not cached: its claim is dropped.
@@ -543,20 +597,9 @@ impl<D: Device> Engine<D> {
             ) else {
                 continue;
             };
-            let ChunkSource::Copy { read, offset_in_read, compressed_len, decompressed_len } =
-                chunk.source
-            else {
-                continue;
-            };
-            let Some(file) = plan
-                .reads
-                .get(read)
-                .and_then(|op| plan.files.get(op.file).map(|f| (f, op.offset + offset_in_read)))
-            else {
-                continue;
-            };
-            let key = decoded_cache::key(&file.0.key, file.1, compressed_len);
+            let Some(key) = decoded_cache::copy_key(plan, chunk) else { continue };
             let Some(claim) = cache.take_claim(&key) else { continue };
+            let decompressed_len = chunk.decompressed_len();
             let Some(block) = chunk_cache::slab::Slab::alloc(&mem.slab, decompressed_len) else {
                 continue;
             };

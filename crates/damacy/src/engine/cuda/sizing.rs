@@ -29,7 +29,8 @@ pub(super) struct Sizing {
     pub streams: u64,
     /// Wave slots, each with its own decoder (nvCOMP temp buffer) and decode stream.
     pub waves: usize,
-    /// Device bytes committed, without nvCOMP's temp buffer.
+    /// Device bytes committed (the decoded-chunk cache included), without nvCOMP's temp
+    /// buffers.
     pub device_bytes: u64,
     /// Pinned bytes committed.
     pub pinned_bytes: u64,

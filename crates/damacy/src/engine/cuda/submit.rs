@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use kernels::{FillSpec, Placement, ShuffleSpec};
+use kernels::FillSpec;
 use planner::{BatchPlan, ChunkSource, Wave};
 
 use super::core::{BatchLease, Engine, WaveBufs, WaveLease};
 use super::device::Device;
+use super::enqueue::{as_placements, cached_placements};
 use super::harvest::{Failure, ToHarvest, ToHarvestMsg};
 use super::stage::{BatchCtx, ChunkState, Region, StageMem, WaveJob, WaveState, WaveWork};
 use super::{DESC_CAP, REGION_ALIGN, STAGING_PAD, align_up, gpu_err, gs};
@@ -227,51 +228,12 @@ impl<D: Device> Engine<D> {
         ctx: &BatchCtx,
         out: &D::DevMem,
     ) -> Result<Vec<(usize, SampleError)>> {
-        let plan = &ctx.plan;
-        let mut errors = Vec::new();
-        let Some(cached) = plan.chunks.get(plan.cached.clone()) else {
-            let fault = PlanFault::Chunks { start: plan.cached.start, end: plan.cached.end };
-            let err = SampleError::PlanInconsistent { stage: "CUDA cache", fault };
-            errors.extend((0..ctx.positions.len()).map(|s| (s, err.clone())));
-            return Ok(errors);
-        };
-        if cached.is_empty() {
+        let (keep, errors) = cached_placements(ctx);
+        if keep.is_empty() {
             return Ok(errors);
         }
-        let mut keep = Vec::new();
-        for chunk in cached {
-            let src = match (chunk.source, &ctx.cache) {
-                (ChunkSource::Cached { hit, decompressed_len }, Some(c)) => {
-                    c.hit_ptr(hit, decompressed_len)
-                }
-                _ => None,
-            };
-            let (Some(src), Some(facts)) = (src, ctx.facts.get(chunk.array.index())) else {
-                let err = SampleError::Internal { stage: "CUDA cache" };
-                errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
-                continue;
-            };
-            for p in &chunk.placements {
-                let Some(&pos) = ctx.positions.get(p.sample) else { continue };
-                keep.push((src, facts, p, pos as u64, p.in_chunk.shape()));
-            }
-        }
-        let places: Vec<Placement<'_>> = keep
-            .iter()
-            .map(|(src, facts, p, pos, extent)| Placement {
-                src: *src,
-                src_dtype: facts.repr.data_type,
-                shuffle: ShuffleSpec::default(),
-                chunk_shape: &facts.repr.shape,
-                in_chunk_lo: &p.in_chunk.lo,
-                sample: *pos,
-                sample_shape: &ctx.sample_shape,
-                in_sample_lo: &p.in_sample.lo,
-                extent,
-            })
-            .collect();
         let compute = self.cu("compute")?;
-        for piece in places.chunks(DESC_CAP) {
+        for piece in as_placements(&keep, ctx).chunks(DESC_CAP) {
             let packed = kernels::pack_placements(piece, ctx.out_dtype, ctx.out_elems)
                 .map_err(|e| gpu_err("pack placements", e))?;
             gs(
