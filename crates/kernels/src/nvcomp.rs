@@ -16,7 +16,7 @@ pub use crate::desc::ZstdBatch;
 use crate::error::{Error, Result};
 use crate::module::guarded;
 pub use crate::search::nvcomp_disabled;
-use crate::search::{Candidate, SearchInputs, candidates};
+use crate::search::{Candidate, SearchInputs, candidates, load_first};
 use crate::sync::{Arc, OnceLock};
 
 /// The C ABI of the entry points used.
@@ -129,30 +129,18 @@ impl NvcompLib {
     /// [`Error::NvcompSymbol`] when the library found lacks an entry point.
     pub fn open(inputs: &SearchInputs) -> Result<Self> {
         let list = candidates(inputs);
-        for c in &list {
-            let loaded = match c {
-                Candidate::File(p) if p.is_file() => {
-                    // SAFETY: loading runs the library's initializers; nvCOMP's are
-                    // ordinary C++ static constructors with no preconditions.
-                    unsafe { libloading::Library::new(p) }.ok().map(|l| (l, p.clone()))
-                }
-                Candidate::File(_) => None,
-                Candidate::Soname(name) => {
-                    // SAFETY: as above.
-                    unsafe { libloading::Library::new(name) }.ok().map(|l| (l, PathBuf::from(name)))
-                }
-            };
-            if let Some((lib, path)) = loaded {
-                return Ok(Self {
-                    get_temp_size: symbol(&lib, &path, raw::GET_TEMP_SIZE)?,
-                    get_alignments: symbol(&lib, &path, raw::GET_ALIGNMENTS)?,
-                    decompress_async: symbol(&lib, &path, raw::DECOMPRESS_ASYNC)?,
-                    path,
-                    _lib: lib,
-                });
-            }
-        }
-        Err(Error::NvcompMissing { searched: list.iter().map(Candidate::as_path).collect() })
+        let Some((lib, path)) = load_first(&list) else {
+            return Err(Error::NvcompMissing {
+                searched: list.iter().map(Candidate::as_path).collect(),
+            });
+        };
+        Ok(Self {
+            get_temp_size: symbol(&lib, &path, raw::GET_TEMP_SIZE)?,
+            get_alignments: symbol(&lib, &path, raw::GET_ALIGNMENTS)?,
+            decompress_async: symbol(&lib, &path, raw::DECOMPRESS_ASYNC)?,
+            path,
+            _lib: lib,
+        })
     }
 
     /// The process-wide library, searched for once with [`SearchInputs::from_env`].

@@ -169,6 +169,23 @@ pub fn candidates_for(spec: &LibrarySpec, inputs: &SearchInputs) -> Vec<Candidat
     out
 }
 
+/// Loads the first of `list` that the dynamic loader accepts: the library and the path
+/// (or soname) it was found under; `None` when none loads.
+pub(crate) fn load_first(list: &[Candidate]) -> Option<(libloading::Library, PathBuf)> {
+    list.iter().find_map(|c| match c {
+        Candidate::File(p) if p.is_file() => {
+            // SAFETY: loading runs the library's initializers; nvCOMP's and libcufile's
+            // are ordinary C++ static constructors with no preconditions.
+            unsafe { libloading::Library::new(p) }.ok().map(|l| (l, p.clone()))
+        }
+        Candidate::File(_) => None,
+        Candidate::Soname(name) => {
+            // SAFETY: as above.
+            unsafe { libloading::Library::new(name) }.ok().map(|l| (l, PathBuf::from(name)))
+        }
+    })
+}
+
 /// The name of an `nvcompStatus_t` value (`nvcomp/shared_types.h`).
 pub fn nvcomp_status_name(status: i32) -> &'static str {
     match status {

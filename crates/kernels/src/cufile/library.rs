@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::raw;
 
 use crate::error::{Error, Result};
-use crate::search::{CUFILE, Candidate, SearchInputs, candidates_for};
+use crate::search::{CUFILE, Candidate, SearchInputs, candidates_for, load_first};
 use crate::sync::{Arc, AtomicU64, Mutex, OnceLock, Ordering, PoisonError, Weak};
 
 /// `CUFILEOP_BASE_ERR`: cuFile's own error codes are `5000 + n`.
@@ -255,42 +255,30 @@ impl CufileLib {
     /// [`Error::CufileSymbol`] when the library found lacks an entry point.
     pub fn open(inputs: &SearchInputs) -> Result<Self> {
         let list = candidates_for(&CUFILE, inputs);
-        for c in &list {
-            let loaded = match c {
-                Candidate::File(p) if p.is_file() => {
-                    // SAFETY: loading runs the library's initializers; libcufile's are
-                    // ordinary C++ static constructors with no preconditions.
-                    unsafe { libloading::Library::new(p) }.ok().map(|l| (l, p.clone()))
-                }
-                Candidate::File(_) => None,
-                Candidate::Soname(name) => {
-                    // SAFETY: as above.
-                    unsafe { libloading::Library::new(name) }.ok().map(|l| (l, PathBuf::from(name)))
-                }
-            };
-            if let Some((lib, path)) = loaded {
-                let driver_close = symbol(&lib, &path, raw::DRIVER_CLOSE)
-                    .or_else(|_| symbol(&lib, &path, raw::DRIVER_CLOSE_V1))?;
-                return Ok(Self {
-                    driver_open: symbol(&lib, &path, raw::DRIVER_OPEN)?,
-                    driver_close,
-                    get_properties: symbol(&lib, &path, raw::DRIVER_GET_PROPERTIES)?,
-                    handle_register: symbol(&lib, &path, raw::HANDLE_REGISTER)?,
-                    handle_deregister: symbol(&lib, &path, raw::HANDLE_DEREGISTER)?,
-                    buf_register: symbol(&lib, &path, raw::BUF_REGISTER)?,
-                    buf_deregister: symbol(&lib, &path, raw::BUF_DEREGISTER)?,
-                    read: symbol(&lib, &path, raw::READ)?,
-                    read_async: symbol(&lib, &path, raw::READ_ASYNC)?,
-                    stream_register: symbol(&lib, &path, raw::STREAM_REGISTER)?,
-                    stream_deregister: symbol(&lib, &path, raw::STREAM_DEREGISTER)?,
-                    counters: Counters::default(),
-                    session: Mutex::new(SessionSlot::default()),
-                    path,
-                    _lib: lib,
-                });
-            }
-        }
-        Err(Error::CufileMissing { searched: list.iter().map(Candidate::as_path).collect() })
+        let Some((lib, path)) = load_first(&list) else {
+            return Err(Error::CufileMissing {
+                searched: list.iter().map(Candidate::as_path).collect(),
+            });
+        };
+        let driver_close = symbol(&lib, &path, raw::DRIVER_CLOSE)
+            .or_else(|_| symbol(&lib, &path, raw::DRIVER_CLOSE_V1))?;
+        Ok(Self {
+            driver_open: symbol(&lib, &path, raw::DRIVER_OPEN)?,
+            driver_close,
+            get_properties: symbol(&lib, &path, raw::DRIVER_GET_PROPERTIES)?,
+            handle_register: symbol(&lib, &path, raw::HANDLE_REGISTER)?,
+            handle_deregister: symbol(&lib, &path, raw::HANDLE_DEREGISTER)?,
+            buf_register: symbol(&lib, &path, raw::BUF_REGISTER)?,
+            buf_deregister: symbol(&lib, &path, raw::BUF_DEREGISTER)?,
+            read: symbol(&lib, &path, raw::READ)?,
+            read_async: symbol(&lib, &path, raw::READ_ASYNC)?,
+            stream_register: symbol(&lib, &path, raw::STREAM_REGISTER)?,
+            stream_deregister: symbol(&lib, &path, raw::STREAM_DEREGISTER)?,
+            counters: Counters::default(),
+            session: Mutex::new(SessionSlot::default()),
+            path,
+            _lib: lib,
+        })
     }
 
     /// The process-wide library, searched for once with `SearchInputs::from_env_for(&CUFILE)`.

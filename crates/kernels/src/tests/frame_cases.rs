@@ -6,6 +6,18 @@
 use super::reference::{Rng, compressible};
 use crate::desc::FrameVerdict;
 
+/// Payloads for real frames: compressible, incompressible (raw blocks) and run-length
+/// data, several block counts, and the tiny and empty edge cases.
+pub(crate) fn frame_payloads(rng: &mut Rng) -> Vec<Vec<u8>> {
+    vec![
+        (0..300_000u32).map(|i| (i % 251) as u8 ^ (rng.below(3) as u8)).collect(),
+        rng.bytes(200_000),
+        vec![7u8; 500_000],
+        vec![1, 2, 3],
+        Vec::new(),
+    ]
+}
+
 /// One frame and the decoded size it must declare.
 #[derive(Debug, Clone)]
 pub(crate) struct FrameCase {
@@ -104,13 +116,7 @@ pub(crate) fn corrupt_cases(rng: &mut Rng) -> Vec<FrameCase> {
     }
     // tests/host.rs: each payload at each level, with a wrong size, a broken magic, cut
     // in half, and one byte too long.
-    let payloads: Vec<Vec<u8>> = vec![
-        (0..300_000u32).map(|i| (i % 251) as u8 ^ (rng.below(3) as u8)).collect(),
-        rng.bytes(200_000),
-        vec![7u8; 500_000],
-        vec![1, 2, 3],
-        Vec::new(),
-    ];
+    let payloads = frame_payloads(rng);
     for (k, p) in payloads.iter().enumerate() {
         let n = p.len() as u64;
         for level in [1, 3, 19] {

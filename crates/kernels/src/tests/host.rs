@@ -335,14 +335,7 @@ fn without_a_driver_the_errors_are_typed() {
 fn zstd_frame_check_accepts_real_frames_and_names_each_fault() {
     use crate::zstd_frame::check_zstd_frame;
     let mut rng = Rng::new(11);
-    // Compressible, incompressible (raw blocks), and run-length data, several block counts.
-    let payloads: Vec<Vec<u8>> = vec![
-        (0..300_000u32).map(|i| (i % 251) as u8 ^ (rng.below(3) as u8)).collect(),
-        rng.bytes(200_000),
-        vec![7u8; 500_000],
-        vec![1, 2, 3],
-        Vec::new(),
-    ];
+    let payloads = super::frame_cases::frame_payloads(&mut rng);
     for p in &payloads {
         for level in [1, 3, 19] {
             let frame = zstd::bulk::compress(p, level).unwrap();
