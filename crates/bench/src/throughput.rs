@@ -93,6 +93,8 @@ pub struct BenchOptions {
     pub chunk_cache_policy: damacy::ChunkCachePolicy,
     /// CUDA engine wave slots (`Config::gpu_wave_slots`; 0 = auto).
     pub gpu_wave_slots: usize,
+    /// Batch preparation threads (`Config::prepare_threads`; 0 = auto).
+    pub prepare_threads: usize,
 }
 
 /// One epoch of a multi-epoch bench ([`BenchOptions::epochs`]): every batch of it timed.
@@ -177,6 +179,8 @@ pub struct BenchReport {
     /// chunks per wave, as the engine sized them; 0 on the host engine.
     pub gpu_wave_slots: u64,
     pub gpu_wave_chunks: u64,
+    /// Threads that prepared batches (the `plan` stage's thread count).
+    pub prepare_threads: u64,
     /// `cpu_decode_gb_per_s / decode_amplification / source bytes per voxel`: the
     /// throughput at which decoding alone would saturate the CPU threads.
     pub cpu_ceiling_gvox_per_s: Option<f64>,
@@ -230,6 +234,7 @@ pub fn run(
         .chunk_cache_bytes(opts.chunk_cache_bytes)
         .chunk_cache_policy(opts.chunk_cache_policy)
         .gpu_wave_slots(opts.gpu_wave_slots)
+        .prepare_threads(opts.prepare_threads)
         .build()?;
     let data_dir = std::path::absolute(&opts.data_dir).unwrap_or_else(|_| opts.data_dir.clone());
     // `--store s3`: the server lives as long as the run; sample uris become
@@ -344,7 +349,7 @@ pub fn run(
         StageLoad { stage, seconds: ns as f64 * 1e-9, load, ms_per_batch: load * batch_ms }
     };
     let mut stages = vec![
-        load("plan", stats.plan_ns, 1),
+        load("plan", stats.plan_ns, stats.prepare_threads.max(1) as usize),
         load("io", stats.io_ns, threads),
         load("decode", stats.decode_ns, threads),
         load("assemble", stats.assemble_ns, threads),
@@ -397,6 +402,7 @@ pub fn run(
         gpu_decode_chunks_per_call: gpu_decode.map(|g| g.1),
         gpu_wave_slots: stats.gpu_wave_slots,
         gpu_wave_chunks: stats.gpu_wave_chunks,
+        prepare_threads: stats.prepare_threads,
         cpu_ceiling_gvox_per_s: cpu_ceiling,
         ceiling_gvox_per_s: ceiling,
         dataset,
@@ -689,6 +695,7 @@ mod tests {
             gpu_decode_gb_per_s: gpu,
             gpu_decode_chunks_per_call: gpu.map(|_| 2048),
             gpu_wave_slots: 0,
+            prepare_threads: 0,
             gpu_wave_chunks: 0,
             cpu_ceiling_gvox_per_s: ceiling_gvox_per_s(None, cpu, amp, 2),
             ceiling_gvox_per_s: ceiling_gvox_per_s(gpu, cpu, amp, 2),

@@ -187,9 +187,13 @@ impl<K: Hash + Eq + Clone, V> ChunkCache<K, V> {
         }
         slot.pins += 1;
         slot.referenced = true;
-        lru.remove(&slot.last_use);
-        slot.last_use = tick;
-        lru.insert(tick, i);
+        // Only LRU eviction reads the use order; CLOCK needs the reference bit alone
+        // (a hit is on the preparers' path, once per cached chunk of a batch).
+        if self.shared.policy == Policy::Lru {
+            lru.remove(&slot.last_use);
+            slot.last_use = tick;
+            lru.insert(tick, i);
+        }
         let value = match &slot.value {
             Value::Ready(v) => Some(std::sync::Arc::clone(v)),
             Value::Pending | Value::Abandoned => {

@@ -53,6 +53,10 @@ pub(crate) struct BenchArgs {
     /// (2 to 16; 0 = 3 where the memory budgets allow, else 2; `Config::gpu_wave_slots`).
     #[arg(long, default_value_t = 0)]
     gpu_wave_slots: usize,
+    /// Threads preparing batches (planning, cache probes), each a whole batch; batches
+    /// stay in order (0 = a quarter of the cores, 1 to 4; `Config::prepare_threads`).
+    #[arg(long, default_value_t = 0)]
+    prepare_threads: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +107,7 @@ impl Default for BenchArgs {
             chunk_cache: 0,
             chunk_cache_policy: PolicyArg::Clock,
             gpu_wave_slots: 0,
+            prepare_threads: 0,
         }
     }
 }
@@ -187,6 +192,7 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
             PolicyArg::Clock => damacy::ChunkCachePolicy::Clock,
         },
         gpu_wave_slots: args.gpu_wave_slots,
+        prepare_threads: args.prepare_threads,
     };
     let gen_bar = bar(0, "generate");
     let run_bar = bar(sc.warmup_batches + sc.timed_batches, "batches");
@@ -243,6 +249,7 @@ fn print_report(r: &BenchReport) {
     if r.gpu_wave_slots > 0 {
         println!("waves    {} slots of up to {} chunks", r.gpu_wave_slots, r.gpu_wave_chunks);
     }
+    println!("prepare  {} threads", r.prepare_threads);
     let stages: Vec<String> = r
         .stages
         .iter()

@@ -98,6 +98,13 @@ pub struct Config {
     pub metadata_threads: usize,
     /// CPU decode threads; `0` means the number of available cores.
     pub decode_threads: usize,
+    /// Threads that prepare batches (check the samples, gather their metadata, plan the
+    /// reads and decodes, probe the decoded-chunk cache), each a whole batch at a time;
+    /// batches still reach the engine, and the caller, in push order. One thread bounds
+    /// the CUDA engine on small batches and on cached epochs. With more than one, a chunk
+    /// another batch is still decoding for the cache is decoded again rather than waited
+    /// for. `0` (the default): a quarter of the cores, 1 to 4.
+    pub prepare_threads: usize,
     /// A sample touching more shards than this is rejected.
     pub max_shards_per_sample: usize,
     /// Array metadata (zarr.json or .zarray) cache slots.
@@ -252,6 +259,7 @@ impl Default for Config {
             io_threads: 8,
             metadata_threads: 256,
             decode_threads: 0,
+            prepare_threads: 0,
             max_shards_per_sample: 64,
             metadata_cache_capacity: 1024,
             shard_index_cache_capacity: 0,
@@ -268,6 +276,9 @@ impl Default for Config {
 /// Upper bound on a few knobs, to catch typos (a lookahead of 10^9 samples) early.
 const MAX_SAMPLES_PER_BATCH: usize = 1 << 16;
 const MAX_THREADS: usize = 1024;
+/// Most batch preparers: each holds a batch's samples and plan while it waits for its
+/// turn, so more only add memory.
+const MAX_PREPARE_THREADS: usize = 64;
 /// Most wave slots of the CUDA engine (each holds a decoder and a stream).
 pub const MAX_GPU_WAVE_SLOTS: usize = 16;
 
@@ -313,9 +324,19 @@ impl Config {
         }
     }
 
+    /// The batch preparer count actually used.
+    pub fn effective_prepare_threads(&self) -> usize {
+        if self.prepare_threads == 0 {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            (cores / 4).clamp(1, 4)
+        } else {
+            self.prepare_threads
+        }
+    }
+
     /// Shard index cache slots that guarantee the cache cannot saturate in steady state:
-    /// every sample in the lookahead plus two batches being built may pin
-    /// `max_shards_per_sample` entries.
+    /// every sample in the lookahead plus the batches being built (one per preparer, and
+    /// one being dispatched) may pin `max_shards_per_sample` entries.
     ///
     /// # Errors
     /// `ConfigOverflow` when the product does not fit.
@@ -323,7 +344,7 @@ impl Config {
         self.effective_lookahead()
             .checked_add(
                 self.samples_per_batch
-                    .checked_mul(2)
+                    .checked_mul(self.effective_prepare_threads() + 1)
                     .ok_or(Error::ConfigOverflow { knob: "samples_per_batch" })?,
             )
             .and_then(|n| n.checked_mul(self.max_shards_per_sample))
@@ -395,6 +416,7 @@ impl Config {
         range("io_threads", self.io_threads, 1, MAX_THREADS)?;
         range("metadata_threads", self.metadata_threads, 1, MAX_THREADS)?;
         range("decode_threads", self.decode_threads, 0, MAX_THREADS)?;
+        range("prepare_threads", self.prepare_threads, 0, MAX_PREPARE_THREADS)?;
         range("max_shards_per_sample", self.max_shards_per_sample, 1, 1 << 20)?;
         range("metadata_cache_capacity", self.metadata_cache_capacity, 1, 1 << 24)?;
         if self.lookahead != 0 && self.lookahead < self.samples_per_batch {
@@ -497,6 +519,8 @@ impl ConfigBuilder {
         metadata_threads: usize,
         /// CPU decode threads (0 = cores).
         decode_threads: usize,
+        /// Batch preparation threads (0 = a quarter of the cores, 1 to 4).
+        prepare_threads: usize,
         /// Shards one sample may touch.
         max_shards_per_sample: usize,
         /// Array metadata (zarr.json or .zarray) cache slots.

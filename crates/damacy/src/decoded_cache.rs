@@ -105,20 +105,33 @@ pub(crate) fn copy_key(plan: &BatchPlan, chunk: &ChunkPlan) -> Option<ChunkKey> 
     Some(key(&file.key, op.offset + offset_in_read, compressed_len))
 }
 
+/// How a pipeline's batches use the cache: which engine's values, and whether a batch may
+/// wait for a chunk another batch is decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CacheUse {
+    /// CUDA engine: values are device blocks, and a claim reserves the entry's size
+    /// rounded to the blocks' alignment, so that the cache's budget bounds the slab.
+    pub device: bool,
+    /// Only a filled entry is a hit; one still pending under another batch's claim is read
+    /// and decoded again. The CUDA engine always probes so (waiting would tie this batch's
+    /// device work to another's), and so does every engine whose batches are prepared on
+    /// more than one thread (`Config::prepare_threads`): a later batch, prepared first,
+    /// may hold the claim, and an earlier batch waiting for a later one could wait
+    /// forever behind it.
+    pub ready_only: bool,
+}
+
 /// The planner's view of the cache for one batch: each hit is pinned and numbered in
 /// `pins` (the plan's `Cached { hit }` indexes it); each miss with room is claimed in
 /// `claims`, for the batch's read job to fill once it decoded the chunk.
 ///
-/// Host engine (`device: false`): a hit may be a chunk an earlier batch in flight claimed:
-/// its job waits for that batch's decode (the earlier batch's jobs were queued first, so
-/// it never waits behind this one). CUDA engine (`device: true`): only a filled entry is
-/// a hit (its block was written by an earlier batch's device work, which completed before
-/// the fill); a pending one is read and decoded again, since waiting would tie this
-/// batch's device work to another's; and a claim reserves the entry's size rounded to the
-/// device blocks' alignment, so that the cache's budget bounds the slab's blocks.
+/// Unless `ready_only`, a hit may be a chunk an earlier batch in flight claimed: the host
+/// engine's job waits for that batch's decode (batches prepared on one thread are
+/// dispatched in order, so the earlier batch's jobs were queued first and it never waits
+/// behind this one).
 pub(crate) struct CacheProbe<'a> {
     pub cache: &'a DecodedCache,
-    pub device: bool,
+    pub mode: CacheUse,
     pub pins: Vec<CachePin>,
     pub claims: Claims,
 }
@@ -129,12 +142,12 @@ pub(crate) const DEVICE_BLOCK_ALIGN: u64 = 256;
 impl ChunkProbe for CacheProbe<'_> {
     fn probe(&mut self, c: &StoredChunk<'_>) -> Option<u32> {
         let k = key(c.key, c.offset, c.nbytes);
-        let bytes = if self.device {
+        let bytes = if self.mode.device {
             c.decompressed.max(1).checked_next_multiple_of(DEVICE_BLOCK_ALIGN)?
         } else {
             c.decompressed
         };
-        let lookup = if self.device {
+        let lookup = if self.mode.ready_only {
             self.cache.lookup_ready_or_claim(&k, bytes)
         } else {
             self.cache.lookup_or_claim(&k, bytes)
@@ -145,7 +158,7 @@ impl ChunkProbe for CacheProbe<'_> {
                 if pin.ready().is_some_and(|v| v.len() != c.decompressed) {
                     return None;
                 }
-                if self.device && pin.ready().is_none() {
+                if self.mode.ready_only && pin.ready().is_none() {
                     return None;
                 }
                 let hit = u32::try_from(self.pins.len()).ok()?;

@@ -42,10 +42,15 @@ pub enum Fault {
     /// call). A call whose partner does not come within a minute fails, so a test proves
     /// that two waves decode at once (on two decode streams) by their batches succeeding.
     DecodeRendezvous,
+    /// The preparer of each even batch waits, once it prepared it, until the next batch
+    /// is prepared as well (each armed time is one prepared batch). So a later batch is
+    /// ready for the engine first, and a test proves that batches still arrive in push
+    /// order; with one preparer the wait gives up after a minute with a panic.
+    PrepareOutOfOrder,
 }
 
 /// Variants of [`Fault`].
-const FAULTS: usize = 9;
+const FAULTS: usize = 10;
 
 /// The error code of an injected driver failure (`gpu_schedule::Error::CudaDriver`).
 #[doc(hidden)]
@@ -122,7 +127,7 @@ mod tests {
             gpu_schedule::Error::CudaDriver { call: "cuEventRecord", code: INJECTED.into() }
         );
         assert!(!f.fire(Fault::WaveSubmit), "used up");
-        assert_eq!(Fault::DecodeRendezvous as usize, FAULTS - 1, "FAULTS counts every variant");
+        assert_eq!(Fault::PrepareOutOfOrder as usize, FAULTS - 1, "FAULTS counts every variant");
         // Skips first, then fires, then is used up.
         f.arm_after(Fault::DecodeFailure, 3, 2);
         let seen: Vec<bool> = (0..7).map(|_| f.fire(Fault::DecodeFailure)).collect();

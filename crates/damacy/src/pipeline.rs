@@ -1,25 +1,31 @@
 //! The pipeline: samples in, batches out, in push order.
 //!
-//! Threads: a feeder (moves pushed samples into the prefetcher's lookahead ring), one
-//! coordinator (takes `samples_per_batch` resolved samples in push order, prepares the
-//! batch with [`crate::prepare`] and hands it to the engine) and `decode_threads` decode
-//! workers (run the engines' [`Job`]s). The engine ([`crate::engine`]) puts each batch
-//! into the output queue in push order; `pop` takes the oldest and has it delivered.
+//! Threads: a feeder (moves pushed samples into the prefetcher's lookahead ring), the
+//! coordinator and its fellow preparers (`prepare_threads` in all: each takes the next
+//! `samples_per_batch` resolved samples in push order, prepares that batch with
+//! [`crate::prepare`] beside the others, and hands it to the engine when its turn comes,
+//! so batches reach the engine in push order) and `decode_threads` decode workers (run
+//! the engines' [`Job`]s). The engine ([`crate::engine`]) puts each batch into the output
+//! queue in push order; `pop` takes the oldest and has it delivered.
 //!
-//! Lock order: `input`, `feed` and the output queue's lock are never held together, and
-//! no lock is held across I/O, planning or a wait on a batch's jobs.
+//! Lock order: `gather` is held while a preparer takes its batch's samples (it takes
+//! `feed` and the prefetcher's locks inside); otherwise `input`, `feed`, `turn` and the
+//! output queue's lock are never held together, and no lock is held across I/O, planning,
+//! a dispatch or a wait on a batch's jobs.
 
-use std::collections::VecDeque;
+use std::cell::Cell;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use planner::PlanLimits;
-use prefetch_cache::{PrefetchConfig, Prefetcher, ReadySample, SampleRequest};
+use prefetch_cache::{PrefetchConfig, Prefetcher, ReadySample, SampleRequest, Turnstile};
 
 use crate::batch::{Batch, Sample};
 use crate::config::Config;
+use crate::decoded_cache::{CacheUse, DecodedCache};
 use crate::engine::read_ahead::ReadAhead;
 use crate::engine::{
     DeliverCtx, Engine, EngineCtx, Fatal, Job, Next, Output, Pending, Running, Scratch, Worker,
@@ -72,6 +78,17 @@ struct Shared {
     fatal: Arc<Fatal>,
     /// Faults armed by a test.
     faults: Arc<Faults>,
+    /// Threads preparing batches (`Config::prepare_threads`, resolved).
+    preparers: usize,
+    /// The next batch's id: a preparer takes a batch's samples and its id under this lock.
+    gather: Mutex<u64>,
+    /// Prepared batches go to the engine through it, in id order.
+    turn: Turnstile,
+    /// Set once preparation stops early (a preparer panicked, the engine refused a
+    /// batch): no preparer takes samples any more.
+    preparing_stopped: AtomicBool,
+    /// Ids of the batches prepared so far, kept only while `PrepareOutOfOrder` is armed.
+    out_of_order: (Mutex<HashSet<u64>>, Condvar),
 }
 
 /// Samples moved into the prefetcher's ring by the feeder and taken out by the
@@ -159,6 +176,7 @@ impl Pipeline {
         };
         let (engine, running) = crate::backend::open(&cfg, ctx)?;
         let limits = engine.limits(&cfg);
+        let preparers = cfg.effective_prepare_threads();
         let workers = spawn_workers(cfg.effective_decode_threads(), &store, &stats, &rx)?;
         let shared = Arc::new(Shared {
             cfg,
@@ -179,6 +197,11 @@ impl Pipeline {
             running,
             fatal,
             faults,
+            preparers,
+            gather: Mutex::new(0),
+            turn: Turnstile::new(),
+            preparing_stopped: AtomicBool::new(false),
+            out_of_order: (Mutex::new(HashSet::new()), Condvar::new()),
         });
         let mut p = Self { shared, feeder: None, coordinator: None, workers };
         let sh = Arc::clone(&p.shared);
@@ -342,6 +365,7 @@ impl Pipeline {
     pub fn stats(&self) -> Stats {
         let mut s = self.shared.stats.snapshot(&self.shared.store.stats());
         self.shared.engine.add_stats(&mut s);
+        s.prepare_threads = self.shared.preparers as u64;
         let (h, m) = self.cache_totals();
         let base = *lock(&self.shared.cache_base);
         s.cache_hits = h.saturating_sub(base.0);
@@ -392,6 +416,7 @@ impl Drop for Pipeline {
             let _f = lock(&sh.feed);
             sh.feed_cv.notify_all();
         }
+        sh.turn.close();
         sh.engine.shutdown();
         // The coordinator may be waiting inside the prefetcher for a sample to resolve.
         sh.prefetcher.shutdown();
@@ -509,16 +534,19 @@ fn feeder(sh: &Shared) {
 }
 
 /// Takes the next `n` resolved samples in push order, blocking until they are ready or
-/// the input is exhausted (a partial batch). `None` when nothing more will come.
+/// the input is exhausted (a partial batch). `None` when nothing more will come, or when
+/// preparation stopped. Called under the `gather` lock, so one preparer takes at a time.
 fn gather(sh: &Shared, n: usize) -> Option<Vec<ReadySample>> {
     let mut got = Vec::with_capacity(n);
+    let stop =
+        || sh.shutdown.load(Ordering::Acquire) || sh.preparing_stopped.load(Ordering::Acquire);
     loop {
         {
             let mut f = lock(&sh.feed);
-            while f.fed == f.taken && !f.done && !sh.shutdown.load(Ordering::Acquire) {
+            while f.fed == f.taken && !f.done && !stop() {
                 f = sh.feed_cv.wait(f).unwrap_or_else(|e| e.into_inner());
             }
-            if sh.shutdown.load(Ordering::Acquire) {
+            if stop() {
                 return None;
             }
             if f.fed == f.taken {
@@ -526,8 +554,8 @@ fn gather(sh: &Shared, n: usize) -> Option<Vec<ReadySample>> {
                 return (!got.is_empty()).then_some(got);
             }
         }
-        // The ring is not empty (only this thread takes), so this blocks until its front
-        // sample is resolved, then takes the ready prefix.
+        // The ring is not empty (only the preparer holding `gather` takes), so this blocks
+        // until its front sample is resolved, then takes the ready prefix.
         let ready = sh.prefetcher.wait_ready(n - got.len());
         lock(&sh.feed).taken += ready.len() as u64;
         sh.feed_cv.notify_all();
@@ -538,23 +566,110 @@ fn gather(sh: &Shared, n: usize) -> Option<Vec<ReadySample>> {
     }
 }
 
-/// Prepares batches in push order and hands them to the engine (the caller ends the
-/// engine's input when this returns).
+/// Prepares batches and hands them to the engine in push order, on `prepare_threads`
+/// threads (this one and scoped fellows); returns once every preparer stopped (the
+/// caller then ends the engine's input).
 fn coordinator(sh: &Shared) {
-    let mut id = 0u64;
-    // The CUDA engine keeps its cache in device memory, with rules of its own for hits.
-    let device_cache =
-        matches!(sh.engine.running(), crate::Running::Cuda { .. } | crate::Running::Simulated);
-    let cache = sh.chunk_cache.as_ref().map(|c| (c, device_cache));
-    while let Some(samples) = gather(sh, sh.cfg.samples_per_batch) {
+    let cache = sh.chunk_cache.as_ref().map(|c| {
+        // The CUDA engine keeps its cache in device memory, with rules of its own for hits.
+        let device =
+            matches!(sh.engine.running(), crate::Running::Cuda { .. } | crate::Running::Simulated);
+        (c, CacheUse { device, ready_only: device || sh.preparers > 1 })
+    });
+    std::thread::scope(|s| {
+        for i in 1..sh.preparers {
+            let name = format!("{PREPARER}-{i}");
+            // Fewer preparers are slower, never wrong: a thread that cannot start is
+            // left out.
+            if std::thread::Builder::new()
+                .name(name)
+                .spawn_scoped(s, || preparer(sh, cache))
+                .is_err()
+            {
+                break;
+            }
+        }
+        preparer(sh, cache);
+    });
+}
+
+/// One preparer's loop, its panic contained: the batches before the one it held still go
+/// to the engine, none after (and `pop` reports the panic once they are out).
+fn preparer(sh: &Shared, cache: Option<(&DecodedCache, CacheUse)>) {
+    let held = Cell::new(None);
+    if contain(COORDINATOR, &sh.fatal, || prepare_batches(sh, cache, &held)).is_err() {
+        let from = held.get().unwrap_or_else(|| *lock(&sh.gather));
+        stop_preparing(sh, from);
+    }
+}
+
+/// Takes batches (samples and id, in push order), prepares each, and dispatches it in its
+/// turn, until the input ends or preparation stops. `held` is the batch in hand.
+fn prepare_batches(
+    sh: &Shared,
+    cache: Option<(&DecodedCache, CacheUse)>,
+    held: &Cell<Option<u64>>,
+) {
+    loop {
+        let (id, samples) = {
+            let mut next = lock(&sh.gather);
+            let Some(samples) = gather(sh, sh.cfg.samples_per_batch) else { return };
+            *next += 1;
+            (*next - 1, samples)
+        };
+        held.set(Some(id));
         let batch = crate::prepare::prepare(&sh.cfg, &sh.limits, &sh.stats, cache, id, samples);
-        id += 1;
         sh.faults.panic_point(Fault::CoordinatorPanic);
-        if sh.engine.dispatch(batch).is_err() {
-            break;
+        if sh.faults.fire(Fault::PrepareOutOfOrder) {
+            finish_out_of_order(sh, id);
+        }
+        if !sh.turn.wait(id) {
+            // Preparation stopped before this batch (or teardown): it is dropped, its
+            // cache pins and claims with it.
+            return;
+        }
+        let dispatched = sh.engine.dispatch(batch).is_ok();
+        held.set(None);
+        sh.turn.pass(id);
+        if !dispatched {
+            // The engine takes nothing more.
+            stop_preparing(sh, id + 1);
+            return;
         }
     }
 }
+
+/// Stops preparation from batch `from` on: no batch from there is dispatched, no preparer
+/// takes samples any more, and every waiting preparer wakes to see it.
+fn stop_preparing(sh: &Shared, from: u64) {
+    sh.turn.stop(from);
+    sh.preparing_stopped.store(true, Ordering::Release);
+    // Under the lock, so a preparer between its check and its wait cannot miss it.
+    let _f = lock(&sh.feed);
+    sh.feed_cv.notify_all();
+}
+
+/// The `PrepareOutOfOrder` fault: the preparer of an even batch waits until the next
+/// batch is prepared too, so that the later batch is ready first. With one preparer the
+/// next batch never comes: the wait gives up after a minute with a panic (reported as
+/// `EnginePanicked`), which is how a test learns that batches were not prepared at once.
+fn finish_out_of_order(sh: &Shared, id: u64) {
+    let (done, cv) = &sh.out_of_order;
+    let mut done = lock(done);
+    done.insert(id);
+    cv.notify_all();
+    if id % 2 == 1 {
+        return;
+    }
+    let (done, timeout) = cv
+        .wait_timeout_while(done, OUT_OF_ORDER_LIMIT, |d| !d.contains(&(id + 1)))
+        .unwrap_or_else(|e| e.into_inner());
+    drop(done);
+    assert!(!timeout.timed_out(), "batch {} was not prepared while batch {id} waited", id + 1);
+}
+
+/// How long [`finish_out_of_order`] waits for the next batch.
+const OUT_OF_ORDER_LIMIT: Duration = Duration::from_secs(60);
 
 /// A failure to set up the prefetcher: a machine failure (threads) or a configuration
 /// the prefetcher refuses; never a sample's error (there is no sample yet).
@@ -582,8 +697,10 @@ fn prefetch_config(cfg: &Config) -> Result<PrefetchConfig> {
 
 /// The feeder thread's name.
 const FEEDER: &str = "damacy-feeder";
-/// The coordinator thread's name.
+/// The coordinator thread's name (also the thread a preparer's panic is reported as).
 const COORDINATOR: &str = "damacy-coordinator";
+/// The names of the coordinator's fellow preparers, numbered from 1.
+const PREPARER: &str = "damacy-prepare";
 
 fn spawn(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()

@@ -15,7 +15,7 @@ use zarr::DataType;
 
 use crate::batch::SampleInfo;
 use crate::config::{Config, OnError};
-use crate::decoded_cache::{CachePin, CacheProbe, Claims, DecodedCache};
+use crate::decoded_cache::{CachePin, CacheProbe, CacheUse, Claims, DecodedCache};
 use crate::engine::{ArrayFacts, BatchMeta, Ordered, Planned};
 use crate::error::{Error, SampleError};
 use crate::resolve::resolved;
@@ -26,7 +26,7 @@ pub(crate) fn prepare(
     cfg: &Config,
     limits: &PlanLimits,
     stats: &StatCounters,
-    cache: Option<(&DecodedCache, bool)>,
+    cache: Option<(&DecodedCache, CacheUse)>,
     id: u64,
     samples: Vec<ReadySample>,
 ) -> Ordered {
@@ -202,7 +202,7 @@ impl Inputs {
 fn plan(
     cfg: &Config,
     limits: &PlanLimits,
-    cache: Option<(&DecodedCache, bool)>,
+    cache: Option<(&DecodedCache, CacheUse)>,
     infos: &[SampleInfo],
     inputs: &mut Inputs,
 ) -> Result<(planner::BatchPlan, Vec<CachePin>, Claims), Error> {
@@ -212,9 +212,9 @@ fn plan(
         let planned = match cache {
             None => planner::plan(&inputs.arrays, &inputs.samples, limits, cfg.dtype)
                 .map(|p| (p, Vec::new(), HashMap::new())),
-            Some((cache, device)) => {
+            Some((cache, mode)) => {
                 let mut probe =
-                    CacheProbe { cache, device, pins: Vec::new(), claims: HashMap::new() };
+                    CacheProbe { cache, mode, pins: Vec::new(), claims: HashMap::new() };
                 let (arrays, samples) = (&inputs.arrays, &inputs.samples);
                 planner::plan_with_probe(arrays, samples, limits, cfg.dtype, &mut probe)
                     .map(|p| (p, probe.pins, probe.claims))

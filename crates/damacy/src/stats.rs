@@ -58,6 +58,8 @@ pub struct Stats {
     /// CUDA engine: wave slots (`Config::gpu_wave_slots`, or as sized): waves in flight,
     /// each decoding on its own stream; 0 on the host engine.
     pub gpu_wave_slots: u64,
+    /// Threads preparing batches (`Config::prepare_threads`, resolved).
+    pub prepare_threads: u64,
     /// CUDA engine: per mille of the GPU-decodable chunks the CPU workers decode
     /// instead (`DAMACY_CPU_SHARE`, default 0).
     pub cpu_decode_share_permille: u64,

@@ -1,7 +1,9 @@
 //! Metadata prefetching: [`SlotCache`] with stable handles, [`Gate`]s, fetchers and the
 //! prefetcher (DESIGN.md §2 "prefetch-cache").
 //!
-//! The core ([`slot_cache`], [`gate`]) is generic and does no I/O; its concurrency is
+//! [`Turnstile`] hands work prepared out of order on in push order.
+//!
+//! The core ([`slot_cache`], [`gate`], [`turnstile`]) is generic and does no I/O; its concurrency is
 //! checked with loom (`RUSTFLAGS="--cfg damacy_loom" cargo test --release --lib -p
 //! prefetch-cache loom`).
 
@@ -12,6 +14,7 @@ pub mod image;
 mod prefetcher;
 pub mod slot_cache;
 mod sync;
+pub mod turnstile;
 
 pub use error::Error;
 pub use fetch::{ArrayInfo, ShardState};
@@ -25,6 +28,7 @@ pub use gate::{Gate, GatePool, GateStatus, Ticket};
 pub use slot_cache::{
     Again, CacheStats, Completion, Evict, Guard, Handle, Requested, SlotCache, State, WaitOn,
 };
+pub use turnstile::Turnstile;
 
 #[cfg(all(test, damacy_loom))]
 mod tests;

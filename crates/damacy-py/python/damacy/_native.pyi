@@ -76,12 +76,15 @@ class Config:
     max_pinned_host_bytes: int
     gpu_wave_slots: int
     """CUDA engine: waves in flight at once, each decoding on its own stream (2 to 16;
-    0 = as many as the memory budgets allow)."""
+    0 = 3 where the memory budgets allow, else 2)."""
     lookahead: int
     batches_in_flight: int
     io_threads: int
     metadata_threads: int
     decode_threads: int
+    prepare_threads: int
+    """Threads preparing batches (planning, cache probes), each a whole batch; batches stay
+    in push order (0 = a quarter of the cores, 1 to 4)."""
     max_shards_per_sample: int
     metadata_cache_capacity: int
     shard_index_cache_capacity: int
