@@ -95,6 +95,8 @@ pub struct BenchOptions {
     pub gpu_wave_slots: usize,
     /// Batch preparation threads (`Config::prepare_threads`; 0 = auto).
     pub prepare_threads: usize,
+    /// GPUDirect Storage (`Config::gds`).
+    pub gds: damacy::Gds,
 }
 
 /// One epoch of a multi-epoch bench ([`BenchOptions::epochs`]): every batch of it timed.
@@ -181,6 +183,12 @@ pub struct BenchReport {
     pub gpu_wave_chunks: u64,
     /// Threads that prepared batches (the `plan` stage's thread count).
     pub prepare_threads: u64,
+    /// CUDA engine: chunks read with GPUDirect Storage, their bytes, reads that went
+    /// through host memory instead, and frames the device check rejected.
+    pub gds_reads: u64,
+    pub gds_bytes: u64,
+    pub gds_fallbacks: u64,
+    pub gds_rejected: u64,
     /// `cpu_decode_gb_per_s / decode_amplification / source bytes per voxel`: the
     /// throughput at which decoding alone would saturate the CPU threads.
     pub cpu_ceiling_gvox_per_s: Option<f64>,
@@ -235,6 +243,7 @@ pub fn run(
         .chunk_cache_policy(opts.chunk_cache_policy)
         .gpu_wave_slots(opts.gpu_wave_slots)
         .prepare_threads(opts.prepare_threads)
+        .gds(opts.gds)
         .build()?;
     let data_dir = std::path::absolute(&opts.data_dir).unwrap_or_else(|_| opts.data_dir.clone());
     // `--store s3`: the server lives as long as the run; sample uris become
@@ -403,6 +412,10 @@ pub fn run(
         gpu_wave_slots: stats.gpu_wave_slots,
         gpu_wave_chunks: stats.gpu_wave_chunks,
         prepare_threads: stats.prepare_threads,
+        gds_reads: stats.gds_reads,
+        gds_bytes: stats.gds_bytes,
+        gds_fallbacks: stats.gds_fallbacks,
+        gds_rejected: stats.gds_rejected,
         cpu_ceiling_gvox_per_s: cpu_ceiling,
         ceiling_gvox_per_s: ceiling,
         dataset,
@@ -696,6 +709,10 @@ mod tests {
             gpu_decode_chunks_per_call: gpu.map(|_| 2048),
             gpu_wave_slots: 0,
             prepare_threads: 0,
+            gds_reads: 0,
+            gds_bytes: 0,
+            gds_fallbacks: 0,
+            gds_rejected: 0,
             gpu_wave_chunks: 0,
             cpu_ceiling_gvox_per_s: ceiling_gvox_per_s(None, cpu, amp, 2),
             ceiling_gvox_per_s: ceiling_gvox_per_s(gpu, cpu, amp, 2),

@@ -19,6 +19,7 @@ fn smoke_bench_on_the_cuda_engine_measures_the_nvcomp_ceiling_gpu() {
         chunk_cache_policy: Default::default(),
         gpu_wave_slots: 0,
         prepare_threads: 0,
+        gds: damacy::Gds::Off,
     };
     let r = bench::run(&opts, &|_| {}).expect("bench");
     assert_eq!(r.engine, "cuda");

@@ -17,6 +17,7 @@ fn options(scenario: Scenario, data_dir: &std::path::Path, measure_ceiling: bool
         chunk_cache_policy: Default::default(),
         gpu_wave_slots: 0,
         prepare_threads: 0,
+        gds: damacy::Gds::Off,
     }
 }
 

@@ -57,6 +57,17 @@ pub(crate) struct BenchArgs {
     /// stay in order (0 = a quarter of the cores, 1 to 4; `Config::prepare_threads`).
     #[arg(long, default_value_t = 0)]
     prepare_threads: usize,
+    /// CUDA engine: read zstd chunks of local files with GPUDirect Storage (`on` uses
+    /// cuFile's compat mode too, where nvidia-fs is absent; `Config::gds`).
+    #[arg(long, value_enum, default_value = "auto")]
+    gds: GdsArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GdsArg {
+    Off,
+    Auto,
+    On,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +119,7 @@ impl Default for BenchArgs {
             chunk_cache_policy: PolicyArg::Clock,
             gpu_wave_slots: 0,
             prepare_threads: 0,
+            gds: GdsArg::Auto,
         }
     }
 }
@@ -193,6 +205,11 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
         },
         gpu_wave_slots: args.gpu_wave_slots,
         prepare_threads: args.prepare_threads,
+        gds: match args.gds {
+            GdsArg::Off => damacy::Gds::Off,
+            GdsArg::Auto => damacy::Gds::Auto,
+            GdsArg::On => damacy::Gds::On,
+        },
     };
     let gen_bar = bar(0, "generate");
     let run_bar = bar(sc.warmup_batches + sc.timed_batches, "batches");
@@ -250,6 +267,15 @@ fn print_report(r: &BenchReport) {
         println!("waves    {} slots of up to {} chunks", r.gpu_wave_slots, r.gpu_wave_chunks);
     }
     println!("prepare  {} threads", r.prepare_threads);
+    if r.gds_reads + r.gds_fallbacks > 0 {
+        println!(
+            "gds      {} chunks ({:.2} GB) read into device memory, {} reads through host memory instead, {} frames rejected by the device check",
+            r.gds_reads,
+            r.gds_bytes as f64 / 1e9,
+            r.gds_fallbacks,
+            r.gds_rejected
+        );
+    }
     let stages: Vec<String> = r
         .stages
         .iter()

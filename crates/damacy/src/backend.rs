@@ -1,10 +1,10 @@
 //! Choosing the engine for a configuration: the one place outside the CUDA engine's own
 //! module that names the `cuda` feature.
 
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, Gds};
 use crate::engine::host::HostEngine;
 use crate::engine::{Engine, EngineCtx, Running};
-use crate::error::{Error, Result};
+use crate::error::{Error, GdsUnavailable, Result};
 
 /// Chooses and builds the engine for `cfg.backend`, and says which one runs and why.
 ///
@@ -13,8 +13,17 @@ use crate::error::{Error, Result};
 /// a machine where the device cannot be used; for `Backend::Auto` only when the CUDA
 /// engine fails for another reason than a missing driver or device (kernels that do not
 /// compile, for example); the CUDA engine's `Budget` and `Gpu` errors, for `Auto` too;
-/// `Config` errors of the host engine.
+/// `Config` errors of the host engine; `GdsUnavailable` when `gds` is `on` and the host
+/// engine runs, or cuFile cannot be used.
 pub(crate) fn open(cfg: &Config, ctx: EngineCtx) -> Result<(Box<dyn Engine>, Running)> {
+    let (engine, running) = open_any(cfg, ctx)?;
+    if cfg.gds == Gds::On && matches!(running, Running::Host | Running::HostFallback { .. }) {
+        return Err(Error::GdsUnavailable { reason: GdsUnavailable::HostEngine });
+    }
+    Ok((engine, running))
+}
+
+fn open_any(cfg: &Config, ctx: EngineCtx) -> Result<(Box<dyn Engine>, Running)> {
     match cfg.backend {
         Backend::Host => Ok((Box::new(HostEngine::new(cfg, ctx)?), Running::Host)),
         Backend::Cuda { device } => {

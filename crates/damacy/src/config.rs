@@ -127,6 +127,25 @@ pub struct Config {
     pub chunk_cache_bytes: u64,
     /// Which cached chunk goes first when the cache is full.
     pub chunk_cache_policy: ChunkCachePolicy,
+    /// GPUDirect Storage (CUDA engine): zstd chunks of local files read with cuFile
+    /// straight into device staging, checked on the device, never seen by the host.
+    pub gds: Gds,
+}
+
+/// Whether the CUDA engine reads local files with GPUDirect Storage ([`Config::gds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Gds {
+    /// Every read goes through host memory.
+    Off,
+    /// GDS where cuFile reports native support (nvidia-fs loaded and a file system it
+    /// serves natively); otherwise, and on the host engine, reads go through host memory.
+    #[default]
+    Auto,
+    /// GDS for every local file cuFile accepts, in compat mode too (cuFile's own bounce
+    /// buffer, for testing the path where nvidia-fs is absent). A pipeline fails to start
+    /// when cuFile cannot be used, or on the host engine (`Error::GdsUnavailable`).
+    On,
 }
 
 /// Eviction policy of the decoded-chunk cache (see [`Config::chunk_cache_bytes`]).
@@ -269,6 +288,7 @@ impl Default for Config {
             object_store: ObjectStoreConfig::default(),
             chunk_cache_bytes: 0,
             chunk_cache_policy: ChunkCachePolicy::Clock,
+            gds: Gds::Auto,
         }
     }
 }
@@ -539,6 +559,8 @@ impl ConfigBuilder {
         chunk_cache_bytes: u64,
         /// Decoded-chunk cache eviction policy.
         chunk_cache_policy: ChunkCachePolicy,
+        /// GPUDirect Storage reads (CUDA engine).
+        gds: Gds,
     }
 
     /// Validates and returns the configuration.

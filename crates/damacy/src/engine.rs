@@ -353,8 +353,9 @@ pub enum Running {
     /// The host engine, because `Backend::Auto` found no CUDA here.
     HostFallback { reason: crate::error::Unavailable },
     /// The CUDA engine on `device`; `nvcomp` says whether nvCOMP decodes zstd chunks on the
-    /// device (otherwise CPU threads decode every chunk and upload it).
-    Cuda { device: usize, nvcomp: bool },
+    /// device (otherwise CPU threads decode every chunk and upload it), `gds` whether
+    /// zstd chunks of local files are read with GPUDirect Storage (`Config::gds`).
+    Cuda { device: usize, nvcomp: bool, gds: bool },
     /// The CUDA engine on the simulated device (`Backend::Simulated`, for tests): host
     /// threads as streams, host memory as device memory, the kernels' host twins.
     #[doc(hidden)]
@@ -366,11 +367,14 @@ impl std::fmt::Display for Running {
         match self {
             Running::Host => f.write_str("host engine"),
             Running::HostFallback { reason } => write!(f, "host engine (Auto: {reason})"),
-            Running::Cuda { device, nvcomp: true } => {
-                write!(f, "CUDA engine on device {device}, nvCOMP decode")
-            }
-            Running::Cuda { device, nvcomp: false } => {
-                write!(f, "CUDA engine on device {device}, CPU decode (nvCOMP not loaded)")
+            Running::Cuda { device, nvcomp, gds } => {
+                write!(f, "CUDA engine on device {device}, ")?;
+                f.write_str(if *nvcomp {
+                    "nvCOMP decode"
+                } else {
+                    "CPU decode (nvCOMP not loaded)"
+                })?;
+                f.write_str(if *gds { ", GPUDirect Storage reads" } else { "" })
             }
             Running::Simulated => f.write_str("CUDA engine on the simulated device"),
         }

@@ -50,6 +50,9 @@ pub enum Error {
     /// The requested backend cannot be used here.
     #[error("backend: {reason}")]
     BackendUnavailable { reason: Unavailable },
+    /// `Config::gds` is `on`, and GPUDirect Storage cannot be used.
+    #[error("gds = on, but GPUDirect Storage cannot be used: {reason} (set gds to auto or off)")]
+    GdsUnavailable { reason: GdsUnavailable },
     /// The metadata prefetcher could not be set up (its configuration or its threads).
     #[error("metadata prefetcher: {0}")]
     Prefetch(Box<prefetch_cache::Error>),
@@ -232,6 +235,21 @@ pub enum Unavailable {
     /// The batch buffer pool could not be set up.
     #[error("the batch buffer pool could not be created")]
     BufferPool,
+}
+
+/// Why GPUDirect Storage cannot be used ([`Error::GdsUnavailable`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum GdsUnavailable {
+    /// The host engine runs (as configured, or as `Backend::Auto`'s fallback): it reads
+    /// through host memory.
+    #[error("the host engine runs, and only the CUDA engine reads with GDS")]
+    HostEngine,
+    /// libcufile could not be loaded, or its driver not opened (without nvidia-fs, compat
+    /// mode must be allowed: `CUFILE_FORCE_COMPAT_MODE=true`, or `allow_compat_mode` in
+    /// cufile.json).
+    #[error("cuFile: {0}")]
+    Cufile(#[source] kernels::Error),
 }
 
 impl Unavailable {

@@ -47,10 +47,13 @@ pub enum Fault {
     /// ready for the engine first, and a test proves that batches still arrive in push
     /// order; with one preparer the wait gives up after a minute with a panic.
     PrepareOutOfOrder,
+    /// A GPUDirect Storage read fails (the simulated device, once per read): the worker
+    /// reads the chunk's read op through host memory instead.
+    GdsRead,
 }
 
 /// Variants of [`Fault`].
-const FAULTS: usize = 10;
+const FAULTS: usize = 11;
 
 /// The error code of an injected driver failure (`gpu_schedule::Error::CudaDriver`).
 #[doc(hidden)]
@@ -127,7 +130,7 @@ mod tests {
             gpu_schedule::Error::CudaDriver { call: "cuEventRecord", code: INJECTED.into() }
         );
         assert!(!f.fire(Fault::WaveSubmit), "used up");
-        assert_eq!(Fault::PrepareOutOfOrder as usize, FAULTS - 1, "FAULTS counts every variant");
+        assert_eq!(Fault::GdsRead as usize, FAULTS - 1, "FAULTS counts every variant");
         // Skips first, then fires, then is used up.
         f.arm_after(Fault::DecodeFailure, 3, 2);
         let seen: Vec<bool> = (0..7).map(|_| f.fire(Fault::DecodeFailure)).collect();

@@ -42,11 +42,11 @@ pub mod stats;
 
 pub use batch::{Batch, Sample, SampleInfo};
 pub use config::{
-    Backend, ChunkCachePolicy, Config, ConfigBuilder, MAX_GPU_WAVE_SLOTS, ObjectStoreConfig,
+    Backend, ChunkCachePolicy, Config, ConfigBuilder, Gds, MAX_GPU_WAVE_SLOTS, ObjectStoreConfig,
     OnError, OutDtype,
 };
 pub use engine::Running;
-pub use error::{Error, GpuError, PlanFault, Result, SampleError, Unavailable};
+pub use error::{Error, GdsUnavailable, GpuError, PlanFault, Result, SampleError, Unavailable};
 pub use image::{Image, ImageLevel};
 pub use pipeline::Pipeline;
 pub use prefetch_cache::ImageError;

@@ -47,6 +47,17 @@ pub struct Stats {
     pub wave_slot_wait_ns: u64,
     /// CUDA engine: bytes copied host → device (staged frames and CPU-decoded chunks).
     pub h2d_bytes: u64,
+    /// CUDA engine with GPUDirect Storage (`Config::gds`): chunks read from files straight
+    /// into device staging, and their compressed bytes.
+    pub gds_reads: u64,
+    pub gds_bytes: u64,
+    /// GDS reads that failed (or files cuFile would not register): their read ops went
+    /// through host memory instead.
+    pub gds_fallbacks: u64,
+    /// GDS-read frames that failed the device frame check: decoded on the CPU from their
+    /// device bytes, as frames failing the host check are (an error names the chunk if
+    /// they do not decode).
+    pub gds_rejected: u64,
     /// All operations and bytes of the underlying store (metadata included).
     pub store_ops: u64,
     pub store_bytes: u64,
@@ -181,6 +192,10 @@ counters!(
     wave_jobs_wait_ns,
     wave_slot_wait_ns,
     h2d_bytes,
+    gds_reads,
+    gds_bytes,
+    gds_fallbacks,
+    gds_rejected,
 );
 
 impl StatCounters {

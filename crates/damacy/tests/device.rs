@@ -10,7 +10,7 @@ use std::time::Duration;
 use bench::Scenario;
 use damacy::fault::{Fault, INJECTED};
 use damacy::{
-    Backend, Config, ConfigBuilder, Error, GpuError, OnError, OutDtype, Pipeline, Sample,
+    Backend, Config, ConfigBuilder, Error, Gds, GpuError, OnError, OutDtype, Pipeline, Sample,
     SampleError,
 };
 
@@ -87,6 +87,13 @@ pub(crate) const CUDA: Backend = Backend::Cuda { device: 0 };
 const SIM: Backend = Backend::Simulated;
 
 fn fixture_parity(dev: Backend, nvcomp: bool) -> usize {
+    let all = [OutDtype::F32, OutDtype::Bf16, OutDtype::F16, OutDtype::Native];
+    fixture_parity_with(dev, nvcomp, Gds::Off, &all)
+}
+
+/// Every fixture crop in each of `dtypes`, host engine against `dev` (with `gds`): the
+/// same bytes, or the same error. Returns the crops × dtypes compared.
+fn fixture_parity_with(dev: Backend, nvcomp: bool, gds: Gds, dtypes: &[OutDtype]) -> usize {
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: tests touching the environment hold ENV.
     unsafe { std::env::set_var("DAMACY_NVCOMP", if nvcomp { "on" } else { "off" }) };
@@ -94,10 +101,11 @@ fn fixture_parity(dev: Backend, nvcomp: bool) -> usize {
     for f in fixtures() {
         for c in &f.crops {
             let shape: Vec<u64> = c.lo.iter().zip(&c.hi).map(|(l, h)| h - l).collect();
-            for dtype in [OutDtype::F32, OutDtype::Bf16, OutDtype::F16, OutDtype::Native] {
+            for &dtype in dtypes {
                 let s = vec![Sample::new(&f.path, c.lo.clone(), c.hi.clone()).expect("box")];
                 let host = read_all(cfg(&shape, 1, dtype, Backend::Host), s.clone());
-                let gpu = read_all(cfg(&shape, 1, dtype, dev), s);
+                let gpu =
+                    read_all(builder(&shape, 1, dtype, dev).gds(gds).build().expect("cfg"), s);
                 match (host, gpu) {
                     (Ok(h), Ok(g)) => {
                         assert_eq!(h, g, "{} {:?}..{:?} {dtype:?}", f.name, c.lo, c.hi);
@@ -255,6 +263,19 @@ fn assert_nvcomp_failure_of_first_chunk(e: &SampleError, shard: &Path, overrun: 
 }
 
 fn corrupt_zstd_frame_is_a_decode_error_naming_the_chunk_and_later_batches_arrive(dev: Backend) {
+    corrupt_zstd_frame_case(dev, Gds::Off);
+}
+
+/// Issue 20: chunks read with GPUDirect Storage never pass the host's frame check; the
+/// device check's verdicts stand in for it, so a corrupt frame gives the same error as
+/// without GDS (a header the check refuses: the CPU decoder's `Decode` error naming the
+/// chunk; content the check cannot see, on the simulated device only: nvCOMP's typed
+/// failure), and the later batches arrive.
+fn corrupt_zstd_frame_read_with_gds_gives_the_errors_of_the_host_check(dev: Backend) {
+    corrupt_zstd_frame_case(dev, Gds::On);
+}
+
+fn corrupt_zstd_frame_case(dev: Backend, gds: Gds) {
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
     // nvCOMP on, and no share of the decode for the CPU workers: a frame that passes the
     // host check is decoded by nvCOMP.
@@ -295,12 +316,13 @@ fn corrupt_zstd_frame_is_a_decode_error_naming_the_chunk_and_later_batches_arriv
             .collect();
         assert!(host.pop().expect("end").is_none());
 
-        let mut p = Pipeline::new(cfg(&shape, 1, OutDtype::Native, dev)).expect("pipeline");
+        let c = builder(&shape, 1, OutDtype::Native, dev).gds(gds).build().expect("config");
+        let mut p = Pipeline::new(c).expect("pipeline");
         p.push(samples).expect("push");
         p.finish();
         match p.pop() {
             Err(Error::Sample { index, uri, source }) => {
-                let what = format!("cuda {how:?}");
+                let what = format!("cuda {how:?} gds {gds:?}");
                 assert_eq!((index, uri.as_path()), (0, copy.as_path()), "{what}: the sample");
                 // A frame that passes the host check reaches nvCOMP, whose failure is typed
                 // and names the sample, the chunk and the file; one that fails it is
@@ -322,6 +344,14 @@ fn corrupt_zstd_frame_is_a_decode_error_naming_the_chunk_and_later_batches_arriv
             assert_eq!(&b.to_host().expect("to_host"), want, "{how:?} batch {}", k + 1);
         }
         assert!(p.pop().expect("end").is_none());
+        let s = p.stats();
+        if gds == Gds::On {
+            // All three chunks came by GDS; only the refused header went to the CPU.
+            assert_eq!((s.gds_reads, s.gds_fallbacks), (3, 0), "{how:?}");
+            assert_eq!(s.gds_rejected, u64::from(how == Corruption::Header), "{how:?}");
+        } else {
+            assert_eq!(s.gds_reads + s.gds_rejected, 0, "{how:?}");
+        }
     }
 }
 
@@ -1007,6 +1037,123 @@ fn waves_of_two_slots_decode_at_once_sim() {
     assert!(p.pop().expect("end").is_none());
 }
 
+/// Issue 20: batches read with GPUDirect Storage (`gds = on`) equal the host engine's, bit
+/// for bit: the `smoke` scenario (f32) and every conformance fixture (f32 and native),
+/// every zstd chunk read straight into device staging (none through host memory), and
+/// `Pipeline::backend` says GDS is in use.
+fn gds_batches_equal_the_host_engine(dev: Backend) {
+    {
+        let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sc, samples, host) = smoke_f32_reference(dir.path());
+        let n = sc.samples_per_batch as usize;
+        let c = builder(&sc.sample_shape, n, OutDtype::F32, dev).gds(Gds::On).build().expect("cfg");
+        let mut p = Pipeline::new(c).expect("pipeline");
+        if dev != SIM {
+            assert!(
+                matches!(p.backend(), damacy::Running::Cuda { gds: true, .. }),
+                "{}",
+                p.backend()
+            );
+        }
+        p.push(samples).expect("push");
+        p.finish();
+        let mut got = Vec::new();
+        while let Some(b) = p.pop().expect("pop") {
+            got.push(b.to_host().expect("to_host"));
+        }
+        assert_eq!(got, host, "smoke through GDS");
+        let s = p.stats();
+        assert!(s.gds_reads > 0 && s.gds_bytes > 0, "{s:?}");
+        assert_eq!((s.gds_fallbacks, s.gds_rejected), (0, 0));
+    }
+    let n = fixture_parity_with(dev, true, Gds::On, &[OutDtype::F32, OutDtype::Native]);
+    assert!(n >= 200, "only {n} fixture crops checked");
+}
+
+/// Issue 20: a GPUDirect Storage read that fails sends its read op through host memory:
+/// the batches are the same, and the fallbacks are counted.
+#[test]
+fn a_failed_gds_read_goes_through_host_memory_sim() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let n = sc.samples_per_batch as usize;
+    let c = builder(&sc.sample_shape, n, OutDtype::F32, SIM).gds(Gds::On).build().expect("cfg");
+    let mut p = Pipeline::new(c).expect("pipeline");
+    p.inject_fault(Fault::GdsRead, 5);
+    p.push(samples).expect("push");
+    p.finish();
+    let mut got = Vec::new();
+    while let Some(b) = p.pop().expect("pop") {
+        got.push(b.to_host().expect("to_host"));
+    }
+    assert_eq!(got, host);
+    let s = p.stats();
+    assert_eq!(s.gds_fallbacks, 5, "{s:?}");
+    assert!(s.gds_reads > 0, "{s:?}");
+}
+
+/// Issue 20: `gds = on` needs the CUDA engine: the host engine refuses it at construction,
+/// naming the reason; `auto` on the simulated device (no native GDS there) reads through
+/// host memory.
+#[test]
+fn gds_on_is_refused_by_the_host_engine_and_auto_needs_native_support() {
+    let c = builder(&[4, 4, 4], 1, OutDtype::F32, Backend::Host).gds(Gds::On).build().expect("cfg");
+    match Pipeline::new(c) {
+        Err(Error::GdsUnavailable { reason: damacy::GdsUnavailable::HostEngine }) => {}
+        other => panic!("expected GdsUnavailable, got {:?}", other.map(|_| ())),
+    }
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let n = sc.samples_per_batch as usize;
+    let c = builder(&sc.sample_shape, n, OutDtype::F32, SIM).gds(Gds::Auto).build().expect("cfg");
+    let mut p = Pipeline::new(c).expect("pipeline");
+    p.push(samples).expect("push");
+    p.finish();
+    let mut got = Vec::new();
+    while let Some(b) = p.pop().expect("pop") {
+        got.push(b.to_host().expect("to_host"));
+    }
+    assert_eq!(got, host);
+    assert_eq!(p.stats().gds_reads, 0);
+}
+
+/// Issue 20: 100 pipelines reading with GPUDirect Storage, each dropped with batches in
+/// flight, release every cuFile registration they made (the device staging buffers and
+/// the files), so nothing leaks across pipelines; every pipeline's first batch is right.
+#[cfg(feature = "cuda")]
+#[test]
+fn gds_pipelines_torn_down_mid_flight_release_every_registration_gpu() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let n = sc.samples_per_batch as usize;
+    let lib = kernels::cufile::CufileLib::global().expect("libcufile");
+    let before = lib.counts();
+    for i in 0..100 {
+        let c =
+            builder(&sc.sample_shape, n, OutDtype::F32, CUDA).gds(Gds::On).build().expect("cfg");
+        let mut p = Pipeline::new(c).expect("pipeline");
+        p.push(samples.clone()).expect("push");
+        let b = p.pop().expect("pop").expect("a batch");
+        assert_eq!(b.to_host().expect("to_host"), host[0], "pipeline {i}");
+        drop(b);
+        // Five more batches are queued or in flight.
+        drop(p);
+    }
+    let after = lib.counts();
+    let made = |(a, b): (u64, u64), (c, d): (u64, u64)| (c - a, d - b);
+    let (bufs, bufs_freed) = made(before.buffers, after.buffers);
+    let (files, files_freed) = made(before.handles, after.handles);
+    assert!(bufs >= 200 && files >= 100, "{before:?} -> {after:?}");
+    assert_eq!((bufs, files), (bufs_freed, files_freed), "{before:?} -> {after:?}");
+}
+
 /// Runs each body on the simulated device (`_sim`) and, with the `cuda` feature, on GPU 0
 /// (`_gpu`).
 macro_rules! on_each_device {
@@ -1040,6 +1187,8 @@ on_each_device! {
     v2_zstd_fixtures_equal_the_host_engine_and_the_reference => v2_zstd_fixtures_equal_the_host_engine_and_the_reference_sim, v2_zstd_fixtures_equal_the_host_engine_and_the_reference_gpu;
     every_wave_slot_count_equals_the_host_engine => every_wave_slot_count_equals_the_host_engine_sim, every_wave_slot_count_equals_the_host_engine_gpu;
     device_cache_epochs_equal_the_host_engine => device_cache_epochs_equal_the_host_engine_sim, device_cache_epochs_equal_the_host_engine_gpu;
+    gds_batches_equal_the_host_engine => gds_batches_equal_the_host_engine_sim, gds_batches_equal_the_host_engine_gpu;
+    corrupt_zstd_frame_read_with_gds_gives_the_errors_of_the_host_check => corrupt_zstd_frame_read_with_gds_gives_the_errors_of_the_host_check_sim, corrupt_zstd_frame_read_with_gds_gives_the_errors_of_the_host_check_gpu;
 }
 
 /// On the simulated device only: on the H200 (2026-12-03) one of these content-corrupted

@@ -435,6 +435,10 @@ impl FsStore {
 }
 
 impl Store for FsStore {
+    fn local_file(&self, key: &str) -> Option<PathBuf> {
+        key::resolve(&self.root, key).ok()
+    }
+
     fn stat(&self, key: &str) -> Result<Option<u64>> {
         let t0 = Instant::now();
         let out = key::resolve(&self.root, key).and_then(|path| self.stat_path(path));

@@ -120,6 +120,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok(Some(SpanRead { object_len, bytes }))
     }
 
+    /// The local file that holds `key`'s bytes as they are, when this store reads local
+    /// files, so that a reader may read them by other means (GPUDirect Storage reads
+    /// them straight into device memory). `None` (the default) for every other store:
+    /// object stores, and stores that transform, delay or count their reads.
+    fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
+        let _ = key;
+        None
+    }
+
     /// Ranges of one object separated by fewer unneeded bytes than this are cheaper read
     /// as one request (a planner hint: 0 for local files, where each read is cheap; about
     /// a MiB for object stores, where each request costs tens of milliseconds).

@@ -148,6 +148,13 @@ fn failed(r: ReadRequest, e: Error) -> ReadResult {
 }
 
 impl Store for UriStore {
+    fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
+        match self.route(key).ok()? {
+            Route::Fs(p) => self.fs.local_file(p),
+            Route::Remote(_) => None,
+        }
+    }
+
     fn stat(&self, key: &str) -> Result<Option<u64>> {
         match self.route(key)? {
             Route::Fs(p) => self.fs.stat(p),
@@ -253,6 +260,11 @@ mod tests {
         assert!(!s.wants_read_ahead(&uri));
         assert!(s.wants_read_ahead("s3://bucket/a.zarr/c/0"));
         assert!(s.merge_gap_hint("s3://bucket/a.zarr/c/0") > 0);
+        // Local files can be read by other means (GPUDirect Storage); objects cannot.
+        let file = dir.path().join("a.bin");
+        assert_eq!(s.local_file(&uri).as_deref(), Some(file.as_path()));
+        assert_eq!(s.local_file(&file.display().to_string()).as_deref(), Some(file.as_path()));
+        assert_eq!(s.local_file("s3://bucket/a.zarr/c/0"), None);
         assert!(is_remote_uri("s3://b/k") && is_remote_uri("https://h/k") && !is_remote_uri(&uri));
     }
 

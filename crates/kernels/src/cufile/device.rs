@@ -105,6 +105,48 @@ impl RegisteredBuffer {
     pub fn is_empty(&self) -> bool {
         self.mem.is_empty()
     }
+
+    /// Reads `len` bytes of `file` at `file_offset` into this buffer at `buf_offset`
+    /// (`cuFileRead`, synchronous: the bytes are in place when it returns).
+    ///
+    /// # Errors
+    /// [`Error::BufferTooSmall`] when the read passes the buffer's end; [`Error::Overflow`]
+    /// for offsets past cuFile's types; [`Error::CufileIo`] for a failed read;
+    /// [`Error::CufileShortRead`] when fewer bytes came; [`Error::Driver`] when the
+    /// context cannot be bound.
+    pub fn read_from(
+        &self,
+        file: &FileHandle,
+        file_offset: u64,
+        len: usize,
+        buf_offset: u64,
+    ) -> Result<()> {
+        match buf_offset.checked_add(len as u64) {
+            Some(end) if end <= self.len() => {}
+            _ => {
+                return Err(Error::BufferTooSmall {
+                    kernel: "cuFileRead",
+                    what: "registered buffer",
+                    needed: buf_offset.saturating_add(len as u64),
+                    len: self.len(),
+                });
+            }
+        }
+        let overflow = |what| Error::Overflow { index: 0, what };
+        let at = i64::try_from(file_offset).map_err(|_| overflow("cuFileRead offset"))?;
+        let buf_at = i64::try_from(buf_offset).map_err(|_| overflow("cuFileRead offset"))?;
+        guarded("cufile", "cuCtxSetCurrent", || self.ctx.bind_to_thread())?;
+        // SAFETY: the handle and buffer are registered and borrowed for the call; the
+        // read lies inside the buffer (checked); the context is current.
+        let n = unsafe {
+            file.driver().lib().read(file.raw(), self.mem.device_ptr(), len, at, buf_at)
+        }?;
+        if n != len {
+            let (requested, read) = (len as u64, n as u64);
+            return Err(Error::CufileShortRead { file_offset, requested, read });
+        }
+        Ok(())
+    }
 }
 
 impl Drop for RegisteredBuffer {

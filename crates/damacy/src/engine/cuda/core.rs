@@ -8,11 +8,11 @@ use gpu_schedule::{
 };
 use kernels::FillSpec;
 
-use super::device::Device;
+use super::device::{Device, GdsRead};
 use super::route::cpu_share_from_env;
 use super::sizing::{Sizing, cache_ranges_bytes, meta_bytes};
 use super::{DECODE_STREAMS, DESC_BYTES, DESC_CAP, REGION_ALIGN, STAGING_PAD, gpu_err, gs};
-use crate::config::Config;
+use crate::config::{Config, Gds};
 use crate::engine::lock;
 use crate::engine::read_ahead::ReadAhead;
 use crate::error::{Error, GpuError, Result};
@@ -36,6 +36,8 @@ pub(super) struct WaveBufs<D: Device> {
     /// side (a `CopyRange` per chunk of a wave).
     pub(super) cache_ranges: D::DevMem,
     pub(super) cache_ranges_host: D::PinMem,
+    /// GPUDirect Storage reads into `d_staging` (`Config::gds`), when in use.
+    pub(super) gds: Option<Arc<dyn GdsRead>>,
     /// The slot's index: its decoder.
     pub(super) index: usize,
     /// The slot's decode stream (`DECODE_STREAMS[index]`).
@@ -103,6 +105,8 @@ pub(super) struct Engine<D: Device> {
     pub(super) read_ahead: Arc<ReadAhead>,
     /// The decoded-chunk cache's device memory, when `chunk_cache_bytes` is set.
     pub(super) cache_mem: Option<CacheMem<D>>,
+    /// Whether zstd chunks of local files are read with GPUDirect Storage.
+    pub(super) gds: bool,
 }
 
 /// The device memory of the decoded-chunk cache: one allocation of `chunk_cache_bytes`,
@@ -163,7 +167,7 @@ impl<D: Device> Engine<D> {
         );
         let batches = batch_pool(&dev, &table, n, &sizing)?;
         let ready = (0..n).map(|_| new_event(&dev)).collect::<Result<Vec<_>>>()?;
-        let waves = wave_pool(&dev, &table, &sizing)?;
+        let (waves, gds) = wave_pool(&dev, &table, &sizing, cfg.gds)?;
         let descs =
             dev.alloc_device(DESC_BYTES as usize).map_err(|e| gpu_err("descriptor buffer", e))?;
         let end_descs =
@@ -201,6 +205,7 @@ impl<D: Device> Engine<D> {
             faults,
             read_ahead,
             cache_mem,
+            gds,
         })
     }
 
@@ -460,12 +465,15 @@ fn batch_pool<D: Device>(
     .map_err(|e| gpu_err("device batch pool", e))
 }
 
-/// Allocates the wave slots' pinned and device buffers and events.
+/// Allocates the wave slots' pinned and device buffers and events, and opens GPUDirect
+/// Storage into their device staging as `gds` asks (the second value: whether it is in
+/// use).
 fn wave_pool<D: Device>(
     dev: &D,
     table: &Arc<EdgeTable<D::Sched>>,
     sizing: &Sizing,
-) -> Result<Pool<D::Sched, WaveBufs<D>>> {
+    gds: Gds,
+) -> Result<(Pool<D::Sched, WaveBufs<D>>, bool)> {
     let pad_staging = sizing.chunks * (STAGING_PAD + REGION_ALIGN);
     let pad_arena = sizing.chunks * REGION_ALIGN;
     let meta_bytes = meta_bytes(sizing.streams) as usize;
@@ -493,6 +501,7 @@ fn wave_pool<D: Device>(
             report: pinned(64, "pinned report")?,
             cache_ranges: device(ranges, "device cache ranges")?,
             cache_ranges_host: pinned(ranges, "pinned cache ranges")?,
+            gds: None,
             index,
             decode_stream,
             h2d_done: new_event(dev)?,
@@ -500,9 +509,15 @@ fn wave_pool<D: Device>(
             done: new_event(dev)?,
         });
     }
+    let staging: Vec<D::DevMem> = slots.iter().map(|s: &WaveBufs<D>| s.d_staging.clone()).collect();
+    let readers = dev.open_gds(gds, &staging)?;
+    let in_use = readers.is_some();
+    for (slot, reader) in slots.iter_mut().zip(readers.into_iter().flatten()) {
+        slot.gds = Some(reader);
+    }
     // The submit thread fills a slot's pinned memory; the harvest thread gives it back
     // once the device finished with it and its report was read.
-    Pool::new(
+    let pool = Pool::new(
         table,
         PoolSpec {
             name: "wave_slots",
@@ -511,7 +526,8 @@ fn wave_pool<D: Device>(
         },
         slots,
     )
-    .map_err(|e| gpu_err("wave slot pool", e))
+    .map_err(|e| gpu_err("wave slot pool", e))?;
+    Ok((pool, in_use))
 }
 
 impl<D: Device> Drop for Engine<D> {

@@ -16,10 +16,38 @@ pub(crate) mod sim;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use kernels::{DeviceRange, ZstdBatch};
+use kernels::{DeviceRange, ZstdBatch, ZstdFrames};
 use zarr::OutDtype;
 
 use super::stage::StageMem;
+use crate::config::Gds;
+use crate::error::Result;
+
+/// Reads of local files straight into one wave slot's device staging (GPUDirect
+/// Storage): `cuFileRead` on a GPU, a positioned read into the simulated device's memory
+/// on the simulated one. Synchronous, on a decode worker: the bytes are in place when
+/// `read` returns, so the wave's device work, enqueued once every job of the wave
+/// finished, runs after every read retired.
+pub(crate) trait GdsRead: Send + Sync + Debug {
+    /// Reads `len` bytes at `offset` of the local file `path` into the slot's device
+    /// staging at `dst_off`.
+    ///
+    /// # Errors
+    /// The read failed, was short, or the file could not be registered: the caller reads
+    /// through host memory instead (where a real I/O error is reported as usual).
+    fn read(
+        &self,
+        path: &str,
+        offset: u64,
+        len: usize,
+        dst_off: u64,
+    ) -> std::result::Result<(), GdsFailed>;
+}
+
+/// A GPUDirect Storage read that did not happen ([`GdsRead::read`]); the read goes
+/// through host memory instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GdsFailed;
 
 /// A `gpu-schedule` result.
 pub(crate) type GsResult<T> = gpu_schedule::Result<T>;
@@ -158,6 +186,29 @@ pub(crate) trait Device: Send + Sync + Debug + Sized + 'static {
         expected: DeviceRange,
         count: u32,
         report: DeviceRange,
+    ) -> kernels::Result<()>;
+
+    /// GPUDirect Storage readers into each of `staging` (the wave slots' device staging),
+    /// as `mode` asks: `None` for `off`, and for `auto` where cuFile has no native support.
+    ///
+    /// # Errors
+    /// `GdsUnavailable` for `on` when cuFile cannot be used; `Gpu` when a buffer cannot be
+    /// registered.
+    fn open_gds(
+        &self,
+        mode: Gds,
+        staging: &[Self::DevMem],
+    ) -> Result<Option<Vec<Arc<dyn GdsRead>>>>;
+
+    /// `Kernels::check_zstd_frames`: one verdict per frame, from its headers only.
+    ///
+    /// # Safety
+    /// As `kernels::Kernels::check_zstd_frames`.
+    unsafe fn check_frames(
+        &self,
+        stream: &Self::Stream,
+        frames: &ZstdFrames,
+        verdicts: DeviceRange,
     ) -> kernels::Result<()>;
 
     /// Chunks one decode call takes, `None` without a batched zstd decoder.

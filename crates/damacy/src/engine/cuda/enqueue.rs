@@ -88,7 +88,7 @@ impl<D: Device> Engine<D> {
         work: &WaveWork<D::PinMem>,
         k: usize,
         out: (u64, u64),
-        state: &WaveState,
+        state: &mut WaveState,
         w: &WaveBufs<D>,
         stats: &StatCounters,
     ) -> std::result::Result<Harvest, Failure> {
@@ -103,6 +103,11 @@ impl<D: Device> Engine<D> {
         let t = Instant::now();
         let h2d = self.cu("h2d")?;
         let compute = self.cu("compute")?;
+        let decode = self.cu(w.decode_stream)?;
+        if state.streams.iter().any(|f| f.gds) {
+            self.check_gds_frames(work, state, w, decode, stats)?;
+        }
+        let state = &*state;
         self.upload_staging(work, state, w, h2d)?;
         let runs = cpu_runs(work, wave, state);
         self.upload_runs(&runs, w, h2d)?;
@@ -126,7 +131,6 @@ impl<D: Device> Engine<D> {
                 ),
             )?;
         }
-        let decode = self.cu(w.decode_stream)?;
         gs("cuEventRecord", self.dev.record(&w.h2d_done, h2d))?;
         gs("cuStreamWaitEvent", self.dev.wait_in(&w.h2d_done, decode))?;
         gs("cuLaunchKernel", self.faults.driver(Fault::WaveSubmit, "cuLaunchKernel"))?;
@@ -161,7 +165,111 @@ impl<D: Device> Engine<D> {
         })
     }
 
-    /// Uploads the staged frames and raw blocks on `h2d`, if the wave has any.
+    /// The device frame check of the wave's GPUDirect Storage frames, whose bytes never
+    /// passed the host check: it runs on the slot's decode stream over the frames in the
+    /// device staging, and its verdicts come back at once (the one host wait of a GDS
+    /// wave). A frame that fails is taken off nvCOMP's list, and its chunk is decoded on
+    /// this thread from its device bytes, as the host path decodes a frame that fails the
+    /// host check: the same data, or the same `Decode` error naming the chunk.
+    fn check_gds_frames(
+        &self,
+        work: &WaveWork<D::PinMem>,
+        state: &mut WaveState,
+        w: &WaveBufs<D>,
+        stream: &D::Stream,
+        stats: &StatCounters,
+    ) -> Result<()> {
+        let gds: Vec<usize> = (0..state.streams.len()).filter(|&i| state.streams[i].gds).collect();
+        let n = gds.len();
+        // In the slot's metadata buffers, before the wave's own metadata is written:
+        // pointers, sizes and expected sizes (a u64 per frame each), then the verdicts.
+        let n8 = n as u64 * 8;
+        let verdicts_at = align_up(3 * n8, 8);
+        let end = verdicts_at + n as u64 * kernels::FrameVerdict::BYTES;
+        if end > w.meta_host.len() as u64 {
+            let too_large =
+                GpuError::MetadataTooLarge { needed: end, len: w.meta_host.len() as u64 };
+            return Err(gpu_err("checking GDS frames", too_large));
+        }
+        let staging0 = D::dev_range(&w.d_staging).ptr();
+        // SAFETY: the slot is leased by this thread and its previous device use finished
+        // before it was released; in bounds (checked).
+        let meta = unsafe { std::slice::from_raw_parts_mut(w.meta_host.as_ptr(), end as usize) };
+        for (j, &i) in gds.iter().enumerate() {
+            let f = state.streams[i];
+            for (k, v) in [staging0 + f.comp_off, f.comp_len, f.len].into_iter().enumerate() {
+                let at = k * n8 as usize + j * 8;
+                meta[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+            }
+        }
+        gs(
+            "GDS frame upload",
+            self.dev.copy_range_to_device(stream, &w.meta, 0, &w.meta_host, 0, 3 * n8 as usize),
+        )?;
+        let base = D::dev_range(&w.meta).ptr();
+        // SAFETY: inside the slot's metadata allocation (checked above).
+        let range = |off: u64, len: u64| unsafe { DeviceRange::from_raw(base + off, len) };
+        let frames = kernels::ZstdFrames {
+            count: n as u32,
+            comp_ptrs: range(0, n8),
+            comp_bytes: range(n8, n8),
+            expected: range(2 * n8, n8),
+        };
+        let verdicts = range(verdicts_at, n as u64 * kernels::FrameVerdict::BYTES);
+        // SAFETY: each pointer names a frame read whole into this slot's device staging
+        // (the reads retired before the wave's jobs ended); the arrays were uploaded just
+        // before on this stream; the verdicts are read only after the sync below.
+        unsafe { self.dev.check_frames(stream, &frames, verdicts) }
+            .map_err(|e| gpu_err("zstd frame check", e))?;
+        gs(
+            "verdict download",
+            self.dev.copy_range_to_pinned(
+                stream,
+                &w.meta_host,
+                verdicts_at as usize,
+                &w.meta,
+                verdicts_at as usize,
+                (end - verdicts_at) as usize,
+            ),
+        )?;
+        gs("cuEventRecord", self.dev.record(&w.decoded_ev, stream))?;
+        gs("cuEventSynchronize", self.dev.sync_event(&w.decoded_ev))?;
+        // SAFETY: written by the download above, which completed.
+        let meta = unsafe { std::slice::from_raw_parts(w.meta_host.as_ptr(), end as usize) };
+        let verdicts: Vec<kernels::FrameVerdict> = meta[verdicts_at as usize..]
+            .chunks_exact(kernels::FrameVerdict::BYTES as usize)
+            .map(bytemuck::pod_read_unaligned)
+            .collect();
+        let mut rejected = Vec::new();
+        for (&i, v) in gds.iter().zip(&verdicts) {
+            if v.result().is_err() {
+                rejected.push(i);
+            }
+        }
+        for &i in &rejected {
+            let f = state.streams[i];
+            let mut src = vec![0u8; f.comp_len as usize];
+            gs(
+                "GDS frame download",
+                self.dev.download(&mut src, &w.d_staging, f.comp_off as usize),
+            )?;
+            let cs = work.decode_fallback(f.chunk, &src, &mut state.errors);
+            if let Some(slot) = state.chunk_state.get_mut(f.chunk) {
+                *slot = cs;
+            }
+        }
+        stats.gds_rejected.fetch_add(rejected.len() as u64, Ordering::Relaxed);
+        let mut i = 0;
+        state.streams.retain(|_| {
+            i += 1;
+            !rejected.contains(&(i - 1))
+        });
+        Ok(())
+    }
+
+    /// Uploads the staged frames and raw blocks on `h2d`, if the wave has any: the whole
+    /// staging prefix, or, in a wave with GPUDirect Storage frames (whose device bytes the
+    /// pinned staging must not overwrite), the host-staged runs only.
     fn upload_staging(
         &self,
         work: &WaveWork<D::PinMem>,
@@ -169,6 +277,16 @@ impl<D: Device> Engine<D> {
         w: &WaveBufs<D>,
         h2d: &D::Stream,
     ) -> Result<()> {
+        if state.streams.iter().any(|f| f.gds) {
+            for (off, len) in host_staged_runs(state) {
+                let (o, l) = (off as usize, len as usize);
+                gs(
+                    "staging upload",
+                    self.dev.copy_range_to_device(h2d, &w.d_staging, o, &w.staging, o, l),
+                )?;
+            }
+            return Ok(());
+        }
         let staging_used = work.staging_used as usize;
         if staging_used > 0 && (!state.streams.is_empty() || !state.raws.is_empty()) {
             // The workers finished writing the pinned side (joined by the caller).
@@ -368,6 +486,33 @@ impl<D: Device> Engine<D> {
         // A live allocation of this engine, written just before on this stream.
         launch(D::dev_range(dst))
     }
+}
+
+/// The staging ranges (offset, length) the workers wrote in pinned memory (host-checked
+/// frames, raw blosc blocks), in offset order, touching neighbours merged; GDS frames,
+/// whose bytes are already on the device, split runs.
+fn host_staged_runs(state: &WaveState) -> Vec<(u64, u64)> {
+    let mut items: Vec<(u64, u64, bool)> = state
+        .streams
+        .iter()
+        .map(|f| (f.comp_off, f.comp_len, f.gds))
+        .chain(state.raws.iter().map(|r| (r.comp_off, r.len, false)))
+        .collect();
+    items.sort_unstable_by_key(|i| i.0);
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut split = true;
+    for (off, len, gds) in items {
+        if gds {
+            split = true;
+            continue;
+        }
+        match runs.last_mut() {
+            Some(last) if !split && last.0 + last.1 == off => last.1 += len,
+            _ => runs.push((off, len)),
+        }
+        split = false;
+    }
+    runs
 }
 
 /// The wave's CPU-decoded chunks as runs of the arena (offset, length), neighbours merged

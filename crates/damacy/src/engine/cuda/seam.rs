@@ -55,7 +55,8 @@ pub(crate) fn start_cuda(
 ) -> Result<Box<dyn EngineApi>> {
     let opened = super::device::cuda::CudaDevice::open(cfg, device)?;
     let nvcomp = !opened.dev.decoders.is_empty();
-    Ok(Box::new(CudaEngine::start(cfg, opened, ctx, Running::Cuda { device, nvcomp })?))
+    let running = Running::Cuda { device, nvcomp, gds: false };
+    Ok(Box::new(CudaEngine::start(cfg, opened, ctx, running)?))
 }
 
 /// Starts the CUDA engine on the simulated device (`Backend::Simulated`).
@@ -75,6 +76,10 @@ impl<D: Device> CudaEngine<D> {
     /// As [`Engine::build`]; `Spawn` when a thread cannot start.
     fn start(cfg: &Config, opened: Opened<D>, ctx: EngineCtx, running: Running) -> Result<Self> {
         let core = Arc::new(Engine::build(cfg, opened, ctx.faults, ctx.read_ahead)?);
+        let running = match running {
+            Running::Cuda { device, nvcomp, .. } => Running::Cuda { device, nvcomp, gds: core.gds },
+            other => other,
+        };
         // One planned batch waits for the submit thread: planning runs one batch ahead,
         // bounded.
         let (stx, srx) = crossbeam_channel::bounded(1);

@@ -15,6 +15,7 @@ use std::time::Instant;
 use kernels::{Shuffle, ShuffleSpec};
 use planner::{ArrayEntry, BatchPlan, ChunkPlan, ChunkSource};
 
+use super::device::GdsRead;
 use super::route::{Route, cpu_takes};
 use super::{MAX_GPU_STREAM, align_up};
 use crate::config::OutDtype;
@@ -25,6 +26,12 @@ use crate::stats::StatCounters;
 
 /// The stage named in this module's errors.
 const STAGE: &str = "CUDA staging";
+
+/// The object key of a chunk the plan reads (`ChunkSource::Copy`), `None` otherwise.
+fn copy_file(plan: &BatchPlan, chunk: &ChunkPlan) -> Option<Arc<str>> {
+    let ChunkSource::Copy { read, .. } = chunk.source else { return None };
+    Some(Arc::clone(&plan.files.get(plan.reads.get(read)?.file)?.key))
+}
 
 /// A plan inconsistency found while staging, as the error of the samples it affects.
 fn plan_error(fault: PlanFault) -> SampleError {
@@ -79,6 +86,9 @@ pub(super) enum ChunkState {
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Frame {
+    /// Read with GPUDirect Storage straight into the device staging: its bytes were never
+    /// on the host (nor checked there), and the pinned staging does not hold them.
+    pub(super) gds: bool,
     pub(super) chunk: usize,
     pub(super) comp_off: u64,
     pub(super) comp_len: u64,
@@ -115,6 +125,8 @@ pub(super) struct WaveWork<S: StageMem> {
     pub(super) cpu_share: u32,
     pub(super) staging: S,
     pub(super) decoded: S,
+    /// GPUDirect Storage reads into the slot's device staging, when in use.
+    pub(super) gds: Option<Arc<dyn GdsRead>>,
     pub(super) gpu: bool,
     pub(super) in_align: u64,
     pub(super) out_align: u64,
@@ -302,6 +314,15 @@ impl<S: StageMem> WaveWork<S> {
             self.merge(local, &[]);
             return;
         };
+        if let (Some(g), None) = (&self.gds, &ahead) {
+            let local_file = store.local_file(&file.key);
+            if let Some((local, states)) =
+                local_file.and_then(|path| self.read_with_gds(&**g, op, group, &path, stats))
+            {
+                self.merge(local, &states);
+                return;
+            }
+        }
         let t = Instant::now();
         let read = read_op(ahead, store, &file.key, op.offset, len, buf);
         stats.io_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -408,6 +429,112 @@ impl<S: StageMem> WaveWork<S> {
         }
     }
 
+    /// Reads read op `op`'s chunks with GPUDirect Storage straight into their device
+    /// staging regions, when every chunk can go that way (plain zstd for nvCOMP, not the
+    /// CPU's share, a region that holds it) and the store holds the op's file locally
+    /// (`path`). `None` sends the op through host memory: when it cannot, or when a read
+    /// failed (counted in `gds_fallbacks`). The frames are checked on the device before
+    /// nvCOMP sees them (`Engine::check_gds_frames`).
+    fn read_with_gds(
+        &self,
+        g: &dyn GdsRead,
+        op: &planner::ReadOp,
+        group: &[ChunkPlan],
+        path: &std::path::Path,
+        stats: &StatCounters,
+    ) -> Option<(WaveState, Vec<(usize, ChunkState)>)> {
+        if !self.gpu {
+            return None;
+        }
+        let mut frames = Vec::with_capacity(group.len());
+        for (j, chunk) in group.iter().enumerate() {
+            let li = (op.chunks.start + j)
+                .checked_sub(self.chunks.start)
+                .filter(|&li| li < self.chunks.len())?;
+            let ChunkSource::Copy { compressed_len, decompressed_len, .. } = chunk.source else {
+                return None;
+            };
+            let route = self.ctx.routes.get(chunk.array.index())?;
+            if *route != Route::Zstd
+                || cpu_takes(self.cpu_share, li)
+                || decompressed_len > MAX_GPU_STREAM
+            {
+                return None;
+            }
+            let reg = self.regions.get(li).copied().flatten()?;
+            let off = align_up(reg.staging, self.in_align);
+            if off.checked_add(compressed_len)? > reg.staging + reg.staging_len {
+                return None;
+            }
+            frames.push(Frame {
+                gds: true,
+                chunk: li,
+                comp_off: off,
+                comp_len: compressed_len,
+                out_off: reg.arena,
+                len: decompressed_len,
+            });
+        }
+        let path = path.to_str()?;
+        let t = Instant::now();
+        for (f, chunk) in frames.iter().zip(group) {
+            let ChunkSource::Copy { offset_in_read, .. } = chunk.source else { return None };
+            let at = op.offset.checked_add(offset_in_read)?;
+            if g.read(path, at, usize::try_from(f.comp_len).ok()?, f.comp_off).is_err() {
+                stats.gds_fallbacks.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+        stats.io_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        stats.gds_reads.fetch_add(frames.len() as u64, Ordering::Relaxed);
+        stats.gds_bytes.fetch_add(frames.iter().map(|f| f.comp_len).sum(), Ordering::Relaxed);
+        let states =
+            frames.iter().map(|f| (f.chunk, ChunkState::Gpu(ShuffleSpec::default()))).collect();
+        Some((WaveState { streams: frames, ..WaveState::default() }, states))
+    }
+
+    /// Decodes wave-local chunk `li` on this thread from `src`, its compressed bytes, into
+    /// its region of the pinned arena: the fallback for a GPUDirect Storage frame that
+    /// failed the device frame check, as a frame that fails the host check is decoded on
+    /// the CPU. The chunk's state, and on failure the same `Decode` error the host path
+    /// gives, for each sample it feeds.
+    pub(super) fn decode_fallback(
+        &self,
+        li: usize,
+        src: &[u8],
+        errors: &mut Vec<(usize, SampleError)>,
+    ) -> ChunkState {
+        let plan = &self.ctx.plan;
+        let gi = self.chunks.start + li;
+        let Some(chunk) = plan.chunks.get(gi) else {
+            return ChunkState::Failed;
+        };
+        let a = chunk.array.index();
+        let found = (
+            self.ctx.arrays.get(a),
+            self.ctx.facts.get(a),
+            self.regions.get(li).copied().flatten(),
+            copy_file(plan, chunk),
+        );
+        let (Some(entry), Some(facts), Some(reg), Some(key)) = found else {
+            let err = plan_error(PlanFault::Array { chunk: gi, array: a });
+            errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
+            return ChunkState::Failed;
+        };
+        match self.decode_on_cpu(entry, facts, reg, src, chunk.decompressed_len()) {
+            Ok(()) => ChunkState::Cpu,
+            Err(source) => {
+                let err = SampleError::Decode {
+                    path: PathBuf::from(&*key),
+                    chunk: chunk.chunk.clone(),
+                    source,
+                };
+                errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
+                ChunkState::Failed
+            }
+        }
+    }
+
     /// Decodes a chunk on the worker straight into its region of the pinned arena.
     fn decode_on_cpu(
         &self,
@@ -456,6 +583,7 @@ impl<S: StageMem> WaveWork<S> {
         // SAFETY: inside this chunk's staging region, owned by this job.
         unsafe { Self::pinned(&self.staging, off, src.len() as u64) }?.copy_from_slice(src);
         local.streams.push(Frame {
+            gds: false,
             chunk: li,
             comp_off: off,
             comp_len: src.len() as u64,
@@ -503,6 +631,7 @@ impl<S: StageMem> WaveWork<S> {
                     return None;
                 }
                 frames.push(Frame {
+                    gds: false,
                     chunk: li,
                     comp_off: off,
                     comp_len: bytes.len() as u64,

@@ -162,6 +162,7 @@ impl<D: Device> Engine<D> {
             cpu_share: self.cpu_share,
             staging: w.staging.clone(),
             decoded: w.decoded.clone(),
+            gds: w.gds.clone(),
             gpu: self.has_decoder(),
             in_align: self.in_align,
             out_align: self.out_align,
@@ -513,11 +514,10 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
         work.wait();
         self.stats.wave_jobs_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let mut state = work.take_state();
-        let host_errors = std::mem::take(&mut state.errors);
         let harvest = if self.is_poisoned(id) {
             None
         } else {
-            match self.engine.submit_wave(&work, k, out, &state, slot.buffer(), self.stats) {
+            match self.engine.submit_wave(&work, k, out, &mut state, slot.buffer(), self.stats) {
                 Ok(h) => Some(h),
                 Err(e) => {
                     // `done` must cover what of the wave was enqueued before the harvest
@@ -530,6 +530,9 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
                 }
             }
         };
+        // Taken after the device work was enqueued: the device frame check of GDS frames
+        // can fail chunks there (`Engine::check_gds_frames`).
+        let host_errors = std::mem::take(&mut state.errors);
         let cache = work.ctx.cache.clone();
         self.send(ToHarvest::Wave { slot, harvest, errors: host_errors, cache });
     }

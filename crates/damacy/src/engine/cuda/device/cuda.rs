@@ -4,17 +4,18 @@
 use std::sync::Arc;
 
 use gpu_schedule::{CudaBackend, CudaDeviceMem, CudaEventHandle, CudaPinnedMem, CudaStreamHandle};
+use kernels::cufile::{CufileLib, Driver, FileHandle, RegisteredBuffer};
 use kernels::nvcomp::{NvcompLib, ZstdDecoder};
-use kernels::{DeviceRange, Kernels, ZstdBatch};
+use kernels::{DeviceRange, Kernels, ZstdBatch, ZstdFrames};
 use zarr::OutDtype;
 
-use super::{Device, GsResult};
-use crate::config::Config;
+use super::{Device, GdsFailed, GdsRead, GsResult};
+use crate::config::{Config, Gds};
 use crate::engine::cuda::core::Opened;
 use crate::engine::cuda::sizing::choose;
 use crate::engine::cuda::stage::StageMem;
 use crate::engine::cuda::{MAX_GPU_STREAM, gpu_err, gs};
-use crate::error::{Error, Result, Unavailable};
+use crate::error::{Error, GdsUnavailable, Result, Unavailable};
 
 /// A GPU with its kernels and, when nvCOMP loaded, a decoder per wave slot.
 #[derive(Debug)]
@@ -234,6 +235,57 @@ impl Device for CudaDevice {
         self.kernels.status_reduce(stream, statuses, actual, expected, count, report)
     }
 
+    fn open_gds(
+        &self,
+        mode: Gds,
+        staging: &[CudaDeviceMem],
+    ) -> Result<Option<Vec<Arc<dyn GdsRead>>>> {
+        if mode == Gds::Off {
+            return Ok(None);
+        }
+        let on = mode == Gds::On;
+        let unavailable = |e| Error::GdsUnavailable { reason: GdsUnavailable::Cufile(e) };
+        let driver = match CufileLib::global().and_then(|lib| Driver::open(&lib)) {
+            Ok(d) => d,
+            Err(e) if on => return Err(unavailable(e)),
+            Err(_) => return Ok(None),
+        };
+        let props = match driver.properties() {
+            Ok(p) => p,
+            Err(e) if on => return Err(unavailable(e)),
+            Err(_) => return Ok(None),
+        };
+        // nvidia-fs loaded and serving some file system: reads go by DMA (files open with
+        // O_DIRECT). Otherwise cuFile's compat mode bounces through its own host buffer,
+        // which only `on` asks for.
+        let native = props.nvfs_version != (0, 0) && props.fs_flags != 0;
+        if !native && !on {
+            return Ok(None);
+        }
+        let files = Arc::new(GdsFiles {
+            driver: driver.clone(),
+            direct: native,
+            open: std::sync::Mutex::new(std::collections::HashMap::new()),
+        });
+        let mut readers: Vec<Arc<dyn GdsRead>> = Vec::with_capacity(staging.len());
+        for mem in staging {
+            let buf = RegisteredBuffer::register(&driver, &self.backend, mem.clone())
+                .map_err(|e| gpu_err("cuFileBufRegister", e))?;
+            readers.push(Arc::new(CudaGds { buf, files: Arc::clone(&files) }));
+        }
+        Ok(Some(readers))
+    }
+
+    unsafe fn check_frames(
+        &self,
+        stream: &CudaStreamHandle,
+        frames: &ZstdFrames,
+        verdicts: DeviceRange,
+    ) -> kernels::Result<()> {
+        // SAFETY: the caller's contract.
+        unsafe { self.kernels.check_zstd_frames(stream, frames, verdicts) }
+    }
+
     fn decoder_capacity(&self) -> Option<usize> {
         self.decoders.first().map(|d| d.capacity().0)
     }
@@ -249,5 +301,66 @@ impl Device for CudaDevice {
             Some(d) => unsafe { d.decode(stream, batch) },
             None => Err(kernels::Error::NvcompMissing { searched: Vec::new() }),
         }
+    }
+}
+
+/// The files GDS reads, registered with cuFile on first use and kept (up to
+/// [`GDS_FILES`]) for later reads; shared by the wave slots' readers.
+#[derive(Debug)]
+struct GdsFiles {
+    driver: Driver,
+    /// Open files with `O_DIRECT` (native GDS needs it; compat mode reads either way).
+    direct: bool,
+    open: std::sync::Mutex<std::collections::HashMap<String, Arc<FileHandle>>>,
+}
+
+/// Registered files kept at most; past it the table starts over (reads in flight keep
+/// their handles alive until they end).
+const GDS_FILES: usize = 4096;
+
+impl GdsFiles {
+    fn handle(&self, path: &str) -> std::result::Result<Arc<FileHandle>, GdsFailed> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = open.get(path) {
+            return Ok(Arc::clone(h));
+        }
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true);
+        if self.direct {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.custom_flags(libc_o_direct());
+        }
+        let file = opts.open(path).map_err(|_| GdsFailed)?;
+        let h = Arc::new(FileHandle::register(&self.driver, file).map_err(|_| GdsFailed)?);
+        if open.len() >= GDS_FILES {
+            open.clear();
+        }
+        open.insert(path.to_owned(), Arc::clone(&h));
+        Ok(h)
+    }
+}
+
+/// `O_DIRECT` on Linux (x86-64 and aarch64 differ).
+fn libc_o_direct() -> i32 {
+    if cfg!(target_arch = "aarch64") { 0o200000 } else { 0o40000 }
+}
+
+/// One wave slot's GDS reader: its device staging, registered with cuFile.
+#[derive(Debug)]
+struct CudaGds {
+    buf: RegisteredBuffer,
+    files: Arc<GdsFiles>,
+}
+
+impl GdsRead for CudaGds {
+    fn read(
+        &self,
+        path: &str,
+        offset: u64,
+        len: usize,
+        dst_off: u64,
+    ) -> std::result::Result<(), GdsFailed> {
+        let file = self.files.handle(path)?;
+        self.buf.read_from(&file, offset, len, dst_off).map_err(|_| GdsFailed)
     }
 }

@@ -13,11 +13,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use gpu_schedule::{Backend as _, HostBackend, HostEvent, HostStream, StallMeter};
-use kernels::{DeviceRange, ZstdBatch};
+use kernels::{DeviceRange, ZstdBatch, ZstdFrames};
 use zarr::OutDtype;
 
-use super::{Device, GsResult};
-use crate::config::Config;
+use super::{Device, GdsFailed, GdsRead, GsResult};
+use crate::config::{Config, Gds};
 use crate::engine::cuda::core::Opened;
 use crate::engine::cuda::sizing::choose;
 use crate::engine::cuda::stage::StageMem;
@@ -365,6 +365,33 @@ impl Device for SimDevice {
         Ok(self.enqueue(stream, "damacy_status_reduce", run)?)
     }
 
+    fn open_gds(&self, mode: Gds, staging: &[SimMem]) -> Result<Option<Vec<Arc<dyn GdsRead>>>> {
+        // The simulated device has no native GDS support: only `on` (compat mode on a
+        // GPU) reads with it.
+        if mode != Gds::On {
+            return Ok(None);
+        }
+        let readers = staging.iter().map(|mem| {
+            let r: Arc<dyn GdsRead> =
+                Arc::new(SimGds { mem: mem.clone(), faults: Arc::clone(&self.faults) });
+            r
+        });
+        Ok(Some(readers.collect()))
+    }
+
+    unsafe fn check_frames(
+        &self,
+        stream: &HostStream,
+        frames: &ZstdFrames,
+        verdicts: DeviceRange,
+    ) -> kernels::Result<()> {
+        kernels::host::check_frame_check(frames, verdicts)?;
+        let frames = *frames;
+        // SAFETY: the caller's contract, in stream order.
+        let run = move || unsafe { kernels::host::check_zstd_frames(&frames, verdicts) };
+        Ok(self.enqueue(stream, "damacy_zstd_frame_check", run)?)
+    }
+
     fn decoder_capacity(&self) -> Option<usize> {
         self.decode_chunks
     }
@@ -396,5 +423,40 @@ impl Device for SimDevice {
             unsafe { kernels::host::zstd_decode(&batch) }
         };
         Ok(self.enqueue(stream, "nvcompBatchedZstdDecompressAsync", run)?)
+    }
+}
+
+/// The simulated device's GPUDirect Storage: a positioned read of the file into the
+/// simulated device memory of a wave slot's staging.
+#[derive(Debug)]
+struct SimGds {
+    mem: SimMem,
+    /// `GdsRead` fails reads here.
+    faults: Arc<Faults>,
+}
+
+impl GdsRead for SimGds {
+    fn read(
+        &self,
+        path: &str,
+        offset: u64,
+        len: usize,
+        dst_off: u64,
+    ) -> std::result::Result<(), GdsFailed> {
+        use std::os::unix::fs::FileExt;
+        if self.faults.fire(Fault::GdsRead) {
+            return Err(GdsFailed);
+        }
+        let end =
+            usize::try_from(dst_off).ok().and_then(|o| o.checked_add(len)).ok_or(GdsFailed)?;
+        if end > self.mem.0.len {
+            return Err(GdsFailed);
+        }
+        let file = std::fs::File::open(path).map_err(|_| GdsFailed)?;
+        // SAFETY: in bounds (checked); the region belongs to the chunk this worker reads,
+        // and the simulated device reads it only after every job of the wave finished.
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(self.mem.0.ptr.as_ptr().add(end - len), len) };
+        file.read_exact_at(dst, offset).map_err(|_| GdsFailed)
     }
 }

@@ -115,6 +115,7 @@ fn run_wave(plan: BatchPlan, positions: Vec<usize>, store: &dyn store::Store) ->
         cpu_share: 0,
         staging: HostMem::new(4096),
         decoded: HostMem::new(4096),
+        gds: None,
         gpu: false,
         in_align: 1,
         out_align: 1,
