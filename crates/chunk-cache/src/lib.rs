@@ -207,6 +207,7 @@ impl<K: Hash + Eq + Clone, V> ChunkCache<K, V> {
             generation: slot.generation,
             key: slot.key.clone(),
             value,
+            released: false,
         })
     }
 
@@ -438,6 +439,8 @@ pub struct Pin<K, V> {
     key: K,
     /// Set for an entry that was ready at lookup.
     value: Option<std::sync::Arc<V>>,
+    /// Unpinned already, by [`Pin::release_all`].
+    released: bool,
 }
 
 impl<K, V> Pin<K, V> {
@@ -472,9 +475,30 @@ impl<K, V> Pin<K, V> {
     }
 }
 
+impl<K, V> Pin<K, V> {
+    /// Drops `pins` taking each cache's lock once, where dropping them one by one takes it
+    /// once per pin (a batch releases its hits so, while other threads look chunks up).
+    /// The values are dropped after the lock is released.
+    pub fn release_all(mut pins: Vec<Self>) {
+        while let Some(first) = pins.first() {
+            let shared = Arc::clone(&first.shared);
+            {
+                let mut st = lock(&shared.state);
+                for p in pins.iter_mut().filter(|p| Arc::ptr_eq(&p.shared, &shared)) {
+                    st.unpin(p.slot, p.generation);
+                    p.released = true;
+                }
+            }
+            pins.retain(|p| !p.released);
+        }
+    }
+}
+
 impl<K, V> Drop for Pin<K, V> {
     fn drop(&mut self) {
-        lock(&self.shared.state).unpin(self.slot, self.generation);
+        if !self.released {
+            lock(&self.shared.state).unpin(self.slot, self.generation);
+        }
     }
 }
 

@@ -85,6 +85,32 @@ fn pinned_entries_survive_pressure_and_inserts_are_refused_instead() {
     }
 }
 
+/// `Pin::release_all` unpins every pin of every cache it is given (in one lock per
+/// cache): the entries are evictable again, and no pin is released twice.
+#[test]
+fn released_pins_leave_their_entries_evictable() {
+    for policy in [Policy::Lru, Policy::Clock] {
+        let (a, b) = (cache(30, policy), cache(30, policy));
+        for k in 0..3 {
+            assert_eq!(a.insert(k, vec![k as u8; 10], 10), Inserted::Added);
+            assert_eq!(b.insert(k, vec![k as u8; 10], 10), Inserted::Added);
+        }
+        // Two pins of entry 0 (one must stay after the other goes), and pins of both caches.
+        let mut pins: Vec<_> = (0..3).map(|k| a.get(&k).unwrap()).collect();
+        pins.extend((0..3).map(|k| b.get(&k).unwrap()));
+        let extra = a.get(&0).unwrap();
+        assert_eq!(a.insert(9, vec![9; 10], 10), Inserted::NoRoom);
+        crate::Pin::release_all(pins);
+        assert_eq!((a.stats().pinned_bytes, b.stats().pinned_bytes), (10, 0), "{policy:?}");
+        // Entry 0 is still pinned by `extra`: 1 or 2 goes.
+        assert_eq!(a.insert(9, vec![9; 10], 10), Inserted::Added);
+        assert!(a.contains(&0), "{policy:?}");
+        drop(extra);
+        assert_eq!(a.stats().pinned_bytes, 0);
+        assert_eq!(b.insert(9, vec![9; 10], 10), Inserted::Added);
+    }
+}
+
 #[test]
 fn a_value_larger_than_the_cache_is_refused() {
     let c = cache(8, Policy::Clock);

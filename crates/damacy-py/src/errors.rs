@@ -198,9 +198,10 @@ pub(crate) fn to_py(py: Python<'_>, e: damacy::Error) -> PyErr {
             ],
         ),
         E::Store(_) => StoreError::new_err(msg),
-        E::BackendUnavailable { .. } | E::Gpu { .. } | E::DeviceBroken { .. } => {
-            GpuError::new_err(msg)
-        }
+        E::BackendUnavailable { .. }
+        | E::GdsUnavailable { .. }
+        | E::Gpu { .. }
+        | E::DeviceBroken { .. } => GpuError::new_err(msg),
         E::Timeout { .. } => TimeoutError::new_err(msg),
         E::Closed => ClosedError::new_err(msg),
         E::SourcePanicked { index } => {

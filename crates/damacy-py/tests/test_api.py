@@ -33,6 +33,17 @@ def test_config_round_trips_and_matches_the_rust_defaults():
         damacy.Config(sample_shape=[4], lookahead=object())
 
 
+def test_gds_and_prepare_threads_knobs():
+    cfg = host_config(sample_shape=[4], gds="off", prepare_threads=3)
+    assert cfg.gds == "off" and cfg.prepare_threads == 3
+    assert damacy.Config(sample_shape=[4]).gds == "auto"
+    # GPUDirect Storage needs the CUDA engine: the host engine refuses `on`, naming the knob.
+    with pytest.raises(damacy.GpuError, match="gds = on"):
+        damacy.Pipeline(host_config(sample_shape=[4], gds="on"))
+    with pytest.raises(damacy.ConfigError, match="prepare_threads"):
+        damacy.Config(sample_shape=[4], prepare_threads=65)
+
+
 def test_sample_boxes():
     a = damacy.Sample("/d/a.zarr", np.s_[0:16, 4:20, 8:24])
     b = damacy.Sample("/d/x/../a.zarr", ((0, 4, 8), [16, 20, 24]))

@@ -100,6 +100,10 @@ class Config:
     """Decoded-chunk cache: host memory for the host engine, device memory (inside
     max_gpu_memory_bytes) for the CUDA engine; 0 = off."""
     chunk_cache_policy: Literal["lru", "clock"]
+    gds: Literal["off", "auto", "on"]
+    """CUDA engine: read zstd chunks of local files with GPUDirect Storage straight into
+    device memory (auto: where nvidia-fs serves the file system natively; on: cuFile's
+    compat mode too, refused by the host engine)."""
     def __init__(self, **knobs: Knob) -> None: ...
     @staticmethod
     def from_dict(d: dict[str, Knob]) -> Config: ...

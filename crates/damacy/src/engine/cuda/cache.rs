@@ -79,6 +79,14 @@ impl BatchCache {
     }
 }
 
+impl Drop for BatchCache {
+    fn drop(&mut self) {
+        // One lock for the batch's thousands of hits, not one each: the preparers probe
+        // the same cache meanwhile.
+        chunk_cache::Pin::release_all(std::mem::take(&mut self.hits));
+    }
+}
+
 /// The batch cache of a planned batch, if it has anything to do with the cache.
 pub(super) fn batch_cache(hits: Vec<CachePin>, claims: Claims) -> Option<Arc<BatchCache>> {
     let c = BatchCache::new(hits, claims);

@@ -465,6 +465,9 @@ fn batch_pool<D: Device>(
     .map_err(|e| gpu_err("device batch pool", e))
 }
 
+/// The wave slots' pool.
+type WavePool<D> = Pool<<D as Device>::Sched, WaveBufs<D>>;
+
 /// Allocates the wave slots' pinned and device buffers and events, and opens GPUDirect
 /// Storage into their device staging as `gds` asks (the second value: whether it is in
 /// use).
@@ -473,7 +476,7 @@ fn wave_pool<D: Device>(
     table: &Arc<EdgeTable<D::Sched>>,
     sizing: &Sizing,
     gds: Gds,
-) -> Result<(Pool<D::Sched, WaveBufs<D>>, bool)> {
+) -> Result<(WavePool<D>, bool)> {
     let pad_staging = sizing.chunks * (STAGING_PAD + REGION_ALIGN);
     let pad_arena = sizing.chunks * REGION_ALIGN;
     let meta_bytes = meta_bytes(sizing.streams) as usize;
