@@ -173,6 +173,11 @@ impl<K: Hash + Eq + Clone, V> ChunkCache<K, V> {
     /// or a miss.
     pub fn get(&self, key: &K) -> Option<Pin<K, V>> {
         let mut st = lock(&self.shared.state);
+        self.get_in(&mut st, key)
+    }
+
+    /// [`get`](Self::get) under the caller's hold of the lock.
+    fn get_in(&self, st: &mut State<K, V>, key: &K) -> Option<Pin<K, V>> {
         let Some(&i) = st.map.get(key) else {
             st.stats.misses += 1;
             return None;
@@ -180,7 +185,7 @@ impl<K: Hash + Eq + Clone, V> ChunkCache<K, V> {
         st.stats.hits += 1;
         st.tick += 1;
         let tick = st.tick;
-        let State { slots, lru, stats, .. } = &mut *st;
+        let State { slots, lru, stats, .. } = st;
         let slot = slots[i].as_mut()?;
         if slot.pins == 0 {
             stats.pinned_bytes += slot.bytes;
@@ -211,60 +216,60 @@ impl<K: Hash + Eq + Clone, V> ChunkCache<K, V> {
         })
     }
 
+    /// A claim on missing `key` with `bytes` reserved (evicting unpinned entries by the
+    /// policy into `evicted`, to be freed outside the lock), under the caller's hold of
+    /// the lock; `Miss` when no room can be made.
+    fn claim_in(
+        &self,
+        st: &mut State<K, V>,
+        key: &K,
+        bytes: u64,
+        evicted: &mut Vec<std::sync::Arc<V>>,
+    ) -> Lookup<K, V> {
+        if bytes > self.shared.capacity
+            || !st.make_room(bytes, self.shared.capacity, self.shared.policy, evicted)
+        {
+            st.stats.rejected += 1;
+            return Lookup::Miss;
+        }
+        let (slot, generation) = st.add(key.clone(), Value::Pending, bytes);
+        // The claim pins the entry until it is filled or abandoned.
+        if let Some(s) = st.slots[slot].as_mut() {
+            s.pins = 1;
+        }
+        st.stats.pinned_bytes += bytes;
+        Lookup::Claimed(Claim { shared: Arc::clone(&self.shared), slot, generation, filled: false })
+    }
+
+    /// Whether `key` is being decoded under a claim (its value pending).
+    fn pending_in(st: &State<K, V>, key: &K) -> bool {
+        st.map
+            .get(key)
+            .and_then(|&i| st.slots[i].as_ref())
+            .is_some_and(|s| matches!(s.value, Value::Pending))
+    }
+
     /// [`get`](Self::get), and on a miss a claim on the key with `bytes` reserved (evicting
     /// unpinned entries by the policy), unless no room can be made ([`Lookup::Miss`]).
     pub fn lookup_or_claim(&self, key: &K, bytes: u64) -> Lookup<K, V> {
-        if let Some(pin) = self.get(key) {
-            return Lookup::Hit(pin);
-        }
-        if bytes > self.shared.capacity {
-            lock(&self.shared.state).stats.rejected += 1;
-            return Lookup::Miss;
-        }
-        let mut evicted: Vec<std::sync::Arc<V>> = Vec::new();
-        let claim = {
-            let mut st = lock(&self.shared.state);
-            if st.map.contains_key(key) {
-                // Claimed or filled since the lookup above: go round again.
-                drop(st);
-                return self.lookup_or_claim(key, bytes);
-            }
-            if st.make_room(bytes, self.shared.capacity, self.shared.policy, &mut evicted) {
-                let (slot, generation) = st.add(key.clone(), Value::Pending, bytes);
-                // The claim pins the entry until it is filled or abandoned.
-                if let Some(s) = st.slots[slot].as_mut() {
-                    s.pins = 1;
-                }
-                st.stats.pinned_bytes += bytes;
-                Some(Claim { shared: Arc::clone(&self.shared), slot, generation, filled: false })
-            } else {
-                st.stats.rejected += 1;
-                None
-            }
-        };
-        drop(evicted);
-        claim.map_or(Lookup::Miss, Lookup::Claimed)
+        self.probe().lookup_or_claim(key, bytes)
     }
 
     /// [`lookup_or_claim`](Self::lookup_or_claim) for a caller that never waits on another
     /// caller's claim (the CUDA engine): a key being decoded under someone else's claim is
     /// a [`Lookup::Miss`] (counted as one, not as a hit), so the caller decodes the chunk
-    /// itself. (A claim made between this check and the lookup can still come back as a
-    /// pending hit, which such a caller treats as a miss too.)
+    /// itself.
     pub fn lookup_ready_or_claim(&self, key: &K, bytes: u64) -> Lookup<K, V> {
-        {
-            let mut st = lock(&self.shared.state);
-            let pending = st
-                .map
-                .get(key)
-                .and_then(|&i| st.slots[i].as_ref())
-                .is_some_and(|s| matches!(s.value, Value::Pending));
-            if pending {
-                st.stats.misses += 1;
-                return Lookup::Miss;
-            }
-        }
-        self.lookup_or_claim(key, bytes)
+        self.probe().lookup_ready_or_claim(key, bytes)
+    }
+
+    /// Lookups of many keys (a batch's chunks) under one hold of the lock, taken again
+    /// after every [`PROBE_RELOCK`] lookups so that fills, releases and other batches'
+    /// lookups get in between: a lookup then costs no lock of its own. While a [`Probe`]
+    /// lives, this thread must not touch the cache otherwise (drop a pin it got through
+    /// [`Probe::release`]).
+    pub fn probe(&self) -> Probe<'_, K, V> {
+        Probe { cache: self, guard: None, lookups: 0, evicted: Vec::new() }
     }
 
     /// Caches `value` (`bytes` long) under `key`, evicting unpinned entries by the policy
@@ -499,6 +504,81 @@ impl<K, V> Drop for Pin<K, V> {
         if !self.released {
             lock(&self.shared.state).unpin(self.slot, self.generation);
         }
+    }
+}
+
+/// Lookups a [`Probe`] makes before it lets go of the lock once.
+pub const PROBE_RELOCK: u32 = 64;
+
+/// Lookups of one caller under one hold of the cache's lock ([`ChunkCache::probe`]).
+pub struct Probe<'a, K, V> {
+    cache: &'a ChunkCache<K, V>,
+    guard: Option<sync::MutexGuard<'a, State<K, V>>>,
+    lookups: u32,
+    /// Values evicted to make room, freed once the lock is let go.
+    evicted: Vec<std::sync::Arc<V>>,
+}
+
+impl<K: Hash + Eq + Clone, V> Probe<'_, K, V> {
+    /// The lock, taken again after [`PROBE_RELOCK`] lookups (values evicted meanwhile
+    /// are freed in between).
+    fn state(&mut self) -> &mut State<K, V> {
+        if self.lookups >= PROBE_RELOCK {
+            self.guard = None;
+            self.evicted.clear();
+            self.lookups = 0;
+        }
+        self.lookups += 1;
+        self.guard.get_or_insert_with(|| lock(&self.cache.shared.state))
+    }
+
+    /// As [`ChunkCache::lookup_or_claim`].
+    pub fn lookup_or_claim(&mut self, key: &K, bytes: u64) -> Lookup<K, V> {
+        self.lookup(key, bytes, false)
+    }
+
+    /// As [`ChunkCache::lookup_ready_or_claim`].
+    pub fn lookup_ready_or_claim(&mut self, key: &K, bytes: u64) -> Lookup<K, V> {
+        self.lookup(key, bytes, true)
+    }
+
+    fn lookup(&mut self, key: &K, bytes: u64, ready_only: bool) -> Lookup<K, V> {
+        let cache = self.cache;
+        let mut evicted = std::mem::take(&mut self.evicted);
+        let st = self.state();
+        let out = if ready_only && ChunkCache::<K, V>::pending_in(st, key) {
+            st.stats.misses += 1;
+            Lookup::Miss
+        } else {
+            match cache.get_in(st, key) {
+                Some(pin) => Lookup::Hit(pin),
+                None => cache.claim_in(st, key, bytes, &mut evicted),
+            }
+        };
+        self.evicted.append(&mut evicted);
+        out
+    }
+
+    /// Drops `pin` (one this probe's cache gave) under the probe's hold of the lock, which
+    /// dropping it plainly would take again.
+    pub fn release(&mut self, mut pin: Pin<K, V>) {
+        let st = self.state();
+        st.unpin(pin.slot, pin.generation);
+        pin.released = true;
+    }
+}
+
+impl<K, V> Drop for Probe<'_, K, V> {
+    fn drop(&mut self) {
+        // The lock first, then the evicted values, outside it.
+        self.guard = None;
+        self.evicted.clear();
+    }
+}
+
+impl<K, V> fmt::Debug for Probe<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Probe").field("held", &self.guard.is_some()).finish_non_exhaustive()
     }
 }
 

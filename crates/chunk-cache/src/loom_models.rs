@@ -85,3 +85,36 @@ fn a_waiter_on_a_claim_always_wakes() {
         });
     }
 }
+
+/// A batch's probe holds the lock across its lookups while another thread fills the
+/// claim the probe made and releases a pin: nothing deadlocks, the probe's own lookup of
+/// the claimed key is a miss in ready-only mode (never a wait), and once the probe is
+/// dropped the filled value is there.
+#[test]
+fn a_probe_holding_the_lock_never_blocks_a_fill_forever() {
+    loom::model(|| {
+        let c: ChunkCache<u32, u32> = ChunkCache::new(4, Policy::Clock);
+        assert_eq!(c.insert(1, 10, 1), Inserted::Added);
+        let held = c.get(&1).unwrap();
+        let mut probe = c.probe();
+        let Lookup::Claimed(claim) = probe.lookup_ready_or_claim(&2, 1) else {
+            panic!("a missing key with room is claimed")
+        };
+        let filler = loom::thread::spawn(move || {
+            claim.fill(20);
+            drop(held);
+        });
+        assert!(matches!(probe.lookup_ready_or_claim(&2, 1), Lookup::Miss | Lookup::Hit(_)));
+        match probe.lookup_ready_or_claim(&1, 1) {
+            Lookup::Hit(pin) => {
+                assert_eq!(pin.ready(), Some(&10));
+                probe.release(pin);
+            }
+            _ => panic!("a cached key is a hit"),
+        }
+        drop(probe);
+        filler.join().unwrap();
+        assert_eq!(c.get(&2).and_then(|p| p.ready().copied()), Some(20));
+        assert_eq!(c.stats().pinned_bytes, 0);
+    });
+}

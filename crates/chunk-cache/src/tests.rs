@@ -111,6 +111,44 @@ fn released_pins_leave_their_entries_evictable() {
     }
 }
 
+/// A probe's lookups (one lock for many, let go every `PROBE_RELOCK`) count and pin as
+/// single lookups do; a pending key is a miss in ready-only mode; a pin handed back
+/// through the probe is released once.
+#[test]
+fn a_probe_looks_up_as_single_lookups_do() {
+    let c = cache(1000, Policy::Clock);
+    for k in 0..100 {
+        assert_eq!(c.insert(k, vec![k as u8; 1], 1), Inserted::Added);
+    }
+    let mut probe = c.probe();
+    let mut pins = Vec::new();
+    for k in 0..100 {
+        match probe.lookup_ready_or_claim(&k, 1) {
+            Lookup::Hit(p) => pins.push(p),
+            _ => panic!("key {k} is cached"),
+        }
+    }
+    let claim = match probe.lookup_ready_or_claim(&500, 7) {
+        Lookup::Claimed(c) => c,
+        _ => panic!("room for a claim"),
+    };
+    assert!(matches!(probe.lookup_ready_or_claim(&500, 7), Lookup::Miss), "pending: a miss");
+    // Joining the claim: a pending pin (dropped through the probe, which holds the lock).
+    match probe.lookup_or_claim(&500, 7) {
+        Lookup::Hit(p) if p.ready().is_none() => probe.release(p),
+        _ => panic!("a pending hit"),
+    }
+    let one = pins.pop().unwrap();
+    probe.release(one);
+    drop(probe);
+    let s = c.stats();
+    assert_eq!((s.hits, s.misses, s.joined), (101, 2, 1), "{s:?}");
+    assert_eq!(s.pinned_bytes, 99 + 7);
+    crate::Pin::release_all(pins);
+    claim.fill(vec![5; 7]);
+    assert_eq!(c.stats().pinned_bytes, 0);
+}
+
 #[test]
 fn a_value_larger_than_the_cache_is_refused() {
     let c = cache(8, Policy::Clock);

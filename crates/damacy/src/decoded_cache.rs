@@ -129,11 +129,23 @@ pub(crate) struct CacheUse {
 /// engine's job waits for that batch's decode (batches prepared on one thread are
 /// dispatched in order, so the earlier batch's jobs were queued first and it never waits
 /// behind this one).
+///
+/// The batch's lookups share one hold of the cache's lock (`chunk_cache::Probe`, let go
+/// every few dozen lookups): with thousands of chunk uses per batch and several
+/// preparers, a lock per lookup made the lock the preparers' bound.
 pub(crate) struct CacheProbe<'a> {
-    pub cache: &'a DecodedCache,
+    /// Declared first: dropped (the lock let go) before a failed plan's pins and claims,
+    /// whose drops take the lock.
+    pub probe: chunk_cache::Probe<'a, ChunkKey, Decoded>,
     pub mode: CacheUse,
     pub pins: Vec<CachePin>,
     pub claims: Claims,
+}
+
+impl<'a> CacheProbe<'a> {
+    pub(crate) fn new(cache: &'a DecodedCache, mode: CacheUse) -> Self {
+        Self { probe: cache.probe(), mode, pins: Vec::new(), claims: HashMap::new() }
+    }
 }
 
 /// Alignment of the CUDA engine's cache blocks (`cuMemAlloc`'s, and every kernel's).
@@ -148,20 +160,27 @@ impl ChunkProbe for CacheProbe<'_> {
             c.decompressed
         };
         let lookup = if self.mode.ready_only {
-            self.cache.lookup_ready_or_claim(&k, bytes)
+            self.probe.lookup_ready_or_claim(&k, bytes)
         } else {
-            self.cache.lookup_or_claim(&k, bytes)
+            self.probe.lookup_or_claim(&k, bytes)
         };
         match lookup {
             Lookup::Hit(pin) => {
                 // A value of another size cannot be this chunk's decoding: read it.
                 if pin.ready().is_some_and(|v| v.len() != c.decompressed) {
+                    self.probe.release(pin);
                     return None;
                 }
+                // An entry whose claim was abandoned has no value to wait for here.
                 if self.mode.ready_only && pin.ready().is_none() {
+                    self.probe.release(pin);
                     return None;
                 }
-                let hit = u32::try_from(self.pins.len()).ok()?;
+                // A pin is never dropped plainly here: the probe holds the cache's lock.
+                let Ok(hit) = u32::try_from(self.pins.len()) else {
+                    self.probe.release(pin);
+                    return None;
+                };
                 self.pins.push(pin);
                 Some(hit)
             }

@@ -213,11 +213,14 @@ fn plan(
             None => planner::plan(&inputs.arrays, &inputs.samples, limits, cfg.dtype)
                 .map(|p| (p, Vec::new(), HashMap::new())),
             Some((cache, mode)) => {
-                let mut probe =
-                    CacheProbe { cache, mode, pins: Vec::new(), claims: HashMap::new() };
+                let mut probe = CacheProbe::new(cache, mode);
                 let (arrays, samples) = (&inputs.arrays, &inputs.samples);
-                planner::plan_with_probe(arrays, samples, limits, cfg.dtype, &mut probe)
-                    .map(|p| (p, probe.pins, probe.claims))
+                let planned =
+                    planner::plan_with_probe(arrays, samples, limits, cfg.dtype, &mut probe);
+                // The lock goes before the pins and claims are handed on (or dropped).
+                let CacheProbe { probe: held, pins, claims, .. } = probe;
+                drop(held);
+                planned.map(|p| (p, pins, claims))
             }
         };
         let e = match planned {
