@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Session 2026-12-03 (4th), call 7: the engine's GDS smoke and fixture tests on the GPU
+# host (compat mode with the udev record of call 6), the cached epochs of `default` after
+# the batch-wide cache probe, with tensorstore's best-cache beside them in the same run.
+set -u
+B=target/gpu-bundle
+for f in $B/*/*.xz; do xz -d "$f"; done
+chmod +x $B/bin/damacy $B/tests/*
+export DAMACY_NVCOMP_LIB=$(ls $PWD/$B/lib/libnvcomp.so* | head -1)
+D=$PWD/$B/bin/damacy
+exec > >(tee -a $OUT/log.txt) 2>&1
+dev=$(mountpoint -d /)
+mkdir -p /run/udev/data && printf 'E:ID_FS_USAGE=filesystem\nE:ID_FS_TYPE=ext4\n' > /run/udev/data/b$dev
+export DAMACY_CUFILE_LIB=/usr/local/cuda/lib64/libcufile.so.0 CUFILE_FORCE_COMPAT_MODE=true
+mkdir -p $OUT/j
+echo "== engine GDS tests $(date +%T)"
+for t in device::gds_smoke_equals_the_host_engine_gpu device::gds_fixtures_equal_the_host_engine_gpu; do
+  ( s=$(date +%s); timeout 280 $B/tests/damacy-tests --exact $t --test-threads=1 > $OUT/j/$(basename $t).log 2>&1; echo "$t rc=$? $(( $(date +%s) - s )) s" ) &
+done
+b() { local name=$1 sc=$2; shift 2
+  timeout 150 $D bench --scenario $sc --data /tmp/d-$sc --threads 16 --json $OUT/j/$name.json "$@" > $OUT/j/$name.txt 2>&1
+  echo "-- $name rc=$? $(grep -E '^throughput' $OUT/j/$name.txt | cut -c1-30)"
+  grep -E "^per batch|chunk cache|^epoch" $OUT/j/$name.txt | cut -c1-240
+}
+echo "== cached epochs $(date +%T)"
+$D gen --scenario default --out /tmp/d-default --threads 16 | tail -1
+wait
+for f in $OUT/j/device*.log; do echo "## $f"; grep -E "test result|panicked" -A3 $f | head -5; tail -2 $f; done
+b c4G-p1 default --backend cuda --no-ceiling --epochs 3 --chunk-cache 4G --prepare-threads 1
+b c4G-p4 default --backend cuda --no-ceiling --epochs 3 --chunk-cache 4G --prepare-threads 4
+b c4G-p8 default --backend cuda --no-ceiling --epochs 3 --chunk-cache 4G --prepare-threads 8
+b c1G-p4 default --backend cuda --no-ceiling --epochs 3 --chunk-cache 1G --prepare-threads 4
+b nocache-p4 default --backend cuda --no-ceiling --prepare-threads 4
+echo "== tensorstore best-cache, same data $(date +%T)"
+DATA=/tmp/d-default PEER_CONFIGS=best,best-cache OUT=$OUT/j SKIP_DAMACY=1 timeout 200 python3 bench/peers/tensorstore_bench.py --scenario-json bench/scenarios/default.json --data /tmp/d-default --threads 16 --configs best,best-cache --json $OUT/j/ts.json > $OUT/j/ts.log 2>&1; echo "rc=$?"
+python3 -c "import json; [print(p['config'], round(p['gvox_per_s'],3)) for p in json.load(open('$OUT/j/ts.json'))]"
+echo "== end $(date +%T)"
+tar czf $OUT/j.tgz -C $OUT j && rm -rf $OUT/j
