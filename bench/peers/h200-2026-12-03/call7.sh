@@ -14,8 +14,14 @@ mkdir -p /run/udev/data && printf 'E:ID_FS_USAGE=filesystem\nE:ID_FS_TYPE=ext4\n
 export DAMACY_CUFILE_LIB=/usr/local/cuda/lib64/libcufile.so.0 CUFILE_FORCE_COMPAT_MODE=true
 mkdir -p $OUT/j
 echo "== engine GDS tests $(date +%T)"
+# (As run, this loop named its logs `device::…` and the script waited with a bare `wait`,
+# which also waits for the `tee` of the process substitution above: it hung there until
+# the call's limit, so the benches below never ran. Fixed here: wait for the tests' PIDs,
+# and no `::` in file names, which the device does not send back.)
+pids=()
 for t in device::gds_smoke_equals_the_host_engine_gpu device::gds_fixtures_equal_the_host_engine_gpu; do
-  ( s=$(date +%s); timeout 280 $B/tests/damacy-tests --exact $t --test-threads=1 > $OUT/j/$(basename $t).log 2>&1; echo "$t rc=$? $(( $(date +%s) - s )) s" ) &
+  ( s=$(date +%s); timeout 280 $B/tests/damacy-tests --exact $t --test-threads=1 > $OUT/j/${t#device::}.log 2>&1; echo "$t rc=$? $(( $(date +%s) - s )) s" ) &
+  pids+=($!)
 done
 b() { local name=$1 sc=$2; shift 2
   timeout 150 $D bench --scenario $sc --data /tmp/d-$sc --threads 16 --json $OUT/j/$name.json "$@" > $OUT/j/$name.txt 2>&1
@@ -24,8 +30,8 @@ b() { local name=$1 sc=$2; shift 2
 }
 echo "== cached epochs $(date +%T)"
 $D gen --scenario default --out /tmp/d-default --threads 16 | tail -1
-wait
-for f in $OUT/j/device*.log; do echo "## $f"; grep -E "test result|panicked" -A3 $f | head -5; tail -2 $f; done
+wait "${pids[@]}"
+for f in $OUT/j/gds_*.log; do echo "## $f"; grep -E "test result|panicked" -A3 $f | head -5; tail -2 $f; done
 b c4G-p1 default --backend cuda --no-ceiling --epochs 3 --chunk-cache 4G --prepare-threads 1
 b c4G-p4 default --backend cuda --no-ceiling --epochs 3 --chunk-cache 4G --prepare-threads 4
 b c4G-p8 default --backend cuda --no-ceiling --epochs 3 --chunk-cache 4G --prepare-threads 8

@@ -1039,28 +1039,39 @@ fn waves_of_two_slots_decode_at_once_sim() {
     assert!(p.pop().expect("end").is_none());
 }
 
-/// Issue 20: batches read with GPUDirect Storage (`gds = on`) equal the host engine's, bit
-/// for bit, on the `smoke` scenario (f32): every zstd chunk read straight into device
-/// staging (none through host memory), and `Pipeline::backend` says GDS is in use.
-fn gds_smoke_equals_the_host_engine(dev: Backend) {
+/// The `smoke` scenario's f32 batches through `dev` with `gds` (faults armed by `arm`),
+/// the host engine's batches of the same samples, and the pipeline's stats and engine.
+fn smoke_f32_with_gds(
+    dev: Backend,
+    gds: Gds,
+    arm: &dyn Fn(&Pipeline),
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, damacy::Stats, damacy::Running) {
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
     let dir = tempfile::tempdir().expect("tempdir");
     let (sc, samples, host) = smoke_f32_reference(dir.path());
     let n = sc.samples_per_batch as usize;
-    let c = builder(&sc.sample_shape, n, OutDtype::F32, dev).gds(Gds::On).build().expect("cfg");
+    let c = builder(&sc.sample_shape, n, OutDtype::F32, dev).gds(gds).build().expect("cfg");
     let mut p = Pipeline::new(c).expect("pipeline");
-    if dev != SIM {
-        assert!(matches!(p.backend(), damacy::Running::Cuda { gds: true, .. }), "{}", p.backend());
-    }
+    arm(&p);
     p.push(samples).expect("push");
     p.finish();
     let mut got = Vec::new();
     while let Some(b) = p.pop().expect("pop") {
         got.push(b.to_host().expect("to_host"));
     }
+    (got, host, p.stats(), p.backend())
+}
+
+/// Issue 20: batches read with GPUDirect Storage (`gds = on`) equal the host engine's, bit
+/// for bit, on the `smoke` scenario (f32): every zstd chunk read straight into device
+/// staging (none through host memory), and `Pipeline::backend` says GDS is in use.
+fn gds_smoke_equals_the_host_engine(dev: Backend) {
+    let (got, host, s, running) = smoke_f32_with_gds(dev, Gds::On, &|_| {});
+    if dev != SIM {
+        assert!(matches!(running, damacy::Running::Cuda { gds: true, .. }), "{running}");
+    }
     assert_eq!(got, host, "smoke through GDS");
-    let s = p.stats();
     assert!(s.gds_reads > 0 && s.gds_bytes > 0, "{s:?}");
     assert_eq!((s.gds_fallbacks, s.gds_rejected), (0, 0));
 }
@@ -1076,22 +1087,9 @@ fn gds_fixtures_equal_the_host_engine(dev: Backend) {
 /// the batches are the same, and the fallbacks are counted.
 #[test]
 fn a_failed_gds_read_goes_through_host_memory_sim() {
-    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (sc, samples, host) = smoke_f32_reference(dir.path());
-    let n = sc.samples_per_batch as usize;
-    let c = builder(&sc.sample_shape, n, OutDtype::F32, SIM).gds(Gds::On).build().expect("cfg");
-    let mut p = Pipeline::new(c).expect("pipeline");
-    p.inject_fault(Fault::GdsRead, 5);
-    p.push(samples).expect("push");
-    p.finish();
-    let mut got = Vec::new();
-    while let Some(b) = p.pop().expect("pop") {
-        got.push(b.to_host().expect("to_host"));
-    }
+    let (got, host, s, _) =
+        smoke_f32_with_gds(SIM, Gds::On, &|p| p.inject_fault(Fault::GdsRead, 5));
     assert_eq!(got, host);
-    let s = p.stats();
     assert_eq!(s.gds_fallbacks, 5, "{s:?}");
     assert!(s.gds_reads > 0, "{s:?}");
 }
@@ -1106,20 +1104,9 @@ fn gds_on_is_refused_by_the_host_engine_and_auto_needs_native_support() {
         Err(Error::GdsUnavailable { reason: damacy::GdsUnavailable::HostEngine }) => {}
         other => panic!("expected GdsUnavailable, got {:?}", other.map(|_| ())),
     }
-    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (sc, samples, host) = smoke_f32_reference(dir.path());
-    let n = sc.samples_per_batch as usize;
-    let c = builder(&sc.sample_shape, n, OutDtype::F32, SIM).gds(Gds::Auto).build().expect("cfg");
-    let mut p = Pipeline::new(c).expect("pipeline");
-    p.push(samples).expect("push");
-    p.finish();
-    let mut got = Vec::new();
-    while let Some(b) = p.pop().expect("pop") {
-        got.push(b.to_host().expect("to_host"));
-    }
+    let (got, host, s, _) = smoke_f32_with_gds(SIM, Gds::Auto, &|_| {});
     assert_eq!(got, host);
-    assert_eq!(p.stats().gds_reads, 0);
+    assert_eq!(s.gds_reads, 0);
 }
 
 /// Issue 20: 100 pipelines reading with GPUDirect Storage, each dropped with batches in
