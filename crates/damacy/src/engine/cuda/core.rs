@@ -8,9 +8,10 @@ use gpu_schedule::{
 };
 use kernels::FillSpec;
 
-use super::device::{Device, GdsRead};
+use super::device::Device;
 use super::route::cpu_share_from_env;
 use super::sizing::{Sizing, cache_ranges_bytes, meta_bytes};
+use super::stage::GdsRead;
 use super::{DECODE_STREAMS, DESC_BYTES, DESC_CAP, REGION_ALIGN, STAGING_PAD, gpu_err, gs};
 use crate::config::{Config, Gds};
 use crate::engine::lock;

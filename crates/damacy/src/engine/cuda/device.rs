@@ -19,35 +19,9 @@ use std::sync::Arc;
 use kernels::{DeviceRange, ZstdBatch, ZstdFrames};
 use zarr::OutDtype;
 
-use super::stage::StageMem;
+use super::stage::{GdsRead, StageMem};
 use crate::config::Gds;
 use crate::error::Result;
-
-/// Reads of local files straight into one wave slot's device staging (GPUDirect
-/// Storage): `cuFileRead` on a GPU, a positioned read into the simulated device's memory
-/// on the simulated one. Synchronous, on a decode worker: the bytes are in place when
-/// `read` returns, so the wave's device work, enqueued once every job of the wave
-/// finished, runs after every read retired.
-pub(crate) trait GdsRead: Send + Sync + Debug {
-    /// Reads `len` bytes at `offset` of the local file `path` into the slot's device
-    /// staging at `dst_off`.
-    ///
-    /// # Errors
-    /// The read failed, was short, or the file could not be registered: the caller reads
-    /// through host memory instead (where a real I/O error is reported as usual).
-    fn read(
-        &self,
-        path: &str,
-        offset: u64,
-        len: usize,
-        dst_off: u64,
-    ) -> std::result::Result<(), GdsFailed>;
-}
-
-/// A GPUDirect Storage read that did not happen ([`GdsRead::read`]); the read goes
-/// through host memory instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct GdsFailed;
 
 /// A `gpu-schedule` result.
 pub(crate) type GsResult<T> = gpu_schedule::Result<T>;

@@ -77,7 +77,10 @@ impl<D: Device> CudaEngine<D> {
     fn start(cfg: &Config, opened: Opened<D>, ctx: EngineCtx, running: Running) -> Result<Self> {
         let core = Arc::new(Engine::build(cfg, opened, ctx.faults, ctx.read_ahead)?);
         let running = match running {
-            Running::Cuda { device, nvcomp, .. } => Running::Cuda { device, nvcomp, gds: core.gds },
+            // GDS reads only what nvCOMP decodes: without a decoder nothing goes that way.
+            Running::Cuda { device, nvcomp, .. } => {
+                Running::Cuda { device, nvcomp, gds: core.gds && nvcomp }
+            }
             other => other,
         };
         // One planned batch waits for the submit thread: planning runs one batch ahead,

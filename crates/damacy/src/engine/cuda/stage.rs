@@ -15,7 +15,6 @@ use std::time::Instant;
 use kernels::{Shuffle, ShuffleSpec};
 use planner::{ArrayEntry, BatchPlan, ChunkPlan, ChunkSource};
 
-use super::device::GdsRead;
 use super::route::{Route, cpu_takes};
 use super::{MAX_GPU_STREAM, align_up};
 use crate::config::OutDtype;
@@ -46,6 +45,32 @@ pub(crate) trait StageMem: std::fmt::Debug + Send + Sync {
     /// Its first byte, writable through a shared reference (see [`WaveWork::pinned`]).
     fn as_ptr(&self) -> *mut u8;
 }
+
+/// Reads of local files straight into one wave slot's device staging (GPUDirect
+/// Storage): `cuFileRead` on a GPU, a positioned read into the simulated device's memory
+/// on the simulated one. Synchronous, on a decode worker: the bytes are in place when
+/// `read` returns, so the wave's device work, enqueued once every job of the wave
+/// finished, runs after every read retired.
+pub(crate) trait GdsRead: Send + Sync + std::fmt::Debug {
+    /// Reads `len` bytes at `offset` of the local file `path` into the slot's device
+    /// staging at `dst_off`.
+    ///
+    /// # Errors
+    /// The read failed, was short, or the file could not be registered: the caller reads
+    /// through host memory instead (where a real I/O error is reported as usual).
+    fn read(
+        &self,
+        path: &str,
+        offset: u64,
+        len: usize,
+        dst_off: u64,
+    ) -> std::result::Result<(), GdsFailed>;
+}
+
+/// A GPUDirect Storage read that did not happen ([`GdsRead::read`]); the read goes
+/// through host memory instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GdsFailed;
 
 /// A chunk of a read op, as the errors name them (indices into the plan's tables).
 #[derive(Debug, Clone, Copy)]

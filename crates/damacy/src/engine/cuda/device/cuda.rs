@@ -9,11 +9,11 @@ use kernels::nvcomp::{NvcompLib, ZstdDecoder};
 use kernels::{DeviceRange, Kernels, ZstdBatch, ZstdFrames};
 use zarr::OutDtype;
 
-use super::{Device, GdsFailed, GdsRead, GsResult};
+use super::{Device, GsResult};
 use crate::config::{Config, Gds};
 use crate::engine::cuda::core::Opened;
 use crate::engine::cuda::sizing::choose;
-use crate::engine::cuda::stage::StageMem;
+use crate::engine::cuda::stage::{GdsFailed, GdsRead, StageMem};
 use crate::engine::cuda::{MAX_GPU_STREAM, gpu_err, gs};
 use crate::error::{Error, GdsUnavailable, Result, Unavailable};
 
@@ -240,7 +240,11 @@ impl Device for CudaDevice {
         mode: Gds,
         staging: &[CudaDeviceMem],
     ) -> Result<Option<Vec<Arc<dyn GdsRead>>>> {
-        if mode == Gds::Off {
+        // `auto` without nvidia-fs loaded: nothing to gain, and libcufile is not even
+        // loaded (its driver would start in compat mode and write `cufile.log` into the
+        // working directory).
+        let nvfs = std::path::Path::new("/proc/driver/nvidia-fs").exists();
+        if mode == Gds::Off || (mode == Gds::Auto && !nvfs) {
             return Ok(None);
         }
         let on = mode == Gds::On;
@@ -314,9 +318,9 @@ struct GdsFiles {
     open: std::sync::Mutex<std::collections::HashMap<String, Arc<FileHandle>>>,
 }
 
-/// Registered files kept at most; past it the table starts over (reads in flight keep
-/// their handles alive until they end).
-const GDS_FILES: usize = 4096;
+/// Registered files kept at most (each holds a file descriptor open); past it the table
+/// starts over (reads in flight keep their handles alive until they end).
+const GDS_FILES: usize = 256;
 
 impl GdsFiles {
     fn handle(&self, path: &str) -> std::result::Result<Arc<FileHandle>, GdsFailed> {

@@ -16,11 +16,11 @@ use gpu_schedule::{Backend as _, HostBackend, HostEvent, HostStream, StallMeter}
 use kernels::{DeviceRange, ZstdBatch, ZstdFrames};
 use zarr::OutDtype;
 
-use super::{Device, GdsFailed, GdsRead, GsResult};
+use super::{Device, GsResult};
 use crate::config::{Config, Gds};
 use crate::engine::cuda::core::Opened;
 use crate::engine::cuda::sizing::choose;
-use crate::engine::cuda::stage::StageMem;
+use crate::engine::cuda::stage::{GdsFailed, GdsRead, StageMem};
 use crate::error::Result;
 use crate::fault::{Fault, Faults};
 
