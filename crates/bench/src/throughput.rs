@@ -97,6 +97,8 @@ pub struct BenchOptions {
     pub prepare_threads: usize,
     /// GPUDirect Storage (`Config::gds`).
     pub gds: damacy::Gds,
+    /// Batch buffers (`Config::batches_in_flight`; 0 = the configuration's default).
+    pub batches_in_flight: usize,
 }
 
 /// One epoch of a multi-epoch bench ([`BenchOptions::epochs`]): every batch of it timed.
@@ -183,6 +185,8 @@ pub struct BenchReport {
     pub gpu_wave_chunks: u64,
     /// Threads that prepared batches (the `plan` stage's thread count).
     pub prepare_threads: u64,
+    /// Batch buffers in circulation (`Config::batches_in_flight`).
+    pub batches_in_flight: u64,
     /// CUDA engine: chunks read with GPUDirect Storage, their bytes, reads that went
     /// through host memory instead, and frames the device check rejected.
     pub gds_reads: u64,
@@ -244,7 +248,13 @@ pub fn run(
         .gpu_wave_slots(opts.gpu_wave_slots)
         .prepare_threads(opts.prepare_threads)
         .gds(opts.gds)
+        .batches_in_flight(if opts.batches_in_flight == 0 {
+            Config::default().batches_in_flight
+        } else {
+            opts.batches_in_flight
+        })
         .build()?;
+    let cfg_batches = cfg.batches_in_flight;
     let data_dir = std::path::absolute(&opts.data_dir).unwrap_or_else(|_| opts.data_dir.clone());
     // `--store s3`: the server lives as long as the run; sample uris become
     // `s3://damacy/<array>` and the pipeline reads them through its object store.
@@ -412,6 +422,7 @@ pub fn run(
         gpu_wave_slots: stats.gpu_wave_slots,
         gpu_wave_chunks: stats.gpu_wave_chunks,
         prepare_threads: stats.prepare_threads,
+        batches_in_flight: cfg_batches as u64,
         gds_reads: stats.gds_reads,
         gds_bytes: stats.gds_bytes,
         gds_fallbacks: stats.gds_fallbacks,
@@ -709,6 +720,7 @@ mod tests {
             gpu_decode_chunks_per_call: gpu.map(|_| 2048),
             gpu_wave_slots: 0,
             prepare_threads: 0,
+            batches_in_flight: 0,
             gds_reads: 0,
             gds_bytes: 0,
             gds_fallbacks: 0,

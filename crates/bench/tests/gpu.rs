@@ -20,6 +20,7 @@ fn smoke_bench_on_the_cuda_engine_measures_the_nvcomp_ceiling_gpu() {
         gpu_wave_slots: 0,
         prepare_threads: 0,
         gds: damacy::Gds::Off,
+        batches_in_flight: 0,
     };
     let r = bench::run(&opts, &|_| {}).expect("bench");
     assert_eq!(r.engine, "cuda");

@@ -18,6 +18,7 @@ fn options(scenario: Scenario, data_dir: &std::path::Path, measure_ceiling: bool
         gpu_wave_slots: 0,
         prepare_threads: 0,
         gds: damacy::Gds::Off,
+        batches_in_flight: 0,
     }
 }
 

@@ -61,6 +61,11 @@ pub(crate) struct BenchArgs {
     /// cuFile's compat mode too, where nvidia-fs is absent; `Config::gds`).
     #[arg(long, value_enum, default_value = "auto")]
     gds: GdsArg,
+    /// Batch buffers in circulation, held by the caller or being filled (0 = the
+    /// default, 3; `Config::batches_in_flight`). With a warm device cache a batch's
+    /// device work is short, and the round trip of few buffers may bound throughput.
+    #[arg(long, default_value_t = 0)]
+    batches_in_flight: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +125,7 @@ impl Default for BenchArgs {
             gpu_wave_slots: 0,
             prepare_threads: 0,
             gds: GdsArg::Auto,
+            batches_in_flight: 0,
         }
     }
 }
@@ -210,6 +216,7 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
             GdsArg::Auto => damacy::Gds::Auto,
             GdsArg::On => damacy::Gds::On,
         },
+        batches_in_flight: args.batches_in_flight,
     };
     let gen_bar = bar(0, "generate");
     let run_bar = bar(sc.warmup_batches + sc.timed_batches, "batches");
@@ -266,7 +273,7 @@ fn print_report(r: &BenchReport) {
     if r.gpu_wave_slots > 0 {
         println!("waves    {} slots of up to {} chunks", r.gpu_wave_slots, r.gpu_wave_chunks);
     }
-    println!("prepare  {} threads", r.prepare_threads);
+    println!("prepare  {} threads   batch buffers {}", r.prepare_threads, r.batches_in_flight);
     if r.gds_reads + r.gds_fallbacks > 0 {
         println!(
             "gds      {} chunks ({:.2} GB) read into device memory, {} reads through host memory instead, {} frames rejected by the device check",
