@@ -25,12 +25,16 @@ fn boxes(path: &Path, n: u64) -> Vec<Sample> {
     (0..n).map(|i| Sample::new(path, vec![1, i % 29, 3], vec![5, i % 29 + 4, 7]).unwrap()).collect()
 }
 
+/// One batch preparer unless a test asks for more: the order of events these tests pin
+/// (which batch a coordinator panic hits, say) must not depend on the machine's cores
+/// (`prepare_threads` 0 is a quarter of them).
 fn cfg(spb: usize) -> damacy::ConfigBuilder {
     Config::builder()
         .sample_shape([4, 4, 4])
         .samples_per_batch(spb)
         .dtype(OutDtype::Native)
         .decode_threads(2)
+        .prepare_threads(1)
 }
 
 fn expect_sample(batch: &damacy::Batch, k: usize, full: &(Vec<u64>, Vec<u8>)) {

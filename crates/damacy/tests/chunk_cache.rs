@@ -35,11 +35,15 @@ fn crops(sc: &Scenario, dir: &Path, n: usize) -> Vec<Sample> {
 pub(crate) const ENGINES: [Backend; 2] = [Backend::Host, Backend::Simulated];
 
 /// The builder both engines' configurations start from: small device budgets (the
-/// simulated device allocates them in host memory).
+/// simulated device allocates them in host memory), and one batch preparer, so that the
+/// host engine's single flight (a batch waits for a chunk an earlier one is decoding)
+/// holds on every machine (with more preparers, `auto` on a large one, a pending chunk is
+/// decoded again: `cached_batches_prepared_out_of_order_equal_uncached_ones`).
 pub(crate) fn base(backend: Backend) -> damacy::ConfigBuilder {
     Config::builder()
         .backend(backend)
         .decode_threads(2)
+        .prepare_threads(1)
         .max_gpu_memory_bytes(256 << 20)
         .max_pinned_host_bytes(64 << 20)
         .gpu_wave_slots(2)
