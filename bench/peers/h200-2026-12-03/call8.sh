@@ -5,18 +5,7 @@
 # buffers the bound?), with tensorstore's best-cache beside them in the same run; then the
 # Python GPU suite on the wheel from `cargo xtask wheel` (carry target/wheels too).
 set -u
-B=target/gpu-bundle
-for f in $B/*/*.xz; do xz -d "$f"; done
-chmod +x $B/bin/damacy $B/tests/*
-export DAMACY_NVCOMP_LIB=$(ls $PWD/$B/lib/libnvcomp.so* | head -1)
-D=$PWD/$B/bin/damacy
-exec > >(tee -a $OUT/log.txt) 2>&1
-mkdir -p $OUT/j
-b() { local name=$1 sc=$2; shift 2
-  timeout 150 $D bench --scenario $sc --data /tmp/d-$sc --threads 16 --json $OUT/j/$name.json "$@" > $OUT/j/$name.txt 2>&1
-  echo "-- $name rc=$? $(grep -E '^throughput' $OUT/j/$name.txt | cut -c1-30)"
-  grep -E "^per batch|^prepare|chunk cache|^epoch" $OUT/j/$name.txt | cut -c1-240
-}
+. bench/peers/h200-2026-12-03/common.sh
 echo "== cached epochs against batch buffers $(date +%T)"
 $D gen --scenario default --out /tmp/d-default --threads 16 | tail -1
 b nocache default --backend cuda --no-ceiling
