@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Written in the 4th session of 2026-12-03, NOT RUN yet (no device time was left): the
-# cached epochs of `default` after the batch-wide cache probe and the one-lock release of
+# Written in the 4th session of 2026-12-03, NOT RUN yet (no device time was left):
+# `small-batch` against batch buffers and wave slots; the cached epochs of `default` after the batch-wide cache probe and the one-lock release of
 # a batch's hits, against the number of batch buffers (is the round trip of three 1 GB
 # buffers the bound?), with tensorstore's best-cache beside them in the same run; then the
 # Python GPU suite on the wheel from `cargo xtask wheel` (carry target/wheels too).
 set -u
 . bench/peers/h200-2026-12-03/common.sh
+echo "== small-batch against batch buffers and wave slots $(date +%T)"
+# One wave per small batch: with 3 batch buffers at most 3 waves (3 nvCOMP calls of
+# ~9 ms) are in flight whatever the slot count, which would explain why 8 slots did not
+# beat 3 (third session).
+$D gen --scenario small-batch --out /tmp/d-small-batch --threads 16 | tail -1
+b sb-host small-batch --backend host
+for n in 3 8 12; do
+  b sb-b$n-s8 small-batch --backend cuda --no-ceiling --batches-in-flight $n --gpu-wave-slots 8
+done
 echo "== cached epochs against batch buffers $(date +%T)"
 $D gen --scenario default --out /tmp/d-default --threads 16 | tail -1
 b nocache default --backend cuda --no-ceiling
