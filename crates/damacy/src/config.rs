@@ -145,6 +145,9 @@ pub enum Gds {
     /// GDS for every local file cuFile accepts, in compat mode too (cuFile's own bounce
     /// buffer, for testing the path where nvidia-fs is absent). A pipeline fails to start
     /// when cuFile cannot be used, or on the host engine (`Error::GdsUnavailable`).
+    /// libcufile keeps its own log (`cufile.log` in the working directory unless its
+    /// `cufile.json`, named by `CUFILE_ENV_PATH_JSON`, says otherwise): where cuFile
+    /// refuses files (in a container without a udev database, say), the reason is there.
     On,
 }
 
