@@ -1094,6 +1094,31 @@ fn a_failed_gds_read_goes_through_host_memory_sim() {
     assert!(s.gds_reads > 0, "{s:?}");
 }
 
+/// Issue 20: GDS reads by path only what the store vouches for as a local file, as it is
+/// (`Store::local_file`): through a store that delays (or could transform or count) its
+/// reads, every chunk goes through the store, and the batches are the same.
+#[test]
+fn gds_reads_only_files_the_store_vouches_for_sim() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let n = sc.samples_per_batch as usize;
+    let files = store::FsStore::new("/", store::FsStoreConfig::default()).expect("fs store");
+    let slow = store::LatencyStore::new(files, store::LatencyConfig::fixed(Duration::ZERO))
+        .expect("latency store");
+    let c = builder(&sc.sample_shape, n, OutDtype::F32, SIM).gds(Gds::On).build().expect("cfg");
+    let mut p = Pipeline::with_store(c, std::sync::Arc::new(slow)).expect("pipeline");
+    p.push(samples).expect("push");
+    p.finish();
+    let mut got = Vec::new();
+    while let Some(b) = p.pop().expect("pop") {
+        got.push(b.to_host().expect("to_host"));
+    }
+    assert_eq!(got, host);
+    assert_eq!((p.stats().gds_reads, p.stats().gds_fallbacks), (0, 0));
+}
+
 /// Issue 20: `gds = on` needs the CUDA engine: the host engine refuses it at construction,
 /// naming the reason; `auto` on the simulated device (no native GDS there) reads through
 /// host memory.
