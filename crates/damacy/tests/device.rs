@@ -1039,11 +1039,13 @@ fn waves_of_two_slots_decode_at_once_sim() {
     assert!(p.pop().expect("end").is_none());
 }
 
-/// The `smoke` scenario's f32 batches through `dev` with `gds` (faults armed by `arm`),
-/// the host engine's batches of the same samples, and the pipeline's stats and engine.
+/// The `smoke` scenario's f32 batches through `dev` with `gds` (over `store`, else the
+/// default store; faults armed by `arm`), the host engine's batches of the same samples,
+/// and the pipeline's stats and engine.
 fn smoke_f32_with_gds(
     dev: Backend,
     gds: Gds,
+    store: Option<std::sync::Arc<dyn store::Store>>,
     arm: &dyn Fn(&Pipeline),
 ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, damacy::Stats, damacy::Running) {
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
@@ -1052,7 +1054,11 @@ fn smoke_f32_with_gds(
     let (sc, samples, host) = smoke_f32_reference(dir.path());
     let n = sc.samples_per_batch as usize;
     let c = builder(&sc.sample_shape, n, OutDtype::F32, dev).gds(gds).build().expect("cfg");
-    let mut p = Pipeline::new(c).expect("pipeline");
+    let mut p = match store {
+        Some(s) => Pipeline::with_store(c, s),
+        None => Pipeline::new(c),
+    }
+    .expect("pipeline");
     arm(&p);
     p.push(samples).expect("push");
     p.finish();
@@ -1067,7 +1073,7 @@ fn smoke_f32_with_gds(
 /// for bit, on the `smoke` scenario (f32): every zstd chunk read straight into device
 /// staging (none through host memory), and `Pipeline::backend` says GDS is in use.
 fn gds_smoke_equals_the_host_engine(dev: Backend) {
-    let (got, host, s, running) = smoke_f32_with_gds(dev, Gds::On, &|_| {});
+    let (got, host, s, running) = smoke_f32_with_gds(dev, Gds::On, None, &|_| {});
     if dev != SIM {
         assert!(matches!(running, damacy::Running::Cuda { gds: true, .. }), "{running}");
     }
@@ -1088,7 +1094,7 @@ fn gds_fixtures_equal_the_host_engine(dev: Backend) {
 #[test]
 fn a_failed_gds_read_goes_through_host_memory_sim() {
     let (got, host, s, _) =
-        smoke_f32_with_gds(SIM, Gds::On, &|p| p.inject_fault(Fault::GdsRead, 5));
+        smoke_f32_with_gds(SIM, Gds::On, None, &|p| p.inject_fault(Fault::GdsRead, 5));
     assert_eq!(got, host);
     assert_eq!(s.gds_fallbacks, 5, "{s:?}");
     assert!(s.gds_reads > 0, "{s:?}");
@@ -1099,24 +1105,13 @@ fn a_failed_gds_read_goes_through_host_memory_sim() {
 /// reads, every chunk goes through the store, and the batches are the same.
 #[test]
 fn gds_reads_only_files_the_store_vouches_for_sim() {
-    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (sc, samples, host) = smoke_f32_reference(dir.path());
-    let n = sc.samples_per_batch as usize;
     let files = store::FsStore::new("/", store::FsStoreConfig::default()).expect("fs store");
     let slow = store::LatencyStore::new(files, store::LatencyConfig::fixed(Duration::ZERO))
         .expect("latency store");
-    let c = builder(&sc.sample_shape, n, OutDtype::F32, SIM).gds(Gds::On).build().expect("cfg");
-    let mut p = Pipeline::with_store(c, std::sync::Arc::new(slow)).expect("pipeline");
-    p.push(samples).expect("push");
-    p.finish();
-    let mut got = Vec::new();
-    while let Some(b) = p.pop().expect("pop") {
-        got.push(b.to_host().expect("to_host"));
-    }
+    let (got, host, s, _) =
+        smoke_f32_with_gds(SIM, Gds::On, Some(std::sync::Arc::new(slow)), &|_| {});
     assert_eq!(got, host);
-    assert_eq!((p.stats().gds_reads, p.stats().gds_fallbacks), (0, 0));
+    assert_eq!((s.gds_reads, s.gds_fallbacks), (0, 0));
 }
 
 /// Issue 20: `gds = on` needs the CUDA engine: the host engine refuses it at construction,
@@ -1129,7 +1124,7 @@ fn gds_on_is_refused_by_the_host_engine_and_auto_needs_native_support() {
         Err(Error::GdsUnavailable { reason: damacy::GdsUnavailable::HostEngine }) => {}
         other => panic!("expected GdsUnavailable, got {:?}", other.map(|_| ())),
     }
-    let (got, host, s, _) = smoke_f32_with_gds(SIM, Gds::Auto, &|_| {});
+    let (got, host, s, _) = smoke_f32_with_gds(SIM, Gds::Auto, None, &|_| {});
     assert_eq!(got, host);
     assert_eq!(s.gds_reads, 0);
 }
