@@ -273,7 +273,10 @@ fn print_report(r: &BenchReport) {
     if r.gpu_wave_slots > 0 {
         println!("waves    {} slots of up to {} chunks", r.gpu_wave_slots, r.gpu_wave_chunks);
     }
-    println!("prepare  {} threads   batch buffers {}", r.prepare_threads, r.batches_in_flight);
+    println!(
+        "prepare  {} batch preparers, {} batch buffers",
+        r.prepare_threads, r.batches_in_flight
+    );
     if r.gds_reads + r.gds_fallbacks > 0 {
         println!(
             "gds      {} chunks ({:.2} GB) read into device memory, {} reads through host memory instead, {} frames rejected by the device check",
