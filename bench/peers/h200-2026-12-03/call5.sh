@@ -3,28 +3,12 @@
 # parallel batch preparation on small-batch, default and the cached epochs (issues 18, 19),
 # the assemble-only ceiling of the cached epochs, GPU tests of the cache and wave slots.
 set -u
-B=target/gpu-bundle
-for f in $B/*/*.xz; do xz -d "$f"; done
-chmod +x $B/bin/damacy $B/tests/*
-export DAMACY_NVCOMP_LIB=$(ls $PWD/$B/lib/libnvcomp.so* | head -1)
-D=$PWD/$B/bin/damacy
-exec > >(tee -a $OUT/log.txt) 2>&1
+. bench/peers/h200-2026-12-03/common.sh
 echo "== cufile with a udev record $(date +%T)"
-# libcufile reads the file system's udev properties; this container has no udev database,
-# so registration fails (5027). A record for the disk under /root supplies them.
-dev=$(mountpoint -d /); echo "root device $dev"
-mkdir -p /run/udev/data && printf 'E:ID_FS_USAGE=filesystem\nE:ID_FS_TYPE=ext4\n' > /run/udev/data/b$dev
-mkdir -p /root/gd; (cd /tmp && CUFILE_FORCE_COMPAT_MODE=true timeout 60 python3 $PWD/.devrun/cufile_diag.py /root/gd/f 2>&1 | tail -6; grep -E "ERROR|NOTICE" cufile.log | tail -6)
-export DAMACY_CUFILE_LIB=/usr/local/cuda/lib64/libcufile.so.0 CUFILE_FORCE_COMPAT_MODE=true
-export DAMACY_GDS_TEST_DIR=/root/gdstmp; mkdir -p $DAMACY_GDS_TEST_DIR
+udev_record
+mkdir -p /root/gd; (cd /tmp && CUFILE_FORCE_COMPAT_MODE=true timeout 60 python3 $OLDPWD/bench/peers/h200-2026-12-03/cufile_diag.py /root/gd/f 2>&1 | tail -6; grep -E "ERROR|NOTICE" cufile.log | tail -6)
 timeout 120 $B/tests/kernels-kernels --test-threads=1 cufile_gpu > $OUT/kernels-cufile.txt 2>&1; echo "cufile_gpu rc=$?"
 grep -E "^test |test result|panicked" -A2 $OUT/kernels-cufile.txt | head -20
-mkdir -p $OUT/j
-b() { local name=$1 sc=$2; shift 2
-  timeout 150 $D bench --scenario $sc --data /tmp/d-$sc --threads 16 --json $OUT/j/$name.json "$@" > $OUT/j/$name.txt 2>&1
-  echo "-- $name rc=$? $(grep -E '^throughput' $OUT/j/$name.txt | cut -c1-30) | $(grep -E 'achieved' $OUT/j/$name.txt | sed 's/.*->//')"
-  grep -E "^per batch|^prepare|chunk cache|^epoch" $OUT/j/$name.txt | cut -c1-240
-}
 echo "== small-batch $(date +%T)"
 $D gen --scenario small-batch --out /tmp/d-small-batch --threads 16 | tail -1
 b sb-host small-batch --backend host

@@ -5,18 +5,11 @@
 # engine's GDS tests, the kernels' cuFile and frame-check tests, `default` with gds on
 # and off in one run; then tensorstore's best beside both engines on `default`.
 set -u
-B=target/gpu-bundle
-for f in $B/*/*.xz; do xz -d "$f"; done
-chmod +x $B/bin/damacy $B/tests/*
-export DAMACY_NVCOMP_LIB=$(ls $PWD/$B/lib/libnvcomp.so* | head -1)
-D=$PWD/$B/bin/damacy
-exec > >(tee -a $OUT/log.txt) 2>&1
-dev=$(mountpoint -d /); echo "root device $dev"
-mkdir -p /run/udev/data && printf 'E:ID_FS_USAGE=filesystem\nE:ID_FS_TYPE=ext4\n' > /run/udev/data/b$dev
-export DAMACY_CUFILE_LIB=/usr/local/cuda/lib64/libcufile.so.0 CUFILE_FORCE_COMPAT_MODE=true
-export DAMACY_GDS_TEST_DIR=/root/gdstmp; mkdir -p $DAMACY_GDS_TEST_DIR
-mkdir -p $OUT/j
+. bench/peers/h200-2026-12-03/common.sh
+udev_record
 echo "== engine GDS tests $(date +%T)"
+# (As run: `gds_batches_equal_the_host_engine_gpu` was split afterwards into
+# `gds_smoke_…` and `gds_fixtures_…`, which call7.sh runs.)
 for t in device::gds_batches_equal_the_host_engine_gpu device::corrupt_zstd_frame_read_with_gds_gives_the_errors_of_the_host_check_gpu device::gds_pipelines_torn_down_mid_flight_release_every_registration_gpu device::corrupt_zstd_frame_is_a_decode_error_naming_the_chunk_and_later_batches_arrive_gpu; do
   timeout 200 $B/tests/damacy-tests --exact $t --test-threads=1 > $OUT/j/$(basename $t).log 2>&1; echo "$t rc=$?"
   grep -E "test result|panicked" -A3 $OUT/j/$(basename $t).log | head -6
@@ -26,11 +19,6 @@ timeout 150 $B/tests/kernels-kernels --test-threads=1 cufile_gpu > $OUT/j/kernel
 grep -E "^test |test result" $OUT/j/kernels-cufile.txt
 timeout 150 $B/tests/kernels-kernels --test-threads=1 --nocapture frames_gpu > $OUT/j/kernels-frames.txt 2>&1; echo "rc=$?"
 grep -E "^test |test result|GB" $OUT/j/kernels-frames.txt | head -12
-b() { local name=$1 sc=$2; shift 2
-  timeout 150 $D bench --scenario $sc --data /tmp/d-$sc --threads 16 --json $OUT/j/$name.json "$@" > $OUT/j/$name.txt 2>&1
-  echo "-- $name rc=$? $(grep -E '^throughput' $OUT/j/$name.txt | cut -c1-30) | $(grep -E 'achieved' $OUT/j/$name.txt | sed 's/.*->//')"
-  grep -E "^per batch|^gds|^prepare" $OUT/j/$name.txt | cut -c1-260
-}
 echo "== default, gds on (compat) and off $(date +%T)"
 $D gen --scenario default --out /tmp/d-default --threads 16 | tail -1
 b df-gds-off default --backend cuda --gds off

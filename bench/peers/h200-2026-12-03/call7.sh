@@ -3,16 +3,8 @@
 # host (compat mode with the udev record of call 6), the cached epochs of `default` after
 # the batch-wide cache probe, with tensorstore's best-cache beside them in the same run.
 set -u
-B=target/gpu-bundle
-for f in $B/*/*.xz; do xz -d "$f"; done
-chmod +x $B/bin/damacy $B/tests/*
-export DAMACY_NVCOMP_LIB=$(ls $PWD/$B/lib/libnvcomp.so* | head -1)
-D=$PWD/$B/bin/damacy
-exec > >(tee -a $OUT/log.txt) 2>&1
-dev=$(mountpoint -d /)
-mkdir -p /run/udev/data && printf 'E:ID_FS_USAGE=filesystem\nE:ID_FS_TYPE=ext4\n' > /run/udev/data/b$dev
-export DAMACY_CUFILE_LIB=/usr/local/cuda/lib64/libcufile.so.0 CUFILE_FORCE_COMPAT_MODE=true
-mkdir -p $OUT/j
+. bench/peers/h200-2026-12-03/common.sh
+udev_record
 echo "== engine GDS tests $(date +%T)"
 # (As run, this loop named its logs `device::…` and the script waited with a bare `wait`,
 # which also waits for the `tee` of the process substitution above: it hung there until
@@ -23,11 +15,6 @@ for t in device::gds_smoke_equals_the_host_engine_gpu device::gds_fixtures_equal
   ( s=$(date +%s); timeout 280 $B/tests/damacy-tests --exact $t --test-threads=1 > $OUT/j/${t#device::}.log 2>&1; echo "$t rc=$? $(( $(date +%s) - s )) s" ) &
   pids+=($!)
 done
-b() { local name=$1 sc=$2; shift 2
-  timeout 150 $D bench --scenario $sc --data /tmp/d-$sc --threads 16 --json $OUT/j/$name.json "$@" > $OUT/j/$name.txt 2>&1
-  echo "-- $name rc=$? $(grep -E '^throughput' $OUT/j/$name.txt | cut -c1-30)"
-  grep -E "^per batch|chunk cache|^epoch" $OUT/j/$name.txt | cut -c1-240
-}
 echo "== cached epochs $(date +%T)"
 $D gen --scenario default --out /tmp/d-default --threads 16 | tail -1
 wait "${pids[@]}"

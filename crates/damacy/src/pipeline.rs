@@ -9,8 +9,9 @@
 //! queue in push order; `pop` takes the oldest and has it delivered.
 //!
 //! Lock order: `gather` is held while a preparer takes its batch's samples (it takes
-//! `feed` and the prefetcher's locks inside); otherwise `input`, `feed`, `turn` and the
-//! output queue's lock are never held together, and no lock is held across I/O, planning,
+//! `feed` and the prefetcher's locks inside); the turnstile's lock is a leaf, taken under
+//! `feed` to see whether preparation stopped; otherwise `input`, `feed` and the output
+//! queue's lock are never held together, and no lock is held across I/O, planning,
 //! a dispatch or a wait on a batch's jobs.
 
 use std::cell::Cell;
@@ -82,11 +83,9 @@ struct Shared {
     preparers: usize,
     /// The next batch's id: a preparer takes a batch's samples and its id under this lock.
     gather: Mutex<u64>,
-    /// Prepared batches go to the engine through it, in id order.
+    /// Prepared batches go to the engine through it, in id order; once it is stopped (a
+    /// preparer panicked, the engine refused a batch) no preparer takes samples any more.
     turn: Turnstile,
-    /// Set once preparation stops early (a preparer panicked, the engine refused a
-    /// batch): no preparer takes samples any more.
-    preparing_stopped: AtomicBool,
     /// Ids of the batches prepared so far, kept only while `PrepareOutOfOrder` is armed.
     out_of_order: (Mutex<HashSet<u64>>, Condvar),
 }
@@ -200,7 +199,6 @@ impl Pipeline {
             preparers,
             gather: Mutex::new(0),
             turn: Turnstile::new(),
-            preparing_stopped: AtomicBool::new(false),
             out_of_order: (Mutex::new(HashSet::new()), Condvar::new()),
         });
         let mut p = Self { shared, feeder: None, coordinator: None, workers };
@@ -538,8 +536,7 @@ fn feeder(sh: &Shared) {
 /// preparation stopped. Called under the `gather` lock, so one preparer takes at a time.
 fn gather(sh: &Shared, n: usize) -> Option<Vec<ReadySample>> {
     let mut got = Vec::with_capacity(n);
-    let stop =
-        || sh.shutdown.load(Ordering::Acquire) || sh.preparing_stopped.load(Ordering::Acquire);
+    let stop = || sh.shutdown.load(Ordering::Acquire) || sh.turn.stopped();
     loop {
         {
             let mut f = lock(&sh.feed);
@@ -643,7 +640,6 @@ fn prepare_batches(
 /// takes samples any more, and every waiting preparer wakes to see it.
 fn stop_preparing(sh: &Shared, from: u64) {
     sh.turn.stop(from);
-    sh.preparing_stopped.store(true, Ordering::Release);
     // Under the lock, so a preparer between its check and its wait cannot miss it.
     let _f = lock(&sh.feed);
     sh.feed_cv.notify_all();

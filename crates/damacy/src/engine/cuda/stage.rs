@@ -26,12 +26,6 @@ use crate::stats::StatCounters;
 /// The stage named in this module's errors.
 const STAGE: &str = "CUDA staging";
 
-/// The object key of a chunk the plan reads (`ChunkSource::Copy`), `None` otherwise.
-fn copy_file(plan: &BatchPlan, chunk: &ChunkPlan) -> Option<Arc<str>> {
-    let ChunkSource::Copy { read, .. } = chunk.source else { return None };
-    Some(Arc::clone(&plan.files.get(plan.reads.get(read)?.file)?.key))
-}
-
 /// A plan inconsistency found while staging, as the error of the samples it affects.
 fn plan_error(fault: PlanFault) -> SampleError {
     SampleError::PlanInconsistent { stage: STAGE, fault }
@@ -416,18 +410,7 @@ impl<S: StageMem> WaveWork<S> {
         let staged = self.stage_for_gpu(li, *route, reg, src, decompressed_len, local);
         let state = match staged {
             Some(spec) => ChunkState::Gpu(spec),
-            None => match self.decode_on_cpu(entry, facts, reg, src, decompressed_len) {
-                Ok(()) => ChunkState::Cpu,
-                Err(source) => {
-                    let err = SampleError::Decode {
-                        path: PathBuf::from(key),
-                        chunk: chunk.chunk.clone(),
-                        source,
-                    };
-                    fail(local, err);
-                    ChunkState::Failed
-                }
-            },
+            None => self.decode_on_cpu(entry, facts, reg, (chunk, key), src, &mut local.errors),
         };
         stats.decode_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Some((li, state))
@@ -539,41 +522,46 @@ impl<S: StageMem> WaveWork<S> {
             self.ctx.arrays.get(a),
             self.ctx.facts.get(a),
             self.regions.get(li).copied().flatten(),
-            copy_file(plan, chunk),
+            crate::decoded_cache::copy_key(plan, chunk),
         );
-        let (Some(entry), Some(facts), Some(reg), Some(key)) = found else {
+        let (Some(entry), Some(facts), Some(reg), Some((key, ..))) = found else {
             let err = plan_error(PlanFault::Array { chunk: gi, array: a });
             errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
             return ChunkState::Failed;
         };
-        match self.decode_on_cpu(entry, facts, reg, src, chunk.decompressed_len()) {
+        self.decode_on_cpu(entry, facts, reg, (chunk, &key), src, errors)
+    }
+
+    /// Decodes `chunk` (stored in object `key`) on this thread from `src` straight into
+    /// its region of the pinned arena: `Cpu`, or `Failed` with the chunk's `Decode` error
+    /// for each sample it feeds.
+    fn decode_on_cpu(
+        &self,
+        entry: &ArrayEntry,
+        facts: &ArrayFacts,
+        reg: Region,
+        (chunk, key): (&ChunkPlan, &str),
+        src: &[u8],
+        errors: &mut Vec<(usize, SampleError)>,
+    ) -> ChunkState {
+        let dlen = chunk.decompressed_len();
+        // SAFETY: this chunk's arena region, owned by this job.
+        let out = unsafe { Self::pinned(&self.decoded, reg.arena, dlen) };
+        let decoded = match out {
+            Some(out) => zarr::decode_chunk(entry.chunk_codecs(), &facts.repr, src, out),
+            None => Err(zarr::Error::Overflow { what: "arena region" }),
+        };
+        match decoded {
             Ok(()) => ChunkState::Cpu,
             Err(source) => {
                 let err = SampleError::Decode {
-                    path: PathBuf::from(&*key),
+                    path: PathBuf::from(key),
                     chunk: chunk.chunk.clone(),
                     source,
                 };
                 errors.extend(chunk.placements.iter().map(|p| (p.sample, err.clone())));
                 ChunkState::Failed
             }
-        }
-    }
-
-    /// Decodes a chunk on the worker straight into its region of the pinned arena.
-    fn decode_on_cpu(
-        &self,
-        entry: &ArrayEntry,
-        facts: &ArrayFacts,
-        reg: Region,
-        src: &[u8],
-        dlen: u64,
-    ) -> Result<(), zarr::Error> {
-        // SAFETY: this chunk's arena region, owned by this job.
-        let out = unsafe { Self::pinned(&self.decoded, reg.arena, dlen) };
-        match out {
-            Some(out) => zarr::decode_chunk(entry.chunk_codecs(), &facts.repr, src, out),
-            None => Err(zarr::Error::Overflow { what: "arena region" }),
         }
     }
 
