@@ -1161,6 +1161,101 @@ fn gds_pipelines_torn_down_mid_flight_release_every_registration_gpu() {
     assert_eq!((bufs, files), (bufs_freed, files_freed), "{before:?} -> {after:?}");
 }
 
+/// Issue 19: a consumer that holds its stream (here: a wait on a host flag, as a long
+/// kernel would) delays the reuse of the batch buffers it released with `release_event`,
+/// and the device cache, evicting and refilling meanwhile, still serves exact batches.
+///
+/// Epoch 1 fills a cache far smaller than the data. Epoch 2's first `B` batches (every
+/// buffer) are copied on the blocked consumer stream and released behind it; the rest
+/// of epoch 2 is pushed only then, so its planning (claims that evict) runs while every
+/// assembly waits on the device. No batch may arrive before the flag opens (its buffer
+/// is one still being read); afterwards every batch, and each copy the consumer made
+/// after the flag, equals the host engine's.
+#[cfg(feature = "cuda")]
+#[test]
+fn buffers_released_behind_a_held_consumer_stream_wait_for_it_while_the_cache_evicts_gpu() {
+    use gpu_schedule::{Backend as _, CudaBackend};
+    use kernels::{CopyRange, DeviceRange, Kernels};
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let n = sc.samples_per_batch as usize;
+    let buffers = 2;
+    assert!(host.len() >= buffers + 2, "{} batches", host.len());
+    let c = builder(&sc.sample_shape, n, OutDtype::F32, CUDA)
+        .chunk_cache_bytes(256 << 10)
+        .batches_in_flight(buffers)
+        .prepare_threads(1)
+        .build()
+        .expect("config");
+    let mut p = Pipeline::new(c).expect("pipeline");
+    let check = |b: &damacy::Batch, i: usize, when: &str| {
+        assert!(b.errors().is_empty(), "{when} batch {i}: {:?}", b.errors());
+        assert_eq!(&b.to_host().expect("to_host"), &host[i], "{when} batch {i}");
+    };
+    p.push(samples.clone()).expect("push");
+    for i in 0..host.len() {
+        check(&p.pop().expect("pop").expect("a batch"), i, "epoch 1");
+    }
+    let gpu = CudaBackend::new(0).expect("backend");
+    let k = Kernels::for_backend(&gpu).expect("kernels");
+    let consumer = gpu.create_stream("consumer").expect("stream");
+    let flag = gpu.create_counter("flag").expect("counter");
+    let meter = std::sync::Arc::new(gpu_schedule::StallMeter::default());
+    gpu.stream_wait_counter(&consumer, &flag, 1, &meter).expect("wait on the flag");
+    p.push(samples[..buffers * n].to_vec()).expect("push");
+    let mut copies = Vec::new();
+    for (i, want) in host.iter().enumerate().take(buffers) {
+        let b = p.pop().expect("pop").expect("a batch");
+        check(&b, i, "epoch 2, before the flag");
+        let len = want.len();
+        let dst = gpu.alloc_device(len).expect("copy buffer");
+        let range = [CopyRange {
+            src: b.device_ptr().expect("device batch"),
+            dst: dst.device_ptr(),
+            len: len as u64,
+        }];
+        let ranges = kernels::mem::upload(&gpu, bytemuck::cast_slice(&range)).expect("ranges");
+        // SAFETY: both ranges are live device memory of `len` bytes (the batch is held
+        // until the release below, which orders its reuse after this copy).
+        unsafe {
+            let r = DeviceRange::from_raw(ranges.device_ptr(), ranges.len() as u64);
+            k.memcpy_batch(&consumer, r, 1).expect("copy on the consumer stream");
+        }
+        let done = gpu.create_event().expect("event");
+        gpu.record_event(&done, &consumer).expect("record");
+        // SAFETY: a live event of the primary context, recorded after the copy; it
+        // outlives the call (kept in `copies`).
+        unsafe { b.release_event(done.raw()) }.expect("release_event");
+        copies.push((dst, ranges, done));
+    }
+    let evicted = p.stats().chunk_cache.evictions;
+    p.push(samples[buffers * n..].to_vec()).expect("push");
+    p.finish();
+    // Until planning evicted: every later batch needs a buffer still behind the flag.
+    while p.stats().chunk_cache.evictions == evicted {
+        match p.pop_timeout(Duration::from_millis(5)) {
+            Err(Error::Timeout { .. }) => {}
+            other => panic!("a batch arrived while its buffer was being read: {other:?}"),
+        }
+    }
+    gpu.publish_host(&flag, 1).expect("open the flag");
+    for i in buffers..host.len() {
+        check(&p.pop().expect("pop").expect("a batch"), i, "epoch 2, after the flag");
+    }
+    assert!(p.pop().expect("end").is_none());
+    gpu.synchronize(&consumer).expect("consumer");
+    for (i, (dst, _, _)) in copies.iter().enumerate() {
+        // SAFETY: `dst` is a live allocation of its length.
+        let r = unsafe { DeviceRange::from_raw(dst.device_ptr(), dst.len() as u64) };
+        let copy = kernels::mem::download(&gpu, r).expect("download");
+        assert_eq!(copy, host[i], "the consumer's copy of epoch 2's batch {i}");
+    }
+    let s = p.stats().chunk_cache;
+    assert!(s.hits > 0 && s.evictions > evicted && s.bytes <= 256 << 10, "{s:?}");
+}
+
 /// Runs each body on the simulated device (`_sim`) and, with the `cuda` feature, on GPU 0
 /// (`_gpu`).
 macro_rules! on_each_device {
