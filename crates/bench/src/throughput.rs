@@ -97,7 +97,7 @@ pub struct BenchOptions {
     pub prepare_threads: usize,
     /// GPUDirect Storage (`Config::gds`).
     pub gds: damacy::Gds,
-    /// Batch buffers (`Config::batches_in_flight`; 0 = the configuration's default).
+    /// Batch buffers (`Config::batches_in_flight`; 0 = by engine and batch size).
     pub batches_in_flight: usize,
 }
 
@@ -185,7 +185,7 @@ pub struct BenchReport {
     pub gpu_wave_chunks: u64,
     /// Threads that prepared batches (the `plan` stage's thread count).
     pub prepare_threads: u64,
-    /// Batch buffers in circulation (`Config::batches_in_flight`).
+    /// Batch buffers in circulation (`Config::batches_in_flight`, resolved).
     pub batches_in_flight: u64,
     /// CUDA engine: chunks read with GPUDirect Storage, their bytes, reads that went
     /// through host memory instead, and frames the device check rejected.
@@ -248,13 +248,8 @@ pub fn run(
         .gpu_wave_slots(opts.gpu_wave_slots)
         .prepare_threads(opts.prepare_threads)
         .gds(opts.gds)
-        .batches_in_flight(if opts.batches_in_flight == 0 {
-            Config::default().batches_in_flight
-        } else {
-            opts.batches_in_flight
-        })
+        .batches_in_flight(opts.batches_in_flight)
         .build()?;
-    let cfg_batches = cfg.batches_in_flight;
     let data_dir = std::path::absolute(&opts.data_dir).unwrap_or_else(|_| opts.data_dir.clone());
     // `--store s3`: the server lives as long as the run; sample uris become
     // `s3://damacy/<array>` and the pipeline reads them through its object store.
@@ -422,7 +417,7 @@ pub fn run(
         gpu_wave_slots: stats.gpu_wave_slots,
         gpu_wave_chunks: stats.gpu_wave_chunks,
         prepare_threads: stats.prepare_threads,
-        batches_in_flight: cfg_batches as u64,
+        batches_in_flight: stats.batches_in_flight,
         gds_reads: stats.gds_reads,
         gds_bytes: stats.gds_bytes,
         gds_fallbacks: stats.gds_fallbacks,

@@ -62,8 +62,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_enum, default_value = "auto")]
     gds: GdsArg,
     /// Batch buffers in circulation, held by the caller or being filled (0 = the
-    /// default, 3; `Config::batches_in_flight`). With a warm device cache a batch's
-    /// device work is short, and the round trip of few buffers may bound throughput.
+    /// default: 8 for small batches on the CUDA engine, else 3;
+    /// `Config::batches_in_flight`).
     #[arg(long, default_value_t = 0)]
     batches_in_flight: usize,
 }

@@ -78,13 +78,20 @@ pub struct Config {
     /// flight at once. Each slot decodes on a stream of its own with a decoder of its own,
     /// so waves overlap on the device (nvCOMP's zstd decode of one chunk takes milliseconds
     /// however few chunks a call has: small batches need several calls at once). More slots
-    /// split the memory budgets into smaller waves. `0` (the default): 3 where the budgets
+    /// split the memory budgets into smaller waves. `0` (the default): for small batches
+    /// ([`Config::small_batches`]) 8 where the budgets allow, otherwise 3 where they
     /// allow, else 2 (measured best on the H200); 2 to 16 fixes the count.
     pub gpu_wave_slots: usize,
     /// Samples whose metadata is resolved ahead of the batch being built.
     /// `0` means `4 * samples_per_batch`.
     pub lookahead: usize,
-    /// Batch buffers: those held by the caller plus those being filled.
+    /// Batch buffers: those held by the caller plus those being filled (1 to 64). `0`
+    /// (the default): on the CUDA engine 8 for small batches (at most
+    /// [`SMALL_BATCH_BYTES`] at the widest output element), else 3; 3 on the host
+    /// engine (3 also where the budgets cannot hold 8). A small batch is about one nvCOMP call of ~9 ms whatever its size, so
+    /// throughput needs several in flight: on the H200 (`small-batch`, docs/PERFORMANCE.md)
+    /// 8 buffers and 8 wave slots gave 5.56 Gvox/s against 4.40 with 3 and 3 (and 4.47
+    /// with 3 buffers and 8 slots); `default`'s 1 GiB batches gained nothing from more.
     pub batches_in_flight: usize,
     /// I/O threads of the file store (not capped by the core count: I/O waits).
     pub io_threads: usize,
@@ -277,7 +284,7 @@ impl Default for Config {
             max_pinned_host_bytes: 1 << 30,
             gpu_wave_slots: 0,
             lookahead: 0,
-            batches_in_flight: 3,
+            batches_in_flight: 0,
             io_threads: 8,
             metadata_threads: 256,
             decode_threads: 0,
@@ -304,6 +311,9 @@ const MAX_THREADS: usize = 1024;
 const MAX_PREPARE_THREADS: usize = 64;
 /// Most wave slots of the CUDA engine (each holds a decoder and a stream).
 pub const MAX_GPU_WAVE_SLOTS: usize = 16;
+/// Batches of at most this many bytes (at the widest output element) are small: the
+/// CUDA engine's automatic batch buffer and wave slot counts give them 8 of each.
+pub const SMALL_BATCH_BYTES: u64 = 128 << 20;
 
 impl Config {
     /// A builder starting from the defaults.
@@ -344,6 +354,27 @@ impl Config {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         } else {
             self.decode_threads
+        }
+    }
+
+    /// Whether a batch is small ([`SMALL_BATCH_BYTES`] at most, at the widest element
+    /// the output dtype may take).
+    pub fn small_batches(&self) -> bool {
+        self.batch_elements()
+            .ok()
+            .and_then(|e| e.checked_mul(self.dtype.max_size() as u64))
+            .is_some_and(|b| b <= SMALL_BATCH_BYTES)
+    }
+
+    /// The batch buffer count wanted on the CUDA engine (or its simulated twin) when
+    /// `device`, else the count used on the host engine (see
+    /// [`Config::batches_in_flight`]). Where the memory budgets do not hold the 8 buffers
+    /// of small batches, the CUDA engine takes 3 (`Stats::batches_in_flight` says which).
+    pub fn effective_batches_in_flight(&self, device: bool) -> usize {
+        match self.batches_in_flight {
+            0 if device && self.small_batches() => 8,
+            0 => 3,
+            n => n,
         }
     }
 
@@ -428,7 +459,7 @@ impl Config {
             });
         }
         range("samples_per_batch", self.samples_per_batch, 1, MAX_SAMPLES_PER_BATCH)?;
-        range("batches_in_flight", self.batches_in_flight, 1, 64)?;
+        range("batches_in_flight", self.batches_in_flight, 0, 64)?;
         if self.gpu_wave_slots == 1 || self.gpu_wave_slots > MAX_GPU_WAVE_SLOTS {
             return Err(Error::ConfigValue {
                 knob: "gpu_wave_slots",
@@ -534,7 +565,7 @@ impl ConfigBuilder {
         gpu_wave_slots: usize,
         /// Samples resolved ahead (0 = auto).
         lookahead: usize,
-        /// Batch buffers held plus being filled.
+        /// Batch buffers held plus being filled (0 = by engine and batch size).
         batches_in_flight: usize,
         /// File store I/O threads.
         io_threads: usize,
@@ -588,6 +619,42 @@ mod tests {
             let cfg = cfg.unwrap_or_default();
             assert_eq!(cfg.effective_shard_index_cache_capacity().ok(), Some((4 * n + 2 * n) * 64));
         }
+    }
+
+    /// Issue 18: automatic batch buffers: 8 for small batches on a device engine, 3
+    /// otherwise, and a set count as set.
+    #[test]
+    fn automatic_batch_buffers_follow_the_engine_and_the_batch_size() {
+        let make = |shape: [u64; 3], n: usize, dtype, buffers| {
+            Config::builder()
+                .sample_shape(shape)
+                .samples_per_batch(n)
+                .dtype(dtype)
+                .batches_in_flight(buffers)
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        // `small-batch`: 128 x 32x64x64 f32, 64 MiB.
+        let small = make([32, 64, 64], 128, OutDtype::F32, 0);
+        assert!(small.small_batches());
+        assert_eq!(small.effective_batches_in_flight(true), 8);
+        assert_eq!(small.effective_batches_in_flight(false), 3);
+        // `Native` counts the widest element (8 bytes): 128 MiB, still small; twice the
+        // samples are not.
+        assert!(make([32, 64, 64], 128, OutDtype::Native, 0).small_batches());
+        let over = make([32, 64, 64], 256, OutDtype::Native, 0);
+        assert!(!over.small_batches());
+        assert_eq!(over.effective_batches_in_flight(true), 3);
+        // `default`: 128 x 128^3 f32, 1 GiB.
+        let big = make([128, 128, 128], 128, OutDtype::F32, 0);
+        assert_eq!((big.effective_batches_in_flight(true), big.small_batches()), (3, false));
+        for set in [1, 5, 64] {
+            let c = make([32, 64, 64], 128, OutDtype::F32, set);
+            assert_eq!(c.effective_batches_in_flight(true), set);
+            assert_eq!(c.effective_batches_in_flight(false), set);
+        }
+        let e = Config::builder().sample_shape([4]).batches_in_flight(65).build().unwrap_err();
+        assert!(matches!(e, Error::ConfigRange { knob: "batches_in_flight", value: 65, .. }));
     }
 
     #[test]

@@ -362,6 +362,8 @@ impl Pipeline {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let mut s = self.shared.stats.snapshot(&self.shared.store.stats());
+        // The CUDA engine reports the count it chose within its budgets.
+        s.batches_in_flight = self.shared.cfg.effective_batches_in_flight(false) as u64;
         self.shared.engine.add_stats(&mut s);
         s.prepare_threads = self.shared.preparers as u64;
         let (h, m) = self.cache_totals();

@@ -58,6 +58,11 @@ pub struct Stats {
     /// device bytes, as frames failing the host check are (an error names the chunk if
     /// they do not decode).
     pub gds_rejected: u64,
+    /// CUDA engine: descriptor pieces copied from pageable memory, which lets the driver
+    /// wait for the stream to drain first. Only fills at `pop` (`OnError::Fill`) and
+    /// pieces past a pinned descriptor buffer's room (a wave's or a batch's 4 MiB) go
+    /// that way; in steady state it stays 0.
+    pub gpu_pageable_uploads: u64,
     /// All operations and bytes of the underlying store (metadata included).
     pub store_ops: u64,
     pub store_bytes: u64,
@@ -71,6 +76,8 @@ pub struct Stats {
     pub gpu_wave_slots: u64,
     /// Threads preparing batches (`Config::prepare_threads`, resolved).
     pub prepare_threads: u64,
+    /// Batch buffers (`Config::batches_in_flight`, resolved for the engine running).
+    pub batches_in_flight: u64,
     /// CUDA engine: per mille of the GPU-decodable chunks the CPU workers decode
     /// instead (`DAMACY_CPU_SHARE`, default 0).
     pub cpu_decode_share_permille: u64,
@@ -196,6 +203,7 @@ counters!(
     gds_bytes,
     gds_fallbacks,
     gds_rejected,
+    gpu_pageable_uploads,
 );
 
 impl StatCounters {

@@ -1017,6 +1017,42 @@ fn device_cache_epochs_equal_the_host_engine(dev: Backend) {
     }
 }
 
+/// Issue 18: with automatic counts, small batches get 8 batch buffers and 8 wave slots
+/// on the device engine (3 buffers on the host engine), as the stats report. Issue 19:
+/// every batch end, cached epochs included, stages its descriptors in pinned memory (a
+/// pageable upload lets the driver drain the stream first): none is pageable.
+#[test]
+fn small_batches_get_eight_buffers_and_slots_and_batch_ends_stage_pinned_sim() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let n = sc.samples_per_batch as usize;
+    let c = builder(&sc.sample_shape, n, OutDtype::F32, SIM)
+        .max_pinned_host_bytes(512 << 20)
+        .chunk_cache_bytes(16 << 20)
+        .build()
+        .expect("config");
+    assert!(c.small_batches() && c.batches_in_flight == 0);
+    let mut p = Pipeline::new(c).expect("pipeline");
+    for epoch in 0..3 {
+        p.push(samples.clone()).expect("push");
+        for (i, want) in host.iter().enumerate() {
+            let b = p.pop().expect("pop").expect("a batch");
+            assert_eq!(&b.to_host().expect("to_host"), want, "epoch {epoch} batch {i}");
+        }
+    }
+    let s = p.stats();
+    assert_eq!((s.batches_in_flight, s.gpu_wave_slots), (8, 8), "{s:?}");
+    assert!(s.chunk_cache.hits > 0, "{s:?}");
+    assert_eq!(s.gpu_pageable_uploads, 0, "{s:?}");
+    let mut h =
+        Pipeline::new(cfg(&sc.sample_shape, n, OutDtype::F32, Backend::Host)).expect("host");
+    assert_eq!(h.stats().batches_in_flight, 3);
+    h.finish();
+    assert!(h.pop().expect("end").is_none());
+}
+
 /// Issue 18: waves of different slots decode at once. Each simulated decode call waits
 /// until a second one runs (`DecodeRendezvous`); if the engine ordered all decodes on one
 /// stream the first call's partner could never start, the call would fail, and so would

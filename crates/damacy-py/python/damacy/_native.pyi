@@ -79,6 +79,9 @@ class Config:
     0 = 3 where the memory budgets allow, else 2)."""
     lookahead: int
     batches_in_flight: int
+    """Batch buffers, held by the caller or being filled (1 to 64; 0 = on the CUDA engine
+    8 for batches of at most 128 MiB where the budgets allow, else 3; 3 on the host
+    engine). `Pipeline.stats()["batches_in_flight"]` reports the count in use."""
     io_threads: int
     metadata_threads: int
     decode_threads: int

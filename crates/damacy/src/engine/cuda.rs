@@ -93,6 +93,10 @@ const MAX_GPU_STREAM: u64 = 256 << 10;
 const DESC_CAP: usize = 16 << 10;
 /// Bytes of one descriptor buffer (a wave slot's, or a fill buffer).
 const DESC_BYTES: u64 = (DESC_CAP as u64) * 256;
+/// Bytes of a batch buffer's descriptor pair for its batch's end (fill boxes and cache
+/// hits; a placement takes 224 bytes): `default`'s cached batches need 1.3 MB. Larger
+/// ends go on through pageable memory (`Stats::gpu_pageable_uploads`).
+const END_DESC_BYTES: u64 = 2 << 20;
 /// Device bytes per stream of nvCOMP metadata: 6 u64 arrays and an i32 array.
 const META_PER_STREAM: u64 = 6 * 8 + 4;
 

@@ -51,7 +51,7 @@ pub(crate) struct HostEngine {
 }
 
 impl HostEngine {
-    /// Allocates `batches_in_flight` batch buffers sized for the output dtype (`Native`
+    /// Allocates `batches_in_flight` (resolved) batch buffers sized for the output dtype (`Native`
     /// takes the widest source type, as the arrays' types are not known yet).
     ///
     /// # Errors
@@ -60,7 +60,7 @@ impl HostEngine {
         let batch_bytes = usize::try_from(cfg.batch_elements()? * cfg.dtype.max_size() as u64)
             .map_err(|_| Error::ConfigOverflow { knob: "sample_shape" })?;
         Ok(Self {
-            slots: Arc::new(Slots::new(cfg.batches_in_flight, batch_bytes)?),
+            slots: Arc::new(Slots::new(cfg.effective_batches_in_flight(false), batch_bytes)?),
             output: ctx.output,
             jobs: Mutex::new(Some(ctx.jobs)),
             sample_shape: cfg.sample_shape.clone(),

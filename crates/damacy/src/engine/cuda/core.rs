@@ -1,23 +1,46 @@
 //! The CUDA engine's core: the opened device, its streams, kernels and nvCOMP decoder,
 //! and the pools of device batch buffers and wave slots, all allocated at construction.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 
 use gpu_schedule::{
     EdgeTable, Endpoint, Lease, Pool, PoolSpec, Scheduler, SchedulerConfig, Stream,
 };
-use kernels::FillSpec;
+use kernels::{DeviceRange, FillSpec};
 
 use super::device::Device;
 use super::route::cpu_share_from_env;
 use super::sizing::{Sizing, cache_ranges_bytes, meta_bytes};
-use super::stage::GdsRead;
-use super::{DECODE_STREAMS, DESC_BYTES, DESC_CAP, REGION_ALIGN, STAGING_PAD, gpu_err, gs};
+use super::stage::{GdsRead, StageMem};
+use super::{
+    DECODE_STREAMS, DESC_BYTES, DESC_CAP, END_DESC_BYTES, REGION_ALIGN, STAGING_PAD, align_up,
+    gpu_err, gs,
+};
 use crate::config::{Config, Gds};
 use crate::engine::lock;
 use crate::engine::read_ahead::ReadAhead;
 use crate::error::{Error, GpuError, Result};
 use crate::fault::{Fault, Faults};
+use crate::stats::StatCounters;
+
+/// A descriptor buffer in device memory and its pinned host twin, from which it is
+/// copied asynchronously on `compute`.
+pub(super) struct Descs<D: Device> {
+    pub(super) dev: D::DevMem,
+    pub(super) host: D::PinMem,
+}
+
+/// Where [`Engine::with_descs`] puts descriptor pieces.
+pub(super) enum DescsAt<'a, D: Device> {
+    /// A device buffer, written from pageable memory: the driver may wait for the stream
+    /// to drain first, so only paths off the pipeline's rhythm use it.
+    Pageable(&'a D::DevMem),
+    /// A pinned/device pair owned by the caller until its copies ran, filled from the
+    /// offset held (advanced per piece); when it is full, the rest goes as `Pageable`
+    /// into its device buffer.
+    Staged(&'a Descs<D>, &'a mut u64),
+}
 
 /// One wave slot's buffers: host-written pinned memory, its device copies, and the events
 /// that order their reuse. Cycled through the `wave_slots` pool.
@@ -30,8 +53,7 @@ pub(super) struct WaveBufs<D: Device> {
     /// Host side of `meta` (nvCOMP pointer arrays, raw copy ranges), copied on `h2d`.
     pub(super) meta_host: D::PinMem,
     /// Assemble and fill descriptors, host and device side.
-    pub(super) descs: D::DevMem,
-    pub(super) descs_host: D::PinMem,
+    pub(super) descs: Descs<D>,
     pub(super) report: D::PinMem,
     /// Copy ranges from the arena into the decoded-chunk cache's blocks, host and device
     /// side (a `CopyRange` per chunk of a wave).
@@ -91,8 +113,11 @@ pub(super) struct Engine<D: Device> {
     pub(super) ready: Vec<D::Event>,
     /// Descriptors of fills applied at `pop` (`OnError::Fill`), on `compute`.
     pub(super) descs: D::DevMem,
-    /// Descriptors of the submit thread's fill chunks, on `compute`.
-    pub(super) end_descs: D::DevMem,
+    /// Per batch buffer: the descriptors of its batch's end (fill boxes, cache hits),
+    /// staged by the submit thread while it holds the buffer. Pinned, because a pageable
+    /// upload lets the driver wait for `compute` to drain, which held each batch's end
+    /// back until the device was idle (the cached epochs' bound, 2026-12-03).
+    pub(super) end_descs: Vec<Descs<D>>,
     /// Per mille of GPU-decodable chunks the workers decode instead (`DAMACY_CPU_SHARE`,
     /// default 0). Measured on the H200 (`default`, 16 threads): 100, 200 and 300 per
     /// mille cut throughput from 12.1 to 9.4, 7.6 and 5.8 Gvox/s, since a wave goes to
@@ -108,6 +133,8 @@ pub(super) struct Engine<D: Device> {
     pub(super) cache_mem: Option<CacheMem<D>>,
     /// Whether zstd chunks of local files are read with GPUDirect Storage.
     pub(super) gds: bool,
+    /// The pipeline's counters (`gpu_pageable_uploads` is counted here).
+    stats: Arc<StatCounters>,
 }
 
 /// The device memory of the decoded-chunk cache: one allocation of `chunk_cache_bytes`,
@@ -151,6 +178,7 @@ impl<D: Device> Engine<D> {
         opened: Opened<D>,
         faults: Arc<Faults>,
         read_ahead: Arc<ReadAhead>,
+        stats: Arc<StatCounters>,
     ) -> Result<Self> {
         let Opened { dev, sizing, temp, in_align, out_align } = opened;
         let backend = Arc::clone(dev.sched());
@@ -161,7 +189,7 @@ impl<D: Device> Engine<D> {
             &SchedulerConfig { streams, movers: 1, orderable_on_device: true },
         )
         .map_err(|e| gpu_err("scheduler", e))?;
-        let n = cfg.batches_in_flight;
+        let n = sizing.buffers;
         let table = Arc::new(
             EdgeTable::new(Arc::clone(&backend), n.max(sizing.waves))
                 .map_err(|e| gpu_err("edge table", e))?,
@@ -172,7 +200,7 @@ impl<D: Device> Engine<D> {
         let descs =
             dev.alloc_device(DESC_BYTES as usize).map_err(|e| gpu_err("descriptor buffer", e))?;
         let end_descs =
-            dev.alloc_device(DESC_BYTES as usize).map_err(|e| gpu_err("descriptor buffer", e))?;
+            (0..n).map(|_| new_descs(&dev, END_DESC_BYTES)).collect::<Result<Vec<_>>>()?;
         let committed = sizing.device_bytes + temp * sizing.waves as u64;
         let cache_mem = match cfg.chunk_cache_bytes {
             0 => None,
@@ -207,6 +235,7 @@ impl<D: Device> Engine<D> {
             read_ahead,
             cache_mem,
             gds,
+            stats,
         })
     }
 
@@ -409,30 +438,77 @@ impl<D: Device> Engine<D> {
         self.wave_cv.notify_all();
     }
 
-    /// Fills boxes of `dst` with `value` on `compute`, the descriptors uploaded from
-    /// pageable memory into `descs` (the driver copies them before returning; the
-    /// launch that reads them is ordered after the copy on the same stream).
+    /// Fills boxes of `dst` with `value` on `compute`, the descriptors copied to `descs`
+    /// (see [`Engine::with_descs`]).
     pub(super) fn fill_boxes(
         &self,
         dst: &D::DevMem,
         specs: &[FillSpec<'_>],
         value: &[u8],
         out_elems: u64,
-        descs: &D::DevMem,
+        descs: &mut DescsAt<'_, D>,
     ) -> Result<()> {
         let compute = self.cu("compute")?;
         for piece in specs.chunks(DESC_CAP) {
             let packed = kernels::pack_fills(piece, value, out_elems)
                 .map_err(|e| gpu_err("pack fills", e))?;
-            gs("upload", self.dev.upload(compute, descs, 0, bytemuck::cast_slice(&packed)))?;
-            let (d, b) = (D::dev_range(dst), D::dev_range(descs));
-            // SAFETY: boxes packed for this output size; the descriptor upload precedes
-            // the launch on the same stream.
-            unsafe { self.dev.fill(compute, value.len() as u32, d, b, packed.len() as u32) }
-                .map_err(|e| gpu_err("fill", e))?;
+            self.with_descs(descs, bytemuck::cast_slice(&packed), |b| {
+                let d = D::dev_range(dst);
+                // SAFETY: boxes packed for this output size; the descriptor copy precedes
+                // the launch on the same stream.
+                unsafe { self.dev.fill(compute, value.len() as u32, d, b, packed.len() as u32) }
+                    .map_err(|e| gpu_err("fill", e))
+            })?;
         }
         Ok(())
     }
+
+    /// Copies one descriptor piece to the device on `compute` and calls `launch` with its
+    /// device range: through a pinned buffer while it has room (an asynchronous copy),
+    /// else from pageable memory (the driver copies it before returning, and may first
+    /// wait for the stream; the launch reading it is ordered after, on the same stream).
+    pub(super) fn with_descs(
+        &self,
+        at: &mut DescsAt<'_, D>,
+        packed: &[u8],
+        launch: impl FnOnce(DeviceRange) -> Result<()>,
+    ) -> Result<()> {
+        let compute = self.cu("compute")?;
+        let len = packed.len() as u64;
+        let dst = match at {
+            DescsAt::Staged(d, used) if **used + len <= d.host.len() as u64 => {
+                let off = **used as usize;
+                // SAFETY: the pair is the caller's (a leased wave slot or batch buffer),
+                // and the device read its previous contents before that lease was given
+                // back (harvested after its completion event).
+                unsafe { std::slice::from_raw_parts_mut(d.host.as_ptr().add(off), packed.len()) }
+                    .copy_from_slice(packed);
+                gs(
+                    "descriptor upload",
+                    self.dev.copy_range_to_device(compute, &d.dev, off, &d.host, off, packed.len()),
+                )?;
+                **used = align_up(**used + len, REGION_ALIGN);
+                // SAFETY: inside the pair's device allocation.
+                return launch(unsafe {
+                    DeviceRange::from_raw(D::dev_range(&d.dev).ptr() + off as u64, len)
+                });
+            }
+            DescsAt::Staged(d, _) => &d.dev,
+            DescsAt::Pageable(d) => *d,
+        };
+        self.stats.gpu_pageable_uploads.fetch_add(1, Ordering::Relaxed);
+        gs("upload", self.dev.upload(compute, dst, 0, packed))?;
+        // A live allocation of this engine, written just before on this stream.
+        launch(D::dev_range(dst))
+    }
+}
+
+/// A descriptor buffer pair of `bytes`.
+fn new_descs<D: Device>(dev: &D, bytes: u64) -> Result<Descs<D>> {
+    Ok(Descs {
+        dev: dev.alloc_device(bytes as usize).map_err(|e| gpu_err("device descriptors", e))?,
+        host: dev.alloc_pinned(bytes as usize).map_err(|e| gpu_err("pinned descriptors", e))?,
+    })
 }
 
 /// A new event of the engine's device (blocking sync, no timing).
@@ -500,8 +576,7 @@ fn wave_pool<D: Device>(
             arena: device(ar, "device arena")?,
             meta: device(meta_bytes, "device metadata")?,
             meta_host: pinned(meta_bytes, "pinned metadata")?,
-            descs: device(DESC_BYTES as usize, "device descriptors")?,
-            descs_host: pinned(DESC_BYTES as usize, "pinned descriptors")?,
+            descs: new_descs(dev, DESC_BYTES)?,
             report: pinned(64, "pinned report")?,
             cache_ranges: device(ranges, "device cache ranges")?,
             cache_ranges_host: pinned(ranges, "pinned cache ranges")?,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use kernels::FillSpec;
 
-use super::core::{BatchLease, Engine};
+use super::core::{BatchLease, DescsAt, Engine};
 use super::device::Device;
 use super::gs;
 use super::harvest::{Failure, Harvested};
@@ -174,7 +174,13 @@ impl<D: Device> Engine<D> {
                 in_sample_lo: &whole,
                 extent: sample_shape,
             };
-            self.fill_boxes(lease.buffer(), &[spec], value, out_elems, &self.descs)?;
+            self.fill_boxes(
+                lease.buffer(),
+                &[spec],
+                value,
+                out_elems,
+                &mut DescsAt::Pageable(&self.descs),
+            )?;
         }
         gs("cuEventRecord", self.dev.record(&self.ready[lease.slot()], compute))?;
         gs("cuEventSynchronize", self.dev.sync_event(&self.ready[lease.slot()]))

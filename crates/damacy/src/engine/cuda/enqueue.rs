@@ -9,7 +9,7 @@ use kernels::{CopyRange, DeviceRange, Placement, ShuffleSpec, ZstdBatch};
 use planner::{BatchPlan, ChunkSource, Wave};
 use zarr::DataType;
 
-use super::core::{Engine, WaveBufs};
+use super::core::{DescsAt, Engine, WaveBufs};
 use super::device::Device;
 use super::harvest::{ChunkOrigin, Failure, Harvest};
 use super::stage::{BatchCtx, ChunkState, StageMem, WaveState, WaveWork};
@@ -429,10 +429,11 @@ impl<D: Device> Engine<D> {
         let places = as_placements(&keep, ctx);
         let kind = ctx.out_dtype;
         let mut used = 0u64;
+        let mut at = DescsAt::Staged(&w.descs, &mut used);
         for piece in places.chunks(DESC_CAP) {
             let packed = kernels::pack_placements(piece, kind, ctx.out_elems)
                 .map_err(|e| gpu_err("pack placements", e))?;
-            self.with_descs(w, &mut used, bytemuck::cast_slice(&packed), |b| {
+            self.with_descs(&mut at, bytemuck::cast_slice(&packed), |b| {
                 // SAFETY: the leased batch buffer, held until the batch is handed out.
                 let d = unsafe { DeviceRange::from_raw(out.0, out.1) };
                 // SAFETY: sources are arena regions written earlier on this stream
@@ -443,48 +444,6 @@ impl<D: Device> Engine<D> {
             })?;
         }
         Ok(())
-    }
-
-    /// Uploads one descriptor piece and calls `launch` with its device range, on
-    /// `compute`: through the wave slot's pinned buffer while it has room (an asynchronous
-    /// copy), else from pageable memory into the slot's device buffer (the driver copies
-    /// it before returning; the launch reading it is ordered after, on the same stream).
-    fn with_descs(
-        &self,
-        w: &WaveBufs<D>,
-        used: &mut u64,
-        packed: &[u8],
-        launch: impl FnOnce(DeviceRange) -> Result<()>,
-    ) -> Result<()> {
-        let compute = self.cu("compute")?;
-        let len = packed.len() as u64;
-        if *used + len <= w.descs_host.len() as u64 {
-            let at = *used as usize;
-            // SAFETY: the slot is leased by this thread; the device read its previous
-            // contents before the slot was released (harvested after `done`).
-            unsafe { std::slice::from_raw_parts_mut(w.descs_host.as_ptr().add(at), packed.len()) }
-                .copy_from_slice(packed);
-            gs(
-                "descriptor upload",
-                self.dev.copy_range_to_device(
-                    compute,
-                    &w.descs,
-                    at,
-                    &w.descs_host,
-                    at,
-                    packed.len(),
-                ),
-            )?;
-            *used = align_up(*used + len, REGION_ALIGN);
-            // SAFETY: inside the slot's descriptor allocation.
-            return launch(unsafe {
-                DeviceRange::from_raw(D::dev_range(&w.descs).ptr() + at as u64, len)
-            });
-        }
-        let dst = &w.descs;
-        gs("upload", self.dev.upload(compute, dst, 0, packed))?;
-        // A live allocation of this engine, written just before on this stream.
-        launch(D::dev_range(dst))
     }
 }
 

@@ -75,7 +75,13 @@ impl<D: Device> CudaEngine<D> {
     /// # Errors
     /// As [`Engine::build`]; `Spawn` when a thread cannot start.
     fn start(cfg: &Config, opened: Opened<D>, ctx: EngineCtx, running: Running) -> Result<Self> {
-        let core = Arc::new(Engine::build(cfg, opened, ctx.faults, ctx.read_ahead)?);
+        let core = Arc::new(Engine::build(
+            cfg,
+            opened,
+            ctx.faults,
+            ctx.read_ahead,
+            Arc::clone(&ctx.stats),
+        )?);
         let running = match running {
             // GDS reads only what nvCOMP decodes: without a decoder nothing goes that way.
             Running::Cuda { device, nvcomp, .. } => {
@@ -195,6 +201,7 @@ impl<D: Device> EngineApi for CudaEngine<D> {
         s.gpu_bytes_committed = self.core.committed;
         s.gpu_wave_chunks = self.core.sizing.chunks;
         s.gpu_wave_slots = self.core.sizing.waves as u64;
+        s.batches_in_flight = self.core.sizing.buffers as u64;
         s.cpu_decode_share_permille = self.core.cpu_share();
     }
 

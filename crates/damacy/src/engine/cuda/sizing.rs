@@ -4,7 +4,8 @@
 use planner::PlanLimits;
 
 use super::{
-    DESC_BYTES, MAX_GPU_STREAM, META_PER_STREAM, MIN_WAVE_BYTES, REGION_ALIGN, STAGING_PAD,
+    DESC_BYTES, END_DESC_BYTES, MAX_GPU_STREAM, META_PER_STREAM, MIN_WAVE_BYTES, REGION_ALIGN,
+    STAGING_PAD,
 };
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -29,6 +30,9 @@ pub(super) struct Sizing {
     pub streams: u64,
     /// Wave slots, each with its own decoder (nvCOMP temp buffer) and decode stream.
     pub waves: usize,
+    /// Batch buffers (`Config::batches_in_flight`, or as chosen), each with a descriptor
+    /// pair of [`END_DESC_BYTES`] for its batch's end.
+    pub buffers: usize,
     /// Device bytes committed (the decoded-chunk cache included), without nvCOMP's temp
     /// buffers.
     pub device_bytes: u64,
@@ -69,7 +73,7 @@ pub(super) fn cache_ranges_bytes(chunks: u64) -> u64 {
 /// `Budget` naming `max_gpu_memory_bytes` or `max_pinned_host_bytes` and the minimum
 /// that would do (nvCOMP's temp buffers, `temp` per slot, and the decoded-chunk cache,
 /// `chunk_cache_bytes`, are counted against the GPU budget).
-fn size(cfg: &Config, temp: u64, chunks: u64, slots: usize) -> Result<Sizing> {
+fn size(cfg: &Config, temp: u64, chunks: u64, slots: usize, buffers: usize) -> Result<Sizing> {
     let streams = chunks * 4;
     let waves = slots as u64;
     // Every slot decodes with a decoder of its own.
@@ -80,16 +84,19 @@ fn size(cfg: &Config, temp: u64, chunks: u64, slots: usize) -> Result<Sizing> {
         .checked_mul(cfg.dtype.max_size() as u64)
         .ok_or(over("sample_shape"))?
         .max(8);
-    let batches =
-        batch_bytes.checked_mul(cfg.batches_in_flight as u64).ok_or(over("batches_in_flight"))?;
+    // Each batch buffer has a descriptor pair (device and pinned) for its batch's end.
+    let batches = (batch_bytes.checked_add(END_DESC_BYTES).ok_or(over("sample_shape"))?)
+        .checked_mul(buffers as u64)
+        .ok_or(over("batches_in_flight"))?;
+    let end_descs_pinned = END_DESC_BYTES * buffers as u64;
     let pad_staging = chunks * (STAGING_PAD + REGION_ALIGN);
     let pad_arena = chunks * REGION_ALIGN;
     // Per slot: metadata, the copy ranges into the chunk cache, and descriptors on both
-    // sides; two fill descriptor buffers; the decoded-chunk cache (device memory).
+    // sides; the fill descriptors of `pop`; the decoded-chunk cache (device memory).
     let per_slot_fixed = meta_bytes(streams) + cache_ranges_bytes(chunks) + DESC_BYTES;
     let fixed = temp
         + waves * (per_slot_fixed + pad_staging + pad_arena)
-        + 2 * DESC_BYTES
+        + DESC_BYTES
         + cfg.chunk_cache_bytes;
     // Each wave slot holds a device staging copy and an arena of the same sizes.
     let min_gpu = batches + fixed + waves * 2 * MIN_WAVE_BYTES;
@@ -100,7 +107,7 @@ fn size(cfg: &Config, temp: u64, chunks: u64, slots: usize) -> Result<Sizing> {
             limit: cfg.max_gpu_memory_bytes,
         });
     }
-    let pinned_fixed = waves * (per_slot_fixed + 64 + pad_staging + pad_arena);
+    let pinned_fixed = waves * (per_slot_fixed + 64 + pad_staging + pad_arena) + end_descs_pinned;
     let min_pinned = pinned_fixed + waves * 2 * MIN_WAVE_BYTES;
     if cfg.max_pinned_host_bytes < min_pinned {
         return Err(Error::Budget {
@@ -124,6 +131,7 @@ fn size(cfg: &Config, temp: u64, chunks: u64, slots: usize) -> Result<Sizing> {
         chunks,
         streams,
         waves: slots,
+        buffers,
         device_bytes,
         pinned_bytes,
     })
@@ -136,34 +144,57 @@ fn size(cfg: &Config, temp: u64, chunks: u64, slots: usize) -> Result<Sizing> {
 /// `small-batch` 4.43 with 3 slots and 4.32 to 4.46 with 4 to 12 (three 64-chunk nvCOMP
 /// calls in flight already overlap their ~9 ms). More slots only shrink the waves.
 const AUTO_SLOTS: [usize; 2] = [3, 2];
+/// As [`AUTO_SLOTS`], for small batches (`Config::small_batches`): each is about one
+/// nvCOMP call, and 8 slots (with 8 batch buffers) keep 8 in flight. `small-batch` on the
+/// H200: 5.56 Gvox/s with 8 buffers and 8 slots, 4.40 with 3 and 3; `quickstart` 4.46
+/// against 1.88, `latency-none` 4.52 against 2.68 (docs/PERFORMANCE.md).
+const AUTO_SLOTS_SMALL: [usize; 3] = [8, 3, 2];
 
-/// The buffers for `cfg`: `gpu_wave_slots` slots (or, with `0`, the first count of
-/// `AUTO_SLOTS` that fits), each with the largest wave whose buffers fit the budgets with
-/// bytes enough to fill it (128 KiB per chunk on average). Each slot holds a decoder with
-/// temp bytes `temp(chunks)` (nvCOMP's; 0 without nvCOMP or on the simulated device).
+/// The buffers for `cfg`: `batches_in_flight` batch buffers and `gpu_wave_slots` slots,
+/// each count as set or, with `0`, the first candidate that fits: for small batches
+/// (`Config::small_batches`) 8 buffers with the slot counts of `AUTO_SLOTS_SMALL`, then
+/// 3 buffers with those of `AUTO_SLOTS`. Each slot gets the largest wave whose buffers
+/// fit the budgets with bytes enough to fill it (128 KiB per chunk on average), and holds
+/// a decoder with temp bytes `temp(chunks)` (nvCOMP's; 0 without nvCOMP or on the
+/// simulated device).
 ///
 /// Returns the sizing and one decoder's temp bytes.
 ///
 /// # Errors
-/// Otherwise the smallest candidate's error, which names the least budget that would do;
+/// Otherwise the last candidate's error, which names the least budget that would do;
 /// `temp`'s error (nvCOMP cannot size its temp buffer).
 pub(super) fn choose(cfg: &Config, temp: &dyn Fn(u64) -> Result<u64>) -> Result<(Sizing, u64)> {
-    let fixed = [cfg.gpu_wave_slots];
-    let slot_counts: &[usize] = if cfg.gpu_wave_slots == 0 { &AUTO_SLOTS } else { &fixed };
-    let mut smallest_err = None;
-    for &slots in slot_counts {
-        for (i, &chunks) in WAVE_CHUNKS.iter().enumerate() {
-            let t = temp(chunks)?;
-            match size(cfg, t, chunks, slots) {
-                Ok(s) if s.decompressed >= chunks * (128 << 10) || i + 1 == WAVE_CHUNKS.len() => {
-                    return Ok((s, t));
+    let small = cfg.small_batches();
+    let buffer_counts: &[usize] = match cfg.batches_in_flight {
+        0 if small => &[8, 3],
+        0 => &[3],
+        _ => std::slice::from_ref(&cfg.batches_in_flight),
+    };
+    let slot_counts = |buffers: usize| -> Vec<usize> {
+        match cfg.gpu_wave_slots {
+            0 if small && buffers >= 8 => AUTO_SLOTS_SMALL.to_vec(),
+            0 => AUTO_SLOTS.to_vec(),
+            n => vec![n],
+        }
+    };
+    let mut last_err = None;
+    for &buffers in buffer_counts {
+        for slots in slot_counts(buffers) {
+            for (i, &chunks) in WAVE_CHUNKS.iter().enumerate() {
+                let t = temp(chunks)?;
+                match size(cfg, t, chunks, slots, buffers) {
+                    Ok(s)
+                        if s.decompressed >= chunks * (128 << 10) || i + 1 == WAVE_CHUNKS.len() =>
+                    {
+                        return Ok((s, t));
+                    }
+                    Ok(_) => {}
+                    Err(e) => last_err = Some(e),
                 }
-                Ok(_) => {}
-                Err(e) => smallest_err = Some(e),
             }
         }
     }
-    Err(smallest_err.unwrap_or(Error::Closed))
+    Err(last_err.unwrap_or(Error::Closed))
 }
 
 #[cfg(test)]
@@ -197,7 +228,7 @@ mod tests {
         // Every decoder's temp is counted: with three 6 GiB temps, 8192-chunk waves would
         // get under 128 KiB a chunk.
         let big =
-            size(&c, nvcomp_like(8192).unwrap_or(0), 8192, 3).unwrap_or_else(|e| panic!("{e}"));
+            size(&c, nvcomp_like(8192).unwrap_or(0), 8192, 3, 3).unwrap_or_else(|e| panic!("{e}"));
         assert!(big.decompressed < 8192 * (128 << 10), "{big:?}");
         let c = cfg(24 << 30, 8 << 30, 2);
         assert_eq!(
@@ -221,6 +252,48 @@ mod tests {
         let (s, t) = choose(&c, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
         assert!(s.waves >= 2 && s.device_bytes + s.waves as u64 * t <= 4 << 30, "{s:?}");
         assert!(s.pinned_bytes <= 1 << 30, "{s:?}");
+    }
+
+    /// Issue 18: small batches get 8 slots where the budgets allow, and their 8 buffers
+    /// (with a descriptor pair each) are counted.
+    #[test]
+    fn auto_gives_small_batches_eight_slots_where_they_fit() {
+        let small = |gpu: u64, pinned: u64| {
+            Config::builder()
+                .sample_shape([32, 64, 64])
+                .samples_per_batch(128)
+                .max_gpu_memory_bytes(gpu)
+                .max_pinned_host_bytes(pinned)
+                .build()
+                .unwrap_or_default()
+        };
+        let c = small(24 << 30, 8 << 30);
+        let (s, t) = choose(&c, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.waves, 8);
+        assert_eq!(s.batch_bytes, 64 << 20);
+        assert_eq!(s.buffers, 8);
+        assert!(s.device_bytes >= 8 * ((64 << 20) + END_DESC_BYTES), "{s:?}");
+        assert!(s.device_bytes + 8 * t <= 24 << 30, "{s:?}");
+        assert!(s.pinned_bytes >= 8 * END_DESC_BYTES && s.pinned_bytes <= 8 << 30, "{s:?}");
+        // The library defaults (4 GiB, 1 GiB pinned) still take 8 slots, in budget.
+        let c = small(4 << 30, 1 << 30);
+        let (s, t) = choose(&c, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.waves, 8);
+        assert!(s.device_bytes + 8 * t <= 4 << 30 && s.pinned_bytes <= 1 << 30, "{s:?}");
+        // Too little pinned memory for 8 slots' minimum waves: 3 slots, 8 buffers.
+        let c = small(4 << 30, 120 << 20);
+        let (s, _) = choose(&c, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.waves, s.buffers), (3, 8));
+        // Too little device memory for 8 buffers: 3 buffers, as before the automatic
+        // count (never a budget error where 3 fit).
+        let c = small(400 << 20, 1 << 30);
+        let (s, _) = choose(&c, &|_| Ok(0)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.buffers, 3, "{s:?}");
+        // A set count is kept, or refused.
+        let mut c = small(24 << 30, 8 << 30);
+        c.batches_in_flight = 5;
+        let (s, _) = choose(&c, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.buffers, 5);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Instant;
 use kernels::FillSpec;
 use planner::{BatchPlan, ChunkSource, Wave};
 
-use super::core::{BatchLease, Engine, WaveBufs, WaveLease};
+use super::core::{BatchLease, DescsAt, Engine, WaveBufs, WaveLease};
 use super::device::Device;
 use super::enqueue::{as_placements, cached_placements};
 use super::harvest::{Failure, ToHarvest, ToHarvestMsg};
@@ -195,6 +195,8 @@ impl<D: Device> Engine<D> {
     ) -> Result<Vec<(usize, SampleError)>> {
         let (specs_by_array, errors) = fill_specs(ctx);
         let compute = self.cu("compute")?;
+        let mut used = 0u64;
+        let mut descs = DescsAt::Staged(&self.end_descs[lease.slot()], &mut used);
         for (specs, facts) in specs_by_array.iter().zip(ctx.facts.iter()) {
             if specs.is_empty() {
                 continue;
@@ -209,12 +211,12 @@ impl<D: Device> Engine<D> {
                 })
                 .collect();
             let t = Instant::now();
-            self.fill_boxes(lease.buffer(), &fs, &facts.fill_out, ctx.out_elems, &self.end_descs)?;
+            self.fill_boxes(lease.buffer(), &fs, &facts.fill_out, ctx.out_elems, &mut descs)?;
             stats.assemble_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         let t = Instant::now();
         let mut errors = errors;
-        errors.extend(self.assemble_cached(ctx, lease.buffer())?);
+        errors.extend(self.assemble_cached(ctx, lease.buffer(), &mut descs)?);
         stats.assemble_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         gs("cuEventRecord", self.dev.record(&self.ready[lease.slot()], compute))?;
         Ok(errors)
@@ -228,6 +230,7 @@ impl<D: Device> Engine<D> {
         &self,
         ctx: &BatchCtx,
         out: &D::DevMem,
+        descs: &mut DescsAt<'_, D>,
     ) -> Result<Vec<(usize, SampleError)>> {
         let (keep, errors) = cached_placements(ctx);
         if keep.is_empty() {
@@ -237,16 +240,15 @@ impl<D: Device> Engine<D> {
         for piece in as_placements(&keep, ctx).chunks(DESC_CAP) {
             let packed = kernels::pack_placements(piece, ctx.out_dtype, ctx.out_elems)
                 .map_err(|e| gpu_err("pack placements", e))?;
-            gs(
-                "upload",
-                self.dev.upload(compute, &self.end_descs, 0, bytemuck::cast_slice(&packed)),
-            )?;
-            let (d, b) = (D::dev_range(out), D::dev_range(&self.end_descs));
-            // SAFETY: sources are filled cache blocks (written by an earlier batch's device
-            // work, completed before the fill) pinned by this batch; descriptors packed
-            // for this output size and uploaded before the launch on the same stream.
-            unsafe { self.dev.assemble(compute, ctx.out_dtype, d, b, packed.len() as u32) }
-                .map_err(|e| gpu_err("assemble", e))?;
+            self.with_descs(descs, bytemuck::cast_slice(&packed), |b| {
+                let d = D::dev_range(out);
+                // SAFETY: sources are filled cache blocks (written by an earlier batch's
+                // device work, completed before the fill) pinned by this batch;
+                // descriptors packed for this output size and copied before the launch
+                // on the same stream.
+                unsafe { self.dev.assemble(compute, ctx.out_dtype, d, b, packed.len() as u32) }
+                    .map_err(|e| gpu_err("assemble", e))
+            })?;
         }
         Ok(errors)
     }
