@@ -99,6 +99,12 @@ pub struct BenchOptions {
     pub gds: damacy::Gds,
     /// Batch buffers (`Config::batches_in_flight`; 0 = by engine and batch size).
     pub batches_in_flight: usize,
+    /// CUDA engine GPU budget (`Config::max_gpu_memory_bytes`); 0 = 24 GiB plus the
+    /// device chunk cache.
+    pub max_gpu_memory_bytes: u64,
+    /// CUDA engine pinned budget (`Config::max_pinned_host_bytes`); 0 = an eighth of the
+    /// host's memory, 1 to 8 GiB.
+    pub max_pinned_host_bytes: u64,
 }
 
 /// One epoch of a multi-epoch bench ([`BenchOptions::epochs`]): every batch of it timed.
@@ -237,10 +243,14 @@ pub fn run(
         // wave slots of 4096 chunks needs about 8 GiB: take it where the host has 64 GiB.
         // The device chunk cache counts inside the GPU budget: room for it on top, so
         // that the engine's waves are the same with and without it.
-        .max_gpu_memory_bytes((24u64 << 30).saturating_add(opts.chunk_cache_bytes))
-        .max_pinned_host_bytes(
-            host_ram_bytes().map_or(4 << 30, |r| (r / 8).clamp(1 << 30, 8 << 30)),
-        )
+        .max_gpu_memory_bytes(match opts.max_gpu_memory_bytes {
+            0 => (24u64 << 30).saturating_add(opts.chunk_cache_bytes),
+            set => set,
+        })
+        .max_pinned_host_bytes(match opts.max_pinned_host_bytes {
+            0 => host_ram_bytes().map_or(4 << 30, |r| (r / 8).clamp(1 << 30, 8 << 30)),
+            set => set,
+        })
         .decode_threads(threads)
         .io_threads(threads.max(4))
         .chunk_cache_bytes(opts.chunk_cache_bytes)

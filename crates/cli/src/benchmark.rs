@@ -50,7 +50,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_enum, default_value = "clock")]
     chunk_cache_policy: PolicyArg,
     /// CUDA engine wave slots: waves in flight at once, each decoding on its own stream
-    /// (2 to 16; 0 = 3 where the memory budgets allow, else 2; `Config::gpu_wave_slots`).
+    /// (2 to 16; 0 = 8 for small batches, else 3, where the memory budgets allow, else
+    /// fewer; `Config::gpu_wave_slots`).
     #[arg(long, default_value_t = 0)]
     gpu_wave_slots: usize,
     /// Threads preparing batches (planning, cache probes), each a whole batch; batches
@@ -66,6 +67,15 @@ pub(crate) struct BenchArgs {
     /// `Config::batches_in_flight`).
     #[arg(long, default_value_t = 0)]
     batches_in_flight: usize,
+    /// CUDA engine GPU memory budget, bytes or with a K/M/G/T suffix (0 = 24 GiB plus
+    /// `--chunk-cache`; `Config::max_gpu_memory_bytes`). Larger budgets allow larger
+    /// waves (more chunks per nvCOMP call).
+    #[arg(long, default_value = "0", value_parser = parse_bytes)]
+    gpu_memory: u64,
+    /// CUDA engine pinned host memory budget (0 = an eighth of the host's memory, 1 to
+    /// 8 GiB; `Config::max_pinned_host_bytes`).
+    #[arg(long, default_value = "0", value_parser = parse_bytes)]
+    pinned_memory: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +136,8 @@ impl Default for BenchArgs {
             prepare_threads: 0,
             gds: GdsArg::Auto,
             batches_in_flight: 0,
+            gpu_memory: 0,
+            pinned_memory: 0,
         }
     }
 }
@@ -217,6 +229,8 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
             GdsArg::On => damacy::Gds::On,
         },
         batches_in_flight: args.batches_in_flight,
+        max_gpu_memory_bytes: args.gpu_memory,
+        max_pinned_host_bytes: args.pinned_memory,
     };
     let gen_bar = bar(0, "generate");
     let run_bar = bar(sc.warmup_batches + sc.timed_batches, "batches");
