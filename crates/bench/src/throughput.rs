@@ -105,6 +105,8 @@ pub struct BenchOptions {
     /// CUDA engine pinned budget (`Config::max_pinned_host_bytes`); 0 = an eighth of the
     /// host's memory, 1 to 8 GiB.
     pub max_pinned_host_bytes: u64,
+    /// Record the pipeline's timeline ([`damacy::trace`]) after the warm-up.
+    pub trace: bool,
 }
 
 /// One epoch of a multi-epoch bench ([`BenchOptions::epochs`]): every batch of it timed.
@@ -212,6 +214,10 @@ pub struct BenchReport {
     /// warm-up batches included: they are warm by then), in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub epochs: Vec<EpochReport>,
+    /// With [`BenchOptions::trace`]: the pipeline's timeline from the end of the warm-up
+    /// to the end of the last epoch (written apart: `Trace::to_chrome_json`).
+    #[serde(skip)]
+    pub trace: Option<damacy::trace::Trace>,
 }
 
 /// Generates the dataset if needed, then runs warm-up and timed batches.
@@ -323,6 +329,9 @@ pub fn run(
         progress(BenchProgress::Warmup { done: b + 1, total: sc.warmup_batches });
     }
     p.reset_stats();
+    if opts.trace {
+        p.start_trace();
+    }
     let t1 = Instant::now();
     for b in 0..sc.timed_batches {
         let batch = p.pop()?.ok_or(damacy::Error::Closed)?;
@@ -364,6 +373,7 @@ pub fn run(
             });
         }
     }
+    let trace = opts.trace.then(|| p.take_trace());
     drop(p);
     drop(server);
     let src_size = sc.arrays.first().map(|g| g.dtype.size()).unwrap_or(2);
@@ -437,6 +447,7 @@ pub fn run(
         dataset,
         stats,
         epochs: epoch_reports,
+        trace,
     })
 }
 
@@ -746,6 +757,7 @@ mod tests {
             },
             stats: Stats::default(),
             epochs: Vec::new(),
+            trace: None,
         }
     }
 

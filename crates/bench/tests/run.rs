@@ -21,6 +21,7 @@ fn options(scenario: Scenario, data_dir: &std::path::Path, measure_ceiling: bool
         batches_in_flight: 0,
         max_gpu_memory_bytes: 0,
         max_pinned_host_bytes: 0,
+        trace: false,
     }
 }
 

@@ -76,6 +76,10 @@ pub(crate) struct BenchArgs {
     /// 8 GiB; `Config::max_pinned_host_bytes`).
     #[arg(long, default_value = "0", value_parser = parse_bytes)]
     pinned_memory: u64,
+    /// Write the pipeline's timeline after the warm-up (each thread's steps per batch)
+    /// to this file, as Chrome trace-event JSON (Perfetto, chrome://tracing).
+    #[arg(long)]
+    trace: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +142,7 @@ impl Default for BenchArgs {
             batches_in_flight: 0,
             gpu_memory: 0,
             pinned_memory: 0,
+            trace: None,
         }
     }
 }
@@ -231,6 +236,7 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
         batches_in_flight: args.batches_in_flight,
         max_gpu_memory_bytes: args.gpu_memory,
         max_pinned_host_bytes: args.pinned_memory,
+        trace: args.trace.is_some(),
     };
     let gen_bar = bar(0, "generate");
     let run_bar = bar(sc.warmup_batches + sc.timed_batches, "batches");
@@ -259,6 +265,11 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         println!("report written to {}", path.display());
+    }
+    if let (Some(path), Some(trace)) = (&args.trace, &report.trace) {
+        std::fs::write(path, trace.to_chrome_json())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("trace of {} spans written to {}", trace.spans.len(), path.display());
     }
     Ok(())
 }

@@ -39,6 +39,7 @@ pub mod pipeline;
 mod prepare;
 mod resolve;
 pub mod stats;
+pub mod trace;
 
 pub use batch::{Batch, Sample, SampleInfo};
 pub use config::{

@@ -333,7 +333,10 @@ impl Pipeline {
     fn pop_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<Batch>> {
         let t0 = Instant::now();
         let sh = &*self.shared;
-        let pending = match sh.output.next(deadline) {
+        let began = sh.stats.trace.begin();
+        let next = sh.output.next(deadline);
+        sh.stats.trace.end("pop", None, began);
+        let pending = match next {
             Next::Batch(p) => p,
             Next::TimedOut => return Err(Error::Timeout { waited: t0.elapsed() }),
             Next::Done => {
@@ -386,6 +389,24 @@ impl Pipeline {
             };
         }
         s
+    }
+
+    /// Starts recording a timeline of the pipeline's threads, from an empty one (see
+    /// [`crate::trace`]). Steps recorded, each with its batch: on the preparers
+    /// `prepare`, `turn` (waiting for the batch's turn) and `dispatch` (handing it to the
+    /// engine); on the CUDA engine's submit thread `acquire` (a batch buffer), `slot` (a
+    /// wave slot), `reads` (waiting for a wave's reads), `wave` and `end` (enqueueing a
+    /// wave's and a batch end's device work); on its harvest thread `wave done` and
+    /// `ready` (waiting for the device) and `settle` (the batch's cache claims); on the caller's thread `pop`
+    /// (waiting for a batch) and `release` (giving a batch buffer back).
+    pub fn start_trace(&self) {
+        self.shared.stats.trace.start();
+    }
+
+    /// Stops recording and returns the timeline recorded since
+    /// [`Pipeline::start_trace`] (empty if it was not started).
+    pub fn take_trace(&self) -> crate::trace::Trace {
+        self.shared.stats.trace.take()
     }
 
     fn cache_totals(&self) -> (u64, u64) {
@@ -617,17 +638,24 @@ fn prepare_batches(
             (*next - 1, samples)
         };
         held.set(Some(id));
+        let began = sh.stats.trace.begin();
         let batch = crate::prepare::prepare(&sh.cfg, &sh.limits, &sh.stats, cache, id, samples);
+        sh.stats.trace.end("prepare", Some(id), began);
         sh.faults.panic_point(Fault::CoordinatorPanic);
         if sh.faults.fire(Fault::PrepareOutOfOrder) {
             finish_out_of_order(sh, id);
         }
-        if !sh.turn.wait(id) {
+        let began = sh.stats.trace.begin();
+        let turn = sh.turn.wait(id);
+        sh.stats.trace.end("turn", Some(id), began);
+        if !turn {
             // Preparation stopped before this batch (or teardown): it is dropped, its
             // cache pins and claims with it.
             return;
         }
+        let began = sh.stats.trace.begin();
         let dispatched = sh.engine.dispatch(batch).is_ok();
+        sh.stats.trace.end("dispatch", Some(id), began);
         held.set(None);
         sh.turn.pass(id);
         if !dispatched {

@@ -141,6 +141,8 @@ macro_rules! counters {
             /// snapshot), since a store's own counters cannot be reset.
             store_base_ops: AtomicU64,
             store_base_bytes: AtomicU64,
+            /// The threads' timeline, when started (`Pipeline::start_trace`).
+            pub(crate) trace: crate::trace::Tracer,
         }
 
         impl Default for StatCounters {
@@ -149,6 +151,7 @@ macro_rules! counters {
                     $($f: AtomicU64::new(0),)*
                     store_base_ops: AtomicU64::new(0),
                     store_base_bytes: AtomicU64::new(0),
+                    trace: crate::trace::Tracer::default(),
                 }
             }
         }

@@ -1053,6 +1053,54 @@ fn small_batches_get_eight_buffers_and_slots_and_batch_ends_stage_pinned_sim() {
     assert!(h.pop().expect("end").is_none());
 }
 
+/// Issue 18: the timeline (`Pipeline::start_trace`) records every thread's steps for
+/// every batch after it started, and nothing once taken.
+#[test]
+fn the_trace_records_each_batch_on_every_thread_sim() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let n = sc.samples_per_batch as usize;
+    let mut p = Pipeline::new(cfg(&sc.sample_shape, n, OutDtype::F32, SIM)).expect("pipeline");
+    assert!(p.take_trace().spans.is_empty(), "nothing before a start");
+    p.start_trace();
+    p.push(samples).expect("push");
+    p.finish();
+    for want in &host {
+        let b = p.pop().expect("pop").expect("a batch");
+        assert_eq!(&b.to_host().expect("to_host"), want);
+    }
+    // The end of the stream comes after every preparer returned (their spans are in).
+    assert!(p.pop().expect("end").is_none());
+    let trace = p.take_trace();
+    for (name, per_batch) in [
+        ("prepare", true),
+        ("dispatch", true),
+        ("acquire", true),
+        ("reads", true),
+        ("wave", true),
+        ("end", true),
+        ("wave done", true),
+        ("ready", true),
+        ("settle", true),
+        ("pop", false),
+        ("release", false),
+    ] {
+        let spans: Vec<_> = trace.spans.iter().filter(|s| s.name == name).collect();
+        assert!(spans.len() >= host.len(), "{name}: {} spans", spans.len());
+        if per_batch {
+            for id in 0..host.len() as u64 {
+                assert!(spans.iter().any(|s| s.batch == Some(id)), "{name}: no span of batch {id}");
+            }
+        }
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&trace.to_chrome_json()).expect("Chrome trace JSON");
+    assert!(json["traceEvents"].as_array().is_some_and(|e| e.len() > trace.spans.len()));
+    assert!(p.take_trace().spans.is_empty(), "taken");
+}
+
 /// Issue 18: waves of different slots decode at once. Each simulated decode call waits
 /// until a second one runs (`DecodeRendezvous`); if the engine ordered all decodes on one
 /// stream the first call's partner could never start, the call would fail, and so would

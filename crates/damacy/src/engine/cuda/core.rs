@@ -133,7 +133,7 @@ pub(super) struct Engine<D: Device> {
     pub(super) cache_mem: Option<CacheMem<D>>,
     /// Whether zstd chunks of local files are read with GPUDirect Storage.
     pub(super) gds: bool,
-    /// The pipeline's counters (`gpu_pageable_uploads` is counted here).
+    /// The pipeline's counters (`gpu_pageable_uploads` is counted here) and timeline.
     stats: Arc<StatCounters>,
 }
 
@@ -361,6 +361,7 @@ impl<D: Device> Engine<D> {
     /// The first failed call.
     pub(super) fn release(&self, lease: BatchLease<D>, after: Option<u64>) -> Result<()> {
         let slot = lease.slot();
+        let began = self.stats.trace.begin();
         let mut theirs = Ok(());
         let ours = self.bind().and_then(|()| self.stream("consumer")).and_then(|consumer| {
             if let Some(ev) = after {
@@ -379,6 +380,7 @@ impl<D: Device> Engine<D> {
         h.leased[slot] = false;
         self.held_cv.notify_all();
         drop(h);
+        self.stats.trace.end("release", None, began);
         theirs.and(ours)
     }
 

@@ -100,6 +100,7 @@ pub(super) enum ToHarvest<D: Device, M, P> {
     /// `cache`: the wave's batch's share of the decoded-chunk cache, kept until the wave
     /// finished (its copies into cache blocks were enqueued with it).
     Wave {
+        id: u64,
         slot: WaveLease<D>,
         harvest: Option<Harvest>,
         errors: Vec<(usize, SampleError)>,
@@ -108,6 +109,7 @@ pub(super) enum ToHarvest<D: Device, M, P> {
     /// The batch's device work is enqueued; `errors` are its fill chunks' (plan samples).
     /// Its cache claims are settled (and its pins dropped) once it completed.
     End {
+        id: u64,
         meta: M,
         lease: BatchLease<D>,
         errors: Vec<(usize, SampleError)>,
@@ -225,20 +227,27 @@ impl<D: Device> Engine<D> {
         let mut g = Gathered::default();
         while let Ok(ToHarvestMsg(msg)) = rx.recv() {
             match msg {
-                ToHarvest::Wave { slot, harvest, errors: host_errors, cache } => {
+                ToHarvest::Wave { id, slot, harvest, errors: host_errors, cache } => {
+                    let began = stats.trace.begin();
                     self.harvest_wave(slot, harvest, host_errors, &mut g, stats);
+                    stats.trace.end("wave done", Some(id), began);
                     // The wave finished (or the device is broken): its copies are done.
                     drop(cache);
                 }
-                ToHarvest::End { meta, lease, errors, cache } => {
+                ToHarvest::End { id, meta, lease, errors, cache } => {
                     self.faults.panic_point(Fault::HarvestPanic);
                     g.errors.extend(errors);
+                    let began = stats.trace.begin();
                     let h = self.harvest_end(meta, lease, &mut g, stats);
+                    stats.trace.end("ready", Some(id), began);
+                    let began = stats.trace.begin();
                     if let Some(c) = cache {
                         // Filled only from a batch that completed with no error at all.
                         c.settle(matches!(&h, Harvested::Ran { errors, .. } if errors.is_empty()));
                     }
-                    emit(h)
+                    // Before the batch is out: a caller who has it sees its spans.
+                    stats.trace.end("settle", Some(id), began);
+                    emit(h);
                 }
                 ToHarvest::Keep(cache) => drop(cache),
                 ToHarvest::Failed { meta, failure, lease } => {

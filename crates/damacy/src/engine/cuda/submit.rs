@@ -402,7 +402,10 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
         if c.lease.is_some() {
             return TopUp::Proceed;
         }
-        match self.engine.acquire(c.id, block) {
+        let began = self.stats.trace.begin();
+        let got = self.engine.acquire(c.id, block);
+        self.stats.trace.end("acquire", Some(c.id), began);
+        match got {
             Ok(Some(l)) => {
                 c.lease = Some(l);
                 TopUp::Proceed
@@ -426,7 +429,9 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
             return TopUp::Proceed;
         }
         let t = Instant::now();
+        let began = self.stats.trace.begin();
         let got = self.engine.acquire_wave(block);
+        self.stats.trace.end("slot", Some(c.id), began);
         self.stats.wave_slot_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let slot = match got {
             Ok(Some(s)) => s,
@@ -513,13 +518,18 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
     fn submit_dispatched(&mut self, id: u64, wave: Dispatched<D>) {
         let Dispatched { work, slot, k, out } = wave;
         let t = Instant::now();
+        let began = self.stats.trace.begin();
         work.wait();
+        self.stats.trace.end("reads", Some(id), began);
         self.stats.wave_jobs_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let mut state = work.take_state();
         let harvest = if self.is_poisoned(id) {
             None
         } else {
-            match self.engine.submit_wave(&work, k, out, &mut state, slot.buffer(), self.stats) {
+            let began = self.stats.trace.begin();
+            let r = self.engine.submit_wave(&work, k, out, &mut state, slot.buffer(), self.stats);
+            self.stats.trace.end("wave", Some(id), began);
+            match r {
                 Ok(h) => Some(h),
                 Err(e) => {
                     // `done` must cover what of the wave was enqueued before the harvest
@@ -536,7 +546,7 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
         // can fail chunks there (`Engine::check_gds_frames`).
         let host_errors = std::mem::take(&mut state.errors);
         let cache = work.ctx.cache.clone();
-        self.send(ToHarvest::Wave { slot, harvest, errors: host_errors, cache });
+        self.send(ToHarvest::Wave { id, slot, harvest, errors: host_errors, cache });
     }
 
     /// A batch's end, after its last wave: enqueues its fills and ready event, unless its
@@ -546,11 +556,16 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
     fn finish_batch(&mut self, id: u64, ctx: BatchCtx, meta: M, lease: BatchLease<D>) {
         let outcome = match self.take_poison(id) {
             Some(failure) => Err(failure),
-            None => self.engine.end_batch(&ctx, &lease, self.stats).map_err(Failure::from),
+            None => {
+                let began = self.stats.trace.begin();
+                let r = self.engine.end_batch(&ctx, &lease, self.stats).map_err(Failure::from);
+                self.stats.trace.end("end", Some(id), began);
+                r
+            }
         };
         let cache = ctx.cache;
         match outcome {
-            Ok(errors) => self.send(ToHarvest::End { meta, lease, errors, cache }),
+            Ok(errors) => self.send(ToHarvest::End { id, meta, lease, errors, cache }),
             Err(failure) => {
                 self.send(ToHarvest::Failed { meta, failure, lease: Some(lease) });
                 // Its assembly of cache hits may have been enqueued: the pins stay until
