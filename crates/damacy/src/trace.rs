@@ -67,6 +67,11 @@ impl Trace {
     }
 }
 
+/// Locks `m`, through a poisoning: a span list is valid whatever a panicking thread did.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The recorder the pipeline's threads share (inside the stat counters).
 #[derive(Debug)]
 pub(crate) struct Tracer {
@@ -90,9 +95,9 @@ impl Default for Tracer {
 impl Tracer {
     /// Starts recording (again), from an empty trace.
     pub(crate) fn start(&self) {
-        let mut spans = crate::engine::lock(&self.spans);
+        let mut spans = lock(&self.spans);
         spans.clear();
-        *crate::engine::lock(&self.t0) = Instant::now();
+        *lock(&self.t0) = Instant::now();
         self.dropped.store(0, Ordering::Relaxed);
         self.on.store(true, Ordering::Release);
     }
@@ -100,7 +105,7 @@ impl Tracer {
     /// Stops recording and returns what was recorded.
     pub(crate) fn take(&self) -> Trace {
         self.on.store(false, Ordering::Release);
-        let spans = std::mem::take(&mut *crate::engine::lock(&self.spans));
+        let spans = std::mem::take(&mut *lock(&self.spans));
         Trace { spans, dropped: self.dropped.swap(0, Ordering::Relaxed) }
     }
 
@@ -117,11 +122,11 @@ impl Tracer {
             return;
         }
         let end = Instant::now();
-        let t0 = *crate::engine::lock(&self.t0);
+        let t0 = *lock(&self.t0);
         let us = |t: Instant| t.saturating_duration_since(t0).as_secs_f64() * 1e6;
         let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
         let span = Span { thread, name, batch, start_us: us(began), dur_us: us(end) - us(began) };
-        let mut spans = crate::engine::lock(&self.spans);
+        let mut spans = lock(&self.spans);
         if spans.len() < MAX_SPANS {
             spans.push(span);
         } else {

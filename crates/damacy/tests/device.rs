@@ -955,13 +955,30 @@ fn smoke_f32_reference(dir: &Path) -> (Scenario, Vec<Sample>, Vec<Vec<u8>>) {
     (sc, samples, host)
 }
 
+/// What a device test over the smoke data holds while it runs: the environment lock,
+/// `DAMACY_NVCOMP=on` with no CPU share, and the data's directory. Dropped in that
+/// order's reverse: the variables go before the lock does.
+struct Held {
+    _env: EnvVars,
+    _dir: tempfile::TempDir,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+/// The smoke scenario generated in a fresh directory, for a device test with nvCOMP on
+/// and no CPU share: what to hold, the scenario, its samples and the host engine's f32
+/// batches of them.
+fn smoke_f32_on_nvcomp() -> (Held, Scenario, Vec<Sample>, Vec<Vec<u8>>) {
+    let lock = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    (Held { _env: env, _dir: dir, _lock: lock }, sc, samples, host)
+}
+
 /// Issue 18: every wave slot count gives the host engine's batches, bit for bit (each
 /// slot decodes on its own stream with its own decoder; assembly stays in wave order).
 fn every_wave_slot_count_equals_the_host_engine(dev: Backend) {
-    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let (_held, sc, samples, host) = smoke_f32_on_nvcomp();
     let n = sc.samples_per_batch as usize;
     for slots in [2, 3, 8, damacy::MAX_GPU_WAVE_SLOTS] {
         // Each slot needs at least 2 x 8 MiB of pinned staging.
@@ -986,10 +1003,7 @@ fn every_wave_slot_count_equals_the_host_engine(dev: Backend) {
 /// entries are evicted and their blocks reused while later batches are in flight), gives
 /// the host engine's batches bit for bit, and the later epochs hit.
 fn device_cache_epochs_equal_the_host_engine(dev: Backend) {
-    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let (_held, sc, samples, host) = smoke_f32_on_nvcomp();
     let n = sc.samples_per_batch as usize;
     for cache in [256u64 << 10, 16 << 20] {
         let c = builder(&sc.sample_shape, n, OutDtype::F32, dev)
@@ -1023,10 +1037,7 @@ fn device_cache_epochs_equal_the_host_engine(dev: Backend) {
 /// pageable upload lets the driver drain the stream first): none is pageable.
 #[test]
 fn small_batches_get_eight_buffers_and_slots_and_batch_ends_stage_pinned_sim() {
-    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let (_held, sc, samples, host) = smoke_f32_on_nvcomp();
     let n = sc.samples_per_batch as usize;
     let c = builder(&sc.sample_shape, n, OutDtype::F32, SIM)
         .max_pinned_host_bytes(512 << 20)
@@ -1057,10 +1068,7 @@ fn small_batches_get_eight_buffers_and_slots_and_batch_ends_stage_pinned_sim() {
 /// every batch after it started, and nothing once taken.
 #[test]
 fn the_trace_records_each_batch_on_every_thread_sim() {
-    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let (_held, sc, samples, host) = smoke_f32_on_nvcomp();
     let n = sc.samples_per_batch as usize;
     let mut p = Pipeline::new(cfg(&sc.sample_shape, n, OutDtype::F32, SIM)).expect("pipeline");
     assert!(p.take_trace().spans.is_empty(), "nothing before a start");
@@ -1132,10 +1140,7 @@ fn smoke_f32_with_gds(
     store: Option<std::sync::Arc<dyn store::Store>>,
     arm: &dyn Fn(&Pipeline),
 ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, damacy::Stats, damacy::Running) {
-    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let (_held, sc, samples, host) = smoke_f32_on_nvcomp();
     let n = sc.samples_per_batch as usize;
     let c = builder(&sc.sample_shape, n, OutDtype::F32, dev).gds(gds).build().expect("cfg");
     let mut p = match store {
@@ -1219,10 +1224,7 @@ fn gds_on_is_refused_by_the_host_engine_and_auto_needs_native_support() {
 #[cfg(feature = "cuda")]
 #[test]
 fn gds_pipelines_torn_down_mid_flight_release_every_registration_gpu() {
-    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let (_held, sc, samples, host) = smoke_f32_on_nvcomp();
     let n = sc.samples_per_batch as usize;
     let lib = kernels::cufile::CufileLib::global().expect("libcufile");
     let before = lib.counts();
@@ -1260,10 +1262,7 @@ fn gds_pipelines_torn_down_mid_flight_release_every_registration_gpu() {
 fn buffers_released_behind_a_held_consumer_stream_wait_for_it_while_the_cache_evicts_gpu() {
     use gpu_schedule::{Backend as _, CudaBackend};
     use kernels::{CopyRange, DeviceRange, Kernels};
-    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (sc, samples, host) = smoke_f32_reference(dir.path());
+    let (_held, sc, samples, host) = smoke_f32_on_nvcomp();
     let n = sc.samples_per_batch as usize;
     let buffers = 2;
     assert!(host.len() >= buffers + 2, "{} batches", host.len());
