@@ -38,12 +38,16 @@ pub(crate) const ENGINES: [Backend; 2] = [Backend::Host, Backend::Simulated];
 /// simulated device allocates them in host memory), and one batch preparer, so that the
 /// host engine's single flight (a batch waits for a chunk an earlier one is decoding)
 /// holds on every machine (with more preparers, `auto` on a large one, a pending chunk is
-/// decoded again: `cached_batches_prepared_out_of_order_equal_uncached_ones`).
+/// decoded again: `cached_batches_prepared_out_of_order_equal_uncached_ones`). Three
+/// batch buffers, not the 8 these small batches get on the device engine by default: the
+/// pins of 8 batches in flight can hold a tiny cache whole, which then refuses claims
+/// where these tests are about eviction.
 pub(crate) fn base(backend: Backend) -> damacy::ConfigBuilder {
     Config::builder()
         .backend(backend)
         .decode_threads(2)
         .prepare_threads(1)
+        .batches_in_flight(3)
         .max_gpu_memory_bytes(256 << 20)
         .max_pinned_host_bytes(64 << 20)
         .gpu_wave_slots(2)
