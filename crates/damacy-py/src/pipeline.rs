@@ -198,6 +198,18 @@ impl PyPipeline {
         self.with(py, |p| p.reset_stats())
     }
 
+    /// Starts recording a timeline of the pipeline's threads (each one's steps per
+    /// batch), from an empty one; see the Rust `Pipeline::start_trace`.
+    fn start_trace(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |p| p.start_trace())
+    }
+
+    /// Stops recording and returns the timeline as Chrome trace-event JSON (a `str`:
+    /// Perfetto and chrome://tracing open it); empty if no trace was started.
+    fn take_trace(&self, py: Python<'_>) -> PyResult<String> {
+        self.with(py, |p| p.take_trace().to_chrome_json())
+    }
+
     /// Which engine runs this pipeline, and why (`"host engine"`, `"host engine (Auto:
     /// ...)"`, `"CUDA engine on device 0, nvCOMP decode"`).
     #[getter]

@@ -68,6 +68,23 @@ def test_gen_scenario_and_its_sample_stream(smoke, tmp_path):
     assert again.report()["cached"] is True
 
 
+def test_a_trace_records_each_batchs_steps(smoke):
+    cfg = host_config(sample_shape=smoke.sample_shape, samples_per_batch=4)
+    with damacy.Pipeline(cfg) as p:
+        assert json.loads(p.take_trace())["traceEvents"] == []
+        p.start_trace()
+        p.push(itertools.islice(smoke.samples(), 8))
+        p.finish()
+        for b in p:
+            b.release()
+        doc = json.loads(p.take_trace())
+        spans = [e for e in doc["traceEvents"] if e["ph"] == "X"]
+        assert {"prepare", "dispatch", "pop"} <= {e["cat"] for e in spans}
+        assert {e["args"]["batch"] for e in spans if e["cat"] == "prepare"} == {0, 1}
+        assert all(e["dur"] >= 0 for e in spans)
+        assert json.loads(p.take_trace())["traceEvents"] == []
+
+
 def test_stats_and_backend(smoke):
     cfg = host_config(sample_shape=smoke.sample_shape, samples_per_batch=4)
     with damacy.Pipeline(cfg) as p:

@@ -255,6 +255,13 @@ class Pipeline:
         decoded-chunk cache's counters (`capacity_bytes`, `hits`, `misses`, `inserts`,
         `evictions`, `rejected`, `joined`, `abandoned`, `bytes`, `entries`)."""
     def reset_stats(self) -> None: ...
+    def start_trace(self) -> None:
+        """Starts recording a timeline of the pipeline's threads (each one's steps per
+        batch: `prepare`, `dispatch`, `pop`, and on the CUDA engine `acquire`, `reads`,
+        `wave`, `end`, `wave done`, `ready`, `settle`, `release`), from an empty one."""
+    def take_trace(self) -> str:
+        """Stops recording; the timeline as Chrome trace-event JSON (open it in Perfetto
+        or chrome://tracing). Empty (no events) if no trace was started."""
     @property
     def backend(self) -> str: ...
     @property
