@@ -59,7 +59,8 @@ class DamacyDataset(IterableDataset):
     A yielded tensor holds its batch's buffer until the next one is requested: a device
     batch is then released on torch's current stream (reuse waits for the work queued on
     it, with no host sync); keep a ``.clone()`` to hold data longer. At most
-    ``batches_in_flight`` buffers exist.
+    ``batches_in_flight`` buffers exist (``0``, the default, resolves by engine and batch
+    size: ``pipeline.stats()["batches_in_flight"]``).
     """
 
     def __init__(
