@@ -520,15 +520,20 @@ pub struct Probe<'a, K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V> Probe<'_, K, V> {
-    /// The lock, taken again after [`PROBE_RELOCK`] lookups (values evicted meanwhile
-    /// are freed in between).
-    fn state(&mut self) -> &mut State<K, V> {
+    /// Counts a use of the lock; after [`PROBE_RELOCK`] of them lets go of it once, and
+    /// frees the values evicted meanwhile outside it.
+    fn tick(&mut self) {
         if self.lookups >= PROBE_RELOCK {
             self.guard = None;
             self.evicted.clear();
             self.lookups = 0;
         }
         self.lookups += 1;
+    }
+
+    /// The lock, taken again after [`PROBE_RELOCK`] uses ([`Probe::tick`]).
+    fn state(&mut self) -> &mut State<K, V> {
+        self.tick();
         self.guard.get_or_insert_with(|| lock(&self.cache.shared.state))
     }
 
@@ -543,20 +548,19 @@ impl<K: Hash + Eq + Clone, V> Probe<'_, K, V> {
     }
 
     fn lookup(&mut self, key: &K, bytes: u64, ready_only: bool) -> Lookup<K, V> {
+        self.tick();
         let cache = self.cache;
-        let mut evicted = std::mem::take(&mut self.evicted);
-        let st = self.state();
-        let out = if ready_only && ChunkCache::<K, V>::pending_in(st, key) {
+        // The guard and the evicted values are borrowed apart, so a claim's evictions
+        // land in `self.evicted` and go at the next relock (or the drop), never later.
+        let st = self.guard.get_or_insert_with(|| lock(&cache.shared.state));
+        if ready_only && ChunkCache::<K, V>::pending_in(st, key) {
             st.stats.misses += 1;
-            Lookup::Miss
-        } else {
-            match cache.get_in(st, key) {
-                Some(pin) => Lookup::Hit(pin),
-                None => cache.claim_in(st, key, bytes, &mut evicted),
-            }
-        };
-        self.evicted.append(&mut evicted);
-        out
+            return Lookup::Miss;
+        }
+        match cache.get_in(st, key) {
+            Some(pin) => Lookup::Hit(pin),
+            None => cache.claim_in(st, key, bytes, &mut self.evicted),
+        }
     }
 
     /// Drops `pin` (one this probe's cache gave) under the probe's hold of the lock, which

@@ -149,6 +149,37 @@ fn a_probe_looks_up_as_single_lookups_do() {
     assert_eq!(c.stats().pinned_bytes, 0);
 }
 
+/// Values a probe evicts to make room are freed at its next relock, outside the lock,
+/// not kept until the probe ends.
+#[test]
+fn a_probe_frees_what_it_evicted_at_its_next_relock() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Counted(std::sync::Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let freed = std::sync::Arc::new(AtomicUsize::new(0));
+    let c: ChunkCache<u32, Counted> = ChunkCache::new(10, Policy::Clock);
+    assert_eq!(c.insert(1, Counted(std::sync::Arc::clone(&freed)), 10), Inserted::Added);
+    let mut probe = c.probe();
+    let Lookup::Claimed(claim) = probe.lookup_or_claim(&2, 10) else { panic!("a claim") };
+    assert_eq!(c_evictions(&probe), 1);
+    assert_eq!(freed.load(Ordering::SeqCst), 0, "kept while the lock is held");
+    for _ in 0..PROBE_RELOCK {
+        assert!(matches!(probe.lookup_ready_or_claim(&3, 100), Lookup::Miss), "too large");
+    }
+    assert_eq!(freed.load(Ordering::SeqCst), 1, "freed at the relock, the probe still alive");
+    drop(probe);
+    drop(claim);
+}
+
+/// The evictions a probe's cache counted (read under the probe's own hold).
+fn c_evictions<K: Hash + Eq + Clone, V>(probe: &Probe<'_, K, V>) -> u64 {
+    probe.guard.as_ref().map_or(0, |g| g.stats.evictions)
+}
+
 #[test]
 fn a_value_larger_than_the_cache_is_refused() {
     let c = cache(8, Policy::Clock);

@@ -50,8 +50,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_enum, default_value = "clock")]
     chunk_cache_policy: PolicyArg,
     /// CUDA engine wave slots: waves in flight at once, each decoding on its own stream
-    /// (2 to 16; 0 = 8 for small batches, else 3, where the memory budgets allow, else
-    /// fewer; `Config::gpu_wave_slots`).
+    /// (2 to 16; 0 = 8 for small batches with the automatic 8 buffers, else 3, where the
+    /// memory budgets allow, else fewer; `Config::gpu_wave_slots`).
     #[arg(long, default_value_t = 0)]
     gpu_wave_slots: usize,
     /// Threads preparing batches (planning, cache probes), each a whole batch; batches

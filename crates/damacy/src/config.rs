@@ -79,8 +79,9 @@ pub struct Config {
     /// so waves overlap on the device (nvCOMP's zstd decode of one chunk takes milliseconds
     /// however few chunks a call has: small batches need several calls at once). More slots
     /// split the memory budgets into smaller waves. `0` (the default): for small batches
-    /// ([`Config::small_batches`]) 8 where the budgets allow, otherwise 3 where they
-    /// allow, else 2 (measured best on the H200); 2 to 16 fixes the count.
+    /// ([`Config::small_batches`]) with the automatic 8 batch buffers, 8 where the
+    /// budgets allow; otherwise 3 where they allow, else 2 (measured best on the H200);
+    /// 2 to 16 fixes the count.
     pub gpu_wave_slots: usize,
     /// Samples whose metadata is resolved ahead of the batch being built.
     /// `0` means `4 * samples_per_batch`.
@@ -312,8 +313,13 @@ const MAX_PREPARE_THREADS: usize = 64;
 /// Most wave slots of the CUDA engine (each holds a decoder and a stream).
 pub const MAX_GPU_WAVE_SLOTS: usize = 16;
 /// Batches of at most this many bytes (at the widest output element) are small: the
-/// CUDA engine's automatic batch buffer and wave slot counts give them 8 of each.
+/// CUDA engine's automatic batch buffer and wave slot counts give them
+/// [`SMALL_BATCH_BUFFERS`] of each.
 pub const SMALL_BATCH_BYTES: u64 = 128 << 20;
+/// Batch buffers (and wave slots) the CUDA engine wants for small batches.
+pub const SMALL_BATCH_BUFFERS: usize = 8;
+/// Batch buffers otherwise (`batches_in_flight = 0`).
+pub const DEFAULT_BATCH_BUFFERS: usize = 3;
 
 impl Config {
     /// A builder starting from the defaults.
@@ -368,12 +374,13 @@ impl Config {
 
     /// The batch buffer count wanted on the CUDA engine (or its simulated twin) when
     /// `device`, else the count used on the host engine (see
-    /// [`Config::batches_in_flight`]). Where the memory budgets do not hold the 8 buffers
-    /// of small batches, the CUDA engine takes 3 (`Stats::batches_in_flight` says which).
+    /// [`Config::batches_in_flight`]). Where the memory budgets do not hold the
+    /// [`SMALL_BATCH_BUFFERS`] of small batches, the CUDA engine takes
+    /// [`DEFAULT_BATCH_BUFFERS`] (`Stats::batches_in_flight` says which).
     pub fn effective_batches_in_flight(&self, device: bool) -> usize {
         match self.batches_in_flight {
-            0 if device && self.small_batches() => 8,
-            0 => 3,
+            0 if device && self.small_batches() => SMALL_BATCH_BUFFERS,
+            0 => DEFAULT_BATCH_BUFFERS,
             n => n,
         }
     }

@@ -185,7 +185,15 @@ impl ChunkProbe for CacheProbe<'_> {
                 Some(hit)
             }
             Lookup::Claimed(claim) => {
-                self.claims.insert(k, claim);
+                // A key is claimed once per batch: a second lookup of a claimed key is a
+                // (pending) hit. Replacing a claim would drop it under the probe's lock.
+                let replaced = self.claims.insert(k, claim);
+                debug_assert!(replaced.is_none(), "a key claimed twice by one batch");
+                if let Some(old) = replaced {
+                    // Cannot happen (above); if it did, leaking the old claim is better
+                    // than dropping it here, under the lock its drop takes: a deadlock.
+                    std::mem::forget(old);
+                }
                 None
             }
             Lookup::Miss => None,

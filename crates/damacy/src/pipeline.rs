@@ -11,8 +11,11 @@
 //! Lock order: `gather` is held while a preparer takes its batch's samples (it takes
 //! `feed` and the prefetcher's locks inside); the turnstile's lock is a leaf, taken under
 //! `feed` to see whether preparation stopped; otherwise `input`, `feed` and the output
-//! queue's lock are never held together, and no lock is held across I/O, planning,
-//! a dispatch or a wait on a batch's jobs.
+//! queue's lock are never held together, and no lock is held across I/O, a dispatch or
+//! a wait on a batch's jobs. One exception, for planning: with a decoded-chunk cache, a
+//! preparer's probe (`decoded_cache::CacheProbe`) holds the cache's lock across the
+//! planner's work between lookups, let go every `chunk_cache::PROBE_RELOCK` lookups, so
+//! fills, releases and other preparers wait at most that long (no I/O happens there).
 
 use std::cell::Cell;
 use std::collections::{HashSet, VecDeque};
@@ -365,8 +368,6 @@ impl Pipeline {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let mut s = self.shared.stats.snapshot(&self.shared.store.stats());
-        // The CUDA engine reports the count it chose within its budgets.
-        s.batches_in_flight = self.shared.cfg.effective_batches_in_flight(false) as u64;
         self.shared.engine.add_stats(&mut s);
         s.prepare_threads = self.shared.preparers as u64;
         let (h, m) = self.cache_totals();

@@ -1205,6 +1205,10 @@ fn gds_reads_only_files_the_store_vouches_for_sim() {
         smoke_f32_with_gds(SIM, Gds::On, Some(std::sync::Arc::new(slow)), &|_| {});
     assert_eq!(got, host);
     assert_eq!((s.gds_reads, s.gds_fallbacks), (0, 0));
+    // The control: the same files through the file store itself are read with GDS.
+    let (got, host, s, _) = smoke_f32_with_gds(SIM, Gds::On, None, &|_| {});
+    assert_eq!(got, host);
+    assert!(s.gds_reads > 0, "{s:?}");
 }
 
 /// Issue 20: `gds = on` needs the CUDA engine: the host engine refuses it at construction,
@@ -1321,7 +1325,10 @@ fn buffers_released_behind_a_held_consumer_stream_wait_for_it_while_the_cache_ev
     p.push(samples[buffers * n..].to_vec()).expect("push");
     p.finish();
     // Until planning evicted: every later batch needs a buffer still behind the flag.
+    // Planning the first of them evicts at once; a minute without is a failure.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while p.stats().chunk_cache.evictions == evicted {
+        assert!(std::time::Instant::now() < deadline, "no eviction while the flag was shut");
         match p.pop_timeout(Duration::from_millis(5)) {
             Err(Error::Timeout { .. }) => {}
             other => panic!("a batch arrived while its buffer was being read: {other:?}"),

@@ -76,8 +76,8 @@ class Config:
     max_pinned_host_bytes: int
     gpu_wave_slots: int
     """CUDA engine: waves in flight at once, each decoding on its own stream (2 to 16;
-    0 = 8 for batches of at most 128 MiB, else 3, where the memory budgets allow, else
-    fewer)."""
+    0 = 8 for batches of at most 128 MiB with the automatic 8 batch buffers, else 3,
+    where the memory budgets allow, else fewer)."""
     lookahead: int
     batches_in_flight: int
     """Batch buffers, held by the caller or being filled (1 to 64; 0 = on the CUDA engine

@@ -124,6 +124,10 @@ impl Engine for HostEngine {
         }
     }
 
+    fn add_stats(&self, s: &mut crate::stats::Stats) {
+        s.batches_in_flight = self.slots.count() as u64;
+    }
+
     fn dispatch(&self, batch: Ordered) -> Result<()> {
         let pending = match batch {
             Ordered::Failed(e) => Pending::Failed(e),

@@ -36,10 +36,10 @@ pub(super) enum DescsAt<'a, D: Device> {
     /// A device buffer, written from pageable memory: the driver may wait for the stream
     /// to drain first, so only paths off the pipeline's rhythm use it.
     Pageable(&'a D::DevMem),
-    /// A pinned/device pair owned by the caller until its copies ran, filled from the
-    /// offset held (advanced per piece); when it is full, the rest goes as `Pageable`
-    /// into its device buffer.
-    Staged(&'a Descs<D>, &'a mut u64),
+    /// A pinned/device pair owned by the caller until its copies ran, filled from
+    /// `used` on (advanced per piece); when it is full, the rest goes as `Pageable` into
+    /// its device buffer.
+    Staged { descs: &'a Descs<D>, used: u64 },
 }
 
 /// One wave slot's buffers: host-written pinned memory, its device copies, and the events
@@ -478,8 +478,8 @@ impl<D: Device> Engine<D> {
         let compute = self.cu("compute")?;
         let len = packed.len() as u64;
         let dst = match at {
-            DescsAt::Staged(d, used) if **used + len <= d.host.len() as u64 => {
-                let off = **used as usize;
+            DescsAt::Staged { descs: d, used } if *used + len <= d.host.len() as u64 => {
+                let off = *used as usize;
                 // SAFETY: the pair is the caller's (a leased wave slot or batch buffer),
                 // and the device read its previous contents before that lease was given
                 // back (harvested after its completion event).
@@ -489,13 +489,13 @@ impl<D: Device> Engine<D> {
                     "descriptor upload",
                     self.dev.copy_range_to_device(compute, &d.dev, off, &d.host, off, packed.len()),
                 )?;
-                **used = align_up(**used + len, REGION_ALIGN);
+                *used = align_up(*used + len, REGION_ALIGN);
                 // SAFETY: inside the pair's device allocation.
                 return launch(unsafe {
                     DeviceRange::from_raw(D::dev_range(&d.dev).ptr() + off as u64, len)
                 });
             }
-            DescsAt::Staged(d, _) => &d.dev,
+            DescsAt::Staged { descs: d, .. } => &d.dev,
             DescsAt::Pageable(d) => *d,
         };
         self.stats.gpu_pageable_uploads.fetch_add(1, Ordering::Relaxed);

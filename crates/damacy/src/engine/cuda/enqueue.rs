@@ -428,8 +428,7 @@ impl<D: Device> Engine<D> {
         let keep = staged_placements(work, wave, state, D::dev_range(&w.arena).ptr());
         let places = as_placements(&keep, ctx);
         let kind = ctx.out_dtype;
-        let mut used = 0u64;
-        let mut at = DescsAt::Staged(&w.descs, &mut used);
+        let mut at = DescsAt::Staged { descs: &w.descs, used: 0 };
         for piece in places.chunks(DESC_CAP) {
             let packed = kernels::pack_placements(piece, kind, ctx.out_elems)
                 .map_err(|e| gpu_err("pack placements", e))?;

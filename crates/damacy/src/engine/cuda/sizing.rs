@@ -7,7 +7,7 @@ use super::{
     DESC_BYTES, END_DESC_BYTES, MAX_GPU_STREAM, META_PER_STREAM, MIN_WAVE_BYTES, REGION_ALIGN,
     STAGING_PAD,
 };
-use crate::config::Config;
+use crate::config::{Config, SMALL_BATCH_BUFFERS};
 use crate::error::{Error, Result};
 
 /// Chunks per wave the engine tries, largest first: nvCOMP's batched zstd runs faster the
@@ -148,7 +148,7 @@ const AUTO_SLOTS: [usize; 2] = [3, 2];
 /// nvCOMP call, and 8 slots (with 8 batch buffers) keep 8 in flight. `small-batch` on the
 /// H200: 5.56 Gvox/s with 8 buffers and 8 slots, 4.40 with 3 and 3; `quickstart` 4.46
 /// against 1.88, `latency-none` 4.52 against 2.68 (docs/PERFORMANCE.md).
-const AUTO_SLOTS_SMALL: [usize; 3] = [8, 3, 2];
+const AUTO_SLOTS_SMALL: [usize; 3] = [SMALL_BATCH_BUFFERS, 3, 2];
 
 /// The buffers for `cfg`: `batches_in_flight` batch buffers and `gpu_wave_slots` slots,
 /// each count as set or, with `0`, the first candidate that fits: for small batches
@@ -164,21 +164,20 @@ const AUTO_SLOTS_SMALL: [usize; 3] = [8, 3, 2];
 /// Otherwise the last candidate's error, which names the least budget that would do;
 /// `temp`'s error (nvCOMP cannot size its temp buffer).
 pub(super) fn choose(cfg: &Config, temp: &dyn Fn(u64) -> Result<u64>) -> Result<(Sizing, u64)> {
-    let small = cfg.small_batches();
-    let buffer_counts: &[usize] = match cfg.batches_in_flight {
-        0 if small => &[8, 3],
-        0 => &[3],
-        _ => std::slice::from_ref(&cfg.batches_in_flight),
-    };
+    // The count `Config` wants, then (where that is the small batches' automatic count)
+    // the count of other batches.
+    let (wanted, otherwise) =
+        (cfg.effective_batches_in_flight(true), cfg.effective_batches_in_flight(false));
+    let buffer_counts = if wanted == otherwise { vec![wanted] } else { vec![wanted, otherwise] };
     let slot_counts = |buffers: usize| -> Vec<usize> {
         match cfg.gpu_wave_slots {
-            0 if small && buffers >= 8 => AUTO_SLOTS_SMALL.to_vec(),
+            0 if cfg.small_batches() && buffers >= SMALL_BATCH_BUFFERS => AUTO_SLOTS_SMALL.to_vec(),
             0 => AUTO_SLOTS.to_vec(),
             n => vec![n],
         }
     };
     let mut last_err = None;
-    for &buffers in buffer_counts {
+    for buffers in buffer_counts {
         for slots in slot_counts(buffers) {
             for (i, &chunks) in WAVE_CHUNKS.iter().enumerate() {
                 let t = temp(chunks)?;

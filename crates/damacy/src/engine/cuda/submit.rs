@@ -195,8 +195,7 @@ impl<D: Device> Engine<D> {
     ) -> Result<Vec<(usize, SampleError)>> {
         let (specs_by_array, errors) = fill_specs(ctx);
         let compute = self.cu("compute")?;
-        let mut used = 0u64;
-        let mut descs = DescsAt::Staged(&self.end_descs[lease.slot()], &mut used);
+        let mut descs = DescsAt::Staged { descs: &self.end_descs[lease.slot()], used: 0 };
         for (specs, facts) in specs_by_array.iter().zip(ctx.facts.iter()) {
             if specs.is_empty() {
                 continue;

@@ -72,6 +72,11 @@ struct Held {
 }
 
 impl Slots {
+    /// The number of buffers.
+    pub(crate) fn count(&self) -> usize {
+        crate::engine::lock(&self.held).held.len()
+    }
+
     /// `n` buffers of `bytes` each.
     pub(crate) fn new(n: usize, bytes: usize) -> Result<Self> {
         let backend = Arc::new(HostBackend::new());
