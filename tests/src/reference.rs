@@ -155,8 +155,10 @@ impl ReferenceArray {
                             .zip(&self.geometry.chunk_shape)
                             .map(|(i, c)| i * c)
                             .collect();
-                        let src =
-                            Aabb { hi: lo.iter().zip(&whole.hi).map(|(l, e)| l + e).collect(), lo };
+                        let src = Aabb {
+                            hi: lo.iter().zip(&whole.hi).map(|(l, e)| l + e).collect(),
+                            lo: lo.into(),
+                        };
                         let mut chunk = vec![POISON; chunk_len];
                         copy_box(
                             &shard,

@@ -524,9 +524,7 @@ impl<K: Hash + Eq + Clone, V> Probe<'_, K, V> {
     /// frees the values evicted meanwhile outside it.
     fn tick(&mut self) {
         if self.lookups >= PROBE_RELOCK {
-            self.guard = None;
-            self.evicted.clear();
-            self.lookups = 0;
+            self.unlock();
         }
         self.lookups += 1;
     }
@@ -561,6 +559,15 @@ impl<K: Hash + Eq + Clone, V> Probe<'_, K, V> {
             Some(pin) => Lookup::Hit(pin),
             None => cache.claim_in(st, key, bytes, &mut self.evicted),
         }
+    }
+
+    /// Lets go of the lock now (the next lookup takes it again) and frees, outside it, the
+    /// values evicted meanwhile: for a caller whose lookups are over but who keeps the
+    /// probe a while longer.
+    pub fn unlock(&mut self) {
+        self.guard = None;
+        self.evicted.clear();
+        self.lookups = 0;
     }
 
     /// Drops `pin` (one this probe's cache gave) under the probe's hold of the lock, which

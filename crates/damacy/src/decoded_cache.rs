@@ -132,7 +132,9 @@ pub(crate) struct CacheUse {
 ///
 /// The batch's lookups share one hold of the cache's lock (`chunk_cache::Probe`, let go
 /// every few dozen lookups): with thousands of chunk uses per batch and several
-/// preparers, a lock per lookup made the lock the preparers' bound.
+/// preparers, a lock per lookup made the lock the preparers' bound. The planner makes
+/// them back to back after its walk and then calls `done`, which lets the lock go, so the
+/// lock is never held across the planner's own work.
 pub(crate) struct CacheProbe<'a> {
     /// Declared first: dropped (the lock let go) before a failed plan's pins and claims,
     /// whose drops take the lock.
@@ -198,5 +200,9 @@ impl ChunkProbe for CacheProbe<'_> {
             }
             Lookup::Miss => None,
         }
+    }
+
+    fn done(&mut self) {
+        self.probe.unlock();
     }
 }

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 /// // The voxels of level 1 that cover a physical box (in the axes' units).
 /// let coarse = &image.levels()[1];
 /// let aabb = coarse.voxel_box(&[0.0, 10.0, 10.0], &[8.0, 42.0, 42.0])?;
-/// let sample = Sample::new(image.uri(), aabb.lo, aabb.hi)?.level(1);
+/// let sample = Sample::new(image.uri(), aabb.lo.into_vec(), aabb.hi.into_vec())?.level(1);
 /// # Ok::<(), damacy::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]

@@ -13,9 +13,10 @@
 //! `feed` to see whether preparation stopped; otherwise `input`, `feed` and the output
 //! queue's lock are never held together, and no lock is held across I/O, a dispatch or
 //! a wait on a batch's jobs. One exception, for planning: with a decoded-chunk cache, a
-//! preparer's probe (`decoded_cache::CacheProbe`) holds the cache's lock across the
-//! planner's work between lookups, let go every `chunk_cache::PROBE_RELOCK` lookups, so
-//! fills, releases and other preparers wait at most that long (no I/O happens there).
+//! preparer's probe (`decoded_cache::CacheProbe`) holds the cache's lock across a run of
+//! lookups, which the planner makes back to back after its walk (never across its other
+//! work), let go every `chunk_cache::PROBE_RELOCK` lookups and when they end, so fills,
+//! releases and other preparers wait at most that long (no I/O happens there).
 
 use std::cell::Cell;
 use std::collections::{HashSet, VecDeque};
@@ -516,8 +517,8 @@ fn feeder(sh: &Shared) {
                 Some(Ok(s)) => SampleRequest {
                     // `Sample::new` guarantees a UTF-8 path.
                     uri: s.uri.to_string_lossy().as_ref().into(),
-                    lo: s.aabb.lo,
-                    hi: s.aabb.hi,
+                    lo: s.aabb.lo.into_vec(),
+                    hi: s.aabb.hi.into_vec(),
                     level: s.level,
                 },
                 Some(Err(())) => {

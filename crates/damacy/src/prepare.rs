@@ -96,7 +96,7 @@ fn sample_infos(cfg: &Config, samples: &[ReadySample]) -> Result<Vec<SampleInfo>
                     index: r.seq,
                     uri,
                     expected: cfg.sample_shape.clone().into(),
-                    got: aabb.shape().into(),
+                    got: aabb.shape().into_vec().into(),
                 });
             }
             Ok(SampleInfo { index: r.seq, uri, aabb, level: req.level })

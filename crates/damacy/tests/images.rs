@@ -250,7 +250,7 @@ fn a_physical_box_maps_to_the_voxels_of_each_level() {
             if matches!(**source, damacy::ngff::NgffError::OutsideLevel { axis: 0, extent: 16, .. })),
         "{outside:?}"
     );
-    let s = image.sample(1, coarse.lo.clone(), coarse.hi.clone()).unwrap();
+    let s = image.sample(1, coarse.lo.to_vec(), coarse.hi.to_vec()).unwrap();
     assert_eq!(s.image_level(), Some(1));
     let got = read_batch(vec![s], &Default::default()).unwrap();
     let (_, shape, full) = npy_native(&w.levels[1].crops[0].npy);

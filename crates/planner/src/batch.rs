@@ -45,6 +45,8 @@ enum Stored {
 
 struct ChunkBuild {
     array: ArrayId,
+    /// Its file (index into the walk's files).
+    file: usize,
     chunk: Vec<u64>,
     stored: Stored,
     placements: Vec<Placement>,
@@ -132,8 +134,9 @@ pub fn plan_with_probe<L>(
             }
             Some(_) => {}
         }
-        walk.sample(s, sample, entry, limits, probe)?;
+        walk.sample(s, sample, entry, limits)?;
     }
+    walk.probe(probe);
     let order = walk.file_order();
     let coalesced = coalesce(&walk, &order, limits)?;
     assemble(walk, order, coalesced, limits, element)
@@ -228,7 +231,6 @@ impl Walk {
         sample: &SampleInput,
         entry: &ArrayEntry<L>,
         limits: &PlanLimits,
-        probe: &mut dyn ChunkProbe,
     ) -> Result<()> {
         let geometry = &entry.geometry;
         let geo_err = |source| Error::Geometry { sample: s, uri: entry.uri.clone(), source };
@@ -255,7 +257,7 @@ impl Walk {
         let per_shard = geometry.num_chunks_per_shard().map_err(geo_err)?;
         let walk = SampleWalk { s, sample, entry, limits, decompressed, per_shard };
         for (hit, state) in hits.shards().zip(&sample.shards) {
-            self.shard(&walk, &hit, state, probe)?;
+            self.shard(&walk, &hit, state)?;
         }
         self.hits = hits;
         Ok(())
@@ -279,11 +281,10 @@ impl Walk {
         walk: &SampleWalk<'_, L>,
         hit: &ShardView<'_>,
         state: &ShardState,
-        probe: &mut dyn ChunkProbe,
     ) -> Result<()> {
         let f = self.file(walk, hit.coords, state)?;
         for ch in hit.chunks() {
-            let c = self.chunk(walk, f, &ch, probe)?;
+            let c = self.chunk(walk, f, &ch)?;
             self.chunks[c].placements.push(Placement {
                 sample: walk.s,
                 in_chunk: ch.in_chunk.to_aabb(),
@@ -325,37 +326,57 @@ impl Walk {
         walk: &SampleWalk<'_, L>,
         f: usize,
         ch: &ChunkView<'_>,
-        probe: &mut dyn ChunkProbe,
     ) -> Result<usize> {
         let e = match self.chunk_map.entry((f, ch.index_in_shard)) {
             Entry::Occupied(e) => return Ok(*e.get()),
             Entry::Vacant(e) => e,
         };
         let file = &mut self.files[f];
-        let mut stored = walk.stored(file, ch)?;
-        if let Stored::Range { offset, nbytes, decompressed } = stored {
-            let id = StoredChunk {
-                array: walk.sample.array,
-                key: &file.key,
-                offset,
-                nbytes,
-                decompressed,
-            };
-            if let Some(hit) = probe.probe(&id) {
-                stored = Stored::Cached { hit, decompressed };
-            }
-        }
+        let stored = walk.stored(file, ch)?;
         let c = self.chunks.len();
         if matches!(stored, Stored::Range { .. }) {
             file.copies.push(c);
         }
         self.chunks.push(ChunkBuild {
             array: walk.sample.array,
+            file: f,
             chunk: ch.chunk.to_vec(),
             stored,
             placements: Vec::new(),
         });
         Ok(*e.insert(c))
+    }
+
+    /// Offers every stored chunk of the walk to `probe`, in the order the samples first
+    /// touched them, and turns the chunks it claims into cache hits; then tells the probe
+    /// it is done ([`ChunkProbe::done`]).
+    ///
+    /// The lookups run back to back after the walk, not interleaved with it, so a probe
+    /// that holds a lock across its lookups (the engines' cache) holds it only for them,
+    /// and several batches can be walked at once.
+    fn probe(&mut self, probe: &mut dyn ChunkProbe) {
+        let mut hits = false;
+        for build in &mut self.chunks {
+            let Stored::Range { offset, nbytes, decompressed } = build.stored else { continue };
+            let id = StoredChunk {
+                array: build.array,
+                key: &self.files[build.file].key,
+                offset,
+                nbytes,
+                decompressed,
+            };
+            if let Some(hit) = probe.probe(&id) {
+                build.stored = Stored::Cached { hit, decompressed };
+                hits = true;
+            }
+        }
+        probe.done();
+        if hits {
+            let chunks = &self.chunks;
+            for file in &mut self.files {
+                file.copies.retain(|&c| matches!(chunks[c].stored, Stored::Range { .. }));
+            }
+        }
     }
 
     /// Files in a canonical order (array, then grid coordinates), independent of the

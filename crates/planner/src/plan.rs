@@ -178,8 +178,15 @@ pub struct StoredChunk<'a> {
 /// An engine's decoded-chunk cache as the planner sees it: asked once per distinct stored
 /// chunk of a batch; `Some(hit)` claims the chunk (the engine must then be able to
 /// assemble it from hit number `hit` without reading it: typically it pinned the entry).
+///
+/// The planner asks for every chunk of a batch back to back, after it walked the samples
+/// and before it coalesces reads, then calls [`ChunkProbe::done`] once.
 pub trait ChunkProbe {
     fn probe(&mut self, chunk: &StoredChunk<'_>) -> Option<u32>;
+
+    /// The batch's lookups are over: a probe that holds a lock across them lets go here,
+    /// before the rest of the plan is built.
+    fn done(&mut self) {}
 }
 
 /// No cache: every stored chunk is read and decoded.

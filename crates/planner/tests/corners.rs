@@ -25,8 +25,8 @@ fn rank_1_ragged_edge_whole_array() {
     let keys: Vec<_> = plan.files.iter().map(|f| f.key.to_string()).collect();
     assert_eq!(keys, ["r1/c/0", "r1/c/1", "r1/c/2"]);
     let last = plan.chunks.iter().find(|c| c.chunk == [4]).unwrap();
-    assert_eq!(last.placements[0].in_chunk, Aabb { lo: vec![0], hi: vec![3] });
-    assert_eq!(last.placements[0].in_sample, Aabb { lo: vec![20], hi: vec![23] });
+    assert_eq!(last.placements[0].in_chunk, Aabb { lo: vec![0].into(), hi: vec![3].into() });
+    assert_eq!(last.placements[0].in_sample, Aabb { lo: vec![20].into(), hi: vec![23].into() });
     assert!(plan.chunks.iter().all(|c| c.chunk != [5]));
     assert_eq!(plan.stats.voxels_delivered, 23);
     assert_eq!(plan.stats.bytes_delivered, 46);
@@ -70,8 +70,14 @@ fn one_voxel_box_reads_one_chunk() {
     assert_eq!(plan.chunks.len(), 1);
     let c = &plan.chunks[0];
     assert_eq!(c.chunk, vec![1, 1, 1]);
-    assert_eq!(c.placements[0].in_chunk, Aabb { lo: vec![1, 2, 3], hi: vec![2, 3, 4] });
-    assert_eq!(c.placements[0].in_sample, Aabb { lo: vec![0, 0, 0], hi: vec![1, 1, 1] });
+    assert_eq!(
+        c.placements[0].in_chunk,
+        Aabb { lo: vec![1, 2, 3].into(), hi: vec![2, 3, 4].into() }
+    );
+    assert_eq!(
+        c.placements[0].in_sample,
+        Aabb { lo: vec![0, 0, 0].into(), hi: vec![1, 1, 1].into() }
+    );
     // Inner chunk (1,1,1) is index entry 7: offset Σ(100..107) = 721, 107 bytes.
     assert_eq!((plan.reads[0].offset, plan.reads[0].len), (721, 107));
     assert_eq!(
@@ -125,7 +131,10 @@ fn chunk_shared_by_two_samples_is_read_and_decoded_once() {
     assert_eq!(shared.chunk, vec![0, 0]);
     let samples: Vec<_> = shared.placements.iter().map(|p| p.sample).collect();
     assert_eq!(samples, vec![0, 1]);
-    assert_eq!(shared.placements[1].in_chunk, Aabb { lo: vec![2, 2], hi: vec![6, 8] });
+    assert_eq!(
+        shared.placements[1].in_chunk,
+        Aabb { lo: vec![2, 2].into(), hi: vec![6, 8].into() }
+    );
     // One read of both chunks (adjacent entries 0 and 1), 40 bytes, each decoded once.
     assert_eq!(plan.reads.len(), 1);
     assert_eq!(plan.stats.bytes_read, 40);

@@ -212,7 +212,7 @@ fn build(case: &Case, order: &[usize]) -> (Vec<ArrayEntry>, Vec<SampleInput>) {
 
 /// Every point of a box, in C order.
 fn points(b: &Aabb) -> Vec<Vec<u64>> {
-    let mut out = vec![b.lo.clone()];
+    let mut out = vec![b.lo.to_vec()];
     for axis in (0..b.rank()).rev() {
         out = out
             .into_iter()

@@ -7,16 +7,18 @@
 //! chunk's own box is always `chunk_shape`, even where it overhangs the array.
 
 use crate::codec::ArrayToBytes;
+use crate::dims::Dims;
 use crate::error::{Error, Result};
 use crate::metadata::ArrayMetadata;
 
 pub use crate::metadata::MAX_RANK;
 
-/// A half-open box: `lo[i] <= x < hi[i]` on every axis.
+/// A half-open box: `lo[i] <= x < hi[i]` on every axis. The corners are [`Dims`]: inline
+/// up to eight axes, so a box costs no allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Aabb {
-    pub lo: Vec<u64>,
-    pub hi: Vec<u64>,
+    pub lo: Dims,
+    pub hi: Dims,
 }
 
 impl Aabb {
@@ -37,7 +39,7 @@ impl Aabb {
                 return Err(Error::EmptyBox { axis, lo: l, hi: h });
             }
         }
-        Ok(Self { lo, hi })
+        Ok(Self { lo: lo.into(), hi: hi.into() })
     }
 
     /// The box `[0, shape)`.
@@ -53,7 +55,7 @@ impl Aabb {
     }
 
     /// Extent per axis.
-    pub fn shape(&self) -> Vec<u64> {
+    pub fn shape(&self) -> Dims {
         self.lo.iter().zip(&self.hi).map(|(l, h)| h - l).collect()
     }
 
@@ -578,9 +580,10 @@ pub struct BoxView<'a> {
 }
 
 impl BoxView<'_> {
-    /// The owned box (two allocations; the corners are copied as they are).
+    /// The owned box (the corners are copied as they are; no allocation up to
+    /// [`crate::dims::INLINE_RANK`] axes).
     pub fn to_aabb(&self) -> Aabb {
-        Aabb { lo: self.lo.to_vec(), hi: self.hi.to_vec() }
+        Aabb { lo: Dims::from_slice(self.lo), hi: Dims::from_slice(self.hi) }
     }
 }
 
@@ -663,7 +666,7 @@ mod tests {
                 let hi: Vec<u64> = (0..rank)
                     .map(|a| aabb.hi[a].min(c_lo[a].saturating_add(g.chunk_shape[a])))
                     .collect();
-                let hit = Aabb { lo, hi };
+                let hit = Aabb { lo: lo.into(), hi: hi.into() };
                 let chunk: Vec<u64> = (0..rank)
                     .map(|a| shard[a] * (g.shard_shape[a] / g.chunk_shape[a]) + inner[a])
                     .collect();
@@ -697,9 +700,9 @@ mod tests {
         assert_eq!(c.chunk, vec![1, 3]);
         assert_eq!(c.inner, vec![1, 1]);
         assert_eq!(c.index_in_shard, 3);
-        assert_eq!(c.in_chunk, Aabb { lo: vec![2, 1], hi: vec![8, 9] });
-        assert_eq!(c.in_shard, Aabb { lo: vec![12, 11], hi: vec![18, 19] });
-        assert_eq!(c.in_sample, Aabb { lo: vec![0, 0], hi: vec![6, 8] });
+        assert_eq!(c.in_chunk, Aabb { lo: vec![2, 1].into(), hi: vec![8, 9].into() });
+        assert_eq!(c.in_shard, Aabb { lo: vec![12, 11].into(), hi: vec![18, 19].into() });
+        assert_eq!(c.in_sample, Aabb { lo: vec![0, 0].into(), hi: vec![6, 8].into() });
     }
 
     #[test]
@@ -720,7 +723,7 @@ mod tests {
         let b = Aabb::new(vec![21], vec![25]).unwrap();
         let hits = g.intersect(&b).unwrap();
         assert_eq!(hits[0].shard, vec![2]);
-        assert_eq!(hits[0].chunks[0].in_chunk, Aabb { lo: vec![1], hi: vec![5] });
+        assert_eq!(hits[0].chunks[0].in_chunk, Aabb { lo: vec![1].into(), hi: vec![5].into() });
     }
 
     #[test]

@@ -25,6 +25,7 @@
 pub mod blosc;
 pub mod codec;
 pub mod decode;
+pub mod dims;
 pub mod dtype;
 pub mod error;
 pub mod geometry;
@@ -38,6 +39,7 @@ pub use codec::{
     ArrayToArray, ArrayToBytes, BytesToBytes, CodecChain, Endian, IndexLocation, ShardingCodec,
 };
 pub use decode::{ChunkRepr, decode_chunk, encode_chunk};
+pub use dims::Dims;
 pub use dtype::{DataType, FillValue};
 pub use error::{Error, Result};
 pub use geometry::{Aabb, ArrayGeometry, ChunkHit, ShardHit};

@@ -27,6 +27,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::dims::Dims;
 use crate::geometry::Aabb;
 
 /// Result alias for this module.
@@ -369,8 +370,7 @@ impl ScaleTranslation {
     pub fn voxel_aabb(&self, lo: &[f64], hi: &[f64], shape: &[u64]) -> Result<Aabb> {
         self.check_rank(shape.len())?;
         let b = self.voxel_box(lo, hi)?;
-        let mut out =
-            Aabb { lo: Vec::with_capacity(shape.len()), hi: Vec::with_capacity(shape.len()) };
+        let mut out = Aabb { lo: Dims::new(), hi: Dims::new() };
         for (axis, ((&l, &h), &extent)) in b.lo.iter().zip(&b.hi).zip(shape).enumerate() {
             match (u64::try_from(l), u64::try_from(h)) {
                 (Ok(l), Ok(h)) if h <= extent => {

@@ -430,7 +430,7 @@ fn maps_fixture_levels_between_physical_and_voxel_boxes() {
     assert_eq!(v, VoxelBox { lo: vec![0, 2, 4], hi: vec![16, 6, 10] });
     assert_eq!(
         l1.voxel_aabb(&p.lo, &p.hi, &[16, 16, 14]).unwrap(),
-        Aabb { lo: vec![0, 2, 4], hi: vec![16, 6, 10] }
+        Aabb { lo: vec![0, 2, 4].into(), hi: vec![16, 6, 10].into() }
     );
     // A box straddling voxel faces rounds outwards.
     let v = l1.voxel_box(&[0.0, 2.0, 2.0], &[2.1, 3.0, 2.5]).unwrap();

@@ -28,11 +28,11 @@ pub(super) struct StagedPlacement {
     shuffle: ShuffleSpec,
     /// The chunk's array (index into the batch's arrays).
     array: usize,
-    in_chunk_lo: Vec<u64>,
+    in_chunk_lo: zarr::Dims,
     /// Batch position of the sample.
     sample: u64,
-    in_sample_lo: Vec<u64>,
-    extent: Vec<u64>,
+    in_sample_lo: zarr::Dims,
+    extent: zarr::Dims,
 }
 
 /// Where each array of a wave's nvCOMP metadata lives in its slot's `meta` buffer (byte

@@ -300,7 +300,7 @@ fn fill_specs(ctx: &BatchCtx) -> (Vec<Vec<FillBox>>, Vec<(usize, SampleError)>) 
                 fail(&mut errors, &mut std::iter::once(p.sample), fault);
                 continue;
             };
-            boxes.push((pos as u64, p.in_sample.lo.clone(), p.in_sample.shape()));
+            boxes.push((pos as u64, p.in_sample.lo.to_vec(), p.in_sample.shape().into_vec()));
         }
     }
     (specs, errors)
