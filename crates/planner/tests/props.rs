@@ -451,11 +451,13 @@ proptest! {
 }
 
 /// Claims a pseudo-random subset of the stored chunks offered (by a hash of the identity),
-/// numbering its hits in the order asked, and records every identity it was asked about.
+/// numbering its hits in the order asked, and records every identity it was asked about
+/// and how many it had been asked when told the lookups are over (`done`).
 struct SomeProbe {
     seed: u64,
     asked: Vec<(u32, String, u64, u64)>,
     claimed: Vec<(u32, String, u64, u64)>,
+    done_after: Vec<usize>,
 }
 
 impl planner::ChunkProbe for SomeProbe {
@@ -468,6 +470,10 @@ impl planner::ChunkProbe for SomeProbe {
         }
         self.claimed.push(id);
         Some(self.claimed.len() as u32 - 1)
+    }
+
+    fn done(&mut self) {
+        self.done_after.push(self.asked.len());
     }
 }
 
@@ -486,11 +492,13 @@ proptest! {
         let identity: Vec<usize> = (0..case.samples.len()).collect();
         let (arrays, samples) = build(&case, &identity);
         let plain = planner::plan(&arrays, &samples, &case.limits, case.out).unwrap();
-        let mut probe = SomeProbe { seed, asked: Vec::new(), claimed: Vec::new() };
+        let mut probe = SomeProbe { seed, asked: Vec::new(), claimed: Vec::new(), done_after: Vec::new() };
         let probed = planner::plan_with_probe(&arrays, &samples, &case.limits, case.out, &mut probe).unwrap();
 
-        // Asked once per distinct stored chunk.
+        // Asked once per distinct stored chunk, then told once that the lookups are over
+        // (where the engines' probe lets the cache's lock go), and never asked after.
         prop_assert_eq!(probe.asked.len() as u64, plain.stats.copy_chunks);
+        prop_assert_eq!(&probe.done_after, &vec![probe.asked.len()]);
         prop_assert_eq!(probed.cached.clone().count(), probe.claimed.len());
         prop_assert_eq!(probed.cached.end, probed.fills.start);
         prop_assert_eq!(probed.cached.start as u64, probed.stats.copy_chunks);
