@@ -120,3 +120,40 @@ fn a_probe_holding_the_lock_never_blocks_a_fill_forever() {
         assert_eq!(c.stats().pinned_bytes, 0);
     });
 }
+
+/// A probe lets go of the lock mid-batch (`Probe::unlock`, as the planner's probe does
+/// once its lookups are over, and as every relock does) while another thread fills the
+/// claim the probe made: the probe's next lookup takes the lock again and sees either the
+/// pending claim (a miss in ready-only mode) or the filled value, never anything else, and
+/// no pin or byte is left counted once both are done. Some interleaving sees the fill:
+/// the unlock really let it in before the probe's end.
+#[test]
+fn a_probe_that_lets_go_and_looks_up_again_sees_the_fill_or_the_claim() {
+    // Across the model's executions (a std atomic: outside what loom schedules).
+    let saw_fill = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = std::sync::Arc::clone(&saw_fill);
+    loom::model(move || {
+        let c: ChunkCache<u32, u32> = ChunkCache::new(4, Policy::Clock);
+        let mut probe = c.probe();
+        let Lookup::Claimed(claim) = probe.lookup_ready_or_claim(&2, 1) else {
+            panic!("a missing key with room is claimed")
+        };
+        probe.unlock();
+        let filler = loom::thread::spawn(move || claim.fill(20));
+        match probe.lookup_ready_or_claim(&2, 1) {
+            Lookup::Hit(pin) => {
+                assert_eq!(pin.ready(), Some(&20), "a hit after the unlock is the filled value");
+                probe.release(pin);
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            Lookup::Miss => {}
+            Lookup::Claimed(_) => panic!("a key under claim is never claimed twice"),
+        }
+        drop(probe);
+        filler.join().unwrap();
+        assert_eq!(c.get(&2).and_then(|p| p.ready().copied()), Some(20));
+        let s = c.stats();
+        assert_eq!((s.pinned_bytes, s.bytes, s.entries), (0, 1, 1));
+    });
+    assert!(saw_fill.load(std::sync::atomic::Ordering::Relaxed), "no interleaving let the fill in");
+}

@@ -247,15 +247,6 @@ pub struct ZstdDecoder {
     temp_bytes: usize,
     max_chunks: usize,
     max_chunk_bytes: usize,
-    /// Pass nvCOMP only the temp bytes a call's own batch needs, not the whole buffer
-    /// (`DAMACY_NVCOMP_TEMP=call`; an experiment knob: docs/PERFORMANCE.md).
-    temp_per_call: bool,
-}
-
-/// Whether `DAMACY_NVCOMP_TEMP` asks for per-call temp sizing (`call`); anything else,
-/// or unset, passes the whole buffer.
-fn temp_per_call_from(v: Option<&str>) -> bool {
-    v.is_some_and(|v| v.eq_ignore_ascii_case("call"))
 }
 
 impl ZstdDecoder {
@@ -281,7 +272,6 @@ impl ZstdDecoder {
             temp_bytes,
             max_chunks,
             max_chunk_bytes,
-            temp_per_call: temp_per_call_from(std::env::var("DAMACY_NVCOMP_TEMP").ok().as_deref()),
         })
     }
 
@@ -323,14 +313,8 @@ impl ZstdDecoder {
             return Ok(());
         }
         guarded("nvcomp", "cuCtxSetCurrent", || self.ctx.bind_to_thread())?;
-        let temp_bytes = if self.temp_per_call {
-            self.lib.temp_size(batch.chunks, batch.max_chunk_bytes)?.min(self.temp_bytes)
-        } else {
-            self.temp_bytes
-        };
         // SAFETY: array lengths checked above, the temp buffer was sized for this batch
-        // size (and `temp_bytes` is what nvCOMP asks for this one, or all of it), pointer
-        // contents are the caller's contract, and the context is current.
+        // size, pointer contents are the caller's contract, and the context is current.
         unsafe {
             self.lib.decompress_async(
                 batch.comp_ptrs.ptr(),
@@ -339,7 +323,7 @@ impl ZstdDecoder {
                 batch.out_actual.ptr(),
                 batch.chunks,
                 self.temp.device_ptr(),
-                temp_bytes,
+                self.temp_bytes,
                 batch.out_ptrs.ptr(),
                 batch.statuses.ptr(),
                 stream.cu_stream(),
@@ -350,15 +334,6 @@ impl ZstdDecoder {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn only_call_asks_for_per_call_temp_sizing() {
-        assert!(super::temp_per_call_from(Some("call")));
-        assert!(super::temp_per_call_from(Some("CALL")));
-        for v in [None, Some("full"), Some(""), Some("1")] {
-            assert!(!super::temp_per_call_from(v), "{v:?}");
-        }
-    }
-
     #[test]
     fn off_and_zero_disable_nvcomp_anything_else_keeps_it() {
         for v in ["off", "OFF", "Off", "0"] {
