@@ -1006,12 +1006,15 @@ fn device_cache_epochs_equal_the_host_engine(dev: Backend) {
     let (_held, sc, samples, host) = smoke_f32_on_nvcomp();
     let n = sc.samples_per_batch as usize;
     for cache in [256u64 << 10, 16 << 20] {
-        // Three buffers, not the 8 small batches get by default: the pins of 8 batches in
-        // flight can hold all 32 entries of the small cache, which then refuses claims
-        // instead of evicting (exact either way, but eviction is what this is about).
+        // Two buffers and one preparer, not the 8 buffers and several preparers small
+        // batches get by default: the pins of every batch in flight or being prepared can
+        // hold all 32 entries of the small cache, which then refuses claims instead of
+        // evicting (exact either way, but eviction is what this is about; with 3 buffers
+        // and 4 preparers, fast preparation made that happen in a loaded test run).
         let c = builder(&sc.sample_shape, n, OutDtype::F32, dev)
             .chunk_cache_bytes(cache)
-            .batches_in_flight(3)
+            .batches_in_flight(2)
+            .prepare_threads(1)
             .build()
             .expect("config");
         let mut p = Pipeline::new(c).expect("pipeline");

@@ -11,8 +11,8 @@ use std::fmt;
 use std::hash::Hash;
 
 use store::Store;
-use zarr::blosc::{BloscLayout, Compressor};
 use zarr::Aabb;
+use zarr::blosc::{BloscLayout, Compressor};
 use zarr::geometry::Intersection;
 
 use crate::error::Error;
@@ -325,7 +325,12 @@ impl Prefetcher {
         let gates =
             GatePool::with_settle_hook(config.lookahead as u32, Box::new(move || bell.ring()));
         let shared = Arc::new(Shared {
-            ring: Mutex::new(Ring { samples: VecDeque::new(), live: Vec::new(), next_seq: 0, shutdown: false }),
+            ring: Mutex::new(Ring {
+                samples: VecDeque::new(),
+                live: Vec::new(),
+                next_seq: 0,
+                shutdown: false,
+            }),
             changed: Condvar::new(),
             doorbell,
             jobs: Mutex::new(Jobs {
@@ -380,6 +385,40 @@ impl Prefetcher {
         drop(ring);
         self.shared.doorbell.ring();
         Ok(seq)
+    }
+
+    /// Adds as many of `requests` as the ring has room for, from the front, under one hold
+    /// of the ring's lock and with one ring of the driver's doorbell; removes them from
+    /// `requests` and returns how many. A caller with many samples at hand wakes the
+    /// driver once for them all, where [`try_push`](Self::try_push) wakes it per sample
+    /// (a futex wake and a driver pass each: the per-sample bound of large batches).
+    pub fn try_push_many(&self, requests: &mut Vec<SampleRequest>) -> usize {
+        let mut ring = lock(&self.shared.ring);
+        if ring.shutdown {
+            return 0;
+        }
+        let room = self.shared.config.lookahead.saturating_sub(ring.samples.len());
+        // A gate frees as soon as its sample is done, so one is free for every free ring
+        // slot; a missing one is answered as back-pressure all the same.
+        let gates: Vec<Gate> =
+            (0..room.min(requests.len())).map_while(|_| self.shared.gates.acquire()).collect();
+        let pushed = gates.len();
+        for (request, gate) in requests.drain(..pushed).zip(gates) {
+            let seq = ring.next_seq;
+            ring.next_seq += 1;
+            ring.samples.push_back(Sample {
+                seq,
+                request,
+                gate: Some(gate),
+                stage: Stage::Meta { handle: None },
+            });
+            ring.live.push(seq);
+        }
+        drop(ring);
+        if pushed > 0 {
+            self.shared.doorbell.ring();
+        }
+        pushed
     }
 
     /// Like [`try_push`](Self::try_push) but waits for ring space.
