@@ -277,6 +277,22 @@ struct Ring {
     shutdown: bool,
 }
 
+impl Ring {
+    /// Appends a sample (live, at its first stage) and returns its sequence number.
+    fn add(&mut self, request: SampleRequest, gate: Gate) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.samples.push_back(Sample {
+            seq,
+            request,
+            gate: Some(gate),
+            stage: Stage::Meta { handle: None },
+        });
+        self.live.push(seq);
+        seq
+    }
+}
+
 struct Shared {
     ring: Mutex<Ring>,
     /// Consumers waiting for a ready sample or for ring space.
@@ -373,15 +389,7 @@ impl Prefetcher {
         // A gate frees as soon as its sample is done, so one is free for every free ring
         // slot; `None` cannot happen but is answered as back-pressure all the same.
         let Some(gate) = self.shared.gates.acquire() else { return Err(request) };
-        let seq = ring.next_seq;
-        ring.next_seq += 1;
-        ring.samples.push_back(Sample {
-            seq,
-            request,
-            gate: Some(gate),
-            stage: Stage::Meta { handle: None },
-        });
-        ring.live.push(seq);
+        let seq = ring.add(request, gate);
         drop(ring);
         self.shared.doorbell.ring();
         Ok(seq)
@@ -404,15 +412,7 @@ impl Prefetcher {
             (0..room.min(requests.len())).map_while(|_| self.shared.gates.acquire()).collect();
         let pushed = gates.len();
         for (request, gate) in requests.drain(..pushed).zip(gates) {
-            let seq = ring.next_seq;
-            ring.next_seq += 1;
-            ring.samples.push_back(Sample {
-                seq,
-                request,
-                gate: Some(gate),
-                stage: Stage::Meta { handle: None },
-            });
-            ring.live.push(seq);
+            ring.add(request, gate);
         }
         drop(ring);
         if pushed > 0 {

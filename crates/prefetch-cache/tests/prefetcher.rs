@@ -48,6 +48,38 @@ fn two_arrays() -> tempfile::TempDir {
     dir
 }
 
+/// A group push takes what the lookahead has room for, from the front, leaves the rest
+/// with the caller, and its samples resolve in push order like single pushes; once the
+/// ring drains, the rest goes in.
+#[test]
+fn a_group_push_takes_what_fits_and_keeps_push_order() {
+    let dir = two_arrays();
+    let p = Prefetcher::new(fs_store(dir.path()), config(3, 4)).unwrap();
+    assert_eq!(p.try_push(req("raw", [0, 0], [2, 2])).unwrap(), 0);
+    let mut group = vec![
+        req("raw", [0, 4], [2, 6]),
+        req("blz", [0, 0], [2, 2]),
+        req("raw", [4, 4], [8, 8]),
+        req("raw", [2, 2], [4, 4]),
+    ];
+    assert_eq!(p.try_push_many(&mut group), 2, "room for two behind the first");
+    assert_eq!(group.len(), 2);
+    assert_eq!(group[0].lo, vec![4, 4], "the rest is what was not pushed, in order");
+    let first = take_all(&p, 3);
+    assert_eq!(first.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
+    let keys = |s: &ReadySample| -> Vec<String> {
+        s.outcome.as_ref().unwrap().shards.iter().map(|x| x.key.clone()).collect()
+    };
+    assert_eq!(keys(&first[1]), ["raw/c/0/1"]);
+    assert_eq!(keys(&first[2]), ["blz/c/0/0"]);
+    assert_eq!(p.try_push_many(&mut group), 2);
+    assert!(group.is_empty());
+    let rest = take_all(&p, 2);
+    assert_eq!(rest.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(keys(&rest[0]), ["raw/c/1/1"]);
+    assert_eq!(keys(&rest[1]), ["raw/c/0/0"]);
+}
+
 #[test]
 fn samples_resolve_in_push_order_with_shards_and_layout() {
     let dir = two_arrays();
