@@ -337,9 +337,7 @@ impl Pipeline {
     fn pop_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<Batch>> {
         let t0 = Instant::now();
         let sh = &*self.shared;
-        let began = sh.stats.trace.begin();
-        let next = sh.output.next(deadline);
-        sh.stats.trace.end("pop", None, began);
+        let next = sh.stats.trace.span("pop", None, || sh.output.next(deadline));
         let pending = match next {
             Next::Batch(p) => p,
             Next::TimedOut => return Err(Error::Timeout { waited: t0.elapsed() }),
@@ -674,24 +672,21 @@ fn prepare_batches(
             (*next - 1, samples)
         };
         held.set(Some(id));
-        let began = sh.stats.trace.begin();
-        let batch = crate::prepare::prepare(&sh.cfg, &sh.limits, &sh.stats, cache, id, samples);
-        sh.stats.trace.end("prepare", Some(id), began);
+        let batch = sh.stats.trace.span("prepare", Some(id), || {
+            crate::prepare::prepare(&sh.cfg, &sh.limits, &sh.stats, cache, id, samples)
+        });
         sh.faults.panic_point(Fault::CoordinatorPanic);
         if sh.faults.fire(Fault::PrepareOutOfOrder) {
             finish_out_of_order(sh, id);
         }
-        let began = sh.stats.trace.begin();
-        let turn = sh.turn.wait(id);
-        sh.stats.trace.end("turn", Some(id), began);
+        let turn = sh.stats.trace.span("turn", Some(id), || sh.turn.wait(id));
         if !turn {
             // Preparation stopped before this batch (or teardown): it is dropped, its
             // cache pins and claims with it.
             return;
         }
-        let began = sh.stats.trace.begin();
-        let dispatched = sh.engine.dispatch(batch).is_ok();
-        sh.stats.trace.end("dispatch", Some(id), began);
+        let dispatched =
+            sh.stats.trace.span("dispatch", Some(id), || sh.engine.dispatch(batch).is_ok());
         held.set(None);
         sh.turn.pass(id);
         if !dispatched {

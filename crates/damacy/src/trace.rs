@@ -114,6 +114,19 @@ impl Tracer {
         self.on.load(Ordering::Acquire).then(Instant::now)
     }
 
+    /// Runs `f` as the span `name` (of `batch`): [`Tracer::begin`], `f`, [`Tracer::end`].
+    pub(crate) fn span<T>(
+        &self,
+        name: &'static str,
+        batch: Option<u64>,
+        f: impl FnOnce() -> T,
+    ) -> T {
+        let began = self.begin();
+        let out = f();
+        self.end(name, batch, began);
+        out
+    }
+
     /// Ends the span `name` (of `batch`) begun at `began`, if it was begun while
     /// recording.
     pub(crate) fn end(&self, name: &'static str, batch: Option<u64>, began: Option<Instant>) {

@@ -228,18 +228,18 @@ impl<D: Device> Engine<D> {
         while let Ok(ToHarvestMsg(msg)) = rx.recv() {
             match msg {
                 ToHarvest::Wave { id, slot, harvest, errors: host_errors, cache } => {
-                    let began = stats.trace.begin();
-                    self.harvest_wave(slot, harvest, host_errors, &mut g, stats);
-                    stats.trace.end("wave done", Some(id), began);
+                    stats.trace.span("wave done", Some(id), || {
+                        self.harvest_wave(slot, harvest, host_errors, &mut g, stats)
+                    });
                     // The wave finished (or the device is broken): its copies are done.
                     drop(cache);
                 }
                 ToHarvest::End { id, meta, lease, errors, cache } => {
                     self.faults.panic_point(Fault::HarvestPanic);
                     g.errors.extend(errors);
-                    let began = stats.trace.begin();
-                    let h = self.harvest_end(meta, lease, &mut g, stats);
-                    stats.trace.end("ready", Some(id), began);
+                    let h = stats
+                        .trace
+                        .span("ready", Some(id), || self.harvest_end(meta, lease, &mut g, stats));
                     let began = stats.trace.begin();
                     if let Some(c) = cache {
                         // Filled only from a batch that completed with no error at all.

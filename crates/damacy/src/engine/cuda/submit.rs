@@ -401,9 +401,7 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
         if c.lease.is_some() {
             return TopUp::Proceed;
         }
-        let began = self.stats.trace.begin();
-        let got = self.engine.acquire(c.id, block);
-        self.stats.trace.end("acquire", Some(c.id), began);
+        let got = self.stats.trace.span("acquire", Some(c.id), || self.engine.acquire(c.id, block));
         match got {
             Ok(Some(l)) => {
                 c.lease = Some(l);
@@ -428,9 +426,7 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
             return TopUp::Proceed;
         }
         let t = Instant::now();
-        let began = self.stats.trace.begin();
-        let got = self.engine.acquire_wave(block);
-        self.stats.trace.end("slot", Some(c.id), began);
+        let got = self.stats.trace.span("slot", Some(c.id), || self.engine.acquire_wave(block));
         self.stats.wave_slot_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let slot = match got {
             Ok(Some(s)) => s,
@@ -517,17 +513,15 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
     fn submit_dispatched(&mut self, id: u64, wave: Dispatched<D>) {
         let Dispatched { work, slot, k, out } = wave;
         let t = Instant::now();
-        let began = self.stats.trace.begin();
-        work.wait();
-        self.stats.trace.end("reads", Some(id), began);
+        self.stats.trace.span("reads", Some(id), || work.wait());
         self.stats.wave_jobs_wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let mut state = work.take_state();
         let harvest = if self.is_poisoned(id) {
             None
         } else {
-            let began = self.stats.trace.begin();
-            let r = self.engine.submit_wave(&work, k, out, &mut state, slot.buffer(), self.stats);
-            self.stats.trace.end("wave", Some(id), began);
+            let r = self.stats.trace.span("wave", Some(id), || {
+                self.engine.submit_wave(&work, k, out, &mut state, slot.buffer(), self.stats)
+            });
             match r {
                 Ok(h) => Some(h),
                 Err(e) => {
@@ -556,9 +550,9 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
         let outcome = match self.take_poison(id) {
             Some(failure) => Err(failure),
             None => {
-                let began = self.stats.trace.begin();
-                let r = self.engine.end_batch(&ctx, &lease, self.stats).map_err(Failure::from);
-                self.stats.trace.end("end", Some(id), began);
+                let r = self.stats.trace.span("end", Some(id), || {
+                    self.engine.end_batch(&ctx, &lease, self.stats).map_err(Failure::from)
+                });
                 r
             }
         };
