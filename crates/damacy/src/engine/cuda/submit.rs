@@ -549,12 +549,9 @@ impl<D: Device, M, P> Submitter<'_, D, M, P> {
     fn finish_batch(&mut self, id: u64, ctx: BatchCtx, meta: M, lease: BatchLease<D>) {
         let outcome = match self.take_poison(id) {
             Some(failure) => Err(failure),
-            None => {
-                let r = self.stats.trace.span("end", Some(id), || {
-                    self.engine.end_batch(&ctx, &lease, self.stats).map_err(Failure::from)
-                });
-                r
-            }
+            None => self.stats.trace.span("end", Some(id), || {
+                self.engine.end_batch(&ctx, &lease, self.stats).map_err(Failure::from)
+            }),
         };
         let cache = ctx.cache;
         match outcome {
