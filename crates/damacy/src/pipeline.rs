@@ -392,8 +392,9 @@ impl Pipeline {
     }
 
     /// Starts recording a timeline of the pipeline's threads, from an empty one (see
-    /// [`crate::trace`]). Steps recorded, each with its batch: on the preparers
-    /// `prepare`, `turn` (waiting for the batch's turn) and `dispatch` (handing it to the
+    /// [`crate::trace`]). Steps recorded, each with its batch: on the feeder `feed`
+    /// (handing a group of the batch's samples to the prefetcher, waits for ring space
+    /// included); on the preparers `prepare`, `turn` (waiting for the batch's turn) and `dispatch` (handing it to the
     /// engine); on the CUDA engine's submit thread `acquire` (a batch buffer), `slot` (a
     /// wave slot), `reads` (waiting for a wave's reads), `wave` and `end` (enqueueing a
     /// wave's and a batch end's device work); on its harvest thread `wave done` and
@@ -556,6 +557,10 @@ fn feeder(sh: &Shared) {
                 Pulled::Closed => ended = Some(false),
             }
         }
+        // The timeline's "feed" span: handing a group of batch `batch` to the prefetcher,
+        // waits for ring space included (a batch's samples are `batch * per_batch ..`).
+        let batch = pulled.saturating_sub(1) / per_batch;
+        let began = (!group.is_empty()).then(|| sh.stats.trace.begin()).flatten();
         while !group.is_empty() {
             if sh.shutdown.load(Ordering::Acquire) {
                 return;
@@ -575,6 +580,7 @@ fn feeder(sh: &Shared) {
                 f = sh.feed_cv.wait(f).unwrap_or_else(|e| e.into_inner());
             }
         }
+        sh.stats.trace.end("feed", Some(batch), began);
         if let Some(panicked) = ended {
             // Every sample before the end is in the ring.
             let mut f = lock(&sh.feed);

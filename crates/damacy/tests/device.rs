@@ -1090,6 +1090,7 @@ fn the_trace_records_each_batch_on_every_thread_sim() {
     assert!(p.pop().expect("end").is_none());
     let trace = p.take_trace();
     for (name, per_batch) in [
+        ("feed", true),
         ("prepare", true),
         ("dispatch", true),
         ("acquire", true),

@@ -258,7 +258,7 @@ class Pipeline:
     def reset_stats(self) -> None: ...
     def start_trace(self) -> None:
         """Starts recording a timeline of the pipeline's threads (each one's steps per
-        batch: `prepare`, `dispatch`, `pop`, and on the CUDA engine `acquire`, `reads`,
+        batch: `feed`, `prepare`, `dispatch`, `pop`, and on the CUDA engine `acquire`, `reads`,
         `wave`, `end`, `wave done`, `ready`, `settle`, `release`), from an empty one."""
     def take_trace(self) -> str:
         """Stops recording; the timeline as Chrome trace-event JSON (open it in Perfetto
