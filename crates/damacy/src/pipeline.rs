@@ -394,8 +394,8 @@ impl Pipeline {
     /// Starts recording a timeline of the pipeline's threads, from an empty one (see
     /// [`crate::trace`]). Steps recorded, each with its batch: on the feeder `feed`
     /// (handing a group of the batch's samples to the prefetcher, waits for ring space
-    /// included); on the preparers `prepare`, `turn` (waiting for the batch's turn) and `dispatch` (handing it to the
-    /// engine); on the CUDA engine's submit thread `acquire` (a batch buffer), `slot` (a
+    /// included); on the preparers `prepare`, `turn` (waiting for the batch's turn) and
+    /// `dispatch` (handing it to the engine); on the CUDA engine's submit thread `acquire` (a batch buffer), `slot` (a
     /// wave slot), `reads` (waiting for a wave's reads), `wave` and `end` (enqueueing a
     /// wave's and a batch end's device work); on its harvest thread `wave done` and
     /// `ready` (waiting for the device) and `settle` (the batch's cache claims); on the caller's thread `pop`

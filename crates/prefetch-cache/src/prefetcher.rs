@@ -156,8 +156,6 @@ pub struct SampleRequest {
 pub struct ResolvedShard {
     /// The object's store key.
     pub key: String,
-    /// The shard's coordinates in the array's outer grid.
-    pub coords: Vec<u64>,
     pub state: StdArc<ShardState>,
 }
 
@@ -251,8 +249,7 @@ enum Stage {
 struct ShardFetch {
     info: ArrayInfo,
     aabb: Aabb,
-    /// The touched shards' coordinates, in `ArrayGeometry::intersect` order.
-    coords: Vec<Vec<u64>>,
+    /// The touched shards' keys, in `ArrayGeometry::intersect` order.
     keys: Vec<String>,
     /// A prefix of `keys`: the ones requested so far.
     handles: Vec<Handle>,
@@ -268,10 +265,8 @@ struct Sample {
 struct Ring {
     samples: VecDeque<Sample>,
     /// Sequence numbers of the samples not yet terminal, in push order: what the driver
-    /// steps. Stepping every sample of the ring on every ring of the doorbell cost a pass
-    /// over the whole lookahead per pushed sample (on `many-arrays-8`, 512-sample batches
-    /// and a 2,048-sample lookahead, ~15 µs a sample on the H200: the bound of both
-    /// engines).
+    /// steps, where it used to pass over the whole lookahead (2,048 samples on
+    /// `many-arrays-8`) on every wake-up, resolved samples included.
     live: Vec<u64>,
     next_seq: u64,
     shutdown: bool,
@@ -759,7 +754,7 @@ impl Shared {
 
     /// Shards → layout (or done): waits for every touched shard's index.
     fn advance_shards(&self, seq: u64, fetch: &mut ShardFetch, gate: &Gate) -> Option<Stage> {
-        let ShardFetch { info, aabb, coords, keys, handles } = fetch;
+        let ShardFetch { info, aabb, keys, handles } = fetch;
         // Resume where back-pressure stopped the last pass: tickets registered before are
         // not registered again, so the gate counts each fetch once.
         while handles.len() < keys.len() {
@@ -771,12 +766,12 @@ impl Shared {
             return None;
         }
         let mut shards = Vec::with_capacity(handles.len());
-        for ((&h, key), at) in handles.iter().zip(keys.iter()).zip(coords.iter()) {
+        for (&h, key) in handles.iter().zip(keys.iter()) {
             let state = match poll(&self.shards, h, seq, || key.clone())? {
                 Ok(state) => state,
                 Err(e) => return Some(Stage::Done(Err(e))),
             };
-            shards.push(ResolvedShard { key: key.clone(), coords: at.clone(), state });
+            shards.push(ResolvedShard { key: key.clone(), state });
         }
         let resolved =
             ResolvedSample { array: info.clone(), aabb: Some(aabb.clone()), shards, layout: None };
@@ -843,35 +838,39 @@ impl Shared {
             Ok(a) => a,
             Err(e) => return geo_err(e),
         };
-        // Only the shards' coordinates are needed here (the planner walks the chunks):
-        // the intersection goes into this thread's reused buffers, not a vector per chunk
-        // hit, which made allocation most of this thread's work per sample.
+        // Only the shards' keys are needed here (the planner walks the chunks): the
+        // intersection goes into this thread's reused buffers, not a vector per chunk hit,
+        // which made allocation most of this thread's work per sample.
         thread_local! {
             static HITS: std::cell::RefCell<Intersection> =
                 std::cell::RefCell::new(Intersection::new());
         }
-        let coords = HITS.with(|hits| {
+        let max = self.config.max_shards_per_sample;
+        // `Err(n)`: the box touches `n` shards, more than `max` (no keys made for them).
+        let keys = HITS.with(|hits| {
             let mut hits = hits.borrow_mut();
             info.geometry.intersect_into(&aabb, &mut hits)?;
-            Ok(hits.shards().map(|h| h.coords.to_vec()).collect::<Vec<_>>())
+            if hits.num_shards() > max {
+                return Ok(Err(hits.num_shards()));
+            }
+            let encoding = &info.meta.chunk_key_encoding;
+            Ok(Ok(hits
+                .shards()
+                .map(|h| join_key(&info.uri, &encoding.chunk_key(h.coords)))
+                .collect()))
         });
-        let coords = match coords {
-            Ok(c) => c,
+        let keys: Vec<String> = match keys {
+            Ok(Ok(keys)) => keys,
+            Ok(Err(shards)) => {
+                return Stage::Done(Err(Error::TooManyShards {
+                    seq,
+                    uri: req.uri.clone(),
+                    shards,
+                    max,
+                }));
+            }
             Err(e) => return geo_err(e),
         };
-        let max = self.config.max_shards_per_sample;
-        if coords.len() > max {
-            return Stage::Done(Err(Error::TooManyShards {
-                seq,
-                uri: req.uri.clone(),
-                shards: coords.len(),
-                max,
-            }));
-        }
-        let keys = coords
-            .iter()
-            .map(|c| join_key(&info.uri, &info.meta.chunk_key_encoding.chunk_key(c)))
-            .collect();
-        Stage::Shards(ShardFetch { info, aabb, coords, keys, handles: Vec::new() })
+        Stage::Shards(ShardFetch { info, aabb, keys, handles: Vec::new() })
     }
 }
