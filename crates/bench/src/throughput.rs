@@ -99,6 +99,9 @@ pub struct BenchOptions {
     pub gds: damacy::Gds,
     /// Batch buffers (`Config::batches_in_flight`; 0 = by engine and batch size).
     pub batches_in_flight: usize,
+    /// Batches the CUDA engine plans as one (`Config::batches_per_plan`; 0 = by batch
+    /// size).
+    pub batches_per_plan: usize,
     /// CUDA engine GPU budget (`Config::max_gpu_memory_bytes`); 0 = 24 GiB plus the
     /// device chunk cache.
     pub max_gpu_memory_bytes: u64,
@@ -195,6 +198,11 @@ pub struct BenchReport {
     pub prepare_threads: u64,
     /// Batch buffers in circulation (`Config::batches_in_flight`, resolved).
     pub batches_in_flight: u64,
+    /// Most batches a plan covered (`Config::batches_per_plan`, resolved), and the
+    /// plans prepared since the timed window began (counted at planning, so a plan
+    /// prepared ahead of the window's end counts though its batches may not).
+    pub batches_per_plan: u64,
+    pub plans: u64,
     /// CUDA engine: chunks read with GPUDirect Storage, their bytes, reads that went
     /// through host memory instead, and frames the device check rejected.
     pub gds_reads: u64,
@@ -265,6 +273,7 @@ pub fn run(
         .prepare_threads(opts.prepare_threads)
         .gds(opts.gds)
         .batches_in_flight(opts.batches_in_flight)
+        .batches_per_plan(opts.batches_per_plan)
         .build()?;
     let data_dir = std::path::absolute(&opts.data_dir).unwrap_or_else(|_| opts.data_dir.clone());
     // `--store s3`: the server lives as long as the run; sample uris become
@@ -438,6 +447,8 @@ pub fn run(
         gpu_wave_chunks: stats.gpu_wave_chunks,
         prepare_threads: stats.prepare_threads,
         batches_in_flight: stats.batches_in_flight,
+        batches_per_plan: stats.batches_per_plan,
+        plans: stats.plans,
         gds_reads: stats.gds_reads,
         gds_bytes: stats.gds_bytes,
         gds_fallbacks: stats.gds_fallbacks,
@@ -737,6 +748,8 @@ mod tests {
             gpu_wave_slots: 0,
             prepare_threads: 0,
             batches_in_flight: 0,
+            batches_per_plan: 0,
+            plans: 0,
             gds_reads: 0,
             gds_bytes: 0,
             gds_fallbacks: 0,

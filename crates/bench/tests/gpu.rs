@@ -21,6 +21,7 @@ fn smoke_bench_on_the_cuda_engine_measures_the_nvcomp_ceiling_gpu() {
         prepare_threads: 0,
         gds: damacy::Gds::Off,
         batches_in_flight: 0,
+        batches_per_plan: 0,
         max_gpu_memory_bytes: 0,
         max_pinned_host_bytes: 0,
         trace: false,

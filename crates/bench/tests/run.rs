@@ -19,6 +19,7 @@ fn options(scenario: Scenario, data_dir: &std::path::Path, measure_ceiling: bool
         prepare_threads: 0,
         gds: damacy::Gds::Off,
         batches_in_flight: 0,
+        batches_per_plan: 0,
         max_gpu_memory_bytes: 0,
         max_pinned_host_bytes: 0,
         trace: false,

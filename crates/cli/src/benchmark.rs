@@ -67,6 +67,11 @@ pub(crate) struct BenchArgs {
     /// `Config::batches_in_flight`).
     #[arg(long, default_value_t = 0)]
     batches_in_flight: usize,
+    /// CUDA engine: batches planned, read and decoded as one, each still popped on its
+    /// own (0 = as many as fill about 3 GiB of buffer, at most 16, where the budgets allow;
+    /// `Config::batches_per_plan`).
+    #[arg(long, default_value_t = 0)]
+    batches_per_plan: usize,
     /// CUDA engine GPU memory budget, bytes or with a K/M/G/T suffix (0 = 24 GiB plus
     /// `--chunk-cache`; `Config::max_gpu_memory_bytes`). Larger budgets allow larger
     /// waves (more chunks per nvCOMP call).
@@ -140,6 +145,7 @@ impl Default for BenchArgs {
             prepare_threads: 0,
             gds: GdsArg::Auto,
             batches_in_flight: 0,
+            batches_per_plan: 0,
             gpu_memory: 0,
             pinned_memory: 0,
             trace: None,
@@ -234,6 +240,7 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
             GdsArg::On => damacy::Gds::On,
         },
         batches_in_flight: args.batches_in_flight,
+        batches_per_plan: args.batches_per_plan,
         max_gpu_memory_bytes: args.gpu_memory,
         max_pinned_host_bytes: args.pinned_memory,
         trace: args.trace.is_some(),
@@ -299,8 +306,8 @@ fn print_report(r: &BenchReport) {
         println!("waves    {} slots of up to {} chunks", r.gpu_wave_slots, r.gpu_wave_chunks);
     }
     println!(
-        "prepare  {} batch preparers, {} batch buffers",
-        r.prepare_threads, r.batches_in_flight
+        "prepare  {} batch preparers, {} batch buffers, up to {} batches a plan ({} plans for {} batches)",
+        r.prepare_threads, r.batches_in_flight, r.batches_per_plan, r.plans, r.stats.batches
     );
     if r.gds_reads + r.gds_fallbacks > 0 {
         println!(

@@ -34,6 +34,13 @@ def test_config_round_trips_and_matches_the_rust_defaults():
         damacy.Config(sample_shape=[4], lookahead=object())
 
 
+def test_batches_per_plan_knob():
+    cfg = host_config(sample_shape=[4], batches_per_plan=4)
+    assert cfg.batches_per_plan == 4
+    with pytest.raises(damacy.ConfigError, match="batches_per_plan"):
+        damacy.Config(sample_shape=[4], batches_per_plan=17)
+
+
 def test_gds_and_prepare_threads_knobs():
     cfg = host_config(sample_shape=[4], gds="off", prepare_threads=3)
     assert cfg.gds == "off" and cfg.prepare_threads == 3

@@ -94,6 +94,20 @@ pub struct Config {
     /// 8 buffers and 8 wave slots gave 5.56 Gvox/s against 4.40 with 3 and 3 (and 4.47
     /// with 3 buffers and 8 slots); `default`'s 1 GiB batches gained nothing from more.
     pub batches_in_flight: usize,
+    /// Batches the CUDA engine plans as one (1 to 16): their samples' chunks are read and
+    /// decoded once for all of them, in the same waves (so in the same nvCOMP calls), into
+    /// one buffer that holds them side by side; each is still popped as its own [`Batch`],
+    /// in push order, and its buffer goes back once every batch of its plan is dropped.
+    /// A batch only waits for samples already pushed: the first batch is planned alone,
+    /// and a plan takes a further batch only where its samples are in the lookahead
+    /// already (or the input is finished), so a caller pushing one batch at a time is
+    /// never kept waiting. `0` (the default): as many as fill about
+    /// [`PLAN_GROUP_BYTES`] of batch buffer (1 to [`MAX_BATCHES_PER_PLAN`]), on the
+    /// CUDA engine only, and only with `batches_in_flight` left automatic (a set buffer
+    /// count then counts batches); 1 otherwise. The host engine plans each batch alone.
+    ///
+    /// [`Batch`]: crate::Batch
+    pub batches_per_plan: usize,
     /// I/O threads of the file store (not capped by the core count: I/O waits).
     pub io_threads: usize,
     /// Threads that fetch metadata (array metadata, shard indexes) ahead of planning:
@@ -286,6 +300,7 @@ impl Default for Config {
             gpu_wave_slots: 0,
             lookahead: 0,
             batches_in_flight: 0,
+            batches_per_plan: 0,
             io_threads: 8,
             metadata_threads: 256,
             decode_threads: 0,
@@ -318,6 +333,10 @@ pub const MAX_GPU_WAVE_SLOTS: usize = 16;
 pub const SMALL_BATCH_BYTES: u64 = 128 << 20;
 /// Batch buffers (and wave slots) the CUDA engine wants for small batches.
 pub const SMALL_BATCH_BUFFERS: usize = 8;
+/// Bytes of batch buffer the automatic [`Config::batches_per_plan`] fills with batches.
+pub const PLAN_GROUP_BYTES: u64 = 3 << 30;
+/// Most batches one plan covers.
+pub const MAX_BATCHES_PER_PLAN: usize = 16;
 /// Batch buffers otherwise (`batches_in_flight = 0`).
 pub const DEFAULT_BATCH_BUFFERS: usize = 3;
 
@@ -381,6 +400,25 @@ impl Config {
         match self.batches_in_flight {
             0 if device && self.small_batches() => SMALL_BATCH_BUFFERS,
             0 => DEFAULT_BATCH_BUFFERS,
+            n => n,
+        }
+    }
+
+    /// Batches planned as one on the CUDA engine (`device`) or the host engine (see
+    /// [`Config::batches_per_plan`]).
+    pub fn effective_batches_per_plan(&self, device: bool) -> usize {
+        match self.batches_per_plan {
+            _ if !device => 1,
+            0 if self.batches_in_flight != 0 => 1,
+            0 => {
+                let batch = self
+                    .batch_elements()
+                    .ok()
+                    .and_then(|e| e.checked_mul(self.dtype.max_size() as u64))
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                (PLAN_GROUP_BYTES / batch).clamp(1, MAX_BATCHES_PER_PLAN as u64) as usize
+            }
             n => n,
         }
     }
@@ -467,6 +505,7 @@ impl Config {
         }
         range("samples_per_batch", self.samples_per_batch, 1, MAX_SAMPLES_PER_BATCH)?;
         range("batches_in_flight", self.batches_in_flight, 0, 64)?;
+        range("batches_per_plan", self.batches_per_plan, 0, MAX_BATCHES_PER_PLAN)?;
         if self.gpu_wave_slots == 1 || self.gpu_wave_slots > MAX_GPU_WAVE_SLOTS {
             return Err(Error::ConfigValue {
                 knob: "gpu_wave_slots",
@@ -574,6 +613,8 @@ impl ConfigBuilder {
         lookahead: usize,
         /// Batch buffers held plus being filled (0 = by engine and batch size).
         batches_in_flight: usize,
+        /// Batches the CUDA engine plans as one (0 = by batch size).
+        batches_per_plan: usize,
         /// File store I/O threads.
         io_threads: usize,
         /// Metadata fetch threads (metadata requests in flight).

@@ -122,10 +122,20 @@ pub(crate) struct BatchMeta {
     pub reads: u64,
 }
 
-/// A batch ready for an engine: its samples, their arrays and the plan.
+/// Batches ready for an engine, planned as one (`Config::batches_per_plan`; one batch
+/// unless the engine asks for more): their samples, their arrays and the plan.
 #[derive(Debug)]
 pub(crate) struct Planned {
+    /// The plan's batches as one: `id` is the first batch's, `infos` (and every batch
+    /// position below) run over all their samples, `per_batch` at a time.
     pub meta: BatchMeta,
+    /// Samples of each batch the plan covers (the last may have fewer).
+    pub per_batch: usize,
+    /// Batches of the plan (`meta.infos` split `per_batch` at a time) that failed as a
+    /// whole before any engine work (their shapes, or a planning error under
+    /// `OnError::Fail`): index among the plan's batches, and the error `pop` returns for
+    /// it. Their samples are not planned.
+    pub failed: Vec<(usize, Error)>,
     pub arrays: Vec<ArrayEntry>,
     pub facts: Vec<ArrayFacts>,
     pub plan: BatchPlan,
@@ -139,11 +149,66 @@ pub(crate) struct Planned {
     pub claims: crate::decoded_cache::Claims,
 }
 
-/// The coordinator's output, one per batch, in push order.
+impl Planned {
+    /// Batches the plan covers.
+    pub(crate) fn batches(&self) -> usize {
+        self.meta.infos.len().div_ceil(self.per_batch.max(1)).max(1)
+    }
+}
+
+impl BatchMeta {
+    /// Splits the meta of batches planned as one (see [`Planned::meta`]) into one per
+    /// batch, `per_batch` samples each: ids count up from the first, sample errors and
+    /// fills go to their batch (positions made the batch's own), and the plan's counts
+    /// are shared out by samples (their sum is the whole's).
+    pub(crate) fn split(self, per_batch: usize) -> Vec<BatchMeta> {
+        let per_batch = per_batch.max(1);
+        let total = self.infos.len();
+        if total <= per_batch {
+            return vec![self];
+        }
+        let BatchMeta { id, infos, element, sample_bytes, fills, early, plan_stats, reads } = self;
+        let parts = total.div_ceil(per_batch);
+        let mut out: Vec<BatchMeta> = Vec::with_capacity(parts);
+        let mut infos = infos.into_iter();
+        let mut fills = fills.into_iter();
+        let mut taken = (planner::PlanStats::default(), 0u64);
+        for j in 0..parts {
+            let len = per_batch.min(total - j * per_batch);
+            let upto = (j * per_batch + len) as u64;
+            // Each batch's share of a count: what is due up to its last sample, less what
+            // earlier batches took (so the shares sum to the count exactly).
+            let share = |c: u64, before: u64| {
+                ((u128::from(c) * u128::from(upto) / total as u128) as u64).saturating_sub(before)
+            };
+            let due = plan_stats.zip_with(&taken.0, share);
+            let r = share(reads, taken.1);
+            taken = (taken.0.zip_with(&due, u64::saturating_add), taken.1 + r);
+            out.push(BatchMeta {
+                id: id + j as u64,
+                infos: infos.by_ref().take(len).collect(),
+                element,
+                sample_bytes,
+                fills: fills.by_ref().take(len).collect(),
+                early: Vec::new(),
+                plan_stats: due,
+                reads: r,
+            });
+        }
+        for (pos, e) in early {
+            if let Some(b) = out.get_mut(pos / per_batch) {
+                b.early.push((pos % per_batch, e));
+            }
+        }
+        out
+    }
+}
+
+/// The coordinator's output, one per plan (of one batch or more), in push order.
 #[derive(Debug)]
 pub(crate) enum Ordered {
     Planned(Box<Planned>),
-    /// The batch failed before any engine work (shape, resolution, planning).
+    /// One batch that failed before any engine work (shape, resolution, planning).
     Failed(Error),
 }
 
@@ -320,8 +385,15 @@ pub(crate) trait Engine: Send + Sync {
     /// The planner limits this engine's buffers impose.
     fn limits(&self, cfg: &Config) -> PlanLimits;
 
-    /// Takes the next batch in push order; blocks while the engine has no room (a free
-    /// batch buffer). Puts exactly one [`Pending`] for it into the output queue.
+    /// Batches this engine wants planned as one (`Config::batches_per_plan`): a
+    /// [`Planned`] it is given covers at most this many.
+    fn batches_per_plan(&self) -> usize {
+        1
+    }
+
+    /// Takes the next plan in push order; blocks while the engine has no room (a free
+    /// batch buffer). Puts exactly one [`Pending`] per batch of it into the output queue,
+    /// in order.
     ///
     /// # Errors
     /// `Closed` on teardown, `EnginePanicked` once a thread of the pipeline panicked (the

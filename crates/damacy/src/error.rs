@@ -93,6 +93,13 @@ pub enum Error {
     /// The pipeline is shutting down or a worker died; no further batches come.
     #[error("the pipeline is closed")]
     Closed,
+    /// Batch `batch` was planned, read and decoded together with batch `with`
+    /// (`Config::batches_per_plan`), and the engine failed them both: `with`'s error
+    /// (returned by the `pop` before) names the cause.
+    #[error(
+        "batch {batch} was planned with batch {with}, and the engine failed both (batch {with}'s error names the cause)"
+    )]
+    PlannedWith { batch: u64, with: u64 },
     /// A CUDA driver, kernel or nvCOMP call failed outside the work of any one batch: at
     /// construction, or on a delivered batch (its download, fills or release). A failure of
     /// a batch's own device work is a [`SampleError::Gpu`] naming the batch's first sample.

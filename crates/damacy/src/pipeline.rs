@@ -85,13 +85,23 @@ struct Shared {
     faults: Arc<Faults>,
     /// Threads preparing batches (`Config::prepare_threads`, resolved).
     preparers: usize,
-    /// The next batch's id: a preparer takes a batch's samples and its id under this lock.
-    gather: Mutex<u64>,
-    /// Prepared batches go to the engine through it, in id order; once it is stopped (a
+    /// The next batch's id and the next plan's number: a preparer takes a plan's
+    /// samples, its first batch id and its number under this lock.
+    gather: Mutex<NextPlan>,
+    /// Prepared plans go to the engine through it, in plan order; once it is stopped (a
     /// preparer panicked, the engine refused a batch) no preparer takes samples any more.
     turn: Turnstile,
     /// Ids of the batches prepared so far, kept only while `PrepareOutOfOrder` is armed.
     out_of_order: (Mutex<HashSet<u64>>, Condvar),
+}
+
+/// What the next plan a preparer takes starts with.
+#[derive(Debug, Default, Clone, Copy)]
+struct NextPlan {
+    /// Its first batch's id.
+    batch: u64,
+    /// Its number, in push order: its turn at the engine (`Shared::turn`).
+    plan: u64,
 }
 
 /// Samples moved into the prefetcher's ring by the feeder and taken out by the
@@ -201,7 +211,7 @@ impl Pipeline {
             fatal,
             faults,
             preparers,
-            gather: Mutex::new(0),
+            gather: Mutex::new(NextPlan::default()),
             turn: Turnstile::new(),
             out_of_order: (Mutex::new(HashSet::new()), Condvar::new()),
         });
@@ -658,52 +668,82 @@ fn coordinator(sh: &Shared) {
 fn preparer(sh: &Shared, cache: Option<(&DecodedCache, CacheUse)>) {
     let held = Cell::new(None);
     if contain(COORDINATOR, &sh.fatal, || prepare_batches(sh, cache, &held)).is_err() {
-        let from = held.get().unwrap_or_else(|| *lock(&sh.gather));
+        let from = held.get().unwrap_or_else(|| lock(&sh.gather).plan);
         stop_preparing(sh, from);
     }
 }
 
-/// Takes batches (samples and id, in push order), prepares each, and dispatches it in its
-/// turn, until the input ends or preparation stops. `held` is the batch in hand.
+/// Whether a plan may take one more batch of `n` samples without waiting on the caller:
+/// that many are in the prefetcher's ring already, or the input is finished (what is
+/// left comes without the caller).
+fn more_at_hand(sh: &Shared, n: usize) -> bool {
+    let in_ring = {
+        let f = lock(&sh.feed);
+        f.fed - f.taken
+    };
+    in_ring >= n as u64 || lock(&sh.input).closed
+}
+
+/// Takes plans (the samples of one batch or more, their first id and the plan's number,
+/// in push order), prepares each, and dispatches it in its turn, until the input ends or
+/// preparation stops. A plan covers up to the engine's `batches_per_plan` batches: the
+/// first plan one (the first batch comes out soonest), later ones as many whole batches
+/// as are at hand ([`more_at_hand`]). `held` is the number of the plan in hand.
 fn prepare_batches(
     sh: &Shared,
     cache: Option<(&DecodedCache, CacheUse)>,
     held: &Cell<Option<u64>>,
 ) {
+    let n = sh.cfg.samples_per_batch.max(1);
+    let stopped = || sh.shutdown.load(Ordering::Acquire) || sh.turn.stopped();
     loop {
-        let (id, samples) = {
+        let (next, samples) = {
             let mut next = lock(&sh.gather);
-            let Some(samples) = gather(sh, sh.cfg.samples_per_batch) else { return };
-            *next += 1;
-            (*next - 1, samples)
+            let Some(mut samples) = gather(sh, n) else { return };
+            let most = if next.plan == 0 { 1 } else { sh.engine.batches_per_plan().max(1) };
+            while samples.len() < most * n && samples.len() % n == 0 && more_at_hand(sh, n) {
+                match gather(sh, n) {
+                    Some(more) => samples.extend(more),
+                    None => break,
+                }
+            }
+            if stopped() {
+                return;
+            }
+            let this = *next;
+            next.batch += samples.len().div_ceil(n) as u64;
+            next.plan += 1;
+            (this, samples)
         };
-        held.set(Some(id));
-        let batch = sh.stats.trace.span("prepare", Some(id), || {
-            crate::prepare::prepare(&sh.cfg, &sh.limits, &sh.stats, cache, id, samples)
+        let (id, plan) = (next.batch, next.plan);
+        held.set(Some(plan));
+        let prepared = sh.stats.trace.span("prepare", Some(id), || {
+            crate::prepare::prepare(&sh.cfg, &sh.limits, &sh.stats, cache, id, samples, n)
         });
         sh.faults.panic_point(Fault::CoordinatorPanic);
         if sh.faults.fire(Fault::PrepareOutOfOrder) {
-            finish_out_of_order(sh, id);
+            finish_out_of_order(sh, plan);
         }
-        let turn = sh.stats.trace.span("turn", Some(id), || sh.turn.wait(id));
+        let turn = sh.stats.trace.span("turn", Some(id), || sh.turn.wait(plan));
         if !turn {
-            // Preparation stopped before this batch (or teardown): it is dropped, its
+            // Preparation stopped before this plan (or teardown): it is dropped, its
             // cache pins and claims with it.
             return;
         }
-        let dispatched =
-            sh.stats.trace.span("dispatch", Some(id), || sh.engine.dispatch(batch).is_ok());
+        let dispatched = sh.stats.trace.span("dispatch", Some(id), || {
+            prepared.into_iter().all(|o| sh.engine.dispatch(o).is_ok())
+        });
         held.set(None);
-        sh.turn.pass(id);
+        sh.turn.pass(plan);
         if !dispatched {
             // The engine takes nothing more.
-            stop_preparing(sh, id + 1);
+            stop_preparing(sh, plan + 1);
             return;
         }
     }
 }
 
-/// Stops preparation from batch `from` on: no batch from there is dispatched, no preparer
+/// Stops preparation from plan `from` on: no batch of it or later is dispatched, no preparer
 /// takes samples any more, and every waiting preparer wakes to see it.
 fn stop_preparing(sh: &Shared, from: u64) {
     sh.turn.stop(from);
@@ -712,10 +752,10 @@ fn stop_preparing(sh: &Shared, from: u64) {
     sh.feed_cv.notify_all();
 }
 
-/// The `PrepareOutOfOrder` fault: the preparer of an even batch waits until the next
-/// batch is prepared too, so that the later batch is ready first. With one preparer the
-/// next batch never comes: the wait gives up after a minute with a panic (reported as
-/// `EnginePanicked`), which is how a test learns that batches were not prepared at once.
+/// The `PrepareOutOfOrder` fault: the preparer of an even plan waits until the next
+/// plan is prepared too, so that the later plan is ready first. With one preparer the
+/// next plan never comes: the wait gives up after a minute with a panic (reported as
+/// `EnginePanicked`), which is how a test learns that plans were not prepared at once.
 fn finish_out_of_order(sh: &Shared, id: u64) {
     let (done, cv) = &sh.out_of_order;
     let mut done = lock(done);
@@ -728,7 +768,7 @@ fn finish_out_of_order(sh: &Shared, id: u64) {
         .wait_timeout_while(done, OUT_OF_ORDER_LIMIT, |d| !d.contains(&(id + 1)))
         .unwrap_or_else(|e| e.into_inner());
     drop(done);
-    assert!(!timeout.timed_out(), "batch {} was not prepared while batch {id} waited", id + 1);
+    assert!(!timeout.timed_out(), "plan {} was not prepared while plan {id} waited", id + 1);
 }
 
 /// How long [`finish_out_of_order`] waits for the next batch.

@@ -21,7 +21,14 @@ use crate::error::{Error, SampleError};
 use crate::resolve::resolved;
 use crate::stats::StatCounters;
 
-/// Prepares batch `id` from its resolved samples (in push order).
+/// Prepares the batches `id`, `id + 1`, ... from their resolved samples (in push order,
+/// `per_batch` a batch, the last batch possibly short), planned as one where they can
+/// be: each batch whose samples fail as a whole (a wrong shape, data types that
+/// `OutDtype::Native` cannot put in one tensor) is its own `Ordered::Failed`, and with
+/// `Native` a batch of another data type than the one before starts a new plan; a
+/// planning error of one sample fails only its own batch (`OnError::Fail`). So every
+/// batch gets exactly the outcome it would get planned alone. Returns one entry per
+/// plan or failed batch, in push order.
 pub(crate) fn prepare(
     cfg: &Config,
     limits: &PlanLimits,
@@ -29,15 +36,125 @@ pub(crate) fn prepare(
     cache: Option<(&DecodedCache, CacheUse)>,
     id: u64,
     samples: Vec<ReadySample>,
-) -> Ordered {
+    per_batch: usize,
+) -> Vec<Ordered> {
     let t0 = Instant::now();
-    let infos = match sample_infos(cfg, &samples) {
-        Ok(infos) => infos,
-        Err(e) => return Ordered::Failed(e),
-    };
+    let per_batch = per_batch.max(1);
+    let mut out = Vec::new();
+    // Consecutive batches planned together: their first id, infos, samples, element.
+    let mut run: Run = Run::default();
+    let mut rest = samples;
+    let mut j = 0u64;
+    while !rest.is_empty() {
+        let tail = rest.split_off(per_batch.min(rest.len()));
+        let batch = std::mem::replace(&mut rest, tail);
+        let checked = sample_infos(cfg, &batch)
+            .and_then(|infos| batch_element(cfg, &infos, &batch).map(|element| (infos, element)));
+        match checked {
+            Err(e) => {
+                run.flush(cfg, limits, stats, cache, per_batch, &mut out);
+                out.push(Ordered::Failed(e));
+            }
+            Ok((infos, element)) => {
+                if element.is_some() && run.element.is_some() && element != run.element {
+                    run.flush(cfg, limits, stats, cache, per_batch, &mut out);
+                }
+                if run.batches == 0 {
+                    run.id = id + j;
+                }
+                run.element = run.element.or(element);
+                run.batches += 1;
+                run.infos.extend(infos);
+                run.samples.extend(batch);
+            }
+        }
+        j += 1;
+    }
+    run.flush(cfg, limits, stats, cache, per_batch, &mut out);
+    stats.plan_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    out
+}
+
+/// Batches gathered for one plan.
+#[derive(Default)]
+struct Run {
+    id: u64,
+    batches: usize,
+    infos: Vec<SampleInfo>,
+    samples: Vec<ReadySample>,
+    /// The output element under `OutDtype::Native` (`None` otherwise, or before a
+    /// resolved sample).
+    element: Option<DataType>,
+}
+
+impl Run {
+    /// Plans the gathered batches (if any) and starts over.
+    fn flush(
+        &mut self,
+        cfg: &Config,
+        limits: &PlanLimits,
+        stats: &StatCounters,
+        cache: Option<(&DecodedCache, CacheUse)>,
+        per_batch: usize,
+        out: &mut Vec<Ordered>,
+    ) {
+        if self.batches == 0 {
+            return;
+        }
+        let run = std::mem::take(self);
+        prepare_run(cfg, limits, stats, cache, run, per_batch, out);
+    }
+}
+
+/// The output element type of one batch under `OutDtype::Native` (its first resolved
+/// sample's data type; `None` for other dtypes, or when no sample resolved).
+///
+/// # Errors
+/// `NativeDtypeMismatch` naming the first sample of another data type.
+fn batch_element(
+    cfg: &Config,
+    infos: &[SampleInfo],
+    batch: &[ReadySample],
+) -> Result<Option<DataType>, Error> {
+    if cfg.dtype != crate::config::OutDtype::Native {
+        return Ok(None);
+    }
+    let mut element = None;
+    for (r, info) in batch.iter().zip(infos) {
+        let Ok(resolved) = &r.outcome else { continue };
+        let got = cfg.dtype.element(resolved.array.meta.data_type);
+        match element {
+            Some(expected) if expected != got => {
+                return Err(Error::NativeDtypeMismatch {
+                    index: info.index,
+                    uri: info.uri.clone(),
+                    expected,
+                    got,
+                });
+            }
+            _ => element = Some(got),
+        }
+    }
+    Ok(element)
+}
+
+/// Plans one run of batches whose samples passed the batch-wide checks.
+fn prepare_run(
+    cfg: &Config,
+    limits: &PlanLimits,
+    stats: &StatCounters,
+    cache: Option<(&DecodedCache, CacheUse)>,
+    run: Run,
+    per_batch: usize,
+    out: &mut Vec<Ordered>,
+) {
+    let Run { id, batches, infos, samples, .. } = run;
     let mut inputs = match gather_arrays(cfg, &infos, samples) {
         Ok(inputs) => inputs,
-        Err(e) => return Ordered::Failed(e),
+        Err(e) => {
+            out.push(Ordered::Failed(e));
+            return;
+        }
     };
     // Each object-store request costs tens of milliseconds: ranges closer than the
     // object-store gap are cheaper read through than requested apart.
@@ -48,13 +165,33 @@ pub(crate) fn prepare(
         limits.merge_gap_bytes
     };
     let limits = &PlanLimits { merge_gap_bytes: gap, ..*limits };
-    let (plan, hits, claims) = match plan(cfg, limits, cache, &infos, &mut inputs) {
-        Ok(p) => p,
-        Err(e) => return Ordered::Failed(e),
-    };
-    stats.plan_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    let mut failed = Vec::new();
+    let (plan, hits, claims) =
+        match plan(cfg, limits, cache, &infos, &mut inputs, per_batch, &mut failed) {
+            Ok(p) if failed.len() < batches => p,
+            Ok(_) => {
+                // Every batch failed.
+                failed.sort_by_key(|(b, _)| *b);
+                out.extend(failed.into_iter().map(|(_, e)| Ordered::Failed(e)));
+                return;
+            }
+            Err(source) => {
+                // A batch-wide error (a limit): every batch not failed yet fails with it,
+                // naming its own first sample.
+                for b in 0..batches {
+                    let e = match failed.iter().position(|(f, _)| *f == b) {
+                        Some(i) => failed.swap_remove(i).1,
+                        None => sample_err(&infos, b * per_batch, source.clone()),
+                    };
+                    out.push(Ordered::Failed(e));
+                }
+                return;
+            }
+        };
+    failed.sort_by_key(|(b, _)| *b);
+    stats.plans.fetch_add(1, Ordering::Relaxed);
     let sample_bytes = cfg.sample_elements().unwrap_or(0) as usize * cfg.dtype.size(inputs.element);
-    Ordered::Planned(Box::new(Planned {
+    out.push(Ordered::Planned(Box::new(Planned {
         meta: BatchMeta {
             id,
             infos,
@@ -65,13 +202,15 @@ pub(crate) fn prepare(
             plan_stats: plan.stats,
             reads: plan.reads.len() as u64,
         },
+        per_batch,
+        failed,
         arrays: inputs.arrays,
         facts: inputs.facts,
         plan,
         positions: inputs.positions,
         hits,
         claims,
-    }))
+    })));
 }
 
 /// The samples' infos, each box checked against the configured sample shape. A shape
@@ -190,22 +329,35 @@ impl Inputs {
     }
 }
 
-/// Plans the batch, with the decoded-chunk cache's hits pinned (when there is a cache).
-/// A planning error caused by one sample's data (a corrupt index, a
-/// zero-length or implausibly large stored chunk, a box outside its array) names that
-/// sample; under `OnError::Fill` the sample is set aside (filled and listed at delivery)
-/// and the rest of the batch is planned again, so one bad sample never costs the batch.
+/// `Error::Sample` for the sample at batch position `pos` (run-wide), with `source`.
+fn sample_err(infos: &[SampleInfo], pos: usize, source: SampleError) -> Error {
+    match infos.get(pos) {
+        Some(info) => {
+            Error::Sample { index: info.index, uri: info.uri.clone(), source: Box::new(source) }
+        }
+        None => Error::Closed,
+    }
+}
+
+/// Plans the run's samples, with the decoded-chunk cache's hits pinned (when there is a
+/// cache). A planning error caused by one sample's data (a corrupt index, a zero-length or
+/// implausibly large stored chunk, a box outside its array) names that sample; under
+/// `OnError::Fill` the sample is set aside (filled and listed at delivery), under
+/// `OnError::Fail` its batch is (in `failed`, with the error naming the sample, as
+/// `(batch of the run, error)`), and the rest is planned again: one bad sample never costs
+/// another sample (`Fill`) or another batch (`Fail`).
 ///
 /// # Errors
-/// `Error::Sample` naming the sample at fault (or, for limits and other batch-wide
-/// errors, the batch's first sample).
+/// A batch-wide planning error (a limit), for every batch of the run not failed yet.
 fn plan(
     cfg: &Config,
     limits: &PlanLimits,
     cache: Option<(&DecodedCache, CacheUse)>,
     infos: &[SampleInfo],
     inputs: &mut Inputs,
-) -> Result<(planner::BatchPlan, Vec<CachePin>, Claims), Error> {
+    per_batch: usize,
+    failed: &mut Vec<(usize, Error)>,
+) -> Result<(planner::BatchPlan, Vec<CachePin>, Claims), SampleError> {
     loop {
         // A fresh probe per attempt: the pins and claims of a failed attempt go back with
         // it (an abandoned claim wakes whoever joined it).
@@ -227,24 +379,24 @@ fn plan(
             Ok(p) => return Ok(p),
             Err(e) => e,
         };
-        let at_fault = e.data_sample().filter(|&s| s < inputs.samples.len());
-        let pos = at_fault.map_or(0, |s| inputs.positions[s]);
+        let Some(s) = e.data_sample().filter(|&s| s < inputs.samples.len()) else {
+            return Err(SampleError::Plan(Box::new(e)));
+        };
+        let pos = inputs.positions[s];
         let source = SampleError::Plan(Box::new(e));
-        match at_fault {
-            // Each pass removes one sample, so this ends.
-            Some(s) if cfg.on_error == OnError::Fill => {
-                inputs.samples.remove(s);
-                inputs.positions.remove(s);
-                inputs.early.push((pos, source));
-            }
-            _ => {
-                let Some(info) = infos.get(pos) else { return Err(Error::Closed) };
-                return Err(Error::Sample {
-                    index: info.index,
-                    uri: info.uri.clone(),
-                    source: Box::new(source),
-                });
-            }
+        // Each pass removes at least one sample, so this ends.
+        if cfg.on_error == OnError::Fill {
+            inputs.samples.remove(s);
+            inputs.positions.remove(s);
+            inputs.early.push((pos, source));
+        } else {
+            let batch = pos / per_batch;
+            failed.push((batch, sample_err(infos, pos, source)));
+            let keep: Vec<bool> = inputs.positions.iter().map(|p| p / per_batch != batch).collect();
+            let mut k = keep.iter();
+            inputs.samples.retain(|_| *k.next().unwrap_or(&false));
+            inputs.positions.retain(|p| p / per_batch != batch);
+            inputs.early.retain(|(p, _)| p / per_batch != batch);
         }
     }
 }

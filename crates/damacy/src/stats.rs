@@ -78,6 +78,12 @@ pub struct Stats {
     pub prepare_threads: u64,
     /// Batch buffers (`Config::batches_in_flight`, resolved for the engine running).
     pub batches_in_flight: u64,
+    /// Most batches one plan covers (`Config::batches_per_plan`, resolved for the engine
+    /// running: 1 on the host engine).
+    pub batches_per_plan: u64,
+    /// Plans prepared (each of one batch or more): `batches / plans` is how many batches
+    /// a plan covered on average (counted at planning, unlike `batches`).
+    pub plans: u64,
     /// CUDA engine: per mille of the GPU-decodable chunks the CPU workers decode
     /// instead (`DAMACY_CPU_SHARE`, default 0).
     pub cpu_decode_share_permille: u64,
@@ -183,6 +189,7 @@ macro_rules! counters {
 
 counters!(
     batches,
+    plans,
     samples,
     bytes_delivered,
     voxels_delivered,

@@ -1354,6 +1354,135 @@ fn buffers_released_behind_a_held_consumer_stream_wait_for_it_while_the_cache_ev
     assert!(s.hits > 0 && s.evictions > evicted && s.bytes <= 256 << 10, "{s:?}");
 }
 
+/// What `pop` gave for each batch, in order: its bytes and filled samples' push indexes,
+/// or its error's text; to the end of the stream.
+type Outcome = Result<(Vec<u8>, Vec<u64>), String>;
+
+fn outcomes(cfg: Config, samples: Vec<Sample>) -> (Vec<Outcome>, damacy::Stats) {
+    let mut p = Pipeline::new(cfg).expect("pipeline");
+    p.push(samples).expect("push");
+    p.finish();
+    let mut out = Vec::new();
+    loop {
+        match p.pop_timeout(Duration::from_secs(60)) {
+            Ok(Some(b)) => {
+                let filled = b.errors().iter().map(|(i, _)| *i).collect();
+                out.push(Ok((b.to_host().expect("to_host"), filled)));
+            }
+            Ok(None) => break,
+            Err(Error::Timeout { .. }) => panic!("no batch in a minute after {}", out.len()),
+            Err(e) => out.push(Err(e.to_string())),
+        }
+    }
+    (out, p.stats())
+}
+
+/// Issue 18: batches planned as one (`batches_per_plan`) come out as the host engine's,
+/// one by one, in every dtype; several batches shared a plan, and each held batch is its
+/// own part of the plan's buffer.
+fn plans_of_several_batches_equal_the_host_engine(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sc, samples) = smoke(dir.path());
+    let n = sc.samples_per_batch as usize;
+    for dtype in [OutDtype::F32, OutDtype::Bf16, OutDtype::F16, OutDtype::Native] {
+        let host = read_all(cfg(&sc.sample_shape, n, dtype, Backend::Host), samples.clone())
+            .expect("host");
+        let c = builder(&sc.sample_shape, n, dtype, dev).batches_per_plan(3).build();
+        let (got, stats) = outcomes(c.expect("config"), samples.clone());
+        let want: Vec<Outcome> = host.into_iter().map(|b| Ok((b, Vec::new()))).collect();
+        assert_eq!(got, want, "{dtype:?}");
+        assert_eq!((stats.batches, stats.batches_per_plan), (6, 3), "{dtype:?}");
+        // The first plan is one batch; the input was finished, so the others take 3.
+        assert!(stats.plans >= 2 && stats.plans < 6, "{dtype:?}: {} plans", stats.plans);
+    }
+    // Held at once: each batch of a plan is a part of its own.
+    let host = read_all(cfg(&sc.sample_shape, n, OutDtype::F32, Backend::Host), samples.clone())
+        .expect("host");
+    let c = builder(&sc.sample_shape, n, OutDtype::F32, dev).batches_per_plan(3).build();
+    let mut p = Pipeline::new(c.expect("config")).expect("pipeline");
+    p.push(samples).expect("push");
+    p.finish();
+    let mut held = Vec::new();
+    while let Some(b) = p.pop().expect("pop") {
+        held.push(b);
+    }
+    let ptrs: std::collections::HashSet<u64> =
+        held.iter().map(|b| b.device_ptr().expect("device")).collect();
+    assert_eq!(ptrs.len(), held.len(), "distinct parts");
+    for (i, b) in held.iter().enumerate().rev() {
+        assert_eq!(b.to_host().expect("to_host"), host[i], "held batch {i}");
+    }
+    // Released behind its own ready event, out of order: the rest stay intact.
+    let last = held.pop().expect("a batch");
+    let ev = last.ready_event().expect("event");
+    // SAFETY: the batch's own ready event, a live event of the pipeline's context.
+    unsafe { last.release_event(ev) }.expect("release_event");
+    for (i, b) in held.iter().enumerate() {
+        assert_eq!(b.to_host().expect("to_host"), host[i], "batch {i} after a release");
+    }
+}
+
+/// Issue 18: a batch that fails within a plan of several fails alone, with the error it
+/// gets planned alone (a wrong shape, an array that is not there, under `Fail` and
+/// `Fill`), and the batches planned with it come out as the host engine's.
+fn a_failing_batch_in_a_plan_fails_as_it_would_alone(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut samples, _) = one_chunk_samples(12);
+    let f = shard_end_fixture();
+    // Batch 2 (samples 4, 5): a 2-voxel box; batch 4 (samples 8, 9): no such array.
+    samples[5] = Sample::new(&f.path, vec![0, 0, 0], vec![1, 1, 2]).expect("box");
+    samples[8] = Sample::new(f.path.join("nope"), vec![0, 0, 0], vec![1, 1, 1]).expect("box");
+    for on_error in [OnError::Fail, OnError::Fill] {
+        let make = |backend, plan| {
+            builder(&[1; 3], 2, OutDtype::F32, backend)
+                .on_error(on_error)
+                .batches_per_plan(plan)
+                .build()
+                .expect("config")
+        };
+        let (want, _) = outcomes(make(Backend::Host, 0), samples.clone());
+        let (got, stats) = outcomes(make(dev, 3), samples.clone());
+        assert_eq!(want.len(), 6, "{on_error:?}");
+        assert!(want[2].as_ref().is_err_and(|e| e.contains("sample_shape")), "{want:?}");
+        assert_eq!(want[4].is_err(), on_error == OnError::Fail, "{want:?}");
+        assert_eq!(got, want, "{on_error:?}");
+        assert!(stats.plans < 6, "{on_error:?}: {} plans", stats.plans);
+    }
+}
+
+/// Issue 18: when the device work of a plan of several batches fails, each of its
+/// batches fails with the failure, naming its own first sample; later plans arrive.
+fn a_device_failure_fails_every_batch_of_its_plan(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let (samples, host) = one_chunk_samples(12);
+    for fault in [Fault::WaveSubmit, Fault::BatchReady] {
+        let c = builder(&[1; 3], 1, OutDtype::Native, dev).batches_per_plan(4).build();
+        let mut p = Pipeline::new(c.expect("config")).expect("pipeline");
+        // The second plan's wave (or batch end) fails: the first plan is batch 0 alone.
+        p.inject_fault_after(fault, 1, 1);
+        p.push(samples.clone()).expect("push");
+        p.finish();
+        let mut failed = Vec::new();
+        for (k, want) in host.iter().enumerate() {
+            let what = format!("{fault:?} batch {k}");
+            match p.pop_timeout(Duration::from_secs(60)) {
+                Err(Error::Sample { index, uri, source }) => {
+                    assert_eq!((index, uri.as_path()), (k as u64, samples[k].uri()), "{what}");
+                    assert_injected_batch_failure(&source, &what);
+                    failed.push(k);
+                }
+                Ok(Some(b)) => assert_eq!(&b.to_host().expect("to_host"), want, "{what}"),
+                other => panic!("{what}: got {:?}", other.map(|b| b.is_some())),
+            }
+        }
+        assert!(p.pop_timeout(Duration::from_secs(60)).expect("end").is_none(), "{fault:?}");
+        // One plan's batches, from batch 1 on, and more than one of them.
+        assert!(failed.len() > 1 && failed[0] == 1, "{fault:?}: {failed:?}");
+        assert!(failed.windows(2).all(|w| w[1] == w[0] + 1), "{fault:?}: {failed:?}");
+    }
+}
+
 /// Runs each body on the simulated device (`_sim`) and, with the `cuda` feature, on GPU 0
 /// (`_gpu`).
 macro_rules! on_each_device {
@@ -1372,6 +1501,9 @@ macro_rules! on_each_device {
 }
 
 on_each_device! {
+    plans_of_several_batches_equal_the_host_engine => plans_of_several_batches_equal_the_host_engine_sim, plans_of_several_batches_equal_the_host_engine_gpu;
+    a_failing_batch_in_a_plan_fails_as_it_would_alone => a_failing_batch_in_a_plan_fails_as_it_would_alone_sim, a_failing_batch_in_a_plan_fails_as_it_would_alone_gpu;
+    a_device_failure_fails_every_batch_of_its_plan => a_device_failure_fails_every_batch_of_its_plan_sim, a_device_failure_fails_every_batch_of_its_plan_gpu;
     fixtures_equal_the_host_engine_with_nvcomp => fixtures_equal_the_host_engine_with_nvcomp_sim, fixtures_equal_the_host_engine_with_nvcomp_gpu;
     fixtures_equal_the_host_engine_without_nvcomp => fixtures_equal_the_host_engine_without_nvcomp_sim, fixtures_equal_the_host_engine_without_nvcomp_gpu;
     smoke_scenario_equals_the_host_engine => smoke_scenario_equals_the_host_engine_sim, smoke_scenario_equals_the_host_engine_gpu;

@@ -128,6 +128,24 @@ impl PlanStats {
     pub fn decode_amplification(&self) -> f64 {
         ratio(self.decompressed_bytes, self.bytes_delivered)
     }
+
+    /// Field by field, `f(self's, other's)`: how a caller shares a plan's counts out (or
+    /// adds them up) without naming each field.
+    pub fn zip_with(&self, other: &Self, f: impl Fn(u64, u64) -> u64) -> Self {
+        Self {
+            bytes_read: f(self.bytes_read, other.bytes_read),
+            compressed_bytes_used: f(self.compressed_bytes_used, other.compressed_bytes_used),
+            gap_bytes: f(self.gap_bytes, other.gap_bytes),
+            decompressed_bytes: f(self.decompressed_bytes, other.decompressed_bytes),
+            voxels_delivered: f(self.voxels_delivered, other.voxels_delivered),
+            bytes_delivered: f(self.bytes_delivered, other.bytes_delivered),
+            copy_chunks: f(self.copy_chunks, other.copy_chunks),
+            cached_chunks: f(self.cached_chunks, other.cached_chunks),
+            cached_bytes: f(self.cached_bytes, other.cached_bytes),
+            fill_chunks: f(self.fill_chunks, other.fill_chunks),
+            placements: f(self.placements, other.placements),
+        }
+    }
 }
 
 fn ratio(a: u64, b: u64) -> f64 {

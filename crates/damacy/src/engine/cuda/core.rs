@@ -349,6 +349,21 @@ impl<D: Device> Engine<D> {
         self.wave_cv.notify_all();
     }
 
+    /// Orders the consumer stream (where batch buffers go back to their pool) after `ev`,
+    /// a raw event of the caller's: a buffer released later waits for it.
+    ///
+    /// # Safety
+    /// `ev` must be a live event of this engine's context.
+    ///
+    /// # Errors
+    /// The failed call (binding, the wait).
+    pub(super) unsafe fn consumer_wait(&self, ev: u64) -> Result<()> {
+        self.bind()?;
+        let consumer = self.stream("consumer")?;
+        // SAFETY: the caller vouches that `ev` is a live event of this context.
+        gs("cuStreamWaitEvent", unsafe { self.dev.wait_raw_event(consumer.raw(), ev) })
+    }
+
     /// Returns a device batch buffer on `consumer`, after `after` (a raw event) if given.
     ///
     /// The buffer is never lost, whatever fails: its slot is free for `acquire` afterwards.

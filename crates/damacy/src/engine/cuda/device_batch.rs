@@ -1,7 +1,7 @@
 //! A batch living in device memory: its tensor view, its delivery at `pop` (error
 //! policy, fills, ready event) and the return of its buffer.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use kernels::FillSpec;
 
@@ -10,19 +10,58 @@ use super::device::Device;
 use super::gs;
 use super::harvest::{Failure, Harvested};
 use crate::batch::{Batch, DeviceTensor, Tensor};
-use crate::engine::{BatchMeta, Deliver, DeliverCtx, Pending};
-use crate::error::Result;
+use crate::engine::{BatchMeta, Deliver, DeliverCtx, Pending, lock};
+use crate::error::{Error, Result};
 
-/// A batch living in device memory.
-pub(super) struct DeviceBatch<D: Device> {
+/// A batch buffer shared by the batches of one plan (`Config::batches_per_plan`), each
+/// a view of its own part: the buffer goes back to the pool when the last of them lets
+/// go (and, for one released behind a consumer's event, only after that event).
+pub(super) struct SharedLease<D: Device> {
     engine: Arc<Engine<D>>,
-    lease: Option<BatchLease<D>>,
+    lease: Mutex<Option<BatchLease<D>>>,
+    /// The buffer's device address, and its slot (whose ready event the views share).
+    ptr: u64,
+    slot: usize,
+}
+
+impl<D: Device> SharedLease<D> {
+    fn new(engine: &Arc<Engine<D>>, lease: BatchLease<D>) -> Arc<Self> {
+        let (ptr, slot) = (D::dev_range(lease.buffer()).ptr(), lease.slot());
+        Arc::new(Self { engine: Arc::clone(engine), lease: Mutex::new(Some(lease)), ptr, slot })
+    }
+
+    /// Runs `f` on the lease (`None` once released: never while a view holds it).
+    fn with<T>(&self, f: impl FnOnce(&BatchLease<D>) -> Result<T>) -> Result<T> {
+        match lock(&self.lease).as_ref() {
+            Some(l) => f(l),
+            None => Err(crate::error::Error::Closed),
+        }
+    }
+}
+
+impl<D: Device> Drop for SharedLease<D> {
+    fn drop(&mut self) {
+        let lease = self.lease.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(l) = lease {
+            let _ = self.engine.release(l, None);
+        }
+    }
+}
+
+/// A batch living in device memory: its part of its plan's buffer.
+pub(super) struct DeviceBatch<D: Device> {
+    lease: Option<Arc<SharedLease<D>>>,
+    /// Where the batch starts in the buffer, and its length, in bytes.
+    offset: usize,
     bytes: usize,
 }
 
 impl<D: Device> std::fmt::Debug for DeviceBatch<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceBatch").field("bytes", &self.bytes).finish_non_exhaustive()
+        f.debug_struct("DeviceBatch")
+            .field("offset", &self.offset)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
     }
 }
 
@@ -38,7 +77,10 @@ impl<D: Device> Tensor for DeviceBatch<D> {
     unsafe fn release_event(self: Box<Self>, event: u64) -> Result<()> {
         let mut this = *self;
         match this.lease.take() {
-            Some(l) => this.engine.release(l, Some(event)),
+            // The buffer goes back when the plan's last batch lets go, after this event:
+            // the pool's release is queued on the consumer stream, behind this wait.
+            // SAFETY: the caller vouches that `event` is a live event of this context.
+            Some(l) => unsafe { l.engine.consumer_wait(event) },
             None => Ok(()),
         }
     }
@@ -46,50 +88,47 @@ impl<D: Device> Tensor for DeviceBatch<D> {
 
 impl<D: Device> DeviceTensor for DeviceBatch<D> {
     fn device_ptr(&self) -> Option<u64> {
-        self.lease.as_ref().map(|l| D::dev_range(l.buffer()).ptr())
+        self.lease.as_ref().map(|l| l.ptr + self.offset as u64)
     }
 
     fn ready_event(&self) -> Option<u64> {
-        self.lease.as_ref().map(|l| D::event_raw(&self.engine.ready[l.slot()]))
+        self.lease.as_ref().map(|l| D::event_raw(&l.engine.ready[l.slot]))
     }
 
     fn ready_stream(&self) -> Option<u64> {
-        self.engine.cu("compute").ok().map(D::stream_raw)
+        self.lease.as_ref().and_then(|l| l.engine.cu("compute").ok().map(D::stream_raw))
     }
 
     fn to_host(&self) -> Result<Vec<u8>> {
         match &self.lease {
-            Some(l) => self.engine.download(l, self.bytes),
+            Some(l) => l.with(|lease| l.engine.download(lease, self.offset, self.bytes)),
             None => Ok(Vec::new()),
         }
     }
 }
 
-impl<D: Device> Drop for DeviceBatch<D> {
-    fn drop(&mut self) {
-        if let Some(l) = self.lease.take() {
-            let _ = self.engine.release(l, None);
-        }
-    }
-}
-
-/// What a batch planned for the CUDA engine carries through the submit and harvest
-/// threads to `pop`.
+/// What a plan for the CUDA engine carries through the submit and harvest threads to
+/// `pop`.
 pub(super) struct DeviceMeta {
+    /// The plan's batches as one ([`crate::engine::Planned::meta`]).
     pub(super) meta: BatchMeta,
     pub(super) out_elems: u64,
-    /// Plan sample → batch position.
+    /// Plan sample → batch position (over the plan's batches).
     pub(super) positions: Arc<Vec<usize>>,
+    /// Samples per batch, and the plan's batches that failed before planning.
+    pub(super) per_batch: usize,
+    pub(super) failed: Vec<(usize, Error)>,
 }
 
-/// Turns what the harvest thread hands out into an output-queue entry.
+/// Turns what the harvest thread hands out into output-queue entries: one per batch of
+/// the plan, in order.
 pub(super) fn pending<D: Device>(
     engine: &Arc<Engine<D>>,
     h: Harvested<D, DeviceMeta, Pending>,
-) -> Pending {
+) -> Vec<Pending> {
     match h {
         Harvested::Ran { meta, lease, errors } => {
-            let DeviceMeta { mut meta, out_elems, positions } = meta;
+            let DeviceMeta { mut meta, out_elems, positions, per_batch, failed } = meta;
             let mut unplaced = None;
             for (s, e) in errors {
                 match positions.get(s) {
@@ -97,54 +136,104 @@ pub(super) fn pending<D: Device>(
                     None => unplaced = unplaced.or(Some(e)),
                 }
             }
-            // An error of a plan sample the batch has no position for cannot be listed
-            // against its sample: rather than drop it, the whole batch fails with it.
+            // An error of a plan sample the plan has no position for cannot be listed
+            // against its sample: rather than drop it, every batch fails with it.
             if let Some(e) = unplaced {
                 let _ = engine.release(lease, None);
-                return Pending::Failed(Failure::Batch(e).into_error(&meta.infos));
+                return failed_batches(meta, per_batch, failed, Failure::Batch(e));
             }
-            Pending::Ready(Box::new(DevicePending {
-                engine: Arc::clone(engine),
-                meta,
-                lease,
-                out_elems,
-            }))
+            let shared = SharedLease::new(engine, lease);
+            let sample_bytes = meta.sample_bytes;
+            let mut failed = failed.into_iter().peekable();
+            let mut out = Vec::new();
+            for (j, meta) in meta.split(per_batch).into_iter().enumerate() {
+                if let Some((_, e)) = failed.next_if(|(b, _)| *b == j) {
+                    out.push(Pending::Failed(e));
+                    continue;
+                }
+                let first = j * per_batch;
+                out.push(Pending::Ready(Box::new(DevicePending {
+                    lease: Arc::clone(&shared),
+                    meta,
+                    first,
+                    offset: first * sample_bytes,
+                    out_elems,
+                })));
+            }
+            out
         }
         Harvested::Failed { meta, failure } => {
-            Pending::Failed(failure.into_error(&meta.meta.infos))
+            let DeviceMeta { meta, per_batch, failed, .. } = meta;
+            failed_batches(meta, per_batch, failed, failure)
         }
-        Harvested::Pass(p) => p,
+        Harvested::Pass(p) => vec![p],
     }
+}
+
+/// The entries of a plan whose device work failed: each batch fails, those that failed
+/// before planning with their own errors. A batch failure (the plan's data or device
+/// work) names each batch's own first sample; an engine failure goes to the first batch
+/// as it is, and the later batches say they were planned with it.
+fn failed_batches(
+    meta: BatchMeta,
+    per_batch: usize,
+    failed: Vec<(usize, Error)>,
+    failure: Failure,
+) -> Vec<Pending> {
+    let mut failed = failed.into_iter().peekable();
+    let metas = meta.split(per_batch);
+    let mut out = Vec::with_capacity(metas.len());
+    let (mut engine_error, source) = match failure {
+        Failure::Engine(e) => (Some(e), None),
+        Failure::Batch(source) => (None, Some(source)),
+    };
+    // The batch the engine's error went to.
+    let mut with = None;
+    for (j, meta) in metas.into_iter().enumerate() {
+        if let Some((_, e)) = failed.next_if(|(b, _)| *b == j) {
+            out.push(Pending::Failed(e));
+            continue;
+        }
+        let e = if let Some(source) = &source {
+            Failure::Batch(source.clone()).into_error(&meta.infos)
+        } else if let Some(e) = engine_error.take() {
+            with = Some(meta.id);
+            e
+        } else {
+            Error::PlannedWith { batch: meta.id, with: with.unwrap_or(meta.id) }
+        };
+        out.push(Pending::Failed(e));
+    }
+    out
 }
 
 /// A batch complete on the device, waiting for `pop`.
 struct DevicePending<D: Device> {
-    engine: Arc<Engine<D>>,
     /// `early` holds every sample error of the batch, before and after planning.
     meta: BatchMeta,
-    lease: BatchLease<D>,
+    lease: Arc<SharedLease<D>>,
+    /// The batch's first position in its plan's buffer, and its byte offset there.
+    first: usize,
+    offset: usize,
+    /// Elements of the plan's buffer.
     out_elems: u64,
 }
 
 impl<D: Device> Deliver for DevicePending<D> {
     /// Applies the error policy and records the batch's ready event.
     fn deliver(self: Box<Self>, ctx: &DeliverCtx<'_>) -> Result<Batch> {
-        let DevicePending { engine, mut meta, lease, out_elems } = *self;
+        let DevicePending { mut meta, lease, first, offset, out_elems } = *self;
         let errors = std::mem::take(&mut meta.early);
         let bytes = meta.sample_bytes * meta.infos.len();
-        let errors = match ctx.policy(&meta.infos, errors) {
-            Ok(errors) => errors,
-            Err(e) => {
-                // Record the ready event so the release orders after the batch's writes.
-                let _ = engine.finish(&lease, &[], &ctx.cfg.sample_shape, out_elems);
-                drop(DeviceBatch { engine, lease: Some(lease), bytes: 0 });
-                return Err(e);
-            }
-        };
+        // On an error the lease drops here: the buffer goes back once the plan's other
+        // batches let go too (after the batch's writes: the release waits for its ready
+        // event).
+        let errors = ctx.policy(&meta.infos, errors)?;
         let fills: Vec<(usize, Vec<u8>)> =
-            errors.iter().map(|(pos, _)| (*pos, meta.fills[*pos].clone())).collect();
-        let finished = engine.finish(&lease, &fills, &ctx.cfg.sample_shape, out_elems);
-        let device = DeviceBatch { engine, lease: Some(lease), bytes };
+            errors.iter().map(|(pos, _)| (first + *pos, meta.fills[*pos].clone())).collect();
+        let engine = Arc::clone(&lease.engine);
+        let finished = lease.with(|l| engine.finish(l, &fills, &ctx.cfg.sample_shape, out_elems));
+        let device = DeviceBatch { lease: Some(lease), offset, bytes };
         finished?;
         Ok(ctx.batch(meta, Box::new(device), errors))
     }
@@ -186,12 +275,18 @@ impl<D: Device> Engine<D> {
         gs("cuEventSynchronize", self.dev.sync_event(&self.ready[lease.slot()]))
     }
 
-    /// Copies a finished batch back to the host (synchronous).
-    pub(super) fn download(&self, lease: &BatchLease<D>, bytes: usize) -> Result<Vec<u8>> {
+    /// Copies `bytes` of a finished batch buffer, from `offset` on, back to the host
+    /// (synchronous).
+    pub(super) fn download(
+        &self,
+        lease: &BatchLease<D>,
+        offset: usize,
+        bytes: usize,
+    ) -> Result<Vec<u8>> {
         // The ready event orders the batch's writes before this synchronous copy.
         gs("cuEventSynchronize", self.dev.sync_event(&self.ready[lease.slot()]))?;
         let mut out = vec![0u8; bytes];
-        gs("download", self.dev.download(&mut out, lease.buffer(), 0))?;
+        gs("download", self.dev.download(&mut out, lease.buffer(), offset))?;
         Ok(out)
     }
 }

@@ -115,7 +115,11 @@ impl<D: Device> CudaEngine<D> {
         lock(&this.threads).push(submit?);
         let (e, stats, output, fatal) = (core, ctx.stats, ctx.output, ctx.fatal);
         let harvest = spawn(HARVEST, move || {
-            let emit = |h: Harvested<D, DeviceMeta, Pending>| output.push(pending(&e, h));
+            let emit = |h: Harvested<D, DeviceMeta, Pending>| {
+                for p in pending(&e, h) {
+                    output.push(p);
+                }
+            };
             if contain(HARVEST, &fatal, || e.harvest_loop(&hrx, &stats, &emit)).is_err() {
                 // The submit thread may wait for a wave slot or a batch buffer that only
                 // this thread would have freed: closing the engine wakes it, and it drains.
@@ -162,6 +166,10 @@ impl<D: Device> EngineApi for CudaEngine<D> {
         self.core.sizing.limits(cfg)
     }
 
+    fn batches_per_plan(&self) -> usize {
+        self.core.sizing.plan_batches
+    }
+
     fn dispatch(&self, batch: Ordered) -> Result<()> {
         // With a dead engine thread nothing more gets through. (After the feeder's or
         // the coordinator's panic, the batches already fed are still delivered.)
@@ -202,6 +210,7 @@ impl<D: Device> EngineApi for CudaEngine<D> {
         s.gpu_wave_chunks = self.core.sizing.chunks;
         s.gpu_wave_slots = self.core.sizing.waves as u64;
         s.batches_in_flight = self.core.sizing.buffers as u64;
+        s.batches_per_plan = self.core.sizing.plan_batches as u64;
         s.cpu_decode_share_permille = self.core.cpu_share();
     }
 
@@ -222,7 +231,7 @@ impl<D: Device> Drop for CudaEngine<D> {
 impl<D: Device> CudaEngine<D> {
     /// The device view of a planned batch.
     fn batch_ctx(&self, p: Planned) -> (BatchCtx, DeviceMeta) {
-        let Planned { meta, arrays, facts, plan, positions, hits, claims } = p;
+        let Planned { meta, per_batch, failed, arrays, facts, plan, positions, hits, claims } = p;
         let out_elems = self.sample_elems * meta.infos.len() as u64;
         let positions = Arc::new(positions);
         let ctx = BatchCtx {
@@ -236,6 +245,6 @@ impl<D: Device> CudaEngine<D> {
             out_elems,
             cache: super::cache::batch_cache(hits, claims),
         };
-        (ctx, DeviceMeta { meta, out_elems, positions })
+        (ctx, DeviceMeta { meta, out_elems, positions, per_batch, failed })
     }
 }

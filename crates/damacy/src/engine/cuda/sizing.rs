@@ -18,8 +18,10 @@ const WAVE_CHUNKS: [u64; 6] = [8192, 4096, 2048, 1024, 512, 256];
 /// Per-wave sizes derived from the budgets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Sizing {
-    /// Bytes of one device batch buffer.
+    /// Bytes of one device batch buffer: `plan_batches` batches side by side.
     pub batch_bytes: u64,
+    /// Batches planned as one (`Config::batches_per_plan`, as the budgets allow).
+    pub plan_batches: usize,
     /// Compressed bytes staged per wave (planner limit).
     pub staging: u64,
     /// Decompressed bytes per wave (planner limit).
@@ -73,7 +75,14 @@ pub(super) fn cache_ranges_bytes(chunks: u64) -> u64 {
 /// `Budget` naming `max_gpu_memory_bytes` or `max_pinned_host_bytes` and the minimum
 /// that would do (nvCOMP's temp buffers, `temp` per slot, and the decoded-chunk cache,
 /// `chunk_cache_bytes`, are counted against the GPU budget).
-fn size(cfg: &Config, temp: u64, chunks: u64, slots: usize, buffers: usize) -> Result<Sizing> {
+fn size(
+    cfg: &Config,
+    temp: u64,
+    chunks: u64,
+    slots: usize,
+    buffers: usize,
+    plan_batches: usize,
+) -> Result<Sizing> {
     let streams = chunks * 4;
     let waves = slots as u64;
     // Every slot decodes with a decoder of its own.
@@ -82,6 +91,7 @@ fn size(cfg: &Config, temp: u64, chunks: u64, slots: usize, buffers: usize) -> R
     let batch_bytes = cfg
         .batch_elements()?
         .checked_mul(cfg.dtype.max_size() as u64)
+        .and_then(|b| b.checked_mul(plan_batches as u64))
         .ok_or(over("sample_shape"))?
         .max(8);
     // Each batch buffer has a descriptor pair (device and pinned) for its batch's end.
@@ -126,6 +136,7 @@ fn size(cfg: &Config, temp: u64, chunks: u64, slots: usize, buffers: usize) -> R
     let pinned_bytes = pinned_fixed + waves * (staging + decompressed);
     Ok(Sizing {
         batch_bytes,
+        plan_batches,
         staging,
         decompressed,
         chunks,
@@ -164,37 +175,62 @@ const AUTO_SLOTS_SMALL: [usize; 3] = [SMALL_BATCH_BUFFERS, 3, 2];
 /// Otherwise the last candidate's error, which names the least budget that would do;
 /// `temp`'s error (nvCOMP cannot size its temp buffer).
 pub(super) fn choose(cfg: &Config, temp: &dyn Fn(u64) -> Result<u64>) -> Result<(Sizing, u64)> {
-    // The count `Config` wants, then (where that is the small batches' automatic count)
-    // the count of other batches.
-    let (wanted, otherwise) =
-        (cfg.effective_batches_in_flight(true), cfg.effective_batches_in_flight(false));
-    let buffer_counts = if wanted == otherwise { vec![wanted] } else { vec![wanted, otherwise] };
-    let slot_counts = |buffers: usize| -> Vec<usize> {
-        match cfg.gpu_wave_slots {
-            0 if cfg.small_batches() && buffers >= SMALL_BATCH_BUFFERS => AUTO_SLOTS_SMALL.to_vec(),
-            0 => AUTO_SLOTS.to_vec(),
-            n => vec![n],
-        }
-    };
+    let wanted_plan = cfg.effective_batches_per_plan(true);
     let mut last_err = None;
-    for buffers in buffer_counts {
-        for slots in slot_counts(buffers) {
-            for (i, &chunks) in WAVE_CHUNKS.iter().enumerate() {
-                let t = temp(chunks)?;
-                match size(cfg, t, chunks, slots, buffers) {
-                    Ok(s)
-                        if s.decompressed >= chunks * (128 << 10) || i + 1 == WAVE_CHUNKS.len() =>
-                    {
-                        return Ok((s, t));
+    // The batches a plan covers, from the wanted count down: with the automatic count,
+    // several only where the budgets still give waves of `MIN_GROUPED_WAVE_CHUNKS` or
+    // more; a set count only as the budgets allow.
+    let mut plan_batches = wanted_plan;
+    loop {
+        let grouped = plan_batches > 1;
+        let picky = grouped && cfg.batches_per_plan == 0;
+        // The count `Config` wants, then (where that is the small batches' automatic
+        // count) the count of other batches. Plans of several batches are one larger
+        // nvCOMP call each, so they take the larger batches' counts.
+        let (wanted, otherwise) =
+            (cfg.effective_batches_in_flight(true), cfg.effective_batches_in_flight(false));
+        let buffer_counts =
+            if wanted == otherwise || grouped { vec![otherwise] } else { vec![wanted, otherwise] };
+        let slot_counts = |buffers: usize| -> Vec<usize> {
+            match cfg.gpu_wave_slots {
+                0 if cfg.small_batches() && buffers >= SMALL_BATCH_BUFFERS => {
+                    AUTO_SLOTS_SMALL.to_vec()
+                }
+                0 => AUTO_SLOTS.to_vec(),
+                n => vec![n],
+            }
+        };
+        for buffers in buffer_counts {
+            for slots in slot_counts(buffers) {
+                for (i, &chunks) in WAVE_CHUNKS.iter().enumerate() {
+                    if picky && chunks < MIN_GROUPED_WAVE_CHUNKS {
+                        break;
                     }
-                    Ok(_) => {}
-                    Err(e) => last_err = Some(e),
+                    let t = temp(chunks)?;
+                    match size(cfg, t, chunks, slots, buffers, plan_batches) {
+                        Ok(s)
+                            if s.decompressed >= chunks * (128 << 10)
+                                || (!picky && i + 1 == WAVE_CHUNKS.len()) =>
+                        {
+                            return Ok((s, t));
+                        }
+                        Ok(_) => {}
+                        Err(e) => last_err = Some(e),
+                    }
                 }
             }
         }
+        if plan_batches == 1 {
+            break;
+        }
+        plan_batches /= 2;
     }
     Err(last_err.unwrap_or(Error::Closed))
 }
+
+/// The smallest wave a plan of several batches is given: below it, the budgets are
+/// better spent on one batch a plan.
+const MIN_GROUPED_WAVE_CHUNKS: u64 = 1024;
 
 #[cfg(test)]
 mod tests {
@@ -205,7 +241,13 @@ mod tests {
         Ok(chunks * MAX_GPU_STREAM * 3)
     }
 
+    /// `default`'s batches (128 × 128³, f32: 1 GiB), one a plan.
     fn cfg(gpu: u64, pinned: u64, slots: usize) -> Config {
+        Config { batches_per_plan: 1, ..grouped(gpu, pinned, slots) }
+    }
+
+    /// As [`cfg`], with the automatic batches per plan.
+    fn grouped(gpu: u64, pinned: u64, slots: usize) -> Config {
         Config::builder()
             .sample_shape([128, 128, 128])
             .samples_per_batch(128)
@@ -214,6 +256,34 @@ mod tests {
             .gpu_wave_slots(slots)
             .build()
             .unwrap_or_default()
+    }
+
+    /// Issue 18: the automatic batches per plan fill about `PLAN_GROUP_BYTES` of buffer
+    /// where the budgets still give waves of `MIN_GROUPED_WAVE_CHUNKS` or more, with the
+    /// larger batches' 3 buffers; fewer batches (down to one) where they do not.
+    #[test]
+    fn plans_take_several_batches_where_the_budgets_hold_them() {
+        let (s, t) =
+            choose(&grouped(24 << 30, 8 << 30, 0), &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.plan_batches, s.batch_bytes, s.buffers), (3, 3 << 30, 3), "{s:?}");
+        assert!(s.chunks >= MIN_GROUPED_WAVE_CHUNKS && s.decompressed >= s.chunks << 17, "{s:?}");
+        assert!(s.device_bytes + s.waves as u64 * t <= 24 << 30, "{s:?}");
+        // The library's 4 GiB: no room for 3 × 3 GiB, nor for 3 × 1 GiB and waves of
+        // 1024 chunks once halved to 1: one batch a plan, as before.
+        let (s, _) =
+            choose(&grouped(4 << 30, 1 << 30, 0), &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.plan_batches, s.batch_bytes), (1, 1 << 30), "{s:?}");
+        // Small batches (64 MiB): 16 a plan (the most), in 3 buffers and 3 slots.
+        let small = Config { sample_shape: vec![32, 64, 64], ..grouped(24 << 30, 8 << 30, 0) };
+        let (s, _) = choose(&small, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.plan_batches, s.buffers, s.waves), (16, 3, 3), "{s:?}");
+        assert_eq!(s.batch_bytes, 16 * (64 << 20));
+        // A set buffer count counts batches: one a plan; a set plan size is taken.
+        let set = Config { batches_in_flight: 4, ..small.clone() };
+        assert_eq!(choose(&set, &nvcomp_like).map(|(s, _)| s.plan_batches).ok(), Some(1));
+        let set = Config { batches_per_plan: 5, ..set };
+        let (s, _) = choose(&set, &nvcomp_like).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.plan_batches, s.buffers, s.batch_bytes), (5, 4, 5 * (64 << 20)));
     }
 
     #[test]
@@ -226,8 +296,8 @@ mod tests {
         assert!(s.device_bytes + 3 * t <= 24 << 30);
         // Every decoder's temp is counted: with three 6 GiB temps, 8192-chunk waves would
         // get under 128 KiB a chunk.
-        let big =
-            size(&c, nvcomp_like(8192).unwrap_or(0), 8192, 3, 3).unwrap_or_else(|e| panic!("{e}"));
+        let big = size(&c, nvcomp_like(8192).unwrap_or(0), 8192, 3, 3, 1)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(big.decompressed < 8192 * (128 << 10), "{big:?}");
         let c = cfg(24 << 30, 8 << 30, 2);
         assert_eq!(
@@ -263,6 +333,7 @@ mod tests {
                 .samples_per_batch(128)
                 .max_gpu_memory_bytes(gpu)
                 .max_pinned_host_bytes(pinned)
+                .batches_per_plan(1)
                 .build()
                 .unwrap_or_default()
         };
