@@ -99,8 +99,7 @@ pub struct BenchOptions {
     pub gds: damacy::Gds,
     /// Batch buffers (`Config::batches_in_flight`; 0 = by engine and batch size).
     pub batches_in_flight: usize,
-    /// Batches the CUDA engine plans as one (`Config::batches_per_plan`; 0 = by batch
-    /// size).
+    /// Batches planned as one (`Config::batches_per_plan`; 0 = by batch size).
     pub batches_per_plan: usize,
     /// CUDA engine GPU budget (`Config::max_gpu_memory_bytes`); 0 = 24 GiB plus the
     /// device chunk cache.

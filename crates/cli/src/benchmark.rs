@@ -67,9 +67,9 @@ pub(crate) struct BenchArgs {
     /// `Config::batches_in_flight`).
     #[arg(long, default_value_t = 0)]
     batches_in_flight: usize,
-    /// CUDA engine: batches planned, read and decoded as one, each still popped on its
-    /// own (0 = as many as fill about 3 GiB of buffer, at most 16, where the budgets allow;
-    /// `Config::batches_per_plan`).
+    /// Batches planned, read and decoded as one, each still popped on its own (0 = as
+    /// many as fill about 3 GiB of buffer, at most 16, on the CUDA engine where its
+    /// budgets allow; `Config::batches_per_plan`).
     #[arg(long, default_value_t = 0)]
     batches_per_plan: usize,
     /// CUDA engine GPU memory budget, bytes or with a K/M/G/T suffix (0 = 24 GiB plus

@@ -94,17 +94,21 @@ pub struct Config {
     /// 8 buffers and 8 wave slots gave 5.56 Gvox/s against 4.40 with 3 and 3 (and 4.47
     /// with 3 buffers and 8 slots); `default`'s 1 GiB batches gained nothing from more.
     pub batches_in_flight: usize,
-    /// Batches the CUDA engine plans as one (1 to 16): their samples' chunks are read and
-    /// decoded once for all of them, in the same waves (so in the same nvCOMP calls), into
-    /// one buffer that holds them side by side; each is still popped as its own [`Batch`],
-    /// in push order, and its buffer goes back once every batch of its plan is dropped.
-    /// A batch only waits for samples already pushed: the first batch is planned alone,
-    /// and a plan takes a further batch only where its samples are in the lookahead
-    /// already (or the input is finished), so a caller pushing one batch at a time is
-    /// never kept waiting. `0` (the default): as many as fill about
-    /// [`PLAN_GROUP_BYTES`] of batch buffer (1 to [`MAX_BATCHES_PER_PLAN`]), on the
-    /// CUDA engine only, and only with `batches_in_flight` left automatic (a set buffer
-    /// count then counts batches); 1 otherwise. The host engine plans each batch alone.
+    /// Batches planned as one (1 to 16): their samples' chunks are read and decoded once
+    /// for all of them (on the CUDA engine in the same waves, so in the same nvCOMP
+    /// calls), into one buffer that holds them side by side; each is still popped as its
+    /// own [`Batch`], in push order, and its buffer goes back once every batch of its plan
+    /// is dropped (so `batches_in_flight` counts plans). Every batch gets the outcome it
+    /// gets planned alone (its data, its errors). A batch only waits for samples already
+    /// pushed: the first batch is planned alone, and a plan takes a further batch only
+    /// where its samples are in the lookahead already (or the input is finished), so a
+    /// caller pushing one batch at a time is never kept waiting. `0` (the default): as
+    /// many as fill about [`PLAN_GROUP_BYTES`] of batch buffer (1 to
+    /// [`MAX_BATCHES_PER_PLAN`]) with `batches_in_flight` left automatic (a set buffer
+    /// count then counts batches: 1), on the CUDA engine only where its budgets still
+    /// give waves of 1024 chunks or more (else fewer, down to 1). On the H200, `default`'s
+    /// 128-crop batches planned 3 at a time decoded 1.0 byte per byte delivered instead
+    /// of 1.8 (docs/PERFORMANCE.md).
     ///
     /// [`Batch`]: crate::Batch
     pub batches_per_plan: usize,
@@ -404,11 +408,10 @@ impl Config {
         }
     }
 
-    /// Batches planned as one on the CUDA engine (`device`) or the host engine (see
-    /// [`Config::batches_per_plan`]).
-    pub fn effective_batches_per_plan(&self, device: bool) -> usize {
+    /// Batches planned as one (see [`Config::batches_per_plan`]; the CUDA engine may take
+    /// fewer where its memory budgets do not hold them).
+    pub fn effective_batches_per_plan(&self) -> usize {
         match self.batches_per_plan {
-            _ if !device => 1,
             0 if self.batches_in_flight != 0 => 1,
             0 => {
                 let batch = self

@@ -149,13 +149,6 @@ pub(crate) struct Planned {
     pub claims: crate::decoded_cache::Claims,
 }
 
-impl Planned {
-    /// Batches the plan covers.
-    pub(crate) fn batches(&self) -> usize {
-        self.meta.infos.len().div_ceil(self.per_batch.max(1)).max(1)
-    }
-}
-
 impl BatchMeta {
     /// Splits the meta of batches planned as one (see [`Planned::meta`]) into one per
     /// batch, `per_batch` samples each: ids count up from the first, sample errors and

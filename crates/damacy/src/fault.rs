@@ -16,18 +16,19 @@ pub enum Fault {
     /// A wave's device work fails as a failed driver call would (the CUDA submit thread,
     /// once per wave it submits).
     WaveSubmit,
-    /// The wait for a batch's ready event fails (the CUDA harvest thread, once per batch).
+    /// The wait for a plan's ready event fails (the CUDA harvest thread, once per plan).
     BatchReady,
     /// After a device failure, the wait for the device's outstanding work fails too: the
     /// device counts as lost (the CUDA harvest thread, once per recovery).
     DeviceLost,
-    /// The coordinator panics before handing a batch to the engine (once per batch).
+    /// The coordinator panics before handing a plan (of one batch or more) to the engine
+    /// (once per plan).
     CoordinatorPanic,
     /// The feeder panics before moving a sample into the lookahead (once per sample).
     FeederPanic,
-    /// The CUDA submit thread panics as it takes a planned batch (once per batch).
+    /// The CUDA submit thread panics as it takes a plan (once per plan).
     SubmitPanic,
-    /// The CUDA harvest thread panics at a batch's end (once per batch).
+    /// The CUDA harvest thread panics at a plan's end (once per plan).
     HarvestPanic,
     /// The device decoder's result for a frame is reported failed: the frame is expected
     /// one byte longer than it decodes to, so the status reduction on the device flags it

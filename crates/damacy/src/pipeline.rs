@@ -379,6 +379,7 @@ impl Pipeline {
         let mut s = self.shared.stats.snapshot(&self.shared.store.stats());
         self.shared.engine.add_stats(&mut s);
         s.prepare_threads = self.shared.preparers as u64;
+        s.batches_per_plan = self.shared.engine.batches_per_plan() as u64;
         let (h, m) = self.cache_totals();
         let base = *lock(&self.shared.cache_base);
         s.cache_hits = h.saturating_sub(base.0);

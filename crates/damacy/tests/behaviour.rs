@@ -434,7 +434,9 @@ fn a_preparer_panic_ends_the_stream_after_the_batches_before_it() {
     let full = reference("shard_end_u16_zstd");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut p = Pipeline::new(cfg(2).prepare_threads(4).build().unwrap()).unwrap();
+        // One batch a plan: the fault fires once per plan.
+        let c = cfg(2).prepare_threads(4).batches_per_plan(1).build().unwrap();
+        let mut p = Pipeline::new(c).unwrap();
         p.inject_fault_after(Fault::CoordinatorPanic, 5, 1);
         p.push(boxes(&path, 32)).unwrap();
         p.finish();

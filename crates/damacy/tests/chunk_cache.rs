@@ -349,6 +349,9 @@ fn a_corrupt_chunk_shared_by_batches_in_flight_fails_each_of_them_and_nothing_ha
         .backend(Backend::Host)
         .decode_threads(2)
         .chunk_cache_bytes(4 << 20)
+        // One batch a plan: batches planned together decode the chunk once, so claims
+        // (what this is about) are only between plans.
+        .batches_per_plan(1)
         .build()
         .unwrap();
     let mut p = Pipeline::new(cfg).unwrap();

@@ -1377,28 +1377,29 @@ fn outcomes(cfg: Config, samples: Vec<Sample>) -> (Vec<Outcome>, damacy::Stats) 
     (out, p.stats())
 }
 
-/// Issue 18: batches planned as one (`batches_per_plan`) come out as the host engine's,
-/// one by one, in every dtype; several batches shared a plan, and each held batch is its
-/// own part of the plan's buffer.
+/// Issue 18: batches planned as one (`batches_per_plan`) come out as the host engine's
+/// planned one at a time, one by one, in every dtype; several batches shared a plan, and
+/// each held batch is its own part of the plan's buffer.
 fn plans_of_several_batches_equal_the_host_engine(dev: Backend) {
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let (sc, samples) = smoke(dir.path());
     let n = sc.samples_per_batch as usize;
+    let alone = |dtype| {
+        let c = builder(&sc.sample_shape, n, dtype, Backend::Host).batches_per_plan(1).build();
+        read_all(c.expect("config"), samples.clone()).expect("host")
+    };
     for dtype in [OutDtype::F32, OutDtype::Bf16, OutDtype::F16, OutDtype::Native] {
-        let host = read_all(cfg(&sc.sample_shape, n, dtype, Backend::Host), samples.clone())
-            .expect("host");
         let c = builder(&sc.sample_shape, n, dtype, dev).batches_per_plan(3).build();
         let (got, stats) = outcomes(c.expect("config"), samples.clone());
-        let want: Vec<Outcome> = host.into_iter().map(|b| Ok((b, Vec::new()))).collect();
+        let want: Vec<Outcome> = alone(dtype).into_iter().map(|b| Ok((b, Vec::new()))).collect();
         assert_eq!(got, want, "{dtype:?}");
         assert_eq!((stats.batches, stats.batches_per_plan), (6, 3), "{dtype:?}");
         // The first plan is one batch; the input was finished, so the others take 3.
         assert!(stats.plans >= 2 && stats.plans < 6, "{dtype:?}: {} plans", stats.plans);
     }
     // Held at once: each batch of a plan is a part of its own.
-    let host = read_all(cfg(&sc.sample_shape, n, OutDtype::F32, Backend::Host), samples.clone())
-        .expect("host");
+    let host = alone(OutDtype::F32);
     let c = builder(&sc.sample_shape, n, OutDtype::F32, dev).batches_per_plan(3).build();
     let mut p = Pipeline::new(c.expect("config")).expect("pipeline");
     p.push(samples).expect("push");
@@ -1407,17 +1408,23 @@ fn plans_of_several_batches_equal_the_host_engine(dev: Backend) {
     while let Some(b) = p.pop().expect("pop") {
         held.push(b);
     }
-    let ptrs: std::collections::HashSet<u64> =
-        held.iter().map(|b| b.device_ptr().expect("device")).collect();
-    assert_eq!(ptrs.len(), held.len(), "distinct parts");
+    let at = |b: &damacy::Batch| match b.device_ptr() {
+        Some(ptr) => ptr,
+        None => b.data().expect("host data").as_ptr() as u64,
+    };
+    let parts: std::collections::HashSet<u64> = held.iter().map(at).collect();
+    assert_eq!(parts.len(), held.len(), "distinct parts");
     for (i, b) in held.iter().enumerate().rev() {
         assert_eq!(b.to_host().expect("to_host"), host[i], "held batch {i}");
     }
-    // Released behind its own ready event, out of order: the rest stay intact.
+    // The last released first (a device batch behind its own ready event): the rest stay
+    // intact.
     let last = held.pop().expect("a batch");
-    let ev = last.ready_event().expect("event");
-    // SAFETY: the batch's own ready event, a live event of the pipeline's context.
-    unsafe { last.release_event(ev) }.expect("release_event");
+    match last.ready_event() {
+        // SAFETY: the batch's own ready event, a live event of the pipeline's context.
+        Some(ev) => unsafe { last.release_event(ev) }.expect("release_event"),
+        None => drop(last),
+    }
     for (i, b) in held.iter().enumerate() {
         assert_eq!(b.to_host().expect("to_host"), host[i], "batch {i} after a release");
     }
@@ -1441,7 +1448,7 @@ fn a_failing_batch_in_a_plan_fails_as_it_would_alone(dev: Backend) {
                 .build()
                 .expect("config")
         };
-        let (want, _) = outcomes(make(Backend::Host, 0), samples.clone());
+        let (want, _) = outcomes(make(Backend::Host, 1), samples.clone());
         let (got, stats) = outcomes(make(dev, 3), samples.clone());
         assert_eq!(want.len(), 6, "{on_error:?}");
         assert!(want[2].as_ref().is_err_and(|e| e.contains("sample_shape")), "{want:?}");
@@ -1449,6 +1456,17 @@ fn a_failing_batch_in_a_plan_fails_as_it_would_alone(dev: Backend) {
         assert_eq!(got, want, "{on_error:?}");
         assert!(stats.plans < 6, "{on_error:?}: {} plans", stats.plans);
     }
+}
+
+/// The host engine plans several batches as one too: the same bodies.
+#[test]
+fn plans_of_several_batches_equal_the_host_engine_host() {
+    plans_of_several_batches_equal_the_host_engine(Backend::Host);
+}
+
+#[test]
+fn a_failing_batch_in_a_plan_fails_as_it_would_alone_host() {
+    a_failing_batch_in_a_plan_fails_as_it_would_alone(Backend::Host);
 }
 
 /// Issue 18: when the device work of a plan of several batches fails, each of its

@@ -84,11 +84,12 @@ class Config:
     8 for batches of at most 128 MiB where the budgets allow, else 3; 3 on the host
     engine). `Pipeline.stats()["batches_in_flight"]` reports the count in use."""
     batches_per_plan: int
-    """CUDA engine: batches planned, read and decoded as one (1 to 16; chunks they
-    share are decoded once, in larger nvCOMP calls), each still popped on its own, in
-    order; their buffer goes back once all of them are released. 0 = as many as fill
-    about 3 GiB of batch buffer, where the budgets allow and `batches_in_flight` is 0;
-    else 1. `Pipeline.stats()["batches_per_plan"]` reports the count in use."""
+    """Batches planned, read and decoded as one (1 to 16; chunks they share are decoded
+    once, on the CUDA engine in larger nvCOMP calls), each still popped on its own, in
+    order, with the outcome it gets planned alone; their buffer goes back once all of
+    them are released. 0 = as many as fill about 3 GiB of batch buffer when
+    `batches_in_flight` is 0 (on the CUDA engine where its budgets allow), else 1.
+    `Pipeline.stats()["batches_per_plan"]` reports the count in use."""
     io_threads: int
     metadata_threads: int
     decode_threads: int

@@ -41,6 +41,9 @@ use slots::{OutBuf, SlotLease, Slots};
 /// The host engine of one pipeline: its batch buffers and the way to the workers.
 pub(crate) struct HostEngine {
     slots: Arc<Slots>,
+    /// Batches a plan covers at most (`Config::batches_per_plan`): each buffer holds
+    /// that many side by side.
+    plan_batches: usize,
     output: Arc<Output>,
     /// Dropped at the end of input, so the workers see their queue close.
     jobs: Mutex<Option<JobTx>>,
@@ -57,10 +60,15 @@ impl HostEngine {
     /// # Errors
     /// `ConfigOverflow` when a batch does not fit the address space.
     pub(crate) fn new(cfg: &Config, ctx: EngineCtx) -> Result<Self> {
-        let batch_bytes = usize::try_from(cfg.batch_elements()? * cfg.dtype.max_size() as u64)
-            .map_err(|_| Error::ConfigOverflow { knob: "sample_shape" })?;
+        let plan_batches = cfg.effective_batches_per_plan();
+        let batch_bytes = cfg
+            .batch_elements()?
+            .checked_mul(cfg.dtype.max_size() as u64 * plan_batches as u64)
+            .and_then(|b| usize::try_from(b).ok())
+            .ok_or(Error::ConfigOverflow { knob: "sample_shape" })?;
         Ok(Self {
             slots: Arc::new(Slots::new(cfg.effective_batches_in_flight(false), batch_bytes)?),
+            plan_batches,
             output: ctx.output,
             jobs: Mutex::new(Some(ctx.jobs)),
             sample_shape: cfg.sample_shape.clone(),
@@ -70,9 +78,14 @@ impl HostEngine {
         })
     }
 
-    /// Leases a batch buffer and queues the batch's jobs.
-    fn start(&self, p: Planned) -> Result<Pending> {
+    /// Leases a batch buffer and queues the plan's jobs; returns one entry per batch of
+    /// the plan, in order.
+    fn start(&self, p: Planned) -> Result<Vec<Pending>> {
         let lease = self.slots.acquire(p.meta.id)?;
+        let out = self.slots.out_buf(&lease);
+        // Held by each of the plan's tensors and by its work (so by every queued job): the
+        // buffer goes back only once nothing can write or read it.
+        let hold = Arc::new(SlotHold { lease: Some(lease), slots: Arc::clone(&self.slots) });
         let jobs = BatchWork::<()>::jobs(&p.plan);
         let work = Arc::new(BatchWork {
             scratch_cap: BatchWork::<()>::scratch_cap(&p.plan),
@@ -82,18 +95,14 @@ impl HostEngine {
             sample_shape: self.sample_shape.clone(),
             out_dtype: self.out_dtype,
             sample_bytes: p.meta.sample_bytes,
-            out: self.slots.out_buf(&lease),
+            out,
             positions: p.positions,
             progress: Progress::new(jobs.len()),
             hits: p.hits,
             claims: Mutex::new(p.claims),
             cache: self.chunk_cache.clone(),
+            _hold: Some(Arc::clone(&hold)),
         });
-        let tensor = HostTensor {
-            lease: Some(lease),
-            slots: Arc::clone(&self.slots),
-            bytes: p.meta.sample_bytes * p.meta.infos.len(),
-        };
         let Some(tx) = lock(&self.jobs).clone() else {
             return Err(Error::Closed);
         };
@@ -105,12 +114,32 @@ impl HostEngine {
                 JobKind::Cached(_) | JobKind::Fill(_) => None,
             };
             let job = HostJob { work: Arc::clone(&work), kind, ahead };
-            // The tensor drops (and its buffer goes back) with this early return.
             if tx.send(Box::new(job)).is_err() {
                 return Err(Error::Closed);
             }
         }
-        Ok(Pending::Ready(Box::new(HostPending { meta: p.meta, work, tensor })))
+        let (per_batch, sample_bytes) = (p.per_batch.max(1), p.meta.sample_bytes);
+        let mut failed = p.failed.into_iter().peekable();
+        let mut out = Vec::new();
+        for (j, meta) in p.meta.split(per_batch).into_iter().enumerate() {
+            if let Some((_, e)) = failed.next_if(|(b, _)| *b == j) {
+                out.push(Pending::Failed(e));
+                continue;
+            }
+            let first = j * per_batch;
+            let tensor = HostTensor {
+                hold: Some(Arc::clone(&hold)),
+                offset: first * sample_bytes,
+                bytes: sample_bytes * meta.infos.len(),
+            };
+            out.push(Pending::Ready(Box::new(HostPending {
+                meta,
+                work: Arc::clone(&work),
+                tensor,
+                first,
+            })));
+        }
+        Ok(out)
     }
 }
 
@@ -128,20 +157,18 @@ impl Engine for HostEngine {
         s.batches_in_flight = self.slots.count() as u64;
     }
 
+    fn batches_per_plan(&self) -> usize {
+        self.plan_batches
+    }
+
     fn dispatch(&self, batch: Ordered) -> Result<()> {
         let pending = match batch {
-            Ordered::Failed(e) => Pending::Failed(e),
-            Ordered::Planned(p) if p.batches() == 1 && p.failed.is_empty() => self.start(*p)?,
-            Ordered::Planned(p) => {
-                // Never happens: this engine asks for one batch a plan
-                // (`Engine::batches_per_plan`). Each batch still gets its entry.
-                for _ in 0..p.batches() {
-                    self.output.push(Pending::Failed(Error::Closed));
-                }
-                return Ok(());
-            }
+            Ordered::Failed(e) => vec![Pending::Failed(e)],
+            Ordered::Planned(p) => self.start(*p)?,
         };
-        self.output.push(pending);
+        for p in pending {
+            self.output.push(p);
+        }
         Ok(())
     }
 
@@ -162,22 +189,15 @@ impl Engine for HostEngine {
     }
 }
 
-/// A host batch buffer handed to the caller; dropping it returns the buffer.
+/// A batch buffer shared by the batches of one plan: back to the pool when the last of
+/// them (or the plan's work) lets go.
 #[derive(Debug)]
-pub(crate) struct HostTensor {
+struct SlotHold {
     lease: Option<SlotLease>,
     slots: Arc<Slots>,
-    /// Bytes of the batch (the buffer may be larger: it is sized for the widest dtype).
-    bytes: usize,
 }
 
-impl Tensor for HostTensor {
-    fn host(&self) -> Option<&[u8]> {
-        self.lease.as_ref().map(|l| &self.slots.bytes(l)[..self.bytes])
-    }
-}
-
-impl Drop for HostTensor {
+impl Drop for SlotHold {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
             self.slots.release(lease);
@@ -185,19 +205,45 @@ impl Drop for HostTensor {
     }
 }
 
-/// A host batch whose jobs are queued.
+/// A host batch handed to the caller: its part of its plan's buffer.
+#[derive(Debug)]
+pub(crate) struct HostTensor {
+    hold: Option<Arc<SlotHold>>,
+    /// Where the batch starts in the buffer, and its bytes (the buffer may be larger: it
+    /// is sized for the widest dtype).
+    offset: usize,
+    bytes: usize,
+}
+
+impl Tensor for HostTensor {
+    fn host(&self) -> Option<&[u8]> {
+        let h = self.hold.as_ref()?;
+        let lease = h.lease.as_ref()?;
+        h.slots.bytes(lease).get(self.offset..self.offset + self.bytes)
+    }
+}
+
+/// A host batch whose plan's jobs are queued.
 struct HostPending {
+    /// The batch's own meta (positions its own).
     meta: BatchMeta,
     work: Arc<BatchWork<()>>,
     tensor: HostTensor,
+    /// The batch's first position in its plan.
+    first: usize,
 }
 
 impl Deliver for HostPending {
     fn deliver(self: Box<Self>, ctx: &DeliverCtx<'_>) -> Result<Batch> {
-        let HostPending { mut meta, work, tensor } = *self;
+        let HostPending { mut meta, work, tensor, first } = *self;
         let mut errors = std::mem::take(&mut meta.early);
-        errors.extend(work.progress.wait().into_iter().map(|(s, e)| (work.positions[s], e)));
-        // Under `Fail` the tensor drops with the error: the buffer goes back.
+        let mine = first..first + meta.infos.len();
+        errors.extend(work.progress.wait().into_iter().filter_map(|(s, e)| {
+            let pos = work.positions[s];
+            mine.contains(&pos).then(|| (pos - first, e))
+        }));
+        // Under `Fail` the tensor drops with the error (the buffer goes back once the
+        // plan's other batches let go too).
         let errors = ctx.policy(&meta.infos, errors)?;
         if !errors.is_empty() {
             // `sample_shape` was validated at construction, so this box always exists.
@@ -205,7 +251,7 @@ impl Deliver for HostPending {
                 Error::ConfigValue { knob: "sample_shape", value: 0, expected: "a non-empty shape" }
             })?;
             for (pos, _) in &errors {
-                work.fill(*pos, &whole, &meta.fills[*pos]);
+                work.fill(first + *pos, &whole, &meta.fills[*pos]);
             }
         }
         Ok(ctx.batch(meta, Box::new(tensor), errors))
@@ -251,6 +297,8 @@ pub(crate) struct BatchWork<L> {
     pub claims: Mutex<Claims>,
     /// Where decoded chunks are offered for later batches.
     pub cache: Option<DecodedCache>,
+    /// The buffer `out` views, held until the work is dropped (its jobs ran).
+    _hold: Option<Arc<SlotHold>>,
 }
 
 /// Completion tracking of one batch: jobs left, errors seen.
@@ -293,13 +341,14 @@ impl Progress {
         }
     }
 
-    /// Blocks until every job finished; returns the errors by sample.
+    /// Blocks until every job finished; returns the errors by sample (each batch of a
+    /// plan asks: every caller gets them all).
     pub(crate) fn wait(&self) -> Vec<(usize, SampleError)> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         while !st.done {
             st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
-        std::mem::take(&mut st.errors)
+        st.errors.clone()
     }
 }
 

@@ -210,7 +210,6 @@ impl<D: Device> EngineApi for CudaEngine<D> {
         s.gpu_wave_chunks = self.core.sizing.chunks;
         s.gpu_wave_slots = self.core.sizing.waves as u64;
         s.batches_in_flight = self.core.sizing.buffers as u64;
-        s.batches_per_plan = self.core.sizing.plan_batches as u64;
         s.cpu_decode_share_permille = self.core.cpu_share();
     }
 

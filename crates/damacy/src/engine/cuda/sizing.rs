@@ -175,7 +175,7 @@ const AUTO_SLOTS_SMALL: [usize; 3] = [SMALL_BATCH_BUFFERS, 3, 2];
 /// Otherwise the last candidate's error, which names the least budget that would do;
 /// `temp`'s error (nvCOMP cannot size its temp buffer).
 pub(super) fn choose(cfg: &Config, temp: &dyn Fn(u64) -> Result<u64>) -> Result<(Sizing, u64)> {
-    let wanted_plan = cfg.effective_batches_per_plan(true);
+    let wanted_plan = cfg.effective_batches_per_plan();
     let mut last_err = None;
     // The batches a plan covers, from the wanted count down: with the automatic count,
     // several only where the budgets still give waves of `MIN_GROUPED_WAVE_CHUNKS` or
