@@ -44,6 +44,8 @@ pub(crate) struct HostEngine {
     /// Batches a plan covers at most (`Config::batches_per_plan`): each buffer holds
     /// that many side by side.
     plan_batches: usize,
+    /// Decode threads (how many jobs a plan needs to keep them busy).
+    threads: usize,
     output: Arc<Output>,
     /// Dropped at the end of input, so the workers see their queue close.
     jobs: Mutex<Option<JobTx>>,
@@ -69,6 +71,7 @@ impl HostEngine {
         Ok(Self {
             slots: Arc::new(Slots::new(cfg.effective_batches_in_flight(false), batch_bytes)?),
             plan_batches,
+            threads: cfg.effective_decode_threads(),
             output: ctx.output,
             jobs: Mutex::new(Some(ctx.jobs)),
             sample_shape: cfg.sample_shape.clone(),
@@ -86,7 +89,9 @@ impl HostEngine {
         // Held by each of the plan's tensors and by its work (so by every queued job): the
         // buffer goes back only once nothing can write or read it.
         let hold = Arc::new(SlotHold { lease: Some(lease), slots: Arc::clone(&self.slots) });
-        let jobs = BatchWork::<()>::jobs(&p.plan);
+        // Ops read ahead stay whole: one request each.
+        let split = |r: usize| !self.read_ahead.wants(&p.plan, r);
+        let jobs = BatchWork::<()>::jobs(&p.plan, self.threads, &split);
         let work = Arc::new(BatchWork {
             scratch_cap: BatchWork::<()>::scratch_cap(&p.plan),
             arrays: p.arrays,
@@ -110,8 +115,16 @@ impl HostEngine {
             // An object-store read is submitted now and its job only waits for the bytes
             // (`read_ahead`); the job is queued before the next read is issued.
             let ahead = match kind {
-                JobKind::Read(r) => self.read_ahead.issue(&work.plan, r),
-                JobKind::Cached(_) | JobKind::Fill(_) => None,
+                JobKind::Read { read, chunks: (0, n) }
+                    if work
+                        .plan
+                        .reads
+                        .get(read)
+                        .is_some_and(|op| op.chunks.len() == n as usize) =>
+                {
+                    self.read_ahead.issue(&work.plan, read)
+                }
+                JobKind::Read { .. } | JobKind::Cached(_) | JobKind::Fill(_) => None,
             };
             let job = HostJob { work: Arc::clone(&work), kind, ahead };
             if tx.send(Box::new(job)).is_err() {
@@ -355,8 +368,9 @@ impl Progress {
 /// One unit of work.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum JobKind {
-    /// Read op `n` and its group.
-    Read(usize),
+    /// Read op `read`'s chunks `chunks` (indexes into its group; the whole group, or a
+    /// part of it: [`BatchWork::jobs`]), read as one span of the op.
+    Read { read: usize, chunks: (u32, u32) },
     /// Cache hits `cached.start + n*CACHED_JOB ..` (a slice of the cached range).
     Cached(usize),
     /// Fill chunks `fills.start + n*FILL_JOB .. ` (a slice of the fill range).
@@ -370,15 +384,39 @@ const FILL_JOB: usize = 64;
 const CACHED_JOB: usize = 8;
 
 impl<L> BatchWork<L> {
-    /// The jobs of this batch.
-    pub(crate) fn jobs(plan: &BatchPlan) -> Vec<JobKind> {
+    /// The jobs of this plan: a job per read op, except that where the plan has fewer
+    /// read ops than `2 * threads` the groups of the ops that `split` allows (read on the
+    /// worker, not ahead) are cut into parts of consecutive chunks, each read as its own
+    /// span, so that every thread has work: `many-arrays-8` plans read 8 shard files,
+    /// and 8 jobs left half of 16 threads idle. Then a job per `CACHED_JOB` hits and per
+    /// `FILL_JOB` fills.
+    pub(crate) fn jobs(
+        plan: &BatchPlan,
+        threads: usize,
+        split: &dyn Fn(usize) -> bool,
+    ) -> Vec<JobKind> {
         let fills = plan.fills.len().div_ceil(FILL_JOB);
         let cached = plan.cached.len().div_ceil(CACHED_JOB);
-        (0..plan.reads.len())
-            .map(JobKind::Read)
-            .chain((0..cached).map(JobKind::Cached))
-            .chain((0..fills).map(JobKind::Fill))
-            .collect()
+        let want = 2 * threads.max(1);
+        let parts =
+            if plan.reads.len() < want { want.div_ceil(plan.reads.len().max(1)) } else { 1 };
+        let mut jobs = Vec::with_capacity(plan.reads.len() * parts + cached + fills);
+        for (read, op) in plan.reads.iter().enumerate() {
+            let n = op.chunks.len();
+            let per = if parts > 1 && split(read) { n.div_ceil(parts).max(1) } else { n.max(1) };
+            let mut lo = 0;
+            loop {
+                let hi = (lo + per).min(n);
+                jobs.push(JobKind::Read { read, chunks: (lo as u32, hi as u32) });
+                lo = hi;
+                if lo >= n {
+                    break;
+                }
+            }
+        }
+        jobs.extend((0..cached).map(JobKind::Cached));
+        jobs.extend((0..fills).map(JobKind::Fill));
+        jobs
     }
 
     /// Runs one job with the worker's scratch buffers, then counts it done.
@@ -393,9 +431,10 @@ impl<L> BatchWork<L> {
         // A job counts as finished however it ends: a panic here must fail the batch,
         // not leave `pop` waiting forever for a job that will never finish.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
-            JobKind::Read(r) => {
-                self.run_read(r, ahead, store, scratch, stats);
-                self.abandon_claims(r);
+            JobKind::Read { read, chunks } => {
+                let part = chunks.0 as usize..chunks.1 as usize;
+                self.run_read(read, part.clone(), ahead, store, scratch, stats);
+                self.abandon_claims(read, part);
             }
             JobKind::Cached(k) => {
                 let t = Instant::now();
@@ -412,8 +451,8 @@ impl<L> BatchWork<L> {
             // The scratch buffers may be in any state; start them afresh.
             *scratch = Scratch::default();
             self.fail_all("decode worker");
-            if let JobKind::Read(r) = job {
-                self.abandon_claims(r);
+            if let JobKind::Read { read, chunks } = job {
+                self.abandon_claims(read, chunks.0 as usize..chunks.1 as usize);
             }
         }
         scratch.trim(self.scratch_cap);
@@ -433,9 +472,13 @@ impl<L> BatchWork<L> {
         usize::try_from(read.max(chunk)).unwrap_or(usize::MAX)
     }
 
+    /// Reads and decodes chunks `part` of read op `r`'s group (the whole op when `part`
+    /// is the whole group, else the span from the part's first chunk to its last) and
+    /// scatters them.
     fn run_read(
         &self,
         r: usize,
+        part: std::ops::Range<usize>,
         ahead: Option<Ahead>,
         store: &dyn store::Store,
         scratch: &mut Scratch,
@@ -444,13 +487,30 @@ impl<L> BatchWork<L> {
         let plan = &self.plan;
         // A plan that refers past its own tables is a bug; the batch fails rather than
         // delivering whatever the buffer held before.
-        let (Some(op), Some(group)) = (plan.reads.get(r), plan.group(r)) else {
+        let (Some(op), Some(whole)) = (plan.reads.get(r), plan.group(r)) else {
             return self.fail_all("plan");
         };
+        let Some(group) = whole.get(part.clone()) else { return self.fail_all("plan") };
         let Some(file) = plan.files.get(op.file) else { return self.fail_all("plan") };
         let samples_of_group =
             || group.iter().flat_map(|c| c.placements.iter().map(|p| p.sample)).collect::<Vec<_>>();
-        let Ok(len) = usize::try_from(op.len) else {
+        // The bytes read: the op, or the span of the part's chunks in it.
+        let span = if group.len() == whole.len() {
+            Some((0, op.len))
+        } else {
+            match (group.first().map(|c| c.source), group.last().map(|c| c.source)) {
+                (
+                    Some(ChunkSource::Copy { offset_in_read: lo, .. }),
+                    Some(ChunkSource::Copy { offset_in_read, compressed_len, .. }),
+                ) => {
+                    offset_in_read.checked_add(compressed_len).map(|hi| (lo, hi.saturating_sub(lo)))
+                }
+                _ => return self.fail_all("plan"),
+            }
+        };
+        let Some((skip, len)) =
+            span.and_then(|(skip, len)| Some((skip, usize::try_from(len).ok()?)))
+        else {
             self.progress.fail(
                 samples_of_group(),
                 &SampleError::Format(zarr::Error::Overflow { what: "read length" }),
@@ -458,7 +518,7 @@ impl<L> BatchWork<L> {
             return;
         };
         let t_io = Instant::now();
-        let read = read_op(ahead, store, &file.key, op.offset, len, &mut scratch.staging);
+        let read = read_op(ahead, store, &file.key, op.offset + skip, len, &mut scratch.staging);
         stats.io_ns.fetch_add(t_io.elapsed().as_nanos() as u64, Ordering::Relaxed);
         if let Err(e) = read {
             self.progress.fail(samples_of_group(), &SampleError::Store(e));
@@ -475,9 +535,9 @@ impl<L> BatchWork<L> {
                 self.fail_all("plan");
                 continue;
             };
-            let lo = offset_in_read as usize;
-            // The planner keeps every chunk inside its read; `get` keeps a violation from
-            // becoming a panic.
+            let lo = offset_in_read.wrapping_sub(skip) as usize;
+            // The planner keeps every chunk inside its read (and a part's chunks inside its
+            // span); `get` keeps a violation from becoming a panic.
             let Some(src) = scratch.staging.get(lo..lo.saturating_add(compressed_len as usize))
             else {
                 self.fail_all("plan");
@@ -517,10 +577,11 @@ impl<L> BatchWork<L> {
         }
     }
 
-    /// Drops the claims of read op `r`'s chunks that were not filled (their read or
-    /// decode failed): the entries leave the cache and batches waiting on them wake.
-    fn abandon_claims(&self, r: usize) {
-        let Some(group) = self.plan.group(r) else { return };
+    /// Drops the claims of chunks `part` of read op `r`'s group that were not filled
+    /// (their read or decode failed): the entries leave the cache and batches waiting on
+    /// them wake.
+    fn abandon_claims(&self, r: usize, part: std::ops::Range<usize>) {
+        let Some(group) = self.plan.group(r).and_then(|g| g.get(part)) else { return };
         let mut claims = lock(&self.claims);
         if claims.is_empty() {
             return;
@@ -606,5 +667,79 @@ impl<L> BatchWork<L> {
             // placement of the batch.
             cast::fill_run(unsafe { self.out.range(base + d.start, d.len()) }, value);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use planner::{ArrayId, BatchPlan, ChunkPlan, ChunkSource, ReadOp};
+
+    use super::{BatchWork, JobKind};
+
+    /// A plan of `reads` read ops of `per` chunks each, 100 bytes apart.
+    fn plan(reads: usize, per: usize) -> BatchPlan {
+        let chunk = |i: usize| ChunkPlan {
+            array: ArrayId(0),
+            chunk: vec![i as u64],
+            source: ChunkSource::Copy {
+                read: i / per,
+                offset_in_read: (i % per) as u64 * 100,
+                compressed_len: 100,
+                decompressed_len: 400,
+            },
+            placements: Vec::new(),
+        };
+        BatchPlan {
+            element: None,
+            files: Vec::new(),
+            reads: (0..reads)
+                .map(|r| ReadOp {
+                    file: 0,
+                    offset: 0,
+                    len: per as u64 * 100,
+                    chunks: r * per..(r + 1) * per,
+                })
+                .collect(),
+            chunks: (0..reads * per).map(chunk).collect(),
+            cached: reads * per..reads * per,
+            fills: reads * per..reads * per,
+            waves: Vec::new(),
+            stats: planner::PlanStats::default(),
+        }
+    }
+
+    /// Each read op's chunks, as the jobs cover them.
+    fn cover(jobs: &[JobKind], reads: usize) -> Vec<Vec<(u32, u32)>> {
+        let mut out = vec![Vec::new(); reads];
+        for j in jobs {
+            if let JobKind::Read { read, chunks } = j {
+                out[*read].push(*chunks);
+            }
+        }
+        out
+    }
+
+    /// Issue 18: a plan with fewer read ops than twice the threads has its groups cut into
+    /// parts, consecutive and covering each group once, so every thread has work; ops read
+    /// ahead stay whole, and so does every op of a plan with reads enough.
+    #[test]
+    fn few_read_ops_are_cut_into_parts_that_cover_each_group_once() {
+        let p = plan(8, 8);
+        let jobs = BatchWork::<()>::jobs(&p, 16, &|_| true);
+        assert_eq!(jobs.len(), 32, "8 ops of 8 chunks, 16 threads: 4 parts each");
+        for parts in cover(&jobs, 8) {
+            assert_eq!(parts, vec![(0, 2), (2, 4), (4, 6), (6, 8)]);
+        }
+        // Op 3 is read ahead: whole.
+        let jobs = BatchWork::<()>::jobs(&p, 16, &|r| r != 3);
+        assert_eq!(cover(&jobs, 8)[3], vec![(0, 8)]);
+        assert_eq!(jobs.len(), 29);
+        // Reads enough for the threads: one job per op.
+        let jobs = BatchWork::<()>::jobs(&p, 4, &|_| true);
+        assert_eq!(cover(&jobs, 8), vec![vec![(0, 8)]; 8]);
+        // Fewer chunks than parts: one chunk a job, none empty.
+        let p = plan(1, 3);
+        let jobs = BatchWork::<()>::jobs(&p, 16, &|_| true);
+        assert_eq!(cover(&jobs, 1), vec![vec![(0, 1), (1, 2), (2, 3)]]);
     }
 }

@@ -57,6 +57,13 @@ impl ReadAhead {
         Some(Ahead { ticket, _permit: permit })
     }
 
+    /// Whether read op `r` of `plan` is for a store that wants reads ahead (what
+    /// [`ReadAhead::issue`] submits).
+    pub(crate) fn wants(&self, plan: &BatchPlan, r: usize) -> bool {
+        let file = plan.reads.get(r).and_then(|op| plan.files.get(op.file));
+        file.is_some_and(|f| self.store.wants_read_ahead(&f.key))
+    }
+
     /// Wakes an issuer blocked on the budget; later ops are read on the workers.
     pub(crate) fn close(&self) {
         self.budget.close();
