@@ -60,7 +60,9 @@ class DamacyDataset(IterableDataset):
     batch is then released on torch's current stream (reuse waits for the work queued on
     it, with no host sync); keep a ``.clone()`` to hold data longer. At most
     ``batches_in_flight`` buffers exist (``0``, the default, resolves by engine and batch
-    size: ``pipeline.stats()["batches_in_flight"]``).
+    size: ``pipeline.stats()["batches_in_flight"]``), each holding the
+    ``batches_per_plan`` batches planned together (``pipeline.stats()["batches_per_plan"]``);
+    a buffer is reused once all of its batches are released.
     """
 
     def __init__(
