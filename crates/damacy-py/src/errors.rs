@@ -201,7 +201,9 @@ pub(crate) fn to_py(py: Python<'_>, e: damacy::Error) -> PyErr {
         E::BackendUnavailable { .. }
         | E::GdsUnavailable { .. }
         | E::Gpu { .. }
-        | E::DeviceBroken { .. } => GpuError::new_err(msg),
+        | E::DeviceBroken { .. }
+        // Only the CUDA engine fails a plan's batches together.
+        | E::PlannedWith { .. } => GpuError::new_err(msg),
         E::Timeout { .. } => TimeoutError::new_err(msg),
         E::Closed => ClosedError::new_err(msg),
         E::SourcePanicked { index } => {

@@ -36,7 +36,9 @@ class StoreError(Error):
     """The byte store could not be set up."""
 
 class GpuError(Error):
-    """A CUDA failure, or a CUDA backend that cannot run here."""
+    """A CUDA failure, or a CUDA backend that cannot run here (also a batch planned with
+    an earlier one whose device work the engine failed: that batch's error names the
+    cause)."""
 
 class SourceError(Error):
     """The iterable given to `push` raised while producing sample `index`."""
