@@ -56,7 +56,9 @@ impl Counting {
         let held = {
             let mut s = self.seen.lock().unwrap();
             s.released = true;
-            std::mem::take(&mut s.held)
+            let held = std::mem::take(&mut s.held);
+            s.outstanding -= held.iter().map(|(_, r)| r.len()).sum::<usize>();
+            held
         };
         for (c, r) in held {
             deliver(&c, r);
@@ -91,7 +93,9 @@ impl Store for Counting {
             s.peak = s.peak.max(s.outstanding);
             if !s.released && s.peak >= 2 {
                 s.released = true;
-                std::mem::take(&mut s.held)
+                let held = std::mem::take(&mut s.held);
+                s.outstanding -= held.iter().map(|(_, r)| r.len()).sum::<usize>();
+                held
             } else {
                 Vec::new()
             }
@@ -102,11 +106,14 @@ impl Store for Counting {
         let (seen, gated) = (Arc::clone(&self.seen), self.gated);
         self.inner.submit(reads)?.on_complete(move |results| {
             let mut s = seen.lock().unwrap();
-            s.outstanding -= results.len();
             if gated && !s.released {
+                // Still outstanding: not handed back. (Counting it done here let a first
+                // read that completed before the second was submitted keep the gate shut
+                // for good, on a loaded machine.)
                 s.held.push((completer, results));
                 return;
             }
+            s.outstanding -= results.len();
             drop(s);
             deliver(&completer, results);
         });
