@@ -197,6 +197,27 @@ impl BatchMeta {
     }
 }
 
+/// The output-queue entries of a plan's batches, in order: a batch that failed before
+/// planning (`failed`: index among the plan's batches, error) as its error, every other
+/// as `ready` makes it from the batch's first position in the plan and its own meta
+/// ([`BatchMeta::split`]).
+pub(crate) fn plan_entries(
+    meta: BatchMeta,
+    per_batch: usize,
+    failed: Vec<(usize, Error)>,
+    mut ready: impl FnMut(usize, BatchMeta) -> Pending,
+) -> Vec<Pending> {
+    let per_batch = per_batch.max(1);
+    let mut failed = failed.into_iter().peekable();
+    let metas = meta.split(per_batch).into_iter().enumerate();
+    metas
+        .map(|(j, meta)| match failed.next_if(|(b, _)| *b == j) {
+            Some((_, e)) => Pending::Failed(e),
+            None => ready(j * per_batch, meta),
+        })
+        .collect()
+}
+
 /// The coordinator's output, one per plan (of one batch or more), in push order.
 #[derive(Debug)]
 pub(crate) enum Ordered {

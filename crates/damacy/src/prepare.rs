@@ -43,11 +43,12 @@ pub(crate) fn prepare(
     let mut out = Vec::new();
     // Consecutive batches planned together: their first id, infos, samples, element.
     let mut run: Run = Run::default();
-    let mut rest = samples;
-    let mut j = 0u64;
-    while !rest.is_empty() {
-        let tail = rest.split_off(per_batch.min(rest.len()));
-        let batch = std::mem::replace(&mut rest, tail);
+    let mut samples = samples.into_iter();
+    for j in 0u64.. {
+        let batch: Vec<ReadySample> = samples.by_ref().take(per_batch).collect();
+        if batch.is_empty() {
+            break;
+        }
         let checked = sample_infos(cfg, &batch)
             .and_then(|infos| batch_element(cfg, &infos, &batch).map(|element| (infos, element)));
         match checked {
@@ -68,7 +69,6 @@ pub(crate) fn prepare(
                 run.samples.extend(batch);
             }
         }
-        j += 1;
     }
     run.flush(cfg, limits, stats, cache, per_batch, &mut out);
     stats.plan_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -149,13 +149,7 @@ fn prepare_run(
     out: &mut Vec<Ordered>,
 ) {
     let Run { id, batches, infos, samples, .. } = run;
-    let mut inputs = match gather_arrays(cfg, &infos, samples) {
-        Ok(inputs) => inputs,
-        Err(e) => {
-            out.push(Ordered::Failed(e));
-            return;
-        }
-    };
+    let mut inputs = gather_arrays(cfg, &infos, samples);
     // Each object-store request costs tens of milliseconds: ranges closer than the
     // object-store gap are cheaper read through than requested apart.
     let remote = infos.iter().any(|i| i.uri.to_str().is_some_and(store::is_remote_uri));
@@ -256,16 +250,11 @@ struct Inputs {
     fills: Vec<Vec<u8>>,
 }
 
-/// Resolves each sample's metadata into the batch's distinct arrays. Samples that failed
-/// to resolve are set aside (`early`), the rest become planner inputs.
-///
-/// # Errors
-/// `NativeDtypeMismatch` when `OutDtype::Native` meets a second element type.
-fn gather_arrays(
-    cfg: &Config,
-    infos: &[SampleInfo],
-    samples: Vec<ReadySample>,
-) -> Result<Inputs, Error> {
+/// Resolves each sample's metadata into the run's distinct arrays. Samples that failed
+/// to resolve are set aside (`early`), the rest become planner inputs. The run's samples
+/// share one output element ([`batch_element`] checked each batch, and a run never mixes
+/// two), so the first resolved sample's is the run's.
+fn gather_arrays(cfg: &Config, infos: &[SampleInfo], samples: Vec<ReadySample>) -> Inputs {
     let mut inputs = Inputs {
         arrays: Vec::new(),
         facts: Vec::new(),
@@ -284,19 +273,7 @@ fn gather_arrays(
                 continue;
             }
         };
-        let out_el = cfg.dtype.element(r.entry.meta.data_type);
-        match element {
-            Some(e) if e != out_el => {
-                let info = &infos[pos];
-                return Err(Error::NativeDtypeMismatch {
-                    index: info.index,
-                    uri: info.uri.clone(),
-                    expected: e,
-                    got: out_el,
-                });
-            }
-            _ => element = Some(out_el),
-        }
+        element = element.or(Some(cfg.dtype.element(r.entry.meta.data_type)));
         let a = inputs.array_of(cfg, &r.entry);
         inputs.fills[pos] = inputs.facts[a].fill_out.clone();
         inputs.samples.push(SampleInput {
@@ -314,7 +291,7 @@ fn gather_arrays(
             *f = vec![0; out_size];
         }
     }
-    Ok(inputs)
+    inputs
 }
 
 impl Inputs {

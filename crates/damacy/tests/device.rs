@@ -1458,6 +1458,42 @@ fn a_failing_batch_in_a_plan_fails_as_it_would_alone(dev: Backend) {
     }
 }
 
+/// Issue 18: under `OutDtype::Native`, a batch mixing two data types fails as it does
+/// planned alone, and batches of another data type than the batch before them start a
+/// plan of their own: every batch's outcome equals one batch a plan.
+fn native_batches_of_two_dtypes_in_a_plan_fail_and_split_as_alone(dev: Backend) {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let fx = fixtures();
+    let pick = |name: &str| fx.iter().find(|f| f.name == name).expect(name).path.clone();
+    let (u16s, f32s) = (pick("shard_end_u16_zstd"), pick("blosc_zstd_shuffle_f32"));
+    let one = |p: &PathBuf| Sample::new(p, vec![0, 0, 1], vec![4, 8, 9]).expect("box");
+    // Batches of 2: u16 u16 | u16 f32 | f32 f32 | f32 f32 | u16 u16.
+    let samples: Vec<Sample> =
+        [&u16s, &u16s, &u16s, &f32s, &f32s, &f32s, &f32s, &f32s, &u16s, &u16s]
+            .into_iter()
+            .map(one)
+            .collect();
+    let make = |backend, plan| {
+        builder(&[4, 8, 8], 2, OutDtype::Native, backend)
+            .batches_per_plan(plan)
+            .build()
+            .expect("cfg")
+    };
+    let (want, _) = outcomes(make(Backend::Host, 1), samples.clone());
+    let (got, stats) = outcomes(make(dev, 4), samples);
+    assert_eq!(want.len(), 5);
+    assert!(want[1].as_ref().is_err_and(|e| e.contains("OutDtype::Native")), "{want:?}");
+    assert!(want.iter().enumerate().all(|(i, o)| (i == 1) != o.is_ok()), "{want:?}");
+    assert_eq!(got, want);
+    // Plans: batch 0 alone (the first), then 2..3 (f32), then 4 (u16 again).
+    assert!(stats.plans < 4, "{} plans", stats.plans);
+}
+
+#[test]
+fn native_batches_of_two_dtypes_in_a_plan_fail_and_split_as_alone_host() {
+    native_batches_of_two_dtypes_in_a_plan_fail_and_split_as_alone(Backend::Host);
+}
+
 /// The host engine plans several batches as one too: the same bodies.
 #[test]
 fn plans_of_several_batches_equal_the_host_engine_host() {
@@ -1522,6 +1558,7 @@ on_each_device! {
     plans_of_several_batches_equal_the_host_engine => plans_of_several_batches_equal_the_host_engine_sim, plans_of_several_batches_equal_the_host_engine_gpu;
     a_failing_batch_in_a_plan_fails_as_it_would_alone => a_failing_batch_in_a_plan_fails_as_it_would_alone_sim, a_failing_batch_in_a_plan_fails_as_it_would_alone_gpu;
     a_device_failure_fails_every_batch_of_its_plan => a_device_failure_fails_every_batch_of_its_plan_sim, a_device_failure_fails_every_batch_of_its_plan_gpu;
+    native_batches_of_two_dtypes_in_a_plan_fail_and_split_as_alone => native_batches_of_two_dtypes_in_a_plan_fail_and_split_as_alone_sim, native_batches_of_two_dtypes_in_a_plan_fail_and_split_as_alone_gpu;
     fixtures_equal_the_host_engine_with_nvcomp => fixtures_equal_the_host_engine_with_nvcomp_sim, fixtures_equal_the_host_engine_with_nvcomp_gpu;
     fixtures_equal_the_host_engine_without_nvcomp => fixtures_equal_the_host_engine_without_nvcomp_sim, fixtures_equal_the_host_engine_without_nvcomp_gpu;
     smoke_scenario_equals_the_host_engine => smoke_scenario_equals_the_host_engine_sim, smoke_scenario_equals_the_host_engine_gpu;

@@ -31,7 +31,7 @@ use crate::decoded_cache::{self, CachePin, Claims, Decoded, DecodedCache};
 use crate::engine::read_ahead::{Ahead, ReadAhead, read_op};
 use crate::engine::{
     ArrayFacts, BatchMeta, Deliver, DeliverCtx, Engine, EngineCtx, Job, JobTx, Ordered, Output,
-    Pending, Planned, Running, Scratch, Worker, lock,
+    Pending, Planned, Running, Scratch, Worker, lock, plan_entries,
 };
 use crate::error::{Error, Result, SampleError};
 use crate::stats::StatCounters;
@@ -106,7 +106,7 @@ impl HostEngine {
             hits: p.hits,
             claims: Mutex::new(p.claims),
             cache: self.chunk_cache.clone(),
-            _hold: Some(Arc::clone(&hold)),
+            _hold: Arc::clone(&hold),
         });
         let Some(tx) = lock(&self.jobs).clone() else {
             return Err(Error::Closed);
@@ -114,44 +114,25 @@ impl HostEngine {
         for kind in jobs {
             // An object-store read is submitted now and its job only waits for the bytes
             // (`read_ahead`); the job is queued before the next read is issued.
+            // (Only ops not read ahead are cut into parts, so an op read ahead is whole.)
             let ahead = match kind {
-                JobKind::Read { read, chunks: (0, n) }
-                    if work
-                        .plan
-                        .reads
-                        .get(read)
-                        .is_some_and(|op| op.chunks.len() == n as usize) =>
-                {
-                    self.read_ahead.issue(&work.plan, read)
-                }
-                JobKind::Read { .. } | JobKind::Cached(_) | JobKind::Fill(_) => None,
+                JobKind::Read { read, .. } => self.read_ahead.issue(&work.plan, read),
+                JobKind::Cached(_) | JobKind::Fill(_) => None,
             };
             let job = HostJob { work: Arc::clone(&work), kind, ahead };
             if tx.send(Box::new(job)).is_err() {
                 return Err(Error::Closed);
             }
         }
-        let (per_batch, sample_bytes) = (p.per_batch.max(1), p.meta.sample_bytes);
-        let mut failed = p.failed.into_iter().peekable();
-        let mut out = Vec::new();
-        for (j, meta) in p.meta.split(per_batch).into_iter().enumerate() {
-            if let Some((_, e)) = failed.next_if(|(b, _)| *b == j) {
-                out.push(Pending::Failed(e));
-                continue;
-            }
-            let first = j * per_batch;
+        let sample_bytes = p.meta.sample_bytes;
+        let out = plan_entries(p.meta, p.per_batch, p.failed, |first, meta| {
             let tensor = HostTensor {
-                hold: Some(Arc::clone(&hold)),
+                hold: Arc::clone(&hold),
                 offset: first * sample_bytes,
                 bytes: sample_bytes * meta.infos.len(),
             };
-            out.push(Pending::Ready(Box::new(HostPending {
-                meta,
-                work: Arc::clone(&work),
-                tensor,
-                first,
-            })));
-        }
+            Pending::Ready(Box::new(HostPending { meta, work: Arc::clone(&work), tensor, first }))
+        });
         Ok(out)
     }
 }
@@ -221,7 +202,7 @@ impl Drop for SlotHold {
 /// A host batch handed to the caller: its part of its plan's buffer.
 #[derive(Debug)]
 pub(crate) struct HostTensor {
-    hold: Option<Arc<SlotHold>>,
+    hold: Arc<SlotHold>,
     /// Where the batch starts in the buffer, and its bytes (the buffer may be larger: it
     /// is sized for the widest dtype).
     offset: usize,
@@ -230,9 +211,8 @@ pub(crate) struct HostTensor {
 
 impl Tensor for HostTensor {
     fn host(&self) -> Option<&[u8]> {
-        let h = self.hold.as_ref()?;
-        let lease = h.lease.as_ref()?;
-        h.slots.bytes(lease).get(self.offset..self.offset + self.bytes)
+        let lease = self.hold.lease.as_ref()?;
+        self.hold.slots.bytes(lease).get(self.offset..self.offset + self.bytes)
     }
 }
 
@@ -311,7 +291,7 @@ pub(crate) struct BatchWork<L> {
     /// Where decoded chunks are offered for later batches.
     pub cache: Option<DecodedCache>,
     /// The buffer `out` views, held until the work is dropped (its jobs ran).
-    _hold: Option<Arc<SlotHold>>,
+    _hold: Arc<SlotHold>,
 }
 
 /// Completion tracking of one batch: jobs left, errors seen.

@@ -10,7 +10,7 @@ use super::device::Device;
 use super::gs;
 use super::harvest::{Failure, Harvested};
 use crate::batch::{Batch, DeviceTensor, Tensor};
-use crate::engine::{BatchMeta, Deliver, DeliverCtx, Pending, lock};
+use crate::engine::{BatchMeta, Deliver, DeliverCtx, Pending, lock, plan_entries};
 use crate::error::{Error, Result};
 
 /// A batch buffer shared by the batches of one plan (`Config::batches_per_plan`), each
@@ -50,7 +50,7 @@ impl<D: Device> Drop for SharedLease<D> {
 
 /// A batch living in device memory: its part of its plan's buffer.
 pub(super) struct DeviceBatch<D: Device> {
-    lease: Option<Arc<SharedLease<D>>>,
+    lease: Arc<SharedLease<D>>,
     /// Where the batch starts in the buffer, and its length, in bytes.
     offset: usize,
     bytes: usize,
@@ -75,35 +75,30 @@ impl<D: Device> Tensor for DeviceBatch<D> {
     }
 
     unsafe fn release_event(self: Box<Self>, event: u64) -> Result<()> {
-        let mut this = *self;
-        match this.lease.take() {
-            // The buffer goes back when the plan's last batch lets go, after this event:
-            // the pool's release is queued on the consumer stream, behind this wait.
-            // SAFETY: the caller vouches that `event` is a live event of this context.
-            Some(l) => unsafe { l.engine.consumer_wait(event) },
-            None => Ok(()),
-        }
+        // The buffer goes back when the plan's last batch lets go (this one drops on
+        // return), after this event: the pool's release is queued on the consumer
+        // stream, behind this wait.
+        // SAFETY: the caller vouches that `event` is a live event of this context.
+        unsafe { self.lease.engine.consumer_wait(event) }
     }
 }
 
 impl<D: Device> DeviceTensor for DeviceBatch<D> {
     fn device_ptr(&self) -> Option<u64> {
-        self.lease.as_ref().map(|l| l.ptr + self.offset as u64)
+        Some(self.lease.ptr + self.offset as u64)
     }
 
     fn ready_event(&self) -> Option<u64> {
-        self.lease.as_ref().map(|l| D::event_raw(&l.engine.ready[l.slot]))
+        Some(D::event_raw(&self.lease.engine.ready[self.lease.slot]))
     }
 
     fn ready_stream(&self) -> Option<u64> {
-        self.lease.as_ref().and_then(|l| l.engine.cu("compute").ok().map(D::stream_raw))
+        self.lease.engine.cu("compute").ok().map(D::stream_raw)
     }
 
     fn to_host(&self) -> Result<Vec<u8>> {
-        match &self.lease {
-            Some(l) => l.with(|lease| l.engine.download(lease, self.offset, self.bytes)),
-            None => Ok(Vec::new()),
-        }
+        let l = &self.lease;
+        l.with(|lease| l.engine.download(lease, self.offset, self.bytes))
     }
 }
 
@@ -144,23 +139,15 @@ pub(super) fn pending<D: Device>(
             }
             let shared = SharedLease::new(engine, lease);
             let sample_bytes = meta.sample_bytes;
-            let mut failed = failed.into_iter().peekable();
-            let mut out = Vec::new();
-            for (j, meta) in meta.split(per_batch).into_iter().enumerate() {
-                if let Some((_, e)) = failed.next_if(|(b, _)| *b == j) {
-                    out.push(Pending::Failed(e));
-                    continue;
-                }
-                let first = j * per_batch;
-                out.push(Pending::Ready(Box::new(DevicePending {
+            plan_entries(meta, per_batch, failed, |first, meta| {
+                Pending::Ready(Box::new(DevicePending {
                     lease: Arc::clone(&shared),
                     meta,
                     first,
                     offset: first * sample_bytes,
                     out_elems,
-                })));
-            }
-            out
+                }))
+            })
         }
         Harvested::Failed { meta, failure } => {
             let DeviceMeta { meta, per_batch, failed, .. } = meta;
@@ -180,31 +167,22 @@ fn failed_batches(
     failed: Vec<(usize, Error)>,
     failure: Failure,
 ) -> Vec<Pending> {
-    let mut failed = failed.into_iter().peekable();
-    let metas = meta.split(per_batch);
-    let mut out = Vec::with_capacity(metas.len());
     let (mut engine_error, source) = match failure {
         Failure::Engine(e) => (Some(e), None),
         Failure::Batch(source) => (None, Some(source)),
     };
     // The batch the engine's error went to.
     let mut with = None;
-    for (j, meta) in metas.into_iter().enumerate() {
-        if let Some((_, e)) = failed.next_if(|(b, _)| *b == j) {
-            out.push(Pending::Failed(e));
-            continue;
-        }
-        let e = if let Some(source) = &source {
+    plan_entries(meta, per_batch, failed, |_, meta| {
+        Pending::Failed(if let Some(source) = &source {
             Failure::Batch(source.clone()).into_error(&meta.infos)
         } else if let Some(e) = engine_error.take() {
             with = Some(meta.id);
             e
         } else {
             Error::PlannedWith { batch: meta.id, with: with.unwrap_or(meta.id) }
-        };
-        out.push(Pending::Failed(e));
-    }
-    out
+        })
+    })
 }
 
 /// A batch complete on the device, waiting for `pop`.
@@ -233,7 +211,7 @@ impl<D: Device> Deliver for DevicePending<D> {
             errors.iter().map(|(pos, _)| (first + *pos, meta.fills[*pos].clone())).collect();
         let engine = Arc::clone(&lease.engine);
         let finished = lease.with(|l| engine.finish(l, &fills, &ctx.cfg.sample_shape, out_elems));
-        let device = DeviceBatch { lease: Some(lease), offset, bytes };
+        let device = DeviceBatch { lease, offset, bytes };
         finished?;
         Ok(ctx.batch(meta, Box::new(device), errors))
     }
