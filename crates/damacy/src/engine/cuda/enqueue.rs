@@ -424,19 +424,38 @@ impl<D: Device> Engine<D> {
         out: (u64, u64),
         compute: &D::Stream,
     ) -> Result<()> {
-        let ctx = &work.ctx;
         let keep = staged_placements(work, wave, state, D::dev_range(&w.arena).ptr());
-        let places = as_placements(&keep, ctx);
-        let kind = ctx.out_dtype;
         let mut at = DescsAt::Staged { descs: &w.descs, used: 0 };
-        for piece in places.chunks(DESC_CAP) {
+        // SAFETY: the leased batch buffer, held until the batch is handed out; sources
+        // are arena regions written earlier on this stream (decode, memcpy) or on `h2d`
+        // (ordered by `h2d_done`).
+        unsafe { self.assemble_placements(&work.ctx, &keep, out, &mut at, compute) }
+    }
+
+    /// Packs `keep`'s placements into descriptors, in pieces of `DESC_CAP`, and launches
+    /// the assembly of each piece into the batch buffer `out` (device address, length) on
+    /// `compute`, its descriptors copied through `descs` on the same stream first.
+    ///
+    /// # Safety
+    /// `out` is a batch buffer the caller holds until the launches completed, and every
+    /// placement's source is device memory whose bytes are written before (in `compute`'s
+    /// order) and stay valid until then.
+    pub(super) unsafe fn assemble_placements(
+        &self,
+        ctx: &BatchCtx,
+        keep: &[StagedPlacement],
+        out: (u64, u64),
+        descs: &mut DescsAt<'_, D>,
+        compute: &D::Stream,
+    ) -> Result<()> {
+        let kind = ctx.out_dtype;
+        for piece in as_placements(keep, ctx).chunks(DESC_CAP) {
             let packed = kernels::pack_placements(piece, kind, ctx.out_elems)
                 .map_err(|e| gpu_err("pack placements", e))?;
-            self.with_descs(&mut at, bytemuck::cast_slice(&packed), |b| {
-                // SAFETY: the leased batch buffer, held until the batch is handed out.
+            self.with_descs(descs, bytemuck::cast_slice(&packed), |b| {
+                // SAFETY: `out` is the caller's held batch buffer (the contract).
                 let d = unsafe { DeviceRange::from_raw(out.0, out.1) };
-                // SAFETY: sources are arena regions written earlier on this stream
-                // (decode, memcpy) or on `h2d` (ordered by `h2d_done`); descriptors
+                // SAFETY: the caller's contract covers `out` and the sources; descriptors
                 // validated by packing and copied before the launch on this stream.
                 unsafe { self.dev.assemble(compute, kind, d, b, packed.len() as u32) }
                     .map_err(|e| gpu_err("assemble", e))

@@ -11,10 +11,10 @@ use planner::{BatchPlan, ChunkSource, Wave};
 
 use super::core::{BatchLease, DescsAt, Engine, WaveBufs, WaveLease};
 use super::device::Device;
-use super::enqueue::{as_placements, cached_placements};
+use super::enqueue::cached_placements;
 use super::harvest::{Failure, ToHarvest, ToHarvestMsg};
 use super::stage::{BatchCtx, ChunkState, Region, StageMem, WaveJob, WaveState, WaveWork};
-use super::{DESC_CAP, REGION_ALIGN, STAGING_PAD, align_up, gpu_err, gs};
+use super::{REGION_ALIGN, STAGING_PAD, align_up, gs};
 use crate::engine::JobTx;
 use crate::error::{Error, PlanFault, Result, SampleError};
 use crate::fault::Fault;
@@ -236,19 +236,11 @@ impl<D: Device> Engine<D> {
             return Ok(errors);
         }
         let compute = self.cu("compute")?;
-        for piece in as_placements(&keep, ctx).chunks(DESC_CAP) {
-            let packed = kernels::pack_placements(piece, ctx.out_dtype, ctx.out_elems)
-                .map_err(|e| gpu_err("pack placements", e))?;
-            self.with_descs(descs, bytemuck::cast_slice(&packed), |b| {
-                let d = D::dev_range(out);
-                // SAFETY: sources are filled cache blocks (written by an earlier batch's
-                // device work, completed before the fill) pinned by this batch;
-                // descriptors packed for this output size and copied before the launch
-                // on the same stream.
-                unsafe { self.dev.assemble(compute, ctx.out_dtype, d, b, packed.len() as u32) }
-                    .map_err(|e| gpu_err("assemble", e))
-            })?;
-        }
+        let d = D::dev_range(out);
+        // SAFETY: the batch's leased buffer; sources are filled cache blocks (written by
+        // an earlier batch's device work, completed before the fill) pinned by this batch
+        // until its ready event completed.
+        unsafe { self.assemble_placements(ctx, &keep, (d.ptr(), d.len()), descs, compute) }?;
         Ok(errors)
     }
 
