@@ -32,6 +32,7 @@ impl SlotBuf {
         let b: Box<[u64]> = vec![0u64; words].into_boxed_slice();
         // `Box::into_raw` never returns null.
         let ptr = NonNull::new(Box::into_raw(b).cast::<u64>()).unwrap_or(NonNull::dangling());
+        huge_pages(ptr.as_ptr().cast::<u8>(), words * 8);
         Self { ptr, words }
     }
 
@@ -49,6 +50,27 @@ impl Drop for SlotBuf {
         }
     }
 }
+
+/// Huge pages for a batch buffer's whole 2 MiB pages, where the kernel offers them on
+/// request (`transparent_hugepage` set to `madvise`, a common default): a batch's scatter
+/// writes rows all over a buffer of hundreds of MiB, which with 4 KiB pages misses the
+/// TLB on most rows, and its first touch faults once per 4 KiB instead of per 2 MiB.
+/// Advice only: where it is refused the buffer works as before.
+#[cfg(target_os = "linux")]
+fn huge_pages(ptr: *mut u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) / HUGE * HUGE;
+    if end > start {
+        // SAFETY: `start..end` lies inside the allocation, which this value owns; the
+        // advice changes how its pages are backed, never their contents.
+        let _ =
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn huge_pages(_: *mut u8, _: usize) {}
 
 pub(crate) type SlotLease = Lease<HostBackend, SlotBuf>;
 
