@@ -217,3 +217,39 @@ impl OutBuf {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(off), n) }
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::SlotBuf;
+
+    /// The flags (`VmFlags` of `/proc/self/smaps`) of the mapping holding `addr`.
+    fn vm_flags(addr: usize) -> Option<String> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for line in smaps.lines() {
+            let range = line.split_whitespace().next().and_then(|r| r.split_once('-'));
+            if let Some((lo, hi)) = range
+                && let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = (lo..hi).contains(&addr);
+            } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
+                return Some(flags.trim().to_owned());
+            }
+        }
+        None
+    }
+
+    /// A batch buffer's whole 2 MiB pages are advised for huge pages (`hg`), so that its
+    /// scatter misses the TLB less; a buffer smaller than one such page is left alone.
+    #[test]
+    fn batch_buffers_ask_for_huge_pages() {
+        let b = SlotBuf::new(16 << 20);
+        let inner = (b.ptr.as_ptr() as usize).next_multiple_of(2 << 20) + 4096;
+        let flags = vm_flags(inner).expect("the buffer is mapped");
+        assert!(flags.split(' ').any(|f| f == "hg"), "flags {flags:?}");
+        let small = SlotBuf::new(64 << 10);
+        let flags = vm_flags(small.ptr.as_ptr() as usize).expect("mapped");
+        assert!(!flags.split(' ').any(|f| f == "hg"), "flags {flags:?}");
+    }
+}
