@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+use zarr::DataType;
 pub use zarr::OutDtype;
 
 /// Which engine builds the batches.
@@ -106,7 +107,11 @@ pub struct Config {
     /// many as fill about [`PLAN_GROUP_BYTES`] of batch buffer (1 to
     /// [`MAX_BATCHES_PER_PLAN`]) with `batches_in_flight` left automatic (a set buffer
     /// count then counts batches: 1), on the CUDA engine only where its budgets still
-    /// give waves of 1024 chunks or more (else fewer, down to 1). On the H200, `default`'s
+    /// give waves of 1024 chunks or more (else fewer, down to 1). Buffers are sized for
+    /// the widest output element; under `OutDtype::Native` (8 bytes reserved an element)
+    /// the automatic count fills a plan's buffer with the batches of the element the
+    /// arrays have ([`Config::plan_batches_of`]): `u16` batches four times as many as
+    /// `f64` ones, where a set count stays what it says. On the H200, `default`'s
     /// 128-crop batches planned 3 at a time decoded 1.0 byte per byte delivered instead
     /// of 1.8 (docs/PERFORMANCE.md).
     ///
@@ -426,6 +431,26 @@ impl Config {
         }
     }
 
+    /// Batches one plan may hold when the engine plans up to `engine` a plan (its
+    /// `batches_per_plan`, counted at the widest output element: the buffer holds
+    /// `engine` batches of [`OutDtype::max_size`] bytes an element), for batches whose
+    /// output element is `element` (`None`: not known yet, so the most of any).
+    ///
+    /// Only the automatic count under `OutDtype::Native` depends on the element: the
+    /// buffer holds `engine × 8 / size` batches of a `size`-byte element (at most
+    /// [`MAX_BATCHES_PER_PLAN`]), so `u16` data plans four times as many batches as
+    /// `f64` in the same bytes. A set count, a set `batches_in_flight` and the other
+    /// output types plan `engine`.
+    pub fn plan_batches_of(&self, engine: usize, element: Option<DataType>) -> usize {
+        let engine = engine.max(1);
+        if self.batches_per_plan != 0 || self.batches_in_flight != 0 {
+            return engine;
+        }
+        let OutDtype::Native = self.dtype else { return engine };
+        let size = element.map_or(1, DataType::size).max(1);
+        (engine * self.dtype.max_size() / size).clamp(engine, MAX_BATCHES_PER_PLAN.max(engine))
+    }
+
     /// The batch preparer count actually used.
     pub fn effective_prepare_threads(&self) -> usize {
         if self.prepare_threads == 0 {
@@ -706,6 +731,56 @@ mod tests {
         }
         let e = Config::builder().sample_shape([4]).batches_in_flight(65).build().unwrap_err();
         assert!(matches!(e, Error::ConfigRange { knob: "batches_in_flight", value: 65, .. }));
+    }
+
+    /// Issue 18: under `Native`, the automatic plan size fills the buffer (sized for
+    /// 8-byte elements) with batches of the arrays' own element, never more bytes than
+    /// the buffer holds and never more than `MAX_BATCHES_PER_PLAN`; a set count, a set
+    /// buffer count and the other output types plan what the engine plans.
+    #[test]
+    fn native_plans_fill_the_buffer_with_batches_of_their_element() {
+        let make = |shape: [u64; 3], dtype, plan, buffers| {
+            Config::builder()
+                .sample_shape(shape)
+                .samples_per_batch(128)
+                .dtype(dtype)
+                .batches_per_plan(plan)
+                .batches_in_flight(buffers)
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        // `default` native: 2 GiB a batch at 8 bytes, so the engine plans 1.
+        let native = make([128, 128, 128], OutDtype::Native, 0, 0);
+        assert_eq!(native.effective_batches_per_plan(), 1);
+        let of = |c: &Config, k, t| c.plan_batches_of(k, t);
+        assert_eq!(of(&native, 1, Some(DataType::UInt16)), 4);
+        assert_eq!(of(&native, 1, Some(DataType::UInt8)), 8);
+        assert_eq!(of(&native, 1, Some(DataType::Float32)), 2);
+        assert_eq!(of(&native, 1, Some(DataType::Float64)), 1);
+        assert_eq!(of(&native, 1, None), 8, "not known yet: the most of any element");
+        assert_eq!(of(&native, 3, Some(DataType::UInt16)), 12);
+        assert_eq!(of(&native, 3, Some(DataType::UInt8)), 16, "at most 16");
+        assert_eq!(of(&native, 16, Some(DataType::Float64)), 16);
+        // Never more bytes than the buffer: engine batches of 8-byte elements.
+        let dtypes = [DataType::Bool, DataType::UInt8, DataType::Int16, DataType::BFloat16]
+            .into_iter()
+            .chain([DataType::UInt32, DataType::Float32, DataType::Int64, DataType::Float64]);
+        for t in dtypes {
+            for k in 1..=16 {
+                let n = of(&native, k, Some(t));
+                assert!(n >= k && n <= 16 && n * t.size() <= k * 8, "{t:?} k={k}: {n}");
+            }
+        }
+        // What the engine plans: a set count, a set buffer count, another output type.
+        for c in [
+            make([128, 128, 128], OutDtype::Native, 2, 0),
+            make([128, 128, 128], OutDtype::Native, 0, 4),
+            make([128, 128, 128], OutDtype::F32, 0, 0),
+            make([128, 128, 128], OutDtype::Bf16, 0, 0),
+        ] {
+            assert_eq!(of(&c, 2, Some(DataType::UInt8)), 2, "{c:?}");
+            assert_eq!(of(&c, 3, None), 3, "{c:?}");
+        }
     }
 
     #[test]

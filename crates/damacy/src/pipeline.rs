@@ -379,7 +379,7 @@ impl Pipeline {
         let mut s = self.shared.stats.snapshot(&self.shared.store.stats());
         self.shared.engine.add_stats(&mut s);
         s.prepare_threads = self.shared.preparers as u64;
-        s.batches_per_plan = self.shared.engine.batches_per_plan() as u64;
+        s.batches_per_plan = plan_most(&self.shared) as u64;
         let (h, m) = self.cache_totals();
         let base = *lock(&self.shared.cache_base);
         s.cache_hits = h.saturating_sub(base.0);
@@ -674,6 +674,12 @@ fn preparer(sh: &Shared, cache: Option<(&DecodedCache, CacheUse)>) {
     }
 }
 
+/// The most batches a plan takes: what the engine's buffer holds of the narrowest
+/// element ([`Config::plan_batches_of`]).
+fn plan_most(sh: &Shared) -> usize {
+    sh.cfg.plan_batches_of(sh.engine.batches_per_plan(), None)
+}
+
 /// Whether a plan may take one more batch of `n` samples without waiting on the caller:
 /// that many are in the prefetcher's ring already, or the input is finished (what is
 /// left comes without the caller).
@@ -701,7 +707,9 @@ fn prepare_batches(
         let (next, samples) = {
             let mut next = lock(&sh.gather);
             let Some(mut samples) = gather(sh, n) else { return };
-            let most = if next.plan == 0 { 1 } else { sh.engine.batches_per_plan().max(1) };
+            // Element types are not known yet: as many as the buffer holds of any
+            // (`prepare` splits them where their element holds fewer).
+            let most = if next.plan == 0 { 1 } else { plan_most(sh) };
             while samples.len() < most * n && samples.len() % n == 0 && more_at_hand(sh, n) {
                 match gather(sh, n) {
                     Some(more) => samples.extend(more),
@@ -719,7 +727,8 @@ fn prepare_batches(
         let (id, plan) = (next.batch, next.plan);
         held.set(Some(plan));
         let prepared = sh.stats.trace.span("prepare", Some(id), || {
-            crate::prepare::prepare(&sh.cfg, &sh.limits, &sh.stats, cache, id, samples, n)
+            let engine = sh.engine.batches_per_plan();
+            crate::prepare::prepare(&sh.cfg, &sh.limits, &sh.stats, cache, id, samples, n, engine)
         });
         sh.faults.panic_point(Fault::CoordinatorPanic);
         if sh.faults.fire(Fault::PrepareOutOfOrder) {

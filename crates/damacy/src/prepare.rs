@@ -27,8 +27,11 @@ use crate::stats::StatCounters;
 /// `OutDtype::Native` cannot put in one tensor) is its own `Ordered::Failed`, and with
 /// `Native` a batch of another data type than the one before starts a new plan; a
 /// planning error of one sample fails only its own batch (`OnError::Fail`). So every
-/// batch gets exactly the outcome it would get planned alone. Returns one entry per
-/// plan or failed batch, in push order.
+/// batch gets exactly the outcome it would get planned alone. A plan takes at most
+/// `Config::plan_batches_of(engine, element)` batches (`engine`: the engine's
+/// `batches_per_plan`), so that it fits the engine's buffer; more start the next plan.
+/// Returns one entry per plan or failed batch, in push order.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn prepare(
     cfg: &Config,
     limits: &PlanLimits,
@@ -37,6 +40,7 @@ pub(crate) fn prepare(
     id: u64,
     samples: Vec<ReadySample>,
     per_batch: usize,
+    engine: usize,
 ) -> Vec<Ordered> {
     let t0 = Instant::now();
     let per_batch = per_batch.max(1);
@@ -57,7 +61,7 @@ pub(crate) fn prepare(
                 out.push(Ordered::Failed(e));
             }
             Ok((infos, element)) => {
-                if element.is_some() && run.element.is_some() && element != run.element {
+                if run.ends_before(element, cfg.plan_batches_of(engine, run.element.or(element))) {
                     run.flush(cfg, limits, stats, cache, per_batch, &mut out);
                 }
                 if run.batches == 0 {
@@ -88,6 +92,14 @@ struct Run {
 }
 
 impl Run {
+    /// Whether a batch of output `element` must start a new plan rather than join this
+    /// one: its element differs from the run's (`Native`), or the run already holds
+    /// `most` batches (what the buffer holds of the run's element).
+    fn ends_before(&self, element: Option<DataType>, most: usize) -> bool {
+        let other = element.is_some() && self.element.is_some() && element != self.element;
+        self.batches > 0 && (other || self.batches >= most)
+    }
+
     /// Plans the gathered batches (if any) and starts over.
     fn flush(
         &mut self,
@@ -375,5 +387,28 @@ fn plan(
             inputs.positions.retain(|p| p / per_batch != batch);
             inputs.early.retain(|(p, _)| p / per_batch != batch);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use zarr::DataType;
+
+    use super::Run;
+
+    /// A batch starts a new plan where its `Native` element differs from the run's or
+    /// where the run already holds the batches its element fits in the buffer; an
+    /// unknown element (every sample failed to resolve) joins any run that has room.
+    #[test]
+    fn a_run_ends_at_another_element_or_when_its_buffer_is_full() {
+        let run = |batches, element| Run { batches, element, ..Run::default() };
+        let (u16s, f64s) = (Some(DataType::UInt16), Some(DataType::Float64));
+        assert!(!run(0, None).ends_before(f64s, 1), "an empty run takes any batch");
+        assert!(!run(3, u16s).ends_before(u16s, 4));
+        assert!(run(4, u16s).ends_before(u16s, 4), "full");
+        assert!(run(1, u16s).ends_before(f64s, 16), "another element");
+        assert!(!run(1, u16s).ends_before(None, 4), "unknown joins");
+        assert!(run(4, u16s).ends_before(None, 4), "unknown, but full");
+        assert!(!run(2, None).ends_before(u16s, 4));
     }
 }

@@ -79,7 +79,8 @@ pub struct Stats {
     /// Batch buffers (`Config::batches_in_flight`, resolved for the engine running).
     pub batches_in_flight: u64,
     /// Most batches one plan covers (`Config::batches_per_plan`, resolved for the engine
-    /// running: 1 on the host engine).
+    /// running; automatic under `Native`, what its buffer holds of 1-byte elements:
+    /// `Config::plan_batches_of`).
     pub batches_per_plan: u64,
     /// Plans prepared (each of one batch or more): `batches / plans` is how many batches
     /// a plan covered on average (counted at planning, unlike `batches`).

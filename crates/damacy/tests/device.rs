@@ -1120,13 +1120,16 @@ fn the_trace_records_each_batch_on_every_thread_sim() {
 /// Issue 18: waves of different slots decode at once. Each simulated decode call waits
 /// until a second one runs (`DecodeRendezvous`); if the engine ordered all decodes on one
 /// stream the first call's partner could never start, the call would fail, and so would
-/// its batch. One chunk per batch, so each batch is one wave and one decode call.
+/// its batch. One chunk per batch, and one batch a plan, so each batch is one wave and
+/// one decode call (planned together, batches whose samples are at hand would share
+/// one wave, and whether they are depends on timing).
 #[test]
 fn waves_of_two_slots_decode_at_once_sim() {
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
     let _env = EnvVars::set(&[("DAMACY_NVCOMP", "on"), ("DAMACY_CPU_SHARE", "0")]);
     let (samples, host) = one_chunk_samples(8);
-    let c = builder(&[1; 3], 1, OutDtype::Native, SIM).gpu_wave_slots(2).build().expect("config");
+    let c = builder(&[1; 3], 1, OutDtype::Native, SIM).gpu_wave_slots(2).batches_per_plan(1);
+    let c = c.build().expect("config");
     let mut p = Pipeline::new(c).expect("pipeline");
     p.inject_fault(Fault::DecodeRendezvous, samples.len() as u32);
     p.push(samples).expect("push");
