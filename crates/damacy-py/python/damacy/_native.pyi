@@ -90,7 +90,9 @@ class Config:
     once, on the CUDA engine in larger nvCOMP calls), each still popped on its own, in
     order, with the outcome it gets planned alone; their buffer goes back once all of
     them are released. 0 = as many as fill about 3 GiB of batch buffer when
-    `batches_in_flight` is 0 (on the CUDA engine where its budgets allow), else 1.
+    `batches_in_flight` is 0 (on the CUDA engine where its budgets allow), else 1;
+    with ``dtype="native"`` (buffers sized for 8-byte elements) as many as the buffer
+    holds of the arrays' own type (a ``uint16`` plan 4 times the count).
     `Pipeline.stats()["batches_per_plan"]` reports the count in use."""
     io_threads: int
     metadata_threads: int
