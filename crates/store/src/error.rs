@@ -71,6 +71,11 @@ pub enum Error {
     /// The store was dropped before this queued operation ran; it never touched the file.
     #[error("{}: the store was dropped before this read ran", path.display())]
     ShutDown { path: PathBuf },
+    /// The store let go of this read without finishing it (every [`crate::Completer`] of
+    /// its ticket dropped with the read unfilled): a bug in the store, reported instead
+    /// of leaving the reader waiting for good.
+    #[error("{}: the store dropped this read without finishing it (a bug in the store)", path.display())]
+    Abandoned { path: PathBuf },
     /// A configuration value is out of range.
     #[error("invalid store configuration: {field} = {value}: {reason}")]
     InvalidConfig { field: &'static str, value: String, reason: &'static str },
@@ -179,7 +184,8 @@ impl Error {
             | Error::RangeOverflow { path, .. }
             | Error::ShortRead { path, .. }
             | Error::TooLarge { path, .. }
-            | Error::ShutDown { path } => Some(path),
+            | Error::ShutDown { path }
+            | Error::Abandoned { path } => Some(path),
             Error::KeyEscapesRoot { .. }
             | Error::EmptyKey
             | Error::BufferTooSmall { .. }

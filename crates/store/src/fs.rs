@@ -253,7 +253,7 @@ impl FsStore {
     /// Turns requests into a ticket and part jobs; requests that need no I/O (bad key,
     /// bad buffer range, zero length) complete at once.
     fn prepare(&self, reads: Vec<ReadRequest>) -> (Ticket, Vec<Job>) {
-        let (ticket, completer) = Ticket::new(reads.len());
+        let (ticket, completer) = Ticket::for_reads(&reads);
         self.shared.stats.enter(reads.len());
         let mut jobs = Vec::new();
         for (index, mut r) in reads.into_iter().enumerate() {

@@ -462,7 +462,7 @@ impl Store for RemoteStore {
     }
 
     fn submit(&self, reads: Vec<ReadRequest>) -> Result<Ticket> {
-        let (ticket, completer) = Ticket::new(reads.len());
+        let (ticket, completer) = Ticket::for_reads(&reads);
         self.shared.stats.submitted(reads.len());
         let handle = self.handle().cloned();
         for (index, r) in reads.into_iter().enumerate() {

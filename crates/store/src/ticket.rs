@@ -5,7 +5,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::request::ReadResult;
+use crate::error::Error;
+use crate::request::{ReadRequest, ReadResult};
 use crate::sync::{self, Arc, Condvar, Mutex};
 
 type Callback = Box<dyn FnOnce(Vec<ReadResult>) + Send>;
@@ -14,6 +15,9 @@ struct State {
     remaining: usize,
     results: Vec<Option<ReadResult>>,
     callback: Option<Callback>,
+    /// Each read's key, offset and length where the ticket was made from its requests
+    /// ([`Ticket::for_reads`]): what an abandoned read's result names.
+    reads: Vec<(String, u64, usize)>,
 }
 
 struct Shared {
@@ -27,25 +31,86 @@ pub struct Ticket {
 }
 
 /// The store's side of a [`Ticket`]: fills one result per read. Clone it to hand it to
-/// several threads.
+/// several threads. When the last clone is dropped with reads still unfilled, those
+/// reads complete with [`Error::Abandoned`]: a store that loses a completer (a panicking
+/// I/O thread, a cancelled task) fails its reads instead of leaving the reader waiting.
 #[derive(Clone)]
 pub struct Completer {
     shared: Arc<Shared>,
+    _live: Arc<Live>,
+}
+
+/// Held by every clone of a ticket's completer; dropped with the last.
+struct Live {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let mut st = sync::lock(&self.shared.state);
+        if st.remaining == 0 {
+            return;
+        }
+        let reads = std::mem::take(&mut st.reads);
+        for (i, slot) in st.results.iter_mut().enumerate() {
+            if slot.is_none() {
+                let (key, offset, len) = reads.get(i).cloned().unwrap_or_default();
+                let path = key.clone().into();
+                *slot = Some(ReadResult {
+                    key,
+                    offset,
+                    len,
+                    buf_offset: 0,
+                    buf: Box::new(Vec::<u8>::new()),
+                    outcome: Err(Error::Abandoned { path }),
+                });
+            }
+        }
+        st.remaining = 0;
+        finish(&self.shared, st);
+    }
+}
+
+/// Hands every result to the ticket's callback, or wakes its waiters, once `remaining`
+/// reached zero (the state's lock is released first).
+fn finish(shared: &Shared, mut st: sync::MutexGuard<'_, State>) {
+    if let Some(cb) = st.callback.take() {
+        let results = std::mem::take(&mut st.results).into_iter().flatten().collect();
+        // Run the callback outside the lock: it may take other locks.
+        drop(st);
+        cb(results);
+    } else {
+        drop(st);
+        shared.done.notify_all();
+    }
 }
 
 impl Ticket {
     /// A ticket for `n` reads and the completer that fills it. A ticket for zero reads is
     /// done at once.
     pub fn new(n: usize) -> (Ticket, Completer) {
+        Self::with_reads(n, Vec::new())
+    }
+
+    /// A ticket for `reads` (not consumed): like [`Ticket::new`], and a read the store
+    /// abandons is reported with its key, offset and length.
+    pub fn for_reads(reads: &[ReadRequest]) -> (Ticket, Completer) {
+        let meta = reads.iter().map(|r| (r.key.clone(), r.offset, r.len)).collect();
+        Self::with_reads(reads.len(), meta)
+    }
+
+    fn with_reads(n: usize, reads: Vec<(String, u64, usize)>) -> (Ticket, Completer) {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 remaining: n,
                 results: (0..n).map(|_| None).collect(),
                 callback: None,
+                reads,
             }),
             done: Condvar::new(),
         });
-        (Ticket { shared: shared.clone() }, Completer { shared })
+        let live = Arc::new(Live { shared: shared.clone() });
+        (Ticket { shared: shared.clone() }, Completer { shared, _live: live })
     }
 
     /// Number of reads in the batch.
@@ -121,15 +186,7 @@ impl Completer {
         if st.remaining > 0 {
             return true;
         }
-        if let Some(cb) = st.callback.take() {
-            let results = std::mem::take(&mut st.results).into_iter().flatten().collect();
-            // Run the callback outside the lock: it may take other locks.
-            drop(st);
-            cb(results);
-        } else {
-            drop(st);
-            self.shared.done.notify_all();
-        }
+        finish(&self.shared, st);
         true
     }
 }
@@ -182,6 +239,42 @@ mod tests {
         assert_eq!(keys, ["k0", "k1", "k2"]);
     }
 
+    /// A store that drops every clone of a completer with reads unfilled fails those
+    /// reads (`Abandoned`, naming the read's key where the ticket knows it) instead of
+    /// leaving the reader waiting for good; the filled ones keep their results, and
+    /// dropping one clone while another lives abandons nothing.
+    #[test]
+    fn reads_the_store_lets_go_of_fail_instead_of_hanging() {
+        let reads = vec![ReadRequest::to_vec("a/c/0", 10, 4), ReadRequest::to_vec("a/c/1", 0, 8)];
+        let (t, c) = Ticket::for_reads(&reads);
+        let other = c.clone();
+        assert!(c.complete(0, result(0)));
+        drop(c);
+        assert!(!t.is_done(), "a clone still holds the ticket");
+        let waiter = std::thread::spawn(move || t.wait());
+        drop(other);
+        let got = waiter.join().expect("the waiter wakes");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].key, "k0");
+        assert!(got[0].outcome.is_ok());
+        assert_eq!((got[1].key.as_str(), got[1].offset, got[1].len), ("a/c/1", 0, 8));
+        match &got[1].outcome {
+            Err(Error::Abandoned { path }) => assert_eq!(path, std::path::Path::new("a/c/1")),
+            other => panic!("expected Abandoned, got {other:?}"),
+        }
+        // A callback fires too; a ticket without its requests names no key.
+        let (t, c) = Ticket::new(1);
+        let (tx, rx) = std::sync::mpsc::channel();
+        t.on_complete(move |r| tx.send(r.into_iter().map(|r| r.outcome.is_err())).unwrap());
+        drop(c);
+        assert_eq!(rx.recv().unwrap().collect::<Vec<_>>(), [true]);
+        // A finished ticket is left as it is.
+        let (t, c) = Ticket::new(1);
+        assert!(c.complete(0, result(0)));
+        drop(c);
+        assert!(t.wait()[0].outcome.is_ok());
+    }
+
     #[test]
     fn empty_ticket_is_done_and_callbacks_fire_once_complete() {
         let (t, _c) = Ticket::new(0);
@@ -201,5 +294,43 @@ mod tests {
         std::thread::sleep(Duration::from_millis(10));
         c.complete(0, result(0));
         assert_eq!(h.join().unwrap(), 1);
+    }
+}
+
+#[cfg(all(test, damacy_loom))]
+mod loom_models {
+    use super::*;
+
+    fn ok(i: usize) -> ReadResult {
+        ReadResult {
+            key: format!("k{i}"),
+            offset: 0,
+            len: 1,
+            buf_offset: 0,
+            buf: Box::new(vec![0u8]),
+            outcome: Ok(1),
+        }
+    }
+
+    /// Two I/O threads hold clones of a ticket's completer; one fills read 0, both let
+    /// go without filling read 1. In every interleaving the waiter wakes with read 0's
+    /// result and read 1 abandoned (never a hang, never read 0 overwritten).
+    #[test]
+    fn a_completer_let_go_by_every_thread_fails_the_rest_once() {
+        loom::model(|| {
+            let reads = vec![ReadRequest::to_vec("a", 0, 1), ReadRequest::to_vec("b", 0, 1)];
+            let (t, c) = Ticket::for_reads(&reads);
+            let c2 = c.clone();
+            let io = loom::thread::spawn(move || {
+                assert!(c2.complete(0, ok(0)));
+            });
+            let other = loom::thread::spawn(move || drop(c));
+            let got = t.wait();
+            io.join().unwrap();
+            other.join().unwrap();
+            assert_eq!(got.len(), 2);
+            assert!(got[0].outcome.is_ok(), "{:?}", got[0].outcome);
+            assert!(matches!(got[1].outcome, Err(Error::Abandoned { .. })));
+        });
     }
 }

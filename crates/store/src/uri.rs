@@ -84,8 +84,7 @@ impl UriStore {
 
     /// The target of each read, or the error that fails it without I/O.
     fn submit_routed(&self, reads: Vec<ReadRequest>) -> Result<Ticket> {
-        let n = reads.len();
-        let (ticket, completer) = Ticket::new(n);
+        let (ticket, completer) = Ticket::for_reads(&reads);
         // Group by target, keeping each read's index in the caller's batch.
         let mut fs_reads: (Vec<usize>, Vec<ReadRequest>) = (Vec::new(), Vec::new());
         let mut fs_keys = Vec::new();
