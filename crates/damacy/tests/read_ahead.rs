@@ -200,6 +200,69 @@ fn the_read_ahead_budget_bounds_reads_in_flight(dev: Backend) {
     assert_eq!(peak, 1, "never more than the budget in flight");
 }
 
+/// Local files behind a store that wants reads ahead and loses every submitted read's
+/// completer (as a store with a panicking I/O thread or a cancelled task would).
+#[derive(Debug)]
+struct Losing {
+    inner: FsStore,
+}
+
+impl Store for Losing {
+    fn stat(&self, key: &str) -> store::Result<Option<u64>> {
+        self.inner.stat(key)
+    }
+    fn read(&self, key: &str, offset: u64, buf: &mut [u8]) -> store::Result<usize> {
+        self.inner.read(key, offset, buf)
+    }
+    fn read_all(&self, key: &str) -> store::Result<Vec<u8>> {
+        self.inner.read_all(key)
+    }
+    fn submit(&self, reads: Vec<ReadRequest>) -> store::Result<Ticket> {
+        let (ticket, completer) = Ticket::for_reads(&reads);
+        drop(completer);
+        Ok(ticket)
+    }
+    fn wants_read_ahead(&self, _key: &str) -> bool {
+        true
+    }
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
+}
+
+/// A read ahead that the store abandons fails its batch with `Abandoned`, naming the
+/// shard file, and the stream ends: no worker waits for it for good (before, the
+/// pipeline hung in `pop`, and in its drop).
+fn a_read_the_store_abandons_fails_its_batch_instead_of_hanging(dev: Backend) {
+    let (samples, reference, cfg) = samples_and_reference(dev);
+    let meta = Arc::new(FsStore::new("/", FsStoreConfig::default()).unwrap());
+    let losing = FsStore::new("/", FsStoreConfig::default()).unwrap();
+    let cfg = cfg.build().unwrap();
+    let mut p = Pipeline::with_stores(cfg, meta, Arc::new(Losing { inner: losing })).unwrap();
+    p.push(samples).expect("push");
+    p.finish();
+    let mut failed = 0;
+    for k in 0..reference.len() {
+        match p.pop_timeout(Duration::from_secs(120)) {
+            Err(damacy::Error::Sample { source, .. }) => {
+                match &*source {
+                    damacy::SampleError::Store(store::Error::Abandoned { path }) => {
+                        assert!(path.to_string_lossy().contains("/c/"), "batch {k}: {path:?}");
+                    }
+                    other => panic!("batch {k}: expected Abandoned, got {other:?}"),
+                }
+                failed += 1;
+            }
+            other => panic!(
+                "batch {k}: expected its read's failure, got {:?}",
+                other.map(|b| b.is_some())
+            ),
+        }
+    }
+    assert_eq!(failed, reference.len());
+    assert!(p.pop_timeout(Duration::from_secs(120)).expect("end").is_none());
+}
+
 macro_rules! on_each_engine {
     ($($body:ident => $host:ident, $sim:ident;)*) => {$(
         #[test]
@@ -218,6 +281,7 @@ on_each_engine! {
     reads_are_submitted_ahead_with_one_decode_thread => reads_are_submitted_ahead_with_one_decode_thread_host, reads_are_submitted_ahead_with_one_decode_thread_sim;
     local_files_are_read_on_the_workers => local_files_are_read_on_the_workers_host, local_files_are_read_on_the_workers_sim;
     the_read_ahead_budget_bounds_reads_in_flight => the_read_ahead_budget_bounds_reads_in_flight_host, the_read_ahead_budget_bounds_reads_in_flight_sim;
+    a_read_the_store_abandons_fails_its_batch_instead_of_hanging => a_read_the_store_abandons_fails_its_batch_instead_of_hanging_host, a_read_the_store_abandons_fails_its_batch_instead_of_hanging_sim;
 }
 
 /// A metadata store whose shard-index reads (`read_span`) wait until `want` of them are

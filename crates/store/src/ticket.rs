@@ -251,9 +251,10 @@ mod tests {
         assert!(c.complete(0, result(0)));
         drop(c);
         assert!(!t.is_done(), "a clone still holds the ticket");
-        let waiter = std::thread::spawn(move || t.wait());
+        // A hang guard, not a synchronization: without the abandonment it never wakes.
+        let waiter = std::thread::spawn(move || t.wait_timeout(Duration::from_secs(60)));
         drop(other);
-        let got = waiter.join().expect("the waiter wakes");
+        let got = waiter.join().expect("the waiter").expect("abandoned reads finish the ticket");
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].key, "k0");
         assert!(got[0].outcome.is_ok());
