@@ -417,7 +417,7 @@ impl Config {
     /// fewer where its memory budgets do not hold them).
     pub fn effective_batches_per_plan(&self) -> usize {
         match self.batches_per_plan {
-            0 if self.batches_in_flight != 0 => 1,
+            0 if !self.automatic_plans() => 1,
             0 => {
                 let batch = self
                     .batch_elements()
@@ -429,6 +429,11 @@ impl Config {
             }
             n => n,
         }
+    }
+
+    /// Whether the plan size is the automatic one: neither it nor the buffer count set.
+    fn automatic_plans(&self) -> bool {
+        self.batches_per_plan == 0 && self.batches_in_flight == 0
     }
 
     /// Batches one plan may hold when the engine plans up to `engine` a plan (its
@@ -443,10 +448,9 @@ impl Config {
     /// output types plan `engine`.
     pub fn plan_batches_of(&self, engine: usize, element: Option<DataType>) -> usize {
         let engine = engine.max(1);
-        if self.batches_per_plan != 0 || self.batches_in_flight != 0 {
+        if !self.automatic_plans() || self.dtype != OutDtype::Native {
             return engine;
         }
-        let OutDtype::Native = self.dtype else { return engine };
         let size = element.map_or(1, DataType::size).max(1);
         (engine * self.dtype.max_size() / size).clamp(engine, MAX_BATCHES_PER_PLAN.max(engine))
     }

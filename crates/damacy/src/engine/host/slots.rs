@@ -58,15 +58,25 @@ impl Drop for SlotBuf {
 /// Advice only: where it is refused the buffer works as before.
 #[cfg(target_os = "linux")]
 fn huge_pages(ptr: *mut u8, len: usize) {
-    const HUGE: usize = 2 << 20;
-    let start = (ptr as usize).next_multiple_of(HUGE);
-    let end = (ptr as usize + len) / HUGE * HUGE;
-    if end > start {
-        // SAFETY: `start..end` lies inside the allocation, which this value owns; the
-        // advice changes how its pages are backed, never their contents.
+    if let Some(r) = whole_huge_pages(ptr as usize, len) {
+        // SAFETY: `r` lies inside the allocation (`whole_huge_pages`), which this value
+        // owns; the advice changes how its pages are backed, never their contents.
         let _ =
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+            unsafe { libc::madvise(r.start as *mut libc::c_void, r.len(), libc::MADV_HUGEPAGE) };
     }
+}
+
+/// Bytes of a 2 MiB huge page.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+const HUGE_PAGE: usize = 2 << 20;
+
+/// The whole 2 MiB pages inside `addr..addr + len` (`None` when there is none): nothing
+/// outside the allocation is advised.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn whole_huge_pages(addr: usize, len: usize) -> Option<std::ops::Range<usize>> {
+    let start = addr.checked_next_multiple_of(HUGE_PAGE)?;
+    let end = addr.checked_add(len)? / HUGE_PAGE * HUGE_PAGE;
+    (end > start).then_some(start..end)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -218,8 +228,25 @@ impl OutBuf {
     }
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 mod tests {
+    use super::{HUGE_PAGE, whole_huge_pages};
+
+    /// Only whole 2 MiB pages inside the buffer are advised, none when there is none.
+    #[test]
+    fn the_advised_range_is_the_buffers_whole_huge_pages() {
+        let h = HUGE_PAGE;
+        assert_eq!(whole_huge_pages(h, 3 * h), Some(h..4 * h), "aligned: all of it");
+        assert_eq!(whole_huge_pages(h + 16, 3 * h), Some(2 * h..4 * h));
+        assert_eq!(whole_huge_pages(h - 16, 2 * h + 32), Some(h..3 * h));
+        assert_eq!(whole_huge_pages(h + 16, 2 * h - 32), None, "no whole page inside");
+        assert_eq!(whole_huge_pages(16, 64 << 10), None, "a small buffer");
+        assert_eq!(whole_huge_pages(usize::MAX - 8, 4), None);
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod linux_tests {
     use super::SlotBuf;
 
     /// The flags (`VmFlags` of `/proc/self/smaps`) of the mapping holding `addr`.
@@ -241,15 +268,14 @@ mod tests {
     }
 
     /// A batch buffer's whole 2 MiB pages are advised for huge pages (`hg`), so that its
-    /// scatter misses the TLB less; a buffer smaller than one such page is left alone.
+    /// scatter misses the TLB less. (Which pages are advised: the test above; a small
+    /// buffer's flags are not checked here, as its heap page may hold an earlier test's
+    /// freed, advised buffer.)
     #[test]
     fn batch_buffers_ask_for_huge_pages() {
         let b = SlotBuf::new(16 << 20);
-        let inner = (b.ptr.as_ptr() as usize).next_multiple_of(2 << 20) + 4096;
+        let inner = (b.ptr.as_ptr() as usize).next_multiple_of(super::HUGE_PAGE) + 4096;
         let flags = vm_flags(inner).expect("the buffer is mapped");
         assert!(flags.split(' ').any(|f| f == "hg"), "flags {flags:?}");
-        let small = SlotBuf::new(64 << 10);
-        let flags = vm_flags(small.ptr.as_ptr() as usize).expect("mapped");
-        assert!(!flags.split(' ').any(|f| f == "hg"), "flags {flags:?}");
     }
 }
