@@ -23,5 +23,6 @@ pub mod throughput;
 pub use datagen::{GenError, GenProgress, GenReport};
 pub use scenario::{Scenario, ScenarioError};
 pub use throughput::{
-    BenchError, BenchOptions, BenchProgress, BenchReport, EpochReport, StageLoad, StoreKind, run,
+    BenchError, BenchOptions, BenchProgress, BenchReport, EpochReport, PipelineWindow,
+    SideBySideReport, StageLoad, StoreKind, run, share,
 };

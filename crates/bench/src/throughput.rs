@@ -109,6 +109,13 @@ pub struct BenchOptions {
     pub max_pinned_host_bytes: u64,
     /// Record the pipeline's timeline ([`damacy::trace`]) after the warm-up.
     pub trace: bool,
+    /// The scaling measurement: after the ordinary run, one pipeline per entry on that
+    /// backend (`Cuda { device }` for one per GPU), all at once, each with `threads /
+    /// len` decode threads and its own stores and buffers, each taking every `len`-th
+    /// crop of the scenario's sequence from its index (as ranks of `damacy.torch` do),
+    /// each running the scenario's warm-up and then, from a common start, its timed
+    /// batches. Reported in [`BenchReport::side_by_side`]. Fewer than two entries: none.
+    pub side_by_side: Vec<Backend>,
 }
 
 /// One epoch of a multi-epoch bench ([`BenchOptions::epochs`]): every batch of it timed.
@@ -139,6 +146,12 @@ pub enum BenchProgress {
     /// Epoch `epoch` (2 and later) of a multi-epoch bench.
     Epoch {
         epoch: u64,
+        done: u64,
+        total: u64,
+    },
+    /// Batches popped by the pipelines run side by side (warm-up and timed, all
+    /// pipelines together).
+    SideBySide {
         done: u64,
         total: u64,
     },
@@ -225,6 +238,43 @@ pub struct BenchReport {
     /// to the end of the last epoch (written apart: `Trace::to_chrome_json`).
     #[serde(skip)]
     pub trace: Option<damacy::trace::Trace>,
+    /// With two or more [`BenchOptions::side_by_side`] backends: those pipelines run at
+    /// once, against this report's one pipeline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub side_by_side: Option<SideBySideReport>,
+}
+
+/// Pipelines run at once ([`BenchOptions::side_by_side`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct SideBySideReport {
+    /// Each pipeline's timed window, in the order of the options' backends.
+    pub pipelines: Vec<PipelineWindow>,
+    /// From the common start of the timed windows (every pipeline warmed up) to the end
+    /// of the last pipeline's last timed batch.
+    pub seconds: f64,
+    /// Every pipeline's timed voxels over `seconds`.
+    pub gvox_per_s: f64,
+    /// `gvox_per_s` over the one-pipeline run's of the same bench
+    /// ([`BenchReport::gvox_per_s`]).
+    pub speedup: f64,
+}
+
+/// One pipeline's timed window in a side-by-side run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineWindow {
+    /// `host`, `cuda:N`, `auto` or `simulated`: as configured.
+    pub backend: String,
+    /// `cuda` or `host`: the engine that ran.
+    pub engine: &'static str,
+    pub threads: usize,
+    pub batches: u64,
+    pub samples: u64,
+    pub voxels: u64,
+    /// From the common start to this pipeline's last timed batch.
+    pub seconds: f64,
+    pub gvox_per_s: f64,
+    /// From this pipeline's creation to its first batch.
+    pub time_to_first_batch_s: f64,
 }
 
 /// Generates the dataset if needed, then runs warm-up and timed batches.
@@ -232,7 +282,8 @@ pub struct BenchReport {
 /// # Errors
 /// `Dataset` when generation fails; `Store` when the file store cannot be created;
 /// `Pipeline` for the pipeline's errors (a failing batch aborts the bench: synthetic data
-/// must read cleanly).
+/// must read cleanly), a side-by-side pipeline's among them (the first to fail; the
+/// others then stop at the start of their timed windows).
 pub fn run(
     opts: &BenchOptions,
     progress: &dyn Fn(BenchProgress),
@@ -246,80 +297,20 @@ pub fn run(
     let dataset = datagen::generate(sc, &opts.data_dir, threads, &|p| {
         progress(BenchProgress::Generating(p));
     })?;
-    let cfg = Config::builder()
-        .sample_shape(&sc.sample_shape)
-        .samples_per_batch(sc.samples_per_batch as usize)
-        .dtype(sc.output_dtype)
-        .backend(opts.backend)
-        // The GPU host has 139 GiB: give the CUDA engine room for large waves and
-        // nvCOMP's temp buffers (ignored by the host engine). Pinned memory for three
-        // wave slots of 4096 chunks needs about 8 GiB: take it where the host has 64 GiB.
-        // The device chunk cache counts inside the GPU budget: room for it on top, so
-        // that the engine's waves are the same with and without it.
-        .max_gpu_memory_bytes(match opts.max_gpu_memory_bytes {
-            0 => (24u64 << 30).saturating_add(opts.chunk_cache_bytes),
-            set => set,
-        })
-        .max_pinned_host_bytes(match opts.max_pinned_host_bytes {
-            0 => host_ram_bytes().map_or(4 << 30, |r| (r / 8).clamp(1 << 30, 8 << 30)),
-            set => set,
-        })
-        .decode_threads(threads)
-        .io_threads(threads.max(4))
-        .chunk_cache_bytes(opts.chunk_cache_bytes)
-        .chunk_cache_policy(opts.chunk_cache_policy)
-        .gpu_wave_slots(opts.gpu_wave_slots)
-        .prepare_threads(opts.prepare_threads)
-        .gds(opts.gds)
-        .batches_in_flight(opts.batches_in_flight)
-        .batches_per_plan(opts.batches_per_plan)
-        .build()?;
     let data_dir = std::path::absolute(&opts.data_dir).unwrap_or_else(|_| opts.data_dir.clone());
     // `--store s3`: the server lives as long as the run; sample uris become
-    // `s3://damacy/<array>` and the pipeline reads them through its object store.
-    let (server, data_store) = match opts.store {
-        StoreKind::File => {
-            let fs = store::FsStore::new(
-                "/",
-                store::FsStoreConfig { io_threads: cfg.io_threads, ..Default::default() },
-            )?;
-            (None, Arc::new(fs) as Arc<dyn store::Store>)
-        }
+    // `s3://damacy/<array>` and the pipelines read them through their object stores.
+    let server = match opts.store {
+        StoreKind::File => None,
         StoreKind::S3 { latency_ms } => {
             let server = loopback::S3Server::serve(&data_dir)
                 .map_err(|e| BenchError::Server(Box::new(e)))?;
             server.set_latency(Duration::from_secs_f64(latency_ms.max(0.0) / 1000.0));
-            let mut os = cfg.object_store.clone();
-            let s3 = os.options.entry("s3".into()).or_default();
-            for (k, v) in server.client_options() {
-                s3.insert(k.into(), v);
-            }
-            let uris = store::UriStore::new(store::FsStoreConfig::default(), os.to_remote()?)?;
-            (Some(server), Arc::new(uris) as Arc<dyn store::Store>)
+            Some(server)
         }
     };
-    let meta_store: Arc<dyn store::Store> = match sc.latency {
-        None => Arc::clone(&data_store),
-        Some(l) => {
-            let cfg = store::LatencyConfig {
-                baseline: Duration::ZERO,
-                mu: (l.metadata_median_ms / 1000.0).ln(),
-                sigma: 0.5,
-                cap: Duration::from_secs_f64(l.metadata_median_ms * 10.0 / 1000.0),
-                seed: sc.seed,
-            };
-            Arc::new(store::LatencyStore::new(Arc::clone(&data_store), cfg)?)
-        }
-    };
-    let mut p = Pipeline::with_stores(cfg, meta_store, data_store)?;
-    let (s3, root) = (server.is_some(), data_dir.clone());
-    let to_uri = move |path: std::path::PathBuf| match path.strip_prefix(&root) {
-        Ok(rel) if s3 => format!("s3://{}/{}", loopback::BUCKET, rel.display()).into(),
-        _ => path,
-    };
-    let samples = sc.samples(&data_dir).map(move |(uri, lo, hi)| Sample::new(to_uri(uri), lo, hi));
-    // Scenario crops are valid by construction; a bad one surfaces at pop.
-    let samples = samples.filter_map(Result::ok);
+    let mut p = open_pipeline(opts, opts.backend, threads, server.as_ref())?;
+    let samples = crops(sc, &data_dir, server.is_some());
     let epochs = opts.epochs.max(1);
     let per_epoch = (sc.warmup_batches + sc.timed_batches) * sc.samples_per_batch;
     if epochs == 1 {
@@ -383,6 +374,14 @@ pub fn run(
     }
     let trace = opts.trace.then(|| p.take_trace());
     drop(p);
+    // Before the side-by-side pipelines add theirs.
+    let peak_rss_bytes = peak_rss();
+    let one_gvox_per_s = stats.voxels_delivered as f64 / wall / 1e9;
+    let side_by_side = if opts.side_by_side.len() >= 2 {
+        Some(run_side_by_side(opts, threads, &data_dir, server.as_ref(), one_gvox_per_s, progress)?)
+    } else {
+        None
+    };
     drop(server);
     let src_size = sc.arrays.first().map(|g| g.dtype.size()).unwrap_or(2);
     let batch_ms = if sc.timed_batches > 0 { wall * 1e3 / sc.timed_batches as f64 } else { 0.0 };
@@ -431,13 +430,13 @@ pub fn run(
         batches: stats.batches,
         samples: stats.samples,
         seconds: wall,
-        gvox_per_s: stats.voxels_delivered as f64 / wall / 1e9,
+        gvox_per_s: one_gvox_per_s,
         source_gb_per_s: stats.source_bytes_delivered as f64 / wall / 1e9,
         output_gb_per_s: stats.bytes_delivered as f64 / wall / 1e9,
         read_amplification: stats.read_amplification(),
         decode_amplification: decode_amp,
         time_to_first_batch_s: first.map(|d| d.as_secs_f64()).unwrap_or(0.0),
-        peak_rss_bytes: peak_rss(),
+        peak_rss_bytes,
         stages,
         cpu_decode_gb_per_s: cpu_decode,
         gpu_decode_gb_per_s: gpu_decode.map(|g| g.0),
@@ -458,6 +457,256 @@ pub fn run(
         stats,
         epochs: epoch_reports,
         trace,
+        side_by_side,
+    })
+}
+
+/// The bench's configuration for one pipeline on `backend` with `threads` decode threads.
+fn config(opts: &BenchOptions, backend: Backend, threads: usize) -> Result<Config, BenchError> {
+    let sc = &opts.scenario;
+    Ok(Config::builder()
+        .sample_shape(&sc.sample_shape)
+        .samples_per_batch(sc.samples_per_batch as usize)
+        .dtype(sc.output_dtype)
+        .backend(backend)
+        // The GPU host has 139 GiB: give the CUDA engine room for large waves and
+        // nvCOMP's temp buffers (ignored by the host engine). Pinned memory for three
+        // wave slots of 4096 chunks needs about 8 GiB: take it where the host has 64 GiB.
+        // The device chunk cache counts inside the GPU budget: room for it on top, so
+        // that the engine's waves are the same with and without it.
+        .max_gpu_memory_bytes(match opts.max_gpu_memory_bytes {
+            0 => (24u64 << 30).saturating_add(opts.chunk_cache_bytes),
+            set => set,
+        })
+        .max_pinned_host_bytes(match opts.max_pinned_host_bytes {
+            0 => host_ram_bytes().map_or(4 << 30, |r| (r / 8).clamp(1 << 30, 8 << 30)),
+            set => set,
+        })
+        .decode_threads(threads)
+        .io_threads(threads.max(4))
+        .chunk_cache_bytes(opts.chunk_cache_bytes)
+        .chunk_cache_policy(opts.chunk_cache_policy)
+        .gpu_wave_slots(opts.gpu_wave_slots)
+        .prepare_threads(opts.prepare_threads)
+        .gds(opts.gds)
+        .batches_in_flight(opts.batches_in_flight)
+        .batches_per_plan(opts.batches_per_plan)
+        .build()?)
+}
+
+/// A pipeline on `backend` with its own stores: the files, or the loopback S3 `server`'s
+/// bucket; and the scenario's metadata latency, where it has one, around them.
+fn open_pipeline(
+    opts: &BenchOptions,
+    backend: Backend,
+    threads: usize,
+    server: Option<&loopback::S3Server>,
+) -> Result<Pipeline, BenchError> {
+    let cfg = config(opts, backend, threads)?;
+    let data_store = match server {
+        None => {
+            let fs = store::FsStore::new(
+                "/",
+                store::FsStoreConfig { io_threads: cfg.io_threads, ..Default::default() },
+            )?;
+            Arc::new(fs) as Arc<dyn store::Store>
+        }
+        Some(server) => {
+            let mut os = cfg.object_store.clone();
+            let s3 = os.options.entry("s3".into()).or_default();
+            for (k, v) in server.client_options() {
+                s3.insert(k.into(), v);
+            }
+            let uris = store::UriStore::new(store::FsStoreConfig::default(), os.to_remote()?)?;
+            Arc::new(uris) as Arc<dyn store::Store>
+        }
+    };
+    let sc = &opts.scenario;
+    let meta_store: Arc<dyn store::Store> = match sc.latency {
+        None => Arc::clone(&data_store),
+        Some(l) => {
+            let cfg = store::LatencyConfig {
+                baseline: Duration::ZERO,
+                mu: (l.metadata_median_ms / 1000.0).ln(),
+                sigma: 0.5,
+                cap: Duration::from_secs_f64(l.metadata_median_ms * 10.0 / 1000.0),
+                seed: sc.seed,
+            };
+            Arc::new(store::LatencyStore::new(Arc::clone(&data_store), cfg)?)
+        }
+    };
+    Ok(Pipeline::with_stores(cfg, meta_store, data_store)?)
+}
+
+/// The scenario's endless crop sequence as samples: files under `data_dir`, or (`s3`)
+/// `s3://damacy/<array>` uris of the same arrays.
+fn crops(sc: &Scenario, data_dir: &Path, s3: bool) -> impl Iterator<Item = Sample> + Send + use<> {
+    let root = data_dir.to_owned();
+    let to_uri = move |path: PathBuf| match path.strip_prefix(&root) {
+        Ok(rel) if s3 => format!("s3://{}/{}", loopback::BUCKET, rel.display()).into(),
+        _ => path,
+    };
+    // Scenario crops are valid by construction; a bad one surfaces at pop.
+    sc.samples(data_dir)
+        .map(move |(uri, lo, hi)| Sample::new(to_uri(uri), lo, hi))
+        .filter_map(Result::ok)
+}
+
+/// Share `index` of `of` of a sample sequence: every `of`-th sample from `index` (what
+/// each rank of `damacy.torch` takes). The shares of `0..of` partition the sequence.
+pub fn share<I: Iterator>(samples: I, index: usize, of: usize) -> impl Iterator<Item = I::Item> {
+    samples.skip(index).step_by(of.max(1))
+}
+
+/// `host`, `cuda:N`, `auto`, `simulated`.
+fn backend_name(b: Backend) -> String {
+    match b {
+        Backend::Auto => "auto".into(),
+        Backend::Host => "host".into(),
+        Backend::Cuda { device } => format!("cuda:{device}"),
+        Backend::Simulated => "simulated".into(),
+    }
+}
+
+/// Makes every side-by-side pipeline start its timed window together, and lets none wait
+/// for good: a pipeline that failed (or panicked) before its window still arrives, as
+/// failed, when dropped, and the others then skip their windows.
+struct StartLine<'a> {
+    barrier: &'a std::sync::Barrier,
+    failed: &'a std::sync::atomic::AtomicBool,
+    arrived: bool,
+}
+
+impl StartLine<'_> {
+    /// Arrives (as failed unless `ready`); whether every pipeline arrived ready.
+    fn arrive(&mut self, ready: bool) -> bool {
+        use std::sync::atomic::Ordering;
+        if !ready {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        self.arrived = true;
+        self.barrier.wait();
+        !self.failed.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for StartLine<'_> {
+    fn drop(&mut self) {
+        if !self.arrived {
+            self.arrive(false);
+        }
+    }
+}
+
+/// What one side-by-side pipeline brings back: its window and when it started and ended,
+/// or its error (`None` when another pipeline's failure cancelled its window).
+type Lane = Result<Option<(PipelineWindow, Instant, Instant)>, BenchError>;
+
+/// [`BenchOptions::side_by_side`]: the pipelines at once, each on its share of the crops.
+fn run_side_by_side(
+    opts: &BenchOptions,
+    threads: usize,
+    data_dir: &Path,
+    server: Option<&loopback::S3Server>,
+    one_gvox_per_s: f64,
+    progress: &dyn Fn(BenchProgress),
+) -> Result<SideBySideReport, BenchError> {
+    let sc = &opts.scenario;
+    let n = opts.side_by_side.len();
+    let each = (threads / n).max(1);
+    let barrier = std::sync::Barrier::new(n);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let total = n as u64 * (sc.warmup_batches + sc.timed_batches);
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let lane = |index: usize, backend: Backend, tx: std::sync::mpsc::Sender<()>| -> Lane {
+        let mut start = StartLine { barrier: &barrier, failed: &failed, arrived: false };
+        let t0 = Instant::now();
+        let mut first = None;
+        let warm = (|| -> Result<Pipeline, BenchError> {
+            let mut p = open_pipeline(opts, backend, each, server)?;
+            p.push(share(crops(sc, data_dir, server.is_some()), index, n))?;
+            for _ in 0..sc.warmup_batches {
+                p.pop()?.ok_or(damacy::Error::Closed)?;
+                first.get_or_insert(t0.elapsed());
+                let _ = tx.send(());
+            }
+            p.reset_stats();
+            Ok(p)
+        })();
+        let ready = start.arrive(warm.is_ok());
+        let mut p = warm?;
+        if !ready {
+            return Ok(None);
+        }
+        let begin = Instant::now();
+        for _ in 0..sc.timed_batches {
+            p.pop()?.ok_or(damacy::Error::Closed)?;
+            first.get_or_insert(t0.elapsed());
+            let _ = tx.send(());
+        }
+        let end = Instant::now();
+        let stats = p.stats();
+        drop(p);
+        let seconds = (end - begin).as_secs_f64();
+        Ok(Some((
+            PipelineWindow {
+                backend: backend_name(backend),
+                engine: if stats.gpu_bytes_committed > 0 { "cuda" } else { "host" },
+                threads: each,
+                batches: stats.batches,
+                samples: stats.samples,
+                voxels: stats.voxels_delivered,
+                seconds,
+                gvox_per_s: stats.voxels_delivered as f64 / seconds / 1e9,
+                time_to_first_batch_s: first.map_or(0.0, |d| d.as_secs_f64()),
+            },
+            begin,
+            end,
+        )))
+    };
+    let lanes: Vec<Lane> = std::thread::scope(|s| {
+        let lane = &lane;
+        let handles: Vec<_> = opts
+            .side_by_side
+            .iter()
+            .enumerate()
+            .map(|(i, &backend)| {
+                let tx = tx.clone();
+                s.spawn(move || lane(i, backend, tx))
+            })
+            .collect();
+        drop(tx);
+        // Progress from this thread only (the callback need not be `Sync`); the channel
+        // closes when every lane has returned.
+        for (done, ()) in (1..).zip(rx) {
+            progress(BenchProgress::SideBySide { done, total });
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    let mut windows = Vec::with_capacity(n);
+    let mut span: Option<(Instant, Instant)> = None;
+    for lane in lanes {
+        // The first failure is the one reported; a cancelled lane follows one.
+        let Some((w, begin, end)) = lane? else { continue };
+        span = Some(span.map_or((begin, end), |(b, e)| (b.min(begin), e.max(end))));
+        windows.push(w);
+    }
+    let (Some((begin, end)), true) = (span, windows.len() == n) else {
+        // Unreachable in practice: a lane cancels only after another failed, and that
+        // failure was returned above. Kept as an error, never as a shortened report.
+        return Err(BenchError::Pipeline(Box::new(damacy::Error::Closed)));
+    };
+    let seconds = (end - begin).as_secs_f64();
+    let voxels: u64 = windows.iter().map(|w| w.voxels).sum();
+    let gvox_per_s = voxels as f64 / seconds / 1e9;
+    Ok(SideBySideReport {
+        pipelines: windows,
+        seconds,
+        gvox_per_s,
+        speedup: if one_gvox_per_s > 0.0 { gvox_per_s / one_gvox_per_s } else { 0.0 },
     })
 }
 
@@ -770,6 +1019,7 @@ mod tests {
             stats: Stats::default(),
             epochs: Vec::new(),
             trace: None,
+            side_by_side: None,
         }
     }
 

@@ -25,6 +25,7 @@ fn smoke_bench_on_the_cuda_engine_measures_the_nvcomp_ceiling_gpu() {
         max_gpu_memory_bytes: 0,
         max_pinned_host_bytes: 0,
         trace: false,
+        side_by_side: Vec::new(),
     };
     let r = bench::run(&opts, &|_| {}).expect("bench");
     assert_eq!(r.engine, "cuda");

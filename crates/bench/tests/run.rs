@@ -25,6 +25,7 @@ fn options(scenario: Scenario, data_dir: &std::path::Path, measure_ceiling: bool
         max_gpu_memory_bytes: 0,
         max_pinned_host_bytes: 0,
         trace: false,
+        side_by_side: Vec::new(),
     }
 }
 
@@ -196,4 +197,89 @@ fn epochs_with_a_cache_report_each_epoch_and_later_ones_decode_nothing() {
             .expect("bench");
     assert!(plain.epochs.is_empty());
     assert_eq!(plain.stats.chunk_cache.capacity_bytes, 0);
+}
+
+/// `side_by_side`: the pipelines run at once from a common start, each its scenario's
+/// batches of its own share of the crops, with its share of the threads; the aggregate is
+/// every pipeline's voxels over the common window, against the one-pipeline run.
+fn side_by_side_on(backends: Vec<Backend>, engine: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sc = Scenario::builtin("smoke").expect("smoke");
+    let mut opts = options(sc, dir.path(), false);
+    opts.side_by_side = backends.clone();
+    let progress = std::cell::RefCell::new(Vec::new());
+    let r = bench::run(&opts, &|p| {
+        if let bench::BenchProgress::SideBySide { done, total } = p {
+            progress.borrow_mut().push((done, total));
+        }
+    })
+    .expect("bench");
+    // The one-pipeline run is reported as without side-by-side pipelines.
+    assert_eq!((r.batches, r.samples, r.threads), (4, 16, 2));
+    let s = r.side_by_side.as_ref().expect("side by side report");
+    assert_eq!(s.pipelines.len(), backends.len());
+    let per_voxels = 4 * 4 * 16 * 16 * 16;
+    for w in &s.pipelines {
+        // smoke: 4 timed batches of 4 samples of 16³ each, on one thread of the two.
+        assert_eq!((w.batches, w.samples, w.voxels, w.threads), (4, 16, per_voxels, 1), "{w:?}");
+        assert_eq!(w.engine, engine);
+        assert!(w.seconds > 0.0 && w.seconds <= s.seconds, "{w:?} in {}", s.seconds);
+        assert!((w.gvox_per_s - w.voxels as f64 / w.seconds / 1e9).abs() < 1e-9);
+        assert!(w.time_to_first_batch_s > 0.0);
+    }
+    let voxels = (per_voxels * backends.len() as u64) as f64;
+    assert!((s.gvox_per_s - voxels / s.seconds / 1e9).abs() < 1e-9, "{s:?}");
+    assert!((s.speedup - s.gvox_per_s / r.gvox_per_s).abs() < 1e-9, "{s:?} vs {}", r.gvox_per_s);
+    // Progress counts every pipeline's warm-up and timed batches, once each.
+    let progress = progress.into_inner();
+    let total = backends.len() as u64 * 5;
+    assert_eq!(progress.len() as u64, total);
+    assert_eq!(progress.last(), Some(&(total, total)));
+    let json = serde_json::to_value(&r).expect("json");
+    assert_eq!(json["side_by_side"]["pipelines"].as_array().map(Vec::len), Some(backends.len()));
+    // Without side-by-side backends there is no such report, nor a JSON key.
+    let alone = bench::run(
+        &options(Scenario::builtin("smoke").expect("smoke"), dir.path(), false),
+        &|_| {},
+    )
+    .expect("bench");
+    assert!(alone.side_by_side.is_none());
+    assert!(serde_json::to_value(&alone).expect("json").get("side_by_side").is_none());
+}
+
+#[test]
+fn host_pipelines_side_by_side_each_deliver_their_share_from_a_common_start() {
+    side_by_side_on(vec![Backend::Host; 2], "host");
+}
+
+/// The CUDA engine's orchestration on simulated devices, one pipeline each (as one per
+/// GPU runs on a two-GPU host).
+#[test]
+fn simulated_device_pipelines_side_by_side_each_deliver_their_share() {
+    side_by_side_on(vec![Backend::Simulated; 3], "cuda");
+}
+
+/// A pipeline that cannot start fails the bench with its own error; the pipelines that
+/// did start do not wait for it (the run returns).
+#[test]
+fn a_side_by_side_pipeline_that_cannot_start_fails_the_bench_without_hanging() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = options(Scenario::builtin("smoke").expect("smoke"), dir.path(), false);
+    // A device no test machine has (and, without the `cuda` feature, no device at all).
+    opts.side_by_side = vec![Backend::Host, Backend::Cuda { device: 4096 }];
+    let err = bench::run(&opts, &|_| {}).expect_err("no such device");
+    let BenchError::Pipeline(e) = &err else { panic!("{err}") };
+    assert!(matches!(**e, damacy::Error::BackendUnavailable { .. }), "{err}");
+}
+
+#[test]
+fn shares_partition_the_crop_sequence() {
+    for of in 1..5 {
+        let mut all: Vec<u32> = (0..of).flat_map(|i| bench::share(0..23u32, i, of)).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..23).collect::<Vec<_>>(), "{of} shares");
+        // Share i holds every `of`-th from i, in order.
+        let one: Vec<u32> = bench::share(0..23u32, 1, of).collect();
+        assert_eq!(one, (1..23).step_by(of).collect::<Vec<_>>());
+    }
 }

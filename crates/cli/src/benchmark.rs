@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use bench::{BenchOptions, BenchProgress, BenchReport, GenProgress, Scenario};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -85,6 +85,16 @@ pub(crate) struct BenchArgs {
     /// to this file, as Chrome trace-event JSON (Perfetto, chrome://tracing).
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// CUDA devices, comma separated (e.g. `0,1`): the run uses the first; with two or
+    /// more, one pipeline per device then runs at once, each with its share of the
+    /// threads and every N-th crop, and the report gives their aggregate against the
+    /// one-device run (the multi-GPU scaling measurement). Implies `--backend cuda`.
+    #[arg(long, value_delimiter = ',', conflicts_with = "pipelines")]
+    devices: Vec<usize>,
+    /// After the run, this many pipelines of `--backend` at once, each with its share of
+    /// the threads and every N-th crop, against the one-pipeline run (1 = none).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pipelines: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +159,8 @@ impl Default for BenchArgs {
             gpu_memory: 0,
             pinned_memory: 0,
             trace: None,
+            devices: Vec::new(),
+            pipelines: 1,
         }
     }
 }
@@ -213,13 +225,39 @@ pub(crate) fn generate(args: &GenArgs) -> Result<()> {
     Ok(())
 }
 
+/// The run's backend and the side-by-side ones: `--devices` picks CUDA devices (the first
+/// for the run, every one side by side), `--pipelines` repeats `--backend`.
+fn backends(args: &BenchArgs) -> Result<(damacy::Backend, Vec<damacy::Backend>)> {
+    let Some(&first) = args.devices.first() else {
+        let b = args.backend.into();
+        return Ok((b, vec![b; if args.pipelines >= 2 { args.pipelines as usize } else { 0 }]));
+    };
+    if args.backend == BackendArg::Host {
+        bail!(
+            "--devices runs the CUDA engine on each listed GPU; drop --backend host, or use --pipelines N for host pipelines side by side"
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(d) = args.devices.iter().find(|d| !seen.insert(**d)) {
+        bail!("--devices lists device {d} twice; give each GPU once");
+    }
+    let cuda = |device| damacy::Backend::Cuda { device };
+    let side = if args.devices.len() >= 2 {
+        args.devices.iter().map(|&d| cuda(d)).collect()
+    } else {
+        Vec::new()
+    };
+    Ok((cuda(first), side))
+}
+
 pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
     let sc = load(&args.scenario)?;
     let data_dir = args.data.clone().unwrap_or_else(|| PathBuf::from("bench-data").join(&sc.name));
+    let (backend, side_by_side) = backends(args)?;
     let opts = BenchOptions {
         scenario: sc.clone(),
         data_dir: data_dir.clone(),
-        backend: args.backend.into(),
+        backend,
         threads: args.threads,
         measure_ceiling: !args.no_ceiling,
         store: match args.store {
@@ -244,6 +282,7 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
         max_gpu_memory_bytes: args.gpu_memory,
         max_pinned_host_bytes: args.pinned_memory,
         trace: args.trace.is_some(),
+        side_by_side,
     };
     let gen_bar = bar(0, "generate");
     let run_bar = bar(sc.warmup_batches + sc.timed_batches, "batches");
@@ -261,6 +300,11 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<()> {
         }
         BenchProgress::Epoch { epoch, done, .. } => {
             run_bar.set_message(format!("epoch {epoch}"));
+            run_bar.set_position(done);
+        }
+        BenchProgress::SideBySide { done, total } => {
+            run_bar.set_message("side by side");
+            run_bar.set_length(total);
             run_bar.set_position(done);
         }
     })
@@ -364,6 +408,27 @@ fn print_report(r: &BenchReport) {
             100.0 * e.chunk_cache.hit_rate(),
             if e.epoch == 1 { " (timed window)" } else { "" }
         );
+    }
+    if let Some(s) = &r.side_by_side {
+        println!(
+            "side by side  {} pipelines at once: {:.3} Gvox/s together in {:.2} s, {:.2}x the one-pipeline run above",
+            s.pipelines.len(),
+            s.gvox_per_s,
+            s.seconds,
+            s.speedup
+        );
+        for w in &s.pipelines {
+            println!(
+                "  {:<10} {} engine, threads {}: {:.3} Gvox/s, {} batches in {:.2} s, first batch after {:.3} s",
+                w.backend,
+                w.engine,
+                w.threads,
+                w.gvox_per_s,
+                w.batches,
+                w.seconds,
+                w.time_to_first_batch_s
+            );
+        }
     }
 }
 

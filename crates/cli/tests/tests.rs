@@ -160,6 +160,11 @@ fn failures_exit_nonzero_with_one_line() {
             "filter `delta`",
         ),
         (vec!["bench".into(), "--scenario".into(), "no-such-scenario".into()], "no-such-scenario"),
+        (vec!["bench".into(), "--devices".into(), "0,1,0".into()], "device 0 twice"),
+        (
+            vec!["bench".into(), "--devices".into(), "0".into(), "--backend".into(), "host".into()],
+            "--pipelines",
+        ),
     ];
     for (args, word) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -256,6 +261,30 @@ fn bench_smoke_runs_and_reports_throughput() {
     assert!(r["gvox_per_s"].as_f64().unwrap() > 0.0);
     assert!(r["decode_amplification"].as_f64().unwrap() >= 1.0);
     assert_eq!(r["samples"].as_u64().unwrap(), 4 * 4);
+}
+
+/// `--pipelines N`: after the run, N pipelines at once, each with its share of the threads,
+/// reported beside the one-pipeline run (on screen and in the JSON).
+#[test]
+fn bench_pipelines_side_by_side_are_reported_against_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let args = ["bench", "--scenario", "smoke", "--data", "d", "--threads", "2", "--backend"];
+    let rest = ["host", "--no-ceiling", "--pipelines", "2", "--json", json.to_str().unwrap()];
+    let o = damacy(&[&args[..], &rest[..]].concat(), dir.path());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    assert!(stdout.contains("side by side  2 pipelines at once"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let s = &r["side_by_side"];
+    let lanes = s["pipelines"].as_array().unwrap();
+    assert_eq!(lanes.len(), 2);
+    for w in lanes {
+        assert_eq!((w["backend"].as_str(), w["threads"].as_u64()), (Some("host"), Some(1)));
+        assert_eq!(w["samples"].as_u64(), Some(4 * 4));
+    }
+    let speedup = s["gvox_per_s"].as_f64().unwrap() / r["gvox_per_s"].as_f64().unwrap();
+    assert!((s["speedup"].as_f64().unwrap() - speedup).abs() < 1e-9, "{s}");
 }
 
 #[test]
