@@ -88,6 +88,56 @@ pub(crate) fn cast_run(src_t: DataType, out: OutDtype, src: &[u8], dst: &mut [u8
     }
 }
 
+/// Bytes of a cache line, the unit [`copy_out`] streams.
+const LINE: usize = 64;
+
+/// Copies `src` into `dst` (equal lengths; the shorter decides). With `stream`, the whole
+/// 64-byte lines of `dst` are written with non-temporal stores on x86-64: they go to
+/// memory without first reading each line into the cache (a batch buffer of hundreds of
+/// MiB is written once and read later by its consumer, so the read would be wasted), and
+/// the partial lines at either end with ordinary stores, so that a line shared with
+/// bytes another thread writes is never streamed. Non-temporal stores are weakly
+/// ordered: the writer calls [`store_fence`] before it publishes the bytes. Elsewhere, or
+/// without `stream`, a plain copy.
+pub(crate) fn copy_out(dst: &mut [u8], src: &[u8], stream: bool) {
+    let n = dst.len().min(src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    #[cfg(target_arch = "x86_64")]
+    if stream {
+        let head = (dst.as_ptr() as usize).next_multiple_of(LINE) - dst.as_ptr() as usize;
+        let head = head.min(n);
+        let body = (n - head) / LINE * LINE;
+        dst[..head].copy_from_slice(&src[..head]);
+        let (d, s) = (dst[head..head + body].as_mut_ptr(), src[head..head + body].as_ptr());
+        for line in (0..body).step_by(LINE) {
+            use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+            // SAFETY: `line + 64 <= body`, inside both slices; `d + line` is 64-byte
+            // aligned (after `head`), as `_mm_stream_si128` needs 16; the source loads are
+            // unaligned loads. SSE2 is part of x86-64.
+            unsafe {
+                let (d, s) = (d.add(line).cast::<__m128i>(), s.add(line).cast::<__m128i>());
+                for k in 0..LINE / 16 {
+                    _mm_stream_si128(d.add(k), _mm_loadu_si128(s.add(k)));
+                }
+            }
+        }
+        dst[head + body..].copy_from_slice(&src[head + body..]);
+        return;
+    }
+    let _ = stream;
+    dst.copy_from_slice(src);
+}
+
+/// Orders this thread's earlier non-temporal stores ([`copy_out`]) before its later
+/// stores, so that a release (a job counted done) publishes them too.
+pub(crate) fn store_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `sfence` has no operands and no preconditions; SSE is part of x86-64.
+    unsafe {
+        std::arch::x86_64::_mm_sfence();
+    }
+}
+
 /// One element of the fill value, cast to the output type.
 pub fn cast_fill(fill: &FillValue, src_t: DataType, out: OutDtype) -> Vec<u8> {
     let mut v = vec![0u8; out.size(src_t)];
@@ -292,6 +342,28 @@ mod tests {
         let p = 0xabab_abab;
         let f = |v: f32| v.to_bits();
         assert_eq!(got, vec![p, f(6.0), f(7.0), p, f(10.0), f(11.0), p, p, p]);
+    }
+
+    /// `copy_out` writes exactly `src` over `dst` and nothing around it, streamed or not,
+    /// at every offset from a cache line and every length across a few lines.
+    #[test]
+    fn copy_out_writes_exactly_the_range_at_every_alignment() {
+        let src: Vec<u8> = (0..400u32).map(|i| (i * 7 + 3) as u8).collect();
+        // A 64-byte-aligned region inside a larger buffer.
+        let mut buf = vec![0xeeu8; 600];
+        let base = buf.as_ptr().align_offset(64);
+        for stream in [false, true] {
+            for off in 0..70 {
+                for len in [0, 1, 15, 63, 64, 65, 127, 128, 129, 200, 300] {
+                    buf.fill(0xee);
+                    let at = base + off;
+                    copy_out(&mut buf[at..at + len], &src[..len], stream);
+                    store_fence();
+                    assert_eq!(&buf[at..at + len], &src[..len], "{stream} {off} {len}");
+                    assert!(buf[..at].iter().chain(&buf[at + len..]).all(|&b| b == 0xee));
+                }
+            }
+        }
     }
 
     #[test]

@@ -192,6 +192,73 @@ fn a_cache_holding_the_dataset_serves_later_epochs_without_decoding() {
     }
 }
 
+/// Two 64×128×128 u16 arrays of 8×32×48 chunks (x not a power of two, so crops cut
+/// chunks at every offset): 4 MiB decoded.
+const GATHER: &str = r#"{
+  "name": "cache-gather",
+  "arrays": [{"count": 2, "name_prefix": "vol_", "shape": [64, 128, 128], "dtype": "uint16",
+              "shard_shape": [32, 64, 96], "chunk_shape": [8, 32, 48],
+              "codec": {"id": "zstd", "level": 1}}],
+  "sample_shape": [64, 64, 64], "samples_per_batch": 64,
+  "warmup_batches": 0, "timed_batches": 1, "seed": 11, "output_dtype": "f32"
+}"#;
+
+/// The host engine gathers cache hits sample by sample, row by row, and writes batch
+/// buffers of 64 MiB and more with streaming stores: batches of that size equal uncached
+/// ones, with the whole dataset cached (every piece of every row a hit) and with a cache
+/// of a sixth of it (rows with gaps, written by read jobs), for rows of whole cache lines
+/// (64³ f32) and rows that start and end inside lines (6×30×50 u16, native output).
+#[test]
+fn large_cached_batches_gathered_row_by_row_equal_uncached_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = dataset(GATHER, dir.path());
+    let all: Vec<(Vec<u64>, usize, OutDtype)> =
+        vec![(vec![64, 64, 64], 64, OutDtype::F32), (vec![6, 30, 50], 1000, OutDtype::Native)];
+    for (shape, per_batch, dtype) in all {
+        let mut shaped = sc.clone();
+        shaped.sample_shape = shape.clone();
+        let epoch = crops(&shaped, dir.path(), 2 * per_batch);
+        let read = |cache: u64, epochs: usize| {
+            let cfg = base(Backend::Host)
+                .sample_shape(shape.clone())
+                .samples_per_batch(per_batch)
+                .dtype(dtype)
+                .batches_in_flight(2)
+                .batches_per_plan(1)
+                .chunk_cache_bytes(cache)
+                .build()
+                .unwrap();
+            let mut p = Pipeline::new(cfg).unwrap();
+            let mut out = Vec::new();
+            for _ in 0..epochs {
+                p.push(epoch.clone()).unwrap();
+                for _ in 0..2 {
+                    let b = p.pop().unwrap().expect("a batch");
+                    assert!(b.errors().is_empty());
+                    out.push(b.data().unwrap().to_vec());
+                }
+            }
+            (out, p.stats().chunk_cache)
+        };
+        let (plain, _) = read(0, 1);
+        // The premise: the buffer (sized for the dtype's widest element) is 64 MiB or more.
+        let voxels = per_batch as u64 * shape.iter().product::<u64>();
+        assert!(voxels * dtype.max_size() as u64 >= 64 << 20, "{shape:?}");
+        assert_eq!(plain[0].len() as u64, voxels * if dtype == OutDtype::F32 { 4 } else { 2 });
+        for cache in [8 << 20, 700 << 10] {
+            let (cached, c) = read(cache, 3);
+            assert!(c.hits > 0, "{shape:?} {cache}: {c:?}");
+            if cache < 1 << 20 {
+                // Samples of hits and misses both: rows with gaps.
+                assert!(c.misses > c.hits, "{shape:?} {cache}: {c:?}");
+            }
+            for (i, b) in cached.iter().enumerate() {
+                assert!(b == &plain[i % 2], "{shape:?}, cache {cache}: batch {i} differs");
+            }
+        }
+    }
+}
+
 #[test]
 fn memory_stays_within_the_budget_over_a_thousand_batches() {
     let dir = tempfile::tempdir().unwrap();

@@ -91,7 +91,11 @@ impl HostEngine {
         let hold = Arc::new(SlotHold { lease: Some(lease), slots: Arc::clone(&self.slots) });
         // Ops read ahead stay whole: one request each.
         let split = |r: usize| !self.read_ahead.wants(&p.plan, r);
-        let jobs = BatchWork::<()>::jobs(&p.plan, self.threads, &split);
+        let (hit_pieces, hit_jobs) = hit_pieces(&p.plan);
+        let jobs = BatchWork::<()>::jobs(&p.plan, self.threads, &split, hit_jobs.len());
+        // Buffers larger than any cache are written with streaming stores where whole
+        // lines are written at once (`cast::copy_out`).
+        let stream = out.len() >= STREAM_MIN_BYTES;
         let work = Arc::new(BatchWork {
             scratch_cap: BatchWork::<()>::scratch_cap(&p.plan),
             arrays: p.arrays,
@@ -104,6 +108,9 @@ impl HostEngine {
             positions: p.positions,
             progress: Progress::new(jobs.len()),
             hits: p.hits,
+            hit_pieces,
+            hit_jobs,
+            stream,
             claims: Mutex::new(p.claims),
             cache: self.chunk_cache.clone(),
             _hold: Arc::clone(&hold),
@@ -285,6 +292,12 @@ pub(crate) struct BatchWork<L> {
     /// The cached chunks the plan's `Cached { hit }` sources name, pinned until the
     /// batch's jobs are done (the work is dropped after delivery).
     pub hits: Vec<CachePin>,
+    /// The placements of the cache hits, by sample and then by box (`hit_pieces`), and
+    /// the ranges of them each `Cached` job gathers (whole samples).
+    pub(crate) hit_pieces: Vec<HitPiece>,
+    pub(crate) hit_jobs: Vec<std::ops::Range<usize>>,
+    /// Whole output lines are written with streaming stores (`cast::copy_out`).
+    pub stream: bool,
     /// Cache entries this batch claimed: each read job fills those of its chunks, and
     /// drops (abandons) the ones it could not decode, waking any later batch waiting.
     pub claims: Mutex<Claims>,
@@ -351,7 +364,7 @@ pub(crate) enum JobKind {
     /// Read op `read`'s chunks `chunks` (indexes into its group; the whole group, or a
     /// part of it: [`BatchWork::jobs`]), read as one span of the op.
     Read { read: usize, chunks: (u32, u32) },
-    /// Cache hits `cached.start + n*CACHED_JOB ..` (a slice of the cached range).
+    /// The cache-hit placements of `hit_jobs[n]`: whole samples, gathered row by row.
     Cached(usize),
     /// Fill chunks `fills.start + n*FILL_JOB .. ` (a slice of the fill range).
     Fill(usize),
@@ -360,23 +373,80 @@ pub(crate) enum JobKind {
 /// Fill chunks per fill job.
 const FILL_JOB: usize = 64;
 
-/// Cache hits per job: each is a scatter of one decoded chunk (~0.1 ms for 256 KiB).
-const CACHED_JOB: usize = 8;
+/// Output voxels a `Cached` job gathers at least (whole samples; the last job of a plan
+/// may have fewer): about a millisecond of copying, so that small samples do not each
+/// cost a job.
+const CACHED_JOB_VOXELS: u64 = 1 << 20;
+
+/// Plan buffers from this size are written with streaming stores: larger than the
+/// caches, so what a scatter writes is evicted before the consumer reads it anyway.
+const STREAM_MIN_BYTES: usize = 64 << 20;
+
+/// One cache-hit placement: plan sample, chunk index in the plan, placement index in the
+/// chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HitPiece {
+    sample: u32,
+    chunk: u32,
+    placement: u32,
+}
+
+/// The plan's cache-hit placements sorted by sample, then by the outer corner and extent
+/// of their box in the sample, then by where they start on the last axis: the pieces
+/// of one output row are then neighbours. With the ranges of whole samples each job
+/// gathers (at least `CACHED_JOB_VOXELS` each). A plan that refers past its tables (a
+/// bug) leaves those pieces out; the job then fails the batch.
+fn hit_pieces(plan: &BatchPlan) -> (Vec<HitPiece>, Vec<std::ops::Range<usize>>) {
+    let mut pieces = Vec::new();
+    for c in plan.cached.clone() {
+        let Some(chunk) = plan.chunks.get(c) else { continue };
+        for (k, p) in chunk.placements.iter().enumerate() {
+            let (Ok(sample), Ok(chunk), Ok(placement)) =
+                (u32::try_from(p.sample), u32::try_from(c), u32::try_from(k))
+            else {
+                continue;
+            };
+            pieces.push(HitPiece { sample, chunk, placement });
+        }
+    }
+    let placement = |h: &HitPiece| &plan.chunks[h.chunk as usize].placements[h.placement as usize];
+    pieces.sort_by(|a, b| {
+        let (pa, pb) = (placement(a), placement(b));
+        let r = pa.in_sample.lo.len().min(pb.in_sample.lo.len()).saturating_sub(1);
+        (a.sample, &pa.in_sample.lo[..r], &pa.in_sample.hi[..r], pa.in_sample.lo.get(r)).cmp(&(
+            b.sample,
+            &pb.in_sample.lo[..r],
+            &pb.in_sample.hi[..r],
+            pb.in_sample.lo.get(r),
+        ))
+    });
+    let mut jobs = Vec::new();
+    let (mut start, mut voxels) = (0, 0u64);
+    for (i, h) in pieces.iter().enumerate() {
+        voxels = voxels.saturating_add(placement(h).in_sample.shape().iter().product());
+        let sample_ends = pieces.get(i + 1).is_none_or(|n| n.sample != h.sample);
+        if sample_ends && (voxels >= CACHED_JOB_VOXELS || i + 1 == pieces.len()) {
+            jobs.push(start..i + 1);
+            (start, voxels) = (i + 1, 0);
+        }
+    }
+    (pieces, jobs)
+}
 
 impl<L> BatchWork<L> {
     /// The jobs of this plan: a job per read op, except that where the plan has fewer
     /// read ops than `2 * threads` the groups of the ops that `split` allows (read on the
     /// worker, not ahead) are cut into parts of consecutive chunks, each read as its own
     /// span, so that every thread has work: `many-arrays-8` plans read 8 shard files,
-    /// and 8 jobs left half of 16 threads idle. Then a job per `CACHED_JOB` hits and per
-    /// `FILL_JOB` fills.
+    /// and 8 jobs left half of 16 threads idle. Then `cached` jobs of cache hits and a
+    /// job per `FILL_JOB` fills.
     pub(crate) fn jobs(
         plan: &BatchPlan,
         threads: usize,
         split: &dyn Fn(usize) -> bool,
+        cached: usize,
     ) -> Vec<JobKind> {
         let fills = plan.fills.len().div_ceil(FILL_JOB);
-        let cached = plan.cached.len().div_ceil(CACHED_JOB);
         let want = 2 * threads.max(1);
         let parts =
             if plan.reads.len() < want { want.div_ceil(plan.reads.len().max(1)) } else { 1 };
@@ -571,21 +641,41 @@ impl<L> BatchWork<L> {
         }
     }
 
-    /// Scatters cache hits `k*CACHED_JOB ..` of the cached range from their pinned bytes.
+    /// Gathers the cache hits of `hit_jobs[k]` from their pinned bytes, sample by sample
+    /// (`gather_sample`), then fences its streaming stores.
     fn run_cached(&self, k: usize) {
+        let Some(pieces) = self.hit_jobs.get(k).and_then(|r| self.hit_pieces.get(r.clone())) else {
+            return self.fail_all("plan");
+        };
+        let mut row = Vec::new();
+        for sample in pieces.chunk_by(|a, b| a.sample == b.sample) {
+            self.gather_sample(sample, &mut row);
+        }
+        if self.stream {
+            cast::store_fence();
+        }
+    }
+
+    /// Writes one sample's cache-hit pieces row by row: the pieces that share their box's
+    /// outer corner and extent (a band, e.g. the chunks side by side along x) are cast
+    /// into `row` and each output row is written at once, whole lines streamed. A piece
+    /// whose shared decode failed fails the sample and is left out.
+    fn gather_sample(&self, pieces: &[HitPiece], row: &mut Vec<u8>) {
         let plan = &self.plan;
-        let lo = plan.cached.start + k * CACHED_JOB;
-        let hi = (lo + CACHED_JOB).min(plan.cached.end);
-        for chunk in plan.chunks.get(lo..hi).unwrap_or(&[]) {
-            let ChunkSource::Cached { hit, .. } = chunk.source else {
-                self.fail_all("plan");
-                continue;
+        let mut pinned = Vec::with_capacity(pieces.len());
+        for h in pieces {
+            let Some(chunk) = plan.chunks.get(h.chunk as usize) else {
+                return self.fail_all("plan");
+            };
+            let (ChunkSource::Cached { hit, .. }, Some(p)) =
+                (chunk.source, chunk.placements.get(h.placement as usize))
+            else {
+                return self.fail_all("plan");
             };
             let (Some(pin), Some(facts)) =
                 (self.hits.get(hit as usize), self.facts.get(chunk.array.index()))
             else {
-                self.fail_all("plan");
-                continue;
+                return self.fail_all("plan");
             };
             // At once for a cached chunk; for one an earlier batch is decoding, when that
             // batch's read job has filled (or abandoned) it.
@@ -594,16 +684,96 @@ impl<L> BatchWork<L> {
                     path: PathBuf::from(&*pin.key().0),
                     chunk: chunk.chunk.clone(),
                 };
-                self.progress.fail(chunk.placements.iter().map(|p| p.sample), &err);
+                self.progress.fail([p.sample], &err);
                 continue;
             };
-            let Some(bytes) = bytes.host().filter(|b| b.len() as u64 == chunk.decompressed_len())
-            else {
-                self.fail_all("chunk cache");
-                continue;
+            pinned.push((p, bytes, facts, chunk.decompressed_len()));
+        }
+        let mut got: Vec<(&planner::Placement, &[u8], &ArrayFacts)> =
+            Vec::with_capacity(pinned.len());
+        for (p, bytes, facts, len) in &pinned {
+            let Some(bytes) = bytes.host().filter(|b| b.len() as u64 == *len) else {
+                return self.fail_all("chunk cache");
             };
-            for p in &chunk.placements {
-                self.scatter(facts.repr.data_type, &facts.repr.shape, p, bytes);
+            got.push((p, bytes, facts));
+        }
+        // Same array, same box but on the last axis.
+        let same_band = |a: &(&planner::Placement, &[u8], &ArrayFacts),
+                         b: &(&planner::Placement, &[u8], &ArrayFacts)| {
+            let (x, y) = (&a.0.in_sample, &b.0.in_sample);
+            let r = x.lo.len().saturating_sub(1);
+            std::ptr::eq(a.2, b.2)
+                && x.lo.len() == y.lo.len()
+                && x.lo[..r] == y.lo[..r]
+                && x.hi[..r] == y.hi[..r]
+        };
+        for band in got.chunk_by(same_band) {
+            self.gather_band(band, row);
+        }
+    }
+
+    /// One band of a sample's pieces (same array, same box but on the last axis, sorted
+    /// along it): for each outer index, every piece's row cast into `row`, then each run
+    /// of touching pieces written to the batch at once.
+    fn gather_band(&self, band: &[(&planner::Placement, &[u8], &ArrayFacts)], row: &mut Vec<u8>) {
+        let Some(&(first, _, facts)) = band.first() else { return };
+        let src_t = facts.repr.data_type;
+        let (s, o) = (src_t.size() as u64, self.out_dtype.size(src_t) as u64);
+        let r = first.in_sample.lo.len();
+        if r == 0 || facts.repr.shape.len() != r || self.sample_shape.len() != r {
+            return self.fail_all("plan");
+        }
+        let last = r - 1;
+        let cs = zarr::odometer::c_strides(&facts.repr.shape);
+        let ss = zarr::odometer::c_strides(&self.sample_shape);
+        let x_lo = first.in_sample.lo[last];
+        let x_hi = band.iter().map(|(p, ..)| p.in_sample.hi[last]).max().unwrap_or(x_lo);
+        row.resize(((x_hi - x_lo) * o) as usize, 0);
+        let ext = first.in_sample.shape();
+        let outer: Vec<u64> = ext[..last].to_vec();
+        // Per piece, once (not through the boxes on every row): its bytes, its first
+        // source byte, its first byte in `row`, its extent on the last axis.
+        let mut pieces = Vec::with_capacity(band.len());
+        for (p, data, _) in band {
+            let src: u64 = (0..r).map(|a| p.in_chunk.lo[a] * cs[a]).sum();
+            let (lo, hi) = (p.in_sample.lo[last], p.in_sample.hi[last]);
+            pieces.push((*data, (src * s) as usize, ((lo - x_lo) * o) as usize, (lo, hi)));
+        }
+        // Runs of touching pieces, as byte ranges of `row`: the gap between two (a chunk
+        // not hit, or failed) is another job's to write.
+        let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+        for &(.., (lo, hi)) in &pieces {
+            let (a, b) = (((lo - x_lo) * o) as usize, ((hi - x_lo) * o) as usize);
+            match runs.last_mut() {
+                Some(run) if run.end == a => run.end = b,
+                _ => runs.push(a..b),
+            }
+        }
+        let dst_base: u64 = (0..last).map(|a| first.in_sample.lo[a] * ss[a]).sum::<u64>() + x_lo;
+        let base = self.positions[first.sample] * self.sample_bytes + (dst_base * o) as usize;
+        let (cs, ss) = (&cs[..last], &ss[..last]);
+        let mut idx = vec![0u64; last];
+        loop {
+            let src_off = (idx.iter().zip(cs).map(|(i, c)| i * c).sum::<u64>() * s) as usize;
+            let dst_off = (idx.iter().zip(ss).map(|(i, c)| i * c).sum::<u64>() * o) as usize;
+            for &(data, from, at, (lo, hi)) in &pieces {
+                let n = hi - lo;
+                let from = from + src_off;
+                cast::cast_run(
+                    src_t,
+                    self.out_dtype,
+                    &data[from..from + (n * s) as usize],
+                    &mut row[at..at + (n * o) as usize],
+                );
+            }
+            for run in &runs {
+                // SAFETY: as in `scatter`: the planner produces each output voxel exactly
+                // once, so no other job writes these bytes; the buffer outlives the jobs.
+                let dst = unsafe { self.out.range(base + dst_off + run.start, run.len()) };
+                cast::copy_out(dst, &row[run.clone()], self.stream);
+            }
+            if !zarr::odometer::advance(&mut idx, &outer) {
+                return;
             }
         }
     }
@@ -705,21 +875,21 @@ mod tests {
     #[test]
     fn few_read_ops_are_cut_into_parts_that_cover_each_group_once() {
         let p = plan(8, 8);
-        let jobs = BatchWork::<()>::jobs(&p, 16, &|_| true);
+        let jobs = BatchWork::<()>::jobs(&p, 16, &|_| true, 0);
         assert_eq!(jobs.len(), 32, "8 ops of 8 chunks, 16 threads: 4 parts each");
         for parts in cover(&jobs, 8) {
             assert_eq!(parts, vec![(0, 2), (2, 4), (4, 6), (6, 8)]);
         }
         // Op 3 is read ahead: whole.
-        let jobs = BatchWork::<()>::jobs(&p, 16, &|r| r != 3);
+        let jobs = BatchWork::<()>::jobs(&p, 16, &|r| r != 3, 0);
         assert_eq!(cover(&jobs, 8)[3], vec![(0, 8)]);
         assert_eq!(jobs.len(), 29);
         // Reads enough for the threads: one job per op.
-        let jobs = BatchWork::<()>::jobs(&p, 4, &|_| true);
+        let jobs = BatchWork::<()>::jobs(&p, 4, &|_| true, 0);
         assert_eq!(cover(&jobs, 8), vec![vec![(0, 8)]; 8]);
         // Fewer chunks than parts: one chunk a job, none empty.
         let p = plan(1, 3);
-        let jobs = BatchWork::<()>::jobs(&p, 16, &|_| true);
+        let jobs = BatchWork::<()>::jobs(&p, 16, &|_| true, 0);
         assert_eq!(cover(&jobs, 1), vec![vec![(0, 1), (1, 2), (2, 3)]]);
     }
 }

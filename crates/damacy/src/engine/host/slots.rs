@@ -13,11 +13,26 @@ use crate::error::{Error, Result, Unavailable};
 const ACQUIRER: &str = "assemble";
 const RELEASER: &str = "consumer";
 
-/// One batch buffer, 8-byte aligned so any element type can be viewed in place.
+/// One batch buffer: zeroed, 8-byte aligned so that any element type can be viewed in
+/// place. On Linux it is its own anonymous mapping aligned to 2 MiB (zero pages, touched
+/// lazily), so that its huge pages cover all of it and its rows start on whole cache
+/// lines where their byte length allows (`cast::copy_out` streams whole lines).
 #[derive(Debug)]
 pub(crate) struct SlotBuf {
     ptr: NonNull<u64>,
-    words: usize,
+    len: usize,
+    /// Who frees the memory.
+    owner: Owner,
+}
+
+#[derive(Debug)]
+enum Owner {
+    /// A `Box<[u64]>` of `len / 8` words at `ptr`.
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    Boxed,
+    /// A mapping of `len` bytes at `base` (the buffer starts inside it).
+    #[cfg(target_os = "linux")]
+    Mapped { base: usize, len: usize },
 }
 
 // SAFETY: the buffer is plain memory owned by this value; who may touch it when is
@@ -28,25 +43,63 @@ unsafe impl Sync for SlotBuf {}
 
 impl SlotBuf {
     fn new(bytes: usize) -> Self {
-        let words = bytes.div_ceil(8).max(1);
-        let b: Box<[u64]> = vec![0u64; words].into_boxed_slice();
+        let len = bytes.max(1).next_multiple_of(8);
+        #[cfg(target_os = "linux")]
+        if let Some(b) = Self::mapped(len) {
+            return b;
+        }
+        let b: Box<[u64]> = vec![0u64; len / 8].into_boxed_slice();
         // `Box::into_raw` never returns null.
         let ptr = NonNull::new(Box::into_raw(b).cast::<u64>()).unwrap_or(NonNull::dangling());
-        huge_pages(ptr.as_ptr().cast::<u8>(), words * 8);
-        Self { ptr, words }
+        huge_pages(ptr.as_ptr().cast::<u8>(), len);
+        Self { ptr, len, owner: Owner::Boxed }
+    }
+
+    /// `len` bytes from a fresh anonymous mapping, at its first 2 MiB boundary; `None`
+    /// when the mapping is refused (then the heap serves).
+    #[cfg(target_os = "linux")]
+    fn mapped(len: usize) -> Option<Self> {
+        let map_len = len.checked_add(HUGE_PAGE)?;
+        // SAFETY: a fresh private anonymous mapping: no address is passed, nothing else
+        // refers to the memory it returns.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let start = (base as usize).next_multiple_of(HUGE_PAGE);
+        let ptr = NonNull::new(start as *mut u64)?;
+        huge_pages(start as *mut u8, len);
+        Some(Self { ptr, len, owner: Owner::Mapped { base: base as usize, len: map_len } })
     }
 
     fn len(&self) -> usize {
-        self.words * 8
+        self.len
     }
 }
 
 impl Drop for SlotBuf {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`words` came from `Box::<[u64]>::into_raw` in `new` and are freed
-        // only here.
-        unsafe {
-            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.words)));
+        match self.owner {
+            // SAFETY: `ptr`/`len` came from `Box::<[u64]>::into_raw` of `len / 8` words in
+            // `new` and are freed only here.
+            Owner::Boxed => unsafe {
+                let words = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len / 8);
+                drop(Box::from_raw(words));
+            },
+            // SAFETY: the mapping `mapped` made, unmapped only here.
+            #[cfg(target_os = "linux")]
+            Owner::Mapped { base, len } => unsafe {
+                libc::munmap(base as *mut libc::c_void, len);
+            },
         }
     }
 }
@@ -211,6 +264,11 @@ impl OutBuf {
         Self { ptr: buf.as_mut_ptr(), len: buf.len() }
     }
 
+    /// Bytes of the buffer.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
     /// A mutable view of `off..off + n`.
     ///
     /// # Safety
@@ -274,7 +332,8 @@ mod linux_tests {
     #[test]
     fn batch_buffers_ask_for_huge_pages() {
         let b = SlotBuf::new(16 << 20);
-        let inner = (b.ptr.as_ptr() as usize).next_multiple_of(super::HUGE_PAGE) + 4096;
+        assert_eq!(b.ptr.as_ptr() as usize % super::HUGE_PAGE, 0, "aligned to a huge page");
+        let inner = b.ptr.as_ptr() as usize + 4096;
         let flags = vm_flags(inner).expect("the buffer is mapped");
         assert!(flags.split(' ').any(|f| f == "hg"), "flags {flags:?}");
     }
