@@ -5,8 +5,10 @@
 //! worker waits for it: [`super::read_ahead`]), decodes every chunk of the op's group with `zarr::decode_chunk` (once, however
 //! many samples use the chunk) and scatters each placement into the batch buffer with the
 //! cast. Fill chunks form their own jobs, and so do hits in the decoded-chunk cache
-//! ([`crate::decoded_cache`]): those are scattered from the pinned cached bytes, and a
-//! chunk decoded by a read job is offered to the cache for later batches. Each worker owns a staging buffer and a decode
+//! ([`crate::decoded_cache`]): those are gathered from the pinned cached bytes, whole
+//! samples a job, row by row (each output row's hit pieces cast into a row buffer, then
+//! written at once; plan buffers larger than the caches with streaming stores over whole
+//! lines), and a chunk decoded by a read job is offered to the cache for later batches. Each worker owns a staging buffer and a decode
 //! buffer, reused across jobs, so memory is fixed by `decode_threads × (max_read_op_bytes +
 //! max_chunk_decompressed_bytes)` plus the batch buffers.
 //!
@@ -505,6 +507,11 @@ impl<L> BatchWork<L> {
                 self.abandon_claims(read, chunks.0 as usize..chunks.1 as usize);
             }
         }
+        // Streaming stores are weakly ordered: fenced before the job counts as done (the
+        // release that publishes the batch), however the job ended.
+        if self.stream {
+            cast::store_fence();
+        }
         scratch.trim(self.scratch_cap);
         self.progress.finish_job();
     }
@@ -642,7 +649,7 @@ impl<L> BatchWork<L> {
     }
 
     /// Gathers the cache hits of `hit_jobs[k]` from their pinned bytes, sample by sample
-    /// (`gather_sample`), then fences its streaming stores.
+    /// (`gather_sample`).
     fn run_cached(&self, k: usize) {
         let Some(pieces) = self.hit_jobs.get(k).and_then(|r| self.hit_pieces.get(r.clone())) else {
             return self.fail_all("plan");
@@ -650,9 +657,6 @@ impl<L> BatchWork<L> {
         let mut row = Vec::new();
         for sample in pieces.chunk_by(|a, b| a.sample == b.sample) {
             self.gather_sample(sample, &mut row);
-        }
-        if self.stream {
-            cast::store_fence();
         }
     }
 
