@@ -203,11 +203,13 @@ const GATHER: &str = r#"{
   "warmup_batches": 0, "timed_batches": 1, "seed": 11, "output_dtype": "f32"
 }"#;
 
-/// The host engine gathers cache hits sample by sample, row by row, and writes batch
-/// buffers of 64 MiB and more with streaming stores: batches of that size equal uncached
-/// ones, with the whole dataset cached (every piece of every row a hit) and with a cache
-/// of a sixth of it (rows with gaps, written by read jobs), for rows of whole cache lines
-/// (64³ f32) and rows that start and end inside lines (6×30×50 u16, native output).
+/// The host engine gathers each output row from its pieces (cache hits sample by sample;
+/// a read job's chunks side by side) and writes batch buffers of 64 MiB and more with
+/// streaming stores: uncached batches of that size hold the generator's values, and
+/// cached ones equal them, with the whole dataset cached (every piece of every row a hit)
+/// and with a cache of a sixth of it (rows with gaps, written by read jobs), for rows of
+/// whole cache lines (64³ f32) and rows that start and end inside lines (6×30×50 u16,
+/// native output).
 #[test]
 fn large_cached_batches_gathered_row_by_row_equal_uncached_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -241,6 +243,39 @@ fn large_cached_batches_gathered_row_by_row_equal_uncached_ones() {
             (out, p.stats().chunk_cache)
         };
         let (plain, _) = read(0, 1);
+        // Uncached batches (gathered by their read jobs) hold the generator's values: every
+        // voxel of every seventh sample (crops at many offsets, in both batches).
+        let n: u64 = shape.iter().product();
+        let arrays = sc.array_instances();
+        for (k, sample) in epoch.iter().enumerate().step_by(7) {
+            let seed = arrays
+                .iter()
+                .find(|a| dir.path().join(&a.name) == sample.uri())
+                .map(|a| a.seed)
+                .expect("the sample's array");
+            let batch = &plain[k / per_batch];
+            let mut c = vec![0u64; shape.len()];
+            for i in 0..n {
+                let mut rest = i;
+                for a in (0..shape.len()).rev() {
+                    c[a] = sample.aabb().lo[a] + rest % shape[a];
+                    rest /= shape[a];
+                }
+                let want = bench::datagen::stored_value(
+                    zarr::DataType::UInt16,
+                    bench::datagen::voxel(seed, &c),
+                );
+                let at = (k % per_batch) as u64 * n + i;
+                let got = if dtype == OutDtype::F32 {
+                    let at = at as usize * 4;
+                    f64::from(f32::from_ne_bytes(batch[at..at + 4].try_into().unwrap()))
+                } else {
+                    let at = at as usize * 2;
+                    f64::from(u16::from_ne_bytes([batch[at], batch[at + 1]]))
+                };
+                assert_eq!(got, want, "{shape:?}: sample {k} at {c:?}");
+            }
+        }
         // The premise: the buffer (sized for the dtype's widest element) is 64 MiB or more.
         let voxels = per_batch as u64 * shape.iter().product::<u64>();
         assert!(voxels * dtype.max_size() as u64 >= 64 << 20, "{shape:?}");

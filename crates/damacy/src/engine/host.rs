@@ -2,15 +2,18 @@
 //!
 //! Work is split into jobs of one read op each: a worker reads the op's bytes through the
 //! store (for an object store the read was submitted when the job was queued, and the
-//! worker waits for it: [`super::read_ahead`]), decodes every chunk of the op's group with `zarr::decode_chunk` (once, however
-//! many samples use the chunk) and scatters each placement into the batch buffer with the
-//! cast. Fill chunks form their own jobs, and so do hits in the decoded-chunk cache
-//! ([`crate::decoded_cache`]): those are gathered from the pinned cached bytes, whole
-//! samples a job, row by row (each output row's hit pieces cast into a row buffer, then
-//! written at once; plan buffers larger than the caches with streaming stores over whole
-//! lines), and a chunk decoded by a read job is offered to the cache for later batches. Each worker owns a staging buffer and a decode
-//! buffer, reused across jobs, so memory is fixed by `decode_threads × (max_read_op_bytes +
-//! max_chunk_decompressed_bytes)` plus the batch buffers.
+//! worker waits for it: [`super::read_ahead`]), decodes every chunk of the op's group
+//! with `zarr::decode_chunk` (once, however many samples use the chunk), side by side up
+//! to `GATHER_BYTES` at a time, and gathers their placements into the batch buffer with
+//! the cast, row by row: the pieces of an output row, sorted to be neighbours, are cast
+//! into a row buffer and written at once (plan buffers larger than the caches with
+//! streaming stores over whole lines). Fill chunks form their own jobs, and so do hits in
+//! the decoded-chunk cache ([`crate::decoded_cache`]): those are gathered the same way
+//! from the pinned cached bytes, whole samples a job, and a chunk decoded by a read job
+//! is offered to the cache for later batches. Each worker owns a staging buffer and a
+//! decode buffer, reused across jobs, so memory is fixed by `decode_threads ×
+//! (max_read_op_bytes + GATHER_BYTES + max_chunk_decompressed_bytes)` plus the batch
+//! buffers.
 //!
 //! Concurrent jobs write disjoint voxels of one batch buffer: the planner guarantees that
 //! every output voxel is produced by exactly one placement (a property it proptests), which
@@ -24,10 +27,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use planner::{ArrayEntry, BatchPlan, ChunkSource, PlanLimits};
-use zarr::DataType;
 
 use crate::batch::{Batch, Tensor};
-use crate::cast::{self, Scatter};
+use crate::cast;
 use crate::config::{Config, OutDtype};
 use crate::decoded_cache::{self, CachePin, Claims, Decoded, DecodedCache};
 use crate::engine::read_ahead::{Ahead, ReadAhead, read_op};
@@ -393,6 +395,29 @@ pub(crate) struct HitPiece {
     placement: u32,
 }
 
+/// The order in which placements are gathered: by sample, then by the outer corner and
+/// extent of their box in the sample, then by where they start on the last axis, so that
+/// the pieces of one output row are neighbours.
+fn piece_order(a: &planner::Placement, b: &planner::Placement) -> std::cmp::Ordering {
+    let r = a.in_sample.lo.len().min(b.in_sample.lo.len()).saturating_sub(1);
+    let (la, ha, lb, hb) = (&a.in_sample.lo, &a.in_sample.hi, &b.in_sample.lo, &b.in_sample.hi);
+    (a.sample, la.len(), &la[..r], &ha[..r], la.get(r)).cmp(&(
+        b.sample,
+        lb.len(),
+        &lb[..r],
+        &hb[..r],
+        lb.get(r),
+    ))
+}
+
+/// A placement to gather, the decoded chunk it takes its voxels from, and its array.
+type Piece<'a> = (&'a planner::Placement, &'a [u8], &'a ArrayFacts);
+
+/// Decoded bytes a read job holds before it gathers them into the batch: its chunks are
+/// decoded side by side, so that the pieces of an output row from chunks of one read
+/// are written together.
+const GATHER_BYTES: usize = 8 << 20;
+
 /// The plan's cache-hit placements sorted by sample, then by the outer corner and extent
 /// of their box in the sample, then by where they start on the last axis: the pieces
 /// of one output row are then neighbours. With the ranges of whole samples each job
@@ -412,16 +437,7 @@ fn hit_pieces(plan: &BatchPlan) -> (Vec<HitPiece>, Vec<std::ops::Range<usize>>) 
         }
     }
     let placement = |h: &HitPiece| &plan.chunks[h.chunk as usize].placements[h.placement as usize];
-    pieces.sort_by(|a, b| {
-        let (pa, pb) = (placement(a), placement(b));
-        let r = pa.in_sample.lo.len().min(pb.in_sample.lo.len()).saturating_sub(1);
-        (a.sample, &pa.in_sample.lo[..r], &pa.in_sample.hi[..r], pa.in_sample.lo.get(r)).cmp(&(
-            b.sample,
-            &pb.in_sample.lo[..r],
-            &pb.in_sample.hi[..r],
-            pb.in_sample.lo.get(r),
-        ))
-    });
+    pieces.sort_by(|a, b| piece_order(placement(a), placement(b)));
     let mut jobs = Vec::new();
     let (mut start, mut voxels) = (0, 0u64);
     for (i, h) in pieces.iter().enumerate() {
@@ -521,12 +537,15 @@ impl<L> BatchWork<L> {
         self.progress.fail(0..self.positions.len(), &SampleError::Internal { stage });
     }
 
-    /// The largest read or chunk of `plan`: worker scratch beyond twice this is given
-    /// back after each job.
+    /// The largest read of `plan`, or its largest chunk plus `GATHER_BYTES` (what a read
+    /// job decodes before it gathers): worker scratch beyond twice this is given back
+    /// after each job.
     pub(crate) fn scratch_cap(plan: &BatchPlan) -> usize {
         let read = plan.reads.iter().map(|r| r.len).max().unwrap_or(0);
         let chunk = plan.chunks.iter().map(|c| c.decompressed_len()).max().unwrap_or(0);
-        usize::try_from(read.max(chunk)).unwrap_or(usize::MAX)
+        // A read job's decoded chunks: up to `GATHER_BYTES` and one more chunk.
+        let decoded = chunk.saturating_add(GATHER_BYTES as u64);
+        usize::try_from(read.max(decoded)).unwrap_or(usize::MAX)
     }
 
     /// Reads and decodes chunks `part` of read op `r`'s group (the whole op when `part`
@@ -581,6 +600,13 @@ impl<L> BatchWork<L> {
             self.progress.fail(samples_of_group(), &SampleError::Store(e));
             return;
         }
+        // The group's chunks are decoded side by side into `arena` (up to `GATHER_BYTES`
+        // at a time), then gathered together: the pieces of an output row from chunks of
+        // this read are written at once.
+        let mut arena = std::mem::take(&mut scratch.decoded);
+        let mut used: usize = 0;
+        let mut held: Vec<(&planner::ChunkPlan, std::ops::Range<usize>, &ArrayFacts)> = Vec::new();
+        let mut row = Vec::new();
         for chunk in group {
             let ChunkSource::Copy { offset_in_read, compressed_len, decompressed_len, .. } =
                 chunk.source
@@ -600,10 +626,14 @@ impl<L> BatchWork<L> {
                 self.fail_all("plan");
                 continue;
             };
-            scratch.decoded.resize(decompressed_len as usize, 0);
+            let at = used;
+            let end = at.saturating_add(decompressed_len as usize);
+            if arena.len() < end {
+                arena.resize(end, 0);
+            }
             let t_dec = Instant::now();
             let decoded =
-                zarr::decode_chunk(entry.chunk_codecs(), &facts.repr, src, &mut scratch.decoded);
+                zarr::decode_chunk(entry.chunk_codecs(), &facts.repr, src, &mut arena[at..end]);
             stats.decode_ns.fetch_add(t_dec.elapsed().as_nanos() as u64, Ordering::Relaxed);
             if let Err(source) = decoded {
                 let err = SampleError::Decode {
@@ -614,24 +644,47 @@ impl<L> BatchWork<L> {
                 self.progress.fail(chunk.placements.iter().map(|p| p.sample), &err);
                 continue;
             }
-            let t_asm = Instant::now();
-            for p in &chunk.placements {
-                self.scatter(facts.repr.data_type, &facts.repr.shape, p, &scratch.decoded);
-            }
-            stats.assemble_ns.fetch_add(t_asm.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            used = end;
             if let Some(cache) = &self.cache {
                 let key = decoded_cache::key(&file.key, op.offset + offset_in_read, compressed_len);
+                let value = || Decoded::Host(arena[at..end].to_vec().into_boxed_slice());
                 let claim = lock(&self.claims).remove(&key);
                 if let Some(claim) = claim {
-                    claim.fill(Decoded::Host(scratch.decoded.clone().into_boxed_slice()));
+                    claim.fill(value());
                 } else if !cache.contains(&key) {
                     // Not claimed at planning (the cache was full of pinned entries then).
-                    let bytes = scratch.decoded.len() as u64;
-                    let value = Decoded::Host(scratch.decoded.clone().into_boxed_slice());
-                    cache.insert(key, value, bytes);
+                    cache.insert(key, value(), (end - at) as u64);
                 }
             }
+            held.push((chunk, at..end, facts));
+            if used >= GATHER_BYTES {
+                self.gather_held(&held, &arena, &mut row, stats);
+                held.clear();
+                used = 0;
+            }
         }
+        self.gather_held(&held, &arena, &mut row, stats);
+        scratch.decoded = arena;
+    }
+
+    /// Gathers the placements of chunks decoded side by side in `arena` (each with its
+    /// byte range there) into the batch.
+    fn gather_held(
+        &self,
+        held: &[(&planner::ChunkPlan, std::ops::Range<usize>, &ArrayFacts)],
+        arena: &[u8],
+        row: &mut Vec<u8>,
+        stats: &StatCounters,
+    ) {
+        let t = Instant::now();
+        let mut pieces: Vec<Piece<'_>> = Vec::new();
+        for (chunk, range, facts) in held {
+            let Some(bytes) = arena.get(range.clone()) else { return self.fail_all("plan") };
+            pieces.extend(chunk.placements.iter().map(|p| (p, bytes, *facts)));
+        }
+        pieces.sort_by(|a, b| piece_order(a.0, b.0));
+        self.gather(&pieces, row);
+        stats.assemble_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// Drops the claims of chunks `part` of read op `r`'s group that were not filled
@@ -693,33 +746,38 @@ impl<L> BatchWork<L> {
             };
             pinned.push((p, bytes, facts, chunk.decompressed_len()));
         }
-        let mut got: Vec<(&planner::Placement, &[u8], &ArrayFacts)> =
-            Vec::with_capacity(pinned.len());
+        let mut got: Vec<Piece<'_>> = Vec::with_capacity(pinned.len());
         for (p, bytes, facts, len) in &pinned {
             let Some(bytes) = bytes.host().filter(|b| b.len() as u64 == *len) else {
                 return self.fail_all("chunk cache");
             };
             got.push((p, bytes, facts));
         }
-        // Same array, same box but on the last axis.
-        let same_band = |a: &(&planner::Placement, &[u8], &ArrayFacts),
-                         b: &(&planner::Placement, &[u8], &ArrayFacts)| {
+        self.gather(&got, row);
+    }
+
+    /// Writes `pieces` (sorted by [`piece_order`]) band by band: the pieces of one sample
+    /// and array that share their box's outer corner and extent (e.g. chunks side by side
+    /// along x) are one band, and each of its output rows is written at once.
+    fn gather(&self, pieces: &[Piece<'_>], row: &mut Vec<u8>) {
+        let same_band = |a: &Piece<'_>, b: &Piece<'_>| {
             let (x, y) = (&a.0.in_sample, &b.0.in_sample);
             let r = x.lo.len().saturating_sub(1);
-            std::ptr::eq(a.2, b.2)
+            a.0.sample == b.0.sample
+                && std::ptr::eq(a.2, b.2)
                 && x.lo.len() == y.lo.len()
                 && x.lo[..r] == y.lo[..r]
                 && x.hi[..r] == y.hi[..r]
         };
-        for band in got.chunk_by(same_band) {
+        for band in pieces.chunk_by(same_band) {
             self.gather_band(band, row);
         }
     }
 
-    /// One band of a sample's pieces (same array, same box but on the last axis, sorted
+    /// One band (pieces of one sample and array, same box but on the last axis, sorted
     /// along it): for each outer index, every piece's row cast into `row`, then each run
     /// of touching pieces written to the batch at once.
-    fn gather_band(&self, band: &[(&planner::Placement, &[u8], &ArrayFacts)], row: &mut Vec<u8>) {
+    fn gather_band(&self, band: &[Piece<'_>], row: &mut Vec<u8>) {
         let Some(&(first, _, facts)) = band.first() else { return };
         let src_t = facts.repr.data_type;
         let (s, o) = (src_t.size() as u64, self.out_dtype.size(src_t) as u64);
@@ -780,24 +838,6 @@ impl<L> BatchWork<L> {
                 return;
             }
         }
-    }
-
-    fn scatter(&self, src_t: DataType, chunk_shape: &[u64], p: &planner::Placement, data: &[u8]) {
-        let sc = Scatter {
-            src_dtype: src_t,
-            out: self.out_dtype,
-            chunk_shape,
-            in_chunk: &p.in_chunk,
-            sample_shape: &self.sample_shape,
-            in_sample: &p.in_sample,
-        };
-        let base = self.positions[p.sample] * self.sample_bytes;
-        cast::scatter_rows(&sc, |src, dst| {
-            // SAFETY: the planner produces each output voxel exactly once, so no other
-            // job writes this row; the buffer outlives the batch's jobs.
-            let dst = unsafe { self.out.range(base + dst.start, dst.len()) };
-            cast::cast_run(src_t, self.out_dtype, &data[src], dst);
-        });
     }
 
     fn run_fill(&self, k: usize) {
