@@ -1,5 +1,7 @@
-//! Criterion bench of the host assemble (scatter + cast) per source and output dtype: one
-//! full 32×64×64 chunk placed into a 128³ sample, as in the `default` scenario.
+//! Criterion bench of the host cast loops per source and output dtype, through
+//! `cast::scatter`: one full 32×64×64 chunk placed into a 128³ sample, as in the `default`
+//! scenario. (The host engine gathers output rows instead, ninth session, running the same
+//! `cast_run` on each row piece; this measures the loops, in cache.)
 //!
 //! Run: `cargo bench -p damacy --bench assemble -- --warm-up-time 1 --measurement-time 2`.
 
