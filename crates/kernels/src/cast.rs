@@ -8,13 +8,14 @@
 /// `f32` → bfloat16 bits, round to nearest even, NaN canonicalized.
 pub fn f32_to_bf16_bits(x: f32) -> u16 {
     let bits = x.to_bits();
-    if x.is_nan() {
-        return 0x7fc0 | ((bits >> 16) as u16 & 0x8000);
-    }
     let lsb = (bits >> 16) & 1;
-    // Cannot overflow past 0xffff_ffff: the largest finite/inf pattern plus the bias
-    // stays below 2^32 (0x7f80_0000 + 0x8000 for +inf, likewise for -inf).
-    (bits.wrapping_add(0x7fff + lsb) >> 16) as u16
+    // Cannot overflow past 0xffff_ffff for a number: the largest finite/inf pattern plus
+    // the bias stays below 2^32 (0x7f80_0000 + 0x8000 for +inf, likewise for -inf); a
+    // NaN's sum is not used.
+    let rounded = (bits.wrapping_add(0x7fff + lsb) >> 16) as u16;
+    let nan = 0x7fc0 | ((bits >> 16) as u16 & 0x8000);
+    // Both computed and one selected, without a branch, so that loops over it vectorize.
+    if x.is_nan() { nan } else { rounded }
 }
 
 /// `f32` → IEEE half bits, round to nearest even, overflow to infinity, NaN canonicalized.
