@@ -197,6 +197,7 @@ pub(crate) fn copy_out(dst: &mut [u8], src: &[u8], stream: bool) {
         dst[head + body..].copy_from_slice(&src[head + body..]);
         return;
     }
+    #[cfg(not(target_arch = "x86_64"))]
     let _ = stream;
     dst.copy_from_slice(src);
 }
@@ -231,8 +232,9 @@ pub struct Scatter<'a> {
 }
 
 /// Calls `f(src_row_start, dst_row_start, row_len)` (in elements) for every row of the
-/// intersection, iterating all axes but the last in C order.
-fn for_each_row(sc: &Scatter<'_>, mut f: impl FnMut(u64, u64, u64)) {
+/// intersection, iterating all axes but the last in C order. (The host engine walks a band
+/// of pieces that share their rows with the first piece's walk.)
+pub(crate) fn for_each_row(sc: &Scatter<'_>, mut f: impl FnMut(u64, u64, u64)) {
     let rank = sc.chunk_shape.len();
     let cs = c_strides(sc.chunk_shape);
     let ss = c_strides(sc.sample_shape);
@@ -253,17 +255,6 @@ fn for_each_row(sc: &Scatter<'_>, mut f: impl FnMut(u64, u64, u64)) {
             return;
         }
     }
-}
-
-/// Calls `f(src_bytes, dst_bytes)` with the byte ranges, in the chunk and in the sample's
-/// output region, of every row of the intersection. The engine writes each row through
-/// its own view of the shared batch buffer; [`scatter`] writes into a slice.
-pub(crate) fn scatter_rows(sc: &Scatter<'_>, mut f: impl FnMut(Range<usize>, Range<usize>)) {
-    let s = sc.src_dtype.size() as u64;
-    let o = sc.out.size(sc.src_dtype) as u64;
-    for_each_row(sc, |src, d, n| {
-        f((src * s) as usize..((src + n) * s) as usize, (d * o) as usize..((d + n) * o) as usize);
-    });
 }
 
 /// Calls `f(dst_bytes)` with the byte range of every row of the box `in_sample` of a
@@ -304,7 +295,17 @@ pub(crate) fn fill_run(dst: &mut [u8], value: &[u8]) {
 /// Never for boxes produced by the planner; boxes outside `chunk`/`dst` (a bug in the
 /// caller) are caught by slice bounds checks rather than writing out of bounds.
 pub fn scatter(sc: &Scatter<'_>, chunk: &[u8], dst: &mut [u8]) {
-    scatter_rows(sc, |s, d| cast_run(sc.src_dtype, sc.out, &chunk[s], &mut dst[d]));
+    let s = sc.src_dtype.size();
+    let o = sc.out.size(sc.src_dtype);
+    for_each_row(sc, |src, d, n| {
+        let (src, d, n) = (src as usize, d as usize, n as usize);
+        cast_run(
+            sc.src_dtype,
+            sc.out,
+            &chunk[src * s..(src + n) * s],
+            &mut dst[d * o..(d + n) * o],
+        );
+    });
 }
 
 /// Fills the box `in_sample` of one sample's output region with one element `value`

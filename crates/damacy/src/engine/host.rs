@@ -388,11 +388,11 @@ const STREAM_MIN_BYTES: usize = 64 << 20;
 
 /// One cache-hit placement: plan sample, chunk index in the plan, placement index in the
 /// chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct HitPiece {
-    sample: u32,
-    chunk: u32,
-    placement: u32,
+    sample: usize,
+    chunk: usize,
+    placement: usize,
 }
 
 /// The order in which placements are gathered: by sample, then by the outer corner and
@@ -418,25 +418,21 @@ type Piece<'a> = (&'a planner::Placement, &'a [u8], &'a ArrayFacts);
 /// are written together.
 const GATHER_BYTES: usize = 8 << 20;
 
-/// The plan's cache-hit placements sorted by sample, then by the outer corner and extent
-/// of their box in the sample, then by where they start on the last axis: the pieces
-/// of one output row are then neighbours. With the ranges of whole samples each job
-/// gathers (at least `CACHED_JOB_VOXELS` each). A plan that refers past its tables (a
-/// bug) leaves those pieces out; the job then fails the batch.
+/// The plan's cache-hit placements in [`piece_order`], and the ranges of them each
+/// `Cached` job gathers: whole samples, at least `CACHED_JOB_VOXELS` a job. A cached
+/// range past the plan's chunks (a bug) gets one job whose range is past the pieces, so
+/// that the job fails the batch rather than leave its voxels unwritten.
 fn hit_pieces(plan: &BatchPlan) -> (Vec<HitPiece>, Vec<std::ops::Range<usize>>) {
+    let Some(cached) = plan.chunks.get(plan.cached.clone()) else {
+        return (Vec::new(), std::iter::once(1..1).collect());
+    };
     let mut pieces = Vec::new();
-    for c in plan.cached.clone() {
-        let Some(chunk) = plan.chunks.get(c) else { continue };
-        for (k, p) in chunk.placements.iter().enumerate() {
-            let (Ok(sample), Ok(chunk), Ok(placement)) =
-                (u32::try_from(p.sample), u32::try_from(c), u32::try_from(k))
-            else {
-                continue;
-            };
-            pieces.push(HitPiece { sample, chunk, placement });
+    for (chunk, c) in (plan.cached.start..).zip(cached) {
+        for (placement, p) in c.placements.iter().enumerate() {
+            pieces.push(HitPiece { sample: p.sample, chunk, placement });
         }
     }
-    let placement = |h: &HitPiece| &plan.chunks[h.chunk as usize].placements[h.placement as usize];
+    let placement = |h: &HitPiece| &plan.chunks[h.chunk].placements[h.placement];
     pieces.sort_by(|a, b| piece_order(placement(a), placement(b)));
     let mut jobs = Vec::new();
     let (mut start, mut voxels) = (0, 0u64);
@@ -721,11 +717,11 @@ impl<L> BatchWork<L> {
         let plan = &self.plan;
         let mut pinned = Vec::with_capacity(pieces.len());
         for h in pieces {
-            let Some(chunk) = plan.chunks.get(h.chunk as usize) else {
+            let Some(chunk) = plan.chunks.get(h.chunk) else {
                 return self.fail_all("plan");
             };
             let (ChunkSource::Cached { hit, .. }, Some(p)) =
-                (chunk.source, chunk.placements.get(h.placement as usize))
+                (chunk.source, chunk.placements.get(h.placement))
             else {
                 return self.fail_all("plan");
             };
@@ -780,64 +776,63 @@ impl<L> BatchWork<L> {
     fn gather_band(&self, band: &[Piece<'_>], row: &mut Vec<u8>) {
         let Some(&(first, _, facts)) = band.first() else { return };
         let src_t = facts.repr.data_type;
-        let (s, o) = (src_t.size() as u64, self.out_dtype.size(src_t) as u64);
+        let (s, o) = (src_t.size(), self.out_dtype.size(src_t));
         let r = first.in_sample.lo.len();
         if r == 0 || facts.repr.shape.len() != r || self.sample_shape.len() != r {
             return self.fail_all("plan");
         }
         let last = r - 1;
         let cs = zarr::odometer::c_strides(&facts.repr.shape);
-        let ss = zarr::odometer::c_strides(&self.sample_shape);
+        // Each piece's first source element (`in_chunk`'s corner), as an offset.
+        let corner = |p: &planner::Placement| (0..r).map(|a| p.in_chunk.lo[a] * cs[a]).sum::<u64>();
         let x_lo = first.in_sample.lo[last];
-        let x_hi = band.iter().map(|(p, ..)| p.in_sample.hi[last]).max().unwrap_or(x_lo);
-        row.resize(((x_hi - x_lo) * o) as usize, 0);
-        let ext = first.in_sample.shape();
-        let outer: Vec<u64> = ext[..last].to_vec();
         // Per piece, once (not through the boxes on every row): its bytes, its first
-        // source byte, its first byte in `row`, its extent on the last axis.
+        // source element, its first byte in `row`, its bytes in the source and in `row`.
         let mut pieces = Vec::with_capacity(band.len());
-        for (p, data, _) in band {
-            let src: u64 = (0..r).map(|a| p.in_chunk.lo[a] * cs[a]).sum();
-            let (lo, hi) = (p.in_sample.lo[last], p.in_sample.hi[last]);
-            pieces.push((*data, (src * s) as usize, ((lo - x_lo) * o) as usize, (lo, hi)));
-        }
         // Runs of touching pieces, as byte ranges of `row`: the gap between two (a chunk
-        // not hit, or failed) is another job's to write.
+        // not hit, or failed, or read by another job) is another job's to write.
         let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
-        for &(.., (lo, hi)) in &pieces {
-            let (a, b) = (((lo - x_lo) * o) as usize, ((hi - x_lo) * o) as usize);
+        for (p, data, _) in band {
+            let (lo, hi) = (p.in_sample.lo[last] - x_lo, p.in_sample.hi[last] - x_lo);
+            let (at, end) = ((lo as usize) * o, (hi as usize) * o);
+            pieces.push((*data, corner(p), at, (hi - lo) as usize * s, end - at));
             match runs.last_mut() {
-                Some(run) if run.end == a => run.end = b,
-                _ => runs.push(a..b),
+                Some(run) if run.end == at => run.end = end,
+                _ => runs.push(at..end),
             }
         }
-        let dst_base: u64 = (0..last).map(|a| first.in_sample.lo[a] * ss[a]).sum::<u64>() + x_lo;
-        let base = self.positions[first.sample] * self.sample_bytes + (dst_base * o) as usize;
-        let (cs, ss) = (&cs[..last], &ss[..last]);
-        let mut idx = vec![0u64; last];
-        loop {
-            let src_off = (idx.iter().zip(cs).map(|(i, c)| i * c).sum::<u64>() * s) as usize;
-            let dst_off = (idx.iter().zip(ss).map(|(i, c)| i * c).sum::<u64>() * o) as usize;
-            for &(data, from, at, (lo, hi)) in &pieces {
-                let n = hi - lo;
-                let from = from + src_off;
+        row.resize(runs.last().map_or(0, |r| r.end), 0);
+        let base = self.positions[first.sample] * self.sample_bytes;
+        let first_corner = corner(first);
+        let sc = cast::Scatter {
+            src_dtype: src_t,
+            out: self.out_dtype,
+            chunk_shape: &facts.repr.shape,
+            in_chunk: &first.in_chunk,
+            sample_shape: &self.sample_shape,
+            in_sample: &first.in_sample,
+        };
+        // The first piece's rows: every piece of the band shares them, shifted by its own
+        // corner in its chunk (same chunk shape).
+        cast::for_each_row(&sc, |src_row, dst_row, _| {
+            let shift = src_row - first_corner;
+            for &(data, corner, at, src_len, out_len) in &pieces {
+                let from = (corner + shift) as usize * s;
                 cast::cast_run(
                     src_t,
                     self.out_dtype,
-                    &data[from..from + (n * s) as usize],
-                    &mut row[at..at + (n * o) as usize],
+                    &data[from..from + src_len],
+                    &mut row[at..at + out_len],
                 );
             }
             for run in &runs {
-                // SAFETY: as in `scatter`: the planner produces each output voxel exactly
-                // once, so no other job writes these bytes; the buffer outlives the jobs.
-                let dst = unsafe { self.out.range(base + dst_off + run.start, run.len()) };
+                // SAFETY: the planner produces each output voxel exactly once, so no other
+                // job writes these bytes; the buffer outlives the batch's jobs.
+                let dst =
+                    unsafe { self.out.range(base + dst_row as usize * o + run.start, run.len()) };
                 cast::copy_out(dst, &row[run.clone()], self.stream);
             }
-            if !zarr::odometer::advance(&mut idx, &outer) {
-                return;
-            }
-        }
+        });
     }
 
     fn run_fill(&self, k: usize) {
@@ -857,7 +852,7 @@ impl<L> BatchWork<L> {
     pub(crate) fn fill(&self, sample: usize, in_sample: &zarr::Aabb, value: &[u8]) {
         let base = sample * self.sample_bytes;
         cast::fill_rows(&self.sample_shape, in_sample, value.len(), |d| {
-            // SAFETY: as in `scatter`: fill placements are disjoint from every other
+            // SAFETY: as in `gather_band`: fill placements are disjoint from every other
             // placement of the batch.
             cast::fill_run(unsafe { self.out.range(base + d.start, d.len()) }, value);
         });
@@ -868,7 +863,7 @@ impl<L> BatchWork<L> {
 mod tests {
     use planner::{ArrayId, BatchPlan, ChunkPlan, ChunkSource, ReadOp};
 
-    use super::{BatchWork, JobKind};
+    use super::{BatchWork, JobKind, hit_pieces};
 
     /// A plan of `reads` read ops of `per` chunks each, 100 bytes apart.
     fn plan(reads: usize, per: usize) -> BatchPlan {
@@ -911,6 +906,62 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Cache hits are gathered in an order where the pieces of one output row are
+    /// neighbours (by sample, then outer box, then start on the last axis), each job takes
+    /// whole samples, and a cached range past the plan's chunks yields a job that fails.
+    #[test]
+    fn hit_pieces_put_a_rows_pieces_side_by_side_and_jobs_take_whole_samples() {
+        let boxed = |lo: [u64; 2], hi: [u64; 2]| zarr::Aabb::new(lo.to_vec(), hi.to_vec()).unwrap();
+        // Chunk c places into sample `s` at rows `y0..y1`, columns `x0..x1`.
+        let place = |s: usize, y: (u64, u64), x: (u64, u64)| planner::Placement {
+            sample: s,
+            in_chunk: boxed([0, 0], [y.1 - y.0, x.1 - x.0]),
+            in_sample: boxed([y.0, x.0], [y.1, x.1]),
+        };
+        let chunk = |placements| ChunkPlan {
+            array: ArrayId(0),
+            chunk: vec![0, 0],
+            source: ChunkSource::Cached { hit: 0, decompressed_len: 4 },
+            placements,
+        };
+        let mut p = plan(1, 1);
+        // Chunks listed right column first and sample 1 before sample 0.
+        p.chunks.extend([
+            chunk(vec![place(1, (0, 4), (4, 8)), place(0, (4, 8), (4, 8))]),
+            chunk(vec![place(0, (0, 4), (4, 8))]),
+            chunk(vec![place(0, (4, 8), (0, 4)), place(1, (0, 4), (0, 4))]),
+            chunk(vec![place(0, (0, 4), (0, 4))]),
+        ]);
+        p.cached = 1..5;
+        let (pieces, jobs) = hit_pieces(&p);
+        let at = |i: usize| {
+            let h = pieces[i];
+            let q = &p.chunks[h.chunk].placements[h.placement];
+            (q.sample, q.in_sample.lo[0], q.in_sample.lo[1])
+        };
+        let order: Vec<_> = (0..pieces.len()).map(at).collect();
+        assert_eq!(
+            order,
+            [(0, 0, 0), (0, 0, 4), (0, 4, 0), (0, 4, 4), (1, 0, 0), (1, 0, 4)],
+            "rows 0..4 of sample 0 (both pieces), then rows 4..8, then sample 1"
+        );
+        // 64 voxels in all, below a job's minimum: one job, ending at a sample's end.
+        assert_eq!(jobs, vec![0..6]);
+        // Samples of 2^20 voxels each: a job apiece; a sample's two halves stay together.
+        p.chunks.truncate(1);
+        p.chunks.extend([
+            chunk(vec![place(0, (0, 1024), (0, 1024)), place(1, (0, 512), (0, 1024))]),
+            chunk(vec![place(1, (512, 1024), (0, 1024)), place(2, (0, 1024), (0, 1024))]),
+        ]);
+        p.cached = 1..3;
+        assert_eq!(hit_pieces(&p).1, vec![0..1, 1..3, 3..4]);
+        // A cached range past the chunks: a job whose range no piece list has.
+        p.cached = 1..9;
+        let (pieces, jobs) = hit_pieces(&p);
+        assert!(pieces.is_empty());
+        assert!(jobs.iter().any(|r| pieces.get(r.clone()).is_none()), "{jobs:?}");
     }
 
     /// Issue 18: a plan with fewer read ops than twice the threads has its groups cut into

@@ -28,7 +28,6 @@ pub(crate) struct SlotBuf {
 #[derive(Debug)]
 enum Owner {
     /// A `Box<[u64]>` of `len / 8` words at `ptr`.
-    #[cfg_attr(target_os = "linux", allow(dead_code))]
     Boxed,
     /// A mapping of `len` bytes at `base` (the buffer starts inside it).
     #[cfg(target_os = "linux")]
