@@ -3,9 +3,9 @@
 //! Threads: a feeder (moves pushed samples into the prefetcher's lookahead ring), the
 //! coordinator and its fellow preparers (`prepare_threads` in all: each takes the next
 //! `samples_per_batch` resolved samples in push order, prepares that batch with
-//! [`crate::prepare`] beside the others, and hands it to the engine when its turn comes,
+//! `crate::prepare` beside the others, and hands it to the engine when its turn comes,
 //! so batches reach the engine in push order) and `decode_threads` decode workers (run
-//! the engines' [`Job`]s). The engine ([`crate::engine`]) puts each batch into the output
+//! the engines' `Job`s). The engine (`crate::engine`) puts each batch into the output
 //! queue in push order; `pop` takes the oldest and has it delivered.
 //!
 //! Lock order: `gather` is held while a preparer takes its batch's samples (it takes

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Prepared in the 8th session (2026-12-04), when no GPU machine was lent; not run yet.
+# Prepared in the 8th session (2026-12-04), when no GPU machine was lent; ran as the
+# 10th session's first call (2026-12-05, bundle of 356f7da), as it stands here. Its
+# 100 s limit stopped the two fixture-parity tests (they need ~130 s: call26 ran them).
 # Bundle: `cargo xtask gpu-bundle` (tests) + `--bench`, xz'd as in the 7th session's
 # notes, and the wheel of `cargo xtask wheel` under target/wheels (carry both).
 # 1. GPU tests not run since the 7th session's changes (plans of several batches, the
