@@ -3,12 +3,13 @@
 //! that last used it (DESIGN.md §2 "gpu-schedule": no stage sees a cycled buffer
 //! without its ordering).
 //!
-//! The pages of mapped buffers are faulted in by a background thread from construction
-//! on ([`Populate`]), as the CUDA engine's pinned buffers are at its construction, so that
-//! the first plans written into each buffer do not pay the kernel's page zeroing on the
-//! decode workers (docs/PERFORMANCE.md, tenth session: on the H200 the host engine's
-//! cached `default-long` ran 6.4–8.5 Gvox/s with its 9 GiB of batch buffers first written
-//! inside the timed window, 13.2–17.2 once a longer warm-up had written them all).
+//! The pages of mapped buffers are faulted in by a background thread ([`Populate`]) from
+//! the first buffer's release on (the first batch was delivered), so that the first plans
+//! written into each buffer do not pay the kernel's page zeroing on the decode workers
+//! (docs/PERFORMANCE.md, tenth session: on the H200 the host engine's cached
+//! `default-long` ran 6.4–8.5 Gvox/s with 9 warm-up batches, its buffers first written
+//! inside the timed window, and 13.2–17.2 with 30; on the dev machine populating gained
+//! 7–16% with 9).
 
 use std::ops::Range;
 use std::ptr::NonNull;
