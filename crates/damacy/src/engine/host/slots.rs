@@ -2,20 +2,9 @@
 //! `gpu-schedule` [`Pool`] so that refilling a buffer waits for the release of the batch
 //! that last used it (DESIGN.md §2 "gpu-schedule": no stage sees a cycled buffer
 //! without its ordering).
-//!
-//! The pages of mapped buffers are faulted in by a background thread ([`Populate`]) from
-//! the first buffer's release on (the first batch was delivered), so that the first plans
-//! written into each buffer do not pay the kernel's page zeroing on the decode workers
-//! (docs/PERFORMANCE.md, tenth session: on the H200 the host engine's cached
-//! `default-long` ran 6.4–8.5 Gvox/s with 9 warm-up batches, its buffers first written
-//! inside the timed window, and 13.2–17.2 with 30; on the dev machine populating gained
-//! 7–16% with 9).
 
-use std::ops::Range;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 
 use gpu_schedule::{EdgeTable, Endpoint, HostBackend, Lease, Pool, PoolSpec};
 
@@ -94,19 +83,6 @@ impl SlotBuf {
     fn len(&self) -> usize {
         self.len
     }
-
-    /// The buffer's bytes as an address range where it is its own mapping (what a
-    /// [`Populate`] faults in; a heap buffer's pages are left to the allocator).
-    fn mapped_range(&self) -> Option<Range<usize>> {
-        match self.owner {
-            Owner::Boxed => None,
-            #[cfg(target_os = "linux")]
-            Owner::Mapped { .. } => {
-                let start = self.ptr.as_ptr() as usize;
-                Some(start..start + self.len)
-            }
-        }
-    }
 }
 
 impl Drop for SlotBuf {
@@ -168,152 +144,9 @@ pub(crate) type SlotLease = Lease<HostBackend, SlotBuf>;
 /// enters the pool, whose wait is by then already satisfied.
 #[derive(Debug)]
 pub(crate) struct Slots {
-    /// Faults in the buffers' pages. The first field, so that it drops (stops and joins
-    /// its thread) before `pool` unmaps the buffers: the thread never advises an address
-    /// range that is no longer theirs.
-    populate: Populate,
     pool: Pool<HostBackend, SlotBuf>,
     held: Mutex<Held>,
     cv: Condvar,
-}
-
-/// A background thread that faults in the pages of the batch buffers
-/// (`MADV_POPULATE_WRITE`, Linux 5.14 and later: the pages become present and writable
-/// with their contents unchanged, so it may run while jobs write the same buffers), one
-/// [`POPULATE_STEP`] at a time, in the order the buffers are first needed in full
-/// ([`populate_order`]). It starts at the first buffer's release (the first batch was
-/// delivered and dropped), so that it does not take cores or memory bandwidth from the
-/// first batch: on the 2-core dev machine populating from construction made the first
-/// `default-long` batch 0.3–0.6 s later. Where the kernel refuses the advice, or the
-/// thread cannot be spawned, jobs fault the pages in as they write them, as without it.
-#[derive(Debug)]
-struct Populate {
-    gate: Arc<PopulateGate>,
-    thread: Option<JoinHandle<usize>>,
-}
-
-/// When the populate thread may go, and whether it must stop.
-#[derive(Debug, Default)]
-struct PopulateGate {
-    state: Mutex<GateState>,
-    cv: Condvar,
-    /// `state.go` already set (so a release takes no lock after the first).
-    went: AtomicBool,
-}
-
-#[derive(Debug, Default)]
-struct GateState {
-    go: bool,
-    stop: bool,
-}
-
-impl PopulateGate {
-    fn set(&self, f: impl FnOnce(&mut GateState)) {
-        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
-        self.cv.notify_all();
-    }
-
-    fn stopped(&self) -> bool {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).stop
-    }
-
-    /// Waits until the thread may go (`true`) or must stop (`false`).
-    fn wait(&self) -> bool {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let st = self.cv.wait_while(st, |s| !s.go && !s.stop).unwrap_or_else(|e| e.into_inner());
-        !st.stop
-    }
-}
-
-/// Bytes advised per `madvise` call (one huge page): a stop waits for at most one step,
-/// and the address-space lock the advice holds is never held long while jobs fault in
-/// pages or map memory of their own.
-const POPULATE_STEP: usize = 2 << 20;
-
-impl Populate {
-    fn start(ranges: Vec<Range<usize>>) -> Self {
-        let gate = Arc::new(PopulateGate::default());
-        let thread = if ranges.is_empty() {
-            None
-        } else {
-            let g = Arc::clone(&gate);
-            std::thread::Builder::new()
-                .name("damacy-populate".into())
-                .spawn(move || if g.wait() { populate(&ranges, &|| g.stopped()) } else { 0 })
-                .ok()
-        };
-        Self { gate, thread }
-    }
-
-    /// Lets the thread start (from the first release on; later calls cost an atomic load).
-    fn go(&self) {
-        if !self.gate.went.swap(true, Ordering::AcqRel) {
-            self.gate.set(|s| s.go = true);
-        }
-    }
-
-    /// Waits for the thread to finish; the bytes it advised (tests).
-    #[cfg(test)]
-    fn finish(&mut self) -> usize {
-        self.thread.take().map_or(0, |t| t.join().unwrap_or(0))
-    }
-}
-
-impl Drop for Populate {
-    /// Stops the thread and waits for it (at most one step).
-    fn drop(&mut self) {
-        self.gate.set(|s| s.stop = true);
-        if let Some(t) = self.thread.take() {
-            // A panic there (none is expected) leaves the pages to the jobs.
-            let _ = t.join();
-        }
-    }
-}
-
-/// The buffers' ranges in the order they are first needed in full: the first plan goes
-/// into buffer 0 (its jobs fault in what it writes), the next plans into buffers 1, 2,
-/// ..., and only then is buffer 0 written again, by a plan that may be larger than the
-/// first (a first plan is one batch).
-fn populate_order(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
-    if !ranges.is_empty() {
-        ranges.rotate_left(1);
-    }
-    ranges
-}
-
-/// Faults in `ranges` step by step until done, refused, or `stop()`. Returns the bytes
-/// advised.
-fn populate(ranges: &[Range<usize>], stop: &dyn Fn() -> bool) -> usize {
-    let mut done = 0;
-    for r in ranges {
-        let mut at = r.start;
-        while at < r.end {
-            if stop() {
-                return done;
-            }
-            let n = POPULATE_STEP.min(r.end - at);
-            if !populate_write(at, n) {
-                return done;
-            }
-            done += n;
-            at += n;
-        }
-    }
-    done
-}
-
-/// `MADV_POPULATE_WRITE` over `addr..addr + len`; whether the kernel took it.
-#[cfg(target_os = "linux")]
-fn populate_write(addr: usize, len: usize) -> bool {
-    // SAFETY: the range lies inside a mapping that a live `SlotBuf` owns (`Slots` stops
-    // this thread before its buffers drop); the advice faults pages in without changing
-    // their contents, so it cannot race with the jobs writing them.
-    unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) == 0 }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn populate_write(_: usize, _: usize) -> bool {
-    false
 }
 
 #[derive(Debug)]
@@ -340,14 +173,10 @@ impl Slots {
             acquirer: Endpoint::Host(ACQUIRER),
             releaser: Endpoint::Host(RELEASER),
         };
-        let buffers: Vec<SlotBuf> = (0..n).map(|_| SlotBuf::new(bytes)).collect();
-        let ranges = populate_order(buffers.iter().filter_map(SlotBuf::mapped_range).collect());
+        let buffers = (0..n).map(|_| SlotBuf::new(bytes)).collect();
         let pool = Pool::new(&table, spec, buffers)
             .map_err(|_| Error::BackendUnavailable { reason: Unavailable::BufferPool })?;
-        // Only once the pool owns the buffers, which `Self` keeps until `populate` stopped.
-        let populate = Populate::start(ranges);
         Ok(Self {
-            populate,
             pool,
             held: Mutex::new(Held { held: vec![false; n], closed: false }),
             cv: Condvar::new(),
@@ -388,8 +217,6 @@ impl Slots {
         let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
         h.held[slot] = false;
         self.cv.notify_all();
-        drop(h);
-        self.populate.go();
     }
 
     /// Teardown: wakes every waiting `acquire`, which then answers `Closed`.
@@ -460,16 +287,7 @@ impl OutBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::{HUGE_PAGE, populate_order, whole_huge_pages};
-
-    /// Buffers are populated in the order plans first fill them: 1, 2, ..., then 0.
-    #[test]
-    fn buffers_are_populated_from_the_second_on_and_the_first_last() {
-        assert_eq!(populate_order(vec![0..1, 1..2, 2..3]), vec![1..2, 2..3, 0..1]);
-        let one: Vec<std::ops::Range<usize>> = std::iter::once(5..9).collect();
-        assert_eq!(populate_order(one.clone()), one);
-        assert_eq!(populate_order(Vec::new()), Vec::<std::ops::Range<usize>>::new());
-    }
+    use super::{HUGE_PAGE, whole_huge_pages};
 
     /// Only whole 2 MiB pages inside the buffer are advised, none when there is none.
     #[test]
@@ -486,78 +304,7 @@ mod tests {
 
 #[cfg(all(test, target_os = "linux"))]
 mod linux_tests {
-    use super::{SlotBuf, Slots, populate};
-
-    /// Which 4 KiB pages of `r` are resident (`mincore`).
-    fn resident(r: std::ops::Range<usize>) -> Vec<bool> {
-        let mut v = vec![0u8; r.len().div_ceil(4096)];
-        // SAFETY: `r` is a live mapping of the caller's (page-aligned: buffers start on a
-        // 2 MiB boundary); `v` holds one byte per page.
-        let rc = unsafe { libc::mincore(r.start as *mut libc::c_void, r.len(), v.as_mut_ptr()) };
-        assert_eq!(rc, 0, "mincore failed");
-        v.iter().map(|b| b & 1 == 1).collect()
-    }
-
-    /// Whether this kernel takes `MADV_POPULATE_WRITE` (5.14 and later).
-    fn kernel_populates() -> bool {
-        let b = SlotBuf::new(1 << 20);
-        let r = b.mapped_range().expect("a mapped buffer");
-        // SAFETY: `b`'s own mapping.
-        unsafe {
-            libc::madvise(r.start as *mut libc::c_void, r.len(), libc::MADV_POPULATE_WRITE) == 0
-        }
-    }
-
-    /// From the first release on, the background thread faults in every page of every
-    /// buffer (the first included, last) without changing a byte, so that no job's first
-    /// write pays the zeroing.
-    #[test]
-    fn every_page_of_the_batch_buffers_is_faulted_in_and_stays_zero() {
-        let bytes = 6 << 20;
-        let mut slots = Slots::new(3, bytes).expect("buffers");
-        let first = slots.acquire(0).expect("a free buffer");
-        slots.release(first);
-        let advised = slots.populate.finish();
-        let leases: Vec<_> = (0..3).map(|i| slots.acquire(i).expect("a free buffer")).collect();
-        for lease in &leases {
-            let b = lease.buffer();
-            let r = b.mapped_range().expect("mapped");
-            let pages = resident(r);
-            if kernel_populates() {
-                assert!(pages.iter().all(|&p| p), "pages not faulted in: {pages:?}");
-            } else {
-                assert!(!pages.iter().any(|&p| p), "nothing is faulted in without the advice");
-            }
-            assert!(slots.bytes(lease).iter().all(|&x| x == 0), "populating wrote bytes");
-        }
-        assert_eq!(advised, if kernel_populates() { 3 * bytes } else { 0 });
-    }
-
-    /// Nothing is populated before the first release: a pipeline torn down before its
-    /// first batch came back leaves its buffers untouched.
-    #[test]
-    fn nothing_is_populated_before_the_first_release() {
-        let mut slots = Slots::new(2, 4 << 20).expect("buffers");
-        let held = slots.acquire(1).expect("a free buffer");
-        slots.populate.gate.set(|s| s.stop = true);
-        assert_eq!(slots.populate.finish(), 0, "populated before any release");
-        let r = held.buffer().mapped_range().expect("mapped");
-        assert!(!resident(r).iter().any(|&p| p), "pages faulted in before any release");
-        slots.release(held);
-    }
-
-    /// A stop (the pipeline's teardown) ends populating before the next step.
-    #[test]
-    fn a_stopped_populate_faults_in_nothing() {
-        let b = SlotBuf::new(8 << 20);
-        let r = b.mapped_range().expect("mapped");
-        assert_eq!(populate(std::slice::from_ref(&r), &|| true), 0);
-        assert!(!resident(r.clone()).iter().any(|&p| p), "a stopped populate touched pages");
-        if kernel_populates() {
-            assert_eq!(populate(std::slice::from_ref(&r), &|| false), 8 << 20);
-            assert!(resident(r).iter().all(|&p| p));
-        }
-    }
+    use super::SlotBuf;
 
     /// The flags (`VmFlags` of `/proc/self/smaps`) of the mapping holding `addr`.
     fn vm_flags(addr: usize) -> Option<String> {
