@@ -173,7 +173,7 @@ pub(crate) fn copy_short(dst: &mut [u8], src: &[u8]) {
     const B: usize = 16;
     let n = dst.len().min(src.len());
     let (dst, src) = (&mut dst[..n], &src[..n]);
-    if n < B || n > 16 * LINE {
+    if !(B..=16 * LINE).contains(&n) {
         return dst.copy_from_slice(src);
     }
     let mut k = 0;
