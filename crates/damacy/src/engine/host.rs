@@ -815,7 +815,11 @@ impl<L> BatchWork<L> {
                 _ => runs.push(at..end),
             }
         }
-        row.resize(runs.last().map_or(0, |r| r.end), 0);
+        // `row` holds the band's output row, then (for a conversion) its source row.
+        let row_len = runs.last().map_or(0, |r| r.end);
+        let staged_len = if self.out_dtype == OutDtype::Native { 0 } else { row_len / o * s };
+        row.resize(row_len + staged_len, 0);
+        let (row, staged) = row.split_at_mut(row_len);
         let base = self.positions[first.sample] * self.sample_bytes;
         let first_corner = corner(first);
         let sc = cast::Scatter {
@@ -827,13 +831,18 @@ impl<L> BatchWork<L> {
             in_sample: &first.in_sample,
         };
         let rows = BandRows { sc, first_corner, pieces: &pieces, runs: &runs, base, s, o };
-        // The cast is chosen once a band, not on every piece of every row: `Native`
-        // copies in 16-byte blocks inline (`cast::copy_short`); the conversions call
-        // `cast_run`, whose loops vectorize in their own function (inlined into the row
-        // walk they did not: f32 output ran 15% slower).
+        // The cast is chosen once a band, not on every piece of every row. `Native`
+        // pieces are copied into the output row in 16-byte blocks inline
+        // (`cast::copy_short`); for a conversion the pieces' source elements are copied
+        // side by side first and each run converted at once, so its loop runs over whole
+        // rows in blocks rather than over each piece with a scalar tail (`cast_run`'s loops
+        // stay in their own function, where they vectorize: inlined into the row walk
+        // they did not, and f32 output ran 15% slower).
         match self.out_dtype {
             OutDtype::Native => self.band_rows(&rows, row, |src, dst| cast::copy_short(dst, src)),
-            out => self.band_rows(&rows, row, |src, dst| cast::cast_run(src_t, out, src, dst)),
+            out => self.band_rows_staged(&rows, row, staged, |src, dst| {
+                cast::cast_run(src_t, out, src, dst);
+            }),
         }
     }
 
@@ -849,15 +858,46 @@ impl<L> BatchWork<L> {
                 let from = (corner + shift) as usize * b.s;
                 cast(&data[from..from + src_len], &mut row[at..at + out_len]);
             }
-            for run in b.runs {
-                // SAFETY: the planner produces each output voxel exactly once, so no other
-                // job writes these bytes; the buffer outlives the batch's jobs.
-                let dst = unsafe {
-                    self.out.range(b.base + dst_row as usize * b.o + run.start, run.len())
-                };
-                cast::copy_out(dst, &row[run.clone()], self.stream);
-            }
+            self.write_runs(b, row, dst_row);
         });
+    }
+
+    /// [`BatchWork::band_rows`] for a conversion: each row's pieces copied into `staged`
+    /// (source elements, at the places their output takes in `row`), then each run cast
+    /// from `staged` into `row` by `cast` and written.
+    #[inline(always)]
+    fn band_rows_staged(
+        &self,
+        b: &BandRows<'_>,
+        row: &mut [u8],
+        staged: &mut [u8],
+        cast: impl Fn(&[u8], &mut [u8]),
+    ) {
+        let (s, o) = (b.s, b.o);
+        cast::for_each_row(&b.sc, |src_row, dst_row, _| {
+            let shift = src_row - b.first_corner;
+            for &(data, corner, at, src_len, _) in b.pieces {
+                let from = (corner + shift) as usize * s;
+                let at = at / o * s;
+                cast::copy_short(&mut staged[at..at + src_len], &data[from..from + src_len]);
+            }
+            for run in b.runs {
+                cast(&staged[run.start / o * s..run.end / o * s], &mut row[run.clone()]);
+            }
+            self.write_runs(b, row, dst_row);
+        });
+    }
+
+    /// Writes the band's runs of `row` into output row `dst_row` of the sample.
+    #[inline(always)]
+    fn write_runs(&self, b: &BandRows<'_>, row: &[u8], dst_row: u64) {
+        for run in b.runs {
+            // SAFETY: the planner produces each output voxel exactly once, so no other
+            // job writes these bytes; the buffer outlives the batch's jobs.
+            let dst =
+                unsafe { self.out.range(b.base + dst_row as usize * b.o + run.start, run.len()) };
+            cast::copy_out(dst, &row[run.clone()], self.stream);
+        }
     }
 
     fn run_fill(&self, k: usize) {
