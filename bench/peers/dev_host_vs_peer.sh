@@ -7,12 +7,14 @@
 # bench/peers/requirements.txt):
 #   PY=/path/to/venv/bin/python DATA=/path/to/default THREADS=2 ROUNDS=2 \
 #     bash bench/peers/dev_host_vs_peer.sh
+# SCENARIO=<scenario JSON> runs another scenario (e.g. `default-long` with 30 warm-up
+# batches, bench/peers/default-long-30.json, for the steady state).
 set -u
 D="${DAMACY:-target/release/damacy}"
 DATA="${DATA:-target/bench-data/default}"
 PY="${PY:-python3}"
 T="${THREADS:-2}"
-S=bench/peers/h200-2026-12-04/sc/default-long.json
+S="${SCENARIO:-bench/peers/h200-2026-12-04/sc/default-long.json}"
 native="$(mktemp --suffix=.json)"
 "$PY" -c "
 import json, sys

@@ -5,9 +5,11 @@
 //! worker waits for it: [`super::read_ahead`]), decodes every chunk of the op's group
 //! with `zarr::decode_chunk` (once, however many samples use the chunk), side by side up
 //! to `GATHER_BYTES` at a time, and gathers their placements into the batch buffer with
-//! the cast, row by row: the pieces of an output row, sorted to be neighbours, are cast
-//! into a row buffer and written at once (plan buffers larger than the caches with
-//! streaming stores over whole lines). Fill chunks form their own jobs, and so do hits in
+//! the cast, row by row: the pieces of an output row, sorted to be neighbours, are put
+//! side by side in a row buffer and written at once (plan buffers larger than the caches
+//! with streaming stores over whole lines); the cast is chosen once per band of pieces,
+//! `Native` pieces are copied inline, and a conversion casts the row's staged source
+//! elements a run at a time. Fill chunks form their own jobs, and so do hits in
 //! the decoded-chunk cache ([`crate::decoded_cache`]): those are gathered the same way
 //! from the pinned cached bytes, whole samples a job, and a chunk decoded by a read job
 //! is offered to the cache for later batches. Each worker owns a staging buffer and a
