@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepared in the 9th session (2026-12-05), when no GPU machine was lent; not run yet.
+# Prepared in the 9th session (2026-12-05), when no GPU machine was lent; not run on GPUs
+# yet (the torch script ran on the dev machine's CPU, gloo, 11th session).
 # For `nvidia-h200-x2` (two H200s, 32 cores). Carry target/gpu-bundle (built with
 # `cargo xtask gpu-bundle` then `--bench`, xz'd) and the wheel of `cargo xtask wheel`
 # under target/wheels. Issue 18's two-GPU target: aggregate on `default` >= 1.8x one GPU
