@@ -415,18 +415,17 @@ fn piece_order(a: &planner::Placement, b: &planner::Placement) -> std::cmp::Orde
 /// A placement to gather, the decoded chunk it takes its voxels from, and its array.
 type Piece<'a> = (&'a planner::Placement, &'a [u8], &'a ArrayFacts);
 
-/// One band's row walk (`BatchWork::gather_band`): the first piece's rows, each piece's
-/// bytes, first source element, first byte in the row buffer and bytes in the source and
-/// in the row buffer, the runs of touching pieces (byte ranges of the row buffer), the
-/// sample's first byte in the batch buffer, and the source and output element sizes.
+/// One band's row walk (`BatchWork::gather_band`): the first piece's rows (and the
+/// source and output dtypes), each piece's bytes, first source element, first byte in
+/// the row buffer and bytes in the source and in the row buffer, the runs of touching
+/// pieces (byte ranges of the row buffer), and the sample's first byte in the batch
+/// buffer.
 struct BandRows<'a> {
     sc: cast::Scatter<'a>,
     first_corner: u64,
     pieces: &'a [(&'a [u8], u64, usize, usize, usize)],
     runs: &'a [std::ops::Range<usize>],
     base: usize,
-    s: usize,
-    o: usize,
 }
 
 /// Decoded bytes a read job holds before it gathers them into the batch: its chunks are
@@ -832,7 +831,7 @@ impl<L> BatchWork<L> {
             sample_shape: &self.sample_shape,
             in_sample: &first.in_sample,
         };
-        let rows = BandRows { sc, first_corner, pieces: &pieces, runs: &runs, base, s, o };
+        let rows = BandRows { sc, first_corner, pieces: &pieces, runs: &runs, base };
         // The cast is chosen once a band, not on every piece of every row. `Native`
         // pieces are copied into the output row in 16-byte blocks inline
         // (`cast::copy_short`); for a conversion the pieces' source elements are copied
@@ -841,41 +840,36 @@ impl<L> BatchWork<L> {
         // stay in their own function, where they vectorize: inlined into the row walk
         // they did not, and f32 output ran 15% slower).
         match self.out_dtype {
-            OutDtype::Native => self.band_rows(&rows, row, |src, dst| cast::copy_short(dst, src)),
-            out => self.band_rows_staged(&rows, row, staged, |src, dst| {
-                cast::cast_run(src_t, out, src, dst);
-            }),
+            OutDtype::Native => self.band_rows_native(&rows, row),
+            _ => self.band_rows_staged(&rows, row, staged),
         }
     }
 
-    /// The rows of a band ([`BandRows`]): for each row of the first piece's box, every
-    /// piece's row cast into `row` by `cast`, then each run of touching pieces written.
+    /// The rows of a `Native` band ([`BandRows`]): for each row of the first piece's box,
+    /// every piece's row copied into `row`, then each run of touching pieces written.
     #[inline(always)]
-    fn band_rows(&self, b: &BandRows<'_>, row: &mut [u8], cast: impl Fn(&[u8], &mut [u8])) {
+    fn band_rows_native(&self, b: &BandRows<'_>, row: &mut [u8]) {
+        let s = b.sc.src_dtype.size();
+        let o = b.sc.out.size(b.sc.src_dtype);
         // The first piece's rows: every piece of the band shares them, shifted by its own
         // corner in its chunk (same chunk shape).
         cast::for_each_row(&b.sc, |src_row, dst_row, _| {
             let shift = src_row - b.first_corner;
-            for &(data, corner, at, src_len, out_len) in b.pieces {
-                let from = (corner + shift) as usize * b.s;
-                cast(&data[from..from + src_len], &mut row[at..at + out_len]);
+            for &(data, corner, at, len, _) in b.pieces {
+                let from = (corner + shift) as usize * s;
+                cast::copy_short(&mut row[at..at + len], &data[from..from + len]);
             }
-            self.write_runs(b, row, dst_row);
+            self.write_runs(b, row, dst_row, o);
         });
     }
 
-    /// [`BatchWork::band_rows`] for a conversion: each row's pieces copied into `staged`
-    /// (source elements, at the places their output takes in `row`), then each run cast
-    /// from `staged` into `row` by `cast` and written.
+    /// The rows of a band that converts: each row's pieces copied into `staged` (source
+    /// elements, at the places their output takes in `row`), then each run cast from
+    /// `staged` into `row` and written.
     #[inline(always)]
-    fn band_rows_staged(
-        &self,
-        b: &BandRows<'_>,
-        row: &mut [u8],
-        staged: &mut [u8],
-        cast: impl Fn(&[u8], &mut [u8]),
-    ) {
-        let (s, o) = (b.s, b.o);
+    fn band_rows_staged(&self, b: &BandRows<'_>, row: &mut [u8], staged: &mut [u8]) {
+        let (src_t, out) = (b.sc.src_dtype, b.sc.out);
+        let (s, o) = (src_t.size(), out.size(src_t));
         cast::for_each_row(&b.sc, |src_row, dst_row, _| {
             let shift = src_row - b.first_corner;
             for &(data, corner, at, src_len, _) in b.pieces {
@@ -884,20 +878,22 @@ impl<L> BatchWork<L> {
                 cast::copy_short(&mut staged[at..at + src_len], &data[from..from + src_len]);
             }
             for run in b.runs {
-                cast(&staged[run.start / o * s..run.end / o * s], &mut row[run.clone()]);
+                let src = &staged[run.start / o * s..run.end / o * s];
+                cast::cast_run(src_t, out, src, &mut row[run.clone()]);
             }
-            self.write_runs(b, row, dst_row);
+            self.write_runs(b, row, dst_row, o);
         });
     }
 
-    /// Writes the band's runs of `row` into output row `dst_row` of the sample.
+    /// Writes the band's runs of `row` into output row `dst_row` of the sample (`o` bytes
+    /// an output element).
     #[inline(always)]
-    fn write_runs(&self, b: &BandRows<'_>, row: &[u8], dst_row: u64) {
+    fn write_runs(&self, b: &BandRows<'_>, row: &[u8], dst_row: u64, o: usize) {
         for run in b.runs {
             // SAFETY: the planner produces each output voxel exactly once, so no other
             // job writes these bytes; the buffer outlives the batch's jobs.
             let dst =
-                unsafe { self.out.range(b.base + dst_row as usize * b.o + run.start, run.len()) };
+                unsafe { self.out.range(b.base + dst_row as usize * o + run.start, run.len()) };
             cast::copy_out(dst, &row[run.clone()], self.stream);
         }
     }
